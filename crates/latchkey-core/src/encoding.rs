@@ -1,0 +1,131 @@
+//! The textual encodings of the token wire format (ARCHITECTURE.md §3): fixed-width
+//! base62 (`0-9A-Za-z`, most significant digit first, left-padded with `0`) and the IEEE
+//! CRC32 that ends every secret so that typos and truncations are caught before any
+//! store lookup.
+
+const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// Encodes a big-endian unsigned integer as exactly `width` base62 digits.
+///
+/// Returns `None` when the value does not fit in `width` digits.
+pub fn base62_encode(bytes: &[u8], width: usize) -> Option<String> {
+    let mut number = bytes.to_vec();
+    let mut digits = vec![b'0'; width];
+    for slot in digits.iter_mut().rev() {
+        let mut remainder: u32 = 0;
+        for byte in number.iter_mut() {
+            let accumulator = (remainder << 8) | u32::from(*byte);
+            *byte = (accumulator / 62) as u8;
+            remainder = accumulator % 62;
+        }
+        *slot = ALPHABET[remainder as usize];
+    }
+    if number.iter().any(|&b| b != 0) {
+        return None;
+    }
+    String::from_utf8(digits).ok()
+}
+
+/// Decodes base62 digits into a big-endian unsigned integer of `len` bytes.
+///
+/// Returns `None` on a character outside the alphabet or a value wider than `len` bytes.
+pub fn base62_decode(text: &str, len: usize) -> Option<Vec<u8>> {
+    let mut number = vec![0u8; len];
+    for character in text.bytes() {
+        let mut carry = u32::from(digit_value(character)?);
+        for byte in number.iter_mut().rev() {
+            let accumulator = u32::from(*byte) * 62 + carry;
+            *byte = (accumulator & 0xff) as u8;
+            carry = accumulator >> 8;
+        }
+        if carry != 0 {
+            return None;
+        }
+    }
+    Some(number)
+}
+
+fn digit_value(character: u8) -> Option<u8> {
+    match character {
+        b'0'..=b'9' => Some(character - b'0'),
+        b'A'..=b'Z' => Some(character - b'A' + 10),
+        b'a'..=b'z' => Some(character - b'a' + 36),
+        _ => None,
+    }
+}
+
+/// True when every character is a base62 digit.
+pub fn is_base62(text: &str) -> bool {
+    text.bytes().all(|c| digit_value(c).is_some())
+}
+
+/// The IEEE CRC32 (zlib's) of `data`.
+pub fn crc32(data: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = crc32_table();
+    let mut crc = !0u32;
+    for &byte in data {
+        crc = TABLE[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
+    }
+    !crc
+}
+
+const fn crc32_table() -> [u32; 256] {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut value = i as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            value = if value & 1 == 1 {
+                0xEDB8_8320 ^ (value >> 1)
+            } else {
+                value >> 1
+            };
+            bit += 1;
+        }
+        table[i] = value;
+        i += 1;
+    }
+    table
+}
+
+/// The six base62 checksum characters that end a secret whose other characters are `body`.
+pub fn checksum(body: &str) -> String {
+    // 62^6 > 2^32, so six digits always hold the CRC; the encode cannot fail.
+    base62_encode(&crc32(body.as_bytes()).to_be_bytes(), 6).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_matches_the_zlib_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn base62_round_trips_and_pads() {
+        assert_eq!(base62_encode(&[0], 3).as_deref(), Some("000"));
+        assert_eq!(base62_encode(&[61], 2).as_deref(), Some("0z"));
+        assert_eq!(base62_encode(&[0, 62], 2).as_deref(), Some("10"));
+        let max = [0xffu8; 32];
+        let text = base62_encode(&max, 43).unwrap();
+        assert_eq!(text.len(), 43);
+        assert_eq!(base62_decode(&text, 32).unwrap(), max.to_vec());
+    }
+
+    #[test]
+    fn base62_rejects_overflow_and_foreign_characters() {
+        assert_eq!(base62_encode(&[1, 0], 1), None);
+        assert_eq!(base62_decode("zz", 1), None);
+        assert_eq!(base62_decode("a-b", 4), None);
+    }
+
+    #[test]
+    fn checksum_is_six_characters() {
+        assert_eq!(checksum("lk_sk_abc").len(), 6);
+        assert_eq!(checksum("").as_str(), "000000");
+    }
+}

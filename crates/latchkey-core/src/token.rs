@@ -1,0 +1,197 @@
+//! The API token: who owns it, how it is presented, what it may do, and the rules that
+//! keep it immutable after creation (only its display name can change).
+
+use crate::cidr::IpNet;
+use crate::ids::{FieldError, RoleName, TenantId, TokenId, UserId};
+use crate::permission::Permission;
+use crate::secret::StoredSecret;
+use crate::timestamp::Timestamp;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::fmt;
+
+/// How a token is presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// Client id and secret, exchanged at `/oauth/token` for a short-lived JWT.
+    ClientCredentials,
+    /// One opaque string, checked against the store.
+    ApiKey,
+    /// One long-lived signed JWT, revocable through the deny list.
+    Jwt,
+}
+
+impl TokenKind {
+    /// The wire and storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientCredentials => "client_credentials",
+            Self::ApiKey => "api_key",
+            Self::Jwt => "jwt",
+        }
+    }
+
+    /// The inverse of [`TokenKind::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "client_credentials" => Some(Self::ClientCredentials),
+            "api_key" => Some(Self::ApiKey),
+            "jwt" => Some(Self::Jwt),
+            _ => None,
+        }
+    }
+}
+
+/// Who owns a token.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Owner {
+    /// The tenant itself; the token survives users leaving.
+    Tenant {
+        /// The owning tenant.
+        tenant_id: TenantId,
+    },
+    /// One user inside one tenant; the token dies with the user or the membership.
+    User {
+        /// The tenant the token acts in.
+        tenant_id: TenantId,
+        /// The user it acts for.
+        user_id: UserId,
+    },
+}
+
+impl Owner {
+    /// The tenant the token belongs to, whoever owns it.
+    pub fn tenant_id(&self) -> &TenantId {
+        match self {
+            Self::Tenant { tenant_id } | Self::User { tenant_id, .. } => tenant_id,
+        }
+    }
+
+    /// The owning user of a personal token.
+    pub fn user_id(&self) -> Option<&UserId> {
+        match self {
+            Self::Tenant { .. } => None,
+            Self::User { user_id, .. } => Some(user_id),
+        }
+    }
+}
+
+/// A token's display name: 1–200 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct TokenName(String);
+
+impl TokenName {
+    /// Accepts 1–200 characters with no control characters and not only white space.
+    pub fn parse(text: &str) -> Result<Self, FieldError> {
+        let length = text.chars().count();
+        if length == 0 || length > 200 || text.trim().is_empty() {
+            return Err(FieldError(
+                "must be 1–200 characters and not blank".to_owned(),
+            ));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(FieldError("must not contain control characters".to_owned()));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TokenName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for TokenName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The fields of a token resource that can never change after creation.
+pub const IMMUTABLE_FIELDS: [&str; 17] = [
+    "id",
+    "kind",
+    "owner",
+    "roles",
+    "permissions",
+    "created_by",
+    "created_at",
+    "expires_at",
+    "revoked_at",
+    "last_used_at",
+    "last_used_ip",
+    "ip_allowlist",
+    "access_token_ttl_seconds",
+    "refresh_tokens",
+    "secret_hint",
+    "client_secret",
+    "secret",
+];
+
+/// The one field a rename may carry.
+pub const MUTABLE_FIELD: &str = "name";
+
+/// A token as the management API shows it. It never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Token {
+    /// The token id, also its OAuth `client_id`.
+    pub id: TokenId,
+    /// How it is presented.
+    pub kind: TokenKind,
+    /// Its owner.
+    pub owner: Owner,
+    /// Display name, the only mutable field.
+    pub name: TokenName,
+    /// Roles whose current permissions it carries (tenant tokens).
+    pub roles: Vec<RoleName>,
+    /// Permissions granted directly.
+    pub permissions: Vec<Permission>,
+    /// The user who stands behind it: given for tenant tokens, the owner for personal ones.
+    pub created_by: Option<UserId>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// After this instant it no longer authenticates.
+    pub expires_at: Option<Timestamp>,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+    /// The last successful authentication.
+    pub last_used_at: Option<Timestamp>,
+    /// The client IP of that authentication.
+    pub last_used_ip: Option<String>,
+    /// Client networks it may be used from; empty means anywhere.
+    pub ip_allowlist: Vec<IpNet>,
+    /// Lifetime of the access tokens it is exchanged for.
+    pub access_token_ttl_seconds: u32,
+    /// Whether exchanges also issue rotating refresh tokens.
+    pub refresh_tokens: bool,
+    /// Type and last four characters of its secret.
+    pub secret_hint: Option<String>,
+}
+
+impl Token {
+    /// True when it is neither revoked nor expired at `now`.
+    pub fn is_active(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|expiry| expiry > now)
+    }
+}
+
+/// A token with what the store keeps of its secret, for authentication.
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    /// The token.
+    pub token: Token,
+    /// Salt and hash of its secret; `None` for kinds without a stored secret.
+    pub secret: Option<StoredSecret>,
+}
+
+/// Default lifetime of an access token.
+pub const DEFAULT_ACCESS_TOKEN_TTL_SECONDS: u32 = 900;

@@ -1,0 +1,117 @@
+//! The management API (`/v1/…`) and the health endpoints. One module per resource;
+//! this one assembles the router and holds what they share.
+
+mod catalogue;
+mod health;
+mod members;
+mod tenants;
+mod tokens;
+
+use crate::extract::{BODY_LIMIT, ListQuery};
+use crate::problem::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, header};
+use axum::routing::{get, put};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use latchkey_core::ids::FieldError;
+use latchkey_core::store::{Page, PageRequest};
+use serde::Serialize;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let management = Router::new()
+        .route("/v1/tenants", get(tenants::list).post(tenants::create))
+        .route(
+            "/v1/tenants/{tid}",
+            get(tenants::show).delete(tenants::delete),
+        )
+        .route("/v1/permissions", get(catalogue::list_permissions))
+        .route("/v1/permissions/{name}", put(catalogue::put_permission))
+        .route("/v1/roles", get(catalogue::list_roles))
+        .route("/v1/roles/{name}", put(catalogue::put_role))
+        .route("/v1/tenants/{tid}/users", get(members::list))
+        .route(
+            "/v1/tenants/{tid}/users/{uid}",
+            put(members::put).delete(members::remove),
+        )
+        .route(
+            "/v1/users/{uid}",
+            axum::routing::delete(members::delete_user),
+        )
+        .route(
+            "/v1/tenants/{tid}/tokens",
+            get(tokens::list_tenant).post(tokens::create_tenant),
+        )
+        .route(
+            "/v1/tenants/{tid}/users/{uid}/tokens",
+            get(tokens::list_personal).post(tokens::create_personal),
+        )
+        .route(
+            "/v1/tokens/{id}",
+            get(tokens::show)
+                .patch(tokens::rename)
+                .delete(tokens::revoke),
+        )
+        .fallback(not_found)
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+    Router::new()
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
+        .merge(management)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("resource".to_owned())
+}
+
+/// A list response: `{"items": […], "next_cursor": "…" | null}`.
+#[derive(Debug, Serialize)]
+pub struct ListBody<T> {
+    items: Vec<T>,
+    next_cursor: Option<String>,
+}
+
+impl<T> From<Page<T>> for ListBody<T> {
+    fn from(page: Page<T>) -> Self {
+        Self {
+            items: page.items,
+            next_cursor: page.next.map(|key| URL_SAFE_NO_PAD.encode(key)),
+        }
+    }
+}
+
+/// Turns the `cursor` query parameter back into the store's sort key.
+pub fn decode_cursor(cursor: &str) -> ApiResult<String> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| ApiError::field("cursor", "is not a cursor this server issued"))
+}
+
+impl From<ListQuery> for PageRequest {
+    fn from(query: ListQuery) -> Self {
+        Self {
+            limit: query.limit,
+            after: query.cursor,
+        }
+    }
+}
+
+/// Parses a path segment, naming it on failure.
+pub fn path_param<T>(
+    field: &str,
+    text: &str,
+    parse: fn(&str) -> Result<T, FieldError>,
+) -> ApiResult<T> {
+    parse(text).map_err(|error| ApiError::field(field, error))
+}

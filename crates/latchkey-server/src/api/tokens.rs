@@ -1,0 +1,355 @@
+//! Tenant and personal tokens: create (the secret is in this response and nowhere
+//! else, ever), list, read, rename (the only change a token admits) and revoke.
+
+use super::tenants::visible_tenant;
+use super::{ListBody, path_param};
+use crate::auth::Caller;
+use crate::extract::{ApiJson, ListQuery, parse_json};
+use crate::problem::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use latchkey_core::cidr::IpNet;
+use latchkey_core::permission::{check_caller_grant, check_user_grant};
+use latchkey_core::secret::SecretType;
+use latchkey_core::store::TokenOwnerFilter;
+use latchkey_core::token::{
+    IMMUTABLE_FIELDS, MUTABLE_FIELD, Owner, Token, TokenKind, TokenName, TokenRecord,
+};
+use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+const MAX_ITEMS: usize = 64;
+
+/// The body of both create endpoints. Personal tokens take neither `roles` nor
+/// `created_by`: their owner is their creator and they hold no roles.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    name: TokenName,
+    kind: TokenKind,
+    roles: Option<Vec<RoleName>>,
+    #[serde(default)]
+    permissions: Vec<Permission>,
+    #[serde(default)]
+    expires_at: Option<Timestamp>,
+    #[serde(default)]
+    access_token_ttl_seconds: Option<u32>,
+    #[serde(default)]
+    ip_allowlist: Vec<IpNet>,
+    created_by: Option<UserId>,
+    #[serde(default)]
+    refresh_tokens: bool,
+}
+
+fn sorted_unique<T: Ord>(field: &str, mut items: Vec<T>) -> ApiResult<Vec<T>> {
+    items.sort();
+    items.dedup();
+    if items.len() > MAX_ITEMS {
+        return Err(ApiError::field(
+            field,
+            format!("must hold at most {MAX_ITEMS} entries"),
+        ));
+    }
+    Ok(items)
+}
+
+/// Everything a new token needs, checked, before the grant checks.
+struct Draft {
+    owner: Owner,
+    roles: Vec<RoleName>,
+    permissions: Vec<Permission>,
+    created_by: Option<UserId>,
+    body: CreateToken,
+}
+
+impl Draft {
+    fn check_values(&self, state: &AppState) -> ApiResult<()> {
+        let now = state.now();
+        if self.body.expires_at.is_some_and(|expiry| expiry <= now) {
+            return Err(ApiError::value("expires_at", "must be in the future"));
+        }
+        let max = state.settings().max_access_token_ttl_seconds;
+        if let Some(ttl) = self.body.access_token_ttl_seconds
+            && !(1..=max).contains(&ttl)
+        {
+            return Err(ApiError::value(
+                "access_token_ttl_seconds",
+                format!("must be between 1 and {max}"),
+            ));
+        }
+        if self.body.refresh_tokens && self.body.kind != TokenKind::ClientCredentials {
+            return Err(ApiError::value(
+                "refresh_tokens",
+                "only client_credentials tokens can use refresh tokens",
+            ));
+        }
+        if self.body.ip_allowlist.len() > MAX_ITEMS {
+            return Err(ApiError::field(
+                "ip_allowlist",
+                format!("must hold at most {MAX_ITEMS} entries"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub async fn create_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tid): Path<String>,
+    ApiJson(mut body): ApiJson<CreateToken>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let tenant = visible_tenant(&state, &caller, &tid).await?;
+    let draft = Draft {
+        owner: Owner::Tenant {
+            tenant_id: tenant.id.clone(),
+        },
+        roles: sorted_unique("roles", body.roles.take().unwrap_or_default())?,
+        permissions: sorted_unique("permissions", std::mem::take(&mut body.permissions))?,
+        created_by: body.created_by.take(),
+        body,
+    };
+    draft.check_values(&state)?;
+    let requested = requested_permissions(&state, &draft).await?;
+    check_caller_grant(&caller.authority, &tenant.id, &requested)?;
+    if let Some(user) = &draft.created_by {
+        let holds = member_permissions(&state, &tenant.id, user).await?;
+        check_user_grant(user, &tenant.id, &holds, &requested)?;
+    }
+    mint(&state, &caller, draft).await
+}
+
+pub async fn create_personal(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tid, uid)): Path<(String, String)>,
+    ApiJson(mut body): ApiJson<CreateToken>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let tenant = visible_tenant(&state, &caller, &tid).await?;
+    let user = path_param("user_id", &uid, UserId::parse)?;
+    if body.roles.is_some() {
+        return Err(ApiError::field("roles", "personal tokens hold no roles"));
+    }
+    if body.created_by.is_some() {
+        return Err(ApiError::field(
+            "created_by",
+            "the owner of a personal token is its creator",
+        ));
+    }
+    let holds = state
+        .store()
+        .get_membership(&tenant.id, &user)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("user {user} in tenant {}", tenant.id)))?
+        .permission_set();
+    let draft = Draft {
+        owner: Owner::User {
+            tenant_id: tenant.id.clone(),
+            user_id: user.clone(),
+        },
+        roles: Vec::new(),
+        permissions: sorted_unique("permissions", std::mem::take(&mut body.permissions))?,
+        created_by: Some(user.clone()),
+        body,
+    };
+    draft.check_values(&state)?;
+    let requested = requested_permissions(&state, &draft).await?;
+    check_caller_grant(&caller.authority, &tenant.id, &requested)?;
+    check_user_grant(&user, &tenant.id, &holds, &requested)?;
+    mint(&state, &caller, draft).await
+}
+
+/// The token's permissions together with its roles' current permissions; refuses
+/// unknown roles and permissions.
+async fn requested_permissions(state: &AppState, draft: &Draft) -> ApiResult<PermissionSet> {
+    state
+        .store()
+        .check_permissions_exist(&draft.permissions)
+        .await?;
+    let mut requested = state.store().role_permissions(&draft.roles).await?;
+    requested.extend(draft.permissions.iter().cloned());
+    Ok(requested)
+}
+
+async fn member_permissions(
+    state: &AppState,
+    tenant: &TenantId,
+    user: &UserId,
+) -> ApiResult<PermissionSet> {
+    let membership = state.store().get_membership(tenant, user).await?;
+    membership
+        .map(|m| m.permission_set())
+        .ok_or_else(|| ApiError::UnknownMember {
+            detail: format!("created_by: user {user} is not a member of tenant {tenant}"),
+            user: user.to_string(),
+        })
+}
+
+/// Generates the id and secret, stores the token, and answers with the secret once.
+async fn mint(
+    state: &AppState,
+    caller: &Caller,
+    draft: Draft,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let id = TokenId::generate(state.rng()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let secret_type = match draft.body.kind {
+        TokenKind::ClientCredentials => Some(SecretType::ClientSecret),
+        TokenKind::ApiKey => Some(SecretType::ApiKey),
+        TokenKind::Jwt => None,
+    };
+    let issued = secret_type
+        .map(|kind| state.codec().generate(kind, id, state.rng()))
+        .transpose()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut ctx = caller.audit(state);
+    if draft.created_by.is_some() {
+        ctx.actor_user = draft.created_by.as_ref().map(ToString::to_string);
+    }
+    let token = Token {
+        id,
+        kind: draft.body.kind,
+        owner: draft.owner,
+        name: draft.body.name,
+        roles: draft.roles,
+        permissions: draft.permissions,
+        created_by: draft.created_by,
+        created_at: ctx.at,
+        expires_at: draft.body.expires_at,
+        revoked_at: None,
+        last_used_at: None,
+        last_used_ip: None,
+        ip_allowlist: draft.body.ip_allowlist,
+        access_token_ttl_seconds: draft
+            .body
+            .access_token_ttl_seconds
+            .unwrap_or(state.settings().default_access_token_ttl_seconds),
+        refresh_tokens: draft.body.refresh_tokens,
+        secret_hint: issued.as_ref().map(|i| i.secret.hint()),
+    };
+    let record = TokenRecord {
+        token,
+        secret: issued.as_ref().map(|i| i.stored.clone()),
+    };
+    state.store().create_token(&record, &ctx).await?;
+    let mut body = json!({ "token": record.token });
+    if let Value::Object(map) = &mut body {
+        match (record.token.kind, issued) {
+            (TokenKind::ClientCredentials, Some(issued)) => {
+                map.insert("client_id".into(), json!(id));
+                map.insert("client_secret".into(), json!(issued.secret.expose()));
+            }
+            (TokenKind::ApiKey, Some(issued)) => {
+                map.insert("api_key".into(), json!(issued.secret.expose()));
+            }
+            _ => {
+                // Signed long-lived JWTs arrive with the authorization server.
+                map.insert("jwt".into(), Value::Null);
+            }
+        }
+    }
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+pub async fn list_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tid): Path<String>,
+    query: ListQuery,
+) -> ApiResult<Json<ListBody<Token>>> {
+    let tenant = visible_tenant(&state, &caller, &tid).await?;
+    let filter = TokenOwnerFilter::Tenant(tenant.id);
+    Ok(Json(
+        state
+            .store()
+            .list_tokens(&filter, &query.into())
+            .await?
+            .into(),
+    ))
+}
+
+pub async fn list_personal(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tid, uid)): Path<(String, String)>,
+    query: ListQuery,
+) -> ApiResult<Json<ListBody<Token>>> {
+    let tenant = visible_tenant(&state, &caller, &tid).await?;
+    let user = path_param("user_id", &uid, UserId::parse)?;
+    let filter = TokenOwnerFilter::User(tenant.id, user);
+    Ok(Json(
+        state
+            .store()
+            .list_tokens(&filter, &query.into())
+            .await?
+            .into(),
+    ))
+}
+
+/// Loads a token the caller may see, or answers 404 as if it did not exist.
+async fn visible_token(state: &AppState, caller: &Caller, raw: &str) -> ApiResult<Token> {
+    let id = path_param("token_id", raw, TokenId::parse)?;
+    let not_found = || ApiError::NotFound(format!("token {id}"));
+    let record = state.store().get_token(id).await?.ok_or_else(not_found)?;
+    if !caller.authority.covers(record.token.owner.tenant_id()) {
+        return Err(not_found());
+    }
+    Ok(record.token)
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Token>> {
+    Ok(Json(visible_token(&state, &caller, &id).await?))
+}
+
+/// Only `name` may change. Any other token field is refused as immutable (422), any
+/// other key as unknown (400), before anything is written.
+pub async fn rename(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Map<String, Value>>,
+) -> ApiResult<Json<Token>> {
+    let token = visible_token(&state, &caller, &id).await?;
+    let mut keys: Vec<&String> = body
+        .keys()
+        .filter(|k| k.as_str() != MUTABLE_FIELD)
+        .collect();
+    keys.sort();
+    if let Some(key) = keys.iter().find(|k| IMMUTABLE_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::ImmutableField((*key).clone()));
+    }
+    if let Some(key) = keys.first() {
+        return Err(ApiError::field(key.as_str(), "is not a field of a token"));
+    }
+    let name = body
+        .get(MUTABLE_FIELD)
+        .ok_or_else(|| ApiError::field(MUTABLE_FIELD, "is required"))?;
+    let name: TokenName = parse_json(name.to_string().as_bytes())
+        .map_err(|_| ApiError::field(MUTABLE_FIELD, "must be 1–200 characters and not blank"))?;
+    let renamed = state
+        .store()
+        .rename_token(token.id, &name, &caller.audit(&state))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("token {}", token.id)))?;
+    Ok(Json(renamed))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let token = visible_token(&state, &caller, &id).await?;
+    state
+        .store()
+        .revoke_token(token.id, &caller.audit(&state))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("token {}", token.id)))?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,166 @@
+//! Who is calling the management API, and with what authority.
+//!
+//! A caller presents `Authorization: Bearer <api key>`. The key's format and checksum are
+//! checked before any store lookup; then the token is read by the id inside the key, its
+//! secret verified in constant time, and its state (revoked, expired, allowlist) checked.
+//! Its effective permissions decide the authority: `latchkey:admin` (system tenant only)
+//! or `latchkey:manage` of its own tenant.
+
+use crate::extract::client_meta;
+use crate::problem::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use latchkey_core::audit::AuditContext;
+use latchkey_core::cidr;
+use latchkey_core::permission::{ADMIN, Authority, MANAGE};
+use latchkey_core::secret::{SecretFormatError, SecretType};
+use latchkey_core::token::{Token, TokenKind};
+use latchkey_core::{TenantId, TokenId, UserId};
+
+/// An authenticated management caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The credential's token id.
+    pub token_id: TokenId,
+    /// The credential's tenant.
+    pub tenant: TenantId,
+    /// The user of a personal credential.
+    pub user: Option<UserId>,
+    /// What it may do.
+    pub authority: Authority,
+    /// Where the request came from.
+    pub meta: crate::extract::ClientMeta,
+}
+
+impl Caller {
+    /// Refuses callers without `latchkey:admin`.
+    pub fn require_admin(&self) -> ApiResult<()> {
+        match self.authority {
+            Authority::Admin => Ok(()),
+            Authority::Manager(_) => Err(ApiError::InsufficientScope(ADMIN)),
+        }
+    }
+
+    /// Refuses callers that may not see `tenant`, as if it did not exist.
+    pub fn require_tenant(&self, tenant: &TenantId) -> ApiResult<()> {
+        if self.authority.covers(tenant) {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound(format!("tenant {tenant}")))
+        }
+    }
+
+    /// The audit context of this request at `state.now()`.
+    pub fn audit(&self, state: &AppState) -> AuditContext {
+        AuditContext {
+            actor: self.token_id.to_string(),
+            actor_user: self.user.as_ref().map(ToString::to_string),
+            ip: self.meta.ip.map(|ip| ip.to_string()),
+            user_agent: self.meta.user_agent.clone(),
+            at: state.now(),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let meta = client_meta(parts);
+        let presented = bearer(parts)?;
+        let token = authenticate_api_key(state, presented, meta.ip).await?;
+        let effective = state.effective_permissions(&token).await?;
+        let tenant = token.owner.tenant_id().clone();
+        let authority = if tenant.is_system() && effective.iter().any(|p| p.as_str() == ADMIN) {
+            Authority::Admin
+        } else if effective.iter().any(|p| p.as_str() == MANAGE) {
+            Authority::Manager(tenant.clone())
+        } else {
+            return Err(ApiError::InsufficientScope(MANAGE));
+        };
+        Ok(Caller {
+            token_id: token.id,
+            user: token.owner.user_id().cloned(),
+            tenant,
+            authority,
+            meta,
+        })
+    }
+}
+
+fn bearer(parts: &Parts) -> ApiResult<&str> {
+    let missing = || ApiError::InvalidToken {
+        description: "a bearer credential is required".to_owned(),
+        challenge_error: false,
+    };
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(missing)?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::invalid_token("malformed Authorization header"))?;
+    let (scheme, credential) = value
+        .split_once(' ')
+        .ok_or_else(|| ApiError::invalid_token("malformed Authorization header"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(missing());
+    }
+    let credential = credential.trim();
+    if credential.is_empty() {
+        return Err(missing());
+    }
+    Ok(credential)
+}
+
+/// Checks an api key end to end and returns its token.
+pub async fn authenticate_api_key(
+    state: &AppState,
+    presented: &str,
+    ip: Option<std::net::IpAddr>,
+) -> ApiResult<Token> {
+    let parsed = state
+        .codec()
+        .parse(presented)
+        .map_err(|error| match error {
+            SecretFormatError::Malformed => ApiError::invalid_token("malformed credential"),
+            SecretFormatError::ChecksumMismatch => {
+                ApiError::invalid_token("credential checksum mismatch")
+            }
+        })?;
+    let (SecretType::ApiKey, Some(id)) = (parsed.kind, parsed.id) else {
+        return Err(ApiError::invalid_token(
+            "the management API takes an api key",
+        ));
+    };
+    let refused = || ApiError::invalid_token("invalid credential");
+    let record = state.store().get_token(id).await?.ok_or_else(refused)?;
+    let verified = record.token.kind == TokenKind::ApiKey
+        && record
+            .secret
+            .as_ref()
+            .is_some_and(|stored| state.codec().verify(&parsed, stored));
+    if !verified {
+        return Err(refused());
+    }
+    let token = record.token;
+    if token.revoked_at.is_some() {
+        return Err(ApiError::invalid_token("credential revoked"));
+    }
+    if !token.is_active(state.now()) {
+        return Err(ApiError::invalid_token("credential expired"));
+    }
+    if let Some(ip) = ip
+        && !cidr::allows(&token.ip_allowlist, ip)
+    {
+        return Err(ApiError::invalid_token(
+            "credential not allowed from this address",
+        ));
+    }
+    Ok(token)
+}

@@ -1,0 +1,91 @@
+//! Server configuration: built from defaults, then a TOML file, then environment
+//! variables and flags (the CLI merges those). Every key is documented in the README.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
+
+/// Everything `latchkey serve` can be told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Directory for the SQLite database, the pepper and the master key.
+    pub data_dir: PathBuf,
+    /// The URL clients reach the server at (`iss`); `http://` + `listen` by default.
+    pub public_url: Option<String>,
+    /// `sqlite://…` or `postgres://…`; SQLite in `data_dir` by default.
+    pub database_url: Option<String>,
+    /// Where to write the root key on first start (mode 0600).
+    pub root_key_file: Option<PathBuf>,
+    /// The secret prefix, `lk` by default.
+    pub secret_prefix: String,
+    /// File holding the pepper; `data_dir/pepper` by default, created on first start.
+    pub pepper_file: Option<PathBuf>,
+    /// File holding the master key that encrypts signing keys; `data_dir/master.key` by
+    /// default, created on first start.
+    pub master_key_file: Option<PathBuf>,
+    /// Lifetime of access tokens when a token does not set its own.
+    pub default_access_token_ttl_seconds: u32,
+    /// The longest lifetime a token may set.
+    pub max_access_token_ttl_seconds: u32,
+    /// Database connections per server.
+    pub database_max_connections: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            data_dir: PathBuf::from("latchkey-data"),
+            public_url: None,
+            database_url: None,
+            root_key_file: None,
+            secret_prefix: "lk".to_owned(),
+            pepper_file: None,
+            master_key_file: None,
+            default_access_token_ttl_seconds: 900,
+            max_access_token_ttl_seconds: 86_400,
+            database_max_connections: 8,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; keys it does not set keep their defaults.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml_from_str(text)
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("latchkey.db").display()
+            )
+        })
+    }
+
+    /// The pepper file in effect.
+    pub fn pepper_path(&self) -> PathBuf {
+        self.pepper_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("pepper"))
+    }
+
+    /// The master key file in effect.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+}
+
+fn toml_from_str(text: &str) -> Result<Config, String> {
+    toml::from_str(text).map_err(|e| e.to_string())
+}

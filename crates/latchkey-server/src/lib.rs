@@ -1,0 +1,15 @@
+//! The latchkey server: the management API over a [`Store`](latchkey_core::store::Store),
+//! started by [`Application::build`].
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod extract;
+pub mod keyfile;
+pub mod problem;
+pub mod startup;
+pub mod state;
+
+pub use api::router;
+pub use config::Config;
+pub use startup::Application;

@@ -1,0 +1,18 @@
+//! The `Store` of `latchkey-core` on SQL databases: SQLite (the default, embedded) and
+//! PostgreSQL (several server replicas sharing one database).
+//!
+//! Policy: one implementation of the domain operations, written once against sqlx's
+//! `Any` driver in portable SQL (`$N` placeholders, `RETURNING`, `ON CONFLICT`). What
+//! differs between the databases is confined to [`backend`]: connection setup, pool
+//! shape and the migrations, which are kept per backend with the same meaning. Ordered
+//! logs (audit chain, revocations) take their sequence numbers from a row of
+//! `chain_heads` that each writer locks by updating it, so numbers follow commit order
+//! with no gaps on either database.
+
+mod backend;
+mod error;
+mod rows;
+mod sql;
+
+pub use backend::{Backend, StoreOptions, connect};
+pub use sql::SqlStore;

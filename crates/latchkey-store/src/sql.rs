@@ -1,0 +1,945 @@
+//! The domain operations in portable SQL. Every write is one transaction holding the
+//! change, its revocation-log entries and its audit event; a serialization failure or
+//! deadlock reruns the whole transaction a bounded number of times.
+
+use crate::backend::{Backend, Pool};
+use crate::error::{TxError, TxResult, from_sqlx};
+use crate::rows::{self, TOKEN_COLUMNS, join};
+use async_trait::async_trait;
+use latchkey_core::audit::{AuditContext, AuditEvent, chain_hash};
+use latchkey_core::store::{
+    Membership, Page, PageRequest, PermissionDef, RoleDef, Store, StoreError, StoreResult, Tenant,
+    TokenOwnerFilter,
+};
+use latchkey_core::token::{Owner, Token, TokenName, TokenRecord};
+use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
+use serde_json::json;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use std::time::Duration;
+
+const MAX_ATTEMPTS: u32 = 5;
+
+/// Runs a transaction function until it succeeds, fails for good, or has been tried
+/// `MAX_ATTEMPTS` times.
+macro_rules! retrying {
+    ($attempt:expr) => {{
+        let mut attempt = 1u32;
+        loop {
+            match $attempt.await {
+                Err(error) if attempt < MAX_ATTEMPTS && error.is_retryable() => {
+                    tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
+                    attempt += 1;
+                }
+                other => break other.map_err(TxError::into_store_error),
+            }
+        }
+    }};
+}
+
+/// A [`Store`] on SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    backend: Backend,
+    writer: Pool,
+    reader: Pool,
+}
+
+impl SqlStore {
+    pub(crate) fn new(backend: Backend, writer: Pool, reader: Pool) -> Self {
+        Self {
+            backend,
+            writer,
+            reader,
+        }
+    }
+
+    /// Which database this store talks to.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    async fn reader(&self) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Any>> {
+        self.reader.acquire().await.map_err(from_sqlx)
+    }
+}
+
+/// Appends an audit event to the hash chain inside the caller's transaction.
+async fn append_audit(
+    conn: &mut AnyConnection,
+    ctx: &AuditContext,
+    event: AuditEvent,
+) -> TxResult<()> {
+    let head = sqlx::query(
+        "UPDATE chain_heads SET seq = seq + 1 WHERE name = 'audit' RETURNING seq, hash",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let seq: i64 = head.try_get("seq")?;
+    let previous: Vec<u8> = head.try_get("hash")?;
+    let hash = chain_hash(&previous, seq, ctx, &event);
+    sqlx::query("UPDATE chain_heads SET hash = $1 WHERE name = 'audit'")
+        .bind(hash.clone())
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO audit_events (seq, at, action, actor, actor_user, tenant_id, target, ip, \
+         user_agent, details, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(seq)
+    .bind(ctx.at.millis())
+    .bind(event.action)
+    .bind(ctx.actor.clone())
+    .bind(ctx.actor_user.clone())
+    .bind(event.tenant_id.clone())
+    .bind(event.target.clone())
+    .bind(ctx.ip.clone())
+    .bind(ctx.user_agent.clone())
+    .bind(event.details.to_string())
+    .bind(previous)
+    .bind(hash)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Appends a token revocation to the deny list inside the caller's transaction.
+async fn append_revocation(
+    conn: &mut AnyConnection,
+    subject: &str,
+    tenant: &str,
+    revoked_at: Timestamp,
+    expires_at: Option<i64>,
+) -> TxResult<i64> {
+    let seq: i64 = sqlx::query_scalar(
+        "UPDATE chain_heads SET seq = seq + 1 WHERE name = 'revocations' RETURNING seq",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO revocations (seq, kind, subject, tenant_id, revoked_at, expires_at) \
+         VALUES ($1, 'token', $2, $3, $4, $5)",
+    )
+    .bind(seq)
+    .bind(subject.to_owned())
+    .bind(tenant.to_owned())
+    .bind(revoked_at.millis())
+    .bind(expires_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(seq)
+}
+
+/// Marks the tokens selected by `filter` revoked at `at` and logs each on the deny list.
+/// Returns the ids it revoked.
+async fn revoke_where(
+    conn: &mut AnyConnection,
+    filter: &str,
+    binds: &[&str],
+    at: Timestamp,
+) -> TxResult<Vec<String>> {
+    let sql = format!(
+        "UPDATE tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND {filter} \
+         RETURNING id, tenant_id, expires_at"
+    );
+    let mut query = sqlx::query(&sql).bind(at.millis());
+    for value in binds {
+        query = query.bind(value.to_string());
+    }
+    let revoked = query.fetch_all(&mut *conn).await?;
+    let mut ids = Vec::with_capacity(revoked.len());
+    for row in revoked {
+        let id: String = row.try_get("id")?;
+        let tenant: String = row.try_get("tenant_id")?;
+        append_revocation(conn, &id, &tenant, at, row.try_get("expires_at")?).await?;
+        ids.push(id);
+    }
+    ids.sort();
+    Ok(ids)
+}
+
+async fn insert_token(conn: &mut AnyConnection, record: &TokenRecord) -> TxResult<()> {
+    let token = &record.token;
+    let sql = format!(
+        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+    );
+    let allowlist: Vec<String> = token.ip_allowlist.iter().map(ToString::to_string).collect();
+    sqlx::query(&sql)
+        .bind(token.id.to_string())
+        .bind(token.kind.as_str())
+        .bind(token.owner.tenant_id().as_str().to_owned())
+        .bind(token.owner.user_id().map(|u| u.as_str().to_owned()))
+        .bind(token.name.as_str().to_owned())
+        .bind(join(token.roles.iter().map(RoleName::as_str)))
+        .bind(join(token.permissions.iter().map(Permission::as_str)))
+        .bind(token.created_by.as_ref().map(|u| u.as_str().to_owned()))
+        .bind(token.created_at.millis())
+        .bind(token.expires_at.map(Timestamp::millis))
+        .bind(token.revoked_at.map(Timestamp::millis))
+        .bind(token.last_used_at.map(Timestamp::millis))
+        .bind(token.last_used_ip.clone())
+        .bind(join(allowlist))
+        .bind(i64::from(token.access_token_ttl_seconds))
+        .bind(i64::from(token.refresh_tokens))
+        .bind(record.secret.as_ref().map(|s| s.salt.clone()))
+        .bind(record.secret.as_ref().map(|s| s.hash.clone()))
+        .bind(token.secret_hint.clone())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+fn token_created_event(token: &Token) -> AuditEvent {
+    AuditEvent::new(
+        "token.created",
+        Some(token.owner.tenant_id().as_str()),
+        Some(token.id.to_string()),
+    )
+    .with_details(json!({
+        "name": token.name,
+        "kind": token.kind,
+        "owner": token.owner,
+        "roles": token.roles,
+        "permissions": token.permissions,
+        "created_by": token.created_by,
+        "expires_at": token.expires_at,
+        "ip_allowlist": token.ip_allowlist,
+        "access_token_ttl_seconds": token.access_token_ttl_seconds,
+        "refresh_tokens": token.refresh_tokens,
+    }))
+}
+
+async fn select_token(conn: &mut AnyConnection, id: TokenId) -> TxResult<Option<TokenRecord>> {
+    let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1");
+    let row = sqlx::query(&sql)
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.as_ref().map(rows::token_record).transpose()?)
+}
+
+async fn tenant_exists(conn: &mut AnyConnection, tenant: &TenantId) -> TxResult<bool> {
+    let found = sqlx::query("SELECT 1 AS one FROM tenants WHERE id = $1")
+        .bind(tenant.as_str().to_owned())
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(found.is_some())
+}
+
+async fn require_roles(conn: &mut AnyConnection, roles: &[RoleName]) -> TxResult<()> {
+    for role in roles {
+        let found = sqlx::query("SELECT 1 AS one FROM roles WHERE name = $1")
+            .bind(role.as_str().to_owned())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if found.is_none() {
+            return Err(StoreError::UnknownRole(role.clone()).into());
+        }
+    }
+    Ok(())
+}
+
+async fn require_permissions(conn: &mut AnyConnection, permissions: &[Permission]) -> TxResult<()> {
+    for permission in permissions {
+        let found = sqlx::query("SELECT 1 AS one FROM permissions WHERE name = $1")
+            .bind(permission.as_str().to_owned())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if found.is_none() {
+            return Err(StoreError::UnknownPermission(permission.clone()).into());
+        }
+    }
+    Ok(())
+}
+
+async fn load_membership(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    user: &UserId,
+) -> TxResult<Option<Membership>> {
+    let exists =
+        sqlx::query("SELECT 1 AS one FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+            .bind(tenant.as_str().to_owned())
+            .bind(user.as_str().to_owned())
+            .fetch_optional(&mut *conn)
+            .await?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let roles = sqlx::query_scalar::<_, String>(
+        "SELECT role FROM membership_roles WHERE tenant_id = $1 AND user_id = $2 ORDER BY role",
+    )
+    .bind(tenant.as_str().to_owned())
+    .bind(user.as_str().to_owned())
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| rows::role(r))
+    .collect::<Result<Vec<_>, _>>()?;
+    let permissions = sqlx::query_scalar::<_, String>(
+        "SELECT DISTINCT rp.permission FROM membership_roles mr \
+         JOIN role_permissions rp ON rp.role = mr.role \
+         WHERE mr.tenant_id = $1 AND mr.user_id = $2 ORDER BY rp.permission",
+    )
+    .bind(tenant.as_str().to_owned())
+    .bind(user.as_str().to_owned())
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|p| rows::permission(p))
+    .collect::<Result<Vec<_>, _>>()?
+    .into_iter()
+    .filter(|p| tenant.is_system() || !p.is_system_only())
+    .collect();
+    Ok(Some(rows::membership(
+        tenant.clone(),
+        user.clone(),
+        roles,
+        permissions,
+    )))
+}
+
+fn page_of<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Page<T> {
+    let limit = limit as usize;
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(key)
+    } else {
+        None
+    };
+    Page { items, next }
+}
+
+fn token_cursor(token: &Token) -> String {
+    format!("{}:{}", token.created_at.millis(), token.id)
+}
+
+fn parse_token_cursor(after: Option<&str>) -> (i64, String) {
+    after
+        .and_then(|cursor| cursor.split_once(':'))
+        .and_then(|(millis, id)| Some((millis.parse().ok()?, id.to_owned())))
+        .unwrap_or((i64::MAX, String::new()))
+}
+
+impl SqlStore {
+    async fn tx_bootstrap(
+        &self,
+        system: &Tenant,
+        root: &TokenRecord,
+        ctx: &AuditContext,
+    ) -> TxResult<bool> {
+        let mut tx = self.writer.begin().await?;
+        let created = sqlx::query(
+            "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(system.id.as_str().to_owned())
+        .bind(system.name.clone())
+        .bind(system.created_at.millis())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if created == 0 {
+            return Ok(false);
+        }
+        let tenant_event = AuditEvent::new(
+            "tenant.created",
+            Some(system.id.as_str()),
+            Some(system.id.to_string()),
+        )
+        .with_details(json!({ "name": system.name }));
+        append_audit(&mut tx, ctx, tenant_event).await?;
+        insert_token(&mut tx, root).await?;
+        append_audit(&mut tx, ctx, token_created_event(&root.token)).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn tx_create_tenant(&self, tenant: &Tenant, ctx: &AuditContext) -> TxResult<()> {
+        let mut tx = self.writer.begin().await?;
+        let created = sqlx::query(
+            "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(tenant.id.as_str().to_owned())
+        .bind(tenant.name.clone())
+        .bind(tenant.created_at.millis())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if created == 0 {
+            return Err(StoreError::Conflict(format!("tenant {}", tenant.id)).into());
+        }
+        let event = AuditEvent::new(
+            "tenant.created",
+            Some(tenant.id.as_str()),
+            Some(tenant.id.to_string()),
+        )
+        .with_details(json!({ "name": tenant.name }));
+        append_audit(&mut tx, ctx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn tx_delete_tenant(&self, id: &TenantId, ctx: &AuditContext) -> TxResult<bool> {
+        if id.is_system() {
+            return Err(StoreError::Protected(format!("tenant {id}")).into());
+        }
+        let mut tx = self.writer.begin().await?;
+        if !tenant_exists(&mut tx, id).await? {
+            return Ok(false);
+        }
+        let revoked = revoke_where(&mut tx, "tenant_id = $2", &[id.as_str()], ctx.at).await?;
+        for table in ["tokens", "membership_roles", "memberships"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
+                .bind(id.as_str().to_owned())
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM tenants WHERE id = $1")
+            .bind(id.as_str().to_owned())
+            .execute(&mut *tx)
+            .await?;
+        let event = AuditEvent::new("tenant.deleted", Some(id.as_str()), Some(id.to_string()))
+            .with_details(json!({ "tokens_revoked": revoked }));
+        append_audit(&mut tx, ctx, event).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn tx_put_permission(&self, def: &PermissionDef, ctx: &AuditContext) -> TxResult<()> {
+        let mut tx = self.writer.begin().await?;
+        let builtin: Option<i64> =
+            sqlx::query_scalar("SELECT builtin FROM permissions WHERE name = $1")
+                .bind(def.name.as_str().to_owned())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if builtin == Some(1) || def.name.is_builtin() {
+            return Err(StoreError::Protected(format!("permission {}", def.name)).into());
+        }
+        sqlx::query(
+            "INSERT INTO permissions (name, description, builtin) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET description = excluded.description",
+        )
+        .bind(def.name.as_str().to_owned())
+        .bind(def.description.clone())
+        .bind(0i64)
+        .execute(&mut *tx)
+        .await?;
+        let event = AuditEvent::new("permission.put", None, Some(def.name.to_string()))
+            .with_details(json!({ "description": def.description }));
+        append_audit(&mut tx, ctx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn tx_put_role(&self, role: &RoleDef, ctx: &AuditContext) -> TxResult<()> {
+        let mut tx = self.writer.begin().await?;
+        require_permissions(&mut tx, &role.permissions).await?;
+        sqlx::query(
+            "INSERT INTO roles (name, description) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET description = excluded.description",
+        )
+        .bind(role.name.as_str().to_owned())
+        .bind(role.description.clone())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM role_permissions WHERE role = $1")
+            .bind(role.name.as_str().to_owned())
+            .execute(&mut *tx)
+            .await?;
+        for permission in &role.permissions {
+            sqlx::query("INSERT INTO role_permissions (role, permission) VALUES ($1, $2)")
+                .bind(role.name.as_str().to_owned())
+                .bind(permission.as_str().to_owned())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let event = AuditEvent::new("role.put", None, Some(role.name.to_string())).with_details(
+            json!({ "permissions": role.permissions, "description": role.description }),
+        );
+        append_audit(&mut tx, ctx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn tx_put_membership(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        roles: &[RoleName],
+        ctx: &AuditContext,
+    ) -> TxResult<Membership> {
+        let mut tx = self.writer.begin().await?;
+        if !tenant_exists(&mut tx, tenant).await? {
+            return Err(StoreError::UnknownTenant(tenant.clone()).into());
+        }
+        require_roles(&mut tx, roles).await?;
+        sqlx::query(
+            "INSERT INTO memberships (tenant_id, user_id, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (tenant_id, user_id) DO NOTHING",
+        )
+        .bind(tenant.as_str().to_owned())
+        .bind(user.as_str().to_owned())
+        .bind(ctx.at.millis())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM membership_roles WHERE tenant_id = $1 AND user_id = $2")
+            .bind(tenant.as_str().to_owned())
+            .bind(user.as_str().to_owned())
+            .execute(&mut *tx)
+            .await?;
+        for role in roles {
+            sqlx::query(
+                "INSERT INTO membership_roles (tenant_id, user_id, role) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(tenant.as_str().to_owned())
+            .bind(user.as_str().to_owned())
+            .bind(role.as_str().to_owned())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let event = AuditEvent::new(
+            "membership.put",
+            Some(tenant.as_str()),
+            Some(user.to_string()),
+        )
+        .with_details(json!({ "roles": roles }));
+        append_audit(&mut tx, ctx, event).await?;
+        let membership = load_membership(&mut tx, tenant, user)
+            .await?
+            .ok_or_else(|| StoreError::Internal("membership vanished".to_owned()))?;
+        tx.commit().await?;
+        Ok(membership)
+    }
+
+    async fn tx_remove_membership(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        ctx: &AuditContext,
+    ) -> TxResult<bool> {
+        let mut tx = self.writer.begin().await?;
+        let removed = sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+            .bind(tenant.as_str().to_owned())
+            .bind(user.as_str().to_owned())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if removed == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM membership_roles WHERE tenant_id = $1 AND user_id = $2")
+            .bind(tenant.as_str().to_owned())
+            .bind(user.as_str().to_owned())
+            .execute(&mut *tx)
+            .await?;
+        let revoked = revoke_where(
+            &mut tx,
+            "tenant_id = $2 AND user_id = $3",
+            &[tenant.as_str(), user.as_str()],
+            ctx.at,
+        )
+        .await?;
+        let event = AuditEvent::new(
+            "membership.removed",
+            Some(tenant.as_str()),
+            Some(user.to_string()),
+        )
+        .with_details(json!({ "tokens_revoked": revoked }));
+        append_audit(&mut tx, ctx, event).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn tx_delete_user(&self, user: &UserId, ctx: &AuditContext) -> TxResult<bool> {
+        let mut tx = self.writer.begin().await?;
+        let tenants = sqlx::query_scalar::<_, String>(
+            "SELECT tenant_id FROM memberships WHERE user_id = $1 ORDER BY tenant_id",
+        )
+        .bind(user.as_str().to_owned())
+        .fetch_all(&mut *tx)
+        .await?;
+        let revoked = revoke_where(&mut tx, "user_id = $2", &[user.as_str()], ctx.at).await?;
+        let deleted = sqlx::query("DELETE FROM tokens WHERE user_id = $1")
+            .bind(user.as_str().to_owned())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        for table in ["membership_roles", "memberships"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                .bind(user.as_str().to_owned())
+                .execute(&mut *tx)
+                .await?;
+        }
+        if tenants.is_empty() && deleted == 0 {
+            return Ok(false);
+        }
+        let event = AuditEvent::new("user.deleted", None, Some(user.to_string())).with_details(
+            json!({ "tenants": tenants, "tokens_revoked": revoked, "tokens_deleted": deleted }),
+        );
+        append_audit(&mut tx, ctx, event).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn tx_create_token(&self, record: &TokenRecord, ctx: &AuditContext) -> TxResult<()> {
+        let token = &record.token;
+        let mut tx = self.writer.begin().await?;
+        let tenant = token.owner.tenant_id();
+        if !tenant_exists(&mut tx, tenant).await? {
+            return Err(StoreError::UnknownTenant(tenant.clone()).into());
+        }
+        if let Owner::User { tenant_id, user_id } = &token.owner {
+            // Touching the membership row locks it on PostgreSQL, so a concurrent removal
+            // either sees this token and revokes it, or happens first and refuses it.
+            let locked = sqlx::query(
+                "UPDATE memberships SET created_at = created_at \
+                 WHERE tenant_id = $1 AND user_id = $2",
+            )
+            .bind(tenant_id.as_str().to_owned())
+            .bind(user_id.as_str().to_owned())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if locked == 0 {
+                return Err(StoreError::NotMember(user_id.clone(), tenant_id.clone()).into());
+            }
+        }
+        require_roles(&mut tx, &token.roles).await?;
+        require_permissions(&mut tx, &token.permissions).await?;
+        insert_token(&mut tx, record).await?;
+        append_audit(&mut tx, ctx, token_created_event(token)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn tx_rename_token(
+        &self,
+        id: TokenId,
+        name: &TokenName,
+        ctx: &AuditContext,
+    ) -> TxResult<Option<Token>> {
+        let mut tx = self.writer.begin().await?;
+        let Some(before) = select_token(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        sqlx::query("UPDATE tokens SET name = $1 WHERE id = $2")
+            .bind(name.as_str().to_owned())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let event = AuditEvent::new(
+            "token.renamed",
+            Some(before.token.owner.tenant_id().as_str()),
+            Some(id.to_string()),
+        )
+        .with_details(json!({ "from": before.token.name, "to": name }));
+        append_audit(&mut tx, ctx, event).await?;
+        let after = select_token(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(after.map(|record| record.token))
+    }
+
+    async fn tx_revoke_token(&self, id: TokenId, ctx: &AuditContext) -> TxResult<Option<Token>> {
+        let mut tx = self.writer.begin().await?;
+        let revoked = revoke_where(&mut tx, "id = $2", &[&id.to_string()], ctx.at).await?;
+        let Some(record) = select_token(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        if !revoked.is_empty() {
+            let event = AuditEvent::new(
+                "token.revoked",
+                Some(record.token.owner.tenant_id().as_str()),
+                Some(id.to_string()),
+            );
+            append_audit(&mut tx, ctx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(record.token))
+    }
+
+    async fn read_memberships(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> TxResult<Page<Membership>> {
+        let mut conn = self.reader().await?;
+        let users = sqlx::query_scalar::<_, String>(
+            "SELECT user_id FROM memberships WHERE tenant_id = $1 AND user_id > $2 \
+             ORDER BY user_id LIMIT $3",
+        )
+        .bind(tenant.as_str().to_owned())
+        .bind(page.after.clone().unwrap_or_default())
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut items = Vec::with_capacity(users.len());
+        for user in users {
+            let user = rows::user_id(&user)?;
+            if let Some(membership) = load_membership(&mut conn, tenant, &user).await? {
+                items.push(membership);
+            }
+        }
+        Ok(page_of(items, page.limit, |m| m.user_id.to_string()))
+    }
+}
+
+fn decode_all<T>(
+    found: Vec<AnyRow>,
+    decode: fn(&AnyRow) -> Result<T, sqlx::Error>,
+) -> StoreResult<Vec<T>> {
+    found
+        .iter()
+        .map(decode)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(from_sqlx)
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(from_sqlx)?;
+        Ok(())
+    }
+
+    async fn bootstrap(
+        &self,
+        system: &Tenant,
+        root: &TokenRecord,
+        ctx: &AuditContext,
+    ) -> StoreResult<bool> {
+        retrying!(self.tx_bootstrap(system, root, ctx))
+    }
+
+    async fn create_tenant(&self, tenant: &Tenant, ctx: &AuditContext) -> StoreResult<()> {
+        retrying!(self.tx_create_tenant(tenant, ctx))
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
+        let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE id = $1")
+            .bind(id.as_str().to_owned())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(from_sqlx)?;
+        row.as_ref()
+            .map(rows::tenant)
+            .transpose()
+            .map_err(from_sqlx)
+    }
+
+    async fn list_tenants(&self, page: &PageRequest) -> StoreResult<Page<Tenant>> {
+        let found = sqlx::query(
+            "SELECT id, name, created_at FROM tenants WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(page.after.clone().unwrap_or_default())
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(from_sqlx)?;
+        let items = decode_all(found, rows::tenant)?;
+        Ok(page_of(items, page.limit, |t| t.id.to_string()))
+    }
+
+    async fn delete_tenant(&self, id: &TenantId, ctx: &AuditContext) -> StoreResult<bool> {
+        retrying!(self.tx_delete_tenant(id, ctx))
+    }
+
+    async fn put_permission(&self, def: &PermissionDef, ctx: &AuditContext) -> StoreResult<()> {
+        retrying!(self.tx_put_permission(def, ctx))
+    }
+
+    async fn list_permissions(&self) -> StoreResult<Vec<PermissionDef>> {
+        let found = sqlx::query("SELECT name, description, builtin FROM permissions ORDER BY name")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(from_sqlx)?;
+        decode_all(found, |row| {
+            Ok(PermissionDef {
+                name: rows::permission(row.try_get("name")?)?,
+                description: row.try_get("description")?,
+                builtin: row.try_get::<i64, _>("builtin")? != 0,
+            })
+        })
+    }
+
+    async fn put_role(&self, role: &RoleDef, ctx: &AuditContext) -> StoreResult<()> {
+        retrying!(self.tx_put_role(role, ctx))
+    }
+
+    async fn list_roles(&self) -> StoreResult<Vec<RoleDef>> {
+        let found = sqlx::query(
+            "SELECT r.name, r.description, rp.permission FROM roles r \
+             LEFT JOIN role_permissions rp ON rp.role = r.name ORDER BY r.name, rp.permission",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(from_sqlx)?;
+        let mut roles: Vec<RoleDef> = Vec::new();
+        for row in &found {
+            let decoded = (|| -> Result<(RoleName, String, Option<Permission>), sqlx::Error> {
+                let permission: Option<String> = row.try_get("permission")?;
+                Ok((
+                    rows::role(row.try_get("name")?)?,
+                    row.try_get("description")?,
+                    permission.map(|p| rows::permission(&p)).transpose()?,
+                ))
+            })()
+            .map_err(from_sqlx)?;
+            let (name, description, permission) = decoded;
+            match roles.last_mut() {
+                Some(last) if last.name == name => last.permissions.extend(permission),
+                _ => roles.push(RoleDef {
+                    name,
+                    description,
+                    permissions: permission.into_iter().collect(),
+                }),
+            }
+        }
+        Ok(roles)
+    }
+
+    async fn role_permissions(&self, roles: &[RoleName]) -> StoreResult<PermissionSet> {
+        let mut conn = self.reader().await?;
+        require_roles(&mut conn, roles)
+            .await
+            .map_err(TxError::into_store_error)?;
+        let mut set = PermissionSet::new();
+        for role in roles {
+            let names = sqlx::query_scalar::<_, String>(
+                "SELECT permission FROM role_permissions WHERE role = $1",
+            )
+            .bind(role.as_str().to_owned())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(from_sqlx)?;
+            for name in names {
+                set.insert(rows::permission(&name).map_err(from_sqlx)?);
+            }
+        }
+        Ok(set)
+    }
+
+    async fn check_permissions_exist(&self, permissions: &[Permission]) -> StoreResult<()> {
+        let mut conn = self.reader().await?;
+        require_permissions(&mut conn, permissions)
+            .await
+            .map_err(TxError::into_store_error)
+    }
+
+    async fn put_membership(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        roles: &[RoleName],
+        ctx: &AuditContext,
+    ) -> StoreResult<Membership> {
+        retrying!(self.tx_put_membership(tenant, user, roles, ctx))
+    }
+
+    async fn get_membership(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> StoreResult<Option<Membership>> {
+        let mut conn = self.reader().await?;
+        load_membership(&mut conn, tenant, user)
+            .await
+            .map_err(TxError::into_store_error)
+    }
+
+    async fn list_memberships(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Membership>> {
+        self.read_memberships(tenant, page)
+            .await
+            .map_err(TxError::into_store_error)
+    }
+
+    async fn remove_membership(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        ctx: &AuditContext,
+    ) -> StoreResult<bool> {
+        retrying!(self.tx_remove_membership(tenant, user, ctx))
+    }
+
+    async fn delete_user(&self, user: &UserId, ctx: &AuditContext) -> StoreResult<bool> {
+        retrying!(self.tx_delete_user(user, ctx))
+    }
+
+    async fn create_token(&self, record: &TokenRecord, ctx: &AuditContext) -> StoreResult<()> {
+        retrying!(self.tx_create_token(record, ctx))
+    }
+
+    async fn get_token(&self, id: TokenId) -> StoreResult<Option<TokenRecord>> {
+        let mut conn = self.reader().await?;
+        select_token(&mut conn, id)
+            .await
+            .map_err(TxError::into_store_error)
+    }
+
+    async fn list_tokens(
+        &self,
+        owner: &TokenOwnerFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Token>> {
+        let (before_millis, before_id) = parse_token_cursor(page.after.as_deref());
+        let (tenant, user) = match owner {
+            TokenOwnerFilter::Tenant(tenant) => (tenant, None),
+            TokenOwnerFilter::User(tenant, user) => (tenant, Some(user)),
+        };
+        let owner_filter = if user.is_some() {
+            "user_id = $5"
+        } else {
+            "user_id IS NULL"
+        };
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE tenant_id = $1 AND {owner_filter} \
+             AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
+             ORDER BY created_at DESC, id DESC LIMIT $4"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(tenant.as_str().to_owned())
+            .bind(before_millis)
+            .bind(before_id)
+            .bind(i64::from(page.limit) + 1);
+        if let Some(user) = user {
+            query = query.bind(user.as_str().to_owned());
+        }
+        let found = query.fetch_all(&self.reader).await.map_err(from_sqlx)?;
+        let items = decode_all(found, rows::token_record)?
+            .into_iter()
+            .map(|record| record.token)
+            .collect();
+        Ok(page_of(items, page.limit, token_cursor))
+    }
+
+    async fn rename_token(
+        &self,
+        id: TokenId,
+        name: &TokenName,
+        ctx: &AuditContext,
+    ) -> StoreResult<Option<Token>> {
+        retrying!(self.tx_rename_token(id, name, ctx))
+    }
+
+    async fn revoke_token(&self, id: TokenId, ctx: &AuditContext) -> StoreResult<Option<Token>> {
+        retrying!(self.tx_revoke_token(id, ctx))
+    }
+}

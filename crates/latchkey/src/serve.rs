@@ -1,0 +1,101 @@
+//! `latchkey serve`: flags and `LATCHKEY_*` variables over a TOML file over defaults.
+
+use anyhow::Context;
+use clap::Args;
+use latchkey_server::{Application, Config};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:7700].
+    #[arg(long, env = "LATCHKEY_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory for the SQLite database, pepper and master key [default: ./latchkey-data].
+    #[arg(long, env = "LATCHKEY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Public URL of this server, the `iss` of its tokens [default: http://LISTEN].
+    #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// sqlite://… or postgres://… [default: SQLite in the data directory].
+    #[arg(long, env = "LATCHKEY_DATABASE_URL")]
+    database_url: Option<String>,
+    /// TOML configuration file; flags and variables override it.
+    #[arg(long, env = "LATCHKEY_CONFIG")]
+    config: Option<PathBuf>,
+    /// On first start, also write the root key to this file (mode 0600).
+    #[arg(long, env = "LATCHKEY_ROOT_KEY_FILE")]
+    root_key_file: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    fn into_config(self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                Config::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(dir) = self.data_dir {
+            config.data_dir = dir;
+        }
+        if self.public_url.is_some() {
+            config.public_url = self.public_url;
+        }
+        if self.database_url.is_some() {
+            config.database_url = self.database_url;
+        }
+        if self.root_key_file.is_some() {
+            config.root_key_file = self.root_key_file;
+        }
+        Ok(config)
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = args.into_config()?;
+    let app = Application::build(config).await?;
+    if let Some(key) = app.root_key() {
+        // Shown once, on the first start; a later start prints no key.
+        eprintln!("root key: {}", key.expose());
+        eprintln!("Keep it safe: it holds latchkey:admin and is not shown again.");
+    }
+    app.run_until(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {},
+            _ = terminate.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("shutting down");
+}
