@@ -60,7 +60,17 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else if path == "." || path.is_empty() {
             ApiError::InvalidBody(strip_position(&inner))
         } else {
-            ApiError::field(path, strip_position(&inner))
+            let message = strip_position(&inner);
+            let reason = match message.split_once("`, ") {
+                Some((head, expected)) if head.starts_with("unknown field `") => {
+                    format!("is not a field of this request ({expected})")
+                }
+                _ if message.starts_with("unknown field") => {
+                    "is not a field of this request".to_owned()
+                }
+                _ => message,
+            };
+            ApiError::field(path, reason)
         }
     })?;
     deserializer.end().map_err(|_| {

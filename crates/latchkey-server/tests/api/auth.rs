@@ -1,0 +1,173 @@
+//! Who may call the management API, and the 401/403 answers for everyone else.
+
+use crate::both_backends;
+use crate::helpers::TestApp;
+use reqwest::Method;
+use serde_json::json;
+
+both_backends!(
+    a_missing_credential_gets_a_bare_bearer_challenge,
+    malformed_and_foreign_credentials_get_invalid_token,
+    a_key_whose_checksum_does_not_match_is_refused_before_any_lookup,
+    a_revoked_key_no_longer_authenticates,
+    an_expired_key_no_longer_authenticates,
+    a_key_without_manage_or_admin_gets_insufficient_scope,
+    a_key_outside_its_ip_allowlist_is_refused,
+);
+
+async fn a_missing_credential_gets_a_bare_bearer_challenge(app: TestApp) {
+    let reply = app.call(Method::GET, "/v1/tenants", None, None).await;
+    reply.assert_problem(401, "invalid-token");
+    assert_eq!(
+        reply.header("www-authenticate"),
+        "Bearer realm=\"latchkey\""
+    );
+    assert_eq!(reply.header("cache-control"), "no-store");
+}
+
+async fn malformed_and_foreign_credentials_get_invalid_token(app: TestApp) {
+    for key in [
+        "nonsense",
+        "lk_ak_short",
+        "lk_zz_0000000000000000000000000000000000000000000000000000000000000000000000",
+    ] {
+        let reply = app.call(Method::GET, "/v1/tenants", Some(key), None).await;
+        reply.assert_problem(401, "invalid-token");
+        assert!(
+            reply
+                .header("www-authenticate")
+                .contains("error=\"invalid_token\""),
+            "{}",
+            reply.header("www-authenticate")
+        );
+    }
+}
+
+async fn a_key_whose_checksum_does_not_match_is_refused_before_any_lookup(app: TestApp) {
+    // Change one character of the secret part of a valid key: the id inside still names
+    // a real token, so only the checksum can explain the refusal.
+    let mut key = app.root_key.clone();
+    let index = 40;
+    let replacement = if &key[index..=index] == "A" { "B" } else { "A" };
+    key.replace_range(index..=index, replacement);
+    let reply = app.call(Method::GET, "/v1/tenants", Some(&key), None).await;
+    reply.assert_problem(401, "invalid-token");
+    assert_eq!(reply.body["detail"], "credential checksum mismatch");
+}
+
+async fn a_revoked_key_no_longer_authenticates(app: TestApp) {
+    app.create_tenant("acme").await;
+    let key = app.manager_key("acme").await;
+    app.call(Method::GET, "/v1/tenants/acme", Some(&key), None)
+        .await
+        .assert_status(200);
+    let id = app.get("/v1/tenants/acme/tokens").await.body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.delete(&format!("/v1/tokens/{id}"))
+        .await
+        .assert_status(204);
+    let reply = app
+        .call(Method::GET, "/v1/tenants/acme", Some(&key), None)
+        .await;
+    reply.assert_problem(401, "invalid-token");
+    assert_eq!(reply.body["detail"], "credential revoked");
+}
+
+async fn an_expired_key_no_longer_authenticates(app: TestApp) {
+    app.create_tenant("acme").await;
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(1500);
+    let expires_at = soon
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let created = app
+        .create_tenant_token(
+            "acme",
+            json!({"name": "short", "kind": "api_key", "permissions": ["latchkey:manage"], "expires_at": expires_at}),
+        )
+        .await;
+    let key = created["api_key"].as_str().unwrap();
+    app.call(Method::GET, "/v1/tenants/acme", Some(key), None)
+        .await
+        .assert_status(200);
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    let reply = app
+        .call(Method::GET, "/v1/tenants/acme", Some(key), None)
+        .await;
+    reply.assert_problem(401, "invalid-token");
+    assert_eq!(reply.body["detail"], "credential expired");
+}
+
+async fn a_key_without_manage_or_admin_gets_insufficient_scope(app: TestApp) {
+    app.seed_catalogue().await;
+    app.create_tenant("acme").await;
+    let created = app
+        .create_tenant_token(
+            "acme",
+            json!({"name": "reader", "kind": "api_key", "permissions": ["reports:read"]}),
+        )
+        .await;
+    let reply = app
+        .call(
+            Method::GET,
+            "/v1/tenants/acme/tokens",
+            created["api_key"].as_str(),
+            None,
+        )
+        .await;
+    reply.assert_problem(403, "insufficient-scope");
+    assert!(
+        reply
+            .header("www-authenticate")
+            .contains("error=\"insufficient_scope\"")
+    );
+    // A manager may not do what only an admin may.
+    let manager = app.manager_key("acme").await;
+    let reply = app
+        .call(Method::GET, "/v1/tenants", Some(&manager), None)
+        .await;
+    reply.assert_problem(403, "insufficient-scope");
+    assert!(
+        reply
+            .header("www-authenticate")
+            .contains("scope=\"latchkey:admin\"")
+    );
+}
+
+async fn a_key_outside_its_ip_allowlist_is_refused(app: TestApp) {
+    app.create_tenant("acme").await;
+    let elsewhere = app
+        .create_tenant_token(
+            "acme",
+            json!({"name": "pinned", "kind": "api_key", "permissions": ["latchkey:manage"], "ip_allowlist": ["203.0.113.0/24"]}),
+        )
+        .await;
+    let reply = app
+        .call(
+            Method::GET,
+            "/v1/tenants/acme",
+            elsewhere["api_key"].as_str(),
+            None,
+        )
+        .await;
+    reply.assert_problem(401, "invalid-token");
+    assert_eq!(
+        reply.body["detail"],
+        "credential not allowed from this address"
+    );
+    let here = app
+        .create_tenant_token(
+            "acme",
+            json!({"name": "local", "kind": "api_key", "permissions": ["latchkey:manage"], "ip_allowlist": ["127.0.0.0/8", "::1"]}),
+        )
+        .await;
+    app.call(
+        Method::GET,
+        "/v1/tenants/acme",
+        here["api_key"].as_str(),
+        None,
+    )
+    .await
+    .assert_status(200);
+}

@@ -1,0 +1,421 @@
+//! `TestApp`: a real server on port 0 over a fresh SQLite directory or a fresh PostgreSQL
+//! database, with typed helpers for the calls most tests make.
+
+use latchkey_server::{Application, Config};
+use reqwest::Method;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use std::io::Write;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, Once, OnceLock};
+use tempfile::TempDir;
+
+pub const POSTGRES_ENV: &str = "LATCHKEY_TEST_POSTGRES_URL";
+
+/// Every log line the servers of this test binary wrote.
+static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info,latchkey_server=trace,latchkey_store=trace,tower_http=debug")
+            .with_ansi(false)
+            .with_writer(|| LogWriter)
+            .try_init();
+    });
+}
+
+/// The captured logs so far.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned()
+}
+
+/// A reply, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub text: String,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// Asserts a problem+json answer with this status and type suffix.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) -> &Self {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        assert_eq!(self.header("content-type"), "application/problem+json");
+        assert_eq!(
+            self.body["type"],
+            format!("urn:latchkey:problem:{code}"),
+            "body: {}",
+            self.text
+        );
+        assert_eq!(self.body["status"], status);
+        assert!(self.body["title"].is_string());
+        assert!(self.body["detail"].is_string());
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Self {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        self
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub root_key: String,
+    pub data_dir: TempDir,
+    pub database_url: String,
+    client: reqwest::Client,
+    postgres_db: Option<String>,
+}
+
+static NEXT_DB: AtomicU32 = AtomicU32::new(0);
+
+impl TestApp {
+    pub async fn sqlite() -> Self {
+        Self::start(None, None).await
+    }
+
+    /// A server on a fresh PostgreSQL database, or `None` (with one line saying so)
+    /// when `LATCHKEY_TEST_POSTGRES_URL` is not set. Under `CI=true` a missing or
+    /// unreachable PostgreSQL fails the test instead.
+    pub async fn postgres() -> Option<Self> {
+        let Some(admin_url) = std::env::var(POSTGRES_ENV).ok().filter(|u| !u.is_empty()) else {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!(
+                    "CI=true but {POSTGRES_ENV} is not set: the PostgreSQL runs cannot be skipped in CI"
+                );
+            }
+            static SAID: Once = Once::new();
+            SAID.call_once(|| {
+                // Straight to the process's stderr, past the test harness's capture.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{POSTGRES_ENV} is not set: skipping the PostgreSQL runs of the API tests"
+                );
+            });
+            return None;
+        };
+        sqlx::any::install_default_drivers();
+        let admin = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {POSTGRES_ENV} is unreachable: {e}"));
+        let name = format!(
+            "lk_test_{}_{}",
+            std::process::id(),
+            NEXT_DB.fetch_add(1, Ordering::Relaxed)
+        );
+        drop_stale_databases(&admin).await;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .expect("create test database");
+        admin.close().await;
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .expect("database URL with a path");
+        let url = format!("{base}/{name}");
+        Some(Self::start(Some(url), Some(name)).await)
+    }
+
+    async fn start(database_url: Option<String>, postgres_db: Option<String>) -> Self {
+        sqlx::any::install_default_drivers();
+        capture_logs();
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: data_dir.path().to_path_buf(),
+            database_url: database_url.clone(),
+            database_max_connections: 4,
+            ..Config::default()
+        };
+        let database_url = config.database_url();
+        let app = Application::build(config).await.expect("build app");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let root_key = app
+            .root_key()
+            .expect("first start shows the root key")
+            .expose()
+            .to_owned();
+        tokio::spawn(async move {
+            let _ = app.run_until_stopped().await;
+        });
+        Self {
+            base,
+            root_key,
+            data_dir,
+            database_url,
+            client: reqwest::Client::new(),
+            postgres_db,
+        }
+    }
+
+    /// A request with an optional bearer key and JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.expect("request")).await
+    }
+
+    /// A request with a raw body and content type, as root.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Reply {
+        let request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.root_key)
+            .header("content-type", content_type)
+            .body(body);
+        read(request.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, Some(&self.root_key), None)
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(&self.root_key), Some(body))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::PUT, path, Some(&self.root_key), Some(body))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, path, Some(&self.root_key), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.call(Method::DELETE, path, Some(&self.root_key), None)
+            .await
+    }
+
+    /// Permissions `reports:read`, `reports:write`, `billing:read`; roles `viewer`
+    /// (reports:read) and `editor` (reports:read, reports:write).
+    pub async fn seed_catalogue(&self) {
+        for name in ["reports:read", "reports:write", "billing:read"] {
+            self.put(
+                &format!("/v1/permissions/{name}"),
+                json!({ "description": name }),
+            )
+            .await
+            .assert_status(200);
+        }
+        self.put(
+            "/v1/roles/viewer",
+            json!({ "permissions": ["reports:read"] }),
+        )
+        .await
+        .assert_status(200);
+        self.put(
+            "/v1/roles/editor",
+            json!({ "permissions": ["reports:read", "reports:write"] }),
+        )
+        .await
+        .assert_status(200);
+    }
+
+    pub async fn create_tenant(&self, id: &str) {
+        self.post("/v1/tenants", json!({ "id": id, "name": id }))
+            .await
+            .assert_status(201);
+    }
+
+    pub async fn put_member(&self, tenant: &str, user: &str, roles: &[&str]) {
+        self.put(
+            &format!("/v1/tenants/{tenant}/users/{user}"),
+            json!({ "roles": roles }),
+        )
+        .await
+        .assert_status(200);
+    }
+
+    /// Creates a tenant token and returns the whole create response.
+    pub async fn create_tenant_token(&self, tenant: &str, body: Value) -> Value {
+        let reply = self
+            .post(&format!("/v1/tenants/{tenant}/tokens"), body)
+            .await;
+        reply.assert_status(201);
+        reply.body
+    }
+
+    /// Creates a personal token and returns the whole create response.
+    pub async fn create_personal_token(&self, tenant: &str, user: &str, body: Value) -> Value {
+        let reply = self
+            .post(&format!("/v1/tenants/{tenant}/users/{user}/tokens"), body)
+            .await;
+        reply.assert_status(201);
+        reply.body
+    }
+
+    /// An api key of `tenant` holding `latchkey:manage`.
+    pub async fn manager_key(&self, tenant: &str) -> String {
+        let created = self
+            .create_tenant_token(
+                tenant,
+                json!({ "name": "manager", "kind": "api_key", "permissions": ["latchkey:manage"] }),
+            )
+            .await;
+        created["api_key"].as_str().unwrap().to_owned()
+    }
+
+    /// A fresh connection pool to the server's database, for checking stored state.
+    pub async fn db(&self) -> AnyPool {
+        AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.database_url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// How many audit events carry `action`.
+    pub async fn audit_count(&self, action: &str) -> i64 {
+        let db = self.db().await;
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE action = $1")
+            .bind(action.to_owned())
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        db.close().await;
+        count
+    }
+}
+
+async fn read(response: reqwest::Response) -> Reply {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        text,
+        body,
+    }
+}
+
+/// Drops databases that earlier runs of this binary left behind.
+async fn drop_stale_databases(admin: &AnyPool) {
+    static DONE: OnceLock<()> = OnceLock::new();
+    if DONE.set(()).is_err() {
+        return;
+    }
+    let own = format!("lk_test_{}_", std::process::id());
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE 'lk_test_%'")
+            .fetch_all(admin)
+            .await
+            .unwrap_or_default();
+    for name in names.into_iter().filter(|n| !n.starts_with(&own)) {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(admin)
+            .await;
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let Some(name) = self.postgres_db.take() else {
+            return;
+        };
+        let Ok(admin_url) = std::env::var(POSTGRES_ENV) else {
+            return;
+        };
+        // The test's runtime is going away; drop the database from a runtime of our own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                if let Ok(admin) = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&admin_url)
+                    .await
+                {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&admin)
+                        .await;
+                    admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Declares a test that runs once on SQLite and once on PostgreSQL (when configured).
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::TestApp::sqlite().await).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(app) = $crate::helpers::TestApp::postgres().await {
+                    super::$name(app).await
+                }
+            }
+        }
+    )*};
+}

@@ -1,0 +1,15 @@
+//! Integration tests of the latchkey server over HTTP: one test binary, one module per
+//! resource. Each test runs on SQLite and, with `LATCHKEY_TEST_POSTGRES_URL`, on
+//! PostgreSQL (see `helpers::TestApp`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod auth;
+mod bodies;
+mod catalogue;
+mod members;
+mod secrets;
+mod tenants;
+mod tokens;
