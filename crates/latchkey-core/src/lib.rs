@@ -10,6 +10,7 @@ pub mod audit;
 pub mod cidr;
 pub mod encoding;
 pub mod ids;
+pub mod jwt;
 pub mod permission;
 pub mod secret;
 pub mod store;

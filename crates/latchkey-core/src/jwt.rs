@@ -1,0 +1,206 @@
+//! The access-token model shared by the issuer (server) and the verifiers: the JOSE
+//! header, the RFC 9068 claims with latchkey's own (`tid`, `uid`, `tkt`, `knd`), and
+//! strict base64url (RFC 7515 §2: no padding, URL-safe alphabet only, canonical trailing
+//! bits), so a token has exactly one accepted encoding.
+
+use serde::{Deserialize, Serialize};
+
+/// `typ` of every latchkey access token (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+
+/// A signing algorithm latchkey issues with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Algorithm {
+    /// Ed25519 (RFC 8037), the default.
+    EdDSA,
+    /// ECDSA P-256 with SHA-256.
+    ES256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RS256,
+}
+
+impl Algorithm {
+    /// The JOSE name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EdDSA => "EdDSA",
+            Self::ES256 => "ES256",
+            Self::RS256 => "RS256",
+        }
+    }
+
+    /// The inverse of [`Algorithm::as_str`]; exact, case-sensitive.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "EdDSA" => Some(Self::EdDSA),
+            "ES256" => Some(Self::ES256),
+            "RS256" => Some(Self::RS256),
+            _ => None,
+        }
+    }
+}
+
+/// The protected header latchkey writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// The signing algorithm.
+    pub alg: String,
+    /// Always `at+jwt`.
+    pub typ: String,
+    /// The signing key's id in the JWKS.
+    pub kid: String,
+}
+
+/// Whether a token acts for a tenant or for one user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenOwnerType {
+    /// A tenant token.
+    Tenant,
+    /// A personal token.
+    User,
+}
+
+/// The claims of a latchkey access token (ARCHITECTURE.md §4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The issuer: the server's public URL.
+    pub iss: String,
+    /// The token id.
+    pub sub: String,
+    /// The audience: the `resource` asked for, or the default audience.
+    pub aud: String,
+    /// Expiry, seconds since the epoch; absent on long-lived JWTs without expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// Issued at.
+    pub iat: i64,
+    /// Not before.
+    pub nbf: i64,
+    /// A fresh UUID v4 per issued JWT.
+    pub jti: String,
+    /// The token id (the OAuth client id).
+    pub client_id: String,
+    /// Space-separated effective permissions.
+    pub scope: String,
+    /// The tenant.
+    pub tid: String,
+    /// The user, on personal tokens only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// `tenant` or `user`.
+    pub tkt: TokenOwnerType,
+    /// `jwt` on long-lived JWTs (token kind `jwt`); absent on access tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knd: Option<String>,
+}
+
+const B64_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// base64url without padding.
+pub fn b64url_encode(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(char::from(
+                B64_ALPHABET[((n >> (18 - 6 * i)) & 63) as usize],
+            ));
+        }
+    }
+    out
+}
+
+fn b64_value(c: u8) -> Option<u32> {
+    match c {
+        b'A'..=b'Z' => Some(u32::from(c - b'A')),
+        b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
+        b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
+        b'-' => Some(62),
+        b'_' => Some(63),
+        _ => None,
+    }
+}
+
+/// Strict base64url decoding: the URL-safe alphabet only, no padding, no white space,
+/// and zero unused trailing bits, so every byte string has exactly one encoding.
+pub fn b64url_decode(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    if bytes.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= b64_value(c)? << (18 - 6 * i);
+        }
+        let produced = chunk.len() - 1;
+        let unused_mask = match produced {
+            1 => 0xFFFF,
+            2 => 0xFF,
+            _ => 0,
+        };
+        if n & unused_mask != 0 {
+            return None;
+        }
+        for i in 0..produced {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64url_round_trips_every_length() {
+        let data: Vec<u8> = (0..=255u8).collect();
+        for len in 0..40 {
+            let encoded = b64url_encode(&data[..len]);
+            assert!(!encoded.contains('='));
+            assert_eq!(b64url_decode(&encoded).unwrap(), &data[..len]);
+        }
+        assert_eq!(b64url_encode(b"\xfb\xff"), "-_8");
+    }
+
+    #[test]
+    fn base64url_is_strict() {
+        assert_eq!(b64url_decode("QQ"), Some(b"A".to_vec()));
+        assert_eq!(b64url_decode("QR"), None, "non-zero trailing bits");
+        assert_eq!(b64url_decode("QQ=="), None, "padding");
+        assert_eq!(b64url_decode("+/8"), None, "standard alphabet");
+        assert_eq!(b64url_decode("Q Q"), None, "white space");
+        assert_eq!(b64url_decode("QUJDR"), None, "impossible length");
+    }
+
+    #[test]
+    fn claims_omit_absent_optional_members() {
+        let claims = Claims {
+            iss: "http://127.0.0.1:7700".into(),
+            sub: "t".into(),
+            aud: "http://127.0.0.1:7700".into(),
+            exp: None,
+            iat: 1,
+            nbf: 1,
+            jti: "j".into(),
+            client_id: "t".into(),
+            scope: "a:r".into(),
+            tid: "acme".into(),
+            uid: None,
+            tkt: TokenOwnerType::Tenant,
+            knd: Some("jwt".into()),
+        };
+        let text = serde_json::to_string(&claims).unwrap();
+        assert!(!text.contains("exp") && !text.contains("uid"));
+        assert!(text.contains("\"tkt\":\"tenant\"") && text.contains("\"knd\":\"jwt\""));
+    }
+}
