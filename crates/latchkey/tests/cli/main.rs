@@ -1,0 +1,551 @@
+//! End-to-end tests of the admin commands. Each test starts the real `latchkey serve` on
+//! a free port with a fresh data directory, then runs the binary as an operator would,
+//! checking exit status, output, and the server's state afterwards. Servers are few and
+//! each test runs a whole flow, since every start costs time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_latchkey");
+
+/// Variables of the binary that a developer's shell might set and that would change what
+/// the tests run against.
+const LATCHKEY_VARS: [&str; 8] = [
+    "LATCHKEY_LISTEN",
+    "LATCHKEY_DATA_DIR",
+    "LATCHKEY_PUBLIC_URL",
+    "LATCHKEY_DATABASE_URL",
+    "LATCHKEY_CONFIG",
+    "LATCHKEY_ROOT_KEY_FILE",
+    "LATCHKEY_SERVER",
+    "LATCHKEY_TOKEN",
+];
+
+/// A running `latchkey serve`, killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    root_key: String,
+    _data: TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts a server and waits for its root key and address on stderr.
+    fn start() -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path().join("data"))
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for var in LATCHKEY_VARS {
+            command.env_remove(var);
+        }
+        let mut server = Server {
+            child: command.spawn().unwrap(),
+            url: String::new(),
+            root_key: String::new(),
+            _data: data,
+        };
+        let stderr = server.child.stderr.take().unwrap();
+        let (lines, received) = mpsc::channel();
+        // Keeps draining stderr after start-up so that the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        while server.root_key.is_empty() || server.url.is_empty() {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let line = received.recv_timeout(wait).unwrap_or_else(|error| {
+                panic!(
+                    "server did not start ({error}); stderr:\n{}",
+                    seen.join("\n")
+                )
+            });
+            if let Some((_, key)) = line.split_once("root key: ") {
+                server.root_key = key.trim().to_owned();
+            }
+            if let Some((_, rest)) = line.split_once("listening on http://") {
+                let address: String = rest
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && !c.is_control())
+                    .collect();
+                server.url = format!("http://{address}");
+            }
+            seen.push(line);
+        }
+        server
+    }
+
+    /// Runs `latchkey ARGS` against this server with the root key.
+    fn run(&self, args: &[&str]) -> Run {
+        latchkey(&self.url, Some(&self.root_key), args)
+    }
+
+    /// Runs `latchkey ARGS --json`, expects success and parses what it printed.
+    fn json(&self, args: &[&str]) -> Value {
+        let args: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
+        let stdout = self.run(&args).ok();
+        serde_json::from_str(&stdout).unwrap_or_else(|error| {
+            panic!("`{}` printed no JSON ({error}):\n{stdout}", args.join(" "))
+        })
+    }
+
+    /// The catalogue, tenant and member most tests start from: `reports:read` and
+    /// `reports:write`, role `viewer` (read only), tenant `acme`, member `u_42` (viewer).
+    fn with_acme(self) -> Self {
+        self.run(&[
+            "permission",
+            "put",
+            "reports:read",
+            "--description",
+            "Read reports",
+        ])
+        .ok();
+        self.run(&["permission", "put", "reports:write"]).ok();
+        self.run(&["role", "put", "viewer", "--permission", "reports:read"])
+            .ok();
+        self.run(&["tenant", "create", "acme", "--name", "Acme Inc."])
+            .ok();
+        self.run(&["member", "put", "acme", "u_42", "--role", "viewer"])
+            .ok();
+        self
+    }
+}
+
+/// One finished run of the binary.
+struct Run {
+    command: String,
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Expects success and no complaint; answers stdout.
+    fn ok(self) -> String {
+        assert!(
+            self.status.success() && self.stderr.is_empty(),
+            "`{}` failed ({}):\nstdout: {}\nstderr: {}",
+            self.command,
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self.stdout
+    }
+
+    /// Expects failure, nothing on stdout and exactly one error line; answers that line.
+    fn fails(self) -> String {
+        assert!(
+            !self.status.success(),
+            "`{}` succeeded:\n{}",
+            self.command,
+            self.stdout
+        );
+        assert_eq!(self.stdout, "", "`{}` printed to stdout", self.command);
+        assert_eq!(
+            self.stderr.matches("error:").count(),
+            1,
+            "`{}` should print one error:\n{}",
+            self.command,
+            self.stderr
+        );
+        self.stderr.trim_end().to_owned()
+    }
+}
+
+fn latchkey(server: &str, token: Option<&str>, args: &[&str]) -> Run {
+    let mut command = Command::new(BIN);
+    command.args(args).stdin(Stdio::null());
+    for var in LATCHKEY_VARS {
+        command.env_remove(var);
+    }
+    command.env("LATCHKEY_SERVER", server);
+    if let Some(token) = token {
+        command.env("LATCHKEY_TOKEN", token);
+    }
+    let output = command.output().unwrap();
+    Run {
+        command: format!("latchkey {}", args.join(" ")),
+        status: output.status,
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+fn items(list: &Value) -> &Vec<Value> {
+    list["items"].as_array().unwrap()
+}
+
+/// The value after `label:` on the line that starts with it.
+fn labelled<'a>(text: &'a str, label: &str) -> &'a str {
+    let prefix = format!("{label}:");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` line in:\n{text}"))
+        .trim()
+}
+
+#[test]
+fn tenant_role_member_and_token_commands_round_trip() {
+    let server = Server::start();
+
+    let saved = server
+        .run(&[
+            "permission",
+            "put",
+            "reports:read",
+            "--description",
+            "Read reports",
+        ])
+        .ok();
+    assert_eq!(saved, "saved permission reports:read\n");
+    server.run(&["permission", "put", "reports:write"]).ok();
+    let permissions = server.json(&["permission", "list"]);
+    let read = items(&permissions)
+        .iter()
+        .find(|p| p["name"] == "reports:read")
+        .unwrap();
+    assert_eq!(read["description"], "Read reports");
+    assert_eq!(read["builtin"], false);
+    let listed = server.run(&["permission", "list"]).ok();
+    assert!(listed.starts_with("NAME"), "{listed}");
+    assert!(listed.contains("latchkey:admin"), "{listed}");
+    assert!(listed.contains("Read reports"), "{listed}");
+
+    let saved = server
+        .run(&[
+            "role",
+            "put",
+            "viewer",
+            "--permission",
+            "reports:read",
+            "--description",
+            "Read-only",
+        ])
+        .ok();
+    assert_eq!(saved, "saved role viewer with permissions: reports:read\n");
+    let roles = server.json(&["role", "list"]);
+    assert_eq!(items(&roles)[0]["name"], "viewer");
+    assert_eq!(
+        items(&roles)[0]["permissions"],
+        serde_json::json!(["reports:read"])
+    );
+    assert_eq!(items(&roles)[0]["description"], "Read-only");
+    assert!(server.run(&["role", "list"]).ok().contains("Read-only"));
+
+    let created = server
+        .run(&["tenant", "create", "acme", "--name", "Acme Inc."])
+        .ok();
+    assert_eq!(created, "created tenant acme (Acme Inc.)\n");
+    let listed = server.run(&["tenant", "list"]).ok();
+    assert!(listed.contains("Acme Inc."), "{listed}");
+    assert!(listed.contains("latchkey"), "{listed}");
+
+    let member = server
+        .run(&["member", "put", "acme", "u_42", "--role", "viewer"])
+        .ok();
+    assert_eq!(
+        member,
+        "user u_42 in tenant acme: roles viewer; permissions reports:read\n"
+    );
+
+    let created = server.json(&[
+        "token",
+        "create",
+        "--tenant",
+        "acme",
+        "--user",
+        "u_42",
+        "--name",
+        "laptop",
+        "--kind",
+        "api_key",
+        "--permission",
+        "reports:read",
+    ]);
+    let token = &created["token"];
+    let id = token["id"].as_str().unwrap();
+    assert_eq!(token["owner"]["user_id"], "u_42");
+    assert_eq!(token["permissions"], serde_json::json!(["reports:read"]));
+    let listed = server
+        .run(&["token", "list", "--tenant", "acme", "--user", "u_42"])
+        .ok();
+    assert!(listed.contains(id), "{listed}");
+    assert!(listed.contains("user u_42 in tenant acme"), "{listed}");
+    let tenant_tokens = server.json(&["token", "list", "--tenant", "acme"]);
+    assert!(
+        items(&tenant_tokens).is_empty(),
+        "personal tokens are not the tenant's"
+    );
+
+    let renamed = server.run(&["token", "rename", id, "work laptop"]).ok();
+    assert_eq!(renamed, format!("renamed token {id} to \"work laptop\"\n"));
+    assert_eq!(server.json(&["token", "show", id])["name"], "work laptop");
+
+    // Removing the member revokes their personal tokens.
+    let removed = server.run(&["member", "remove", "acme", "u_42"]).ok();
+    assert!(
+        removed.starts_with("removed user u_42 from tenant acme"),
+        "{removed}"
+    );
+    assert!(server.json(&["token", "show", id])["revoked_at"].is_string());
+    let again = server.run(&["member", "remove", "acme", "u_42"]).fails();
+    assert_eq!(
+        again,
+        "error: user u_42 in tenant acme not found (404 not-found)"
+    );
+
+    // More tenants than fit in one page (the server's default is 50): list follows the
+    // cursor to the end.
+    for n in 0..50 {
+        server.run(&["tenant", "create", &format!("t{n:02}")]).ok();
+    }
+    let tenants = server.json(&["tenant", "list"]);
+    assert_eq!(items(&tenants).len(), 52);
+    assert_eq!(tenants["next_cursor"], Value::Null);
+    let listed = server.run(&["tenant", "list"]).ok();
+    assert_eq!(
+        listed.lines().count(),
+        53,
+        "a header and 52 rows:\n{listed}"
+    );
+    assert!(listed.contains("t49"), "{listed}");
+}
+
+#[test]
+fn token_create_prints_the_secret_once_and_list_never_does() {
+    let server = Server::start().with_acme();
+
+    let created = server
+        .run(&[
+            "token",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "ci deploy",
+            "--kind",
+            "client_credentials",
+            "--role",
+            "viewer",
+            "--created-by",
+            "u_42",
+            "--ttl",
+            "600",
+            "--allow",
+            "203.0.113.0/24",
+            "--refresh-tokens",
+            "--expires-at",
+            "2099-01-01T00:00:00Z",
+        ])
+        .ok();
+    let id = labelled(&created, "client_id").to_owned();
+    let secret = labelled(&created, "client_secret").to_owned();
+    assert!(secret.starts_with("lk_sk_"), "{created}");
+    assert_eq!(created.matches(&secret).count(), 1, "{created}");
+    assert!(created.contains("shown only this once"), "{created}");
+
+    let token = server.json(&["token", "show", &id]);
+    assert_eq!(token["kind"], "client_credentials");
+    assert_eq!(token["name"], "ci deploy");
+    assert_eq!(token["roles"], serde_json::json!(["viewer"]));
+    assert_eq!(token["created_by"], "u_42");
+    assert_eq!(token["access_token_ttl_seconds"], 600);
+    assert_eq!(token["ip_allowlist"], serde_json::json!(["203.0.113.0/24"]));
+    assert_eq!(token["refresh_tokens"], true);
+    assert!(
+        token["expires_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2099-01-01T00:00:00")
+    );
+    let hint = token["secret_hint"].as_str().unwrap();
+    assert!(hint.ends_with(&secret[secret.len() - 4..]), "{hint}");
+
+    let created = server
+        .run(&[
+            "token",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "reporting",
+            "--kind",
+            "api_key",
+            "--permission",
+            "reports:read",
+        ])
+        .ok();
+    let api_key = labelled(&created, "api_key").to_owned();
+    assert!(api_key.starts_with("lk_ak_"), "{created}");
+    assert!(created.contains("shown only this once"), "{created}");
+
+    // With --json the create response is printed as the server sent it, secret included.
+    let created = server.json(&[
+        "token", "create", "--tenant", "acme", "--name", "scripted", "--kind", "api_key",
+    ]);
+    let scripted_key = created["api_key"].as_str().unwrap().to_owned();
+    assert!(scripted_key.starts_with("lk_ak_"));
+    assert_eq!(created["token"]["name"], "scripted");
+
+    let outputs = [
+        server.run(&["token", "list", "--tenant", "acme"]).ok(),
+        server
+            .run(&["token", "list", "--tenant", "acme", "--json"])
+            .ok(),
+        server.run(&["token", "show", &id]).ok(),
+        server.run(&["token", "show", &id, "--json"]).ok(),
+    ];
+    for output in &outputs {
+        for secret in [&secret, &api_key, &scripted_key] {
+            assert!(
+                !output.contains(secret.as_str()),
+                "a secret leaked:\n{output}"
+            );
+        }
+    }
+    assert!(outputs[0].contains(&id) && outputs[0].contains("ci deploy"));
+    assert_eq!(items(&serde_json::from_str(&outputs[1]).unwrap()).len(), 3);
+    assert!(
+        outputs[2].contains(hint),
+        "show gives the hint:\n{}",
+        outputs[2]
+    );
+}
+
+#[test]
+fn a_refused_request_prints_the_problem_detail_and_fails() {
+    let server = Server::start().with_acme();
+    let personal_tokens = || {
+        let list = server.json(&["token", "list", "--tenant", "acme", "--user", "u_42"]);
+        items(&list).len()
+    };
+
+    let refused = server
+        .run(&[
+            "token",
+            "create",
+            "--tenant",
+            "acme",
+            "--user",
+            "u_42",
+            "--name",
+            "x",
+            "--kind",
+            "api_key",
+            "--permission",
+            "reports:write",
+        ])
+        .fails();
+    assert_eq!(
+        refused,
+        "error: user u_42 does not hold reports:write in tenant acme (403 permission-not-held)"
+    );
+    assert_eq!(personal_tokens(), 0);
+
+    let refused = server
+        .run(&[
+            "token", "create", "--tenant", "acme", "--user", "u_42", "--name", "x", "--kind",
+            "api_key", "--role", "viewer",
+        ])
+        .fails();
+    assert!(
+        refused.starts_with("error: --role cannot be used with --user"),
+        "{refused}"
+    );
+    assert_eq!(personal_tokens(), 0);
+
+    let refused = server.run(&["tenant", "create", "acme"]).fails();
+    assert_eq!(
+        refused,
+        "error: tenant acme already exists (409 already-exists)"
+    );
+    let tenants = server.json(&["tenant", "list"]);
+    let acme: Vec<_> = items(&tenants)
+        .iter()
+        .filter(|t| t["id"] == "acme")
+        .collect();
+    assert_eq!(acme.len(), 1);
+    assert_eq!(
+        acme[0]["name"], "Acme Inc.",
+        "the first tenant is untouched"
+    );
+
+    let refused = latchkey(&server.url, Some("lk_ak_not-a-key"), &["tenant", "list"]).fails();
+    assert!(refused.ends_with("(401 invalid-token)"), "{refused}");
+    let refused = latchkey(&server.url, None, &["tenant", "list"]).fails();
+    assert!(refused.contains("LATCHKEY_TOKEN"), "{refused}");
+
+    // A port nothing listens on: the message names the server that could not be reached.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let refused = latchkey(&nowhere, Some(&server.root_key), &["tenant", "list"]).fails();
+    assert!(
+        refused.starts_with(&format!(
+            "error: cannot connect to the latchkey server at {nowhere}"
+        )),
+        "{refused}"
+    );
+}
+
+#[test]
+fn revoke_then_show_reports_revoked_at() {
+    let server = Server::start().with_acme();
+    let created = server.json(&[
+        "token", "create", "--tenant", "acme", "--name", "deploy", "--kind", "api_key",
+    ]);
+    let id = created["token"]["id"].as_str().unwrap().to_owned();
+    let shown = server.run(&["token", "show", &id]).ok();
+    assert_eq!(labelled(&shown, "revoked_at"), "-");
+
+    let revoked = server.run(&["token", "revoke", &id]).ok();
+    assert_eq!(revoked, format!("revoked token {id}\n"));
+
+    let token = server.json(&["token", "show", &id]);
+    let revoked_at = token["revoked_at"].as_str().unwrap();
+    let shown = server.run(&["token", "show", &id]).ok();
+    assert_eq!(labelled(&shown, "revoked_at"), revoked_at);
+    let listed = server.run(&["token", "list", "--tenant", "acme"]).ok();
+    let row = listed.lines().find(|line| line.contains(&id)).unwrap();
+    assert!(row.ends_with(revoked_at), "{listed}");
+
+    // With --json a 204 has nothing to print.
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    let refused = server.run(&["token", "revoke", unknown, "--json"]).fails();
+    assert_eq!(
+        refused,
+        format!("error: token {unknown} not found (404 not-found)")
+    );
+    let other = server.json(&[
+        "token", "create", "--tenant", "acme", "--name", "other", "--kind", "api_key",
+    ]);
+    let other_id = other["token"]["id"].as_str().unwrap();
+    assert_eq!(
+        server.run(&["token", "revoke", other_id, "--json"]).ok(),
+        ""
+    );
+    assert!(server.json(&["token", "show", other_id])["revoked_at"].is_string());
+}
