@@ -27,7 +27,7 @@ pub enum AdminCommand {
     Permission(Group<catalogue::PermissionCommand>),
     /// Define and list roles (named sets of permissions).
     Role(Group<catalogue::RoleCommand>),
-    /// Set and remove users' roles in a tenant.
+    /// Set, list and remove users' roles in a tenant.
     Member(Group<member::MemberCommand>),
     /// Create, list, show, rename and revoke tokens.
     Token(Group<token::TokenCommand>),

@@ -1,9 +1,10 @@
-//! `latchkey member …`: the roles a user holds in a tenant. Removing a member revokes
-//! their personal tokens in that tenant (the server does it; we say so).
+//! `latchkey member …`: the roles a user holds in a tenant, and every member of a tenant
+//! (all pages). Removing a member revokes their personal tokens in that tenant (the
+//! server does it; we say so).
 
 use super::Format;
-use super::client::Client;
-use super::output::{emit, text};
+use super::client::{Client, printable};
+use super::output::{emit, items, table, text};
 use clap::Subcommand;
 use reqwest::Method;
 use serde::Serialize;
@@ -19,6 +20,11 @@ pub enum MemberCommand {
         /// A role the user holds there (repeat the flag for more).
         #[arg(long = "role", value_name = "ROLE")]
         roles: Vec<String>,
+    },
+    /// List every member of a tenant with their roles and permissions.
+    List {
+        /// The tenant id.
+        tenant: String,
     },
     /// Remove a user from a tenant, revoking their personal tokens there.
     Remove {
@@ -52,6 +58,28 @@ pub async fn run(client: &Client, format: Format, command: MemberCommand) -> any
                     text(&m["tenant_id"]),
                     text(&m["roles"]),
                     text(&m["permissions"])
+                )
+            });
+        }
+        MemberCommand::List { tenant } => {
+            let list = client
+                .list_all(&["v1", "tenants", &tenant, "users"])
+                .await?;
+            emit(format, &list, |list| {
+                let rows = items(list)
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            text(&m["user_id"]),
+                            text(&m["roles"]),
+                            text(&m["permissions"]),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &["USER", "ROLES", "PERMISSIONS"],
+                    rows,
+                    &format!("no members in tenant {}", printable(&tenant)),
                 )
             });
         }

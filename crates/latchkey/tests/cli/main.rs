@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod readme;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -270,6 +272,24 @@ fn tenant_role_member_and_token_commands_round_trip() {
         member,
         "user u_42 in tenant acme: roles viewer; permissions reports:read\n"
     );
+    let members = server.json(&["member", "list", "acme"]);
+    assert_eq!(
+        members,
+        serde_json::json!({
+            "items": [{
+                "tenant_id": "acme",
+                "user_id": "u_42",
+                "roles": ["viewer"],
+                "permissions": ["reports:read"],
+            }],
+            "next_cursor": null,
+        })
+    );
+    let listed = server.run(&["member", "list", "acme"]).ok();
+    assert_eq!(
+        listed,
+        "USER  ROLES   PERMISSIONS\nu_42  viewer  reports:read\n"
+    );
 
     let created = server.json(&[
         "token",
@@ -311,6 +331,13 @@ fn tenant_role_member_and_token_commands_round_trip() {
         "{removed}"
     );
     assert!(server.json(&["token", "show", id])["revoked_at"].is_string());
+    let members = server.json(&["member", "list", "acme"]);
+    assert_eq!(
+        members,
+        serde_json::json!({"items": [], "next_cursor": null})
+    );
+    let listed = server.run(&["member", "list", "acme"]).ok();
+    assert_eq!(listed, "no members in tenant acme\n");
     let again = server.run(&["member", "remove", "acme", "u_42"]).fails();
     assert_eq!(
         again,
