@@ -101,6 +101,92 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+/// A signing key as stored: the private half sealed under the master key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    /// The key id published in the JWKS and JWT headers.
+    pub kid: String,
+    /// Creation order; assigned by the store.
+    pub seq: i64,
+    /// The JOSE algorithm.
+    pub alg: String,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// AES-256-GCM nonce and ciphertext of the private key.
+    pub private_sealed: Vec<u8>,
+    /// The public JWK, as JSON text.
+    pub public_jwk: String,
+}
+
+impl std::fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SigningKeyRecord({}, {}, seq {})",
+            self.kid, self.alg, self.seq
+        )
+    }
+}
+
+/// When a rotation should happen; checked under the rotation lock so that several
+/// replicas rotate exactly once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotateWhen {
+    /// Unconditionally (an operator asked).
+    Always,
+    /// Only while there are fewer keys than this (first start).
+    FewerThan(i64),
+    /// Only when the newest key was created before this instant (the schedule).
+    NewestOlderThan(Timestamp),
+}
+
+/// A refresh-token family: the chain of rotations that started with one grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshFamily {
+    /// The family id.
+    pub id: TokenId,
+    /// The token whose grant started it.
+    pub token_id: TokenId,
+    /// When it started.
+    pub created_at: Timestamp,
+    /// Its absolute end.
+    pub expires_at: Timestamp,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+    /// The scope granted at its start; refreshes keep it.
+    pub scope: String,
+    /// The audience granted at its start.
+    pub audience: String,
+}
+
+/// One refresh token of a family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRecord {
+    /// The id embedded in the `lk_rt_` string.
+    pub id: TokenId,
+    /// Its family.
+    pub family_id: TokenId,
+    /// Salt and hash of its secret.
+    pub secret: crate::secret::StoredSecret,
+    /// The `jti` of the access token issued with it.
+    pub jti: String,
+    /// When that access token expires.
+    pub access_expires_at: Timestamp,
+    /// Issue time.
+    pub created_at: Timestamp,
+    /// When it was exchanged; a refresh token works once.
+    pub used_at: Option<Timestamp>,
+}
+
+/// The result of presenting a refresh token for rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// It was unused: it is now used and its successor stored.
+    Rotated,
+    /// It had been used already: the whole family is now revoked.
+    Reused,
+}
+
 /// A storage failure, in domain terms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -225,4 +311,51 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes a token at `ctx.at`; revoking a revoked token changes nothing. `None` when
     /// there is no such token.
     async fn revoke_token(&self, id: TokenId, ctx: &AuditContext) -> StoreResult<Option<Token>>;
+
+    /// The signing keys to publish: the three newest (next, current, previous) and any
+    /// older key that signed a long-lived JWT still alive at `now`. Newest first.
+    async fn signing_keys(&self, now: Timestamp) -> StoreResult<Vec<SigningKeyRecord>>;
+    /// Stores `key` as the newest key if `when` holds under the rotation lock, and drops
+    /// keys that can no longer verify anything. Returns whether it rotated.
+    async fn rotate_signing_key(
+        &self,
+        key: &SigningKeyRecord,
+        when: RotateWhen,
+        ctx: &AuditContext,
+    ) -> StoreResult<bool>;
+
+    /// Starts a refresh family with its first token; revokes the token's oldest families
+    /// beyond `max_families`.
+    async fn start_refresh_family(
+        &self,
+        family: &RefreshFamily,
+        first: &RefreshRecord,
+        max_families: u32,
+        ctx: &AuditContext,
+    ) -> StoreResult<()>;
+    /// A refresh token with its family.
+    async fn get_refresh(&self, id: TokenId)
+    -> StoreResult<Option<(RefreshRecord, RefreshFamily)>>;
+    /// Marks `used` as used and stores `next`, atomically; if `used` was used already,
+    /// revokes the family instead.
+    async fn rotate_refresh(
+        &self,
+        used: TokenId,
+        next: &RefreshRecord,
+        ctx: &AuditContext,
+    ) -> StoreResult<RefreshOutcome>;
+    /// Revokes a family and the access tokens issued from it. False if unknown or revoked.
+    async fn revoke_refresh_family(&self, family: TokenId, ctx: &AuditContext)
+    -> StoreResult<bool>;
+    /// Puts one access token's `jti` on the deny list until `expires_at`.
+    async fn revoke_jti(
+        &self,
+        jti: &str,
+        token_id: TokenId,
+        tenant: &TenantId,
+        expires_at: Timestamp,
+        ctx: &AuditContext,
+    ) -> StoreResult<()>;
+    /// The `jti`s on the deny list whose tokens have not expired at `now`.
+    async fn revoked_jtis(&self, now: Timestamp) -> StoreResult<Vec<String>>;
 }

@@ -191,6 +191,8 @@ pub struct TokenRecord {
     pub token: Token,
     /// Salt and hash of its secret; `None` for kinds without a stored secret.
     pub secret: Option<StoredSecret>,
+    /// The key that signed a long-lived JWT; it stays published while the token lives.
+    pub signing_kid: Option<String>,
 }
 
 /// Default lifetime of an access token.

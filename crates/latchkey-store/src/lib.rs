@@ -11,6 +11,7 @@
 
 mod backend;
 mod error;
+mod oauth;
 mod rows;
 mod sql;
 

@@ -12,7 +12,7 @@ use sqlx::any::AnyRow;
 
 pub(crate) const TOKEN_COLUMNS: &str = "id, kind, tenant_id, user_id, name, roles, permissions, \
     created_by, created_at, expires_at, revoked_at, last_used_at, last_used_ip, ip_allowlist, \
-    access_token_ttl_seconds, refresh_tokens, secret_salt, secret_hash, secret_hint";
+    access_token_ttl_seconds, refresh_tokens, secret_salt, secret_hash, secret_hint, signing_kid";
 
 pub(crate) fn tenant_id(text: &str) -> Result<TenantId, sqlx::Error> {
     TenantId::parse(text).map_err(|e| corrupt("tenant id", e))
@@ -107,7 +107,11 @@ pub(crate) fn token_record(row: &AnyRow) -> Result<TokenRecord, sqlx::Error> {
         (Some(salt), Some(hash)) => Some(StoredSecret { salt, hash }),
         _ => None,
     };
-    Ok(TokenRecord { token, secret })
+    Ok(TokenRecord {
+        token,
+        secret,
+        signing_kid: row.try_get("signing_kid")?,
+    })
 }
 
 pub(crate) fn membership(

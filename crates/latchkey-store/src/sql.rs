@@ -8,7 +8,8 @@ use crate::rows::{self, TOKEN_COLUMNS, join};
 use async_trait::async_trait;
 use latchkey_core::audit::{AuditContext, AuditEvent, chain_hash};
 use latchkey_core::store::{
-    Membership, Page, PageRequest, PermissionDef, RoleDef, Store, StoreError, StoreResult, Tenant,
+    Membership, Page, PageRequest, PermissionDef, RefreshFamily, RefreshOutcome, RefreshRecord,
+    RoleDef, RotateWhen, SigningKeyRecord, Store, StoreError, StoreResult, Tenant,
     TokenOwnerFilter,
 };
 use latchkey_core::token::{Owner, Token, TokenName, TokenRecord};
@@ -41,8 +42,8 @@ macro_rules! retrying {
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     backend: Backend,
-    writer: Pool,
-    reader: Pool,
+    pub(crate) writer: Pool,
+    pub(crate) reader: Pool,
 }
 
 impl SqlStore {
@@ -65,13 +66,13 @@ impl SqlStore {
         self.reader.close().await;
     }
 
-    async fn reader(&self) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Any>> {
+    pub(crate) async fn reader(&self) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Any>> {
         self.reader.acquire().await.map_err(from_sqlx)
     }
 }
 
 /// Appends an audit event to the hash chain inside the caller's transaction.
-async fn append_audit(
+pub(crate) async fn append_audit(
     conn: &mut AnyConnection,
     ctx: &AuditContext,
     event: AuditEvent,
@@ -110,9 +111,31 @@ async fn append_audit(
     Ok(())
 }
 
-/// Appends a token revocation to the deny list inside the caller's transaction.
-async fn append_revocation(
+/// What a deny-list entry names.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Revoked {
+    /// A token id: every JWT with this `client_id`.
+    Token,
+    /// One access token, by `jti`.
+    Jti,
+    /// A refresh-token family.
+    Family,
+}
+
+impl Revoked {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::Jti => "jti",
+            Self::Family => "family",
+        }
+    }
+}
+
+/// Appends an entry to the deny list inside the caller's transaction.
+pub(crate) async fn append_revocation(
     conn: &mut AnyConnection,
+    kind: Revoked,
     subject: &str,
     tenant: &str,
     revoked_at: Timestamp,
@@ -125,9 +148,10 @@ async fn append_revocation(
     .await?;
     sqlx::query(
         "INSERT INTO revocations (seq, kind, subject, tenant_id, revoked_at, expires_at) \
-         VALUES ($1, 'token', $2, $3, $4, $5)",
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(seq)
+    .bind(kind.as_str())
     .bind(subject.to_owned())
     .bind(tenant.to_owned())
     .bind(revoked_at.millis())
@@ -158,7 +182,15 @@ async fn revoke_where(
     for row in revoked {
         let id: String = row.try_get("id")?;
         let tenant: String = row.try_get("tenant_id")?;
-        append_revocation(conn, &id, &tenant, at, row.try_get("expires_at")?).await?;
+        append_revocation(
+            conn,
+            Revoked::Token,
+            &id,
+            &tenant,
+            at,
+            row.try_get("expires_at")?,
+        )
+        .await?;
         ids.push(id);
     }
     ids.sort();
@@ -169,7 +201,8 @@ async fn insert_token(conn: &mut AnyConnection, record: &TokenRecord) -> TxResul
     let token = &record.token;
     let sql = format!(
         "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+         $20)"
     );
     let allowlist: Vec<String> = token.ip_allowlist.iter().map(ToString::to_string).collect();
     sqlx::query(&sql)
@@ -192,6 +225,7 @@ async fn insert_token(conn: &mut AnyConnection, record: &TokenRecord) -> TxResul
         .bind(record.secret.as_ref().map(|s| s.salt.clone()))
         .bind(record.secret.as_ref().map(|s| s.hash.clone()))
         .bind(token.secret_hint.clone())
+        .bind(record.signing_kid.clone())
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -941,5 +975,67 @@ impl Store for SqlStore {
 
     async fn revoke_token(&self, id: TokenId, ctx: &AuditContext) -> StoreResult<Option<Token>> {
         retrying!(self.tx_revoke_token(id, ctx))
+    }
+
+    async fn signing_keys(&self, now: Timestamp) -> StoreResult<Vec<SigningKeyRecord>> {
+        self.read_signing_keys(now).await
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        key: &SigningKeyRecord,
+        when: RotateWhen,
+        ctx: &AuditContext,
+    ) -> StoreResult<bool> {
+        retrying!(self.tx_rotate_signing_key(key, when, ctx))
+    }
+
+    async fn start_refresh_family(
+        &self,
+        family: &RefreshFamily,
+        first: &RefreshRecord,
+        max_families: u32,
+        ctx: &AuditContext,
+    ) -> StoreResult<()> {
+        retrying!(self.tx_start_refresh_family(family, first, max_families, ctx))
+    }
+
+    async fn get_refresh(
+        &self,
+        id: TokenId,
+    ) -> StoreResult<Option<(RefreshRecord, RefreshFamily)>> {
+        self.read_refresh(id).await
+    }
+
+    async fn rotate_refresh(
+        &self,
+        used: TokenId,
+        next: &RefreshRecord,
+        ctx: &AuditContext,
+    ) -> StoreResult<RefreshOutcome> {
+        retrying!(self.tx_rotate_refresh(used, next, ctx))
+    }
+
+    async fn revoke_refresh_family(
+        &self,
+        family: TokenId,
+        ctx: &AuditContext,
+    ) -> StoreResult<bool> {
+        retrying!(self.tx_revoke_refresh_family(family, ctx))
+    }
+
+    async fn revoke_jti(
+        &self,
+        jti: &str,
+        token_id: TokenId,
+        tenant: &TenantId,
+        expires_at: Timestamp,
+        ctx: &AuditContext,
+    ) -> StoreResult<()> {
+        retrying!(self.tx_revoke_jti(jti, token_id, tenant.as_str(), expires_at, ctx))
+    }
+
+    async fn revoked_jtis(&self, now: Timestamp) -> StoreResult<Vec<String>> {
+        self.read_revoked_jtis(now).await
     }
 }

@@ -1,0 +1,371 @@
+//! The authorization server's state: signing keys (rotated exactly once across
+//! replicas), refresh-token families (rotated on every use, revoked whole on reuse) and
+//! single access tokens on the deny list.
+
+use crate::error::{TxResult, from_sqlx};
+use crate::sql::{Revoked, SqlStore, append_audit, append_revocation};
+use latchkey_core::audit::{AuditContext, AuditEvent};
+use latchkey_core::secret::StoredSecret;
+use latchkey_core::store::{
+    RefreshFamily, RefreshOutcome, RefreshRecord, RotateWhen, SigningKeyRecord, StoreError,
+    StoreResult,
+};
+use latchkey_core::{Timestamp, TokenId};
+use serde_json::json;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+/// Keys beyond the newest three are kept only while a live long-lived JWT needs them.
+const LIVE_JWT_KIDS: &str = "SELECT signing_kid FROM tokens WHERE kind = 'jwt' \
+    AND signing_kid IS NOT NULL AND revoked_at IS NULL \
+    AND (expires_at IS NULL OR expires_at > $1)";
+
+fn signing_key(row: &AnyRow) -> Result<SigningKeyRecord, sqlx::Error> {
+    Ok(SigningKeyRecord {
+        kid: row.try_get("kid")?,
+        seq: row.try_get("seq")?,
+        alg: row.try_get("alg")?,
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        private_sealed: row.try_get("private_sealed")?,
+        public_jwk: row.try_get("public_jwk")?,
+    })
+}
+
+fn token_id(text: &str) -> Result<TokenId, sqlx::Error> {
+    TokenId::parse(text).map_err(|e| crate::error::corrupt("id", e))
+}
+
+fn refresh_pair(row: &AnyRow) -> Result<(RefreshRecord, RefreshFamily), sqlx::Error> {
+    let family_id = token_id(row.try_get("family_id")?)?;
+    let record = RefreshRecord {
+        id: token_id(row.try_get("id")?)?,
+        family_id,
+        secret: StoredSecret {
+            salt: row.try_get("secret_salt")?,
+            hash: row.try_get("secret_hash")?,
+        },
+        jti: row.try_get("jti")?,
+        access_expires_at: Timestamp::from_millis(row.try_get("access_expires_at")?),
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        used_at: row
+            .try_get::<Option<i64>, _>("used_at")?
+            .map(Timestamp::from_millis),
+    };
+    let family = RefreshFamily {
+        id: family_id,
+        token_id: token_id(row.try_get("token_id")?)?,
+        created_at: Timestamp::from_millis(row.try_get("family_created_at")?),
+        expires_at: Timestamp::from_millis(row.try_get("family_expires_at")?),
+        revoked_at: row
+            .try_get::<Option<i64>, _>("family_revoked_at")?
+            .map(Timestamp::from_millis),
+        scope: row.try_get("scope")?,
+        audience: row.try_get("audience")?,
+    };
+    Ok((record, family))
+}
+
+async fn insert_refresh(conn: &mut AnyConnection, record: &RefreshRecord) -> TxResult<()> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (id, family_id, secret_salt, secret_hash, jti, \
+         access_expires_at, created_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(record.id.to_string())
+    .bind(record.family_id.to_string())
+    .bind(record.secret.salt.clone())
+    .bind(record.secret.hash.clone())
+    .bind(record.jti.clone())
+    .bind(record.access_expires_at.millis())
+    .bind(record.created_at.millis())
+    .bind(record.used_at.map(Timestamp::millis))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Revokes a family and puts the access tokens issued from it that may still be alive on
+/// the deny list. False when the family is unknown or already revoked.
+async fn revoke_family_in(
+    conn: &mut AnyConnection,
+    family: TokenId,
+    at: Timestamp,
+) -> TxResult<bool> {
+    let revoked = sqlx::query(
+        "UPDATE refresh_families SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
+         RETURNING token_id, expires_at",
+    )
+    .bind(at.millis())
+    .bind(family.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = revoked else {
+        return Ok(false);
+    };
+    let token: String = row.try_get("token_id")?;
+    let family_expires: i64 = row.try_get("expires_at")?;
+    let tenant: String = sqlx::query_scalar("SELECT tenant_id FROM tokens WHERE id = $1")
+        .bind(token)
+        .fetch_one(&mut *conn)
+        .await?;
+    let family_text = family.to_string();
+    append_revocation(
+        conn,
+        Revoked::Family,
+        &family_text,
+        &tenant,
+        at,
+        Some(family_expires),
+    )
+    .await?;
+    let live = sqlx::query(
+        "SELECT jti, access_expires_at FROM refresh_tokens \
+         WHERE family_id = $1 AND access_expires_at > $2",
+    )
+    .bind(family_text)
+    .bind(at.millis())
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in live {
+        let jti: String = row.try_get("jti")?;
+        let expires: i64 = row.try_get("access_expires_at")?;
+        append_revocation(conn, Revoked::Jti, &jti, &tenant, at, Some(expires)).await?;
+    }
+    Ok(true)
+}
+
+impl SqlStore {
+    pub(crate) async fn read_signing_keys(
+        &self,
+        now: Timestamp,
+    ) -> StoreResult<Vec<SigningKeyRecord>> {
+        let sql = format!(
+            "SELECT kid, seq, alg, created_at, private_sealed, public_jwk FROM signing_keys \
+             WHERE seq > (SELECT COALESCE(MAX(seq), 0) - 3 FROM signing_keys) \
+             OR kid IN ({LIVE_JWT_KIDS}) ORDER BY seq DESC"
+        );
+        let found = sqlx::query(&sql)
+            .bind(now.millis())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(from_sqlx)?;
+        found
+            .iter()
+            .map(signing_key)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(from_sqlx)
+    }
+
+    pub(crate) async fn tx_rotate_signing_key(
+        &self,
+        key: &SigningKeyRecord,
+        when: RotateWhen,
+        ctx: &AuditContext,
+    ) -> TxResult<bool> {
+        let mut tx = self.writer.begin().await?;
+        // Taking the rotation lock first makes the check below and the insert one step
+        // for every replica: the second to arrive sees the first one's key.
+        let seq: i64 = sqlx::query_scalar(
+            "UPDATE chain_heads SET seq = seq + 1 WHERE name = 'signing_keys' RETURNING seq",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let due = match when {
+            RotateWhen::Always => true,
+            RotateWhen::FewerThan(count) => {
+                let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                keys < count
+            }
+            RotateWhen::NewestOlderThan(instant) => {
+                let newest: Option<i64> =
+                    sqlx::query_scalar("SELECT MAX(created_at) FROM signing_keys")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                newest.is_none_or(|created| created < instant.millis())
+            }
+        };
+        if !due {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, seq, alg, created_at, private_sealed, public_jwk) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(key.kid.clone())
+        .bind(seq)
+        .bind(key.alg.clone())
+        .bind(key.created_at.millis())
+        .bind(key.private_sealed.clone())
+        .bind(key.public_jwk.clone())
+        .execute(&mut *tx)
+        .await?;
+        let retired = sqlx::query(&format!(
+            "DELETE FROM signing_keys WHERE seq <= $2 AND kid NOT IN ({LIVE_JWT_KIDS})"
+        ))
+        .bind(ctx.at.millis())
+        .bind(seq - 3)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let event = AuditEvent::new("key.rotated", None, Some(key.kid.clone()))
+            .with_details(json!({ "alg": key.alg, "keys_retired": retired }));
+        append_audit(&mut tx, ctx, event).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub(crate) async fn tx_start_refresh_family(
+        &self,
+        family: &RefreshFamily,
+        first: &RefreshRecord,
+        max_families: u32,
+        ctx: &AuditContext,
+    ) -> TxResult<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO refresh_families (id, token_id, created_at, expires_at, revoked_at, \
+             scope, audience) VALUES ($1, $2, $3, $4, NULL, $5, $6)",
+        )
+        .bind(family.id.to_string())
+        .bind(family.token_id.to_string())
+        .bind(family.created_at.millis())
+        .bind(family.expires_at.millis())
+        .bind(family.scope.clone())
+        .bind(family.audience.clone())
+        .execute(&mut *tx)
+        .await?;
+        insert_refresh(&mut tx, first).await?;
+        let active: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM refresh_families WHERE token_id = $1 AND revoked_at IS NULL \
+             ORDER BY created_at DESC, id DESC",
+        )
+        .bind(family.token_id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        for oldest in active.iter().skip(max_families as usize) {
+            revoke_family_in(&mut tx, token_id(oldest)?, ctx.at).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn read_refresh(
+        &self,
+        id: TokenId,
+    ) -> StoreResult<Option<(RefreshRecord, RefreshFamily)>> {
+        let row = sqlx::query(
+            "SELECT r.id, r.family_id, r.secret_salt, r.secret_hash, r.jti, r.access_expires_at, \
+             r.created_at, r.used_at, f.token_id, f.created_at AS family_created_at, \
+             f.expires_at AS family_expires_at, f.revoked_at AS family_revoked_at, f.scope, \
+             f.audience FROM refresh_tokens r JOIN refresh_families f ON f.id = r.family_id \
+             WHERE r.id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(from_sqlx)?;
+        row.as_ref()
+            .map(refresh_pair)
+            .transpose()
+            .map_err(from_sqlx)
+    }
+
+    pub(crate) async fn tx_rotate_refresh(
+        &self,
+        used: TokenId,
+        next: &RefreshRecord,
+        ctx: &AuditContext,
+    ) -> TxResult<RefreshOutcome> {
+        let mut tx = self.writer.begin().await?;
+        let claimed =
+            sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
+                .bind(ctx.at.millis())
+                .bind(used.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if claimed == 1 {
+            insert_refresh(&mut tx, next).await?;
+            tx.commit().await?;
+            return Ok(RefreshOutcome::Rotated);
+        }
+        // A used refresh token came back: someone holds a copy. Revoke the whole family.
+        let family: Option<String> =
+            sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE id = $1")
+                .bind(used.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let family = family.ok_or_else(|| StoreError::Internal("refresh token vanished".into()))?;
+        let family = token_id(&family)?;
+        if revoke_family_in(&mut tx, family, ctx.at).await? {
+            let event = AuditEvent::new("refresh.reused", None, Some(family.to_string()))
+                .with_details(json!({ "refresh_token_id": used }));
+            append_audit(&mut tx, ctx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(RefreshOutcome::Reused)
+    }
+
+    pub(crate) async fn tx_revoke_refresh_family(
+        &self,
+        family: TokenId,
+        ctx: &AuditContext,
+    ) -> TxResult<bool> {
+        let mut tx = self.writer.begin().await?;
+        let revoked = revoke_family_in(&mut tx, family, ctx.at).await?;
+        if revoked {
+            let event = AuditEvent::new("refresh.revoked", None, Some(family.to_string()));
+            append_audit(&mut tx, ctx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    pub(crate) async fn tx_revoke_jti(
+        &self,
+        jti: &str,
+        token: TokenId,
+        tenant: &str,
+        expires_at: Timestamp,
+        ctx: &AuditContext,
+    ) -> TxResult<()> {
+        let mut tx = self.writer.begin().await?;
+        let known: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM revocations WHERE kind = 'jti' AND subject = $1")
+                .bind(jti.to_owned())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if known.is_none() {
+            append_revocation(
+                &mut tx,
+                Revoked::Jti,
+                jti,
+                tenant,
+                ctx.at,
+                Some(expires_at.millis()),
+            )
+            .await?;
+            let event = AuditEvent::new(
+                "access_token.revoked",
+                Some(tenant),
+                Some(token.to_string()),
+            )
+            .with_details(json!({ "jti": jti }));
+            append_audit(&mut tx, ctx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn read_revoked_jtis(&self, now: Timestamp) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT subject FROM revocations WHERE kind = 'jti' \
+             AND (expires_at IS NULL OR expires_at > $1)",
+        )
+        .bind(now.millis())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(from_sqlx)
+    }
+}
