@@ -1,19 +1,22 @@
-//! The management API (`/v1/…`) and the health endpoints. One module per resource;
+//! The router: the management API (`/v1/…`), the OAuth endpoints and the health
+//! endpoints. One module per resource;
 //! this one assembles the router and holds what they share.
 
 mod catalogue;
 mod health;
+mod keys;
 mod members;
 mod tenants;
 mod tokens;
 
 use crate::extract::{BODY_LIMIT, ListQuery};
+use crate::oauth;
 use crate::problem::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, header};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use latchkey_core::ids::FieldError;
@@ -56,14 +59,34 @@ pub fn router(state: AppState) -> Router {
                 .patch(tokens::rename)
                 .delete(tokens::revoke),
         )
+        .route("/v1/keys/rotate", post(keys::rotate))
         .fallback(not_found)
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ));
+    let oauth = Router::new()
+        .route(
+            "/oauth/token",
+            post(oauth::token::token).fallback(oauth::token::wrong_method),
+        )
+        .route(
+            "/oauth/introspect",
+            post(oauth::introspect::introspect).fallback(oauth::token::wrong_method),
+        )
+        .route(
+            "/oauth/revoke",
+            post(oauth::revoke::revoke).fallback(oauth::token::wrong_method),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(oauth::metadata::metadata),
+        )
+        .route("/.well-known/jwks.json", get(oauth::metadata::jwks));
     Router::new()
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
+        .merge(oauth)
         .merge(management)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)

@@ -6,6 +6,7 @@
 //! Its effective permissions decide the authority: `latchkey:admin` (system tenant only)
 //! or `latchkey:manage` of its own tenant.
 
+use crate::cache::CachedToken;
 use crate::extract::client_meta;
 use crate::problem::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -16,8 +17,9 @@ use latchkey_core::audit::AuditContext;
 use latchkey_core::cidr;
 use latchkey_core::permission::{ADMIN, Authority, MANAGE};
 use latchkey_core::secret::{SecretFormatError, SecretType};
-use latchkey_core::token::{Token, TokenKind};
+use latchkey_core::token::TokenKind;
 use latchkey_core::{TenantId, TokenId, UserId};
+use std::sync::Arc;
 
 /// An authenticated management caller.
 #[derive(Debug, Clone)]
@@ -73,8 +75,9 @@ impl FromRequestParts<AppState> for Caller {
     ) -> Result<Self, Self::Rejection> {
         let meta = client_meta(parts);
         let presented = bearer(parts)?;
-        let token = authenticate_api_key(state, presented, meta.ip).await?;
-        let effective = state.effective_permissions(&token).await?;
+        let cached = authenticate_api_key(state, presented, meta.ip).await?;
+        let token = &cached.record.token;
+        let effective = &cached.effective;
         let tenant = token.owner.tenant_id().clone();
         let authority = if tenant.is_system() && effective.iter().any(|p| p.as_str() == ADMIN) {
             Authority::Admin
@@ -118,12 +121,12 @@ fn bearer(parts: &Parts) -> ApiResult<&str> {
     Ok(credential)
 }
 
-/// Checks an api key end to end and returns its token.
+/// Checks an api key end to end and returns its token with what it grants.
 pub async fn authenticate_api_key(
     state: &AppState,
     presented: &str,
     ip: Option<std::net::IpAddr>,
-) -> ApiResult<Token> {
+) -> ApiResult<Arc<CachedToken>> {
     let parsed = state
         .codec()
         .parse(presented)
@@ -139,7 +142,8 @@ pub async fn authenticate_api_key(
         ));
     };
     let refused = || ApiError::invalid_token("invalid credential");
-    let record = state.store().get_token(id).await?.ok_or_else(refused)?;
+    let cached = state.token(id).await?.ok_or_else(refused)?;
+    let record = &cached.record;
     let verified = record.token.kind == TokenKind::ApiKey
         && record
             .secret
@@ -148,7 +152,7 @@ pub async fn authenticate_api_key(
     if !verified {
         return Err(refused());
     }
-    let token = record.token;
+    let token = &record.token;
     if token.revoked_at.is_some() {
         return Err(ApiError::invalid_token("credential revoked"));
     }
@@ -162,5 +166,10 @@ pub async fn authenticate_api_key(
             "credential not allowed from this address",
         ));
     }
-    Ok(token)
+    if !cached.member {
+        return Err(ApiError::invalid_token(
+            "the credential's user has left its tenant",
+        ));
+    }
+    Ok(cached)
 }

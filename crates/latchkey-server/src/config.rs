@@ -35,6 +35,25 @@ pub struct Config {
     pub max_access_token_ttl_seconds: u32,
     /// Database connections per server.
     pub database_max_connections: u32,
+    /// Algorithm of new signing keys: `EdDSA`, `ES256` or `RS256`.
+    pub signing_algorithm: String,
+    /// Signing keys rotate this often.
+    pub key_rotation_seconds: i64,
+    /// Audiences a `resource` parameter may name; the public URL when empty.
+    pub audiences: Vec<String>,
+    /// The `aud` of tokens requested without `resource`; the public URL by default.
+    pub default_audience: Option<String>,
+    /// Absolute lifetime of a refresh-token family.
+    pub refresh_token_lifetime_seconds: i64,
+    /// Active refresh families per token.
+    pub max_refresh_families: u32,
+    /// Failed client authentications per client id per minute before 429.
+    pub client_failures_per_minute: u32,
+    /// Failed client authentications per client IP per minute before 429.
+    pub ip_failures_per_minute: u32,
+    /// How long a token stays cached in memory. Local changes clear the cache at once;
+    /// this bounds how long another replica's change can go unseen.
+    pub token_cache_ttl_ms: u64,
 }
 
 impl Default for Config {
@@ -51,6 +70,15 @@ impl Default for Config {
             default_access_token_ttl_seconds: 900,
             max_access_token_ttl_seconds: 86_400,
             database_max_connections: 8,
+            signing_algorithm: "EdDSA".to_owned(),
+            key_rotation_seconds: 30 * 86_400,
+            audiences: Vec::new(),
+            default_audience: None,
+            refresh_token_lifetime_seconds: 30 * 86_400,
+            max_refresh_families: 100,
+            client_failures_per_minute: 10,
+            ip_failures_per_minute: 100,
+            token_cache_ttl_ms: 1000,
         }
     }
 }

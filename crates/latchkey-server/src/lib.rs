@@ -1,11 +1,13 @@
-//! The latchkey server: the management API over a [`Store`](latchkey_core::store::Store),
-//! started by [`Application::build`].
+//! The latchkey server: the management API and the authorization server over a
+//! [`Store`](latchkey_core::store::Store), started by [`Application::build`].
 
 pub mod api;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod extract;
 pub mod keyfile;
+pub mod oauth;
 pub mod problem;
 pub mod startup;
 pub mod state;

@@ -1,14 +1,20 @@
 //! Building and running the server: open the store, load the pepper, create the system
 //! tenant and root key on first start, bind the listener.
 
+use crate::cache::TokenCache;
 use crate::config::Config;
 use crate::keyfile;
+use crate::oauth::KeyRing;
+use crate::oauth::keys::MasterKey;
+use crate::oauth::throttle::Throttle;
 use crate::router;
-use crate::state::{AppState, Settings};
+use crate::state::{AppState, Parts, Settings};
 use anyhow::Context;
 use latchkey_core::audit::AuditContext;
+use latchkey_core::jwt::Algorithm;
 use latchkey_core::permission::ADMIN;
 use latchkey_core::secret::{Secret, SecretCodec, SecretPrefix, SecretType};
+use latchkey_core::store::RotateWhen;
 use latchkey_core::store::Tenant;
 use latchkey_core::token::{Owner, Token, TokenKind, TokenName, TokenRecord};
 use latchkey_core::{Permission, TenantId, TokenId};
@@ -16,6 +22,7 @@ use latchkey_store::StoreOptions;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// A built server, bound and ready to run.
@@ -33,7 +40,13 @@ impl Application {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
         let pepper = keyfile::load_or_create(&config.pepper_path(), "pepper")?;
-        keyfile::load_or_create(&config.master_key_path(), "master key")?;
+        let master = keyfile::load_or_create(&config.master_key_path(), "master key")?;
+        let algorithm = Algorithm::parse(&config.signing_algorithm).ok_or_else(|| {
+            anyhow::anyhow!(
+                "signing_algorithm must be EdDSA, ES256 or RS256, not {}",
+                config.signing_algorithm
+            )
+        })?;
         let prefix = SecretPrefix::parse(&config.secret_prefix)
             .map_err(|e| anyhow::anyhow!("secret_prefix {e}"))?;
         let store_options = StoreOptions {
@@ -53,12 +66,40 @@ impl Application {
             .unwrap_or_else(|| format!("http://{local}"))
             .trim_end_matches('/')
             .to_owned();
+        let audiences = if config.audiences.is_empty() {
+            vec![public_url.clone()]
+        } else {
+            config.audiences.clone()
+        };
         let settings = Settings {
             public_url: public_url.clone(),
+            default_audience: config
+                .default_audience
+                .clone()
+                .unwrap_or_else(|| public_url.clone()),
+            audiences,
             default_access_token_ttl_seconds: config.default_access_token_ttl_seconds,
             max_access_token_ttl_seconds: config.max_access_token_ttl_seconds,
+            refresh_token_lifetime_seconds: config.refresh_token_lifetime_seconds,
+            max_refresh_families: config.max_refresh_families,
+            key_rotation_seconds: config.key_rotation_seconds.max(1),
         };
-        let state = AppState::new(Arc::new(store), SecretCodec::new(prefix, &pepper), settings);
+        let state = AppState::new(Parts {
+            store: Arc::new(store),
+            codec: SecretCodec::new(prefix, &pepper),
+            settings,
+            keyring: KeyRing::new(MasterKey::new(&master)?, algorithm),
+            tokens: TokenCache::new(Duration::from_millis(config.token_cache_ttl_ms), 100_000),
+            throttle: Throttle::new(
+                config.client_failures_per_minute,
+                config.ip_failures_per_minute,
+            ),
+        });
+        state
+            .keyring()
+            .ensure_keys(state.store(), state.now())
+            .await
+            .map_err(|e| anyhow::anyhow!("preparing signing keys: {e:?}"))?;
         let root_key = bootstrap(&state).await?;
         if let (Some(key), Some(path)) = (&root_key, &config.root_key_file) {
             keyfile::write_private(path, format!("{}\n", key.expose()).as_bytes())
@@ -109,11 +150,40 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let maintenance = tokio::spawn(maintain(self.state.clone()));
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!("listening on http://{}", self.listener.local_addr()?);
-        axum::serve(self.listener, app)
+        let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        maintenance.abort();
+        served
+    }
+}
+
+/// How often a server looks at the key schedule and reloads keys and the jti deny list
+/// (which another replica may have changed).
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Rotates signing keys on schedule (exactly once across replicas: the store checks the
+/// schedule under its rotation lock) and keeps the key set and deny list fresh.
+async fn maintain(state: AppState) {
+    let mut ticker = tokio::time::interval(MAINTENANCE_INTERVAL);
+    loop {
+        ticker.tick().await;
+        let now = state.now();
+        let due_before = now.plus_seconds(-state.settings().key_rotation_seconds);
+        let outcome = state
+            .keyring()
+            .rotate(
+                state.store(),
+                RotateWhen::NewestOlderThan(due_before),
+                &AuditContext::system(now),
+            )
+            .await;
+        if let Err(error) = outcome {
+            tracing::warn!(?error, "key maintenance failed; retrying shortly");
+        }
     }
 }
 
@@ -152,6 +222,7 @@ async fn bootstrap(state: &AppState) -> anyhow::Result<Option<Secret>> {
             secret_hint: Some(issued.secret.hint()),
         },
         secret: Some(issued.stored),
+        signing_kid: None,
     };
     let created = state
         .store()

@@ -1,25 +1,37 @@
 //! The application state shared by every handler: the store, the secret codec, the
-//! randomness source and the settings. Handlers receive it through axum's `State`.
+//! signing keys, the caches and the settings. Handlers receive it through axum's `State`.
 
+use crate::cache::{CachedToken, Lookup, TokenCache};
+use crate::oauth::KeyRing;
+use crate::oauth::throttle::Throttle;
+use crate::problem::ApiResult;
 use aws_lc_rs::rand::SystemRandom;
 use latchkey_core::secret::SecretCodec;
 use latchkey_core::store::Store;
 use latchkey_core::token::Token;
-use latchkey_core::{PermissionSet, Timestamp, permission};
+use latchkey_core::{PermissionSet, Timestamp, TokenId, permission};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use crate::problem::ApiResult;
 
 /// Settings the handlers consult.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// The public URL (`iss`).
     pub public_url: String,
+    /// The audiences a `resource` parameter may name.
+    pub audiences: Vec<String>,
+    /// The `aud` when no `resource` is given.
+    pub default_audience: String,
     /// Default lifetime of access tokens.
     pub default_access_token_ttl_seconds: u32,
     /// The most a token may ask for.
     pub max_access_token_ttl_seconds: u32,
+    /// Absolute lifetime of a refresh-token family.
+    pub refresh_token_lifetime_seconds: i64,
+    /// Active refresh families per token; the oldest goes first.
+    pub max_refresh_families: u32,
+    /// Signing keys rotate this often.
+    pub key_rotation_seconds: i64,
 }
 
 /// Shared state, cheap to clone.
@@ -33,17 +45,39 @@ struct Inner {
     codec: SecretCodec,
     rng: SystemRandom,
     settings: Settings,
+    keyring: KeyRing,
+    tokens: TokenCache,
+    throttle: Throttle,
+}
+
+/// The parts [`AppState::new`] assembles.
+pub struct Parts {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Prefix and pepper.
+    pub codec: SecretCodec,
+    /// Settings.
+    pub settings: Settings,
+    /// Signing keys.
+    pub keyring: KeyRing,
+    /// Token cache.
+    pub tokens: TokenCache,
+    /// Failed-authentication throttle.
+    pub throttle: Throttle,
 }
 
 impl AppState {
     /// Assembles the state.
-    pub fn new(store: Arc<dyn Store>, codec: SecretCodec, settings: Settings) -> Self {
+    pub fn new(parts: Parts) -> Self {
         Self {
             inner: Arc::new(Inner {
-                store,
-                codec,
+                store: parts.store,
+                codec: parts.codec,
                 rng: SystemRandom::new(),
-                settings,
+                settings: parts.settings,
+                keyring: parts.keyring,
+                tokens: parts.tokens,
+                throttle: parts.throttle,
             }),
         }
     }
@@ -68,6 +102,21 @@ impl AppState {
         &self.inner.settings
     }
 
+    /// Signing keys and the jti deny list.
+    pub fn keyring(&self) -> &KeyRing {
+        &self.inner.keyring
+    }
+
+    /// The failed-authentication throttle.
+    pub fn throttle(&self) -> &Throttle {
+        &self.inner.throttle
+    }
+
+    /// Forgets cached tokens; call after any change that can affect authentication.
+    pub fn forget_tokens(&self) {
+        self.inner.tokens.clear();
+    }
+
     /// The current time. The only place the server reads the clock.
     pub fn now(&self) -> Timestamp {
         let millis = SystemTime::now()
@@ -77,26 +126,53 @@ impl AppState {
         Timestamp::from_millis(i64::try_from(millis).unwrap_or(i64::MAX))
     }
 
+    /// A token with its effective permissions, from the cache or the store.
+    pub async fn token(&self, id: TokenId) -> ApiResult<Lookup> {
+        if let Some(hit) = self.inner.tokens.get(id) {
+            return Ok(hit);
+        }
+        let generation = self.inner.tokens.generation();
+        let loaded = match self.store().get_token(id).await? {
+            None => None,
+            Some(record) => {
+                let (effective, member) = self.effective_permissions(&record.token).await?;
+                Some(Arc::new(CachedToken {
+                    record,
+                    effective,
+                    member,
+                }))
+            }
+        };
+        self.inner.tokens.put(id, loaded.clone(), generation);
+        Ok(loaded)
+    }
+
     /// What `token` grants right now (ARCHITECTURE.md §4): a tenant token its permissions
     /// and its roles' current permissions; a personal token its permissions cut down to
-    /// what its user holds in the tenant now (nothing once the membership is gone).
-    pub async fn effective_permissions(&self, token: &Token) -> ApiResult<PermissionSet> {
+    /// what its user holds in the tenant now. The flag is false for a personal token whose
+    /// user is no longer a member.
+    async fn effective_permissions(&self, token: &Token) -> ApiResult<(PermissionSet, bool)> {
         let own: PermissionSet = token.permissions.iter().cloned().collect();
         let tenant = token.owner.tenant_id();
         Ok(match token.owner.user_id() {
             None => {
                 let from_roles = self.store().role_permissions(&token.roles).await?;
-                permission::effective_for_tenant_token(tenant, &own, &from_roles)
+                (
+                    permission::effective_for_tenant_token(tenant, &own, &from_roles),
+                    true,
+                )
             }
-            Some(user) => {
-                let holds = self
-                    .store()
-                    .get_membership(tenant, user)
-                    .await?
-                    .map(|m| m.permission_set())
-                    .unwrap_or_default();
-                permission::effective_for_personal_token(tenant, &own, &holds)
-            }
+            Some(user) => match self.store().get_membership(tenant, user).await? {
+                Some(membership) => (
+                    permission::effective_for_personal_token(
+                        tenant,
+                        &own,
+                        &membership.permission_set(),
+                    ),
+                    true,
+                ),
+                None => (PermissionSet::new(), false),
+            },
         })
     }
 }

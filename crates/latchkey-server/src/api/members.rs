@@ -47,6 +47,7 @@ pub async fn put(
         .store()
         .put_membership(&tenant.id, &user, &roles, &caller.audit(&state))
         .await?;
+    state.forget_tokens();
     Ok(Json(membership))
 }
 
@@ -81,6 +82,7 @@ pub async fn remove(
             tenant.id
         )));
     }
+    state.forget_tokens();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -98,5 +100,6 @@ pub async fn delete_user(
     {
         return Err(ApiError::NotFound(format!("user {user}")));
     }
+    state.forget_tokens();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -97,5 +97,6 @@ pub async fn delete(
     {
         return Err(ApiError::NotFound(format!("tenant {}", tenant.id)));
     }
+    state.forget_tokens();
     Ok(StatusCode::NO_CONTENT)
 }

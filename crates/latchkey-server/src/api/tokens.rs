@@ -5,13 +5,14 @@ use super::tenants::visible_tenant;
 use super::{ListBody, path_param};
 use crate::auth::Caller;
 use crate::extract::{ApiJson, ListQuery, parse_json};
+use crate::oauth::token;
 use crate::problem::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use latchkey_core::cidr::IpNet;
-use latchkey_core::permission::{check_caller_grant, check_user_grant};
+use latchkey_core::permission::{self, check_caller_grant, check_user_grant};
 use latchkey_core::secret::SecretType;
 use latchkey_core::store::TokenOwnerFilter;
 use latchkey_core::token::{
@@ -59,6 +60,8 @@ fn sorted_unique<T: Ord>(field: &str, mut items: Vec<T>) -> ApiResult<Vec<T>> {
 /// Everything a new token needs, checked, before the grant checks.
 struct Draft {
     owner: Owner,
+    /// What the token grants at creation: the scope of a long-lived JWT.
+    effective: PermissionSet,
     roles: Vec<RoleName>,
     permissions: Vec<Permission>,
     created_by: Option<UserId>,
@@ -107,6 +110,7 @@ pub async fn create_tenant(
         owner: Owner::Tenant {
             tenant_id: tenant.id.clone(),
         },
+        effective: PermissionSet::new(),
         roles: sorted_unique("roles", body.roles.take().unwrap_or_default())?,
         permissions: sorted_unique("permissions", std::mem::take(&mut body.permissions))?,
         created_by: body.created_by.take(),
@@ -119,6 +123,9 @@ pub async fn create_tenant(
         let holds = member_permissions(&state, &tenant.id, user).await?;
         check_user_grant(user, &tenant.id, &holds, &requested)?;
     }
+    let mut draft = draft;
+    draft.effective =
+        permission::effective_for_tenant_token(&tenant.id, &requested, &PermissionSet::new());
     mint(&state, &caller, draft).await
 }
 
@@ -150,6 +157,7 @@ pub async fn create_personal(
             tenant_id: tenant.id.clone(),
             user_id: user.clone(),
         },
+        effective: PermissionSet::new(),
         roles: Vec::new(),
         permissions: sorted_unique("permissions", std::mem::take(&mut body.permissions))?,
         created_by: Some(user.clone()),
@@ -159,6 +167,8 @@ pub async fn create_personal(
     let requested = requested_permissions(&state, &draft).await?;
     check_caller_grant(&caller.authority, &tenant.id, &requested)?;
     check_user_grant(&user, &tenant.id, &holds, &requested)?;
+    let mut draft = draft;
+    draft.effective = permission::effective_for_personal_token(&tenant.id, &requested, &holds);
     mint(&state, &caller, draft).await
 }
 
@@ -208,7 +218,7 @@ async fn mint(
     if draft.created_by.is_some() {
         ctx.actor_user = draft.created_by.as_ref().map(ToString::to_string);
     }
-    let token = Token {
+    let mut token = Token {
         id,
         kind: draft.body.kind,
         owner: draft.owner,
@@ -229,9 +239,30 @@ async fn mint(
         refresh_tokens: draft.body.refresh_tokens,
         secret_hint: issued.as_ref().map(|i| i.secret.hint()),
     };
+    // A long-lived JWT is signed now, with what the token grants now, and the key that
+    // signed it stays published while the token lives.
+    let long_lived = match token.kind {
+        TokenKind::Jwt => {
+            let audience = state.settings().default_audience.clone();
+            let claims = token::claims_for(
+                state,
+                &token,
+                &draft.effective,
+                &audience,
+                token.expires_at,
+                true,
+            )?;
+            Some(token::sign_with_current_key(state, &claims)?)
+        }
+        _ => None,
+    };
+    if let Some((jwt, _)) = &long_lived {
+        token.secret_hint = Some(format!("jwt…{}", &jwt[jwt.len().saturating_sub(4)..]));
+    }
     let record = TokenRecord {
         token,
         secret: issued.as_ref().map(|i| i.stored.clone()),
+        signing_kid: long_lived.as_ref().map(|(_, kid)| kid.clone()),
     };
     state.store().create_token(&record, &ctx).await?;
     let mut body = json!({ "token": record.token });
@@ -245,8 +276,8 @@ async fn mint(
                 map.insert("api_key".into(), json!(issued.secret.expose()));
             }
             _ => {
-                // Signed long-lived JWTs arrive with the authorization server.
-                map.insert("jwt".into(), Value::Null);
+                let jwt = long_lived.map(|(jwt, _)| jwt);
+                map.insert("jwt".into(), json!(jwt));
             }
         }
     }
@@ -337,6 +368,7 @@ pub async fn rename(
         .rename_token(token.id, &name, &caller.audit(&state))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("token {}", token.id)))?;
+    state.forget_tokens();
     Ok(Json(renamed))
 }
 
@@ -351,5 +383,6 @@ pub async fn revoke(
         .revoke_token(token.id, &caller.audit(&state))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("token {}", token.id)))?;
+    state.forget_tokens();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,0 +1,100 @@
+//! Hot records in process memory (PERFORMANCE.md: a store read whose page was evicted
+//! costs 85 µs instead of 5). Tokens are cached with their effective permissions for a
+//! short time; every local change that can affect authentication (revocation, role and
+//! membership changes, deletions) clears the cache at once, and the time limit bounds how
+//! long another replica's change can go unseen.
+
+use latchkey_core::token::TokenRecord;
+use latchkey_core::{PermissionSet, TokenId};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A token as authentication needs it.
+#[derive(Debug)]
+pub struct CachedToken {
+    /// The token and its stored secret.
+    pub record: TokenRecord,
+    /// What it grants now (ARCHITECTURE.md §4).
+    pub effective: PermissionSet,
+    /// False for a personal token whose user has left the tenant.
+    pub member: bool,
+}
+
+/// The cache; cheap to share.
+pub struct TokenCache {
+    entries: Mutex<HashMap<TokenId, Entry>>,
+    generation: AtomicU64,
+    ttl: Duration,
+    capacity: usize,
+}
+
+/// A lookup result: the token, or `None` for an id the store does not have (kept too, so
+/// an unknown client costs what a known one does).
+pub type Lookup = Option<Arc<CachedToken>>;
+
+struct Entry {
+    token: Lookup,
+    loaded: Instant,
+}
+
+/// The cache's generation when a load began; a load that overlaps a clear is not kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Generation(u64);
+
+impl TokenCache {
+    /// A cache keeping entries for `ttl`, at most `capacity` of them.
+    pub fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            ttl,
+            capacity,
+        }
+    }
+
+    /// A fresh entry, if any.
+    pub fn get(&self, id: TokenId) -> Option<Lookup> {
+        let entries = self.entries.lock().ok()?;
+        let entry = entries.get(&id)?;
+        (entry.loaded.elapsed() < self.ttl).then(|| entry.token.clone())
+    }
+
+    /// Call before loading from the store.
+    pub fn generation(&self) -> Generation {
+        Generation(self.generation.load(Ordering::Acquire))
+    }
+
+    /// Keeps `token` unless the cache was cleared since `generation`.
+    pub fn put(&self, id: TokenId, token: Lookup, generation: Generation) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if self.generation.load(Ordering::Acquire) != generation.0 {
+            return;
+        }
+        if entries.len() >= self.capacity {
+            let ttl = self.ttl;
+            entries.retain(|_, entry| entry.loaded.elapsed() < ttl);
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            id,
+            Entry {
+                token,
+                loaded: Instant::now(),
+            },
+        );
+    }
+
+    /// Forgets everything, now.
+    pub fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Reading OAuth requests (form bodies) and authenticating OAuth clients with
+//! `client_secret_basic` or `client_secret_post` (RFC 6749 §2.3.1).
+//!
+//! Every failure, whatever its cause (unknown client, wrong secret, revoked, expired,
+//! user gone, address not allowed), gives the same `invalid_client` answer after the
+//! same work: an unknown client is looked up (and cached) like a known one, and its
+//! presented secret is checked against a dummy hash.
+
+use super::error::{OAuthError, OAuthResult};
+use crate::cache::CachedToken;
+use crate::extract::{BODY_LIMIT, form_pairs};
+use crate::state::AppState;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use latchkey_core::secret::{SecretType, StoredSecret};
+use latchkey_core::token::TokenKind;
+use latchkey_core::{TokenId, cidr};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
+
+/// A decoded `application/x-www-form-urlencoded` body.
+#[derive(Debug, Default)]
+pub struct Form {
+    pairs: Vec<(String, String)>,
+}
+
+impl Form {
+    /// The single value of `name`; a parameter sent twice is an `invalid_request`
+    /// (RFC 6749 §3.1). An empty value counts as absent.
+    pub fn get(&self, name: &str) -> OAuthResult<Option<&str>> {
+        let mut values = self.pairs.iter().filter(|(key, _)| key == name);
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter `{name}` appears more than once"
+            )));
+        }
+        Ok(first
+            .map(|(_, value)| value.as_str())
+            .filter(|v| !v.is_empty()))
+    }
+
+    /// The value of `name`, which must be present.
+    pub fn require(&self, name: &str) -> OAuthResult<&str> {
+        self.get(name)?
+            .ok_or_else(|| OAuthError::invalid_request(format!("parameter `{name}` is required")))
+    }
+}
+
+/// Reads a form POST: the content type must be form-encoded and the body at most 64 KiB.
+pub async fn read_form(request: Request) -> OAuthResult<(Parts, Form)> {
+    let (parts, body) = request.into_parts();
+    let form_encoded = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            mime.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form_encoded {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, BODY_LIMIT)
+        .await
+        .map_err(|_| OAuthError::too_large(BODY_LIMIT))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| OAuthError::invalid_request("the body is not UTF-8"))?;
+    Ok((
+        parts,
+        Form {
+            pairs: form_pairs(text),
+        },
+    ))
+}
+
+/// The peer address of a request.
+pub fn peer_ip(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip())
+}
+
+/// The credentials a client presented, by either method.
+struct Presented {
+    client_id: String,
+    secret: String,
+}
+
+fn presented(headers: &HeaderMap, form: &Form) -> OAuthResult<Presented> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .map(|(_, encoded)| encoded);
+    let body_id = form.get("client_id")?;
+    let body_secret = form.get("client_secret")?;
+    if basic.is_some() && body_secret.is_some() {
+        return Err(OAuthError::invalid_request(
+            "use one client authentication method, not both",
+        ));
+    }
+    if let Some(encoded) = basic {
+        return decode_basic(encoded);
+    }
+    match (body_id, body_secret) {
+        (Some(id), Some(secret)) => Ok(Presented {
+            client_id: id.to_owned(),
+            secret: secret.to_owned(),
+        }),
+        _ => Err(OAuthError::invalid_client()),
+    }
+}
+
+fn decode_basic(encoded: &str) -> OAuthResult<Presented> {
+    let decoded = STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(OAuthError::invalid_client)?;
+    let (id, secret) = decoded
+        .split_once(':')
+        .ok_or_else(OAuthError::invalid_client)?;
+    // RFC 6749 §2.3.1: both halves are form-urlencoded before Basic encoding.
+    let decode = |text: &str| {
+        form_pairs(&format!("v={text}"))
+            .pop()
+            .map(|(_, v)| v)
+            .unwrap_or_default()
+    };
+    Ok(Presented {
+        client_id: decode(id),
+        secret: decode(secret),
+    })
+}
+
+fn dummy_secret() -> &'static StoredSecret {
+    static DUMMY: OnceLock<StoredSecret> = OnceLock::new();
+    DUMMY.get_or_init(|| StoredSecret {
+        salt: vec![0x5a; 16],
+        hash: vec![0u8; 32],
+    })
+}
+
+/// Authenticates the client of an OAuth request and returns its token.
+pub async fn authenticate(
+    state: &AppState,
+    parts: &Parts,
+    form: &Form,
+) -> OAuthResult<Arc<CachedToken>> {
+    let ip = peer_ip(parts);
+    let presented = presented(&parts.headers, form)?;
+    if let Some(wait) = state.throttle().blocked(&presented.client_id, ip) {
+        return Err(OAuthError::throttled(wait));
+    }
+    match check(state, &presented, ip).await? {
+        Some(token) => Ok(token),
+        None => {
+            state.throttle().failed(&presented.client_id, ip);
+            Err(OAuthError::invalid_client())
+        }
+    }
+}
+
+async fn check(
+    state: &AppState,
+    presented: &Presented,
+    ip: Option<IpAddr>,
+) -> OAuthResult<Option<Arc<CachedToken>>> {
+    let Ok(parsed) = state.codec().parse(&presented.secret) else {
+        return Ok(None);
+    };
+    if parsed.kind != SecretType::ClientSecret {
+        return Ok(None);
+    }
+    let Ok(id) = TokenId::parse(&presented.client_id) else {
+        state.codec().verify(&parsed, dummy_secret());
+        return Ok(None);
+    };
+    let Some(token) = state.token(id).await? else {
+        state.codec().verify(&parsed, dummy_secret());
+        return Ok(None);
+    };
+    let stored = token.record.secret.as_ref().unwrap_or(dummy_secret());
+    let verified = state.codec().verify(&parsed, stored);
+    let record = &token.record.token;
+    let usable = verified
+        && record.kind == TokenKind::ClientCredentials
+        && record.is_active(state.now())
+        && token.member
+        && ip.is_none_or(|ip| cidr::allows(&record.ip_allowlist, ip));
+    Ok(usable.then_some(token))
+}

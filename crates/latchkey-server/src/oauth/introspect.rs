@@ -1,0 +1,189 @@
+//! `POST /oauth/introspect` (RFC 7662) for access JWTs, long-lived JWTs, api keys and
+//! refresh tokens. The caller is a resource server or gateway presenting its own api key
+//! with `latchkey:introspect` (or `latchkey:admin`). Anything not active at this instant
+//! (unknown, malformed, expired, revoked, a revoked parent token, a user who left)
+//! answers exactly `{"active":false}`.
+
+use super::client::{peer_ip, read_form};
+use super::error::{OAuthError, OAuthResult};
+use super::jwt;
+use crate::auth::authenticate_api_key;
+use crate::problem::ApiError;
+use crate::state::AppState;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use latchkey_core::permission::{ADMIN, INTROSPECT, format_scope};
+use latchkey_core::secret::SecretType;
+use latchkey_core::token::TokenKind;
+use serde_json::{Map, Value, json};
+
+/// The introspection endpoint.
+pub async fn introspect(State(state): State<AppState>, request: Request) -> Response {
+    match answer(&state, request).await {
+        Ok(body) => {
+            let mut response = axum::Json(body).into_response();
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn answer(state: &AppState, request: Request) -> OAuthResult<Value> {
+    let (parts, form) = read_form(request).await?;
+    let credential = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, credential)| credential.trim())
+        .ok_or_else(|| {
+            OAuthError::invalid_token("a bearer credential with latchkey:introspect is required")
+        })?;
+    let caller = authenticate_api_key(state, credential, peer_ip(&parts))
+        .await
+        .map_err(|error| match error {
+            ApiError::InvalidToken { description, .. } => OAuthError::invalid_token(description),
+            other => OAuthError::from(other),
+        })?;
+    let allowed = caller.record.token.owner.tenant_id().is_system()
+        && caller
+            .effective
+            .iter()
+            .any(|p| p.as_str() == INTROSPECT || p.as_str() == ADMIN);
+    if !allowed {
+        return Err(OAuthError::insufficient_scope(
+            "introspection requires latchkey:introspect",
+        ));
+    }
+    let token = form.require("token")?;
+    Ok(inspect(state, token)
+        .await?
+        .unwrap_or_else(|| json!({ "active": false })))
+}
+
+/// The introspection answer for an active token, or `None`.
+async fn inspect(state: &AppState, presented: &str) -> OAuthResult<Option<Value>> {
+    let prefix = format!("{}_", state.codec().prefix().as_str());
+    if presented.starts_with(&prefix) {
+        return inspect_secret(state, presented).await;
+    }
+    inspect_jwt(state, presented).await
+}
+
+async fn inspect_secret(state: &AppState, presented: &str) -> OAuthResult<Option<Value>> {
+    let Ok(parsed) = state.codec().parse(presented) else {
+        return Ok(None);
+    };
+    let Some(id) = parsed.id else {
+        return Ok(None);
+    };
+    let now = state.now();
+    match parsed.kind {
+        SecretType::ApiKey => {
+            let Some(token) = state.token(id).await? else {
+                return Ok(None);
+            };
+            let record = &token.record;
+            let genuine = record
+                .secret
+                .as_ref()
+                .is_some_and(|stored| state.codec().verify(&parsed, stored));
+            if !genuine
+                || record.token.kind != TokenKind::ApiKey
+                || !record.token.is_active(now)
+                || !token.member
+            {
+                return Ok(None);
+            }
+            let mut body = describe(state, &record.token, &format_scope(&token.effective));
+            body.insert("iat".into(), json!(record.token.created_at.unix_seconds()));
+            if let Some(expiry) = record.token.expires_at {
+                body.insert("exp".into(), json!(expiry.unix_seconds()));
+            }
+            Ok(Some(Value::Object(body)))
+        }
+        SecretType::RefreshToken => {
+            let Some((refresh, family)) = state.store().get_refresh(id).await? else {
+                return Ok(None);
+            };
+            if !state.codec().verify(&parsed, &refresh.secret)
+                || refresh.used_at.is_some()
+                || family.revoked_at.is_some()
+                || family.expires_at <= now
+            {
+                return Ok(None);
+            }
+            let Some(token) = state.token(family.token_id).await? else {
+                return Ok(None);
+            };
+            if !token.record.token.is_active(now) || !token.member {
+                return Ok(None);
+            }
+            let mut body = describe(state, &token.record.token, &family.scope);
+            body.insert("token_type".into(), json!("refresh_token"));
+            body.insert("iat".into(), json!(refresh.created_at.unix_seconds()));
+            body.insert("exp".into(), json!(family.expires_at.unix_seconds()));
+            Ok(Some(Value::Object(body)))
+        }
+        SecretType::ClientSecret => Ok(None),
+    }
+}
+
+async fn inspect_jwt(state: &AppState, presented: &str) -> OAuthResult<Option<Value>> {
+    let now = state.now();
+    let keys = state.keyring().keys();
+    let issuer = &state.settings().public_url;
+    let Ok(claims) = jwt::verify(&keys, issuer, presented, now.unix_seconds()) else {
+        return Ok(None);
+    };
+    if state.keyring().is_jti_revoked(&claims.jti) {
+        return Ok(None);
+    }
+    let Ok(id) = latchkey_core::TokenId::parse(&claims.client_id) else {
+        return Ok(None);
+    };
+    let Some(token) = state.token(id).await? else {
+        return Ok(None);
+    };
+    let long_lived = claims.knd.as_deref() == Some("jwt");
+    if !token.record.token.is_active(now)
+        || !token.member
+        || long_lived != (token.record.token.kind == TokenKind::Jwt)
+    {
+        return Ok(None);
+    }
+    let mut body = describe(state, &token.record.token, &claims.scope);
+    body.insert("iat".into(), json!(claims.iat));
+    body.insert("nbf".into(), json!(claims.nbf));
+    body.insert("aud".into(), json!(claims.aud));
+    body.insert("jti".into(), json!(claims.jti));
+    if let Some(exp) = claims.exp {
+        body.insert("exp".into(), json!(exp));
+    }
+    Ok(Some(Value::Object(body)))
+}
+
+/// The members every active answer has.
+fn describe(
+    state: &AppState,
+    token: &latchkey_core::token::Token,
+    scope: &str,
+) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("active".into(), json!(true));
+    body.insert("scope".into(), json!(scope));
+    body.insert("client_id".into(), json!(token.id));
+    body.insert("sub".into(), json!(token.id));
+    body.insert("tid".into(), json!(token.owner.tenant_id()));
+    if let Some(user) = token.owner.user_id() {
+        body.insert("uid".into(), json!(user));
+    }
+    body.insert("token_type".into(), json!("Bearer"));
+    body.insert("iss".into(), json!(state.settings().public_url));
+    body
+}
