@@ -107,7 +107,12 @@ static NEXT_DB: AtomicU32 = AtomicU32::new(0);
 
 impl TestApp {
     pub async fn sqlite() -> Self {
-        Self::start(None, None).await
+        Self::start(None, None, |_| {}).await
+    }
+
+    /// A SQLite server with a changed configuration.
+    pub async fn sqlite_with(configure: impl FnOnce(&mut Config)) -> Self {
+        Self::start(None, None, configure).await
     }
 
     /// A server on a fresh PostgreSQL database, or `None` (with one line saying so)
@@ -151,20 +156,25 @@ impl TestApp {
             .rsplit_once('/')
             .expect("database URL with a path");
         let url = format!("{base}/{name}");
-        Some(Self::start(Some(url), Some(name)).await)
+        Some(Self::start(Some(url), Some(name), |_| {}).await)
     }
 
-    async fn start(database_url: Option<String>, postgres_db: Option<String>) -> Self {
+    async fn start(
+        database_url: Option<String>,
+        postgres_db: Option<String>,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
         sqlx::any::install_default_drivers();
         capture_logs();
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let config = Config {
+        let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: data_dir.path().to_path_buf(),
             database_url: database_url.clone(),
             database_max_connections: 4,
             ..Config::default()
         };
+        configure(&mut config);
         let database_url = config.database_url();
         let app = Application::build(config).await.expect("build app");
         let base = format!("http://127.0.0.1:{}", app.port());
@@ -216,6 +226,23 @@ impl TestApp {
             .client
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.root_key)
+            .header("content-type", content_type)
+            .body(body);
+        read(request.send().await.expect("request")).await
+    }
+
+    /// A POST with a raw body and content type and the given `Authorization` value.
+    pub async fn client_request_raw(
+        &self,
+        path: &str,
+        authorization: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Reply {
+        let request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("authorization", authorization)
             .header("content-type", content_type)
             .body(body);
         read(request.send().await.expect("request")).await
@@ -315,6 +342,64 @@ impl TestApp {
         created["api_key"].as_str().unwrap().to_owned()
     }
 
+    /// A form POST with an optional `Authorization` header.
+    pub async fn form(
+        &self,
+        path: &str,
+        authorization: Option<&str>,
+        pairs: &[(&str, &str)],
+    ) -> Reply {
+        let body: Vec<String> = pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.join("&"));
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        read(request.send().await.expect("request")).await
+    }
+
+    /// `grant_type=client_credentials` with `client_secret_basic`, plus `extra` parameters.
+    pub async fn exchange(&self, client_id: &str, secret: &str, extra: &[(&str, &str)]) -> Reply {
+        let mut pairs = vec![("grant_type", "client_credentials")];
+        pairs.extend_from_slice(extra);
+        self.form("/oauth/token", Some(&basic(client_id, secret)), &pairs)
+            .await
+    }
+
+    /// Introspects `token` with the root key and returns the answer.
+    pub async fn introspect(&self, token: &str) -> Value {
+        let reply = self
+            .form(
+                "/oauth/introspect",
+                Some(&format!("Bearer {}", self.root_key)),
+                &[("token", token)],
+            )
+            .await;
+        reply.assert_status(200);
+        assert_eq!(reply.header("cache-control"), "no-store");
+        reply.body
+    }
+
+    /// A client-credentials token of `tenant` with `body` merged into the defaults;
+    /// returns (client_id, client_secret, token id).
+    pub async fn client(&self, tenant: &str, body: Value) -> (String, String) {
+        let mut request = json!({ "name": "client", "kind": "client_credentials" });
+        if let (Value::Object(target), Value::Object(extra)) = (&mut request, body) {
+            target.extend(extra);
+        }
+        let created = self.create_tenant_token(tenant, request).await;
+        (
+            created["client_id"].as_str().unwrap().to_owned(),
+            created["client_secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
     /// A fresh connection pool to the server's database, for checking stored state.
     pub async fn db(&self) -> AnyPool {
         AnyPoolOptions::new()
@@ -335,6 +420,28 @@ impl TestApp {
         db.close().await;
         count
     }
+}
+
+/// An `Authorization: Basic` value (RFC 6749 §2.3.1).
+pub fn basic(client_id: &str, secret: &str) -> String {
+    use base64::Engine;
+    let pair = format!("{}:{}", encode(client_id), encode(secret));
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+/// Form-urlencodes `text`.
+pub fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 async fn read(response: reqwest::Response) -> Reply {

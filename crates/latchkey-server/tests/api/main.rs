@@ -6,10 +6,13 @@
 
 mod helpers;
 
+mod interop;
+
 mod auth;
 mod bodies;
 mod catalogue;
 mod members;
+mod oauth;
 mod secrets;
 mod tenants;
 mod tokens;

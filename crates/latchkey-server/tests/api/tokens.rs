@@ -83,7 +83,12 @@ async fn each_kind_returns_its_secret_once_and_reads_show_only_a_hint(app: TestA
             json!({ "name": "jwt", "kind": "jwt", "permissions": ["reports:read"] }),
         )
         .await;
-    assert!(jwt["jwt"].is_null());
+    let long_lived = jwt["jwt"].as_str().unwrap();
+    assert_eq!(long_lived.split('.').count(), 3);
+    assert_eq!(
+        jwt["token"]["secret_hint"],
+        format!("jwt…{}", &long_lived[long_lived.len() - 4..])
+    );
     assert_eq!(
         jwt["token"]["owner"],
         json!({ "type": "user", "tenant_id": "acme", "user_id": "u_42" })
