@@ -1,5 +1,6 @@
-//! Secrets are shown once, in the create response, and nowhere else: not in the
-//! database files (WAL included), not in the logs, not in any GET response.
+//! Secrets are shown once, in the create (or token) response, and nowhere else: not in
+//! the database files (WAL included), not in the logs, not in any GET response. That
+//! covers client secrets, api keys, the root key, refresh tokens and JWTs.
 
 use crate::both_backends;
 use crate::helpers::{TestApp, captured_logs};
@@ -46,6 +47,29 @@ async fn no_secret_reaches_the_store_the_logs_or_a_get_response(app: TestApp) {
     }
     secrets.push(app.root_key.clone());
     assert_eq!(secrets.len(), 5);
+
+    // Bearer credentials minted later: access and refresh tokens, a long-lived JWT.
+    let (id, secret) = app
+        .client(
+            "acme",
+            json!({ "roles": ["viewer"], "refresh_tokens": true }),
+        )
+        .await;
+    let granted = app.exchange(&id, &secret, &[]).await;
+    granted.assert_status(200);
+    let mut bearer = vec![
+        granted.body["access_token"].as_str().unwrap().to_owned(),
+        granted.body["refresh_token"].as_str().unwrap().to_owned(),
+    ];
+    let long = app
+        .create_tenant_token(
+            "acme",
+            json!({ "name": "long", "kind": "jwt", "roles": ["viewer"] }),
+        )
+        .await;
+    bearer.push(long["jwt"].as_str().unwrap().to_owned());
+    ids.push(long["token"]["id"].as_str().unwrap().to_owned());
+    secrets.push(secret);
 
     // Use the api keys once so authentication paths log too.
     for secret in secrets.iter().filter(|s| s.starts_with("lk_ak_")) {
