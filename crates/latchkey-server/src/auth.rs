@@ -1,6 +1,7 @@
 //! Who is calling the management API, and with what authority.
 //!
-//! A caller presents `Authorization: Bearer <api key>`. The key's format and checksum are
+//! A caller presents `Authorization: Bearer <api key>` or one of the server's own access
+//! JWTs (whose `scope` then bounds what it may do). The key's format and checksum are
 //! checked before any store lookup; then the token is read by the id inside the key, its
 //! secret verified in constant time, and its state (revoked, expired, allowlist) checked.
 //! Its effective permissions decide the authority: `latchkey:admin` (system tenant only)
@@ -8,14 +9,16 @@
 
 use crate::cache::CachedToken;
 use crate::extract::client_meta;
+use crate::oauth::jwt;
 use crate::problem::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
+use latchkey_core::PermissionSet;
 use latchkey_core::audit::AuditContext;
 use latchkey_core::cidr;
-use latchkey_core::permission::{ADMIN, Authority, MANAGE};
+use latchkey_core::permission::{ADMIN, Authority, MANAGE, parse_scope};
 use latchkey_core::secret::{SecretFormatError, SecretType};
 use latchkey_core::token::TokenKind;
 use latchkey_core::{TenantId, TokenId, UserId};
@@ -75,9 +78,15 @@ impl FromRequestParts<AppState> for Caller {
     ) -> Result<Self, Self::Rejection> {
         let meta = client_meta(parts);
         let presented = bearer(parts)?;
-        let cached = authenticate_api_key(state, presented, meta.ip).await?;
+        let (cached, granted) = if looks_like_jwt(state, presented) {
+            authenticate_access_token(state, presented, meta.ip).await?
+        } else {
+            let cached = authenticate_api_key(state, presented, meta.ip).await?;
+            let granted = cached.effective.clone();
+            (cached, granted)
+        };
         let token = &cached.record.token;
-        let effective = &cached.effective;
+        let effective = &granted;
         let tenant = token.owner.tenant_id().clone();
         let authority = if tenant.is_system() && effective.iter().any(|p| p.as_str() == ADMIN) {
             Authority::Admin
@@ -119,6 +128,56 @@ fn bearer(parts: &Parts) -> ApiResult<&str> {
         return Err(missing());
     }
     Ok(credential)
+}
+
+fn looks_like_jwt(state: &AppState, presented: &str) -> bool {
+    !presented.starts_with(state.codec().prefix().as_str()) && presented.matches('.').count() == 2
+}
+
+/// Checks one of the server's own access JWTs (or long-lived JWTs): signature by a
+/// published key, expiry, the deny list, and that its token is still active. What it
+/// grants is its `scope`, never more than its token grants now.
+async fn authenticate_access_token(
+    state: &AppState,
+    presented: &str,
+    ip: Option<std::net::IpAddr>,
+) -> ApiResult<(Arc<CachedToken>, PermissionSet)> {
+    let keys = state.keyring().keys();
+    let issuer = &state.settings().public_url;
+    let claims =
+        jwt::verify(&keys, issuer, presented, state.now().unix_seconds()).map_err(|rejected| {
+            match rejected {
+                jwt::Rejected::Expired => ApiError::invalid_token("credential expired"),
+                jwt::Rejected::Invalid => ApiError::invalid_token("invalid credential"),
+            }
+        })?;
+    if state.keyring().is_jti_revoked(&claims.jti) {
+        return Err(ApiError::invalid_token("credential revoked"));
+    }
+    let id = TokenId::parse(&claims.client_id)
+        .map_err(|_| ApiError::invalid_token("invalid credential"))?;
+    let cached = state
+        .token(id)
+        .await?
+        .ok_or_else(|| ApiError::invalid_token("invalid credential"))?;
+    let token = &cached.record.token;
+    if token.revoked_at.is_some() {
+        return Err(ApiError::invalid_token("credential revoked"));
+    }
+    if !token.is_active(state.now()) || !cached.member {
+        return Err(ApiError::invalid_token("credential expired"));
+    }
+    if let Some(ip) = ip
+        && !cidr::allows(&token.ip_allowlist, ip)
+    {
+        return Err(ApiError::invalid_token(
+            "credential not allowed from this address",
+        ));
+    }
+    let scope =
+        parse_scope(&claims.scope).map_err(|_| ApiError::invalid_token("invalid credential"))?;
+    let granted = scope.intersection(&cached.effective).cloned().collect();
+    Ok((cached, granted))
 }
 
 /// Checks an api key end to end and returns its token with what it grants.

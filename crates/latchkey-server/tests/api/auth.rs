@@ -13,6 +13,7 @@ both_backends!(
     an_expired_key_no_longer_authenticates,
     a_key_without_manage_or_admin_gets_insufficient_scope,
     a_key_outside_its_ip_allowlist_is_refused,
+    an_access_jwt_with_manage_authenticates_within_its_scope,
 );
 
 async fn a_missing_credential_gets_a_bare_bearer_challenge(app: TestApp) {
@@ -170,4 +171,56 @@ async fn a_key_outside_its_ip_allowlist_is_refused(app: TestApp) {
     )
     .await
     .assert_status(200);
+}
+
+async fn an_access_jwt_with_manage_authenticates_within_its_scope(app: TestApp) {
+    app.seed_catalogue().await;
+    app.create_tenant("acme").await;
+    let (id, secret) = app
+        .client(
+            "acme",
+            json!({ "permissions": ["latchkey:manage", "reports:read"] }),
+        )
+        .await;
+    let full = app.exchange(&id, &secret, &[]).await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let listed = app
+        .call(Method::GET, "/v1/tenants/acme/tokens", Some(&full), None)
+        .await;
+    listed.assert_status(200);
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
+    // A JWT narrowed to reports:read cannot manage, though its client could.
+    let narrow = app
+        .exchange(&id, &secret, &[("scope", "reports:read")])
+        .await
+        .body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reply = app
+        .call(Method::GET, "/v1/tenants/acme/tokens", Some(&narrow), None)
+        .await;
+    reply.assert_problem(403, "insufficient-scope");
+    let mut tampered = full.clone();
+    tampered.pop();
+    tampered.push(if full.ends_with('A') { 'B' } else { 'A' });
+    let reply = app
+        .call(
+            Method::GET,
+            "/v1/tenants/acme/tokens",
+            Some(&tampered),
+            None,
+        )
+        .await;
+    reply.assert_problem(401, "invalid-token");
+    app.delete(&format!("/v1/tokens/{id}"))
+        .await
+        .assert_status(204);
+    let reply = app
+        .call(Method::GET, "/v1/tenants/acme/tokens", Some(&full), None)
+        .await;
+    reply.assert_problem(401, "invalid-token");
+    assert_eq!(reply.body["detail"], "credential revoked");
 }
