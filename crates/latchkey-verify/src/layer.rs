@@ -1,0 +1,136 @@
+//! The tower [`VerifyLayer`] / [`VerifyService`] pair and the axum extractor for the
+//! verified [`Principal`].
+//!
+//! Policy: the service takes the bearer token from the `Authorization` header only
+//! (RFC 6750 §2.1; query and form tokens leak into logs), verifies it, checks the
+//! route's [`Scopes`], and either answers the RFC 6750 error itself or passes the
+//! request on with the principal in its extensions. Shaped like tower-http's
+//! `AsyncRequireAuthorizationLayer`.
+
+use crate::error::VerifyError;
+use crate::principal::{Principal, Scopes};
+use crate::verifier::Verifier;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Request, Response, StatusCode, header};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower::{Layer, Service};
+
+/// The bearer token of `headers`.
+///
+/// No `Authorization` header, or one with another scheme, is
+/// [`VerifyError::MissingToken`]; a repeated header or an empty or spaced token is
+/// [`VerifyError::InvalidRequest`].
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, VerifyError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(VerifyError::MissingToken);
+    };
+    if values.next().is_some() {
+        return Err(VerifyError::InvalidRequest);
+    }
+    let value = value.to_str().map_err(|_| VerifyError::InvalidRequest)?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(VerifyError::MissingToken);
+    }
+    let token = token.trim_start_matches(' ');
+    if token.is_empty() || token.contains(' ') {
+        return Err(VerifyError::InvalidRequest);
+    }
+    Ok(token)
+}
+
+/// A tower layer requiring a valid bearer token that meets a scope requirement. Made
+/// by [`Verifier::layer`] and [`Verifier::require`].
+#[derive(Debug, Clone)]
+pub struct VerifyLayer {
+    verifier: Verifier,
+    scopes: Scopes,
+}
+
+impl VerifyLayer {
+    pub(crate) fn new(verifier: Verifier, scopes: Scopes) -> Self {
+        Self { verifier, scopes }
+    }
+}
+
+impl<S> Layer<S> for VerifyLayer {
+    type Service = VerifyService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        VerifyService {
+            inner,
+            verifier: self.verifier.clone(),
+            scopes: self.scopes.clone(),
+        }
+    }
+}
+
+/// The service made by [`VerifyLayer`]: answers 400/401/403/503 itself, or calls the
+/// inner service with an `Arc<Principal>` in the request extensions.
+#[derive(Debug, Clone)]
+pub struct VerifyService<S> {
+    inner: S,
+    verifier: Verifier,
+    scopes: Scopes,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for VerifyService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        // The clone is not ready; take the one that was polled (tower's usual dance).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let verifier = self.verifier.clone();
+        let scopes = self.scopes.clone();
+        Box::pin(async move {
+            let verified = match verifier.authenticate(request.headers()).await {
+                Ok(principal) => scopes.check(&principal).map(|()| principal),
+                Err(error) => Err(error),
+            };
+            match verified {
+                Ok(principal) => {
+                    request.extensions_mut().insert(principal);
+                    inner.call(request).await
+                }
+                Err(error) => Ok(error.to_response()),
+            }
+        })
+    }
+}
+
+/// Extracts the principal a [`VerifyLayer`] verified. A handler asking for it behind no
+/// such layer is a wiring mistake, answered with a 500.
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = (StatusCode, &'static str);
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<Arc<Principal>>() {
+            Some(principal) => Ok(Principal::clone(principal)),
+            None => {
+                tracing::error!("a handler wants a Principal but no VerifyLayer runs before it");
+                Err((
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "authentication is not configured for this route",
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! latchkey for resource servers: verify the credentials latchkey issues, locally and
+//! cheaply, and check their scopes.
+//!
+//! A [`Verifier`] reads the issuer's RFC 8414 metadata and JWKS once, then checks
+//! access tokens (RFC 9068 JWTs) on its own: hardened per RFC 8725 (the algorithm comes
+//! from the key, never from the token; `typ`, `iss`, `aud`, time window with leeway,
+//! required claims, no `crit`, no token-supplied keys or key URLs, strict base64url,
+//! no duplicate JSON members, a size limit before any decoding). Verified tokens are
+//! remembered in a bounded cache keyed by a fast hash of the whole token, so a repeat
+//! costs well under a microsecond instead of a signature check. Api keys and long-lived
+//! JWTs are checked through the issuer's introspection endpoint with the verifier's
+//! own credential, behind a cache keyed by the key's SHA-256. A [`RevocationCheck`]
+//! runs on every request, cache hits included.
+//!
+//! Protecting an axum route with a scope takes three lines:
+//!
+//! ```no_run
+//! use axum::{Json, Router, routing::get};
+//! use latchkey_verify::{Principal, Scopes, Verifier, VerifierOptions};
+//!
+//! async fn reports(principal: Principal) -> Json<Principal> {
+//!     Json(principal)
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let verifier = Verifier::discover("http://127.0.0.1:7700", VerifierOptions::default()).await?;
+//! let app: Router = Router::new()
+//!     .route("/reports", get(reports).route_layer(verifier.require(Scopes::all_of(["reports:read"]))));
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Failures follow RFC 6750: no token is a 401 with a bare `Bearer` challenge, a bad
+//! one a 401 with `error="invalid_token"`, a missing scope a 403 with
+//! `error="insufficient_scope"` and the scope needed:
+//!
+//! ```
+//! use latchkey_verify::{Scopes, VerifyError};
+//! # use latchkey_verify::{Principal, TokenKind};
+//! # use latchkey_core::{TenantId, TokenId, jwt::TokenOwnerType, permission::parse_scope};
+//! # let principal = Principal {
+//! #     token_id: TokenId::from_u128(7), tenant: TenantId::parse("acme").unwrap(),
+//! #     user: None, owner: TokenOwnerType::Tenant, kind: TokenKind::ApiKey,
+//! #     scopes: parse_scope("reports:read").unwrap(), jti: None, expires_at: None,
+//! # };
+//! let denied = Scopes::all_of(["reports:write"]).check(&principal).unwrap_err();
+//! assert_eq!(denied.status(), 403);
+//! assert_eq!(
+//!     denied.www_authenticate().unwrap(),
+//!     r#"Bearer error="insufficient_scope", scope="reports:write""#
+//! );
+//! assert!(Scopes::any_of(["reports:read", "reports:write"]).check(&principal).is_ok());
+//! assert_eq!(VerifyError::MissingToken.www_authenticate().unwrap(), "Bearer");
+//! ```
+//!
+//! Transport: TLS is not supported yet. The verifier talks plain HTTP/1.1 to the
+//! issuer (reqwest without TLS, so the crate pulls in no second crypto stack beside
+//! aws-lc-rs — no ring, no OpenSSL). Run it next to the server or reach the server
+//! through a TLS-terminating sidecar; [`Verifier::discover`] refuses `https://`
+//! issuers until TLS support lands, while [`Verifier::from_jwks`] (pinned keys, no
+//! fetching) accepts them.
+
+mod cache;
+mod error;
+mod http;
+mod introspection;
+mod json;
+mod jwk;
+mod jwt;
+mod keys;
+mod layer;
+mod options;
+mod principal;
+mod revocation;
+mod verifier;
+
+pub use error::{DiscoveryError, InvalidReason, VerifyError};
+pub use layer::{VerifyLayer, VerifyService, bearer_token};
+pub use options::{Clock, Credential, SystemClock, VerifierOptions};
+pub use principal::{Principal, Scopes, TokenKind};
+pub use revocation::{Evictor, NoRevocationList, Revocation, RevocationCheck};
+pub use verifier::Verifier;

@@ -1,0 +1,162 @@
+//! What a verifier is configured with, and its defaults.
+//!
+//! Policy: every default is safe on its own (60 s leeway, 8 KiB tokens, every algorithm
+//! latchkey issues, at most one unknown-`kid` refetch per 30 s, short introspection
+//! TTLs). The clock is an option too, so tests and benchmarks pin time instead of
+//! sleeping.
+
+use crate::revocation::{NoRevocationList, RevocationCheck};
+use latchkey_core::Timestamp;
+use latchkey_core::jwt::Algorithm;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A source of the current time.
+pub trait Clock: Send + Sync + 'static {
+    /// Now.
+    fn now(&self) -> Timestamp;
+}
+
+/// The operating system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        Timestamp::from_millis(millis)
+    }
+}
+
+/// The verifier's own credential for introspection: a `latchkey` tenant api key holding
+/// `latchkey:introspect`. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential(String);
+
+impl Credential {
+    /// Wraps the credential string.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Credential(…)")
+    }
+}
+
+/// How a [`Verifier`](crate::Verifier) checks tokens. Start from `Default` and change
+/// what you need:
+///
+/// ```
+/// use latchkey_verify::{Credential, VerifierOptions};
+/// let options = VerifierOptions {
+///     audience: Some("https://api.example.com".to_owned()),
+///     credential: Some(Credential::new("lk_ak_…")),
+///     ..VerifierOptions::default()
+/// };
+/// assert_eq!(options.leeway.as_secs(), 60);
+/// ```
+#[derive(Clone)]
+pub struct VerifierOptions {
+    /// The `aud` a token must carry. `None`: the issuer URL, which is the server's
+    /// default audience.
+    pub audience: Option<String>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
+    pub leeway: Duration,
+    /// The algorithms accepted; keys of other algorithms are ignored.
+    pub algorithms: Vec<Algorithm>,
+    /// Tokens longer than this many bytes are refused before any decoding.
+    pub max_token_bytes: usize,
+    /// Used to introspect api keys and long-lived JWTs. Without it those are refused.
+    pub credential: Option<Credential>,
+    /// The prefix of the deployment's secrets (`lk` by default), to recognise api keys.
+    pub secret_prefix: String,
+    /// How often the key set is refetched in the background.
+    pub jwks_refresh_interval: Duration,
+    /// The least time between two refetches caused by an unknown `kid`.
+    pub jwks_min_refetch_interval: Duration,
+    /// Memory for the verified-token cache, in bytes (token bytes plus a fixed
+    /// per-entry overhead). `0` turns the cache off.
+    pub verified_cache_bytes: usize,
+    /// How many introspection results are kept.
+    pub introspection_cache_entries: usize,
+    /// How long an "active" introspection result is trusted (never past the token's
+    /// own `exp`). Without a deny-list replica this bounds how long a revoked api key
+    /// keeps working.
+    pub introspection_positive_ttl: Duration,
+    /// How long an "inactive" result is remembered, so a flood of bad keys does not
+    /// become a flood of introspections. Shorter than the positive TTL so a key that
+    /// was just created starts working soon.
+    pub introspection_negative_ttl: Duration,
+    /// Timeout of every request to the issuer.
+    pub http_timeout: Duration,
+    /// The deny-list seam; [`NoRevocationList`] by default.
+    pub revocation: Arc<dyn RevocationCheck>,
+    /// The clock; [`SystemClock`] by default.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for VerifierOptions {
+    fn default() -> Self {
+        Self {
+            audience: None,
+            leeway: Duration::from_secs(60),
+            algorithms: vec![Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256],
+            max_token_bytes: 8 * 1024,
+            credential: None,
+            secret_prefix: "lk".to_owned(),
+            jwks_refresh_interval: Duration::from_secs(300),
+            jwks_min_refetch_interval: Duration::from_secs(30),
+            verified_cache_bytes: 32 * 1024 * 1024,
+            introspection_cache_entries: 10_000,
+            introspection_positive_ttl: Duration::from_secs(30),
+            introspection_negative_ttl: Duration::from_secs(5),
+            http_timeout: Duration::from_secs(5),
+            revocation: Arc::new(NoRevocationList),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl fmt::Debug for VerifierOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifierOptions")
+            .field("audience", &self.audience)
+            .field("leeway", &self.leeway)
+            .field("algorithms", &self.algorithms)
+            .field("max_token_bytes", &self.max_token_bytes)
+            .field("credential", &self.credential)
+            .field("secret_prefix", &self.secret_prefix)
+            .field("jwks_refresh_interval", &self.jwks_refresh_interval)
+            .field("jwks_min_refetch_interval", &self.jwks_min_refetch_interval)
+            .field("verified_cache_bytes", &self.verified_cache_bytes)
+            .field(
+                "introspection_cache_entries",
+                &self.introspection_cache_entries,
+            )
+            .field(
+                "introspection_positive_ttl",
+                &self.introspection_positive_ttl,
+            )
+            .field(
+                "introspection_negative_ttl",
+                &self.introspection_negative_ttl,
+            )
+            .field("http_timeout", &self.http_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A duration in whole milliseconds, saturating.
+pub(crate) fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}

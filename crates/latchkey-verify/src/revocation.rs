@@ -1,0 +1,93 @@
+//! The revocation seam: how the verifier asks "is this token revoked?" and how it is
+//! told that one was, so its caches let go.
+//!
+//! Policy (ARCHITECTURE.md §4, §6): the check runs on every accepted request, cache hits
+//! included, so a revocation takes effect as soon as the deny list knows it — the
+//! caches are never a way around it. A deny list that has gone quiet for too long
+//! answers [`Revocation::Stale`] and the verifier fails closed. Without a deny list
+//! ([`NoRevocationList`]) short-lived access tokens are accepted on their signature and
+//! expiry alone, while api keys and long-lived JWTs are checked through introspection,
+//! whose cache TTL then bounds how late a revocation is noticed.
+
+use crate::verifier::Inner;
+use latchkey_core::TokenId;
+use std::sync::Weak;
+
+/// What the deny list says about a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    /// Neither the token id nor the `jti` is on the deny list, and the list is current.
+    NotRevoked,
+    /// The token id or the `jti` is on the deny list.
+    Revoked,
+    /// There is no deny list to ask: decide by the token kind (see the module docs).
+    NoList,
+    /// The deny list has not heard from the feed for too long; fail closed.
+    Stale,
+}
+
+/// A deny-list lookup. It runs on every request, so it must be a local, in-memory read
+/// (a replica of the server's revocation feed), never a network call.
+///
+/// ```
+/// use latchkey_core::TokenId;
+/// use latchkey_verify::{Revocation, RevocationCheck};
+/// use std::collections::HashSet;
+/// use std::sync::RwLock;
+///
+/// struct DenyList(RwLock<HashSet<String>>);
+///
+/// impl RevocationCheck for DenyList {
+///     fn check(&self, token_id: &TokenId, jti: Option<&str>) -> Revocation {
+///         let list = self.0.read().unwrap_or_else(|e| e.into_inner());
+///         if list.contains(&token_id.to_string()) || jti.is_some_and(|j| list.contains(j)) {
+///             Revocation::Revoked
+///         } else {
+///             Revocation::NotRevoked
+///         }
+///     }
+/// }
+/// ```
+pub trait RevocationCheck: Send + Sync + 'static {
+    /// Looks up a token by its id (the JWT's `client_id`, or the id inside an api key)
+    /// and, for JWTs, its `jti`.
+    fn check(&self, token_id: &TokenId, jti: Option<&str>) -> Revocation;
+}
+
+/// The default seam: no deny list.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoRevocationList;
+
+impl RevocationCheck for NoRevocationList {
+    fn check(&self, _token_id: &TokenId, _jti: Option<&str>) -> Revocation {
+        Revocation::NoList
+    }
+}
+
+/// A handle for the deny-list replica to tell a [`Verifier`](crate::Verifier) about new
+/// revocations, so cached entries for them are dropped at once rather than on their
+/// next use. Correctness does not depend on it (the check runs on every hit); memory
+/// and introspection results without a deny list do.
+///
+/// It holds the verifier weakly, so a replica keeping it does not keep the verifier
+/// alive. Each call scans the caches: meant for revocation events, not per request.
+#[derive(Debug, Clone)]
+pub struct Evictor {
+    pub(crate) inner: Weak<Inner>,
+}
+
+impl Evictor {
+    /// Drops every cached result for the token `token_id`.
+    pub fn token_revoked(&self, token_id: &TokenId) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.evict(|principal| principal.token_id == *token_id);
+        }
+    }
+
+    /// Drops every cached result for the JWT whose `jti` is `jti`.
+    pub fn jti_revoked(&self, jti: &str) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.evict(|principal| principal.jti.as_deref() == Some(jti));
+        }
+    }
+}

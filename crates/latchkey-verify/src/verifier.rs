@@ -1,0 +1,508 @@
+//! [`Verifier`]: discovery, and the path every presented credential takes.
+//!
+//! Policy: a JWT is looked up in the verified-token cache first, keyed by a fast hash
+//! of the whole token and compared byte for byte, so only a byte-identical token can
+//! hit. A hit still passes the revocation check, is never served at or after the
+//! token's `exp`, and is re-verified if the issuer has since withdrawn a key. A miss
+//! runs the full validation of [`crate::jwt`]. Long-lived JWTs and api keys are then
+//! admitted by the deny list when there is one, and by introspection when there is not
+//! (ARCHITECTURE.md §4). The cache's memory is bounded by
+//! [`VerifierOptions::verified_cache_bytes`].
+
+use crate::cache::BoundedCache;
+use crate::error::{DiscoveryError, InvalidReason, VerifyError};
+use crate::http::Http;
+use crate::introspection::{Introspector, IntrospectorConfig, Outcome, Presented};
+use crate::json::parse_object;
+use crate::jwk::parse_jwks;
+use crate::jwt::{self, Expectations};
+use crate::keys::{KeySource, KeyStore};
+use crate::layer::{VerifyLayer, bearer_token};
+use crate::options::{Clock, VerifierOptions, millis};
+use crate::principal::{Principal, Scopes};
+use crate::revocation::{Evictor, Revocation, RevocationCheck};
+use axum::http::HeaderMap;
+use latchkey_core::Timestamp;
+use latchkey_core::jwt::{Algorithm, b64url_decode};
+use latchkey_core::secret::{SecretCodec, SecretPrefix, SecretType};
+use serde_json::Value;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bytes charged per cached token on top of the token itself: the map slot, the
+/// eviction-order record and the principal.
+const CACHE_ENTRY_OVERHEAD: usize = 512;
+
+/// Shards of the verified-token cache, so concurrent requests rarely share a lock.
+const CACHE_SHARDS: usize = 16;
+
+/// Verifies latchkey credentials for one issuer and audience. Cheap to clone: clones
+/// share keys and caches.
+///
+/// Build it once at startup with [`Verifier::discover`], then protect routes with
+/// [`Verifier::require`] or call [`Verifier::verify`] yourself.
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("issuer", &self.inner.issuer)
+            .field("audience", &self.inner.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+struct CachedJwt {
+    principal: Arc<Principal>,
+    /// The key store's epoch when the signature was checked.
+    epoch: u64,
+    long_lived: bool,
+}
+
+pub(crate) struct Inner {
+    issuer: String,
+    audience: String,
+    leeway_seconds: i64,
+    algorithms: Vec<Algorithm>,
+    max_token_bytes: usize,
+    keys: KeyStore,
+    verified: Option<BoundedCache<Arc<[u8]>, CachedJwt>>,
+    introspector: Introspector,
+    revocation: Arc<dyn RevocationCheck>,
+    clock: Arc<dyn Clock>,
+    codec: SecretCodec,
+}
+
+/// What discovery learnt from the issuer.
+struct Endpoints {
+    jwks_uri: Option<String>,
+    introspection: String,
+}
+
+impl Verifier {
+    /// Reads the issuer's RFC 8414 metadata and key set, and starts refreshing the keys
+    /// every [`VerifierOptions::jwks_refresh_interval`] (zero: never).
+    ///
+    /// `issuer` must be exactly the `iss` the server writes (its public URL). Only
+    /// `http://` is supported until TLS support lands.
+    pub async fn discover(issuer: &str, options: VerifierOptions) -> Result<Self, DiscoveryError> {
+        let http = Http::new(options.http_timeout).map_err(DiscoveryError::BadOption)?;
+        let metadata_url = metadata_url(issuer)?;
+        let body = http
+            .get(&metadata_url)
+            .await
+            .map_err(|e| DiscoveryError::Http {
+                url: metadata_url.clone(),
+                detail: e.0,
+            })?;
+        let document = |detail: &str| DiscoveryError::Document {
+            url: metadata_url.clone(),
+            detail: detail.to_owned(),
+        };
+        let metadata = parse_object(&body).map_err(|_| document("not a JSON object"))?;
+        let found = metadata.get("issuer").and_then(Value::as_str).unwrap_or("");
+        if found != issuer {
+            return Err(DiscoveryError::IssuerMismatch {
+                expected: issuer.to_owned(),
+                found: found.to_owned(),
+            });
+        }
+        let jwks_uri = metadata
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| document("no jwks_uri"))?
+            .to_owned();
+        let introspection = metadata
+            .get("introspection_endpoint")
+            .and_then(Value::as_str)
+            .map_or_else(|| default_introspection(issuer), str::to_owned);
+        let fetched = options.clock.now().millis();
+        let set = KeyStore::fetch(&http, &jwks_uri, &options.algorithms).await?;
+        if set.len() == 0 {
+            return Err(DiscoveryError::NoUsableKeys);
+        }
+        let refresh = options.jwks_refresh_interval;
+        let source = KeySource {
+            http: http.clone(),
+            jwks_uri: jwks_uri.clone(),
+        };
+        let verifier = Self::build(
+            issuer,
+            options,
+            http,
+            Endpoints {
+                jwks_uri: Some(jwks_uri),
+                introspection,
+            },
+            KeyStoreSeed {
+                set,
+                source: Some(source),
+                fetched,
+            },
+        )?;
+        if !refresh.is_zero() {
+            spawn_refresh(Arc::downgrade(&verifier.inner), refresh);
+        }
+        Ok(verifier)
+    }
+
+    /// A verifier with pinned keys: `jwks` is a JWK Set document, used as is and never
+    /// refetched (unknown kids are refused at once). No request is made here, so an
+    /// `https://` issuer is fine; introspection, if configured, goes to
+    /// `{issuer}/oauth/introspect` (plain HTTP only for now).
+    pub fn from_jwks(
+        issuer: &str,
+        jwks: &[u8],
+        options: VerifierOptions,
+    ) -> Result<Self, DiscoveryError> {
+        if !(issuer.starts_with("http://") || issuer.starts_with("https://")) {
+            return Err(DiscoveryError::BadIssuer(issuer.to_owned()));
+        }
+        let http = Http::new(options.http_timeout).map_err(DiscoveryError::BadOption)?;
+        let set =
+            parse_jwks(jwks, &options.algorithms).map_err(|detail| DiscoveryError::Document {
+                url: "(pinned JWKS)".to_owned(),
+                detail,
+            })?;
+        if set.len() == 0 {
+            return Err(DiscoveryError::NoUsableKeys);
+        }
+        let fetched = options.clock.now().millis();
+        Self::build(
+            issuer,
+            options,
+            http,
+            Endpoints {
+                jwks_uri: None,
+                introspection: default_introspection(issuer),
+            },
+            KeyStoreSeed {
+                set,
+                source: None,
+                fetched,
+            },
+        )
+    }
+
+    fn build(
+        issuer: &str,
+        options: VerifierOptions,
+        http: Http,
+        endpoints: Endpoints,
+        seed: KeyStoreSeed,
+    ) -> Result<Self, DiscoveryError> {
+        if options.algorithms.is_empty() || options.max_token_bytes == 0 {
+            return Err(DiscoveryError::BadOption(
+                "algorithms and max_token_bytes must not be empty".to_owned(),
+            ));
+        }
+        let prefix = SecretPrefix::parse(&options.secret_prefix)
+            .map_err(|e| DiscoveryError::BadOption(format!("secret_prefix {e}")))?;
+        if let Some(uri) = &endpoints.jwks_uri {
+            tracing::info!(issuer, jwks_uri = %uri, keys = seed.set.len(), "verifier ready");
+        }
+        let keys = KeyStore::new(
+            seed.set,
+            seed.source,
+            options.algorithms.clone(),
+            millis(options.jwks_min_refetch_interval),
+            seed.fetched,
+        );
+        let verified = (options.verified_cache_bytes > 0)
+            .then(|| BoundedCache::new(CACHE_SHARDS, options.verified_cache_bytes));
+        let introspector = Introspector::new(
+            IntrospectorConfig {
+                endpoint: endpoints.introspection,
+                issuer: issuer.to_owned(),
+                credential: options.credential,
+                entries: options.introspection_cache_entries,
+                positive_ttl_ms: millis(options.introspection_positive_ttl),
+                negative_ttl_ms: millis(options.introspection_negative_ttl),
+            },
+            http,
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                issuer: issuer.to_owned(),
+                audience: options.audience.unwrap_or_else(|| issuer.to_owned()),
+                leeway_seconds: i64::try_from(options.leeway.as_secs()).unwrap_or(i64::MAX),
+                algorithms: options.algorithms,
+                max_token_bytes: options.max_token_bytes,
+                keys,
+                verified,
+                introspector,
+                revocation: options.revocation,
+                clock: options.clock,
+                // Only `parse` is used, which needs no pepper: the pepper is the server's.
+                codec: SecretCodec::new(prefix, &[]),
+            }),
+        })
+    }
+
+    /// Verifies a bearer credential (an access token, a long-lived JWT or an api key)
+    /// and returns its caller. Scopes are not checked here: see [`Scopes::check`].
+    pub async fn verify(&self, token: &str) -> Result<Arc<Principal>, VerifyError> {
+        let result = self.inner.verify(token).await;
+        if let Err(error) = &result {
+            tracing::debug!(%error, "credential refused");
+        }
+        result
+    }
+
+    /// Takes the bearer token from `headers` (RFC 6750 §2.1) and verifies it.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, VerifyError> {
+        self.verify(bearer_token(headers)?).await
+    }
+
+    /// A tower layer that lets through requests with a valid token.
+    pub fn layer(&self) -> VerifyLayer {
+        self.require(Scopes::none())
+    }
+
+    /// A tower layer that lets through requests with a valid token meeting `scopes`.
+    pub fn require(&self, scopes: Scopes) -> VerifyLayer {
+        VerifyLayer::new(self.clone(), scopes)
+    }
+
+    /// The issuer tokens must come from.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// The audience tokens must be for.
+    pub fn audience(&self) -> &str {
+        &self.inner.audience
+    }
+
+    /// A handle for the deny-list replica to report revocations to.
+    pub fn evictor(&self) -> Evictor {
+        Evictor {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+
+    /// Refetches the key set now, as the periodic refresh does.
+    pub async fn refresh_keys(&self) -> Result<(), DiscoveryError> {
+        let now = self.inner.clock.now().millis();
+        self.inner.keys.refresh(now).await
+    }
+}
+
+struct KeyStoreSeed {
+    set: crate::jwk::KeySet,
+    source: Option<KeySource>,
+    fetched: i64,
+}
+
+impl Inner {
+    async fn verify(&self, token: &str) -> Result<Arc<Principal>, VerifyError> {
+        if token.len() > self.max_token_bytes {
+            return Err(InvalidReason::TooLarge.into());
+        }
+        let now = self.clock.now();
+        if token.contains('.') {
+            self.verify_jwt(token, now).await
+        } else {
+            self.verify_api_key(token, now).await
+        }
+    }
+
+    async fn verify_jwt(&self, token: &str, now: Timestamp) -> Result<Arc<Principal>, VerifyError> {
+        if let Some(cache) = &self.verified
+            && let Some(hit) = cache.get(token.as_bytes(), now.millis())
+            && hit.epoch == self.keys.epoch()
+        {
+            self.admit(token, &hit, now).await?;
+            return Ok(hit.principal);
+        }
+        // Read before the key lookup: a key withdrawn meanwhile then leaves this entry
+        // with an old epoch, and it is verified afresh next time.
+        let epoch = self.keys.epoch();
+        let segments = jwt::split(token)?;
+        let header = jwt::check_header(segments.header, &self.algorithms)?;
+        let payload = b64url_decode(segments.payload).ok_or(InvalidReason::BadEncoding)?;
+        let signature = b64url_decode(segments.signature).ok_or(InvalidReason::BadEncoding)?;
+        let key = self
+            .keys
+            .key(&header.kid, now.millis())
+            .await
+            .ok_or(InvalidReason::UnknownKey)?;
+        if key.alg() != header.alg {
+            return Err(InvalidReason::AlgorithmMismatch.into());
+        }
+        if !key.verify(segments.signing_input.as_bytes(), &signature) {
+            return Err(InvalidReason::BadSignature.into());
+        }
+        let expect = Expectations {
+            issuer: &self.issuer,
+            audience: &self.audience,
+            leeway_seconds: self.leeway_seconds,
+        };
+        let checked = jwt::check_claims(&payload, &expect, now)?;
+        let entry = CachedJwt {
+            principal: Arc::new(checked.principal),
+            epoch,
+            long_lived: checked.long_lived,
+        };
+        self.admit(token, &entry, now).await?;
+        if let Some(cache) = &self.verified {
+            // Served from the cache only until `exp` itself: past it, the full check
+            // (with its leeway) decides.
+            let deadline = entry
+                .principal
+                .expires_at
+                .map_or(i64::MAX, |exp| exp.saturating_mul(1000));
+            let cost = token.len() + CACHE_ENTRY_OVERHEAD;
+            cache.insert(
+                Arc::from(token.as_bytes()),
+                entry.clone(),
+                deadline,
+                cost,
+                now.millis(),
+            );
+        }
+        Ok(entry.principal)
+    }
+
+    /// The deny-list (or introspection) decision for a JWT whose signature and claims
+    /// are good.
+    async fn admit(
+        &self,
+        token: &str,
+        entry: &CachedJwt,
+        now: Timestamp,
+    ) -> Result<(), VerifyError> {
+        let principal = &entry.principal;
+        match self
+            .revocation
+            .check(&principal.token_id, principal.jti.as_deref())
+        {
+            Revocation::NotRevoked => Ok(()),
+            Revocation::Revoked => {
+                if let Some(cache) = &self.verified {
+                    cache.remove(token.as_bytes());
+                }
+                Err(InvalidReason::Revoked.into())
+            }
+            Revocation::Stale => Err(stale()),
+            Revocation::NoList if !entry.long_lived => Ok(()),
+            Revocation::NoList => match self
+                .introspector
+                .introspect(token, Presented::Jwt, now)
+                .await?
+            {
+                Outcome::Active(_) => Ok(()),
+                Outcome::Inactive => Err(InvalidReason::Inactive.into()),
+            },
+        }
+    }
+
+    async fn verify_api_key(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<Arc<Principal>, VerifyError> {
+        let parsed = self
+            .codec
+            .parse(token)
+            .map_err(|_| InvalidReason::MalformedApiKey)?;
+        let id = match (parsed.kind, parsed.id) {
+            (SecretType::ApiKey, Some(id)) => id,
+            _ => return Err(InvalidReason::MalformedApiKey.into()),
+        };
+        // The id inside the key lets the deny list answer before any introspection.
+        match self.revocation.check(&id, None) {
+            Revocation::Revoked => {
+                self.introspector.forget(token);
+                return Err(InvalidReason::Revoked.into());
+            }
+            Revocation::Stale => return Err(stale()),
+            Revocation::NotRevoked | Revocation::NoList => {}
+        }
+        match self
+            .introspector
+            .introspect(token, Presented::ApiKey(id), now)
+            .await?
+        {
+            Outcome::Active(Some(principal)) => Ok(principal),
+            Outcome::Active(None) | Outcome::Inactive => Err(InvalidReason::Inactive.into()),
+        }
+    }
+
+    /// Drops cached results whose principal matches `doomed`.
+    pub(crate) fn evict(&self, doomed: impl Fn(&Principal) -> bool) {
+        if let Some(cache) = &self.verified {
+            cache.remove_where(|entry| doomed(&entry.principal));
+        }
+        self.introspector.evict(&doomed);
+    }
+}
+
+fn stale() -> VerifyError {
+    tracing::error!("the deny list is stale; refusing tokens until it catches up");
+    VerifyError::Unavailable("the deny list is stale".to_owned())
+}
+
+/// The RFC 8414 §3 metadata URL: the well-known path goes between the authority and any
+/// path of the issuer.
+fn metadata_url(issuer: &str) -> Result<String, DiscoveryError> {
+    let bad = || DiscoveryError::BadIssuer(issuer.to_owned());
+    let rest = issuer.strip_prefix("http://").ok_or_else(bad)?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.is_empty() || issuer.contains(['?', '#', ' ']) {
+        return Err(bad());
+    }
+    let path = path.trim_end_matches('/');
+    Ok(format!(
+        "http://{authority}/.well-known/oauth-authorization-server{path}"
+    ))
+}
+
+fn default_introspection(issuer: &str) -> String {
+    format!("{}/oauth/introspect", issuer.trim_end_matches('/'))
+}
+
+fn spawn_refresh(inner: std::sync::Weak<Inner>, period: Duration) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate and the keys were just fetched.
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            // Holding the verifier only while refreshing lets it be dropped in between,
+            // which ends this task.
+            let Some(inner) = inner.upgrade() else {
+                break;
+            };
+            let now = inner.clock.now().millis();
+            if let Err(error) = inner.keys.refresh(now).await {
+                tracing::warn!(%error, "periodic JWKS refresh failed; keeping the old keys");
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_url_follows_rfc_8414() {
+        assert_eq!(
+            metadata_url("http://127.0.0.1:7700").unwrap(),
+            "http://127.0.0.1:7700/.well-known/oauth-authorization-server"
+        );
+        assert_eq!(
+            metadata_url("http://auth.example/tenant1/").unwrap(),
+            "http://auth.example/.well-known/oauth-authorization-server/tenant1"
+        );
+        assert!(metadata_url("https://auth.example").is_err());
+        assert!(metadata_url("http://").is_err());
+    }
+}

@@ -1,0 +1,449 @@
+//! The test issuer: a tiny in-process axum app serving RFC 8414 metadata, a JWKS and a
+//! scripted introspection endpoint on 127.0.0.1:0, counting every request by path; test
+//! signing keys (Ed25519, P-256, RSA-2048, generated here with aws-lc-rs); token
+//! builders; a manual clock and a scriptable deny list.
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RSA_PKCS1_SHA256,
+    RsaKeyPair,
+};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Json};
+use axum::routing::{get, post};
+use latchkey_core::jwt::b64url_encode;
+use latchkey_core::secret::{SecretCodec, SecretPrefix, SecretType};
+use latchkey_core::{Timestamp, TokenId};
+use latchkey_verify::{Clock, Credential, Revocation, RevocationCheck, Verifier, VerifierOptions};
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The credential the test issuer accepts for introspection.
+pub const VERIFIER_CREDENTIAL: &str = "lk_ak_verifier-credential";
+
+enum Signer {
+    Ed(Ed25519KeyPair),
+    Es(EcdsaKeyPair),
+    Rs(RsaKeyPair),
+}
+
+/// RSA generation is slow; one key serves every test.
+static RSA: LazyLock<Arc<Signer>> =
+    LazyLock::new(|| Arc::new(Signer::Rs(RsaKeyPair::generate(KeySize::Rsa2048).unwrap())));
+
+/// A signing key with its `kid`.
+#[derive(Clone)]
+pub struct TestKey {
+    pub kid: String,
+    signer: Arc<Signer>,
+}
+
+impl TestKey {
+    pub fn ed25519(kid: &str) -> Self {
+        Self {
+            kid: kid.to_owned(),
+            signer: Arc::new(Signer::Ed(Ed25519KeyPair::generate().unwrap())),
+        }
+    }
+
+    pub fn es256(kid: &str) -> Self {
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        Self {
+            kid: kid.to_owned(),
+            signer: Arc::new(Signer::Es(pair)),
+        }
+    }
+
+    pub fn rs256(kid: &str) -> Self {
+        Self {
+            kid: kid.to_owned(),
+            signer: RSA.clone(),
+        }
+    }
+
+    /// The same key material under another kid.
+    pub fn renamed(&self, kid: &str) -> Self {
+        Self {
+            kid: kid.to_owned(),
+            signer: self.signer.clone(),
+        }
+    }
+
+    pub fn alg(&self) -> &'static str {
+        match *self.signer {
+            Signer::Ed(_) => "EdDSA",
+            Signer::Es(_) => "ES256",
+            Signer::Rs(_) => "RS256",
+        }
+    }
+
+    /// The public JWK, as the server publishes it.
+    pub fn jwk(&self) -> Value {
+        match &*self.signer {
+            Signer::Ed(pair) => json!({
+                "kid": self.kid, "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
+                "x": b64url_encode(pair.public_key().as_ref()),
+            }),
+            Signer::Es(pair) => {
+                let point = pair.public_key().as_ref();
+                json!({
+                    "kid": self.kid, "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig",
+                    "x": b64url_encode(&point[1..33]), "y": b64url_encode(&point[33..65]),
+                })
+            }
+            Signer::Rs(pair) => {
+                let public = pair.public_key();
+                json!({
+                    "kid": self.kid, "kty": "RSA", "alg": "RS256", "use": "sig",
+                    "n": b64url_encode(public.modulus().big_endian_without_leading_zero()),
+                    "e": b64url_encode(public.exponent().big_endian_without_leading_zero()),
+                })
+            }
+        }
+    }
+
+    /// The public key as DER SubjectPublicKeyInfo (RSA) or raw bytes (others), for
+    /// the HS256 key-confusion attacks.
+    pub fn public_der(&self) -> Vec<u8> {
+        use aws_lc_rs::encoding::AsDer;
+        match &*self.signer {
+            Signer::Ed(pair) => pair.public_key().as_ref().to_vec(),
+            Signer::Es(pair) => pair.public_key().as_ref().to_vec(),
+            Signer::Rs(pair) => pair.public_key().as_der().unwrap().as_ref().to_vec(),
+        }
+    }
+
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        let rng = SystemRandom::new();
+        match &*self.signer {
+            Signer::Ed(pair) => pair.sign(message).as_ref().to_vec(),
+            Signer::Es(pair) => pair.sign(&rng, message).unwrap().as_ref().to_vec(),
+            Signer::Rs(pair) => {
+                let mut signature = vec![0; pair.public_modulus_len()];
+                pair.sign(&RSA_PKCS1_SHA256, &rng, message, &mut signature)
+                    .unwrap();
+                signature
+            }
+        }
+    }
+}
+
+pub fn jwks(keys: &[&TestKey]) -> Value {
+    json!({ "keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>() })
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The header the server writes for `key`.
+pub fn header(key: &TestKey) -> Value {
+    json!({ "alg": key.alg(), "typ": "at+jwt", "kid": key.kid })
+}
+
+/// Valid access-token claims for `issuer` at `now`.
+pub fn claims(issuer: &str, now: i64) -> Value {
+    let id = uuid::Uuid::new_v4().to_string();
+    json!({
+        "iss": issuer, "sub": id, "aud": issuer,
+        "exp": now + 900, "iat": now, "nbf": now,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "client_id": id, "scope": "reports:read", "tid": "acme", "tkt": "tenant",
+    })
+}
+
+/// Signs raw header and claims JSON text with `key`.
+pub fn sign_raw(key: &TestKey, header: &str, claims: &str) -> String {
+    let input = format!(
+        "{}.{}",
+        b64url_encode(header.as_bytes()),
+        b64url_encode(claims.as_bytes())
+    );
+    let signature = key.sign(input.as_bytes());
+    format!("{input}.{}", b64url_encode(&signature))
+}
+
+pub fn sign(key: &TestKey, header: &Value, claims: &Value) -> String {
+    sign_raw(key, &header.to_string(), &claims.to_string())
+}
+
+/// A well-formed api key (prefix `lk`, right checksum) and its token id.
+pub fn api_key() -> (String, TokenId) {
+    let rng = SystemRandom::new();
+    let id = TokenId::generate(&rng).unwrap();
+    let codec = SecretCodec::new(SecretPrefix::default(), &[0; 32]);
+    let issued = codec.generate(SecretType::ApiKey, id, &rng).unwrap();
+    (issued.secret.expose().to_owned(), id)
+}
+
+/// Time that moves only when told to; starts at the real time so tokens signed with
+/// `unix_now()` are current.
+#[derive(Debug)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self(AtomicI64::new(unix_now() * 1000)))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+    }
+
+    pub fn seconds(&self) -> i64 {
+        self.0.load(Ordering::SeqCst) / 1000
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(self.0.load(Ordering::SeqCst))
+    }
+}
+
+/// A scriptable deny list: ids and jtis in `revoked` are revoked; everything else gets
+/// `otherwise`.
+pub struct DenyList {
+    pub revoked: Mutex<HashSet<String>>,
+    pub otherwise: Mutex<Revocation>,
+}
+
+impl DenyList {
+    pub fn new(otherwise: Revocation) -> Arc<Self> {
+        Arc::new(Self {
+            revoked: Mutex::new(HashSet::new()),
+            otherwise: Mutex::new(otherwise),
+        })
+    }
+
+    pub fn revoke(&self, id: &str) {
+        self.revoked.lock().unwrap().insert(id.to_owned());
+    }
+}
+
+impl RevocationCheck for DenyList {
+    fn check(&self, token_id: &TokenId, jti: Option<&str>) -> Revocation {
+        let revoked = self.revoked.lock().unwrap();
+        if revoked.contains(&token_id.to_string()) || jti.is_some_and(|j| revoked.contains(j)) {
+            Revocation::Revoked
+        } else {
+            *self.otherwise.lock().unwrap()
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct IssuerState {
+    url: OnceLock<String>,
+    jwks: RwLock<Value>,
+    hits: Mutex<HashMap<String, usize>>,
+    /// Introspection answers by token; unknown tokens are inactive.
+    answers: Mutex<HashMap<String, Value>>,
+    introspection_delay: Mutex<Duration>,
+    introspection_status: Mutex<Option<StatusCode>>,
+}
+
+/// The fake issuer.
+pub struct Issuer {
+    pub url: String,
+    state: Arc<IssuerState>,
+}
+
+impl Issuer {
+    pub async fn start(keys: &[&TestKey]) -> Self {
+        let state = Arc::new(IssuerState::default());
+        *state.jwks.write().unwrap() = jwks(keys);
+        let app = Router::new()
+            .route("/.well-known/oauth-authorization-server", get(metadata))
+            .route("/.well-known/jwks.json", get(key_set))
+            .route("/oauth/introspect", post(introspect))
+            .fallback(elsewhere)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        state.url.set(url.clone()).unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, state }
+    }
+
+    /// How many requests reached `path`.
+    pub fn hits(&self, path: &str) -> usize {
+        self.state
+            .hits
+            .lock()
+            .unwrap()
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn jwks_fetches(&self) -> usize {
+        self.hits("/.well-known/jwks.json")
+    }
+
+    pub fn introspections(&self) -> usize {
+        self.hits("/oauth/introspect")
+    }
+
+    /// Every request the issuer has seen.
+    pub fn total_hits(&self) -> usize {
+        self.state.hits.lock().unwrap().values().sum()
+    }
+
+    pub fn publish(&self, keys: &[&TestKey]) {
+        *self.state.jwks.write().unwrap() = jwks(keys);
+    }
+
+    /// Scripts the introspection answer for `token`.
+    pub fn answer(&self, token: &str, answer: Value) {
+        self.state
+            .answers
+            .lock()
+            .unwrap()
+            .insert(token.to_owned(), answer);
+    }
+
+    /// Scripts an active api-key answer.
+    pub fn activate(&self, key: &str, id: TokenId, scope: &str) {
+        self.answer(
+            key,
+            json!({
+                "active": true, "scope": scope, "client_id": id.to_string(),
+                "sub": id.to_string(), "tid": "acme", "token_type": "Bearer",
+                "iat": unix_now(), "iss": self.url,
+            }),
+        );
+    }
+
+    pub fn delay_introspection(&self, by: Duration) {
+        *self.state.introspection_delay.lock().unwrap() = by;
+    }
+
+    pub fn fail_introspection(&self, status: StatusCode) {
+        *self.state.introspection_status.lock().unwrap() = Some(status);
+    }
+
+    /// Options using `clock` and the verifier credential, refreshing only when told.
+    pub fn options(&self, clock: &Arc<ManualClock>) -> VerifierOptions {
+        VerifierOptions {
+            credential: Some(Credential::new(VERIFIER_CREDENTIAL)),
+            clock: clock.clone(),
+            jwks_refresh_interval: Duration::ZERO,
+            ..VerifierOptions::default()
+        }
+    }
+
+    pub async fn verifier(&self, options: VerifierOptions) -> Verifier {
+        Verifier::discover(&self.url, options).await.unwrap()
+    }
+}
+
+fn count(state: &IssuerState, path: &str) {
+    *state
+        .hits
+        .lock()
+        .unwrap()
+        .entry(path.to_owned())
+        .or_default() += 1;
+}
+
+async fn metadata(State(state): State<Arc<IssuerState>>) -> Json<Value> {
+    count(&state, "/.well-known/oauth-authorization-server");
+    let url = state.url.get().unwrap();
+    Json(json!({
+        "issuer": url,
+        "jwks_uri": format!("{url}/.well-known/jwks.json"),
+        "introspection_endpoint": format!("{url}/oauth/introspect"),
+        "access_token_signing_alg_values_supported": ["EdDSA", "ES256", "RS256"],
+    }))
+}
+
+async fn key_set(State(state): State<Arc<IssuerState>>) -> Json<Value> {
+    count(&state, "/.well-known/jwks.json");
+    Json(state.jwks.read().unwrap().clone())
+}
+
+async fn introspect(
+    State(state): State<Arc<IssuerState>>,
+    headers: HeaderMap,
+    body: String,
+) -> axum::response::Response {
+    count(&state, "/oauth/introspect");
+    let delay = *state.introspection_delay.lock().unwrap();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(status) = *state.introspection_status.lock().unwrap() {
+        return status.into_response();
+    }
+    let authorized = headers.get("authorization").and_then(|v| v.to_str().ok())
+        == Some(&format!("Bearer {VERIFIER_CREDENTIAL}"));
+    if !authorized {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let token = body.strip_prefix("token=").unwrap_or_default();
+    let answer = state.answers.lock().unwrap().get(token).cloned();
+    Json(answer.unwrap_or_else(|| json!({ "active": false }))).into_response()
+}
+
+async fn elsewhere(State(state): State<Arc<IssuerState>>, uri: Uri) -> StatusCode {
+    count(&state, uri.path());
+    StatusCode::NOT_FOUND
+}
+
+/// An issuer with one key of each algorithm and a verifier on a manual clock.
+pub struct Fixture {
+    pub issuer: Issuer,
+    pub verifier: Verifier,
+    pub clock: Arc<ManualClock>,
+    pub ed: TestKey,
+    pub es: TestKey,
+    pub rs: TestKey,
+}
+
+impl Fixture {
+    pub async fn start() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    /// Like `start`, with `tweak` applied to the options.
+    pub async fn with(tweak: impl FnOnce(&mut VerifierOptions)) -> Self {
+        let (ed, es, rs) = (
+            TestKey::ed25519("ed-1"),
+            TestKey::es256("es-1"),
+            TestKey::rs256("rs-1"),
+        );
+        let issuer = Issuer::start(&[&ed, &es, &rs]).await;
+        let clock = ManualClock::new();
+        let mut options = issuer.options(&clock);
+        tweak(&mut options);
+        let verifier = issuer.verifier(options).await;
+        Self {
+            issuer,
+            verifier,
+            clock,
+            ed,
+            es,
+            rs,
+        }
+    }
+
+    /// Valid claims for this issuer at the clock's time.
+    pub fn claims(&self) -> Value {
+        claims(&self.issuer.url, self.clock.seconds())
+    }
+
+    /// A valid access token signed by `key`.
+    pub fn token(&self, key: &TestKey) -> String {
+        sign(key, &header(key), &self.claims())
+    }
+}
