@@ -187,6 +187,25 @@ pub enum RefreshOutcome {
     Reused,
 }
 
+/// One entry of the deny list, in the order revocations committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RevocationEntry {
+    /// Position in the log: gap-free, in commit order.
+    pub seq: i64,
+    /// `token` (every JWT whose `client_id` is `subject`), `jti` (one access token) or
+    /// `family` (a refresh-token family).
+    pub kind: String,
+    /// The token id, `jti` or family id.
+    pub subject: String,
+    /// The tenant concerned.
+    pub tenant_id: Option<String>,
+    /// When it was revoked.
+    pub revoked_at: Timestamp,
+    /// When the entry stops mattering (no credential it matches can still be valid);
+    /// `None` for never. Compaction removes entries past this instant.
+    pub expires_at: Option<Timestamp>,
+}
+
 /// A storage failure, in domain terms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -358,4 +377,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// The `jti`s on the deny list whose tokens have not expired at `now`.
     async fn revoked_jtis(&self, now: Timestamp) -> StoreResult<Vec<String>>;
+
+    /// Up to `limit` deny-list entries after `after`, in order, and the head seq.
+    async fn revocations_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<(Vec<RevocationEntry>, i64)>;
+    /// Deletes entries that stopped mattering before `now`; returns how many.
+    async fn compact_revocations(&self, now: Timestamp) -> StoreResult<u64>;
 }

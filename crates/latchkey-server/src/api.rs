@@ -60,6 +60,8 @@ pub fn router(state: AppState) -> Router {
                 .delete(tokens::revoke),
         )
         .route("/v1/keys/rotate", post(keys::rotate))
+        .route("/v1/revocations", get(crate::revocation::page))
+        .route("/v1/revocations/stream", get(crate::revocation::follow))
         .fallback(not_found)
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,

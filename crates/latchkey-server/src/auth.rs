@@ -76,15 +76,7 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let meta = client_meta(parts);
-        let presented = bearer(parts)?;
-        let (cached, granted) = if looks_like_jwt(state, presented) {
-            authenticate_access_token(state, presented, meta.ip).await?
-        } else {
-            let cached = authenticate_api_key(state, presented, meta.ip).await?;
-            let granted = cached.effective.clone();
-            (cached, granted)
-        };
+        let (cached, granted, meta) = authenticate_bearer(parts, state).await?;
         let token = &cached.record.token;
         let effective = &granted;
         let tenant = token.owner.tenant_id().clone();
@@ -128,6 +120,24 @@ fn bearer(parts: &Parts) -> ApiResult<&str> {
         return Err(missing());
     }
     Ok(credential)
+}
+
+/// Authenticates the bearer credential of a request (an api key or one of our JWTs) and
+/// returns its token, what it grants, and who sent it.
+pub async fn authenticate_bearer(
+    parts: &Parts,
+    state: &AppState,
+) -> ApiResult<(Arc<CachedToken>, PermissionSet, crate::extract::ClientMeta)> {
+    let meta = client_meta(parts);
+    let presented = bearer(parts)?;
+    let (cached, granted) = if looks_like_jwt(state, presented) {
+        authenticate_access_token(state, presented, meta.ip).await?
+    } else {
+        let cached = authenticate_api_key(state, presented, meta.ip).await?;
+        let granted = cached.effective.clone();
+        (cached, granted)
+    };
+    Ok((cached, granted, meta))
 }
 
 fn looks_like_jwt(state: &AppState, presented: &str) -> bool {

@@ -54,6 +54,8 @@ pub struct Config {
     /// How long a token stays cached in memory. Local changes clear the cache at once;
     /// this bounds how long another replica's change can go unseen.
     pub token_cache_ttl_ms: u64,
+    /// How often the revocation stream sends a heartbeat with the head seq.
+    pub revocation_heartbeat_seconds: u64,
 }
 
 impl Default for Config {
@@ -79,6 +81,7 @@ impl Default for Config {
             client_failures_per_minute: 10,
             ip_failures_per_minute: 100,
             token_cache_ttl_ms: 1000,
+            revocation_heartbeat_seconds: 5,
         }
     }
 }

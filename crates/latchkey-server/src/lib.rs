@@ -9,6 +9,7 @@ pub mod extract;
 pub mod keyfile;
 pub mod oauth;
 pub mod problem;
+pub mod revocation;
 pub mod startup;
 pub mod state;
 

@@ -53,7 +53,8 @@ impl Application {
             max_connections: config.database_max_connections.max(1),
             ..StoreOptions::default()
         };
-        let store = latchkey_store::connect(&config.database_url(), &store_options)
+        let database_url = config.database_url();
+        let store = latchkey_store::connect(&database_url, &store_options)
             .await
             .map_err(|e| anyhow::anyhow!("opening the database: {e:?}"))?;
         let listener = TcpListener::bind(config.listen)
@@ -94,7 +95,24 @@ impl Application {
                 config.client_failures_per_minute,
                 config.ip_failures_per_minute,
             ),
+            heartbeat: Duration::from_secs(config.revocation_heartbeat_seconds.max(1)),
         });
+        let waker = state.clone();
+        if let Some(listener) =
+            latchkey_store::spawn_revocation_listener(&database_url, move || {
+                waker.revocations().wake()
+            })
+        {
+            // LISTEN can miss a notification across a reconnect; a poll bounds the delay.
+            let poller = state.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                while !listener.is_finished() {
+                    tick.tick().await;
+                    poller.revocations().wake();
+                }
+            });
+        }
         state
             .keyring()
             .ensure_keys(state.store(), state.now())
@@ -183,6 +201,11 @@ async fn maintain(state: AppState) {
             .await;
         if let Err(error) = outcome {
             tracing::warn!(?error, "key maintenance failed; retrying shortly");
+        }
+        match state.store().compact_revocations(now).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "compacted the revocation log"),
+            Err(error) => tracing::warn!(?error, "compacting the revocation log failed"),
         }
     }
 }

@@ -5,6 +5,7 @@ use crate::cache::{CachedToken, Lookup, TokenCache};
 use crate::oauth::KeyRing;
 use crate::oauth::throttle::Throttle;
 use crate::problem::ApiResult;
+use crate::revocation::RevocationHub;
 use aws_lc_rs::rand::SystemRandom;
 use latchkey_core::secret::SecretCodec;
 use latchkey_core::store::Store;
@@ -48,6 +49,7 @@ struct Inner {
     keyring: KeyRing,
     tokens: TokenCache,
     throttle: Throttle,
+    revocations: RevocationHub,
 }
 
 /// The parts [`AppState::new`] assembles.
@@ -64,6 +66,8 @@ pub struct Parts {
     pub tokens: TokenCache,
     /// Failed-authentication throttle.
     pub throttle: Throttle,
+    /// How often the revocation stream sends a heartbeat.
+    pub heartbeat: std::time::Duration,
 }
 
 impl AppState {
@@ -78,6 +82,7 @@ impl AppState {
                 keyring: parts.keyring,
                 tokens: parts.tokens,
                 throttle: parts.throttle,
+                revocations: RevocationHub::new(parts.heartbeat),
             }),
         }
     }
@@ -112,9 +117,16 @@ impl AppState {
         &self.inner.throttle
     }
 
-    /// Forgets cached tokens; call after any change that can affect authentication.
-    pub fn forget_tokens(&self) {
+    /// Call after any change that can affect authentication: forgets cached tokens and
+    /// wakes the revocation feed's followers.
+    pub fn auth_changed(&self) {
         self.inner.tokens.clear();
+        self.inner.revocations.wake();
+    }
+
+    /// The revocation feed's wake-up signal.
+    pub fn revocations(&self) -> &RevocationHub {
+        &self.inner.revocations
     }
 
     /// The current time. The only place the server reads the clock.

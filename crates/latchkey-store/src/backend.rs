@@ -120,3 +120,34 @@ fn sqlite_pool(size: u32, options: &StoreOptions) -> AnyPoolOptions {
 
 /// Keeps the pools' type out of the public API.
 pub(crate) type Pool = AnyPool;
+
+/// Calls `wake` whenever any replica commits a revocation, through PostgreSQL
+/// LISTEN/NOTIFY (the trigger of migration 0003). Reconnects after a failure, waking once
+/// more so followers re-read what they may have missed. On SQLite there is one server
+/// process, which wakes its own feed, so this returns `None`.
+pub fn spawn_revocation_listener(
+    url: &str,
+    wake: impl Fn() + Send + Sync + 'static,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if Backend::of_url(url).ok()? != Backend::Postgres {
+        return None;
+    }
+    let url = url.to_owned();
+    Some(tokio::spawn(async move {
+        loop {
+            match sqlx::postgres::PgListener::connect(&url).await {
+                Ok(mut listener) => {
+                    if listener.listen("latchkey_revocations").await.is_ok() {
+                        wake();
+                        while listener.recv().await.is_ok() {
+                            wake();
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "revocation listener cannot connect"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            wake();
+        }
+    }))
+}

@@ -15,5 +15,5 @@ mod oauth;
 mod rows;
 mod sql;
 
-pub use backend::{Backend, StoreOptions, connect};
+pub use backend::{Backend, StoreOptions, connect, spawn_revocation_listener};
 pub use sql::SqlStore;

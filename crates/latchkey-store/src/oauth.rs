@@ -7,8 +7,8 @@ use crate::sql::{Revoked, SqlStore, append_audit, append_revocation};
 use latchkey_core::audit::{AuditContext, AuditEvent};
 use latchkey_core::secret::StoredSecret;
 use latchkey_core::store::{
-    RefreshFamily, RefreshOutcome, RefreshRecord, RotateWhen, SigningKeyRecord, StoreError,
-    StoreResult,
+    RefreshFamily, RefreshOutcome, RefreshRecord, RevocationEntry, RotateWhen, SigningKeyRecord,
+    StoreError, StoreResult,
 };
 use latchkey_core::{Timestamp, TokenId};
 use serde_json::json;
@@ -356,6 +356,57 @@ impl SqlStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    pub(crate) async fn read_revocations_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<(Vec<RevocationEntry>, i64)> {
+        let mut conn = self.reader().await?;
+        let head: i64 =
+            sqlx::query_scalar("SELECT seq FROM chain_heads WHERE name = 'revocations'")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(from_sqlx)?;
+        let rows = sqlx::query(
+            "SELECT seq, kind, subject, tenant_id, revoked_at, expires_at FROM revocations \
+             WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(after)
+        .bind(head)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(from_sqlx)?;
+        let entries = rows
+            .iter()
+            .map(|row| {
+                Ok(RevocationEntry {
+                    seq: row.try_get("seq")?,
+                    kind: row.try_get("kind")?,
+                    subject: row.try_get("subject")?,
+                    tenant_id: row.try_get("tenant_id")?,
+                    revoked_at: Timestamp::from_millis(row.try_get("revoked_at")?),
+                    expires_at: row
+                        .try_get::<Option<i64>, _>("expires_at")?
+                        .map(Timestamp::from_millis),
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(from_sqlx)?;
+        Ok((entries, head))
+    }
+
+    pub(crate) async fn tx_compact_revocations(&self, now: Timestamp) -> TxResult<u64> {
+        let mut tx = self.writer.begin().await?;
+        let removed = sqlx::query("DELETE FROM revocations WHERE expires_at < $1")
+            .bind(now.millis())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(removed)
     }
 
     pub(crate) async fn read_revoked_jtis(&self, now: Timestamp) -> StoreResult<Vec<String>> {

@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use latchkey_core::audit::{AuditContext, AuditEvent, chain_hash};
 use latchkey_core::store::{
     Membership, Page, PageRequest, PermissionDef, RefreshFamily, RefreshOutcome, RefreshRecord,
-    RoleDef, RotateWhen, SigningKeyRecord, Store, StoreError, StoreResult, Tenant,
+    RevocationEntry, RoleDef, RotateWhen, SigningKeyRecord, Store, StoreError, StoreResult, Tenant,
     TokenOwnerFilter,
 };
-use latchkey_core::token::{Owner, Token, TokenName, TokenRecord};
+use latchkey_core::token::{Owner, Token, TokenKind, TokenName, TokenRecord};
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
 use serde_json::json;
 use sqlx::any::AnyRow;
@@ -163,6 +163,10 @@ pub(crate) async fn append_revocation(
 
 /// Marks the tokens selected by `filter` revoked at `at` and logs each on the deny list.
 /// Returns the ids it revoked.
+///
+/// Each entry's `expires_at` is when it stops mattering (the compaction rule): a
+/// long-lived JWT matters until the token's own expiry (forever without one); any other
+/// token's JWTs were all issued before `at` and live at most its access-token lifetime.
 async fn revoke_where(
     conn: &mut AnyConnection,
     filter: &str,
@@ -171,7 +175,7 @@ async fn revoke_where(
 ) -> TxResult<Vec<String>> {
     let sql = format!(
         "UPDATE tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND {filter} \
-         RETURNING id, tenant_id, expires_at"
+         RETURNING id, tenant_id, kind, expires_at, access_token_ttl_seconds"
     );
     let mut query = sqlx::query(&sql).bind(at.millis());
     for value in binds {
@@ -182,15 +186,16 @@ async fn revoke_where(
     for row in revoked {
         let id: String = row.try_get("id")?;
         let tenant: String = row.try_get("tenant_id")?;
-        append_revocation(
-            conn,
-            Revoked::Token,
-            &id,
-            &tenant,
-            at,
-            row.try_get("expires_at")?,
-        )
-        .await?;
+        let kind: String = row.try_get("kind")?;
+        let token_expiry: Option<i64> = row.try_get("expires_at")?;
+        let ttl: i64 = row.try_get("access_token_ttl_seconds")?;
+        let matters_until = if kind == TokenKind::Jwt.as_str() {
+            token_expiry
+        } else {
+            let last_jwt = at.plus_seconds(ttl).millis();
+            Some(token_expiry.map_or(last_jwt, |expiry| expiry.min(last_jwt)))
+        };
+        append_revocation(conn, Revoked::Token, &id, &tenant, at, matters_until).await?;
         ids.push(id);
     }
     ids.sort();
@@ -1037,5 +1042,17 @@ impl Store for SqlStore {
 
     async fn revoked_jtis(&self, now: Timestamp) -> StoreResult<Vec<String>> {
         self.read_revoked_jtis(now).await
+    }
+
+    async fn revocations_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<(Vec<RevocationEntry>, i64)> {
+        self.read_revocations_after(after, limit).await
+    }
+
+    async fn compact_revocations(&self, now: Timestamp) -> StoreResult<u64> {
+        retrying!(self.tx_compact_revocations(now))
     }
 }

@@ -83,7 +83,7 @@ pub async fn put_role(
         description: description(body.description)?,
     };
     state.store().put_role(&role, &caller.audit(&state)).await?;
-    state.forget_tokens();
+    state.auth_changed();
     Ok(Json(role))
 }
 

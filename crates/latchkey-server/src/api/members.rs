@@ -47,7 +47,7 @@ pub async fn put(
         .store()
         .put_membership(&tenant.id, &user, &roles, &caller.audit(&state))
         .await?;
-    state.forget_tokens();
+    state.auth_changed();
     Ok(Json(membership))
 }
 
@@ -82,7 +82,7 @@ pub async fn remove(
             tenant.id
         )));
     }
-    state.forget_tokens();
+    state.auth_changed();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -100,6 +100,6 @@ pub async fn delete_user(
     {
         return Err(ApiError::NotFound(format!("user {user}")));
     }
-    state.forget_tokens();
+    state.auth_changed();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -97,6 +97,6 @@ pub async fn delete(
     {
         return Err(ApiError::NotFound(format!("tenant {}", tenant.id)));
     }
-    state.forget_tokens();
+    state.auth_changed();
     Ok(StatusCode::NO_CONTENT)
 }

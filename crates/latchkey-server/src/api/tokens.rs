@@ -368,7 +368,7 @@ pub async fn rename(
         .rename_token(token.id, &name, &caller.audit(&state))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("token {}", token.id)))?;
-    state.forget_tokens();
+    state.auth_changed();
     Ok(Json(renamed))
 }
 
@@ -383,6 +383,6 @@ pub async fn revoke(
         .revoke_token(token.id, &caller.audit(&state))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("token {}", token.id)))?;
-    state.forget_tokens();
+    state.auth_changed();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -61,6 +61,7 @@ async fn run(state: &AppState, request: Request) -> OAuthResult<()> {
             )
             .await?;
         state.keyring().add_revoked_jti(&claims.jti);
+        state.revocations().wake();
     }
     Ok(())
 }

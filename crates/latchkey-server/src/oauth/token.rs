@@ -275,6 +275,7 @@ async fn refresh(state: &AppState, parts: &Parts, form: &Form) -> OAuthResult<Re
 
 /// Picks up `jti`s the store just put on the deny list.
 pub async fn reload_deny_list(state: &AppState) {
+    state.revocations().wake();
     if let Err(error) = state.keyring().reload(state.store(), state.now()).await {
         tracing::warn!(?error, "reloading the deny list failed");
     }

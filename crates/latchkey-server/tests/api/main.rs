@@ -13,6 +13,7 @@ mod bodies;
 mod catalogue;
 mod members;
 mod oauth;
+mod revocations;
 mod secrets;
 mod tenants;
 mod tokens;

@@ -1,0 +1,218 @@
+//! The revocation feed (ARCHITECTURE.md §6): the ordered, durable deny list that gateways
+//! and resource servers replay and then follow live.
+//!
+//! `GET /v1/revocations?after=SEQ&limit=N` answers a page of entries and the head seq;
+//! `GET /v1/revocations/stream?after=SEQ` (or `Last-Event-ID`) is a Server-Sent Events
+//! stream: every entry after SEQ as an event whose id is its seq, then new entries as they
+//! commit, and a heartbeat carrying the head seq every few seconds. Readers need a
+//! system-tenant credential with `latchkey:introspect` or `latchkey:admin`.
+//!
+//! Order: a revocation takes its seq under the lock of the log's head row and holds it
+//! until commit, so seqs commit in order and with no gaps; a follower that has read up
+//! to N and reads again sees exactly N+1, N+2, … The stream re-reads the log whenever it
+//! is woken: by a change made through this server at once, by PostgreSQL NOTIFY for a
+//! change made through another replica, and by a one-second poll as a fallback.
+//!
+//! Compaction: an entry is deleted once its `expires_at` has passed, that is once no
+//! credential it could match is still valid — a token's short-lived JWTs expire within
+//! its access-token lifetime after revocation, a long-lived JWT at its token's own
+//! expiry (never, without one), an access token at its `exp`.
+
+use crate::auth::authenticate_bearer;
+use crate::extract::form_pairs;
+use crate::problem::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::response::sse::{Event, Sse};
+use futures_util::stream::{self, Stream};
+use latchkey_core::permission::{ADMIN, INTROSPECT};
+use latchkey_core::store::RevocationEntry;
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+use tokio::sync::watch;
+
+const PAGE: u32 = 500;
+const MAX_PAGE: u32 = 10_000;
+
+/// Wakes the followers of the feed.
+pub struct RevocationHub {
+    wake: watch::Sender<u64>,
+    heartbeat: Duration,
+}
+
+impl RevocationHub {
+    /// A hub whose streams send a heartbeat every `heartbeat`.
+    pub fn new(heartbeat: Duration) -> Self {
+        Self {
+            wake: watch::Sender::new(0),
+            heartbeat,
+        }
+    }
+
+    /// Something may have been appended: every stream re-reads the log.
+    pub fn wake(&self) {
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.wake.subscribe()
+    }
+}
+
+/// A caller allowed to read the feed.
+pub struct FeedReader;
+
+impl FromRequestParts<AppState> for FeedReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let (cached, granted, _) = authenticate_bearer(parts, state).await?;
+        let allowed = cached.record.token.owner.tenant_id().is_system()
+            && granted
+                .iter()
+                .any(|p| p.as_str() == INTROSPECT || p.as_str() == ADMIN);
+        if allowed {
+            Ok(Self)
+        } else {
+            Err(ApiError::InsufficientScope(INTROSPECT))
+        }
+    }
+}
+
+/// `after` and `limit` from the query string.
+fn feed_query(parts: &Parts) -> ApiResult<(i64, u32)> {
+    let mut after = None;
+    let mut limit = PAGE;
+    for (key, value) in form_pairs(parts.uri.query().unwrap_or("")) {
+        match key.as_str() {
+            "after" => {
+                after = Some(
+                    value
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|n| *n >= 0)
+                        .ok_or_else(|| ApiError::field("after", "must be a sequence number"))?,
+                )
+            }
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::field(
+                            "limit",
+                            format!("must be a whole number from 1 to {MAX_PAGE}"),
+                        )
+                    })?
+            }
+            other => {
+                return Err(ApiError::field(
+                    other,
+                    "is not a query parameter of this endpoint",
+                ));
+            }
+        }
+    }
+    let resume = parts
+        .headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok());
+    Ok((after.or(resume).unwrap_or(0), limit))
+}
+
+/// `GET /v1/revocations`.
+pub async fn page(
+    State(state): State<AppState>,
+    _reader: FeedReader,
+    parts: Parts,
+) -> ApiResult<Json<Value>> {
+    let (after, limit) = feed_query(&parts)?;
+    let (entries, head) = state.store().revocations_after(after, limit).await?;
+    Ok(Json(json!({ "entries": entries, "head": head })))
+}
+
+/// `GET /v1/revocations/stream`.
+pub async fn follow(
+    State(state): State<AppState>,
+    _reader: FeedReader,
+    parts: Parts,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let (after, _) = feed_query(&parts)?;
+    // Fail now, with a status, if the log cannot be read at all.
+    let (_, head) = state.store().revocations_after(after, 1).await?;
+    let heartbeat = state.revocations().heartbeat;
+    let follower = Follower {
+        wake: state.revocations().subscribe(),
+        state,
+        after,
+        head,
+        pending: VecDeque::new(),
+        heartbeat: tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat),
+        greeted: false,
+    };
+    Ok(Sse::new(stream::unfold(follower, next_event)))
+}
+
+struct Follower {
+    state: AppState,
+    wake: watch::Receiver<u64>,
+    after: i64,
+    head: i64,
+    pending: VecDeque<RevocationEntry>,
+    heartbeat: tokio::time::Interval,
+    greeted: bool,
+}
+
+fn heartbeat_event(head: i64) -> Event {
+    Event::default()
+        .event("heartbeat")
+        .data(json!({ "head": head }).to_string())
+}
+
+async fn next_event(mut f: Follower) -> Option<(Result<Event, Infallible>, Follower)> {
+    if !f.greeted {
+        // Tells the follower the head at once, so it knows how far behind it is.
+        f.greeted = true;
+        return Some((Ok(heartbeat_event(f.head)), f));
+    }
+    loop {
+        if let Some(entry) = f.pending.pop_front() {
+            f.after = entry.seq;
+            let event = Event::default()
+                .id(entry.seq.to_string())
+                .event("revocation")
+                .data(json!(entry).to_string());
+            return Some((Ok(event), f));
+        }
+        // Mark the wake-up seen before reading, so a commit after the read wakes us.
+        f.wake.borrow_and_update();
+        match f.state.store().revocations_after(f.after, PAGE).await {
+            Ok((entries, head)) => {
+                f.head = head;
+                if !entries.is_empty() {
+                    f.pending.extend(entries);
+                    continue;
+                }
+            }
+            Err(error) => {
+                // End the stream: the follower reconnects and resumes from its last seq.
+                tracing::warn!(?error, "revocation stream cannot read the log");
+                return None;
+            }
+        }
+        tokio::select! {
+            changed = f.wake.changed() => {
+                if changed.is_err() {
+                    return None;
+                }
+            }
+            _ = f.heartbeat.tick() => return Some((Ok(heartbeat_event(f.head)), f)),
+        }
+    }
+}
