@@ -17,3 +17,4 @@ mod revocations;
 mod secrets;
 mod tenants;
 mod tokens;
+mod verifier;
