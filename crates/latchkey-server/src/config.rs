@@ -35,6 +35,8 @@ pub struct Config {
     pub max_access_token_ttl_seconds: u32,
     /// Database connections per server.
     pub database_max_connections: u32,
+    /// How long a request waits for a database connection before answering 503.
+    pub database_timeout_ms: u64,
     /// Algorithm of new signing keys: `EdDSA`, `ES256` or `RS256`.
     pub signing_algorithm: String,
     /// Signing keys rotate this often.
@@ -72,6 +74,7 @@ impl Default for Config {
             default_access_token_ttl_seconds: 900,
             max_access_token_ttl_seconds: 86_400,
             database_max_connections: 8,
+            database_timeout_ms: 5000,
             signing_algorithm: "EdDSA".to_owned(),
             key_rotation_seconds: 30 * 86_400,
             audiences: Vec::new(),

@@ -51,7 +51,7 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("secret_prefix {e}"))?;
         let store_options = StoreOptions {
             max_connections: config.database_max_connections.max(1),
-            ..StoreOptions::default()
+            acquire_timeout: Duration::from_millis(config.database_timeout_ms.max(1)),
         };
         let database_url = config.database_url();
         let store = latchkey_store::connect(&database_url, &store_options)

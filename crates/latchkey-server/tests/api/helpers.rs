@@ -119,6 +119,11 @@ impl TestApp {
     /// when `LATCHKEY_TEST_POSTGRES_URL` is not set. Under `CI=true` a missing or
     /// unreachable PostgreSQL fails the test instead.
     pub async fn postgres() -> Option<Self> {
+        Self::postgres_with(|_| {}).await
+    }
+
+    /// The database URL of a fresh PostgreSQL database, or `None` (see [`Self::postgres`]).
+    pub async fn fresh_postgres_database() -> Option<(String, String)> {
         let Some(admin_url) = std::env::var(POSTGRES_ENV).ok().filter(|u| !u.is_empty()) else {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!(
@@ -155,8 +160,50 @@ impl TestApp {
         let (base, _) = admin_url
             .rsplit_once('/')
             .expect("database URL with a path");
-        let url = format!("{base}/{name}");
-        Some(Self::start(Some(url), Some(name), |_| {}).await)
+        Some((format!("{base}/{name}"), name))
+    }
+
+    /// A PostgreSQL server with a changed configuration.
+    pub async fn postgres_with(configure: impl FnOnce(&mut Config)) -> Option<Self> {
+        let (url, name) = Self::fresh_postgres_database().await?;
+        Some(Self::start(Some(url), Some(name), configure).await)
+    }
+
+    /// A server on a database created with [`Self::fresh_postgres_database`], reached at
+    /// `url` (through a relay, say); the database is dropped with the server.
+    pub async fn on_database(
+        url: String,
+        name: String,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
+        Self::start(Some(url), Some(name), configure).await
+    }
+
+    /// A client of an already running server (for tasks that outlive a borrow).
+    pub fn probe(base: String, root_key: String) -> Self {
+        Self {
+            base,
+            root_key,
+            data_dir: tempfile::tempdir().expect("temp dir"),
+            database_url: String::new(),
+            client: reqwest::Client::new(),
+            postgres_db: None,
+        }
+    }
+
+    /// A second server on this one's database, pepper and master key: a replica.
+    pub async fn replica(&self, configure: impl FnOnce(&mut Config)) -> Self {
+        let pepper = self.data_dir.path().join("pepper");
+        let master = self.data_dir.path().join("master.key");
+        let url = self.database_url.clone();
+        let mut replica = Self::start(Some(url), None, move |config| {
+            config.pepper_file = Some(pepper);
+            config.master_key_file = Some(master);
+            configure(config);
+        })
+        .await;
+        replica.root_key = self.root_key.clone();
+        replica
     }
 
     async fn start(
@@ -178,11 +225,11 @@ impl TestApp {
         let database_url = config.database_url();
         let app = Application::build(config).await.expect("build app");
         let base = format!("http://127.0.0.1:{}", app.port());
+        // A replica joins a bootstrapped database and shows no key; it borrows the first's.
         let root_key = app
             .root_key()
-            .expect("first start shows the root key")
-            .expose()
-            .to_owned();
+            .map(|key| key.expose().to_owned())
+            .unwrap_or_default();
         tokio::spawn(async move {
             let _ = app.run_until_stopped().await;
         });
@@ -442,6 +489,54 @@ pub fn encode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// A TCP relay in front of PostgreSQL that a test can cut and restore, to stage an
+/// outage without stopping the database other tests use.
+pub struct Relay {
+    pub port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    links: std::sync::Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Relay {
+    /// Relays 127.0.0.1:`port` to `target`.
+    pub async fn start(target: std::net::SocketAddr) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let links: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::new(Mutex::new(Vec::new()));
+        let (accept_cut, accept_links) = (cut.clone(), links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if accept_cut.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                accept_links.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Self { port, cut, links }
+    }
+
+    /// Drops every relayed connection and refuses new ones.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    /// Relays again.
+    pub fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
 }
 
 async fn read(response: reqwest::Response) -> Reply {

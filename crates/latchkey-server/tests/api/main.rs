@@ -13,6 +13,7 @@ mod bodies;
 mod catalogue;
 mod members;
 mod oauth;
+mod replicas;
 mod revocations;
 mod secrets;
 mod tenants;
