@@ -206,6 +206,28 @@ pub struct RevocationEntry {
     pub expires_at: Option<Timestamp>,
 }
 
+/// One aggregate of a gateway's usage batch: how often a token was used in one minute,
+/// on one route, with one method, status class and client address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRecord {
+    /// The token.
+    pub token_id: TokenId,
+    /// The start of the minute.
+    pub minute: Timestamp,
+    /// The gateway route (its prefix).
+    pub route: String,
+    /// The HTTP method.
+    pub method: String,
+    /// `2xx`, `4xx`, …
+    pub status_class: String,
+    /// The client address.
+    pub client_ip: String,
+    /// How many requests.
+    pub count: i64,
+    /// The last of them.
+    pub last_used_at: Timestamp,
+}
+
 /// A storage failure, in domain terms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -386,4 +408,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<(Vec<RevocationEntry>, i64)>;
     /// Deletes entries that stopped mattering before `now`; returns how many.
     async fn compact_revocations(&self, now: Timestamp) -> StoreResult<u64>;
+
+    /// Adds a batch of usage aggregates in one transaction, moves each token's
+    /// `last_used_at`/`last_used_ip` forward, and records a `token.first_seen_ip` event the
+    /// first time a token is seen from an address. Records of unknown tokens are skipped.
+    /// Returns how many records were kept.
+    async fn record_usage(&self, batch: &[UsageRecord], ctx: &AuditContext) -> StoreResult<u64>;
 }

@@ -8,6 +8,7 @@ mod keys;
 mod members;
 mod tenants;
 mod tokens;
+mod usage;
 
 use crate::extract::{BODY_LIMIT, ListQuery};
 use crate::oauth;
@@ -60,6 +61,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(tokens::revoke),
         )
         .route("/v1/keys/rotate", post(keys::rotate))
+        .route("/v1/usage", post(usage::ingest))
         .route("/v1/revocations", get(crate::revocation::page))
         .route("/v1/revocations/stream", get(crate::revocation::follow))
         .fallback(not_found)

@@ -18,7 +18,7 @@ use axum::http::request::Parts;
 use latchkey_core::PermissionSet;
 use latchkey_core::audit::AuditContext;
 use latchkey_core::cidr;
-use latchkey_core::permission::{ADMIN, Authority, MANAGE, parse_scope};
+use latchkey_core::permission::{ADMIN, Authority, INTROSPECT, MANAGE, parse_scope};
 use latchkey_core::secret::{SecretFormatError, SecretType};
 use latchkey_core::token::TokenKind;
 use latchkey_core::{TenantId, TokenId, UserId};
@@ -241,4 +241,32 @@ pub async fn authenticate_api_key(
         ));
     }
     Ok(cached)
+}
+
+/// A gateway or resource server: a system-tenant credential holding
+/// `latchkey:introspect` (or `latchkey:admin`). Reads the revocation feed and sends usage.
+pub struct ServiceCaller {
+    /// The credential's token id.
+    pub token_id: TokenId,
+    /// Where the request came from.
+    pub meta: crate::extract::ClientMeta,
+}
+
+impl FromRequestParts<AppState> for ServiceCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let (cached, granted, meta) = authenticate_bearer(parts, state).await?;
+        let allowed = cached.record.token.owner.tenant_id().is_system()
+            && granted
+                .iter()
+                .any(|p| p.as_str() == INTROSPECT || p.as_str() == ADMIN);
+        if !allowed {
+            return Err(ApiError::InsufficientScope(INTROSPECT));
+        }
+        Ok(Self {
+            token_id: cached.record.token.id,
+            meta,
+        })
+    }
 }

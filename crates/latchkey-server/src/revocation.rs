@@ -18,16 +18,15 @@
 //! its access-token lifetime after revocation, a long-lived JWT at its token's own
 //! expiry (never, without one), an access token at its `exp`.
 
-use crate::auth::authenticate_bearer;
+use crate::auth::ServiceCaller;
 use crate::extract::form_pairs;
 use crate::problem::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::State;
 use axum::http::request::Parts;
 use axum::response::sse::{Event, Sse};
 use futures_util::stream::{self, Stream};
-use latchkey_core::permission::{ADMIN, INTROSPECT};
 use latchkey_core::store::RevocationEntry;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
@@ -60,26 +59,6 @@ impl RevocationHub {
 
     fn subscribe(&self) -> watch::Receiver<u64> {
         self.wake.subscribe()
-    }
-}
-
-/// A caller allowed to read the feed.
-pub struct FeedReader;
-
-impl FromRequestParts<AppState> for FeedReader {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
-        let (cached, granted, _) = authenticate_bearer(parts, state).await?;
-        let allowed = cached.record.token.owner.tenant_id().is_system()
-            && granted
-                .iter()
-                .any(|p| p.as_str() == INTROSPECT || p.as_str() == ADMIN);
-        if allowed {
-            Ok(Self)
-        } else {
-            Err(ApiError::InsufficientScope(INTROSPECT))
-        }
     }
 }
 
@@ -129,7 +108,7 @@ fn feed_query(parts: &Parts) -> ApiResult<(i64, u32)> {
 /// `GET /v1/revocations`.
 pub async fn page(
     State(state): State<AppState>,
-    _reader: FeedReader,
+    _reader: ServiceCaller,
     parts: Parts,
 ) -> ApiResult<Json<Value>> {
     let (after, limit) = feed_query(&parts)?;
@@ -140,7 +119,7 @@ pub async fn page(
 /// `GET /v1/revocations/stream`.
 pub async fn follow(
     State(state): State<AppState>,
-    _reader: FeedReader,
+    _reader: ServiceCaller,
     parts: Parts,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let (after, _) = feed_query(&parts)?;

@@ -14,6 +14,7 @@ mod error;
 mod oauth;
 mod rows;
 mod sql;
+mod usage;
 
 pub use backend::{Backend, StoreOptions, connect, spawn_revocation_listener};
 pub use sql::SqlStore;

@@ -10,7 +10,7 @@ use latchkey_core::audit::{AuditContext, AuditEvent, chain_hash};
 use latchkey_core::store::{
     Membership, Page, PageRequest, PermissionDef, RefreshFamily, RefreshOutcome, RefreshRecord,
     RevocationEntry, RoleDef, RotateWhen, SigningKeyRecord, Store, StoreError, StoreResult, Tenant,
-    TokenOwnerFilter,
+    TokenOwnerFilter, UsageRecord,
 };
 use latchkey_core::token::{Owner, Token, TokenKind, TokenName, TokenRecord};
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
@@ -1054,5 +1054,9 @@ impl Store for SqlStore {
 
     async fn compact_revocations(&self, now: Timestamp) -> StoreResult<u64> {
         retrying!(self.tx_compact_revocations(now))
+    }
+
+    async fn record_usage(&self, batch: &[UsageRecord], ctx: &AuditContext) -> StoreResult<u64> {
+        retrying!(self.tx_record_usage(batch, ctx))
     }
 }

@@ -18,4 +18,5 @@ mod revocations;
 mod secrets;
 mod tenants;
 mod tokens;
+mod usage;
 mod verifier;

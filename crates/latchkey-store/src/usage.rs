@@ -1,0 +1,72 @@
+//! Usage aggregates from gateways ("how" a token is used), batched: one transaction per
+//! batch, never one write per request.
+
+use crate::error::TxResult;
+use crate::sql::{SqlStore, append_audit};
+use latchkey_core::audit::{AuditContext, AuditEvent};
+use latchkey_core::store::UsageRecord;
+use serde_json::json;
+
+impl SqlStore {
+    pub(crate) async fn tx_record_usage(
+        &self,
+        batch: &[UsageRecord],
+        ctx: &AuditContext,
+    ) -> TxResult<u64> {
+        let mut tx = self.writer.begin().await?;
+        let mut kept = 0;
+        for record in batch {
+            let id = record.token_id.to_string();
+            let tenant: Option<String> =
+                sqlx::query_scalar("SELECT tenant_id FROM tokens WHERE id = $1")
+                    .bind(id.clone())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some(tenant) = tenant else {
+                continue;
+            };
+            kept += 1;
+            sqlx::query(
+                "INSERT INTO usage_minutes (token_id, minute, route, method, status_class, \
+                 client_ip, count) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (token_id, minute, route, method, status_class, client_ip) \
+                 DO UPDATE SET count = usage_minutes.count + excluded.count",
+            )
+            .bind(id.clone())
+            .bind(record.minute.millis())
+            .bind(record.route.clone())
+            .bind(record.method.clone())
+            .bind(record.status_class.clone())
+            .bind(record.client_ip.clone())
+            .bind(record.count)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE tokens SET last_used_at = $1, last_used_ip = $2 \
+                 WHERE id = $3 AND (last_used_at IS NULL OR last_used_at <= $1)",
+            )
+            .bind(record.last_used_at.millis())
+            .bind(record.client_ip.clone())
+            .bind(id.clone())
+            .execute(&mut *tx)
+            .await?;
+            let first = sqlx::query(
+                "INSERT INTO token_ips (token_id, ip, first_seen) VALUES ($1, $2, $3) \
+                 ON CONFLICT (token_id, ip) DO NOTHING",
+            )
+            .bind(id.clone())
+            .bind(record.client_ip.clone())
+            .bind(record.last_used_at.millis())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if first == 1 {
+                let event = AuditEvent::new("token.first_seen_ip", Some(&tenant), Some(id))
+                    .with_details(json!({ "ip": record.client_ip, "route": record.route }));
+                append_audit(&mut tx, ctx, event).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(kept)
+    }
+}
