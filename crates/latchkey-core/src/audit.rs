@@ -10,7 +10,7 @@ use aws_lc_rs::digest;
 use serde::Serialize;
 
 /// Who did something and from where: attached to every write.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AuditContext {
     /// The credential (token id) that made the request, or `system` for the server.
     pub actor: String,
@@ -43,10 +43,10 @@ impl AuditContext {
 }
 
 /// What happened, to what.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct AuditEvent {
     /// A dotted action name such as `token.created`.
-    pub action: &'static str,
+    pub action: std::borrow::Cow<'static, str>,
     /// The tenant concerned, if any.
     pub tenant_id: Option<String>,
     /// The object acted on (a token id, a role name, a user id).
@@ -59,7 +59,7 @@ impl AuditEvent {
     /// An event with no details.
     pub fn new(action: &'static str, tenant_id: Option<&str>, target: Option<String>) -> Self {
         Self {
-            action,
+            action: std::borrow::Cow::Borrowed(action),
             tenant_id: tenant_id.map(str::to_owned),
             target,
             details: serde_json::Value::Object(serde_json::Map::new()),
@@ -120,4 +120,30 @@ mod tests {
         let later = AuditContext::system(Timestamp::from_millis(2));
         assert_ne!(base, chain_hash(&GENESIS_HASH, 1, &later, &event));
     }
+}
+
+/// Lower-case hex of `bytes`, as the API shows hashes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The first event whose chain link is broken, given events in seq order starting right
+/// after `previous` (the genesis hash for a whole chain): a missing seq, a `prev_hash`
+/// that is not the previous event's hash, or a hash that does not match the event.
+pub fn first_broken_link(
+    mut previous: Vec<u8>,
+    mut expected_seq: i64,
+    events: impl IntoIterator<Item = (i64, AuditContext, AuditEvent, Vec<u8>, Vec<u8>)>,
+) -> Option<i64> {
+    for (seq, context, event, prev_hash, hash) in events {
+        if seq != expected_seq
+            || prev_hash != previous
+            || chain_hash(&previous, seq, &context, &event) != hash
+        {
+            return Some(expected_seq.min(seq));
+        }
+        previous = hash;
+        expected_seq += 1;
+    }
+    None
 }

@@ -228,6 +228,40 @@ pub struct UsageRecord {
     pub last_used_at: Timestamp,
 }
 
+/// An audit event as stored: the event, its context, and its place in the chain.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditRecord {
+    /// Position in the chain.
+    pub seq: i64,
+    /// Who, from where, when.
+    #[serde(flatten)]
+    pub context: crate::audit::AuditContext,
+    /// What happened, to what.
+    #[serde(flatten)]
+    pub event: crate::audit::AuditEvent,
+    /// The previous event's hash, hex.
+    pub prev_hash: String,
+    /// This event's chain hash, hex.
+    pub hash: String,
+}
+
+/// Which audit events to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only this tenant's events.
+    pub tenant_id: Option<String>,
+    /// Only events whose target is this (a token id, a user id, …).
+    pub target: Option<String>,
+    /// Only this actor's events.
+    pub actor: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// At or after this instant.
+    pub since: Option<Timestamp>,
+    /// Before this instant.
+    pub until: Option<Timestamp>,
+}
+
 /// A storage failure, in domain terms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -414,4 +448,20 @@ pub trait Store: Send + Sync + 'static {
     /// first time a token is seen from an address. Records of unknown tokens are skipped.
     /// Returns how many records were kept.
     async fn record_usage(&self, batch: &[UsageRecord], ctx: &AuditContext) -> StoreResult<u64>;
+
+    /// Appends events to the audit chain in one transaction (group commit).
+    async fn append_audit(
+        &self,
+        events: &[(AuditContext, crate::audit::AuditEvent)],
+    ) -> StoreResult<()>;
+    /// Audit events matching `filter`, newest first; `page.after` is a seq.
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<AuditRecord>>;
+    /// Audit events in chain order after `after`, for export and verification.
+    async fn audit_chain(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+    /// The head of the chain: its seq and hash (hex).
+    async fn audit_head(&self) -> StoreResult<(i64, String)>;
 }

@@ -58,6 +58,9 @@ pub struct Config {
     pub token_cache_ttl_ms: u64,
     /// How often the revocation stream sends a heartbeat with the head seq.
     pub revocation_heartbeat_seconds: u64,
+    /// Audit every authentication (exchanges, refreshes, failures). On by default; off
+    /// only to measure what it costs.
+    pub audit_authentications: bool,
 }
 
 impl Default for Config {
@@ -85,6 +88,7 @@ impl Default for Config {
             ip_failures_per_minute: 100,
             token_cache_ttl_ms: 1000,
             revocation_heartbeat_seconds: 5,
+            audit_authentications: true,
         }
     }
 }

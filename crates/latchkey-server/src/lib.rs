@@ -2,6 +2,7 @@
 //! [`Store`](latchkey_core::store::Store), started by [`Application::build`].
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod config;

@@ -1,6 +1,7 @@
 //! Building and running the server: open the store, load the pepper, create the system
 //! tenant and root key on first start, bind the listener.
 
+use crate::audit::AuditQueue;
 use crate::cache::TokenCache;
 use crate::config::Config;
 use crate::keyfile;
@@ -85,8 +86,11 @@ impl Application {
             max_refresh_families: config.max_refresh_families,
             key_rotation_seconds: config.key_rotation_seconds.max(1),
         };
+        let store: Arc<dyn latchkey_core::store::Store> = Arc::new(store);
+        let audit = AuditQueue::start(store.clone(), config.audit_authentications);
         let state = AppState::new(Parts {
-            store: Arc::new(store),
+            audit,
+            store,
             codec: SecretCodec::new(prefix, &pepper),
             settings,
             keyring: KeyRing::new(MasterKey::new(&master)?, algorithm),
@@ -169,12 +173,14 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let maintenance = tokio::spawn(maintain(self.state.clone()));
+        let flush = self.state.clone();
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!("listening on http://{}", self.listener.local_addr()?);
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
         maintenance.abort();
+        flush.audit().flush().await;
         served
     }
 }

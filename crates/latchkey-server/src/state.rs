@@ -1,6 +1,7 @@
 //! The application state shared by every handler: the store, the secret codec, the
 //! signing keys, the caches and the settings. Handlers receive it through axum's `State`.
 
+use crate::audit::AuditQueue;
 use crate::cache::{CachedToken, Lookup, TokenCache};
 use crate::oauth::KeyRing;
 use crate::oauth::throttle::Throttle;
@@ -50,6 +51,7 @@ struct Inner {
     tokens: TokenCache,
     throttle: Throttle,
     revocations: RevocationHub,
+    audit: AuditQueue,
 }
 
 /// The parts [`AppState::new`] assembles.
@@ -68,6 +70,8 @@ pub struct Parts {
     pub throttle: Throttle,
     /// How often the revocation stream sends a heartbeat.
     pub heartbeat: std::time::Duration,
+    /// Group commit of authentication events.
+    pub audit: AuditQueue,
 }
 
 impl AppState {
@@ -83,6 +87,7 @@ impl AppState {
                 tokens: parts.tokens,
                 throttle: parts.throttle,
                 revocations: RevocationHub::new(parts.heartbeat),
+                audit: parts.audit,
             }),
         }
     }
@@ -122,6 +127,11 @@ impl AppState {
     pub fn auth_changed(&self) {
         self.inner.tokens.clear();
         self.inner.revocations.wake();
+    }
+
+    /// Group commit of authentication events.
+    pub fn audit(&self) -> &AuditQueue {
+        &self.inner.audit
     }
 
     /// The revocation feed's wake-up signal.

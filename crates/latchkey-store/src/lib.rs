@@ -9,6 +9,7 @@
 //! `chain_heads` that each writer locks by updating it, so numbers follow commit order
 //! with no gaps on either database.
 
+mod audit;
 mod backend;
 mod error;
 mod oauth;

@@ -8,9 +8,9 @@ use crate::rows::{self, TOKEN_COLUMNS, join};
 use async_trait::async_trait;
 use latchkey_core::audit::{AuditContext, AuditEvent, chain_hash};
 use latchkey_core::store::{
-    Membership, Page, PageRequest, PermissionDef, RefreshFamily, RefreshOutcome, RefreshRecord,
-    RevocationEntry, RoleDef, RotateWhen, SigningKeyRecord, Store, StoreError, StoreResult, Tenant,
-    TokenOwnerFilter, UsageRecord,
+    AuditFilter, AuditRecord, Membership, Page, PageRequest, PermissionDef, RefreshFamily,
+    RefreshOutcome, RefreshRecord, RevocationEntry, RoleDef, RotateWhen, SigningKeyRecord, Store,
+    StoreError, StoreResult, Tenant, TokenOwnerFilter, UsageRecord,
 };
 use latchkey_core::token::{Owner, Token, TokenKind, TokenName, TokenRecord};
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
@@ -96,7 +96,7 @@ pub(crate) async fn append_audit(
     )
     .bind(seq)
     .bind(ctx.at.millis())
-    .bind(event.action)
+    .bind(event.action.to_string())
     .bind(ctx.actor.clone())
     .bind(ctx.actor_user.clone())
     .bind(event.tenant_id.clone())
@@ -1058,5 +1058,25 @@ impl Store for SqlStore {
 
     async fn record_usage(&self, batch: &[UsageRecord], ctx: &AuditContext) -> StoreResult<u64> {
         retrying!(self.tx_record_usage(batch, ctx))
+    }
+
+    async fn append_audit(&self, events: &[(AuditContext, AuditEvent)]) -> StoreResult<()> {
+        retrying!(self.tx_append_audit(events))
+    }
+
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<AuditRecord>> {
+        self.read_audit(filter, page).await
+    }
+
+    async fn audit_chain(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
+        self.read_audit_chain(after, limit).await
+    }
+
+    async fn audit_head(&self) -> StoreResult<(i64, String)> {
+        self.read_audit_head().await
     }
 }

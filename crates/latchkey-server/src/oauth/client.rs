@@ -15,9 +15,11 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use latchkey_core::audit::{AuditContext, AuditEvent};
 use latchkey_core::secret::{SecretType, StoredSecret};
 use latchkey_core::token::TokenKind;
 use latchkey_core::{TokenId, cidr};
+use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 
@@ -159,43 +161,86 @@ pub async fn authenticate(
     let ip = peer_ip(parts);
     let presented = presented(&parts.headers, form)?;
     if let Some(wait) = state.throttle().blocked(&presented.client_id, ip) {
+        record_failure(state, parts, &presented.client_id, None, "throttled").await;
         return Err(OAuthError::throttled(wait));
     }
     match check(state, &presented, ip).await? {
-        Some(token) => Ok(token),
-        None => {
+        Ok(token) => Ok(token),
+        Err((reason, tenant)) => {
             state.throttle().failed(&presented.client_id, ip);
+            record_failure(
+                state,
+                parts,
+                &presented.client_id,
+                tenant.as_deref(),
+                reason,
+            )
+            .await;
             Err(OAuthError::invalid_client())
         }
     }
 }
 
+/// Audits a failed authentication. The client id is what was presented, cut short; the
+/// secret never appears.
+pub async fn record_failure(
+    state: &AppState,
+    parts: &Parts,
+    client_id: &str,
+    tenant: Option<&str>,
+    reason: &'static str,
+) {
+    let meta = crate::extract::client_meta(parts);
+    let context = AuditContext {
+        actor: client_id.chars().take(64).collect(),
+        actor_user: None,
+        ip: meta.ip.map(|ip| ip.to_string()),
+        user_agent: meta.user_agent,
+        at: state.now(),
+    };
+    let event = AuditEvent::new("auth.failed", tenant, Some(context.actor.clone()))
+        .with_details(json!({ "reason": reason, "endpoint": parts.uri.path() }));
+    state.audit().record(context, event).await;
+}
+
+/// Why a client was refused (for the audit trail only), and its tenant when known.
+type Refusal = (&'static str, Option<String>);
+
 async fn check(
     state: &AppState,
     presented: &Presented,
     ip: Option<IpAddr>,
-) -> OAuthResult<Option<Arc<CachedToken>>> {
+) -> OAuthResult<Result<Arc<CachedToken>, Refusal>> {
     let Ok(parsed) = state.codec().parse(&presented.secret) else {
-        return Ok(None);
+        return Ok(Err(("malformed_secret", None)));
     };
     if parsed.kind != SecretType::ClientSecret {
-        return Ok(None);
+        return Ok(Err(("not_a_client_secret", None)));
     }
     let Ok(id) = TokenId::parse(&presented.client_id) else {
         state.codec().verify(&parsed, dummy_secret());
-        return Ok(None);
+        return Ok(Err(("unknown_client", None)));
     };
     let Some(token) = state.token(id).await? else {
         state.codec().verify(&parsed, dummy_secret());
-        return Ok(None);
+        return Ok(Err(("unknown_client", None)));
     };
     let stored = token.record.secret.as_ref().unwrap_or(dummy_secret());
     let verified = state.codec().verify(&parsed, stored);
     let record = &token.record.token;
-    let usable = verified
-        && record.kind == TokenKind::ClientCredentials
-        && record.is_active(state.now())
-        && token.member
-        && ip.is_none_or(|ip| cidr::allows(&record.ip_allowlist, ip));
-    Ok(usable.then_some(token))
+    let tenant = Some(record.owner.tenant_id().to_string());
+    let refusal = if !verified || record.kind != TokenKind::ClientCredentials {
+        "bad_secret"
+    } else if record.revoked_at.is_some() {
+        "revoked"
+    } else if !record.is_active(state.now()) {
+        "expired"
+    } else if !token.member {
+        "user_left_tenant"
+    } else if ip.is_some_and(|ip| !cidr::allows(&record.ip_allowlist, ip)) {
+        "ip_not_allowed"
+    } else {
+        return Ok(Ok(token));
+    };
+    Ok(Err((refusal, tenant)))
 }

@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use latchkey_core::audit::AuditContext;
+use latchkey_core::audit::{AuditContext, AuditEvent};
 use latchkey_core::jwt::{Claims, TokenOwnerType};
 use latchkey_core::permission::{format_scope, parse_scope};
 use latchkey_core::secret::{Secret, SecretType};
@@ -216,7 +216,7 @@ async fn client_credentials(state: &AppState, parts: &Parts, form: &Form) -> OAu
             expires_at: now.plus_seconds(state.settings().refresh_token_lifetime_seconds),
             revoked_at: None,
             scope: format_scope(&scope),
-            audience,
+            audience: audience.clone(),
         };
         let (secret, first) = new_refresh(state, family.id, &issued)?;
         let ctx = client_context(state, parts, token);
@@ -224,11 +224,28 @@ async fn client_credentials(state: &AppState, parts: &Parts, form: &Form) -> OAu
             .store()
             .start_refresh_family(&family, &first, state.settings().max_refresh_families, &ctx)
             .await?;
-        Some(secret)
+        Some((secret, family.id))
     } else {
         None
     };
-    Ok(respond(&issued, &scope, refresh))
+    let event = AuditEvent::new(
+        "token.exchanged",
+        Some(token.owner.tenant_id().as_str()),
+        Some(token.id.to_string()),
+    )
+    .with_details(json!({
+        "grant_type": "client_credentials",
+        "scope": format_scope(&scope),
+        "aud": audience,
+        "jti": issued.jti,
+        "expires_at": issued.expires_at,
+        "refresh_family": refresh.as_ref().map(|(_, family)| family.to_string()),
+    }));
+    state
+        .audit()
+        .record(client_context(state, parts, token), event)
+        .await;
+    Ok(respond(&issued, &scope, refresh.map(|(secret, _)| secret)))
 }
 
 async fn refresh(state: &AppState, parts: &Parts, form: &Form) -> OAuthResult<Response> {
@@ -243,6 +260,10 @@ async fn refresh(state: &AppState, parts: &Parts, form: &Form) -> OAuthResult<Re
     let (record, family) = state.store().get_refresh(id).await?.ok_or_else(invalid)?;
     let genuine = state.codec().verify(&parsed, &record.secret) && family.token_id == token.id;
     if !genuine || family.revoked_at.is_some() || family.expires_at <= state.now() {
+        let tenant = token.owner.tenant_id().to_string();
+        let id = token.id.to_string();
+        super::client::record_failure(state, parts, &id, Some(&tenant), "invalid_refresh_token")
+            .await;
         return Err(invalid());
     }
     let ctx = client_context(state, parts, token);
@@ -263,7 +284,21 @@ async fn refresh(state: &AppState, parts: &Parts, form: &Form) -> OAuthResult<Re
     let issued = issue(state, token, &scope, &family.audience)?;
     let (secret, next) = new_refresh(state, family.id, &issued)?;
     match state.store().rotate_refresh(record.id, &next, &ctx).await? {
-        RefreshOutcome::Rotated => Ok(respond(&issued, &scope, Some(secret))),
+        RefreshOutcome::Rotated => {
+            let event = AuditEvent::new(
+                "token.refreshed",
+                Some(token.owner.tenant_id().as_str()),
+                Some(token.id.to_string()),
+            )
+            .with_details(json!({
+                "refresh_family": family.id,
+                "scope": format_scope(&scope),
+                "jti": issued.jti,
+                "expires_at": issued.expires_at,
+            }));
+            state.audit().record(ctx, event).await;
+            Ok(respond(&issued, &scope, Some(secret)))
+        }
         RefreshOutcome::Reused => {
             reload_deny_list(state).await;
             Err(OAuthError::invalid_grant(

@@ -238,7 +238,10 @@ impl TestApp {
             root_key,
             data_dir,
             database_url,
-            client: reqwest::Client::new(),
+            client: reqwest::Client::builder()
+                .user_agent("latchkey-tests")
+                .build()
+                .expect("an HTTP client"),
             postgres_db,
         }
     }

@@ -8,6 +8,7 @@ mod helpers;
 
 mod interop;
 
+mod audit;
 mod auth;
 mod bodies;
 mod catalogue;

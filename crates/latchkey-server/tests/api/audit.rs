@@ -1,0 +1,404 @@
+//! The five Ws: every state change writes exactly one audit event with who, where and
+//! what; authentications are audited too; the hash chain shows tampering.
+
+use crate::both_backends;
+use crate::helpers::TestApp;
+use latchkey_core::audit::{AuditContext, AuditEvent, GENESIS_HASH, first_broken_link};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+both_backends!(
+    every_mutating_request_writes_exactly_one_event_with_its_five_ws,
+    a_refused_request_writes_no_event,
+    authentications_are_audited_without_secrets,
+    the_audit_list_filters_pages_and_keeps_managers_in_their_tenant,
+    the_chain_verifies_and_names_the_first_tampered_or_missing_event,
+);
+
+async fn newest(app: &TestApp) -> Value {
+    app.get("/v1/audit?limit=1").await.body["items"][0].clone()
+}
+
+async fn total(app: &TestApp) -> i64 {
+    app.get("/v1/audit/head").await.body["seq"]
+        .as_i64()
+        .unwrap()
+}
+
+async fn every_mutating_request_writes_exactly_one_event_with_its_five_ws(app: TestApp) {
+    let root_id = app.get("/v1/tenants/latchkey/tokens").await.body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.put("/v1/permissions/reports:read", json!({}))
+        .await
+        .assert_status(200);
+    let created = json!({ "name": "ci", "kind": "client_credentials", "roles": ["viewer"], "created_by": "u_42",
+                          "ip_allowlist": ["10.0.0.0/8", "127.0.0.1"] });
+    // (method, path, body, action, tenant, target)
+    let steps: Vec<(
+        Method,
+        String,
+        Option<Value>,
+        &str,
+        Option<&str>,
+        Option<&str>,
+    )> = vec![
+        (
+            Method::PUT,
+            "/v1/permissions/reports:write".into(),
+            Some(json!({ "description": "w" })),
+            "permission.put",
+            None,
+            Some("reports:write"),
+        ),
+        (
+            Method::PUT,
+            "/v1/roles/viewer".into(),
+            Some(json!({ "permissions": ["reports:read"] })),
+            "role.put",
+            None,
+            Some("viewer"),
+        ),
+        (
+            Method::POST,
+            "/v1/tenants".into(),
+            Some(json!({ "id": "acme" })),
+            "tenant.created",
+            Some("acme"),
+            Some("acme"),
+        ),
+        (
+            Method::PUT,
+            "/v1/tenants/acme/users/u_42".into(),
+            Some(json!({ "roles": ["viewer"] })),
+            "membership.put",
+            Some("acme"),
+            Some("u_42"),
+        ),
+        (
+            Method::POST,
+            "/v1/tenants/acme/tokens".into(),
+            Some(created),
+            "token.created",
+            Some("acme"),
+            None,
+        ),
+    ];
+    for (method, path, body, action, tenant, target) in steps {
+        let before = total(&app).await;
+        let started = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
+        let reply = app.call(method, &path, Some(&app.root_key), body).await;
+        assert!(reply.status < 300, "{path}: {}", reply.text);
+        assert_eq!(
+            total(&app).await,
+            before + 1,
+            "{path} writes exactly one event"
+        );
+        let event = newest(&app).await;
+        assert_eq!(event["action"], action);
+        assert_eq!(event["actor"], root_id, "who: the calling credential");
+        assert_eq!(event["ip"], "127.0.0.1", "where");
+        assert_eq!(event["user_agent"], "latchkey-tests");
+        assert_eq!(event["tenant_id"].as_str(), tenant);
+        if let Some(target) = target {
+            assert_eq!(event["target"], target);
+        }
+        let at = time::OffsetDateTime::parse(
+            event["at"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        assert!(at >= started, "when");
+        if action == "token.created" {
+            let details = &event["details"];
+            assert_eq!(details["kind"], "client_credentials");
+            assert_eq!(details["roles"], json!(["viewer"]));
+            assert_eq!(details["created_by"], "u_42");
+            assert_eq!(
+                details["ip_allowlist"],
+                json!(["10.0.0.0/8", "127.0.0.1/32"])
+            );
+            assert_eq!(event["actor_user"], "u_42", "the acting user");
+            assert_eq!(event["target"], reply.body["token"]["id"]);
+        }
+    }
+    let token = app.get("/v1/tenants/acme/tokens").await.body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let more: Vec<(Method, String, Option<Value>, &str)> = vec![
+        (
+            Method::PATCH,
+            format!("/v1/tokens/{token}"),
+            Some(json!({ "name": "renamed" })),
+            "token.renamed",
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/tokens/{token}"),
+            None,
+            "token.revoked",
+        ),
+        (
+            Method::DELETE,
+            "/v1/tenants/acme/users/u_42".into(),
+            None,
+            "membership.removed",
+        ),
+        (
+            Method::DELETE,
+            "/v1/users/u_42".into(),
+            None,
+            "user.deleted",
+        ),
+        (
+            Method::POST,
+            "/v1/keys/rotate".into(),
+            Some(json!({})),
+            "key.rotated",
+        ),
+        (
+            Method::DELETE,
+            "/v1/tenants/acme".into(),
+            None,
+            "tenant.deleted",
+        ),
+    ];
+    for (method, path, body, action) in more {
+        // Deleting a user who is gone from every tenant still finds their tokens' trail.
+        let before = total(&app).await;
+        let reply = app.call(method, &path, Some(&app.root_key), body).await;
+        if action == "user.deleted" && reply.status == 404 {
+            continue;
+        }
+        assert!(reply.status < 300, "{path}: {}", reply.text);
+        assert_eq!(
+            total(&app).await,
+            before + 1,
+            "{path} writes exactly one event"
+        );
+        let event = newest(&app).await;
+        assert_eq!(event["action"], action);
+        assert_eq!(event["actor"], root_id);
+        assert_eq!(event["ip"], "127.0.0.1");
+    }
+    let renamed = app.get("/v1/audit?action=token.renamed").await.body["items"][0].clone();
+    assert_eq!(renamed["details"], json!({ "from": "ci", "to": "renamed" }));
+}
+
+async fn a_refused_request_writes_no_event(app: TestApp) {
+    app.create_tenant("acme").await;
+    let before = total(&app).await;
+    app.post("/v1/tenants", json!({ "id": "acme" }))
+        .await
+        .assert_problem(409, "already-exists");
+    app.put("/v1/roles/viewer", json!({ "permissions": ["nope:nope"] }))
+        .await
+        .assert_problem(422, "unknown-permission");
+    app.post(
+        "/v1/tenants/acme/tokens",
+        json!({ "name": "x", "kind": "api_key", "roles": ["ghost"] }),
+    )
+    .await
+    .assert_problem(422, "unknown-role");
+    app.patch(
+        "/v1/tokens/00000000-0000-4000-8000-000000000000",
+        json!({ "name": "x" }),
+    )
+    .await
+    .assert_problem(404, "not-found");
+    assert_eq!(total(&app).await, before);
+}
+
+async fn wait_for(app: &TestApp, query: &str, count: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let items = app.get(&format!("/v1/audit?{query}")).await.body["items"]
+            .as_array()
+            .unwrap()
+            .clone();
+        if items.len() >= count {
+            return items;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "group commit within 5 s: {query}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn authentications_are_audited_without_secrets(app: TestApp) {
+    app.put("/v1/permissions/reports:read", json!({}))
+        .await
+        .assert_status(200);
+    app.create_tenant("acme").await;
+    let (id, secret) = app
+        .client(
+            "acme",
+            json!({ "permissions": ["reports:read"], "refresh_tokens": true }),
+        )
+        .await;
+    let granted = app.exchange(&id, &secret, &[]).await;
+    granted.assert_status(200);
+    let (_, wrong) = app.client("acme", json!({})).await;
+    app.exchange(&id, &wrong, &[]).await;
+    app.exchange("00000000-0000-4000-8000-000000000000", &secret, &[])
+        .await;
+    let refresh = granted.body["refresh_token"].as_str().unwrap().to_owned();
+    app.form(
+        "/oauth/token",
+        Some(&crate::helpers::basic(&id, &secret)),
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    )
+    .await
+    .assert_status(200);
+    let exchanged = wait_for(&app, "action=token.exchanged", 1).await;
+    assert_eq!(exchanged[0]["target"], id);
+    assert_eq!(exchanged[0]["tenant_id"], "acme");
+    assert_eq!(exchanged[0]["ip"], "127.0.0.1");
+    assert_eq!(exchanged[0]["details"]["scope"], "reports:read");
+    let refreshed = wait_for(&app, "action=token.refreshed", 1).await;
+    assert_eq!(refreshed[0]["target"], id);
+    let failed = wait_for(&app, "action=auth.failed", 2).await;
+    let reasons: Vec<&str> = failed
+        .iter()
+        .map(|e| e["details"]["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["unknown_client", "bad_secret"]);
+    let everything = app.get("/v1/audit/chain?after=0").await.text;
+    for needle in [
+        &secret,
+        &wrong,
+        &refresh,
+        &granted.body["access_token"].as_str().unwrap().to_owned(),
+    ] {
+        assert!(
+            !everything.contains(needle.as_str()),
+            "no secret in the audit trail"
+        );
+    }
+}
+
+async fn the_audit_list_filters_pages_and_keeps_managers_in_their_tenant(app: TestApp) {
+    app.create_tenant("acme").await;
+    app.create_tenant("globex").await;
+    for n in 0..3 {
+        app.create_tenant_token(
+            "acme",
+            json!({ "name": format!("a{n}"), "kind": "api_key" }),
+        )
+        .await;
+    }
+    let created = app
+        .get("/v1/audit?action=token.created&tenant_id=acme")
+        .await
+        .body["items"]
+        .clone();
+    assert_eq!(created.as_array().unwrap().len(), 3);
+    let first = app
+        .get("/v1/audit?action=token.created&tenant_id=acme&limit=2")
+        .await;
+    assert_eq!(first.body["items"].as_array().unwrap().len(), 2);
+    let cursor = first.body["next_cursor"].as_str().unwrap();
+    let second = app
+        .get(&format!(
+            "/v1/audit?action=token.created&tenant_id=acme&limit=2&cursor={cursor}"
+        ))
+        .await;
+    assert_eq!(second.body["items"].as_array().unwrap().len(), 1);
+    assert!(second.body["next_cursor"].is_null());
+    let seqs: Vec<i64> = created
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] > w[1]), "newest first");
+    let token = created[0]["target"].as_str().unwrap();
+    let by_token = app.get(&format!("/v1/audit?token_id={token}")).await.body["items"].clone();
+    assert_eq!(by_token.as_array().unwrap().len(), 1);
+    let manager = app.manager_key("globex").await;
+    let own = app
+        .call(Method::GET, "/v1/audit", Some(&manager), None)
+        .await;
+    own.assert_status(200);
+    assert!(
+        own.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["tenant_id"] == "globex")
+    );
+    let other = app
+        .call(
+            Method::GET,
+            "/v1/audit?tenant_id=acme",
+            Some(&manager),
+            None,
+        )
+        .await;
+    other.assert_problem(404, "not-found");
+    app.get("/v1/audit?since=yesterday")
+        .await
+        .assert_problem(400, "invalid-field");
+    let future = app.get("/v1/audit?since=2999-01-01T00:00:00Z").await;
+    assert_eq!(future.body["items"], json!([]));
+}
+
+fn chain_of(text: &str) -> Vec<(i64, AuditContext, AuditEvent, Vec<u8>, Vec<u8>)> {
+    text.lines()
+        .map(|line| {
+            let value: Value = serde_json::from_str(line).unwrap();
+            let context: AuditContext = serde_json::from_value(value.clone()).unwrap();
+            let event: AuditEvent = serde_json::from_value(value.clone()).unwrap();
+            let unhex = |s: &str| {
+                (0..s.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                    .collect()
+            };
+            (
+                value["seq"].as_i64().unwrap(),
+                context,
+                event,
+                unhex(value["prev_hash"].as_str().unwrap()),
+                unhex(value["hash"].as_str().unwrap()),
+            )
+        })
+        .collect()
+}
+
+async fn the_chain_verifies_and_names_the_first_tampered_or_missing_event(app: TestApp) {
+    app.create_tenant("acme").await;
+    for n in 0..4 {
+        app.create_tenant_token(
+            "acme",
+            json!({ "name": format!("t{n}"), "kind": "api_key" }),
+        )
+        .await;
+    }
+    let chain = app.get("/v1/audit/chain?after=0").await;
+    assert_eq!(chain.header("content-type"), "application/jsonl");
+    let events = chain_of(&chain.text);
+    let head = app.get("/v1/audit/head").await.body;
+    assert_eq!(events.len() as i64, head["seq"].as_i64().unwrap());
+    assert_eq!(first_broken_link(GENESIS_HASH.to_vec(), 1, events), None);
+    let db = app.db().await;
+    // Edit one row.
+    sqlx::query("UPDATE audit_events SET details = '{\"name\":\"forged\"}' WHERE seq = 4")
+        .execute(&db)
+        .await
+        .unwrap();
+    let events = chain_of(&app.get("/v1/audit/chain?after=0").await.text);
+    assert_eq!(first_broken_link(GENESIS_HASH.to_vec(), 1, events), Some(4));
+    // Delete an earlier one.
+    sqlx::query("DELETE FROM audit_events WHERE seq = 2")
+        .execute(&db)
+        .await
+        .unwrap();
+    let events = chain_of(&app.get("/v1/audit/chain?after=0").await.text);
+    assert_eq!(first_broken_link(GENESIS_HASH.to_vec(), 1, events), Some(2));
+}
