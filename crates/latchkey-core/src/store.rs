@@ -449,6 +449,17 @@ pub trait Store: Send + Sync + 'static {
     /// Returns how many records were kept.
     async fn record_usage(&self, batch: &[UsageRecord], ctx: &AuditContext) -> StoreResult<u64>;
 
+    /// The usage aggregates of one token with `since <= minute < until`, oldest first
+    /// (each record's `last_used_at` is its minute).
+    async fn token_usage(
+        &self,
+        token: TokenId,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<Vec<UsageRecord>>;
+    /// Deletes usage aggregates of minutes before `before`; returns how many.
+    async fn compact_usage(&self, before: Timestamp) -> StoreResult<u64>;
+
     /// Appends events to the audit chain in one transaction (group commit).
     async fn append_audit(
         &self,

@@ -62,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/keys/rotate", post(keys::rotate))
         .route("/v1/usage", post(usage::ingest))
+        .route("/v1/tokens/{id}/usage", get(usage::token_usage))
         .route("/v1/audit", get(crate::audit::list))
         .route("/v1/audit/head", get(crate::audit::head))
         .route("/v1/audit/chain", get(crate::audit::chain))

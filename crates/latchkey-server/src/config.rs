@@ -61,6 +61,8 @@ pub struct Config {
     /// Audit every authentication (exchanges, refreshes, failures). On by default; off
     /// only to measure what it costs.
     pub audit_authentications: bool,
+    /// Usage aggregates older than this are deleted.
+    pub usage_retention_days: i64,
 }
 
 impl Default for Config {
@@ -89,6 +91,7 @@ impl Default for Config {
             token_cache_ttl_ms: 1000,
             revocation_heartbeat_seconds: 5,
             audit_authentications: true,
+            usage_retention_days: 90,
         }
     }
 }

@@ -85,6 +85,7 @@ impl Application {
             refresh_token_lifetime_seconds: config.refresh_token_lifetime_seconds,
             max_refresh_families: config.max_refresh_families,
             key_rotation_seconds: config.key_rotation_seconds.max(1),
+            usage_retention_days: config.usage_retention_days.max(1),
         };
         let store: Arc<dyn latchkey_core::store::Store> = Arc::new(store);
         let audit = AuditQueue::start(store.clone(), config.audit_authentications);
@@ -207,6 +208,10 @@ async fn maintain(state: AppState) {
             .await;
         if let Err(error) = outcome {
             tracing::warn!(?error, "key maintenance failed; retrying shortly");
+        }
+        let retention = now.plus_seconds(-state.settings().usage_retention_days * 86_400);
+        if let Err(error) = state.store().compact_usage(retention).await {
+            tracing::warn!(?error, "deleting old usage aggregates failed");
         }
         match state.store().compact_revocations(now).await {
             Ok(0) => {}

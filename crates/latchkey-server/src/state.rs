@@ -34,6 +34,8 @@ pub struct Settings {
     pub max_refresh_families: u32,
     /// Signing keys rotate this often.
     pub key_rotation_seconds: i64,
+    /// Usage aggregates are kept this long.
+    pub usage_retention_days: i64,
 }
 
 /// Shared state, cheap to clone.

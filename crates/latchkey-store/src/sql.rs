@@ -1060,6 +1060,19 @@ impl Store for SqlStore {
         retrying!(self.tx_record_usage(batch, ctx))
     }
 
+    async fn token_usage(
+        &self,
+        token: TokenId,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<Vec<UsageRecord>> {
+        self.read_token_usage(token, since, until).await
+    }
+
+    async fn compact_usage(&self, before: Timestamp) -> StoreResult<u64> {
+        retrying!(self.tx_compact_usage(before))
+    }
+
     async fn append_audit(&self, events: &[(AuditContext, AuditEvent)]) -> StoreResult<()> {
         retrying!(self.tx_append_audit(events))
     }

@@ -1,11 +1,13 @@
 //! Usage aggregates from gateways ("how" a token is used), batched: one transaction per
 //! batch, never one write per request.
 
-use crate::error::TxResult;
+use crate::error::{TxResult, from_sqlx};
 use crate::sql::{SqlStore, append_audit};
 use latchkey_core::audit::{AuditContext, AuditEvent};
-use latchkey_core::store::UsageRecord;
+use latchkey_core::store::{StoreResult, UsageRecord};
+use latchkey_core::{Timestamp, TokenId};
 use serde_json::json;
+use sqlx::Row;
 
 impl SqlStore {
     pub(crate) async fn tx_record_usage(
@@ -68,5 +70,57 @@ impl SqlStore {
         }
         tx.commit().await?;
         Ok(kept)
+    }
+}
+
+/// At most this many aggregates answer one query (a token used from 1,000 addresses on
+/// 10 routes for a week is well below it).
+const MAX_ROWS: i64 = 200_000;
+
+impl SqlStore {
+    pub(crate) async fn read_token_usage(
+        &self,
+        token: TokenId,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<Vec<UsageRecord>> {
+        let rows = sqlx::query(
+            "SELECT minute, route, method, status_class, client_ip, count FROM usage_minutes \
+             WHERE token_id = $1 AND minute >= $2 AND minute < $3 ORDER BY minute LIMIT $4",
+        )
+        .bind(token.to_string())
+        .bind(since.millis())
+        .bind(until.millis())
+        .bind(MAX_ROWS)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(from_sqlx)?;
+        rows.iter()
+            .map(|row| {
+                let minute = Timestamp::from_millis(row.try_get("minute")?);
+                Ok(UsageRecord {
+                    token_id: token,
+                    minute,
+                    route: row.try_get("route")?,
+                    method: row.try_get("method")?,
+                    status_class: row.try_get("status_class")?,
+                    client_ip: row.try_get("client_ip")?,
+                    count: row.try_get("count")?,
+                    last_used_at: minute,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(from_sqlx)
+    }
+
+    pub(crate) async fn tx_compact_usage(&self, before: Timestamp) -> TxResult<u64> {
+        let mut tx = self.writer.begin().await?;
+        let removed = sqlx::query("DELETE FROM usage_minutes WHERE minute < $1")
+            .bind(before.millis())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(removed)
     }
 }

@@ -320,7 +320,11 @@ pub async fn list_personal(
 }
 
 /// Loads a token the caller may see, or answers 404 as if it did not exist.
-async fn visible_token(state: &AppState, caller: &Caller, raw: &str) -> ApiResult<Token> {
+pub(crate) async fn visible_token(
+    state: &AppState,
+    caller: &Caller,
+    raw: &str,
+) -> ApiResult<Token> {
     let id = path_param("token_id", raw, TokenId::parse)?;
     let not_found = || ApiError::NotFound(format!("token {id}"));
     let record = state.store().get_token(id).await?.ok_or_else(not_found)?;

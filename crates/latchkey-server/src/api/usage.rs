@@ -1,7 +1,7 @@
 //! `POST /v1/usage`: the per-minute usage batches gateways send (the "how" of a token).
 //! One transaction per batch; never one write per request.
 
-use crate::auth::ServiceCaller;
+use crate::auth::{Caller, ServiceCaller};
 use crate::extract::ApiJson;
 use crate::problem::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -106,4 +106,117 @@ pub async fn ingest(
     };
     let kept = state.store().record_usage(&records, &ctx).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": kept }))))
+}
+
+/// How `GET /v1/tokens/{id}/usage` groups its series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GroupBy {
+    Route,
+    Ip,
+    Status,
+    Method,
+    Day,
+}
+
+/// `GET /v1/tokens/{id}/usage?since=&until=&group_by=route|ip|status|method|day`: the
+/// "how" of a token — totals and per-minute series (per-day for `day`) for each group,
+/// plus when and where it was last used. The window defaults to the last 24 hours and
+/// is at most 31 days.
+pub async fn token_usage(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    parts: axum::http::request::Parts,
+) -> ApiResult<Json<Value>> {
+    let token = super::tokens::visible_token(&state, &caller, &id).await?;
+    let now = state.now();
+    let mut until = now;
+    let mut since = None;
+    let mut group_by = GroupBy::Route;
+    let time = |field: &str, value: &str| {
+        Timestamp::parse_rfc3339(value)
+            .ok_or_else(|| ApiError::field(field, "must be an RFC 3339 timestamp"))
+    };
+    for (key, value) in crate::extract::form_pairs(parts.uri.query().unwrap_or("")) {
+        match key.as_str() {
+            "since" => since = Some(time("since", &value)?),
+            "until" => until = time("until", &value)?,
+            "group_by" => {
+                group_by = match value.as_str() {
+                    "route" => GroupBy::Route,
+                    "ip" => GroupBy::Ip,
+                    "status" => GroupBy::Status,
+                    "method" => GroupBy::Method,
+                    "day" => GroupBy::Day,
+                    _ => {
+                        return Err(ApiError::field(
+                            "group_by",
+                            "must be route, ip, status, method or day",
+                        ));
+                    }
+                }
+            }
+            other => {
+                return Err(ApiError::field(
+                    other,
+                    "is not a query parameter of this endpoint",
+                ));
+            }
+        }
+    }
+    let since = since.unwrap_or(until.plus_seconds(-86_400));
+    if since >= until || until.millis() - since.millis() > 31 * 86_400_000 {
+        return Err(ApiError::value(
+            "since",
+            "must be before `until` and at most 31 days earlier",
+        ));
+    }
+    let records = state.store().token_usage(token.id, since, until).await?;
+    let day_of = |minute: Timestamp| {
+        Timestamp::from_millis(minute.millis().div_euclid(86_400_000) * 86_400_000)
+    };
+    let mut groups: std::collections::BTreeMap<String, std::collections::BTreeMap<Timestamp, i64>> =
+        std::collections::BTreeMap::new();
+    let mut total = 0i64;
+    for record in &records {
+        let (key, bucket) = match group_by {
+            GroupBy::Route => (record.route.clone(), record.minute),
+            GroupBy::Ip => (record.client_ip.clone(), record.minute),
+            GroupBy::Status => (record.status_class.clone(), record.minute),
+            GroupBy::Method => (record.method.clone(), record.minute),
+            GroupBy::Day => (
+                day_of(record.minute).to_rfc3339()[..10].to_owned(),
+                day_of(record.minute),
+            ),
+        };
+        *groups.entry(key).or_default().entry(bucket).or_default() += record.count;
+        total += record.count;
+    }
+    let groups: Vec<Value> = groups
+        .into_iter()
+        .map(|(key, series)| {
+            let group_total: i64 = series.values().sum();
+            let series: Vec<Value> = series
+                .into_iter()
+                .map(|(at, count)| json!({ "at": at, "count": count }))
+                .collect();
+            json!({ "key": key, "total": group_total, "series": series })
+        })
+        .collect();
+    Ok(Json(json!({
+        "token_id": token.id,
+        "since": since,
+        "until": until,
+        "group_by": match group_by {
+            GroupBy::Route => "route",
+            GroupBy::Ip => "ip",
+            GroupBy::Status => "status",
+            GroupBy::Method => "method",
+            GroupBy::Day => "day",
+        },
+        "total": total,
+        "last_used_at": token.last_used_at,
+        "last_used_ip": token.last_used_ip,
+        "groups": groups,
+    })))
 }

@@ -64,6 +64,45 @@ async fn usage_batches_add_up_and_move_last_use_forward(app: TestApp) {
     .await
     .unwrap();
     assert_eq!(total, 12);
+    let window = "since=2026-11-29T00:00:00Z&until=2026-11-30T00:00:00Z";
+    let by_ip = app
+        .get(&format!("/v1/tokens/{token}/usage?{window}&group_by=ip"))
+        .await;
+    by_ip.assert_status(200);
+    assert_eq!(by_ip.body["total"], 12);
+    assert_eq!(by_ip.body["last_used_ip"], "198.51.100.2");
+    let groups = by_ip.body["groups"].as_array().unwrap();
+    let totals: Vec<(&str, i64)> = groups
+        .iter()
+        .map(|g| (g["key"].as_str().unwrap(), g["total"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(totals, [("198.51.100.2", 4), ("203.0.113.7", 8)]);
+    assert_eq!(
+        groups[1]["series"],
+        json!([{ "at": "2026-11-29T10:00:00Z", "count": 8 }])
+    );
+    let by_route = app
+        .get(&format!("/v1/tokens/{token}/usage?{window}&group_by=route"))
+        .await;
+    let totals: Vec<i64> = by_route.body["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["total"].as_i64().unwrap())
+        .collect();
+    assert_eq!(totals, [2, 10], "/billing then /reports");
+    let by_day = app
+        .get(&format!("/v1/tokens/{token}/usage?{window}&group_by=day"))
+        .await;
+    assert_eq!(by_day.body["groups"][0]["key"], "2026-11-29");
+    app.get(&format!("/v1/tokens/{token}/usage?group_by=colour"))
+        .await
+        .assert_problem(400, "invalid-field");
+    app.get(&format!(
+        "/v1/tokens/{token}/usage?since=2026-12-01T00:00:00Z&until=2026-11-01T00:00:00Z"
+    ))
+    .await
+    .assert_problem(422, "invalid-value");
     let older = json!({ "window_start": "2026-11-29T09:00:00Z", "entries": [
         entry(token, "/reports", "192.0.2.1", 1, "2026-11-29T09:00:10Z") ]});
     app.call(Method::POST, "/v1/usage", Some(&key), Some(older))
