@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/chain", get(crate::audit::chain))
         .route("/v1/revocations", get(crate::revocation::page))
         .route("/v1/revocations/stream", get(crate::revocation::follow))
+        .route("/v1/revocations/ack", post(crate::revocation::ack))
         .fallback(not_found)
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,

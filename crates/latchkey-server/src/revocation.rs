@@ -29,18 +29,32 @@ use axum::response::sse::{Event, Sse};
 use futures_util::stream::{self, Stream};
 use latchkey_core::store::RevocationEntry;
 use serde_json::{Value, json};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::watch;
+use uuid::Uuid;
 
 const PAGE: u32 = 500;
 const MAX_PAGE: u32 = 10_000;
 
-/// Wakes the followers of the feed.
+/// Wakes the followers of the feed, and knows how far each connected follower has
+/// applied it (for `DELETE /v1/tokens/{id}?wait=propagated`).
 pub struct RevocationHub {
     wake: watch::Sender<u64>,
     heartbeat: Duration,
+    subscribers: Mutex<HashMap<Uuid, i64>>,
+    acks: watch::Sender<u64>,
+}
+
+/// How far the connected followers of this server have applied the feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Propagation {
+    /// Followers connected now.
+    pub connected: usize,
+    /// Those that acknowledged the seq asked about.
+    pub acknowledged: usize,
 }
 
 impl RevocationHub {
@@ -49,6 +63,74 @@ impl RevocationHub {
         Self {
             wake: watch::Sender::new(0),
             heartbeat,
+            subscribers: Mutex::new(HashMap::new()),
+            acks: watch::Sender::new(0),
+        }
+    }
+
+    fn register(&self) -> Uuid {
+        let id = Uuid::new_v4();
+        if let Ok(mut subscribers) = self.subscribers.lock() {
+            subscribers.insert(id, 0);
+        }
+        self.acks.send_modify(|n| *n = n.wrapping_add(1));
+        id
+    }
+
+    fn unregister(&self, id: Uuid) {
+        if let Ok(mut subscribers) = self.subscribers.lock() {
+            subscribers.remove(&id);
+        }
+        self.acks.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Records that follower `id` has applied everything up to `seq`. False when no such
+    /// follower is connected.
+    pub fn acknowledge(&self, id: Uuid, seq: i64) -> bool {
+        let known = match self.subscribers.lock() {
+            Ok(mut subscribers) => match subscribers.get_mut(&id) {
+                Some(acked) => {
+                    *acked = (*acked).max(seq);
+                    true
+                }
+                None => false,
+            },
+            Err(_) => false,
+        };
+        self.acks.send_modify(|n| *n = n.wrapping_add(1));
+        known
+    }
+
+    /// How many connected followers have applied `seq`.
+    pub fn progress(&self, seq: i64) -> Propagation {
+        match self.subscribers.lock() {
+            Ok(subscribers) => Propagation {
+                connected: subscribers.len(),
+                acknowledged: subscribers.values().filter(|acked| **acked >= seq).count(),
+            },
+            Err(_) => Propagation {
+                connected: 0,
+                acknowledged: 0,
+            },
+        }
+    }
+
+    /// Waits until every connected follower has applied `seq`, or `timeout` passes.
+    pub async fn wait_for(&self, seq: i64, timeout: Duration) -> Propagation {
+        let mut changes = self.acks.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            changes.borrow_and_update();
+            let progress = self.progress(seq);
+            if progress.acknowledged == progress.connected {
+                return progress;
+            }
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
+                return self.progress(seq);
+            }
         }
     }
 
@@ -126,7 +208,12 @@ pub async fn follow(
     // Fail now, with a status, if the log cannot be read at all.
     let (_, head) = state.store().revocations_after(after, 1).await?;
     let heartbeat = state.revocations().heartbeat;
+    let subscriber = Subscription {
+        id: state.revocations().register(),
+        state: state.clone(),
+    };
     let follower = Follower {
+        subscriber,
         wake: state.revocations().subscribe(),
         state,
         after,
@@ -138,7 +225,20 @@ pub async fn follow(
     Ok(Sse::new(stream::unfold(follower, next_event)))
 }
 
+/// A connected follower; it leaves the hub when its stream is dropped.
+struct Subscription {
+    id: Uuid,
+    state: AppState,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.state.revocations().unregister(self.id);
+    }
+}
+
 struct Follower {
+    subscriber: Subscription,
     state: AppState,
     wake: watch::Receiver<u64>,
     after: i64,
@@ -156,9 +256,13 @@ fn heartbeat_event(head: i64) -> Event {
 
 async fn next_event(mut f: Follower) -> Option<(Result<Event, Infallible>, Follower)> {
     if !f.greeted {
-        // Tells the follower the head at once, so it knows how far behind it is.
+        // Tells the follower the head at once, so it knows how far behind it is, and its
+        // subscriber id, with which it acknowledges what it has applied.
         f.greeted = true;
-        return Some((Ok(heartbeat_event(f.head)), f));
+        let hello = Event::default()
+            .event("heartbeat")
+            .data(json!({ "head": f.head, "subscriber": f.subscriber.id }).to_string());
+        return Some((Ok(hello), f));
     }
     loop {
         if let Some(entry) = f.pending.pop_front() {
@@ -193,5 +297,27 @@ async fn next_event(mut f: Follower) -> Option<(Result<Event, Infallible>, Follo
             }
             _ = f.heartbeat.tick() => return Some((Ok(heartbeat_event(f.head)), f)),
         }
+    }
+}
+
+/// `POST /v1/revocations/ack` `{"subscriber": "<id from the stream>", "seq": N}`: the
+/// follower has applied every entry up to N.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ack {
+    subscriber: Uuid,
+    seq: i64,
+}
+
+/// `POST /v1/revocations/ack`.
+pub async fn ack(
+    State(state): State<AppState>,
+    _caller: ServiceCaller,
+    crate::extract::ApiJson(ack): crate::extract::ApiJson<Ack>,
+) -> ApiResult<axum::http::StatusCode> {
+    if state.revocations().acknowledge(ack.subscriber, ack.seq) {
+        Ok(axum::http::StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("subscriber {}", ack.subscriber)))
     }
 }

@@ -11,6 +11,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use latchkey_core::cidr::IpNet;
 use latchkey_core::permission::{self, check_caller_grant, check_user_grant};
 use latchkey_core::secret::SecretType;
@@ -376,17 +377,60 @@ pub async fn rename(
     Ok(Json(renamed))
 }
 
+/// `DELETE /v1/tokens/{id}`: 204. With `?wait=propagated` (and optionally
+/// `timeout_ms`, default 5000, at most 30000) it answers 200 only once every follower of
+/// the revocation feed connected to this server has acknowledged the revocation, or the
+/// timeout passed, saying how many acknowledged out of how many were connected.
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
+    parts: axum::http::request::Parts,
+) -> ApiResult<axum::response::Response> {
+    let mut wait = false;
+    let mut timeout_ms = 5000u64;
+    for (key, value) in crate::extract::form_pairs(parts.uri.query().unwrap_or("")) {
+        match key.as_str() {
+            "wait" if value == "propagated" => wait = true,
+            "wait" => return Err(ApiError::field("wait", "must be `propagated`")),
+            "timeout_ms" => {
+                timeout_ms = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=30_000).contains(n))
+                    .ok_or_else(|| ApiError::field("timeout_ms", "must be from 1 to 30000"))?
+            }
+            other => {
+                return Err(ApiError::field(
+                    other,
+                    "is not a query parameter of this endpoint",
+                ));
+            }
+        }
+    }
     let token = visible_token(&state, &caller, &id).await?;
-    state
+    let revoked = state
         .store()
         .revoke_token(token.id, &caller.audit(&state))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("token {}", token.id)))?;
     state.auth_changed();
-    Ok(StatusCode::NO_CONTENT)
+    if !wait {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    // Our entry is at or below the head once the revocation has committed.
+    let (_, head) = state.store().revocations_after(i64::MAX, 1).await?;
+    let progress = state
+        .revocations()
+        .wait_for(head, std::time::Duration::from_millis(timeout_ms))
+        .await;
+    Ok(Json(json!({
+        "token_id": revoked.id,
+        "revoked_at": revoked.revoked_at,
+        "seq": head,
+        "connected": progress.connected,
+        "acknowledged": progress.acknowledged,
+        "propagated": progress.acknowledged == progress.connected,
+    }))
+    .into_response())
 }

@@ -12,6 +12,7 @@ both_backends!(
     the_feed_needs_the_introspect_permission,
     the_stream_replays_follows_live_and_resumes_after_the_last_event_id,
     compaction_drops_entries_that_can_match_nothing,
+    a_revocation_can_wait_until_every_follower_acknowledged_it,
 );
 
 /// One SSE event: its name, id and data.
@@ -241,4 +242,92 @@ async fn compaction_drops_entries_that_can_match_nothing(app: TestApp) {
         2,
         "the head never moves back"
     );
+}
+
+async fn a_revocation_can_wait_until_every_follower_acknowledged_it(app: TestApp) {
+    app.create_tenant("acme").await;
+    let token = |name: &str| {
+        let app = &app;
+        let name = name.to_owned();
+        async move {
+            let created = app
+                .create_tenant_token("acme", json!({ "name": name, "kind": "api_key" }))
+                .await;
+            created["token"]["id"].as_str().unwrap().to_owned()
+        }
+    };
+    // Nobody follows: nothing to wait for.
+    let lonely = token("lonely").await;
+    let reply = app
+        .delete(&format!("/v1/tokens/{lonely}?wait=propagated"))
+        .await;
+    reply.assert_status(200);
+    assert_eq!(reply.body["connected"], 0);
+    assert_eq!(reply.body["propagated"], true);
+
+    let mut stream = SseReader::open(&app, "?after=1", None).await;
+    let hello = stream.next().await;
+    let subscriber = hello.data["subscriber"].as_str().unwrap().to_owned();
+    // A follower that does not acknowledge makes the wait time out, and says so.
+    let slow = token("slow").await;
+    let started = std::time::Instant::now();
+    let reply = app
+        .delete(&format!("/v1/tokens/{slow}?wait=propagated&timeout_ms=300"))
+        .await;
+    reply.assert_status(200);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(reply.body["connected"], 1);
+    assert_eq!(reply.body["acknowledged"], 0);
+    assert_eq!(reply.body["propagated"], false);
+    let seen = stream.next_revocation().await;
+    assert_eq!(seen.data["subject"], slow);
+
+    // One that acknowledges releases the wait as soon as it does.
+    let fast = token("fast").await;
+    let waiting = {
+        let base = app.base.clone();
+        let root = app.root_key.clone();
+        let fast = fast.clone();
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .delete(format!(
+                    "{base}/v1/tokens/{fast}?wait=propagated&timeout_ms=10000"
+                ))
+                .bearer_auth(root)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    let event = stream.next_revocation().await;
+    assert_eq!(event.data["subject"], fast);
+    let seq: i64 = event.id.unwrap().parse().unwrap();
+    let acked = app
+        .post(
+            "/v1/revocations/ack",
+            json!({ "subscriber": subscriber, "seq": seq }),
+        )
+        .await;
+    acked.assert_status(204);
+    let answer = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer["connected"], 1);
+    assert_eq!(answer["acknowledged"], 1);
+    assert_eq!(answer["propagated"], true);
+    assert_eq!(answer["seq"], seq);
+    let unknown = app
+        .post(
+            "/v1/revocations/ack",
+            json!({ "subscriber": "00000000-0000-4000-8000-000000000000", "seq": 1 }),
+        )
+        .await;
+    unknown.assert_problem(404, "not-found");
+    app.delete(&format!("/v1/tokens/{fast}?wait=soon"))
+        .await
+        .assert_problem(400, "invalid-field");
 }
