@@ -1,10 +1,12 @@
-//! The verifier's outbound HTTP: metadata, JWKS and introspection, and nothing else.
+//! The verifier's outbound HTTP: metadata, JWKS, introspection and the revocation feed,
+//! and nothing else.
 //!
-//! Policy: only the URLs the issuer's own metadata names are ever requested — never a
-//! URL from a token. Redirects are not followed (a key set must come from where the
-//! issuer said), every request has a timeout, and bodies are read up to a size limit so
-//! a misbehaving endpoint cannot exhaust memory. The client speaks plain HTTP/1.1 for
-//! now; TLS comes with a later issue.
+//! Policy: only the URLs the issuer's own metadata names (and, for the feed, the
+//! issuer's fixed `/v1/revocations` paths) are ever requested — never a URL from a
+//! token. Redirects are not followed (a key set must come from where the issuer said),
+//! every request has a deadline (the feed's stream an idle one), and bodies are read up
+//! to a size limit so a misbehaving endpoint cannot exhaust memory. The client speaks
+//! plain HTTP/1.1 for now; TLS comes with a later issue.
 
 use reqwest::{Client, Response, StatusCode, header};
 use std::time::Duration;
@@ -29,6 +31,17 @@ impl Http {
     pub(crate) fn new(timeout: Duration) -> Result<Self, String> {
         let client = Client::builder()
             .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self { client })
+    }
+
+    /// A client for the revocation feed, whose stream stays open indefinitely: only
+    /// connecting has a client-wide timeout, and each request sets its own deadline.
+    pub(crate) fn for_feed(connect_timeout: Duration) -> Result<Self, String> {
+        let client = Client::builder()
+            .connect_timeout(connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| e.to_string())?;
@@ -73,6 +86,65 @@ impl Http {
             read_limited(response, MAX_INTROSPECTION_BYTES).await?,
         ))
     }
+
+    /// GETs `url` with a bearer credential and returns the body of a 200 answer, all
+    /// of it within `timeout` and at most `limit` bytes.
+    pub(crate) async fn get_authorized(
+        &self,
+        url: &str,
+        credential: &str,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<Vec<u8>, HttpError> {
+        let response = self
+            .client
+            .get(url)
+            .bearer_auth(credential)
+            .header(header::ACCEPT, "application/json")
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| HttpError(describe(&e)))?;
+        if response.status() != StatusCode::OK {
+            return Err(HttpError(format!("status {}", response.status())));
+        }
+        read_limited(response, limit).await
+    }
+
+    /// Opens `url` as a Server-Sent Events stream resuming after `last_event_id`, and
+    /// returns the response once a 200 `text/event-stream` answer has arrived within
+    /// `timeout`. The caller reads the body with its own idle deadline.
+    pub(crate) async fn open_event_stream(
+        &self,
+        url: &str,
+        credential: &str,
+        last_event_id: i64,
+        timeout: Duration,
+    ) -> Result<Response, HttpError> {
+        let request = self
+            .client
+            .get(url)
+            .bearer_auth(credential)
+            .header(header::ACCEPT, "text/event-stream")
+            .header("last-event-id", last_event_id.to_string())
+            .send();
+        let response = tokio::time::timeout(timeout, request)
+            .await
+            .map_err(|_| HttpError(format!("no answer within {timeout:?}")))?
+            .map_err(|e| HttpError(describe(&e)))?;
+        if response.status() != StatusCode::OK {
+            return Err(HttpError(format!("status {}", response.status())));
+        }
+        let event_stream = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !event_stream {
+            return Err(HttpError("not a text/event-stream answer".to_owned()));
+        }
+        Ok(response)
+    }
 }
 
 async fn read_limited(mut response: Response, limit: usize) -> Result<Vec<u8>, HttpError> {
@@ -88,4 +160,17 @@ async fn read_limited(mut response: Response, limit: usize) -> Result<Vec<u8>, H
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// An error with its chain of causes ("error sending request: … connection refused"),
+/// which reqwest's own message leaves out.
+pub(crate) fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -10,7 +10,9 @@
 //! costs well under a microsecond instead of a signature check. Api keys and long-lived
 //! JWTs are checked through the issuer's introspection endpoint with the verifier's
 //! own credential, behind a cache keyed by the key's SHA-256. A [`RevocationCheck`]
-//! runs on every request, cache hits included.
+//! runs on every request, cache hits included; [`RevocationReplica`] is the one to use:
+//! a local copy of the issuer's revocation feed, kept current over Server-Sent Events,
+//! that fails closed (503) when it has not heard from the feed for too long.
 //!
 //! Protecting an axum route with a scope takes three lines:
 //!
@@ -72,6 +74,7 @@ mod keys;
 mod layer;
 mod options;
 mod principal;
+mod replica;
 mod revocation;
 mod verifier;
 
@@ -79,5 +82,6 @@ pub use error::{DiscoveryError, InvalidReason, VerifyError};
 pub use layer::{VerifyLayer, VerifyService, bearer_token};
 pub use options::{Clock, Credential, SystemClock, VerifierOptions};
 pub use principal::{Principal, Scopes, TokenKind};
+pub use replica::{ReplicaMetrics, ReplicaOptions, RevocationReplica};
 pub use revocation::{Evictor, NoRevocationList, Revocation, RevocationCheck};
 pub use verifier::Verifier;

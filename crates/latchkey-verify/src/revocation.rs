@@ -11,6 +11,7 @@
 
 use crate::verifier::Inner;
 use latchkey_core::TokenId;
+use std::collections::HashSet;
 use std::sync::Weak;
 
 /// What the deny list says about a token.
@@ -89,5 +90,26 @@ impl Evictor {
         if let Some(inner) = self.inner.upgrade() {
             inner.evict(|principal| principal.jti.as_deref() == Some(jti));
         }
+    }
+
+    /// Drops every cached result for any of `token_ids` or `jtis` in one pass over the
+    /// caches, so a page of revocations costs one scan rather than one per entry.
+    pub(crate) fn revoked(&self, token_ids: &[TokenId], jtis: &[&str]) {
+        if token_ids.is_empty() && jtis.is_empty() {
+            return;
+        }
+        if let Some(inner) = self.inner.upgrade() {
+            let token_ids: HashSet<&TokenId> = token_ids.iter().collect();
+            let jtis: HashSet<&str> = jtis.iter().copied().collect();
+            inner.evict(|principal| {
+                token_ids.contains(&principal.token_id)
+                    || principal.jti.as_deref().is_some_and(|j| jtis.contains(j))
+            });
+        }
+    }
+
+    /// Whether the verifier still exists.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.inner.strong_count() > 0
     }
 }

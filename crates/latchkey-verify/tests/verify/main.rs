@@ -1,13 +1,16 @@
 //! latchkey-verify's integration tests, one binary: a fake issuer in-process
 //! (`support`), the attack suite, the key cache, introspection, the verified-token
-//! cache, the tower layer, and property tests.
+//! cache, the tower layer, property tests, and the deny-list replica against a fake
+//! revocation feed (`feed`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod attacks;
 mod cache;
+mod feed;
 mod introspection;
 mod keys;
 mod layer;
 mod property;
+mod replica;
 mod support;

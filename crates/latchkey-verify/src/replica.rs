@@ -1,0 +1,569 @@
+//! [`RevocationReplica`]: a local copy of the issuer's revocation feed (ARCHITECTURE.md
+//! §6), the deny list a [`Verifier`](crate::Verifier) consults on every request.
+//!
+//! Policy:
+//! - **Complete and in order.** The replica pages `GET /v1/revocations` from seq 0 to the
+//!   head, then follows `GET /v1/revocations/stream` from its last seq. It applies entries
+//!   strictly in seq order and ignores any at or below the last one applied. A gap (an
+//!   entry beyond the next seq, or a heartbeat whose head is beyond the last entry) makes
+//!   it page the missing range before going on; seqs are gap-free on the server except
+//!   where compaction removed entries that match nothing, so after a gap the page decides.
+//!   On an error, an end of stream or a silent connection it reconnects with capped,
+//!   jittered exponential backoff and resumes after its last seq, so it never misses an
+//!   entry.
+//! - **Fail closed when stale.** The replica is stale until its first snapshot has loaded,
+//!   and afterwards whenever it has heard nothing from the feed — no entry, no heartbeat,
+//!   no page — for longer than [`ReplicaOptions::max_staleness`]. A stale replica answers
+//!   [`Revocation::Stale`], which the verifier turns into a 503. With
+//!   [`ReplicaOptions::fail_open`] it answers from what it has instead and logs a warning
+//!   (at most every ten seconds); never before its first snapshot, when it has nothing.
+//!   Each change of state is logged once and counted in [`ReplicaMetrics`].
+//! - **Evict at once.** Each applied entry is reported to the attached verifiers'
+//!   [`Evictor`]s, so cached results for it are dropped before [`RevocationReplica::applied`]
+//!   announces its seq. Correctness does not depend on it: the check runs on every hit.
+//! - **Small and O(1).** Only what a verifier can meet is kept: token ids (`token`
+//!   entries) and `jti`s. `family` entries name refresh-token families, which a resource
+//!   server never sees (the server also appends a `jti` entry for each live access token
+//!   of a revoked family), so they only advance the seq; so do kinds this version does not
+//!   know. Entries are dropped once [`ReplicaOptions::expiry_grace`] has passed after
+//!   their `expires_at`; the grace must cover the verifier's leeway on `exp`, or a revoked
+//!   JWT that has just expired would be accepted again within the leeway. See
+//!   `replica/table.rs` for the layout: about 50 MiB for a million entries.
+
+mod follow;
+mod sse;
+mod table;
+
+use crate::error::DiscoveryError;
+use crate::http::Http;
+use crate::options::{Clock, Credential, SystemClock, millis};
+use crate::revocation::{Evictor, Revocation, RevocationCheck};
+use follow::{Entry, Follower, Kind};
+use latchkey_core::{Timestamp, TokenId};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use table::{JTI, NEVER, TOKEN, Table};
+use tokio::sync::watch;
+
+/// The largest page the server serves.
+const MAX_PAGE_SIZE: u32 = 10_000;
+
+/// How often expired entries are dropped.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The least time between two "answering while stale" warnings.
+const FAIL_OPEN_WARNING_INTERVAL_MS: u64 = 10_000;
+
+/// How a [`RevocationReplica`] follows the feed. Start from `Default`:
+///
+/// ```
+/// use latchkey_verify::ReplicaOptions;
+/// use std::time::Duration;
+/// let options = ReplicaOptions {
+///     max_staleness: Duration::from_secs(10),
+///     ..ReplicaOptions::default()
+/// };
+/// assert!(!options.fail_open);
+/// ```
+#[derive(Clone)]
+pub struct ReplicaOptions {
+    /// How long the feed may be silent (no entry, no heartbeat) before the replica is
+    /// stale. The server sends a heartbeat every 5 s by default.
+    pub max_staleness: Duration,
+    /// When stale, answer from the entries already held instead of failing closed.
+    /// Never applies before the first snapshot has loaded.
+    pub fail_open: bool,
+    /// Entries asked for per page, from 1 to 10 000.
+    pub page_size: u32,
+    /// The first delay before reconnecting; it doubles on each failure in a row.
+    pub backoff_initial: Duration,
+    /// The longest delay before reconnecting. Keep it well under `max_staleness`, so a
+    /// server that comes back is noticed before the replica goes stale.
+    pub backoff_max: Duration,
+    /// A stream that delivers nothing, not even a heartbeat, for this long is taken for
+    /// dead and reopened.
+    pub idle_timeout: Duration,
+    /// Deadline of each page request, and of opening the stream.
+    pub http_timeout: Duration,
+    /// How long after its `expires_at` an entry is kept. At least the verifier's leeway.
+    pub expiry_grace: Duration,
+    /// The clock that decides when entries expire; [`SystemClock`] by default.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for ReplicaOptions {
+    fn default() -> Self {
+        Self {
+            max_staleness: Duration::from_secs(30),
+            fail_open: false,
+            page_size: MAX_PAGE_SIZE,
+            backoff_initial: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(15),
+            http_timeout: Duration::from_secs(10),
+            expiry_grace: Duration::from_secs(300),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl fmt::Debug for ReplicaOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplicaOptions")
+            .field("max_staleness", &self.max_staleness)
+            .field("fail_open", &self.fail_open)
+            .field("page_size", &self.page_size)
+            .field("backoff_initial", &self.backoff_initial)
+            .field("backoff_max", &self.backoff_max)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("http_timeout", &self.http_timeout)
+            .field("expiry_grace", &self.expiry_grace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReplicaOptions {
+    fn check(&self) -> Result<(), DiscoveryError> {
+        let bad = |what: &str| Err(DiscoveryError::BadOption(what.to_owned()));
+        if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
+            return bad("page_size must be from 1 to 10000");
+        }
+        if self.max_staleness.is_zero()
+            || self.backoff_initial.is_zero()
+            || self.idle_timeout.is_zero()
+            || self.http_timeout.is_zero()
+        {
+            return bad(
+                "max_staleness, backoff_initial, idle_timeout and http_timeout must not be zero",
+            );
+        }
+        if self.backoff_max < self.backoff_initial {
+            return bad("backoff_max must not be less than backoff_initial");
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot of a replica's state and counters, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplicaMetrics {
+    /// Entries held.
+    pub entries: usize,
+    /// Memory of the lookup tables, in bytes.
+    pub memory_bytes: usize,
+    /// The seq of the last entry applied.
+    pub last_seq: i64,
+    /// The highest seq the server has announced.
+    pub head_seq: i64,
+    /// Whether lookups currently answer [`Revocation::Stale`] (or would, but for
+    /// `fail_open`).
+    pub stale: bool,
+    /// Since the feed was last heard from; `None` before the first snapshot.
+    pub since_heard: Option<Duration>,
+    /// Entries applied since start.
+    pub entries_applied: u64,
+    /// Entries ignored because their seq was not beyond the last one applied.
+    pub entries_ignored: u64,
+    /// Times a gap made the replica page the missing range.
+    pub resyncs: u64,
+    /// Times the connection to the feed ended or failed and was retried.
+    pub reconnects: u64,
+    /// Times the replica went from current to stale.
+    pub stale_transitions: u64,
+}
+
+/// A local, continuously updated copy of the issuer's deny list, answering
+/// [`RevocationCheck`] in well under a microsecond. Cheap to clone: clones share the
+/// table and the background task, which stops when the last clone is dropped.
+///
+/// ```no_run
+/// use latchkey_verify::{Credential, ReplicaOptions, RevocationReplica, Verifier, VerifierOptions};
+/// use std::sync::Arc;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let issuer = "http://127.0.0.1:7700";
+/// let credential = Credential::new("lk_ak_…"); // a system-tenant key with latchkey:introspect
+/// let replica = RevocationReplica::start(issuer, credential.clone(), ReplicaOptions::default())?;
+/// let verifier = Verifier::discover(issuer, VerifierOptions {
+///     credential: Some(credential),
+///     revocation: Arc::new(replica.clone()),
+///     ..VerifierOptions::default()
+/// }).await?;
+/// replica.attach(verifier.evictor());
+/// replica.ready().await; // until then, tokens are refused with 503
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RevocationReplica {
+    shared: Arc<Shared>,
+    _task: Arc<Task>,
+}
+
+impl fmt::Debug for RevocationReplica {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RevocationReplica")
+            .field("entries", &self.len())
+            .field("last_seq", &self.last_seq())
+            .field("head_seq", &self.head_seq())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Aborts the background task when the last handle goes.
+struct Task(tokio::task::AbortHandle);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl RevocationReplica {
+    /// Starts following the feed of `issuer` (its `http://` base URL) with
+    /// `credential`, a system-tenant key holding `latchkey:introspect`. Returns at once;
+    /// the snapshot loads in the background (see [`ready`](Self::ready)). Must be called
+    /// within a tokio runtime.
+    pub fn start(
+        issuer: &str,
+        credential: Credential,
+        options: ReplicaOptions,
+    ) -> Result<Self, DiscoveryError> {
+        options.check()?;
+        let base = issuer.trim_end_matches('/');
+        let authority = base.strip_prefix("http://").unwrap_or("");
+        if authority.is_empty() || base.contains(['?', '#', ' ']) {
+            return Err(DiscoveryError::BadIssuer(issuer.to_owned()));
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            DiscoveryError::BadOption("RevocationReplica::start needs a tokio runtime".to_owned())
+        })?;
+        let http = Http::for_feed(options.http_timeout).map_err(DiscoveryError::BadOption)?;
+        let shared = Arc::new(Shared::new(&options));
+        let follower = Follower::new(shared.clone(), http, base, credential, &options);
+        let housekeeping = housekeeping(shared.clone(), options.clock.clone());
+        let task = runtime.spawn(async move {
+            tokio::join!(follower.run(), housekeeping);
+        });
+        Ok(Self {
+            shared,
+            _task: Arc::new(Task(task.abort_handle())),
+        })
+    }
+
+    /// Reports every applied entry to `evictor`, so its verifier drops cached results
+    /// for revoked tokens at once.
+    pub fn attach(&self, evictor: Evictor) {
+        lock(&self.shared.evictors).push(evictor);
+    }
+
+    /// Waits until the first snapshot has loaded. It waits for as long as that takes:
+    /// wrap it in a timeout to bound startup.
+    pub async fn ready(&self) {
+        let mut applied = self.shared.applied.subscribe();
+        // The sender lives as long as `shared`, which `self` holds.
+        let _ = applied.wait_for(|_| self.shared.synced()).await;
+    }
+
+    /// The seq of the last applied entry, as it changes. When it reads N, every entry up
+    /// to N is on the list and the attached verifiers have dropped what it revoked: what
+    /// a gateway acknowledges for synchronous revocation.
+    pub fn applied(&self) -> watch::Receiver<i64> {
+        self.shared.applied.subscribe()
+    }
+
+    /// Whether lookups answer [`Revocation::Stale`] (or would, but for `fail_open`).
+    pub fn is_stale(&self) -> bool {
+        self.shared.is_stale()
+    }
+
+    /// The seq of the last entry applied; 0 before any.
+    pub fn last_seq(&self) -> i64 {
+        self.shared.last_seq()
+    }
+
+    /// The highest seq the server has announced.
+    pub fn head_seq(&self) -> i64 {
+        self.shared.head_seq.load(Ordering::Relaxed)
+    }
+
+    /// How many entries are held.
+    pub fn len(&self) -> usize {
+        self.shared.table.len()
+    }
+
+    /// Whether no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A snapshot of the state and counters.
+    pub fn metrics(&self) -> ReplicaMetrics {
+        let shared = &self.shared;
+        let counters = &shared.counters;
+        let stale = shared.is_stale();
+        ReplicaMetrics {
+            entries: shared.table.len(),
+            memory_bytes: shared.table.memory_bytes(),
+            last_seq: shared.last_seq(),
+            head_seq: self.head_seq(),
+            stale,
+            since_heard: shared
+                .synced()
+                .then(|| Duration::from_millis(shared.silent_ms())),
+            entries_applied: counters.applied.load(Ordering::Relaxed),
+            entries_ignored: counters.ignored.load(Ordering::Relaxed),
+            resyncs: counters.resyncs.load(Ordering::Relaxed),
+            reconnects: counters.reconnects.load(Ordering::Relaxed),
+            stale_transitions: counters.stale_transitions.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl RevocationCheck for RevocationReplica {
+    fn check(&self, token_id: &TokenId, jti: Option<&str>) -> Revocation {
+        let shared = &self.shared;
+        if shared.is_stale() {
+            if !shared.fail_open || !shared.synced() {
+                return Revocation::Stale;
+            }
+            shared.warn_failing_open();
+        }
+        let table = &shared.table;
+        if table.contains(token_id.as_u128(), TOKEN) || jti.is_some_and(|j| table.contains_jti(j)) {
+            Revocation::Revoked
+        } else {
+            Revocation::NotRevoked
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    applied: AtomicU64,
+    ignored: AtomicU64,
+    resyncs: AtomicU64,
+    reconnects: AtomicU64,
+    stale_transitions: AtomicU64,
+}
+
+/// What the handles, the follower and the housekeeping share.
+struct Shared {
+    table: Table,
+    /// The origin of the millisecond counts below: a monotonic clock, so staleness is
+    /// immune to wall-clock steps.
+    started: Instant,
+    /// When the feed was last heard from, in ms since `started`.
+    heard_ms: AtomicU64,
+    /// The first snapshot has loaded.
+    synced: AtomicBool,
+    /// The staleness last reported, to log and count each change once.
+    stale: AtomicBool,
+    /// When the last fail-open warning went out, in ms since `started`.
+    warned_ms: AtomicU64,
+    last_seq: AtomicI64,
+    head_seq: AtomicI64,
+    counters: Counters,
+    evictors: Mutex<Vec<Evictor>>,
+    applied: watch::Sender<i64>,
+    max_staleness_ms: u64,
+    fail_open: bool,
+    grace_ms: i64,
+}
+
+impl Shared {
+    fn new(options: &ReplicaOptions) -> Self {
+        Self {
+            table: Table::new(),
+            started: Instant::now(),
+            heard_ms: AtomicU64::new(0),
+            synced: AtomicBool::new(false),
+            stale: AtomicBool::new(true),
+            warned_ms: AtomicU64::new(u64::MAX),
+            last_seq: AtomicI64::new(0),
+            head_seq: AtomicI64::new(0),
+            counters: Counters::default(),
+            evictors: Mutex::new(Vec::new()),
+            applied: watch::Sender::new(0),
+            max_staleness_ms: millis(options.max_staleness).unsigned_abs(),
+            fail_open: options.fail_open,
+            grace_ms: millis(options.expiry_grace),
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn silent_ms(&self) -> u64 {
+        self.elapsed_ms()
+            .saturating_sub(self.heard_ms.load(Ordering::Acquire))
+    }
+
+    fn synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    fn last_seq(&self) -> i64 {
+        self.last_seq.load(Ordering::Acquire)
+    }
+
+    /// The feed answered: an entry, a heartbeat or a page.
+    fn heard(&self) {
+        self.heard_ms.store(self.elapsed_ms(), Ordering::Release);
+    }
+
+    fn note_head(&self, head: i64) {
+        self.head_seq.fetch_max(head, Ordering::Relaxed);
+    }
+
+    /// The first snapshot has loaded.
+    fn mark_synced(&self) {
+        self.heard();
+        self.synced.store(true, Ordering::Release);
+        tracing::info!(
+            entries = self.table.len(),
+            last_seq = self.last_seq(),
+            "revocation replica loaded its snapshot"
+        );
+        self.applied.send_replace(self.last_seq());
+        self.is_stale();
+    }
+
+    fn is_stale(&self) -> bool {
+        let stale = !self.synced() || self.silent_ms() > self.max_staleness_ms;
+        if stale != self.stale.load(Ordering::Relaxed) {
+            self.changed(stale);
+        }
+        stale
+    }
+
+    fn changed(&self, stale: bool) {
+        if self
+            .stale
+            .compare_exchange(!stale, stale, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return; // another thread reported it
+        }
+        let silent_ms = self.silent_ms();
+        if !stale {
+            tracing::info!(last_seq = self.last_seq(), "revocation replica is current");
+        } else {
+            self.counters
+                .stale_transitions
+                .fetch_add(1, Ordering::Relaxed);
+            if self.fail_open {
+                tracing::warn!(
+                    silent_ms,
+                    "revocation feed silent for longer than max_staleness; \
+                     answering from the deny list held (fail_open)"
+                );
+            } else {
+                tracing::error!(
+                    silent_ms,
+                    "revocation feed silent for longer than max_staleness; \
+                     refusing tokens until it is heard from again"
+                );
+            }
+        }
+    }
+
+    fn warn_failing_open(&self) {
+        let now = self.elapsed_ms();
+        let last = self.warned_ms.load(Ordering::Relaxed);
+        let due = last == u64::MAX || now.saturating_sub(last) >= FAIL_OPEN_WARNING_INTERVAL_MS;
+        if due
+            && self
+                .warned_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                silent_ms = self.silent_ms(),
+                "answering from a stale deny list (fail_open)"
+            );
+        }
+    }
+
+    /// Applies `entries`, sorted by seq, skipping those at or below the last seq; then
+    /// tells the evictors and announces the new last seq.
+    fn apply(&self, entries: &[Entry], now: Timestamp) {
+        let now_seconds = unix_seconds(now.millis());
+        let mut last = self.last_seq();
+        let mut token_ids = Vec::new();
+        let mut jtis = Vec::new();
+        let mut applied = 0;
+        for entry in entries {
+            if entry.seq <= last {
+                self.counters.ignored.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            last = entry.seq;
+            applied += 1;
+            let kind = match entry.kind {
+                Kind::Token => TOKEN,
+                Kind::Jti => JTI,
+                Kind::Family | Kind::Other => continue,
+            };
+            let expires = entry.expires_at.map_or(NEVER, |at| {
+                unix_seconds(at.millis().saturating_add(self.grace_ms)).min(NEVER - 1)
+            });
+            if expires < now_seconds {
+                continue; // no credential it matches is still valid
+            }
+            self.table.insert(&entry.subject, kind, expires);
+            if kind == JTI {
+                jtis.push(entry.subject.as_str());
+            } else if let Ok(id) = uuid::Uuid::try_parse(&entry.subject) {
+                token_ids.push(TokenId::from_u128(id.as_u128()));
+            }
+        }
+        if applied == 0 {
+            return;
+        }
+        self.last_seq.store(last, Ordering::Release);
+        self.counters.applied.fetch_add(applied, Ordering::Relaxed);
+        {
+            let mut evictors = lock(&self.evictors);
+            evictors.retain(Evictor::is_alive);
+            for evictor in evictors.iter() {
+                evictor.revoked(&token_ids, &jtis);
+            }
+        }
+        self.applied.send_replace(last);
+    }
+}
+
+/// Reports staleness changes even when no request asks, and drops expired entries.
+async fn housekeeping(shared: Arc<Shared>, clock: Arc<dyn Clock>) {
+    let period = Duration::from_millis(shared.max_staleness_ms / 4)
+        .clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pruned = Instant::now();
+    loop {
+        ticker.tick().await;
+        shared.is_stale();
+        if pruned.elapsed() >= PRUNE_INTERVAL {
+            pruned = Instant::now();
+            let removed = shared.table.prune(unix_seconds(clock.now().millis()));
+            if removed > 0 {
+                tracing::debug!(removed, "dropped expired revocation entries");
+            }
+        }
+    }
+}
+
+/// Unix seconds from milliseconds, rounded up and clamped to the table's range.
+fn unix_seconds(millis: i64) -> u32 {
+    let seconds = millis.saturating_add(999).div_euclid(1000);
+    u32::try_from(seconds.max(0)).unwrap_or(NEVER)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
