@@ -1,0 +1,371 @@
+//! The gateway's configuration file (`gateway.toml`) and its validation.
+//!
+//! Policy: the file is read strictly — unknown keys are errors, so a typo such as
+//! `scope =` for `scopes =` is refused instead of silently opening a route. Everything
+//! is checked before any of it is used, at start and on every reload, and a reload
+//! that fails keeps the configuration already running. Messages name the route and
+//! the value at fault. The credential may come from the environment
+//! ([`CREDENTIAL_ENV`]), which wins over the file so the file can be shared without
+//! the secret.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"
+//! server = "http://127.0.0.1:7700"   # the latchkey server: issuer, JWKS, introspection, feed
+//! credential = "lk_ak_…"             # or env LATCHKEY_GATEWAY_CREDENTIAL; needs latchkey:introspect
+//! max_staleness_seconds = 30
+//! # upstream_timeout_seconds = 30    # no response head within this → 504; per route too
+//! # drain_timeout_seconds = 10       # on shutdown, how long in-flight requests may finish
+//! # audience = "https://api.example.com"  # the `aud` tokens must carry; default: `server`
+//!
+//! [[route]]
+//! prefix = "/reports"
+//! upstream = "http://127.0.0.1:9000"
+//! scopes = { GET = ["reports:read"], POST = ["reports:write"] }   # "*" = any other method
+//! # public = true               → no authentication on this route
+//! # timeout_seconds = 5         → overrides upstream_timeout_seconds
+//! # strip_authorization = true  → do not pass the client's Authorization header upstream
+//! ```
+
+use crate::route::RouteTable;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// The environment variable that supplies (and overrides) `credential`.
+pub const CREDENTIAL_ENV: &str = "LATCHKEY_GATEWAY_CREDENTIAL";
+
+/// The longest timeout accepted, so a typo cannot hold connections for years.
+const MAX_TIMEOUT_SECONDS: f64 = 86_400.0;
+
+/// The whole configuration file. Build it with [`GatewayConfig::load`] (file and
+/// environment) or [`GatewayConfig::from_toml`] (text only), or as a literal in code.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// The address the gateway listens on.
+    pub listen: SocketAddr,
+    /// The latchkey server's base URL (`http://` only): the issuer whose tokens are
+    /// accepted, and where usage batches go (`{server}/v1/usage`).
+    pub server: String,
+    /// The gateway's own credential: a `latchkey` tenant api key holding
+    /// `latchkey:introspect`. Required, from here or [`CREDENTIAL_ENV`].
+    #[serde(default)]
+    pub credential: Option<String>,
+    /// The audience tokens must be for; `None`: the server URL (the server's default
+    /// audience).
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// How long the deny-list replica may go without hearing from the feed before
+    /// tokens are refused with 503.
+    #[serde(default = "default_max_staleness")]
+    pub max_staleness_seconds: u64,
+    /// How long an upstream may take to send its response head after the last byte of
+    /// the request reached it; then 504. Fractions allowed.
+    #[serde(default = "default_upstream_timeout")]
+    pub upstream_timeout_seconds: f64,
+    /// On shutdown, how long requests in flight may take to finish.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout_seconds: u64,
+    /// The routes (`[[route]]` tables), matched by longest prefix.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// One `[[route]]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The path prefix, matched on whole segments: `/reports` matches `/reports` and
+    /// `/reports/1`, not `/reportsx`. A trailing `/` is ignored.
+    pub prefix: String,
+    /// Where matching requests go: `http://host:port`, no path. The request path is
+    /// forwarded unchanged.
+    pub upstream: String,
+    /// Scopes needed, by method (`GET`, `POST`, … in upper case, or `"*"` for any
+    /// method not listed). Every scope in the list is needed; an empty list needs only
+    /// a valid token. `HEAD` falls back to `GET`. A method matching no key is answered
+    /// 405. Without `scopes`, any valid token passes.
+    #[serde(default)]
+    pub scopes: Option<BTreeMap<String, Vec<String>>>,
+    /// No authentication: the request is forwarded as is (identity headers are still
+    /// stripped, and none are set).
+    #[serde(default)]
+    pub public: bool,
+    /// Overrides [`GatewayConfig::upstream_timeout_seconds`] for this route.
+    #[serde(default)]
+    pub timeout_seconds: Option<f64>,
+    /// Do not pass the client's `Authorization` header to the upstream. By default it
+    /// is passed, so an upstream that also verifies tokens (the tower layer) works
+    /// behind the gateway unchanged.
+    #[serde(default)]
+    pub strip_authorization: bool,
+}
+
+fn default_max_staleness() -> u64 {
+    30
+}
+
+fn default_upstream_timeout() -> f64 {
+    30.0
+}
+
+fn default_drain_timeout() -> u64 {
+    10
+}
+
+impl fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("listen", &self.listen)
+            .field("server", &self.server)
+            .field("credential", &self.credential.as_ref().map(|_| "…"))
+            .field("audience", &self.audience)
+            .field("max_staleness_seconds", &self.max_staleness_seconds)
+            .field("upstream_timeout_seconds", &self.upstream_timeout_seconds)
+            .field("drain_timeout_seconds", &self.drain_timeout_seconds)
+            .field("routes", &self.routes)
+            .finish()
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, a value of the wrong type, or an unknown key.
+    #[error("{0}")]
+    Syntax(String),
+    /// `server` is not a usable `http://` URL.
+    #[error("server `{url}`: {reason}")]
+    BadServer {
+        /// The value given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No credential in the file nor in the environment.
+    #[error("no credential: set `credential` in the config file or {CREDENTIAL_ENV}")]
+    MissingCredential,
+    /// A setting outside its range.
+    #[error("`{field}` {reason}")]
+    BadValue {
+        /// The setting.
+        field: String,
+        /// The range it must be in.
+        reason: String,
+    },
+    /// A route's prefix is not a plain absolute path.
+    #[error("route `{prefix}`: prefix {reason}")]
+    BadPrefix {
+        /// The prefix given.
+        prefix: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Two routes have the same prefix (after dropping a trailing `/`).
+    #[error("route `{prefix}` is defined more than once")]
+    DuplicatePrefix {
+        /// The prefix.
+        prefix: String,
+    },
+    /// A route's upstream is not an `http://host:port` URL.
+    #[error("route `{prefix}`: upstream `{url}`: {reason}")]
+    BadUpstream {
+        /// The route.
+        prefix: String,
+        /// The value given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A `scopes` key is neither an upper-case HTTP method nor `"*"`.
+    #[error(
+        "route `{prefix}`: unknown method key `{method}` in scopes (use GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or \"*\")"
+    )]
+    UnknownMethod {
+        /// The route.
+        prefix: String,
+        /// The key given.
+        method: String,
+    },
+    /// A scope is not a valid permission name.
+    #[error("route `{prefix}`: scope `{scope}` {reason}")]
+    BadScope {
+        /// The route.
+        prefix: String,
+        /// The scope given.
+        scope: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A public route also lists scopes, which would never be checked.
+    #[error("route `{prefix}` is public and cannot have scopes")]
+    PublicWithScopes {
+        /// The route.
+        prefix: String,
+    },
+}
+
+impl GatewayConfig {
+    /// Reads `path`, then takes the credential from [`CREDENTIAL_ENV`] when that is set,
+    /// and validates the result.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let config =
+            Self::from_toml(&text)?.with_env_credential(std::env::var(CREDENTIAL_ENV).ok());
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text. The environment is not consulted and nothing beyond syntax and
+    /// types is checked yet: see [`validate`](Self::validate).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string().trim_end().to_owned()))
+    }
+
+    /// This configuration with `env` (the value of [`CREDENTIAL_ENV`], if set) as the
+    /// credential. An empty value is ignored.
+    #[must_use]
+    pub fn with_env_credential(mut self, env: Option<String>) -> Self {
+        if let Some(value) = env.filter(|v| !v.trim().is_empty()) {
+            self.credential = Some(value.trim().to_owned());
+        }
+        self
+    }
+
+    /// Checks every value: the server URL, the credential, the timeouts and every route.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server_base()?;
+        self.credential()?;
+        seconds("drain_timeout_seconds", self.drain_timeout_seconds as f64)?;
+        seconds("max_staleness_seconds", self.max_staleness_seconds as f64)?;
+        RouteTable::compile(self).map(drop)
+    }
+
+    /// [`max_staleness_seconds`](Self::max_staleness_seconds) as a duration, for the
+    /// deny-list replica's options.
+    pub fn max_staleness(&self) -> Duration {
+        Duration::from_secs(self.max_staleness_seconds)
+    }
+
+    /// [`drain_timeout_seconds`](Self::drain_timeout_seconds) as a duration.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_seconds)
+    }
+
+    /// The credential, or [`ConfigError::MissingCredential`].
+    pub fn credential(&self) -> Result<&str, ConfigError> {
+        self.credential
+            .as_deref()
+            .filter(|c| !c.trim().is_empty())
+            .ok_or(ConfigError::MissingCredential)
+    }
+
+    /// `server` without a trailing `/`, once checked.
+    pub(crate) fn server_base(&self) -> Result<&str, ConfigError> {
+        let bad = |reason: &str| ConfigError::BadServer {
+            url: self.server.clone(),
+            reason: reason.to_owned(),
+        };
+        let base = self.server.trim_end_matches('/');
+        let uri: hyper::Uri = base.parse().map_err(|_| bad("is not a URL"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => return Err(bad("https is not supported yet; use http://")),
+            _ => return Err(bad("must start with http://")),
+        }
+        if uri.authority().is_none_or(|a| a.host().is_empty()) || base.contains('@') {
+            return Err(bad("must name a host, without user information"));
+        }
+        if uri.query().is_some() || base.contains('#') {
+            return Err(bad("must not have a query or fragment"));
+        }
+        Ok(base)
+    }
+}
+
+/// A timeout in seconds, checked to be positive, finite and at most a day.
+pub(crate) fn seconds(field: &str, value: f64) -> Result<Duration, ConfigError> {
+    if !(value > 0.0 && value <= MAX_TIMEOUT_SECONDS) {
+        return Err(ConfigError::BadValue {
+            field: field.to_owned(),
+            reason: format!("must be more than 0 and at most {MAX_TIMEOUT_SECONDS} seconds"),
+        });
+    }
+    Duration::try_from_secs_f64(value).map_err(|e| ConfigError::BadValue {
+        field: field.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISSUE_EXAMPLE: &str = r#"
+listen = "127.0.0.1:8080"
+server = "http://127.0.0.1:7700"   # the latchkey server: issuer, JWKS, introspection, feed
+credential = "lk_ak_…"             # or env LATCHKEY_GATEWAY_CREDENTIAL; needs latchkey:introspect
+max_staleness_seconds = 30
+[[route]]
+prefix = "/reports"
+upstream = "http://127.0.0.1:9000"
+scopes = { GET = ["reports:read"], POST = ["reports:write"] }   # "*" = any method
+# public = true  → no authentication on this route
+"#;
+
+    #[test]
+    fn the_example_of_the_issue_parses_and_validates() {
+        let config = GatewayConfig::from_toml(ISSUE_EXAMPLE).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.listen.port(), 8080);
+        assert_eq!(config.max_staleness(), Duration::from_secs(30));
+        assert!((config.upstream_timeout_seconds - 30.0).abs() < f64::EPSILON);
+        let route = &config.routes[0];
+        assert_eq!(route.prefix, "/reports");
+        assert_eq!(route.scopes.as_ref().unwrap()["POST"], ["reports:write"]);
+        assert!(!route.public);
+    }
+
+    #[test]
+    fn the_environment_credential_wins_and_an_empty_one_is_ignored() {
+        let config = GatewayConfig::from_toml(ISSUE_EXAMPLE).unwrap();
+        let from_env = config
+            .clone()
+            .with_env_credential(Some("lk_ak_env".to_owned()));
+        assert_eq!(from_env.credential().unwrap(), "lk_ak_env");
+        let empty = config.with_env_credential(Some(String::new()));
+        assert_eq!(empty.credential().unwrap(), "lk_ak_…");
+    }
+
+    #[test]
+    fn the_debug_form_hides_the_credential() {
+        let config = GatewayConfig::from_toml(ISSUE_EXAMPLE).unwrap();
+        assert!(!format!("{config:?}").contains("lk_ak_"));
+    }
+
+    #[test]
+    fn integer_timeouts_are_accepted_as_seconds() {
+        let text = ISSUE_EXAMPLE.replace(
+            "max_staleness_seconds = 30",
+            "max_staleness_seconds = 30\nupstream_timeout_seconds = 2",
+        );
+        let config = GatewayConfig::from_toml(&text).unwrap();
+        assert!((config.upstream_timeout_seconds - 2.0).abs() < f64::EPSILON);
+    }
+}

@@ -1,0 +1,246 @@
+//! Header rewriting between the client, the gateway and the upstream.
+//!
+//! Policy:
+//! - **Identity headers are the gateway's alone.** Every request header whose name
+//!   starts with `x-latchkey-` is removed before anything is set, so a client can never
+//!   supply `X-Latchkey-Token-Id`, `X-Latchkey-Tenant`, `X-Latchkey-User` or
+//!   `X-Latchkey-Scopes` (nor any such header a later version adds). After a successful
+//!   authentication the gateway sets them from the verified principal: the token id,
+//!   the tenant, the user (personal tokens only; absent otherwise) and the effective
+//!   scopes, space-separated and sorted (present, possibly empty). Public routes get
+//!   none.
+//! - **Hop-by-hop headers stop here** (RFC 9110 §7.6.1): `Connection` and every header
+//!   it names, `Keep-Alive`, `Proxy-Connection`, `Proxy-Authenticate`,
+//!   `Proxy-Authorization`, `TE`, `Trailer`, `Transfer-Encoding` and `Upgrade`, both
+//!   ways. `Expect` is dropped too: the gateway already answered `100-continue` to the
+//!   client when it started reading the body. Upgrades (WebSocket) are therefore not
+//!   proxied.
+//! - **`X-Forwarded-For`** gets the client's address appended (the TCP peer); earlier
+//!   values are kept for the upstream to judge, but the gateway itself never trusts
+//!   them (usage and logs use the peer address).
+//! - **`Authorization` is kept** unless the route says `strip_authorization`: upstreams
+//!   that re-verify with the tower layer, or relay the token, keep working. `Host` is
+//!   kept as the client sent it.
+
+use hyper::HeaderMap;
+use hyper::header::{self, HeaderName, HeaderValue};
+use latchkey_core::permission::format_scope;
+use latchkey_verify::Principal;
+use std::net::IpAddr;
+
+/// The token id of the verified caller.
+pub const TOKEN_ID: HeaderName = HeaderName::from_static("x-latchkey-token-id");
+/// The caller's tenant.
+pub const TENANT: HeaderName = HeaderName::from_static("x-latchkey-tenant");
+/// The caller's user, for personal tokens.
+pub const USER: HeaderName = HeaderName::from_static("x-latchkey-user");
+/// The caller's effective scopes, space-separated.
+pub const SCOPES: HeaderName = HeaderName::from_static("x-latchkey-scopes");
+
+const IDENTITY_PREFIX: &str = "x-latchkey-";
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, including those `Connection` names.
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// Removes every `x-latchkey-*` header.
+pub(crate) fn strip_identity(headers: &mut HeaderMap) {
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(IDENTITY_PREFIX))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+}
+
+/// Sets the identity headers from `principal`. Fails only if an id held a byte no
+/// header may carry, which the id types rule out.
+pub(crate) fn set_identity(
+    headers: &mut HeaderMap,
+    principal: &Principal,
+) -> Result<(), header::InvalidHeaderValue> {
+    headers.insert(
+        TOKEN_ID,
+        HeaderValue::from_str(&principal.token_id.to_string())?,
+    );
+    headers.insert(TENANT, HeaderValue::from_str(principal.tenant.as_str())?);
+    if let Some(user) = &principal.user {
+        headers.insert(USER, HeaderValue::from_str(user.as_str())?);
+    }
+    headers.insert(
+        SCOPES,
+        HeaderValue::from_str(&format_scope(&principal.scopes))?,
+    );
+    Ok(())
+}
+
+/// Appends `client` to `X-Forwarded-For`, folding repeated headers into one.
+pub(crate) fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
+    let mut earlier: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    let client = client.to_string();
+    earlier.push(&client);
+    match HeaderValue::from_str(&earlier.join(", ")) {
+        Ok(value) => {
+            headers.insert(X_FORWARDED_FOR, value);
+        }
+        Err(_) => {
+            headers.remove(&X_FORWARDED_FOR);
+        }
+    }
+}
+
+/// Rewrites a client's request headers for the upstream.
+pub(crate) fn to_upstream(
+    headers: &mut HeaderMap,
+    principal: Option<&Principal>,
+    client: IpAddr,
+    strip_authorization: bool,
+) -> Result<(), header::InvalidHeaderValue> {
+    remove_hop_by_hop(headers);
+    headers.remove(header::EXPECT);
+    strip_identity(headers);
+    if strip_authorization {
+        headers.remove(header::AUTHORIZATION);
+    }
+    if let Some(principal) = principal {
+        set_identity(headers, principal)?;
+    }
+    append_forwarded_for(headers, client);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latchkey_core::jwt::TokenOwnerType;
+    use latchkey_core::permission::parse_scope;
+    use latchkey_core::{TenantId, TokenId, UserId};
+    use latchkey_verify::TokenKind;
+
+    fn principal(user: Option<&str>) -> Principal {
+        Principal {
+            token_id: TokenId::from_u128(42),
+            tenant: TenantId::parse("acme").unwrap(),
+            user: user.map(|u| UserId::parse(u).unwrap()),
+            owner: TokenOwnerType::Tenant,
+            kind: TokenKind::ClientCredentials,
+            scopes: parse_scope("reports:write reports:read").unwrap(),
+            jti: None,
+            expires_at: None,
+        }
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn spoofed_identity_headers_are_replaced_and_a_stray_user_removed() {
+        let mut headers = map(&[
+            ("x-latchkey-tenant", "evil"),
+            ("X-Latchkey-User", "root"),
+            ("x-latchkey-future", "1"),
+            ("authorization", "Bearer t"),
+        ]);
+        to_upstream(
+            &mut headers,
+            Some(&principal(None)),
+            [10, 0, 0, 1].into(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(headers[&TENANT], "acme");
+        assert!(headers.get(&USER).is_none());
+        assert!(headers.get("x-latchkey-future").is_none());
+        assert_eq!(headers[&SCOPES], "reports:read reports:write");
+        assert_eq!(
+            headers[&TOKEN_ID],
+            TokenId::from_u128(42).to_string().as_str()
+        );
+        assert_eq!(headers[header::AUTHORIZATION], "Bearer t");
+    }
+
+    #[test]
+    fn a_public_request_keeps_no_identity_header() {
+        let mut headers = map(&[("x-latchkey-token-id", "forged")]);
+        to_upstream(&mut headers, None, [10, 0, 0, 1].into(), true).unwrap();
+        assert!(
+            headers
+                .keys()
+                .all(|k| !k.as_str().starts_with("x-latchkey-"))
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
+        let mut headers = map(&[
+            ("connection", "close, x-private"),
+            ("x-private", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("transfer-encoding", "chunked"),
+            ("expect", "100-continue"),
+            ("x-kept", "1"),
+        ]);
+        to_upstream(&mut headers, None, [10, 0, 0, 1].into(), false).unwrap();
+        let names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-kept", "x-forwarded-for"]);
+    }
+
+    #[test]
+    fn the_client_address_is_appended_to_x_forwarded_for() {
+        let mut headers = map(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-for", "198.51.100.1"),
+        ]);
+        append_forwarded_for(&mut headers, "::1".parse().unwrap());
+        assert_eq!(headers[&X_FORWARDED_FOR], "203.0.113.9, 198.51.100.1, ::1");
+    }
+
+    #[test]
+    fn a_personal_token_sets_the_user() {
+        let mut headers = HeaderMap::new();
+        set_identity(&mut headers, &principal(Some("u_42"))).unwrap();
+        assert_eq!(headers[&USER], "u_42");
+    }
+}

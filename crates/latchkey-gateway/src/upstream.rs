@@ -1,0 +1,247 @@
+//! The gateway's HTTP client: forwarding requests to upstreams and posting usage
+//! batches, over one pool of keep-alive HTTP/1.1 connections.
+//!
+//! Policy:
+//! - **Bodies stream.** The request body goes upstream frame by frame as the client
+//!   sends it, and the response body comes back the same way; the gateway never holds
+//!   a whole body, so memory per request is a few frames whatever the size.
+//! - **The timeout is about the upstream.** An upstream has the route's timeout to send
+//!   its response head, counted from the last request frame it was sent (or from the
+//!   start, for a bodiless request) — a slow client upload does not count against the
+//!   upstream. Connecting is included. Once the head has arrived the body is not
+//!   timed, so long downloads and event streams work.
+//! - **Whose fault.** A refused or broken connection is the upstream's (502), silence is
+//!   the upstream's (504), a request body that fails mid-way is the client's (400).
+
+use crate::error::ProxyError;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+use hyper::{Request, Response};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::error::Error as StdError;
+use std::fmt;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Any error a body may carry.
+pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// The body type of every request and response the gateway sends.
+pub(crate) type GatewayBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Idle keep-alive connections are closed after this long.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Idle connections kept per upstream.
+const POOL_MAX_IDLE_PER_HOST: usize = 128;
+
+/// A body of `bytes`, in one frame.
+pub(crate) fn full(bytes: impl Into<Bytes>) -> GatewayBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// An upstream response body, streamed to the client as it arrives.
+pub(crate) fn streamed(body: Incoming) -> GatewayBody {
+    body.map_err(BoxError::from).boxed_unsync()
+}
+
+/// The shared client.
+#[derive(Clone)]
+pub(crate) struct Upstream {
+    client: Client<HttpConnector, GatewayBody>,
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Upstream")
+    }
+}
+
+impl Upstream {
+    pub(crate) fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            .build(connector);
+        Self { client }
+    }
+
+    /// Sends `request` (its body already wrapped by [`Progress::track`]) and waits for
+    /// the response head, for at most `timeout` after the last request frame.
+    pub(crate) async fn send(
+        &self,
+        request: Request<GatewayBody>,
+        timeout: Duration,
+        progress: &Progress,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let mut exchange = pin!(self.client.request(request));
+        loop {
+            let deadline = progress.last() + timeout;
+            match tokio::time::timeout_at(deadline, &mut exchange).await {
+                Ok(Ok(response)) => return Ok(response),
+                Ok(Err(error)) => return Err(classify(&error)),
+                // The client sent more meanwhile: the upstream's clock restarts.
+                Err(_) if progress.last() + timeout > Instant::now() => {}
+                Err(_) => return Err(ProxyError::UpstreamTimeout),
+            }
+        }
+    }
+
+    /// POSTs a JSON `body` to `uri` with a bearer `credential`, and returns the status,
+    /// all within `timeout`. The answer's body is drained, not kept.
+    pub(crate) async fn post_json(
+        &self,
+        uri: &str,
+        credential: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<hyper::StatusCode, String> {
+        let request = Request::post(uri)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(hyper::header::AUTHORIZATION, format!("Bearer {credential}"))
+            .body(full(body))
+            .map_err(|e| e.to_string())?;
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| {
+                let mut text = e.to_string();
+                if let Some(source) = e.source() {
+                    text = format!("{text}: {source}");
+                }
+                text
+            })?;
+            let status = response.status();
+            // Drained so the connection goes back to the pool.
+            let _ = response.into_body().collect().await;
+            Ok(status)
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| format!("no answer within {timeout:?}"))?
+    }
+}
+
+/// Decides whose fault a failed exchange was.
+fn classify(error: &hyper_util::client::legacy::Error) -> ProxyError {
+    let mut source: Option<&(dyn StdError + 'static)> = error.source();
+    while let Some(cause) = source {
+        if cause.is::<ClientBodyError>() {
+            return ProxyError::ClientAborted;
+        }
+        source = cause.source();
+    }
+    if !error.is_connect() {
+        tracing::warn!(%error, "upstream exchange failed");
+    }
+    ProxyError::UpstreamUnreachable
+}
+
+/// When the request last made progress towards the upstream.
+#[derive(Debug, Clone)]
+pub(crate) struct Progress {
+    start: Instant,
+    /// Milliseconds after `start` of the last request frame.
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Progress {
+    pub(crate) fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn touch(&self) {
+        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.fetch_max(elapsed, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+
+    /// Wraps a client's request body so each frame counts as progress, and its errors
+    /// are known to be the client's.
+    pub(crate) fn track<B>(&self, body: B) -> GatewayBody
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Tracked {
+            inner: body,
+            progress: self.clone(),
+        }
+        .boxed_unsync()
+    }
+}
+
+/// A client's request body that failed.
+#[derive(Debug)]
+struct ClientBodyError(BoxError);
+
+impl fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "client request body: {}", self.0)
+    }
+}
+
+impl StdError for ClientBodyError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(self.0.as_ref())
+    }
+}
+
+struct Tracked<B> {
+    inner: B,
+    progress: Progress,
+}
+
+impl<B> Body for Tracked<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                self.progress.touch();
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                Poll::Ready(Some(Err(Box::new(ClientBodyError(error.into())))))
+            }
+            Poll::Ready(None) => {
+                self.progress.touch();
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

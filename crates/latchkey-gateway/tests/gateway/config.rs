@@ -1,0 +1,124 @@
+//! The configuration file: what it accepts, and how clearly it refuses the rest.
+
+use latchkey_gateway::{ConfigError, GatewayConfig};
+use std::time::Duration;
+
+const BASE: &str = "listen = \"127.0.0.1:8080\"\nserver = \"http://127.0.0.1:7700\"\n";
+
+fn parse(text: &str) -> Result<GatewayConfig, ConfigError> {
+    let config = GatewayConfig::from_toml(text)?.with_env_credential(None);
+    config.validate()?;
+    Ok(config)
+}
+
+fn refusal(text: &str) -> String {
+    let full = format!("{BASE}credential = \"lk_ak_x\"\n{text}");
+    parse(&full).unwrap_err().to_string()
+}
+
+#[test]
+fn a_config_file_with_every_setting_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"{BASE}credential = "lk_ak_file"
+audience = "https://api.example.com"
+max_staleness_seconds = 10
+upstream_timeout_seconds = 2.5
+drain_timeout_seconds = 3
+
+[[route]]
+prefix = "/reports/"
+upstream = "http://127.0.0.1:9000"
+scopes = {{ GET = ["reports:read"], "*" = ["reports:admin"] }}
+timeout_seconds = 1
+strip_authorization = true
+
+[[route]]
+prefix = "/"
+upstream = "http://localhost:9001/"
+public = true
+"#
+        ),
+    )
+    .unwrap();
+    let config = GatewayConfig::load(&path).unwrap();
+    assert_eq!(config.max_staleness(), Duration::from_secs(10));
+    assert_eq!(config.drain_timeout(), Duration::from_secs(3));
+    assert_eq!(config.audience.as_deref(), Some("https://api.example.com"));
+    assert_eq!(config.routes.len(), 2);
+    assert!(config.routes[0].strip_authorization);
+    assert!(config.routes[1].public);
+}
+
+#[test]
+fn a_missing_file_names_the_file() {
+    let error = GatewayConfig::load("/nonexistent/gateway.toml").unwrap_err();
+    assert!(matches!(error, ConfigError::Read { .. }));
+    assert!(error.to_string().contains("/nonexistent/gateway.toml"));
+}
+
+#[test]
+fn a_config_without_a_credential_names_the_environment_variable() {
+    let error = parse(BASE).unwrap_err();
+    assert!(matches!(error, ConfigError::MissingCredential));
+    assert!(error.to_string().contains("LATCHKEY_GATEWAY_CREDENTIAL"));
+    let from_env = GatewayConfig::from_toml(BASE)
+        .unwrap()
+        .with_env_credential(Some("lk_ak_env".to_owned()));
+    from_env.validate().unwrap();
+}
+
+#[test]
+fn bad_urls_are_refused_with_the_value_and_the_reason() {
+    let server = parse(
+        "listen = \"127.0.0.1:8080\"\nserver = \"https://auth.example\"\ncredential = \"c\"\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        server.to_string(),
+        "server `https://auth.example`: https is not supported yet; use http://"
+    );
+    let upstream = refusal("[[route]]\nprefix = \"/a\"\nupstream = \"http://h:1/base\"\n");
+    assert_eq!(
+        upstream,
+        "route `/a`: upstream `http://h:1/base`: must be http://host[:port] without a path: the request path is forwarded unchanged"
+    );
+}
+
+#[test]
+fn a_duplicate_prefix_is_refused_by_name() {
+    let route = "[[route]]\nprefix = \"/a\"\nupstream = \"http://h:1\"\n";
+    let error = refusal(&format!("{route}{}", route.replace("\"/a\"", "\"/a/\"")));
+    assert_eq!(error, "route `/a` is defined more than once");
+}
+
+#[test]
+fn an_unknown_method_key_is_refused_with_the_methods_allowed() {
+    let error = refusal(
+        "[[route]]\nprefix = \"/a\"\nupstream = \"http://h:1\"\nscopes = { get = [\"a:r\"] }\n",
+    );
+    assert!(
+        error.starts_with("route `/a`: unknown method key `get` in scopes (use GET,"),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_unknown_key_is_a_syntax_error_not_an_open_route() {
+    let error = refusal(
+        "[[route]]\nprefix = \"/a\"\nupstream = \"http://h:1\"\nscope = { GET = [\"a:r\"] }\n",
+    );
+    assert!(error.contains("unknown field `scope`"), "{error}");
+}
+
+#[test]
+fn timeouts_must_be_positive() {
+    let error = refusal("upstream_timeout_seconds = 0\n");
+    assert!(
+        error.starts_with("`upstream_timeout_seconds` must be more than 0"),
+        "{error}"
+    );
+}

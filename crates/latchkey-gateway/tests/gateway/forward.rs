@@ -1,0 +1,264 @@
+//! Forwarding: identity and forwarding headers, streaming both ways, and the answers
+//! for upstreams that are down or slow and for paths with no route.
+
+use crate::support::{CHUNK, ChannelBody, DOWNLOAD_CHUNKS, TestGateway};
+use http_body_util::BodyExt;
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn spoofed_identity_headers_are_stripped_and_replaced() {
+    let gw = TestGateway::start().await;
+    let token = gw.token("reports:read reports:write");
+    let bearer = token.bearer();
+    let answer = gw
+        .client
+        .call(
+            Method::POST,
+            &gw.at("/reports/upload"),
+            &[
+                ("authorization", &bearer),
+                (
+                    "x-latchkey-token-id",
+                    "00000000-0000-0000-0000-000000000000",
+                ),
+                ("X-Latchkey-Tenant", "victim"),
+                ("x-latchkey-user", "admin"),
+                ("x-latchkey-scopes", "everything:*"),
+                ("x-latchkey-anything-else", "1"),
+            ],
+            "the body",
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let saw = |name| answer.upstream_saw(name);
+    assert_eq!(saw("x-latchkey-token-id"), Some(vec![token.id.clone()]));
+    assert_eq!(saw("x-latchkey-tenant"), Some(vec!["acme".to_owned()]));
+    assert_eq!(saw("x-latchkey-user"), None);
+    assert_eq!(
+        saw("x-latchkey-scopes"),
+        Some(vec!["reports:read reports:write".to_owned()])
+    );
+    assert_eq!(saw("x-latchkey-anything-else"), None);
+    assert_eq!(answer.json()["body"], "the body");
+}
+
+#[tokio::test]
+async fn a_personal_token_sets_the_user_header() {
+    let gw = TestGateway::start().await;
+    let token = gw.token_for("reports:read", Some("u_42"));
+    let answer = gw.get("/reports", Some(&token.bearer())).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.upstream_saw("x-latchkey-user"),
+        Some(vec!["u_42".to_owned()])
+    );
+    assert_eq!(
+        answer.upstream_saw("x-latchkey-tenant"),
+        Some(vec!["acme".to_owned()])
+    );
+}
+
+#[tokio::test]
+async fn a_public_route_passes_no_identity_headers_even_spoofed_ones() {
+    let gw = TestGateway::start().await;
+    let answer = gw
+        .client
+        .call(
+            Method::GET,
+            &gw.at("/public"),
+            &[
+                ("x-latchkey-tenant", "victim"),
+                ("x-latchkey-token-id", "x"),
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let headers = answer.json()["headers"].clone();
+    let names: Vec<&String> = headers.as_object().unwrap().keys().collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with("x-latchkey-")),
+        "{names:?}"
+    );
+}
+
+#[tokio::test]
+async fn forwarding_headers_are_added_and_hop_by_hop_ones_removed() {
+    let gw = TestGateway::start().await;
+    let bearer = gw.token("").bearer();
+    let answer = gw
+        .client
+        .call(
+            Method::GET,
+            &gw.at("/any"),
+            &[
+                ("authorization", &bearer),
+                ("x-forwarded-for", "203.0.113.7"),
+                ("connection", "x-private"),
+                ("x-private", "secret"),
+                ("proxy-authorization", "Basic eA=="),
+                ("x-kept", "yes"),
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.upstream_saw("x-forwarded-for"),
+        Some(vec!["203.0.113.7, 127.0.0.1".to_owned()])
+    );
+    assert_eq!(answer.upstream_saw("x-private"), None);
+    assert_eq!(answer.upstream_saw("proxy-authorization"), None);
+    assert_eq!(answer.upstream_saw("x-kept"), Some(vec!["yes".to_owned()]));
+    // Kept by default, so an upstream may verify the token again.
+    assert_eq!(
+        answer.upstream_saw("authorization"),
+        Some(vec![bearer.clone()])
+    );
+    assert_eq!(
+        answer.upstream_saw("host"),
+        Some(vec![gw.address.to_string()])
+    );
+
+    let stripped = gw.get("/private", Some(&bearer)).await;
+    assert_eq!(stripped.status, StatusCode::OK);
+    assert_eq!(stripped.upstream_saw("authorization"), None);
+    assert!(stripped.upstream_saw("x-latchkey-token-id").is_some());
+}
+
+#[tokio::test]
+async fn a_large_upload_streams_to_the_upstream_before_the_client_has_finished() {
+    let gw = TestGateway::start().await;
+    let mut first_chunks = gw.upstream.watch_uploads();
+    let (body, tx) = ChannelBody::new();
+    let request = Request::post(gw.at("/stream/upload"))
+        .body(body.boxed_unsync())
+        .unwrap();
+    let client = gw.client.clone();
+    let exchange = tokio::spawn(async move { client.send(request).await });
+
+    tx.send(Bytes::from(vec![b'x'; CHUNK])).await.unwrap();
+    // The client still holds the rest: the upstream can only see this chunk if the
+    // gateway passed it on without waiting for the whole body.
+    let first = tokio::time::timeout(Duration::from_secs(5), first_chunks.recv())
+        .await
+        .expect("the upstream saw nothing while the upload was still open")
+        .unwrap();
+    assert!(first > 0 && first <= CHUNK);
+    for _ in 0..100 {
+        tx.send(Bytes::from(vec![b'y'; CHUNK])).await.unwrap();
+    }
+    drop(tx);
+
+    let response = exchange.await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let counted: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(counted["bytes"], 101 * CHUNK);
+}
+
+#[tokio::test]
+async fn a_large_download_streams_to_the_client_before_the_upstream_has_finished() {
+    let gw = TestGateway::start().await;
+    let request = Request::get(gw.at("/stream/download"))
+        .body(
+            http_body_util::Empty::new()
+                .map_err(|n| match n {})
+                .boxed_unsync(),
+        )
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(5), gw.client.send(request))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    // The upstream sends the rest only once released, so this chunk came through alone.
+    let mut received = 0;
+    while received < CHUNK {
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("the first chunk did not arrive before the upstream finished")
+            .unwrap()
+            .unwrap();
+        received += frame.into_data().map_or(0, |d| d.len());
+    }
+    gw.upstream.release_download();
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(received + rest.len(), (DOWNLOAD_CHUNKS + 1) * CHUNK);
+}
+
+#[tokio::test]
+async fn a_slow_upload_does_not_count_against_the_upstream_timeout() {
+    let gw = TestGateway::start().await;
+    let (body, tx) = ChannelBody::new();
+    let request = Request::post(gw.at("/stream/upload"))
+        .body(body.boxed_unsync())
+        .unwrap();
+    let client = gw.client.clone();
+    let exchange = tokio::spawn(async move { client.send(request).await });
+    // The route's timeout is 0.5 s; the upload takes about 1 s.
+    for _ in 0..4 {
+        tx.send(Bytes::from_static(b"slow")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(tx);
+    let response = exchange.await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_upstream_that_is_down_is_a_502() {
+    let gw = TestGateway::start().await;
+    let answer = gw.get("/down/x", None).await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(answer.json()["error"], "bad_gateway");
+    assert_eq!(gw.gateway.stats().upstream_unreachable, 1);
+}
+
+#[tokio::test]
+async fn an_upstream_that_is_slow_is_a_504_after_the_route_timeout() {
+    let gw = TestGateway::start().await;
+    let started = Instant::now();
+    let answer = gw.get("/slow", None).await;
+    let took = started.elapsed();
+    assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(answer.json()["error"], "gateway_timeout");
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert_eq!(gw.gateway.stats().upstream_timeout, 1);
+}
+
+#[tokio::test]
+async fn a_path_without_a_route_is_a_404() {
+    let gw = TestGateway::start().await;
+    for path in ["/nowhere", "/publicity", "/"] {
+        let answer = gw.get(path, None).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(answer.json()["error"], "not_found");
+    }
+    assert_eq!(gw.gateway.stats().no_route, 3);
+}
+
+#[tokio::test]
+async fn a_dot_segment_cannot_climb_from_a_public_route_to_a_protected_one() {
+    let gw = TestGateway::start().await;
+    for path in [
+        "/public/../reports",
+        "/public/%2e%2e/reports",
+        "/public//reports",
+    ] {
+        let answer = gw.get(path, None).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(answer.json()["error"], "invalid_request");
+    }
+}
+
+#[tokio::test]
+async fn upstream_errors_pass_through_untouched() {
+    let gw = TestGateway::start().await;
+    let answer = gw.get("/public/x?status=418", None).await;
+    assert_eq!(answer.status, StatusCode::IM_A_TEAPOT);
+    assert_eq!(answer.json()["upstream"], "one");
+}
