@@ -46,6 +46,7 @@ pub struct RevocationHub {
     heartbeat: Duration,
     subscribers: Mutex<HashMap<Uuid, i64>>,
     acks: watch::Sender<u64>,
+    closing: watch::Sender<bool>,
 }
 
 /// How far the connected followers of this server have applied the feed.
@@ -65,7 +66,13 @@ impl RevocationHub {
             heartbeat,
             subscribers: Mutex::new(HashMap::new()),
             acks: watch::Sender::new(0),
+            closing: watch::Sender::new(false),
         }
+    }
+
+    /// Ends every stream (the server is shutting down; followers reconnect elsewhere).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
     }
 
     fn register(&self) -> Uuid {
@@ -213,6 +220,7 @@ pub async fn follow(
         state: state.clone(),
     };
     let follower = Follower {
+        closing: state.revocations().closing.subscribe(),
         subscriber,
         wake: state.revocations().subscribe(),
         state,
@@ -238,6 +246,7 @@ impl Drop for Subscription {
 }
 
 struct Follower {
+    closing: watch::Receiver<bool>,
     subscriber: Subscription,
     state: AppState,
     wake: watch::Receiver<u64>,
@@ -289,7 +298,11 @@ async fn next_event(mut f: Follower) -> Option<(Result<Event, Infallible>, Follo
                 return None;
             }
         }
+        if *f.closing.borrow() {
+            return None;
+        }
         tokio::select! {
+            _ = f.closing.changed() => return None,
             changed = f.wake.changed() => {
                 if changed.is_err() {
                     return None;

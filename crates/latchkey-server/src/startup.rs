@@ -175,8 +175,14 @@ impl Application {
     ) -> std::io::Result<()> {
         let maintenance = tokio::spawn(maintain(self.state.clone()));
         let flush = self.state.clone();
+        let closer = self.state.clone();
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!("listening on http://{}", self.listener.local_addr()?);
+        let shutdown = async move {
+            shutdown.await;
+            // Streams never finish on their own; end them so the drain can complete.
+            closer.revocations().close();
+        };
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
@@ -189,6 +195,9 @@ impl Application {
 /// How often a server looks at the key schedule and reloads keys and the jti deny list
 /// (which another replica may have changed).
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long a deny-list entry outlives the last credential it matches.
+const COMPACTION_MARGIN_SECONDS: i64 = 300;
 
 /// Rotates signing keys on schedule (exactly once across replicas: the store checks the
 /// schedule under its rotation lock) and keeps the key set and deny list fresh.
@@ -213,7 +222,13 @@ async fn maintain(state: AppState) {
         if let Err(error) = state.store().compact_usage(retention).await {
             tracing::warn!(?error, "deleting old usage aggregates failed");
         }
-        match state.store().compact_revocations(now).await {
+        // Verifiers accept a JWT a little past its `exp` (leeway, 60 s by default), so an
+        // entry is kept a while after it stops mattering.
+        match state
+            .store()
+            .compact_revocations(now.plus_seconds(-COMPACTION_MARGIN_SECONDS))
+            .await
+        {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "compacted the revocation log"),
             Err(error) => tracing::warn!(?error, "compacting the revocation log failed"),

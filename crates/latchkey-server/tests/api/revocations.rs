@@ -331,3 +331,43 @@ async fn a_revocation_can_wait_until_every_follower_acknowledged_it(app: TestApp
         .await
         .assert_problem(400, "invalid-field");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_ends_the_streams_instead_of_waiting_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = latchkey_server::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        ..latchkey_server::Config::default()
+    };
+    let app = latchkey_server::Application::build(config).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let root = app.root_key().unwrap().expose().to_owned();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let mut response = reqwest::Client::new()
+        .get(format!("{base}/v1/revocations/stream"))
+        .bearer_auth(&root)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response
+        .chunk()
+        .await
+        .unwrap()
+        .expect("the first heartbeat");
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server stops within 5 s although a follower is connected")
+        .unwrap()
+        .unwrap();
+    // The follower sees its stream end, and reconnects elsewhere.
+    let end = tokio::time::timeout(Duration::from_secs(5), response.chunk())
+        .await
+        .unwrap();
+    assert!(matches!(end, Ok(None) | Err(_)));
+}
