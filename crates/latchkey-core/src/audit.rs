@@ -102,6 +102,35 @@ pub fn chain_hash(
     hasher.finish().as_ref().to_vec()
 }
 
+/// Lower-case hex of `bytes`, as the API shows hashes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One stored link of the chain: seq, context, event, previous hash, hash.
+pub type ChainLink = (i64, AuditContext, AuditEvent, Vec<u8>, Vec<u8>);
+
+/// The first event whose chain link is broken, given events in seq order starting right
+/// after `previous` (the genesis hash for a whole chain): a missing seq, a `prev_hash`
+/// that is not the previous event's hash, or a hash that does not match the event.
+pub fn first_broken_link(
+    mut previous: Vec<u8>,
+    mut expected_seq: i64,
+    events: impl IntoIterator<Item = ChainLink>,
+) -> Option<i64> {
+    for (seq, context, event, prev_hash, hash) in events {
+        if seq != expected_seq
+            || prev_hash != previous
+            || chain_hash(&previous, seq, &context, &event) != hash
+        {
+            return Some(expected_seq.min(seq));
+        }
+        previous = hash;
+        expected_seq += 1;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,30 +149,4 @@ mod tests {
         let later = AuditContext::system(Timestamp::from_millis(2));
         assert_ne!(base, chain_hash(&GENESIS_HASH, 1, &later, &event));
     }
-}
-
-/// Lower-case hex of `bytes`, as the API shows hashes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The first event whose chain link is broken, given events in seq order starting right
-/// after `previous` (the genesis hash for a whole chain): a missing seq, a `prev_hash`
-/// that is not the previous event's hash, or a hash that does not match the event.
-pub fn first_broken_link(
-    mut previous: Vec<u8>,
-    mut expected_seq: i64,
-    events: impl IntoIterator<Item = (i64, AuditContext, AuditEvent, Vec<u8>, Vec<u8>)>,
-) -> Option<i64> {
-    for (seq, context, event, prev_hash, hash) in events {
-        if seq != expected_seq
-            || prev_hash != previous
-            || chain_hash(&previous, seq, &context, &event) != hash
-        {
-            return Some(expected_seq.min(seq));
-        }
-        previous = hash;
-        expected_seq += 1;
-    }
-    None
 }

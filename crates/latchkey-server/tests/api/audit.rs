@@ -3,7 +3,7 @@
 
 use crate::both_backends;
 use crate::helpers::TestApp;
-use latchkey_core::audit::{AuditContext, AuditEvent, GENESIS_HASH, first_broken_link};
+use latchkey_core::audit::{AuditContext, AuditEvent, ChainLink, GENESIS_HASH, first_broken_link};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -14,6 +14,16 @@ both_backends!(
     authentications_are_audited_without_secrets,
     the_audit_list_filters_pages_and_keeps_managers_in_their_tenant,
     the_chain_verifies_and_names_the_first_tampered_or_missing_event,
+);
+
+/// A request and the event it must write: method, path, body, action, tenant, target.
+type Step = (
+    Method,
+    String,
+    Option<Value>,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
 );
 
 async fn newest(app: &TestApp) -> Value {
@@ -37,14 +47,7 @@ async fn every_mutating_request_writes_exactly_one_event_with_its_five_ws(app: T
     let created = json!({ "name": "ci", "kind": "client_credentials", "roles": ["viewer"], "created_by": "u_42",
                           "ip_allowlist": ["10.0.0.0/8", "127.0.0.1"] });
     // (method, path, body, action, tenant, target)
-    let steps: Vec<(
-        Method,
-        String,
-        Option<Value>,
-        &str,
-        Option<&str>,
-        Option<&str>,
-    )> = vec![
+    let steps: Vec<Step> = vec![
         (
             Method::PUT,
             "/v1/permissions/reports:write".into(),
@@ -348,7 +351,7 @@ async fn the_audit_list_filters_pages_and_keeps_managers_in_their_tenant(app: Te
     assert_eq!(future.body["items"], json!([]));
 }
 
-fn chain_of(text: &str) -> Vec<(i64, AuditContext, AuditEvent, Vec<u8>, Vec<u8>)> {
+fn chain_of(text: &str) -> Vec<ChainLink> {
     text.lines()
         .map(|line| {
             let value: Value = serde_json::from_str(line).unwrap();
