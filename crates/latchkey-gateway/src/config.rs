@@ -154,6 +154,9 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The latchkey server could not be reached or refused the gateway.
+    #[error("latchkey server: {0}")]
+    Server(String),
     /// No credential in the file nor in the environment.
     #[error("no credential: set `credential` in the config file or {CREDENTIAL_ENV}")]
     MissingCredential,

@@ -21,7 +21,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use latchkey_verify::{Credential, RevocationCheck, Verifier, VerifierOptions};
+use latchkey_verify::{
+    Credential, ReplicaOptions, RevocationCheck, RevocationReplica, Verifier, VerifierOptions,
+};
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
@@ -74,6 +76,30 @@ impl GatewayConfig {
             ..VerifierOptions::default()
         })
     }
+}
+
+/// Builds a gateway the way `latchkey gateway` runs one: a deny-list replica following
+/// the server's revocation feed (failing closed after `max_staleness_seconds`), a
+/// verifier discovered from the server that consults it, and the gateway itself. The
+/// replica is returned so a caller can watch it (`metrics()`, `is_stale()`).
+pub async fn assemble(config: GatewayConfig) -> Result<(Gateway, RevocationReplica), ConfigError> {
+    config.validate()?;
+    let replica = RevocationReplica::start(
+        &config.server,
+        Credential::new(config.credential()?),
+        ReplicaOptions {
+            max_staleness: config.max_staleness(),
+            ..ReplicaOptions::default()
+        },
+    )
+    .map_err(|e| ConfigError::Server(e.to_string()))?;
+    let options = config.verifier_options(Arc::new(replica.clone()))?;
+    let verifier = Verifier::discover(&config.server, options)
+        .await
+        .map_err(|e| ConfigError::Server(e.to_string()))?;
+    replica.attach(verifier.evictor());
+    let gateway = Gateway::build(config, GatewayDeps::new(verifier))?;
+    Ok((gateway, replica))
 }
 
 /// What every request and the background tasks share.

@@ -57,6 +57,6 @@ mod usage;
 pub use config::{CREDENTIAL_ENV, ConfigError, GatewayConfig, RouteConfig};
 #[cfg(unix)]
 pub use gateway::reload_on_sighup;
-pub use gateway::{Gateway, GatewayDeps};
+pub use gateway::{Gateway, GatewayDeps, assemble};
 pub use stats::{GatewayStats, UsageStats};
 pub use usage::UsageOptions;

@@ -212,8 +212,10 @@ pub async fn follow(
     parts: Parts,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let (after, _) = feed_query(&parts)?;
+    tracing::debug!(after, "a follower opens the revocation stream");
     // Fail now, with a status, if the log cannot be read at all.
     let (_, head) = state.store().revocations_after(after, 1).await?;
+    tracing::debug!(after, head, "revocation stream ready");
     let heartbeat = state.revocations().heartbeat;
     let subscriber = Subscription {
         id: state.revocations().register(),

@@ -111,6 +111,26 @@ impl Http {
         read_limited(response, limit).await
     }
 
+    /// POSTs a JSON body with a bearer credential and returns the status.
+    pub(crate) async fn post_json_authorized(
+        &self,
+        url: &str,
+        credential: &str,
+        body: &serde_json::Value,
+        timeout: Duration,
+    ) -> Result<StatusCode, HttpError> {
+        let response = self
+            .client
+            .post(url)
+            .bearer_auth(credential)
+            .json(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| HttpError(describe(&e)))?;
+        Ok(response.status())
+    }
+
     /// Opens `url` as a Server-Sent Events stream resuming after `last_event_id`, and
     /// returns the response once a 200 `text/event-stream` answer has arrived within
     /// `timeout`. The caller reads the body with its own idle deadline.

@@ -6,6 +6,8 @@
 
 mod helpers;
 
+mod gateway;
+
 mod interop;
 
 mod audit;

@@ -51,6 +51,9 @@ struct Page {
 #[derive(Deserialize)]
 struct Heartbeat {
     head: i64,
+    /// The id this connection acknowledges applied seqs with (first heartbeat only).
+    #[serde(default)]
+    subscriber: Option<String>,
 }
 
 /// Why a session with the feed ended.
@@ -79,6 +82,7 @@ pub(super) struct Follower {
     http: Http,
     page_url: String,
     stream_url: String,
+    ack_url: String,
     credential: Credential,
     page_size: u32,
     http_timeout: Duration,
@@ -105,6 +109,7 @@ impl Follower {
             http,
             page_url: format!("{base}/v1/revocations"),
             stream_url: format!("{base}/v1/revocations/stream"),
+            ack_url: format!("{base}/v1/revocations/ack"),
             credential,
             page_size: options.page_size,
             http_timeout: options.http_timeout,
@@ -192,13 +197,44 @@ impl Follower {
             // One application per chunk: a burst of entries costs one pass over the
             // verifiers' caches, not one per entry.
             self.flush(&mut stream.batch);
+            self.acknowledge(&mut stream);
         }
+    }
+
+    /// Tells the server how far this connection has applied the feed, so a revocation
+    /// made with `wait=propagated` can count it. Sent in the background: the feed never
+    /// waits for an acknowledgement.
+    fn acknowledge(&self, stream: &mut Stream) {
+        let applied = self.shared.last_seq();
+        let Some(subscriber) = &stream.subscriber else {
+            return;
+        };
+        if stream.acked.is_some_and(|acked| applied <= acked) {
+            return;
+        }
+        stream.acked = Some(applied);
+        let http = self.http.clone();
+        let url = self.ack_url.clone();
+        let credential = self.credential.expose().to_owned();
+        let body = serde_json::json!({ "subscriber": subscriber, "seq": applied });
+        let timeout = self.http_timeout;
+        tokio::spawn(async move {
+            if let Err(error) = http
+                .post_json_authorized(&url, &credential, &body, timeout)
+                .await
+            {
+                tracing::debug!(error = %error.0, "acknowledging the revocation feed failed");
+            }
+        });
     }
 
     async fn event(&mut self, event: SseEvent, stream: &mut Stream) -> Result<(), FeedError> {
         match event.event.as_str() {
             "heartbeat" => {
                 let beat: Heartbeat = parse(event.data.as_bytes())?;
+                if beat.subscriber.is_some() {
+                    stream.subscriber = beat.subscriber;
+                }
                 self.shared.heard();
                 self.shared.note_head(beat.head);
                 self.flush(&mut stream.batch);
@@ -295,6 +331,10 @@ struct Stream {
     greeted: bool,
     /// Entries of the current chunk, in ascending seq order, not yet applied.
     batch: Vec<Entry>,
+    /// This connection's subscriber id, for acknowledgements.
+    subscriber: Option<String>,
+    /// The last seq acknowledged on this connection.
+    acked: Option<i64>,
 }
 
 /// Capped exponential backoff with jitter: half of each delay is fixed and half random,

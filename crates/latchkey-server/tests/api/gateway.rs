@@ -1,0 +1,315 @@
+//! The whole path: a real server, a real gateway following its revocation feed, and an
+//! upstream. Revocation reaches the gateway, usage reaches the server.
+
+use crate::helpers::TestApp;
+use axum::Json;
+use axum::http::HeaderMap;
+use axum::routing::get;
+use latchkey_gateway::{GatewayConfig, assemble};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// An upstream that answers with the `x-latchkey-*` headers it received.
+async fn upstream() -> u16 {
+    async fn echo(headers: HeaderMap) -> Json<Value> {
+        let seen: serde_json::Map<String, Value> = headers
+            .iter()
+            .filter(|(name, _)| name.as_str().starts_with("x-latchkey-"))
+            .map(|(name, value)| (name.to_string(), json!(value.to_str().unwrap_or(""))))
+            .collect();
+        Json(Value::Object(seen))
+    }
+    let app = axum::Router::new()
+        .route("/reports", get(echo).post(echo))
+        .route("/public/ping", get(echo));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    port
+}
+
+struct Edge {
+    base: String,
+    replica: latchkey_verify::RevocationReplica,
+}
+
+/// A gateway in front of `upstream`, following `server`'s feed.
+async fn gateway(app: &TestApp, server: &str, upstream: u16, dead: u16) -> Edge {
+    let credential = app
+        .create_tenant_token(
+            "latchkey",
+            json!({ "name": "gateway", "kind": "api_key", "permissions": ["latchkey:introspect"] }),
+        )
+        .await["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let config = GatewayConfig::from_toml(&format!(
+        r#"
+        listen = "127.0.0.1:0"
+        server = "{server}"
+        audience = "{audience}"
+        credential = "{credential}"
+        max_staleness_seconds = 30
+
+        [[route]]
+        prefix = "/reports"
+        upstream = "http://127.0.0.1:{upstream}"
+        scopes = {{ GET = ["reports:read"], POST = ["reports:write"] }}
+
+        [[route]]
+        prefix = "/public"
+        upstream = "http://127.0.0.1:{upstream}"
+        public = true
+
+        [[route]]
+        prefix = "/down"
+        upstream = "http://127.0.0.1:{dead}"
+        scopes = {{ "*" = [] }}
+        "#,
+        audience = server,
+    ))
+    .unwrap();
+    let (gateway, replica) = assemble(config).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), replica.ready())
+        .await
+        .unwrap();
+    // ready() means the snapshot is loaded; the live stream connects right after.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    tokio::spawn(async move { gateway.serve(listener, std::future::pending()).await });
+    Edge { base, replica }
+}
+
+fn closed_port() -> u16 {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().port()
+}
+
+async fn call(base: &str, path: &str, bearer: Option<&str>, from: &str) -> (u16, Value) {
+    let client = reqwest::Client::builder()
+        .local_address(from.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let mut request = client
+        .get(format!("{base}{path}"))
+        .header("x-latchkey-tenant", "spoofed");
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_forwards_identity_and_refuses_a_revoked_token_at_once() {
+    let app = TestApp::sqlite().await;
+    app.seed_catalogue().await;
+    app.create_tenant("acme").await;
+    let upstream = upstream().await;
+    let edge = gateway(&app, &app.base, upstream, closed_port()).await;
+    let (id, secret) = app.client("acme", json!({ "roles": ["viewer"] })).await;
+    let jwt = app.exchange(&id, &secret, &[]).await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let (status, seen) = call(&edge.base, "/reports", Some(&jwt), "127.0.0.1").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        seen["x-latchkey-tenant"], "acme",
+        "the spoofed header was replaced"
+    );
+    assert_eq!(seen["x-latchkey-token-id"], id);
+    assert_eq!(seen["x-latchkey-scopes"], "reports:read");
+    let (status, _) = call(&edge.base, "/reports", None, "127.0.0.1").await;
+    assert_eq!(status, 401);
+    let (status, seen) = call(&edge.base, "/public/ping", None, "127.0.0.1").await;
+    assert_eq!(status, 200);
+    assert!(
+        seen.get("x-latchkey-tenant").is_none(),
+        "spoofed headers never reach the upstream"
+    );
+    let (status, _) = call(&edge.base, "/down/x", Some(&jwt), "127.0.0.1").await;
+    assert_eq!(status, 502);
+
+    // Revocation with wait=propagated: when it returns, the gateway already refuses.
+    let reply = app
+        .delete(&format!("/v1/tokens/{id}?wait=propagated"))
+        .await;
+    reply.assert_status(200);
+    assert_eq!(reply.body["connected"], 1);
+    assert_eq!(reply.body["acknowledged"], 1);
+    let (status, _) = call(&edge.base, "/reports", Some(&jwt), "127.0.0.1").await;
+    assert_eq!(status, 401, "no window after wait=propagated");
+
+    // Without wait: the first refusal follows within milliseconds.
+    let mut latencies = Vec::new();
+    for _ in 0..20 {
+        let (id, secret) = app.client("acme", json!({ "roles": ["viewer"] })).await;
+        let jwt = app.exchange(&id, &secret, &[]).await.body["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            call(&edge.base, "/reports", Some(&jwt), "127.0.0.1")
+                .await
+                .0,
+            200
+        );
+        app.delete(&format!("/v1/tokens/{id}"))
+            .await
+            .assert_status(204);
+        let returned = Instant::now();
+        loop {
+            if call(&edge.base, "/reports", Some(&jwt), "127.0.0.1")
+                .await
+                .0
+                == 401
+            {
+                latencies.push(returned.elapsed());
+                break;
+            }
+            assert!(
+                returned.elapsed() < Duration::from_secs(5),
+                "the gateway refuses within 5 s"
+            );
+        }
+    }
+    latencies.sort();
+    eprintln!(
+        "revoke returned -> first refusal at the gateway: p50 {:?}, max {:?} over {}",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1],
+        latencies.len()
+    );
+    assert!(edge.replica.last_seq() >= 21);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_through_the_gateway_reaches_the_token_split_by_address_and_route() {
+    let app = TestApp::sqlite().await;
+    app.seed_catalogue().await;
+    app.create_tenant("acme").await;
+    let upstream = upstream().await;
+    let edge = gateway(&app, &app.base, upstream, closed_port()).await;
+    let created = app
+        .create_tenant_token(
+            "acme",
+            json!({ "name": "ci", "kind": "api_key", "roles": ["viewer"] }),
+        )
+        .await;
+    let key = created["api_key"].as_str().unwrap();
+    let id = created["token"]["id"].as_str().unwrap();
+    for _ in 0..7 {
+        assert_eq!(
+            call(&edge.base, "/reports", Some(key), "127.0.0.1").await.0,
+            200
+        );
+    }
+    for _ in 0..5 {
+        assert_eq!(
+            call(&edge.base, "/reports", Some(key), "127.0.0.2").await.0,
+            200
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let usage = loop {
+        let usage = app
+            .get(&format!("/v1/tokens/{id}/usage?group_by=ip"))
+            .await
+            .body;
+        if usage["total"] == 12 {
+            break usage;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "usage arrives within 10 s: {usage}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let totals: Vec<(&str, i64)> = usage["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["key"].as_str().unwrap(), g["total"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(totals, [("127.0.0.1", 7), ("127.0.0.2", 5)]);
+    let by_route = app
+        .get(&format!("/v1/tokens/{id}/usage?group_by=route"))
+        .await
+        .body;
+    assert_eq!(by_route["groups"][0]["key"], "/reports");
+    assert_eq!(by_route["groups"][0]["total"], 12);
+    let token = app.get(&format!("/v1/tokens/{id}")).await.body;
+    assert!(token["last_used_at"].is_string());
+    assert!(["127.0.0.1", "127.0.0.2"].contains(&token["last_used_ip"].as_str().unwrap()));
+    let first_seen = app
+        .get(&format!(
+            "/v1/audit?action=token.first_seen_ip&token_id={id}"
+        ))
+        .await
+        .body;
+    assert_eq!(
+        first_seen["items"].as_array().unwrap().len(),
+        2,
+        "one per address"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_replica_a_is_refused_by_a_gateway_following_replica_b() {
+    let Some(a) = TestApp::postgres().await else {
+        return;
+    };
+    let b = a.replica(|_| {}).await;
+    a.seed_catalogue().await;
+    a.create_tenant("acme").await;
+    let upstream = upstream().await;
+    let edge = gateway(&a, &b.base, upstream, closed_port()).await;
+    let mut latencies = Vec::new();
+    for _ in 0..20 {
+        // Issued by B (whose URL is the issuer the gateway knows), revoked through A.
+        let (id, secret) = a.client("acme", json!({ "roles": ["viewer"] })).await;
+        let jwt = b.exchange(&id, &secret, &[]).await.body["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            call(&edge.base, "/reports", Some(&jwt), "127.0.0.1")
+                .await
+                .0,
+            200
+        );
+        a.delete(&format!("/v1/tokens/{id}"))
+            .await
+            .assert_status(204);
+        let returned = Instant::now();
+        loop {
+            if call(&edge.base, "/reports", Some(&jwt), "127.0.0.1")
+                .await
+                .0
+                == 401
+            {
+                latencies.push(returned.elapsed());
+                break;
+            }
+            assert!(
+                returned.elapsed() < Duration::from_secs(5),
+                "refused within 5 s"
+            );
+        }
+    }
+    latencies.sort();
+    eprintln!(
+        "revoke on replica A -> refusal at a gateway following replica B: p50 {:?}, max {:?} over {}",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1],
+        latencies.len()
+    );
+    assert!(latencies[latencies.len() / 2] < Duration::from_millis(500));
+}
