@@ -72,13 +72,17 @@ impl KeyRing {
     /// Reads the published keys and the live part of the jti deny list from the store.
     pub async fn reload(&self, store: &dyn Store, now: Timestamp) -> ApiResult<()> {
         let records = store.signing_keys(now).await?;
-        let mut opened = Vec::with_capacity(records.len());
-        for record in &records {
-            opened.push(Arc::new(keys::open(&self.master, record)?));
-        }
-        let set = Arc::new(KeySet::new(opened));
-        if let Ok(mut keys) = self.keys.write() {
-            *keys = set;
+        let kids: Vec<String> = records.iter().map(|r| r.kid.clone()).collect();
+        // The same keys as before: keep the set, and the tokens verified against it.
+        if self.keys().kids() != kids {
+            let mut opened = Vec::with_capacity(records.len());
+            for record in &records {
+                opened.push(Arc::new(keys::open(&self.master, record)?));
+            }
+            let set = Arc::new(KeySet::new(opened));
+            if let Ok(mut keys) = self.keys.write() {
+                *keys = set;
+            }
         }
         let jtis: HashSet<String> = store.revoked_jtis(now).await?.into_iter().collect();
         if let Ok(mut revoked) = self.revoked_jtis.write() {

@@ -137,9 +137,22 @@ async fn inspect_secret(state: &AppState, presented: &str) -> OAuthResult<Option
 async fn inspect_jwt(state: &AppState, presented: &str) -> OAuthResult<Option<Value>> {
     let now = state.now();
     let keys = state.keyring().keys();
-    let issuer = &state.settings().public_url;
-    let Ok(claims) = jwt::verify(&keys, issuer, presented, now.unix_seconds()) else {
-        return Ok(None);
+    let claims = match keys.verified().get(presented) {
+        Some(claims) => {
+            if claims.exp.is_some_and(|exp| exp <= now.unix_seconds()) {
+                return Ok(None);
+            }
+            claims
+        }
+        None => {
+            let issuer = &state.settings().public_url;
+            let Ok(claims) = jwt::verify(&keys, issuer, presented, now.unix_seconds()) else {
+                return Ok(None);
+            };
+            let claims = std::sync::Arc::new(claims);
+            keys.verified().put(presented, claims.clone());
+            claims
+        }
     };
     if state.keyring().is_jti_revoked(&claims.jti) {
         return Ok(None);
