@@ -1,18 +1,20 @@
 //! Admin commands: thin HTTP clients of the management API (`/v1/…`).
 //!
-//! Each command group (`tenant`, `permission`, `role`, `member`, `token`) lives in its own
-//! module and shares the connection flags defined here: `--server`, `--token` and
+//! Each command group (`tenant`, `permission`, `role`, `member`, `token`, `keys`) lives in
+//! its own module and shares the connection flags defined here: `--server`, `--token` and
 //! `--json`. Policy: the server decides; the CLI only refuses locally what it can know to
 //! be wrong before sending (flag combinations), and reports the server's refusals as
 //! `<detail> (<status> <problem type>)`. With `--json` a command prints the server's
 //! response body, pretty (keys in serde_json's order); a list is every page joined into
-//! one, and a 204 (`member remove`, `token revoke`) prints nothing. Without `--json`,
-//! short text. A secret is printed only by `token create`, the one response with one.
+//! one, and a 204 (`member remove`, `token revoke`) prints nothing. Without `--json`, short
+//! text. A secret is printed only by `token create`, the one response with one.
 
+mod audit;
 mod catalogue;
-mod client;
+pub mod client;
+mod keys;
 mod member;
-mod output;
+pub mod output;
 mod tenant;
 mod token;
 
@@ -31,6 +33,10 @@ pub enum AdminCommand {
     Member(Group<member::MemberCommand>),
     /// Create, list, show, rename and revoke tokens.
     Token(Group<token::TokenCommand>),
+    /// Manage the JWT signing keys.
+    Keys(Group<keys::KeysCommand>),
+    /// Read the audit trail and verify its hash chain.
+    Audit(Group<audit::AuditCommand>),
 }
 
 /// A command group with the connection flags every admin command takes.
@@ -91,6 +97,14 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Token(group) => {
             let (client, format) = group.connection.open()?;
             token::run(&client, format, group.command).await
+        }
+        AdminCommand::Keys(group) => {
+            let (client, format) = group.connection.open()?;
+            keys::run(&client, format, group.command).await
+        }
+        AdminCommand::Audit(group) => {
+            let (client, format) = group.connection.open()?;
+            audit::run(&client, format, group.command).await
         }
     }
 }

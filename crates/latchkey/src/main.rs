@@ -1,7 +1,11 @@
 //! `latchkey`: the one binary. `serve` runs the server; the admin commands talk HTTP to a
-//! running server with `LATCHKEY_TOKEN` as the credential.
+//! running server with `LATCHKEY_TOKEN` as the credential; `bench` measures a server
+//! under load.
 
 mod admin;
+mod bench;
+mod demo;
+mod gateway;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +26,13 @@ struct Cli {
 enum Command {
     /// Run the latchkey server.
     Serve(serve::ServeArgs),
+    /// Run the gateway: a reverse proxy that checks tokens and scopes and follows
+    /// revocations live.
+    Gateway(gateway::GatewayArgs),
+    /// A one-command tour: server, upstream and gateway on loopback, and the whole flow.
+    Demo,
+    /// Measure grants and introspections per second against a real server on loopback.
+    Bench(bench::BenchArgs),
     #[command(flatten)]
     Admin(admin::AdminCommand),
 }
@@ -41,6 +52,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
+            Command::Gateway(args) => gateway::run(args).await,
+            Command::Demo => demo::run().await,
+            Command::Bench(args) => bench::run(args).await,
             Command::Admin(command) => admin::run(command).await,
         }
     });

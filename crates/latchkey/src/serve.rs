@@ -58,13 +58,18 @@ impl ServeArgs {
     }
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
+/// Logs to stderr at `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
-        .init();
+        .try_init();
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging();
     let config = args.into_config()?;
     let app = Application::build(config).await?;
     if let Some(key) = app.root_key() {
@@ -76,7 +81,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -86,6 +86,41 @@ impl Client {
         self.required(response)
     }
 
+    /// `GET`s a resource with query parameters.
+    pub async fn get_query(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> anyhow::Result<Value> {
+        let response = self
+            .execute(self.request(Method::GET, segments)?.query(query))
+            .await?;
+        self.required(response)
+    }
+
+    /// `GET`s a resource that is not JSON (the audit chain's JSON lines) as text.
+    pub async fn get_text(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> anyhow::Result<String> {
+        let response = self
+            .request(Method::GET, segments)?
+            .query(query)
+            .send()
+            .await
+            .map_err(|error| self.transport_error(&error))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| self.transport_error(&error))?;
+        if !status.is_success() {
+            return Err(problem_error(status, &body));
+        }
+        String::from_utf8(body.to_vec()).context("the server's answer is not UTF-8")
+    }
+
     /// Sends `body` as JSON and returns the response body.
     pub async fn send<B: Serialize + ?Sized>(
         &self,

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod readme;
+mod tour;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -575,4 +576,98 @@ fn revoke_then_show_reports_revoked_at() {
         ""
     );
     assert!(server.json(&["token", "show", other_id])["revoked_at"].is_string());
+}
+
+/// The key ids the server publishes, newest first.
+fn jwks_kids(server: &Server) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = format!("{}/.well-known/jwks.json", server.url);
+    let jwks: Value = runtime.block_on(async {
+        let response = reqwest::get(&url).await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    });
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn keys_rotate_publishes_a_new_key_and_prints_the_signing_kid() {
+    let server = Server::start();
+    let before = jwks_kids(&server);
+
+    let rotated = server.run(&["keys", "rotate"]).ok();
+    let after = jwks_kids(&server);
+    assert_eq!(after.len(), before.len() + 1, "{before:?} -> {after:?}");
+    assert!(before.iter().all(|kid| after.contains(kid)), "{after:?}");
+    assert!(
+        rotated.starts_with("rotated the signing keys\n"),
+        "{rotated}"
+    );
+    // The key announced as next now signs.
+    assert_eq!(labelled(&rotated, "current kid"), before[0]);
+    assert_eq!(labelled(&rotated, "published kids"), after.join(", "));
+
+    // With --json the server's answer, which agrees with the JWKS.
+    let rotated = server.json(&["keys", "rotate"]);
+    let published = jwks_kids(&server);
+    assert_eq!(rotated["current_kid"], after[0].as_str());
+    assert_eq!(rotated["published_kids"], serde_json::json!(published));
+    assert_ne!(published[0], after[0], "a new next key is announced");
+}
+
+#[test]
+fn bench_measures_the_three_runs_against_a_server_it_starts() {
+    let results = tempfile::tempdir().unwrap();
+    let markdown = results.path().join("BENCHMARKS.md");
+    let mut command = Command::new(BIN);
+    command
+        .args([
+            "bench",
+            "--duration",
+            "1",
+            "--connections",
+            "2",
+            "--warmup",
+            "0",
+        ])
+        .arg("--output")
+        .arg(&markdown)
+        .stdin(Stdio::null());
+    for var in LATCHKEY_VARS {
+        command.env_remove(var);
+    }
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        output.status.success(),
+        "bench failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(stdout.contains("backend: SQLite"), "{stdout}");
+    assert!(stdout.contains("command: "), "{stdout}");
+    let written = std::fs::read_to_string(&markdown).unwrap();
+    for run in [
+        "client_credentials grant",
+        "introspect access JWT",
+        "introspect api key",
+    ] {
+        let row = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(run))
+            .unwrap_or_else(|| panic!("no `{run}` row:\n{stdout}"));
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        let rate: u64 = cells[0].replace(',', "").parse().unwrap();
+        assert!(rate > 0, "{run}: {row}");
+        assert_eq!(cells[4], "0", "{run} had errors: {row}");
+        assert!(written.contains(&format!("| {run} | ")), "{written}");
+    }
 }

@@ -1,0 +1,218 @@
+//! `latchkey bench`: a load generator that measures the OAuth hot paths of a real
+//! `latchkey serve` over HTTP/1.1 keep-alive on loopback: client-credentials grants,
+//! introspection of an access JWT, and introspection of an api key.
+//!
+//! By default it starts the server itself (this binary's `serve`, on 127.0.0.1:0 with a
+//! fresh data directory, SQLite unless `--database-url` says otherwise) and kills it at
+//! the end; `--server` measures one already running on loopback instead. It sets up what
+//! the runs need through the management API, runs each for a fixed time, and stops.
+//! Figures are throughput and latency quantiles of one run each; it is a benchmark, not
+//! a test, and it asserts nothing about speed. Any failed request fails the command.
+
+mod load;
+mod report;
+mod server;
+mod setup;
+
+use crate::admin::client::Credential;
+use anyhow::{anyhow, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use clap::Args;
+use load::{Plan, Target};
+use report::Report;
+use server::ChildServer;
+use setup::Fixture;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Seconds each run is measured (at most 600, the access token's default lifetime
+    /// being 900).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    duration: u64,
+    /// Seconds of load before each run's measurement starts.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=60))]
+    warmup: u64,
+    /// Concurrent keep-alive connections, each with one request in flight.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    connections: u16,
+    /// Database for the server the bench starts: sqlite://… or postgres://… naming an
+    /// empty database, which the caller creates (e.g. `createdb latchkey_bench`)
+    /// [default: SQLite in a temporary directory].
+    #[arg(long, value_name = "URL", conflicts_with = "server")]
+    database_url: Option<String>,
+    /// Measure this running server instead of starting one; loopback addresses only.
+    /// Needs an admin credential in LATCHKEY_TOKEN.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// Credential holding latchkey:admin, for --server (a server the bench starts gives
+    /// its root key).
+    #[arg(long, env = "LATCHKEY_TOKEN", hide_env_values = true)]
+    token: Option<Credential>,
+    /// Also append the results as a markdown section to this file.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let command = report::command_line(std::env::args());
+    let server = ServerUnderTest::open(&args).await?;
+    let plan = Plan {
+        address: server.address,
+        connections: usize::from(args.connections),
+        warmup: Duration::from_secs(args.warmup),
+        duration: Duration::from_secs(args.duration),
+        server_pid: server.child.as_ref().and_then(ChildServer::pid),
+    };
+    eprintln!(
+        "latchkey bench: {} connections to http://{}, {} s + {} s warm-up per run",
+        plan.connections, plan.address, args.duration, args.warmup
+    );
+    let fixture = setup::prepare(plan.address, server.admin).await?;
+    let runs = measure_all(&fixture, &plan).await?;
+    if let Some(child) = server.child {
+        child.stop().await;
+    }
+    let report = Report {
+        command,
+        cores: std::thread::available_parallelism().map_or(0, usize::from),
+        cpu_model: report::cpu_model(),
+        backend: server.backend,
+        connections: plan.connections,
+        warmup: plan.warmup,
+        duration: plan.duration,
+        runs,
+    };
+    println!("{}", report.text());
+    if let Some(path) = &args.output {
+        report.append_to(path, &now())?;
+        eprintln!("appended the results to {}", path.display());
+    }
+    match report.errors() {
+        0 => Ok(()),
+        failed => bail!("{failed} requests failed; see the WARNING lines above"),
+    }
+}
+
+/// The server to load, and how the bench reaches it.
+struct ServerUnderTest {
+    /// The `latchkey serve` the bench started, if it did.
+    child: Option<ChildServer>,
+    address: SocketAddr,
+    admin: Credential,
+    /// The backend, in words.
+    backend: String,
+}
+
+impl ServerUnderTest {
+    async fn open(args: &BenchArgs) -> anyhow::Result<Self> {
+        if let Some(url) = &args.server {
+            let admin = args
+                .token
+                .clone()
+                .ok_or_else(|| anyhow!("--server needs an admin credential: set LATCHKEY_TOKEN"))?;
+            return Ok(Self {
+                child: None,
+                address: server::loopback(url)?,
+                admin,
+                backend: format!("external server at {url} (backend not known to the bench)"),
+            });
+        }
+        let child = ChildServer::start(args.database_url.as_deref()).await?;
+        // Its data directory, and so its master key, is new: a database that already
+        // holds keys would not open, so a server that listens has printed its root key.
+        let admin = child
+            .root_key
+            .as_deref()
+            .ok_or_else(|| anyhow!("the server printed no root key: is its database empty?"))?
+            .parse()?;
+        Ok(Self {
+            address: child.address,
+            child: Some(child),
+            admin,
+            backend: backend(args.database_url.as_deref()),
+        })
+    }
+}
+
+/// The three runs, one after the other.
+async fn measure_all(fixture: &Fixture, plan: &Plan) -> anyhow::Result<Vec<load::Outcome>> {
+    let basic = STANDARD.encode(format!(
+        "{}:{}",
+        form_encode(&fixture.client_id),
+        form_encode(&fixture.client_secret)
+    ));
+    let grants = Target {
+        name: "client_credentials grant",
+        path: "/oauth/token",
+        authorization: format!("Basic {basic}"),
+        body: "grant_type=client_credentials".to_owned(),
+        expect: "\"access_token\"",
+    };
+    let mut runs = vec![measure(&grants, plan).await?];
+    // Obtained now rather than at setup, so that it lives through the run however long
+    // the grant run was.
+    let access_token = fixture.access_token(plan.address).await?;
+    let introspect = |name, token: &str| Target {
+        name,
+        path: "/oauth/introspect",
+        authorization: format!("Bearer {}", fixture.introspect_key),
+        body: format!("token={}", form_encode(token)),
+        expect: "\"active\":true",
+    };
+    runs.push(measure(&introspect("introspect access JWT", &access_token), plan).await?);
+    runs.push(measure(&introspect("introspect api key", &fixture.api_key), plan).await?);
+    Ok(runs)
+}
+
+async fn measure(target: &Target, plan: &Plan) -> anyhow::Result<load::Outcome> {
+    eprintln!("running: {}", target.name);
+    load::run(target, plan).await
+}
+
+/// The backend of the server the bench starts, in words.
+fn backend(database_url: Option<&str>) -> String {
+    match database_url {
+        None => "SQLite (fresh database in a temporary directory)".to_owned(),
+        Some(url) if url.starts_with("postgres") => "PostgreSQL".to_owned(),
+        Some(url) if url.starts_with("sqlite") => "SQLite".to_owned(),
+        Some(_) => "the database given by --database-url".to_owned(),
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                out.push(char::from(byte));
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// The current UTC time for the report's heading.
+fn now() -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::now_utc()
+        .format(format)
+        .unwrap_or_else(|_| "unknown date".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_values_are_percent_encoded() {
+        assert_eq!(form_encode("lk_ak_AZaz09-."), "lk_ak_AZaz09-.");
+        assert_eq!(form_encode("a b+c/=é"), "a+b%2Bc%2F%3D%C3%A9");
+    }
+}

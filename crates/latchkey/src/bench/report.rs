@@ -1,0 +1,259 @@
+//! The bench's report: a table on stdout, and the same as a markdown section appended to
+//! a file (`--output`), with what a reader needs to reproduce or discount it: the date,
+//! the exact command (passwords and tokens blanked), the core count, the backend and the
+//! build. Failed requests are never folded into the figures; they are shouted.
+
+use super::load::Outcome;
+use crate::admin::output::table;
+use anyhow::Context;
+use reqwest::Url;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+/// Everything one `latchkey bench` measured, and under which conditions.
+pub struct Report {
+    pub command: String,
+    pub cores: usize,
+    pub cpu_model: Option<String>,
+    pub backend: String,
+    pub connections: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub runs: Vec<Outcome>,
+}
+
+const HEADERS: [&str; 9] = [
+    "run",
+    "requests/s",
+    "p50 ms",
+    "p99 ms",
+    "requests",
+    "errors",
+    "server CPU",
+    "bench CPU",
+    "other CPU",
+];
+
+const CPU_NOTE: &str = "CPU columns: cores' worth of CPU time used during the measured window \
+                        by the server, by the bench, and by everything else on the machine \
+                        (PostgreSQL included).";
+
+impl Report {
+    /// Failed requests over all runs.
+    pub fn errors(&self) -> u64 {
+        self.runs.iter().map(|run| run.errors.total()).sum()
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        self.runs
+            .iter()
+            .map(|run| {
+                let millis = |p| {
+                    run.quantile(p)
+                        .map_or("-".to_owned(), |d| format!("{:.2}", d.as_secs_f64() * 1e3))
+                };
+                let cores = |cpu: Option<f64>| cpu.map_or("-".to_owned(), |c| format!("{c:.2}"));
+                vec![
+                    run.name.to_owned(),
+                    thousands(run.rate().round() as u64),
+                    millis(0.5),
+                    millis(0.99),
+                    thousands(run.latencies.len() as u64),
+                    thousands(run.errors.total()),
+                    cores(run.cpu.server),
+                    cores(run.cpu.bench),
+                    cores(run.cpu.other),
+                ]
+            })
+            .collect()
+    }
+
+    /// The conditions, one per line.
+    fn conditions(&self) -> Vec<String> {
+        let machine = match &self.cpu_model {
+            Some(model) => format!("{} cores ({model})", self.cores),
+            None => format!("{} cores", self.cores),
+        };
+        let build = if cfg!(debug_assertions) {
+            "debug build: NOT representative, build with --release"
+        } else {
+            "release build"
+        };
+        vec![
+            format!("command: {}", self.command),
+            format!("machine: {machine}; the bench and the server share these cores"),
+            format!("backend: {}", self.backend),
+            format!(
+                "load: {} keep-alive HTTP/1.1 connections, {} s measured per run after {} s \
+                 of warm-up; latchkey {}, {build}",
+                self.connections,
+                self.duration.as_secs(),
+                self.warmup.as_secs(),
+                env!("CARGO_PKG_VERSION"),
+            ),
+        ]
+    }
+
+    /// The loud part: one line per run that had failures.
+    fn failures(&self) -> Vec<String> {
+        self.runs
+            .iter()
+            .filter(|run| run.errors.total() > 0)
+            .map(|run| {
+                format!(
+                    "{} requests of run `{}` FAILED ({}); its figures are not valid",
+                    run.errors.total(),
+                    run.name,
+                    run.errors.describe()
+                )
+            })
+            .collect()
+    }
+
+    /// The report for a terminal.
+    pub fn text(&self) -> String {
+        let mut out = self.conditions().join("\n");
+        out.push_str("\n\n");
+        out.push_str(&table(&HEADERS, self.rows(), "no runs"));
+        out.push_str(&format!("\n{CPU_NOTE}\n"));
+        for failure in self.failures() {
+            out.push_str(&format!("\nWARNING: {failure}"));
+        }
+        out
+    }
+
+    /// The report as a markdown section dated `date`.
+    pub fn markdown(&self, date: &str) -> String {
+        let mut out = format!("\n## {date}: {}\n\n", self.backend);
+        for line in self.conditions() {
+            let line = match line.split_once("command: ") {
+                Some((_, command)) => format!("command: `{command}`"),
+                None => line,
+            };
+            out.push_str(&format!("- {line}\n"));
+        }
+        for failure in self.failures() {
+            out.push_str(&format!("\n**WARNING: {failure}.**\n"));
+        }
+        out.push_str(&format!("\n| {} |\n", HEADERS.join(" | ")));
+        out.push_str("| --- |");
+        out.push_str(&" ---: |".repeat(HEADERS.len() - 1));
+        out.push('\n');
+        for row in self.rows() {
+            out.push_str(&format!("| {} |\n", row.join(" | ")));
+        }
+        out.push_str(&format!("\n{CPU_NOTE}\n"));
+        out
+    }
+
+    /// Appends the markdown section to `path`.
+    pub fn append_to(&self, path: &Path, date: &str) -> anyhow::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        file.write_all(self.markdown(date).as_bytes())
+            .with_context(|| format!("writing to {}", path.display()))
+    }
+}
+
+/// `12345` as `12,345`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// The command line as typed, quoted for a shell, with secrets blanked: the value of
+/// `--token` and the password of any URL.
+pub fn command_line(args: impl IntoIterator<Item = String>) -> String {
+    let mut out = Vec::new();
+    let mut secret_next = false;
+    for arg in args {
+        let shown = if secret_next {
+            "***".to_owned()
+        } else if arg.starts_with("--token=") {
+            "--token=***".to_owned()
+        } else {
+            without_password(&arg)
+        };
+        secret_next = arg == "--token";
+        out.push(quoted(&shown));
+    }
+    out.join(" ")
+}
+
+fn without_password(arg: &str) -> String {
+    match Url::parse(arg) {
+        Ok(mut url) if url.password().is_some() => match url.set_password(Some("***")) {
+            Ok(()) => url.to_string(),
+            Err(()) => "***".to_owned(),
+        },
+        _ => arg.to_owned(),
+    }
+}
+
+fn quoted(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:=@,+%".contains(c));
+    if plain {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// The processor's name, from `/proc/cpuinfo` (Linux).
+pub fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("model name"))
+        .and_then(|rest| rest.split_once(':'))
+        .map(|(_, model)| model.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_quoted_and_keeps_no_secret() {
+        let args = [
+            "latchkey",
+            "bench",
+            "--database-url",
+            "postgres://bench:hunter2@127.0.0.1:5432/latchkey_bench",
+            "--token",
+            "lk_ak_secret",
+            "--output",
+            "my results.md",
+        ];
+        assert_eq!(
+            command_line(args.map(String::from)),
+            "latchkey bench --database-url 'postgres://bench:***@127.0.0.1:5432/latchkey_bench' \
+             --token '***' --output 'my results.md'"
+        );
+        assert_eq!(
+            command_line(["latchkey", "--token=lk_ak_x"].map(String::from)),
+            "latchkey '--token=***'"
+        );
+    }
+
+    #[test]
+    fn large_numbers_get_thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+}
