@@ -6,6 +6,8 @@
 //! fresh data directory, SQLite unless `--database-url` says otherwise) and kills it at
 //! the end; `--server` measures one already running on loopback instead. It sets up what
 //! the runs need through the management API, runs each for a fixed time, and stops.
+//! Before each run it waits for the server to go idle, so that work a run leaves behind
+//! (the audit backlog of the grants) is not charged to the next.
 //! Figures are throughput and latency quantiles of one run each; it is a benchmark, not
 //! a test, and it asserts nothing about speed. Any failed request fails the command.
 
@@ -169,7 +171,12 @@ async fn measure_all(fixture: &Fixture, plan: &Plan) -> anyhow::Result<Vec<load:
 }
 
 async fn measure(target: &Target, plan: &Plan) -> anyhow::Result<load::Outcome> {
-    eprintln!("running: {}", target.name);
+    let waited = load::settle(plan.server_pid).await;
+    eprintln!(
+        "running: {} (after {:.1} s for the server to settle)",
+        target.name,
+        waited.as_secs_f64()
+    );
     load::run(target, plan).await
 }
 

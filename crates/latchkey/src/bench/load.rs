@@ -309,6 +309,33 @@ async fn cpu_during(server_pid: Option<u32>, window: Window) -> CpuUse {
     }
 }
 
+/// Waits until the server has finished what the previous run left it (queued audit
+/// writes, for one), so that a run does not pay for the one before: until it uses less
+/// than a tenth of a core over a quarter second, for at most `SETTLE_LIMIT`. Without
+/// its CPU time (a server the bench did not start, or not Linux), waits `SETTLE_BLIND`.
+/// Answers how long it waited.
+pub async fn settle(server_pid: Option<u32>) -> Duration {
+    const STEP: Duration = Duration::from_millis(250);
+    const IDLE_CORES: f64 = 0.1;
+    const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+    const SETTLE_BLIND: Duration = Duration::from_secs(3);
+    let started = Instant::now();
+    let cpu = || server_pid.and_then(|pid| process_cpu_seconds(&pid.to_string()));
+    let Some(mut before) = cpu() else {
+        tokio::time::sleep(SETTLE_BLIND).await;
+        return SETTLE_BLIND;
+    };
+    while started.elapsed() < SETTLE_LIMIT {
+        tokio::time::sleep(STEP).await;
+        let Some(now) = cpu() else { break };
+        if now - before < IDLE_CORES * STEP.as_secs_f64() {
+            break;
+        }
+        before = now;
+    }
+    started.elapsed()
+}
+
 /// USER_HZ, the unit of the times in `/proc`: 100 on every Linux architecture we run on.
 const TICKS_PER_SECOND: f64 = 100.0;
 
