@@ -84,6 +84,55 @@ async fn gateway(app: &TestApp, server: &str, upstream: u16, dead: u16) -> Edge 
     Edge { base, replica }
 }
 
+/// For `count` fresh tokens of `admin`'s tenant acme, issued by `issuer`: the time from
+/// the revoke call (through `admin`) returning to the gateway's first refusal, sorted.
+async fn revocation_latencies(
+    admin: &TestApp,
+    issuer: &TestApp,
+    edge: &Edge,
+    count: usize,
+) -> Vec<Duration> {
+    let mut latencies = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (id, secret) = admin.client("acme", json!({ "roles": ["viewer"] })).await;
+        let granted = issuer.exchange(&id, &secret, &[]).await;
+        let jwt = granted.body["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(
+            call(&edge.base, "/reports", Some(&jwt), "127.0.0.1")
+                .await
+                .0,
+            200
+        );
+        admin
+            .delete(&format!("/v1/tokens/{id}"))
+            .await
+            .assert_status(204);
+        let returned = Instant::now();
+        while call(&edge.base, "/reports", Some(&jwt), "127.0.0.1")
+            .await
+            .0
+            != 401
+        {
+            assert!(
+                returned.elapsed() < Duration::from_secs(5),
+                "refused within 5 s"
+            );
+        }
+        latencies.push(returned.elapsed());
+    }
+    latencies.sort();
+    latencies
+}
+
+fn report(what: &str, latencies: &[Duration]) {
+    eprintln!(
+        "{what}: p50 {:?}, max {:?} over {}",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1],
+        latencies.len()
+    );
+}
+
 fn closed_port() -> u16 {
     let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     socket.local_addr().unwrap().port()
@@ -148,44 +197,10 @@ async fn the_gateway_forwards_identity_and_refuses_a_revoked_token_at_once() {
     assert_eq!(status, 401, "no window after wait=propagated");
 
     // Without wait: the first refusal follows within milliseconds.
-    let mut latencies = Vec::new();
-    for _ in 0..20 {
-        let (id, secret) = app.client("acme", json!({ "roles": ["viewer"] })).await;
-        let jwt = app.exchange(&id, &secret, &[]).await.body["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        assert_eq!(
-            call(&edge.base, "/reports", Some(&jwt), "127.0.0.1")
-                .await
-                .0,
-            200
-        );
-        app.delete(&format!("/v1/tokens/{id}"))
-            .await
-            .assert_status(204);
-        let returned = Instant::now();
-        loop {
-            if call(&edge.base, "/reports", Some(&jwt), "127.0.0.1")
-                .await
-                .0
-                == 401
-            {
-                latencies.push(returned.elapsed());
-                break;
-            }
-            assert!(
-                returned.elapsed() < Duration::from_secs(5),
-                "the gateway refuses within 5 s"
-            );
-        }
-    }
-    latencies.sort();
-    eprintln!(
-        "revoke returned -> first refusal at the gateway: p50 {:?}, max {:?} over {}",
-        latencies[latencies.len() / 2],
-        latencies[latencies.len() - 1],
-        latencies.len()
+    let latencies = revocation_latencies(&app, &app, &edge, 20).await;
+    report(
+        "revoke returned -> first refusal at the gateway",
+        &latencies,
     );
     assert!(edge.replica.last_seq() >= 21);
 }
@@ -271,45 +286,11 @@ async fn a_revocation_on_replica_a_is_refused_by_a_gateway_following_replica_b()
     a.create_tenant("acme").await;
     let upstream = upstream().await;
     let edge = gateway(&a, &b.base, upstream, closed_port()).await;
-    let mut latencies = Vec::new();
-    for _ in 0..20 {
-        // Issued by B (whose URL is the issuer the gateway knows), revoked through A.
-        let (id, secret) = a.client("acme", json!({ "roles": ["viewer"] })).await;
-        let jwt = b.exchange(&id, &secret, &[]).await.body["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        assert_eq!(
-            call(&edge.base, "/reports", Some(&jwt), "127.0.0.1")
-                .await
-                .0,
-            200
-        );
-        a.delete(&format!("/v1/tokens/{id}"))
-            .await
-            .assert_status(204);
-        let returned = Instant::now();
-        loop {
-            if call(&edge.base, "/reports", Some(&jwt), "127.0.0.1")
-                .await
-                .0
-                == 401
-            {
-                latencies.push(returned.elapsed());
-                break;
-            }
-            assert!(
-                returned.elapsed() < Duration::from_secs(5),
-                "refused within 5 s"
-            );
-        }
-    }
-    latencies.sort();
-    eprintln!(
-        "revoke on replica A -> refusal at a gateway following replica B: p50 {:?}, max {:?} over {}",
-        latencies[latencies.len() / 2],
-        latencies[latencies.len() - 1],
-        latencies.len()
+    // Issued by B (whose URL is the issuer the gateway knows), revoked through A.
+    let latencies = revocation_latencies(&a, &b, &edge, 20).await;
+    report(
+        "revoke on replica A -> refusal at a gateway following replica B",
+        &latencies,
     );
     assert!(latencies[latencies.len() / 2] < Duration::from_millis(500));
 }
