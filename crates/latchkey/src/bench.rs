@@ -11,6 +11,7 @@
 //! Figures are throughput and latency quantiles of one run each; it is a benchmark, not
 //! a test, and it asserts nothing about speed. Any failed request fails the command.
 
+mod edge;
 mod load;
 mod report;
 mod server;
@@ -57,6 +58,13 @@ pub struct BenchArgs {
     /// Also append the results as a markdown section to this file.
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Measure the gateway instead: throughput straight to an upstream, through the
+    /// gateway without and with JWT auth, then revocation propagation.
+    #[arg(long)]
+    edge: bool,
+    /// With --edge: how many revocations to time.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    revocations: u64,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -73,6 +81,40 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "latchkey bench: {} connections to http://{}, {} s + {} s warm-up per run",
         plan.connections, plan.address, args.duration, args.warmup
     );
+    if args.edge {
+        let report = edge::run(
+            plan.address,
+            server.admin.clone(),
+            &plan,
+            usize::try_from(args.revocations).unwrap_or(usize::MAX),
+        )
+        .await?;
+        if let Some(child) = server.child {
+            child.stop().await;
+        }
+        let cores = std::thread::available_parallelism().map_or(0, usize::from);
+        let text = report.markdown(&command, cores);
+        println!("{text}");
+        if let Some(path) = &args.output {
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)?;
+            std::io::Write::write_all(
+                &mut file,
+                format!(
+                    "\n## {}: the gateway and revocation propagation\n\n{text}",
+                    now()
+                )
+                .as_bytes(),
+            )?;
+        }
+        let errors: u64 = report.loads.iter().map(|(_, o)| o.errors.total()).sum();
+        if errors > 0 {
+            bail!("{errors} requests failed");
+        }
+        return Ok(());
+    }
     let fixture = setup::prepare(plan.address, server.admin).await?;
     let runs = measure_all(&fixture, &plan).await?;
     if let Some(child) = server.child {

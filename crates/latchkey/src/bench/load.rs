@@ -34,9 +34,9 @@ pub struct Target {
     pub name: &'static str,
     /// The path, e.g. `/oauth/token`.
     pub path: &'static str,
-    /// The whole `Authorization` header value.
+    /// The whole `Authorization` header value; empty sends none.
     pub authorization: String,
-    /// The form body.
+    /// The form body; empty makes the request a GET.
     pub body: String,
     /// Text every good answer's body contains.
     pub expect: &'static str,
@@ -136,8 +136,10 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
     let request = Arc::new(Prepared {
         uri: Uri::from_static(target.path),
         host: HeaderValue::from_str(&plan.address.to_string()).context("host header")?,
-        authorization: HeaderValue::from_str(&target.authorization)
-            .context("authorization header")?,
+        authorization: match target.authorization.as_str() {
+            "" => None,
+            value => Some(HeaderValue::from_str(value).context("authorization header")?),
+        },
         body: Bytes::from(target.body.clone()),
         expect: target.expect,
     });
@@ -175,18 +177,25 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
 struct Prepared {
     uri: Uri,
     host: HeaderValue,
-    authorization: HeaderValue,
+    /// `None` sends no `Authorization` header.
+    authorization: Option<HeaderValue>,
+    /// Empty: a GET; otherwise a form POST.
     body: Bytes,
     expect: &'static str,
 }
 
 impl Prepared {
     fn request(&self) -> Result<Request<Full<Bytes>>, hyper::http::Error> {
-        Request::post(self.uri.clone())
-            .header(HOST, self.host.clone())
-            .header(AUTHORIZATION, self.authorization.clone())
-            .header(CONTENT_TYPE, FORM)
-            .body(Full::new(self.body.clone()))
+        let mut builder = if self.body.is_empty() {
+            Request::get(self.uri.clone())
+        } else {
+            Request::post(self.uri.clone()).header(CONTENT_TYPE, FORM)
+        };
+        builder = builder.header(HOST, self.host.clone());
+        if let Some(authorization) = &self.authorization {
+            builder = builder.header(AUTHORIZATION, authorization.clone());
+        }
+        builder.body(Full::new(self.body.clone()))
     }
 }
 

@@ -217,3 +217,48 @@ fn the_gateway_command_serves_the_routes_of_its_config_file() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn bench_edge_measures_the_gateway_and_revocation_propagation() {
+    let mut command = Command::new(BIN);
+    command
+        .args([
+            "bench",
+            "--edge",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+            "--connections",
+            "2",
+            "--revocations",
+            "5",
+        ])
+        .stdin(Stdio::null());
+    for var in LATCHKEY_VARS {
+        command.env_remove(var);
+    }
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for row in [
+        "upstream directly",
+        "gateway, public route (no auth)",
+        "gateway, JWT auth (cached)",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(row))
+            .unwrap_or_else(|| panic!("no {row} in {stdout}"));
+        let rate: f64 = line.split('|').nth(2).unwrap().trim().parse().unwrap();
+        assert!(rate > 0.0, "{line}");
+    }
+    assert!(
+        stdout.contains("Revocation propagation over 5 revocations"),
+        "{stdout}"
+    );
+}

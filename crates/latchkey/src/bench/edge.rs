@@ -1,0 +1,228 @@
+//! `latchkey bench --edge`: what the gateway costs and how fast a revocation reaches it.
+//!
+//! In one run, on the same machine: a sample upstream answering `ok`, and the gateway in
+//! front of it following the server's revocation feed. Three loads of the same GET:
+//! straight to the upstream, through the gateway on a public route (no authentication),
+//! and through the gateway with a Bearer JWT (verified-token cache hit plus deny-list
+//! lookup on every request). Then `revocations` times: a fresh token's JWT is let
+//! through once, the token is revoked at the server, and the time from the revoke call
+//! returning to the gateway's first refusal is recorded.
+
+use super::load::{self, Outcome, Plan, Target};
+use crate::admin::client::{Client, Credential};
+use anyhow::{Context, bail};
+use latchkey_gateway::{GatewayConfig, assemble};
+use reqwest::Method;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+/// The results of an edge run.
+pub struct EdgeReport {
+    /// (name, outcome) of the three loads.
+    pub loads: Vec<(&'static str, Outcome)>,
+    /// Revocation-to-refusal latencies, sorted.
+    pub propagation: Vec<Duration>,
+}
+
+async fn upstream() -> anyhow::Result<SocketAddr> {
+    let app = axum::Router::new()
+        .route("/reports", axum::routing::get(|| async { "ok" }))
+        .route("/public/ping", axum::routing::get(|| async { "ok" }));
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(address)
+}
+
+/// Runs the edge measurements against the server at `server`.
+pub async fn run(
+    server: SocketAddr,
+    admin: Credential,
+    plan: &Plan,
+    revocations: usize,
+) -> anyhow::Result<EdgeReport> {
+    let base = format!("http://{server}");
+    let client = Client::new(&base, Some(admin))?;
+    client
+        .send(
+            Method::PUT,
+            &["v1", "permissions", "bench:read"],
+            &json!({}),
+        )
+        .await?;
+    client
+        .send(Method::POST, &["v1", "tenants"], &json!({ "id": "edge" }))
+        .await?;
+    let gateway_key = client
+        .send(
+            Method::POST,
+            &["v1", "tenants", "latchkey", "tokens"],
+            &json!({ "name": "bench gateway", "kind": "api_key", "permissions": ["latchkey:introspect"] }),
+        )
+        .await?["api_key"]
+        .as_str()
+        .context("the gateway's api key")?
+        .to_owned();
+    let upstream = upstream().await?;
+    let config = GatewayConfig::from_toml(&format!(
+        "listen = \"127.0.0.1:0\"\nserver = \"{base}\"\ncredential = \"{gateway_key}\"\n\
+         [[route]]\nprefix = \"/reports\"\nupstream = \"http://{upstream}\"\n\
+         scopes = {{ GET = [\"bench:read\"] }}\n\
+         [[route]]\nprefix = \"/public\"\nupstream = \"http://{upstream}\"\npublic = true\n"
+    ))?;
+    let (gateway, replica) = assemble(config).await?;
+    tokio::time::timeout(Duration::from_secs(10), replica.ready())
+        .await
+        .context("the gateway's deny list did not load")?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let edge = listener.local_addr()?;
+    tokio::spawn(async move { gateway.serve(listener, std::future::pending()).await });
+
+    let (id, secret) = client_token(&client).await?;
+    let http = reqwest::Client::new();
+    let jwt = exchange(&http, &base, &id, &secret).await?;
+    let mut loads = Vec::new();
+    for (name, path, address, authorization) in [
+        ("upstream directly", "/reports", upstream, String::new()),
+        (
+            "gateway, public route (no auth)",
+            "/public/ping",
+            edge,
+            String::new(),
+        ),
+        (
+            "gateway, JWT auth (cached)",
+            "/reports",
+            edge,
+            format!("Bearer {jwt}"),
+        ),
+    ] {
+        let target = Target {
+            name,
+            path,
+            authorization,
+            body: String::new(),
+            expect: "ok",
+        };
+        let plan = Plan { address, ..*plan };
+        eprintln!("running: {name}");
+        loads.push((name, load::run(&target, &plan).await?));
+    }
+
+    eprintln!("running: {revocations} revocations");
+    let mut propagation = Vec::with_capacity(revocations);
+    for _ in 0..revocations {
+        let (id, secret) = client_token(&client).await?;
+        let jwt = exchange(&http, &base, &id, &secret).await?;
+        let through = format!("http://{edge}/reports");
+        let status = http.get(&through).bearer_auth(&jwt).send().await?.status();
+        if status != 200 {
+            bail!("a fresh token was refused by the gateway: {status}");
+        }
+        client.delete(&["v1", "tokens", &id]).await?;
+        let returned = Instant::now();
+        loop {
+            let status = http.get(&through).bearer_auth(&jwt).send().await?.status();
+            if status == 401 {
+                break;
+            }
+            if returned.elapsed() > Duration::from_secs(10) {
+                bail!("the gateway still let a revoked token through after 10 s");
+            }
+        }
+        propagation.push(returned.elapsed());
+    }
+    propagation.sort();
+    Ok(EdgeReport { loads, propagation })
+}
+
+async fn client_token(client: &Client) -> anyhow::Result<(String, String)> {
+    let created = client
+        .send(
+            Method::POST,
+            &["v1", "tenants", "edge", "tokens"],
+            &json!({ "name": "bench client", "kind": "client_credentials", "permissions": ["bench:read"] }),
+        )
+        .await?;
+    Ok((
+        created["client_id"]
+            .as_str()
+            .context("client_id")?
+            .to_owned(),
+        created["client_secret"]
+            .as_str()
+            .context("client_secret")?
+            .to_owned(),
+    ))
+}
+
+async fn exchange(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    secret: &str,
+) -> anyhow::Result<String> {
+    let granted: serde_json::Value = http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(granted["access_token"]
+        .as_str()
+        .context("access_token")?
+        .to_owned())
+}
+
+impl EdgeReport {
+    /// The report as text (and markdown: the same table).
+    pub fn markdown(&self, command: &str, cores: usize) -> String {
+        let mut text = format!(
+            "- command: `{command}`\n- machine: {cores} cores; bench, server, gateway and upstream share them\n\n\
+             | load | requests/s | p50 ms | p99 ms | errors | vs upstream |\n| --- | ---: | ---: | ---: | ---: | ---: |\n"
+        );
+        let direct = self.loads.first().map_or(0.0, |(_, o)| o.rate());
+        for (name, outcome) in &self.loads {
+            let ms = |q: f64| {
+                outcome.quantile(q).map_or("-".to_owned(), |d| {
+                    format!("{:.2}", d.as_secs_f64() * 1000.0)
+                })
+            };
+            let ratio = if direct > 0.0 {
+                outcome.rate() / direct
+            } else {
+                0.0
+            };
+            text.push_str(&format!(
+                "| {name} | {:.0} | {} | {} | {} | {ratio:.2} |\n",
+                outcome.rate(),
+                ms(0.5),
+                ms(0.99),
+                outcome.errors.total(),
+            ));
+        }
+        if !self.propagation.is_empty() {
+            let at = |q: f64| {
+                let index = ((self.propagation.len() as f64 * q).ceil() as usize)
+                    .clamp(1, self.propagation.len())
+                    - 1;
+                self.propagation[index].as_secs_f64() * 1000.0
+            };
+            text.push_str(&format!(
+                "\nRevocation propagation over {} revocations (revoke call returned → first 401 at the gateway): \
+                 p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n",
+                self.propagation.len(),
+                at(0.5),
+                at(0.99),
+                at(1.0)
+            ));
+        }
+        text
+    }
+}
