@@ -159,6 +159,7 @@ mod tests {
             scopes: parse_scope("reports:write reports:read").unwrap(),
             jti: None,
             expires_at: None,
+            ip_allowlist: Vec::new(),
         }
     }
 

@@ -17,7 +17,7 @@ use hyper::body::{Body, Bytes};
 use hyper::http::uri::{PathAndQuery, Scheme};
 use hyper::{HeaderMap, Method, Request, Response, Uri, Version};
 use latchkey_core::Timestamp;
-use latchkey_verify::{Clock, Principal, SystemClock, Verifier, VerifyError};
+use latchkey_verify::{Clock, InvalidReason, Principal, SystemClock, Verifier, VerifyError};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -207,6 +207,13 @@ where
     let route = route(table, request.uri().path())?;
     context.route = Some(route.clone());
     context.principal = authenticate(&shared.verifier, &route, request.headers()).await?;
+    if let Some(principal) = context.principal.as_deref()
+        && !principal.allowed_from(context.client)
+    {
+        return Err(ProxyError::Verify(VerifyError::InvalidToken(
+            InvalidReason::AddressNotAllowed,
+        )));
+    }
     authorize(&route, request.method(), context.principal.as_deref())?;
     forward(&shared.upstream, context, &route, request).await
 }
@@ -250,6 +257,7 @@ public = true
             scopes: parse_scope(scope).unwrap(),
             jti: None,
             expires_at: None,
+            ip_allowlist: Vec::new(),
         }
     }
 

@@ -17,6 +17,9 @@ use axum::response::IntoResponse;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidReason {
+    /// The token may only be used from other addresses (its IP allowlist).
+    #[error("the token is not allowed from this address")]
+    AddressNotAllowed,
     /// Longer than the configured maximum; refused before any decoding.
     #[error("token exceeds the size limit")]
     TooLarge,

@@ -230,6 +230,17 @@ fn principal(answer: &Map<String, Value>, exp: Option<i64>) -> Option<Principal>
     } else {
         TokenOwnerType::Tenant
     };
+    let ip_allowlist = match answer.get("ip_allowlist") {
+        None => Vec::new(),
+        Some(Value::Array(networks)) => networks
+            .iter()
+            .map(|net| {
+                net.as_str()
+                    .and_then(|n| latchkey_core::cidr::IpNet::parse(n).ok())
+            })
+            .collect::<Option<Vec<_>>>()?,
+        Some(_) => return None,
+    };
     Some(Principal {
         token_id,
         tenant,
@@ -239,5 +250,6 @@ fn principal(answer: &Map<String, Value>, exp: Option<i64>) -> Option<Principal>
         scopes,
         jti: None,
         expires_at: exp,
+        ip_allowlist,
     })
 }

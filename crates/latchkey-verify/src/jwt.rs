@@ -284,6 +284,7 @@ fn principal(claims: Claims, kind: TokenKind) -> Result<Principal, InvalidReason
         scopes,
         jti: Some(claims.jti),
         expires_at: claims.exp,
+        ip_allowlist: Vec::new(),
     })
 }
 

@@ -45,6 +45,7 @@
 //! #     token_id: TokenId::from_u128(7), tenant: TenantId::parse("acme").unwrap(),
 //! #     user: None, owner: TokenOwnerType::Tenant, kind: TokenKind::ApiKey,
 //! #     scopes: parse_scope("reports:read").unwrap(), jti: None, expires_at: None,
+//! #     ip_allowlist: Vec::new(),
 //! # };
 //! let denied = Scopes::all_of(["reports:write"]).check(&principal).unwrap_err();
 //! assert_eq!(denied.status(), 403);

@@ -43,9 +43,19 @@ pub struct Principal {
     pub jti: Option<String>,
     /// Expiry in seconds since the epoch, when the token has one.
     pub expires_at: Option<i64>,
+    /// Client networks the token may be used from, when the issuer said (introspected
+    /// credentials); empty means no restriction known here. Access JWTs were checked
+    /// against it when they were issued.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ip_allowlist: Vec<latchkey_core::cidr::IpNet>,
 }
 
 impl Principal {
+    /// True when the token may be used from `ip`.
+    pub fn allowed_from(&self, ip: std::net::IpAddr) -> bool {
+        latchkey_core::cidr::allows(&self.ip_allowlist, ip)
+    }
+
     /// True when the principal holds `scope`.
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|held| held.as_str() == scope)
@@ -155,6 +165,7 @@ mod tests {
             scopes: parse_scope(scope).unwrap(),
             jti: None,
             expires_at: None,
+            ip_allowlist: Vec::new(),
         }
     }
 

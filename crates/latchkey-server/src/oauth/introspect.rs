@@ -198,5 +198,10 @@ fn describe(
     }
     body.insert("token_type".into(), json!("Bearer"));
     body.insert("iss".into(), json!(state.settings().public_url));
+    // An extension member: the networks the token may be used from, so that a gateway
+    // can enforce them against the client it sees (introspection sees the gateway).
+    if !token.ip_allowlist.is_empty() {
+        body.insert("ip_allowlist".into(), json!(token.ip_allowlist));
+    }
     body
 }

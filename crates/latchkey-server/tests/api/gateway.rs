@@ -294,3 +294,48 @@ async fn a_revocation_on_replica_a_is_refused_by_a_gateway_following_replica_b()
     );
     assert!(latencies[latencies.len() / 2] < Duration::from_millis(500));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_enforces_an_api_keys_ip_allowlist_against_its_client() {
+    let app = TestApp::sqlite().await;
+    app.seed_catalogue().await;
+    app.create_tenant("acme").await;
+    let upstream = upstream().await;
+    let edge = gateway(&app, &app.base, upstream, closed_port()).await;
+    let key = |allow: &'static str| {
+        let app = &app;
+        async move {
+            let created = app
+                .create_tenant_token(
+                    "acme",
+                    json!({ "name": allow, "kind": "api_key", "roles": ["viewer"], "ip_allowlist": [allow] }),
+                )
+                .await;
+            created["api_key"].as_str().unwrap().to_owned()
+        }
+    };
+    let elsewhere = key("10.0.0.0/8").await;
+    let loopback = key("127.0.0.2/32").await;
+    assert_eq!(
+        app.introspect(&elsewhere).await["ip_allowlist"],
+        json!(["10.0.0.0/8"])
+    );
+    assert_eq!(
+        call(&edge.base, "/reports", Some(&elsewhere), "127.0.0.1")
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        call(&edge.base, "/reports", Some(&loopback), "127.0.0.1")
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        call(&edge.base, "/reports", Some(&loopback), "127.0.0.2")
+            .await
+            .0,
+        200
+    );
+}
