@@ -4,7 +4,7 @@
 use super::tenants::visible_tenant;
 use super::{ListBody, path_param};
 use crate::auth::Caller;
-use crate::extract::{ApiJson, ListQuery, parse_json};
+use crate::extract::{ApiJson, ListQuery};
 use crate::oauth::token;
 use crate::problem::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -366,8 +366,10 @@ pub async fn rename(
     let name = body
         .get(MUTABLE_FIELD)
         .ok_or_else(|| ApiError::field(MUTABLE_FIELD, "is required"))?;
-    let name: TokenName = parse_json(name.to_string().as_bytes())
-        .map_err(|_| ApiError::field(MUTABLE_FIELD, "must be 1–200 characters and not blank"))?;
+    let name = name
+        .as_str()
+        .ok_or_else(|| ApiError::field(MUTABLE_FIELD, "must be a string"))
+        .and_then(|text| TokenName::parse(text).map_err(|e| ApiError::field(MUTABLE_FIELD, e)))?;
     let renamed = state
         .store()
         .rename_token(token.id, &name, &caller.audit(&state))

@@ -181,8 +181,9 @@ pub async fn authenticate(
     }
 }
 
-/// Audits a failed authentication. The client id is what was presented, cut short; the
-/// secret never appears.
+/// Audits a failed authentication. The actor is the presented client id only when it is
+/// a well-formed one: whatever else was sent there (a secret pasted into the wrong
+/// field, say) never reaches the audit trail.
 pub async fn record_failure(
     state: &AppState,
     parts: &Parts,
@@ -192,7 +193,9 @@ pub async fn record_failure(
 ) {
     let meta = crate::extract::client_meta(parts);
     let context = AuditContext {
-        actor: client_id.chars().take(64).collect(),
+        actor: TokenId::parse(client_id)
+            .map(|id| id.to_string())
+            .unwrap_or_else(|_| "malformed client_id".to_owned()),
         actor_user: None,
         ip: meta.ip.map(|ip| ip.to_string()),
         user_agent: meta.user_agent,
