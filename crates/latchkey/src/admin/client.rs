@@ -82,8 +82,7 @@ impl Client {
 
     /// `GET`s one resource.
     pub async fn get(&self, segments: &[&str]) -> anyhow::Result<Value> {
-        let response = self.execute(self.request(Method::GET, segments)?).await?;
-        self.required(response)
+        self.get_query(segments, &[]).await
     }
 
     /// `GET`s a resource with query parameters.

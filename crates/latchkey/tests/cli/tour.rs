@@ -5,10 +5,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[test]
-fn the_demo_walks_the_whole_flow_and_ends_with_a_refusal() {
+/// Runs `latchkey ARGS` with no LATCHKEY_* variables, expects success, answers stdout.
+fn succeeds(args: &[&str]) -> String {
     let mut command = Command::new(BIN);
-    command.arg("demo").stdin(Stdio::null());
+    command.args(args).stdin(Stdio::null());
     for var in LATCHKEY_VARS {
         command.env_remove(var);
     }
@@ -19,6 +19,12 @@ fn the_demo_walks_the_whole_flow_and_ends_with_a_refusal() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    stdout
+}
+
+#[test]
+fn the_demo_walks_the_whole_flow_and_ends_with_a_refusal() {
+    let stdout = succeeds(&["demo"]);
     for expected in [
         "exchange client credentials for a JWT",
         "200 OK",
@@ -220,31 +226,18 @@ fn the_gateway_command_serves_the_routes_of_its_config_file() {
 
 #[test]
 fn bench_edge_measures_the_gateway_and_revocation_propagation() {
-    let mut command = Command::new(BIN);
-    command
-        .args([
-            "bench",
-            "--edge",
-            "--duration",
-            "1",
-            "--warmup",
-            "0",
-            "--connections",
-            "2",
-            "--revocations",
-            "5",
-        ])
-        .stdin(Stdio::null());
-    for var in LATCHKEY_VARS {
-        command.env_remove(var);
-    }
-    let output = command.output().unwrap();
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = succeeds(&[
+        "bench",
+        "--edge",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--connections",
+        "2",
+        "--revocations",
+        "5",
+    ]);
     for row in [
         "upstream directly",
         "gateway, public route (no auth)",
