@@ -128,7 +128,7 @@ pub async fn authenticate_bearer(
     parts: &Parts,
     state: &AppState,
 ) -> ApiResult<(Arc<CachedToken>, PermissionSet, crate::extract::ClientMeta)> {
-    let meta = client_meta(parts);
+    let meta = client_meta(parts, state);
     let presented = bearer(parts)?;
     let (cached, granted) = if looks_like_jwt(state, presented) {
         authenticate_access_token(state, presented, meta.ip).await?

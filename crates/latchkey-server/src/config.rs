@@ -1,7 +1,8 @@
 //! Server configuration: built from defaults, then a TOML file, then environment
 //! variables and flags (the CLI merges those). Every key is documented in the README.
 
-use serde::Deserialize;
+use latchkey_core::cidr::IpNet;
+use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -63,6 +64,10 @@ pub struct Config {
     pub audit_authentications: bool,
     /// Usage aggregates older than this are deleted.
     pub usage_retention_days: i64,
+    /// Reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For` is believed;
+    /// from any other peer the header is ignored. Empty by default.
+    #[serde(deserialize_with = "trusted_proxies")]
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for Config {
@@ -92,6 +97,7 @@ impl Default for Config {
             revocation_heartbeat_seconds: 5,
             audit_authentications: true,
             usage_retention_days: 90,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -129,4 +135,49 @@ impl Config {
 
 fn toml_from_str(text: &str) -> Result<Config, String> {
     toml::from_str(text).map_err(|e| e.to_string())
+}
+
+/// Parses `trusted_proxies`, naming the key in the error: a typo here silently changes
+/// which addresses the audit trail and the allowlists see, so it must stop the start.
+fn trusted_proxies<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<IpNet>, D::Error> {
+    let texts = Vec::<String>::deserialize(deserializer)?;
+    parse_trusted_proxies(texts.iter().map(String::as_str))
+        .map_err(|e| serde::de::Error::custom(format!("trusted_proxies: {e}")))
+}
+
+/// Parses a list of proxy addresses or CIDR networks (`10.0.0.0/8`, `192.0.2.7`).
+pub fn parse_trusted_proxies<'a>(
+    texts: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<IpNet>, String> {
+    texts
+        .into_iter()
+        .map(|text| IpNet::parse(text.trim()).map_err(|e| e.to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trusted_proxies_are_read_from_toml_and_default_to_none() {
+        assert!(Config::default().trusted_proxies.is_empty());
+        let config = Config::from_toml(r#"trusted_proxies = ["10.0.0.0/8", "192.0.2.7"]"#).unwrap();
+        let shown: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32"]);
+    }
+
+    #[test]
+    fn an_invalid_trusted_proxy_names_the_key() {
+        let error = Config::from_toml("trusted_proxies = [\n  \"10.0.0.0/8\",\n  \"nope\",\n]")
+            .unwrap_err();
+        assert!(
+            error.contains("trusted_proxies: `nope` is not an IP address"),
+            "{error}"
+        );
+    }
 }

@@ -1,12 +1,18 @@
 //! Request extractors that turn wire input into domain values at the boundary, and
 //! every rejection into the problem format: bodies (JSON only, at most 64 KiB, unknown
 //! fields refused, the offending field named), queries, and who the client is.
+//!
+//! The client's IP is the socket peer unless that peer is a configured trusted proxy;
+//! only then is `X-Forwarded-For` read (see [`client_ip`]). Audit events, token IP
+//! allowlists and the per-IP throttle all use that one answer.
 
 use crate::problem::ApiError;
+use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use latchkey_core::cidr::IpNet;
 use serde::de::DeserializeOwned;
 use std::net::{IpAddr, SocketAddr};
 
@@ -90,23 +96,26 @@ fn strip_position(error: &serde_json::Error) -> String {
 /// The client's address and agent, for the audit trail.
 #[derive(Debug, Clone, Default)]
 pub struct ClientMeta {
-    /// The peer's IP address.
+    /// The client's IP address, as [`client_ip`] determines it.
     pub ip: Option<IpAddr>,
     /// The `User-Agent` header, cut to 256 characters.
     pub user_agent: Option<String>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientMeta {
+impl FromRequestParts<AppState> for ClientMeta {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(client_meta(parts))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(client_meta(parts, state))
     }
 }
 
-/// Reads the peer address (when the server was started with connect info) and agent.
-pub fn client_meta(parts: &Parts) -> ClientMeta {
-    let ip = parts
+/// Reads the client address (when the server was started with connect info) and agent.
+pub fn client_meta(parts: &Parts, state: &AppState) -> ClientMeta {
+    let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0.ip());
@@ -115,7 +124,43 @@ pub fn client_meta(parts: &Parts) -> ClientMeta {
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|agent| agent.chars().take(256).collect());
-    ClientMeta { ip, user_agent }
+    ClientMeta {
+        ip: peer.map(|peer| client_ip(peer, &parts.headers, &state.settings().trusted_proxies)),
+        user_agent,
+    }
+}
+
+/// The client of a request that arrived from `peer`.
+///
+/// From a peer outside `trusted_proxies` (or with none configured) that is the peer
+/// itself, and `X-Forwarded-For` is ignored: anyone can send it. From a trusted proxy,
+/// the addresses of every `X-Forwarded-For` header (in order, comma-separated) are read
+/// from the right, the end the proxies appended to, skipping trusted proxies; the first
+/// other address is the client, and the leftmost when all are trusted. An entry that is
+/// not a plain IPv4 or IPv6 address ends the walk at the last address accepted (or the
+/// peer): nothing to the left of it was written by a proxy we trust.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpNet]) -> IpAddr {
+    let trusted = |ip: IpAddr| trusted_proxies.iter().any(|net| net.contains(ip));
+    if !trusted(peer) {
+        return peer;
+    }
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        // A value that is not text is garbage as a whole; "" stands for it.
+        .flat_map(|value| value.to_str().unwrap_or("").split(','))
+        .collect();
+    let mut client = peer;
+    for entry in entries.into_iter().rev() {
+        let Ok(ip) = entry.trim().parse::<IpAddr>() else {
+            break;
+        };
+        client = ip;
+        if !trusted(ip) {
+            break;
+        }
+    }
+    client
 }
 
 /// Query parameters of list endpoints.
@@ -203,6 +248,131 @@ fn percent_decode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    fn nets(texts: &[&str]) -> Vec<IpNet> {
+        texts.iter().map(|t| IpNet::parse(t).unwrap()).collect()
+    }
+
+    /// Headers with one `X-Forwarded-For` line per value.
+    fn forwarded(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    const PROXY: &str = "10.0.0.5";
+
+    fn behind_proxy(values: &[&str]) -> IpAddr {
+        client_ip(ip(PROXY), &forwarded(values), &nets(&["10.0.0.0/24"]))
+    }
+
+    #[test]
+    fn without_trusted_proxies_the_header_is_ignored() {
+        let headers = forwarded(&["203.0.113.9"]);
+        assert_eq!(client_ip(ip(PROXY), &headers, &[]), ip(PROXY));
+    }
+
+    #[test]
+    fn an_untrusted_peer_cannot_spoof_its_address() {
+        let headers = forwarded(&["203.0.113.9"]);
+        let trusted = nets(&["10.0.0.0/24"]);
+        assert_eq!(
+            client_ip(ip("198.51.100.7"), &headers, &trusted),
+            ip("198.51.100.7")
+        );
+    }
+
+    #[test]
+    fn a_trusted_peer_names_the_client() {
+        assert_eq!(behind_proxy(&["203.0.113.9"]), ip("203.0.113.9"));
+        assert_eq!(behind_proxy(&[" 203.0.113.9 "]), ip("203.0.113.9"));
+        assert_eq!(behind_proxy(&[]), ip(PROXY), "no header: the peer");
+    }
+
+    #[test]
+    fn trusted_proxies_in_the_chain_are_skipped() {
+        assert_eq!(behind_proxy(&["203.0.113.9, 10.0.0.7"]), ip("203.0.113.9"));
+    }
+
+    #[test]
+    fn what_the_client_wrote_left_of_its_address_is_ignored() {
+        assert_eq!(
+            behind_proxy(&["203.0.113.9, 198.51.100.7"]),
+            ip("198.51.100.7")
+        );
+    }
+
+    #[test]
+    fn when_every_address_is_trusted_the_leftmost_is_the_client() {
+        assert_eq!(behind_proxy(&["10.0.0.8, 10.0.0.7"]), ip("10.0.0.8"));
+    }
+
+    #[test]
+    fn a_malformed_entry_ends_the_walk() {
+        assert_eq!(
+            behind_proxy(&["203.0.113.9, garbage, 10.0.0.7"]),
+            ip("10.0.0.7")
+        );
+        assert_eq!(behind_proxy(&["203.0.113.9, unknown"]), ip(PROXY));
+        assert_eq!(behind_proxy(&["203.0.113.9,"]), ip(PROXY), "empty entry");
+        assert_eq!(behind_proxy(&["203.0.113.9:443"]), ip(PROXY), "with a port");
+        assert_eq!(behind_proxy(&["[2001:db8::1]"]), ip(PROXY), "in brackets");
+        let mut headers = forwarded(&["203.0.113.9"]);
+        headers.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\xff10.0.0.7").unwrap(),
+        );
+        let trusted = nets(&["10.0.0.0/24"]);
+        assert_eq!(
+            client_ip(ip(PROXY), &headers, &trusted),
+            ip(PROXY),
+            "not text"
+        );
+    }
+
+    #[test]
+    fn several_header_lines_read_as_one_list() {
+        assert_eq!(
+            behind_proxy(&["198.51.100.7, 203.0.113.9", "10.0.0.7"]),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            behind_proxy(&["203.0.113.9", "10.0.0.7, 10.0.0.8"]),
+            ip("203.0.113.9")
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_and_proxies_work() {
+        let trusted = nets(&["2001:db8:ffff::/48"]);
+        let headers = forwarded(&["2001:db8::1, 2001:db8:ffff::2"]);
+        assert_eq!(
+            client_ip(ip("2001:db8:ffff::1"), &headers, &trusted),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            behind_proxy(&["2001:db8::7"]),
+            ip("2001:db8::7"),
+            "an IPv6 client behind an IPv4 proxy"
+        );
+        let mapped = client_ip(
+            ip("::ffff:10.0.0.5"),
+            &forwarded(&["203.0.113.9"]),
+            &nets(&["10.0.0.0/24"]),
+        );
+        assert_eq!(
+            mapped,
+            ip("203.0.113.9"),
+            "an IPv4-mapped peer matches IPv4 networks"
+        );
+    }
 
     #[test]
     fn form_pairs_decode_percent_and_plus() {

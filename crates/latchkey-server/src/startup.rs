@@ -86,6 +86,7 @@ impl Application {
             max_refresh_families: config.max_refresh_families,
             key_rotation_seconds: config.key_rotation_seconds.max(1),
             usage_retention_days: config.usage_retention_days.max(1),
+            trusted_proxies: config.trusted_proxies.clone(),
         };
         let store: Arc<dyn latchkey_core::store::Store> = Arc::new(store);
         let audit = AuditQueue::start(store.clone(), config.audit_authentications);

@@ -8,6 +8,7 @@ use crate::oauth::throttle::Throttle;
 use crate::problem::ApiResult;
 use crate::revocation::RevocationHub;
 use aws_lc_rs::rand::SystemRandom;
+use latchkey_core::cidr::IpNet;
 use latchkey_core::secret::SecretCodec;
 use latchkey_core::store::Store;
 use latchkey_core::token::Token;
@@ -36,6 +37,8 @@ pub struct Settings {
     pub key_rotation_seconds: i64,
     /// Usage aggregates are kept this long.
     pub usage_retention_days: i64,
+    /// Peers whose `X-Forwarded-For` names the client (see [`crate::extract::client_ip`]).
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// Shared state, cheap to clone.

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::Args;
+use latchkey_server::config::parse_trusted_proxies;
 use latchkey_server::{Application, Config};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +28,10 @@ pub struct ServeArgs {
     /// On first start, also write the root key to this file (mode 0600).
     #[arg(long, env = "LATCHKEY_ROOT_KEY_FILE")]
     root_key_file: Option<PathBuf>,
+    /// Reverse proxies whose X-Forwarded-For is believed: addresses or CIDR networks,
+    /// comma-separated [default: none].
+    #[arg(long, env = "LATCHKEY_TRUSTED_PROXIES", value_name = "CIDRS")]
+    trusted_proxies: Option<String>,
 }
 
 impl ServeArgs {
@@ -53,6 +58,12 @@ impl ServeArgs {
         }
         if self.root_key_file.is_some() {
             config.root_key_file = self.root_key_file;
+        }
+        if let Some(list) = &self.trusted_proxies {
+            let entries = list.split(',').filter(|entry| !entry.trim().is_empty());
+            config.trusted_proxies = parse_trusted_proxies(entries).map_err(|e| {
+                anyhow::anyhow!("--trusted-proxies / LATCHKEY_TRUSTED_PROXIES: {e}")
+            })?;
         }
         Ok(config)
     }
@@ -104,4 +115,43 @@ pub async fn shutdown_signal() {
         let _ = interrupt.await;
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn config(args: &[&str]) -> anyhow::Result<Config> {
+        let args = std::iter::once("serve").chain(args.iter().copied());
+        Cli::parse_from(args).serve.into_config()
+    }
+
+    #[test]
+    fn trusted_proxies_are_a_comma_separated_list() {
+        let config = config(&["--trusted-proxies", "10.0.0.0/8, 192.0.2.7,"]).unwrap();
+        let shown: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32"]);
+    }
+
+    #[test]
+    fn an_invalid_trusted_proxy_stops_the_start_naming_the_setting() {
+        let error = config(&["--trusted-proxies", "10.0.0.0/8,nope"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "--trusted-proxies / LATCHKEY_TRUSTED_PROXIES: `nope` is not an IP address or CIDR network"
+        );
+    }
 }

@@ -8,9 +8,9 @@
 
 use super::error::{OAuthError, OAuthResult};
 use crate::cache::CachedToken;
-use crate::extract::{BODY_LIMIT, form_pairs};
+use crate::extract::{BODY_LIMIT, client_meta, form_pairs};
 use crate::state::AppState;
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
@@ -20,7 +20,7 @@ use latchkey_core::secret::{SecretType, StoredSecret};
 use latchkey_core::token::TokenKind;
 use latchkey_core::{TokenId, cidr};
 use serde_json::json;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
 /// A decoded `application/x-www-form-urlencoded` body.
@@ -80,14 +80,6 @@ pub async fn read_form(request: Request) -> OAuthResult<(Parts, Form)> {
             pairs: form_pairs(text),
         },
     ))
-}
-
-/// The peer address of a request.
-pub fn peer_ip(parts: &Parts) -> Option<IpAddr> {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip())
 }
 
 /// The credentials a client presented, by either method.
@@ -158,7 +150,7 @@ pub async fn authenticate(
     parts: &Parts,
     form: &Form,
 ) -> OAuthResult<Arc<CachedToken>> {
-    let ip = peer_ip(parts);
+    let ip = client_meta(parts, state).ip;
     let presented = presented(&parts.headers, form)?;
     if let Some(wait) = state.throttle().blocked(&presented.client_id, ip) {
         record_failure(state, parts, &presented.client_id, None, "throttled").await;
@@ -191,7 +183,7 @@ pub async fn record_failure(
     tenant: Option<&str>,
     reason: &'static str,
 ) {
-    let meta = crate::extract::client_meta(parts);
+    let meta = client_meta(parts, state);
     let context = AuditContext {
         actor: TokenId::parse(client_id)
             .map(|id| id.to_string())

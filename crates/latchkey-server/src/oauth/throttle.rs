@@ -1,7 +1,9 @@
 //! Throttling of failed client authentications: per client id and per client IP, in
 //! fixed one-minute windows. Only failures count, so a client with the right secret is
 //! never slowed by someone else's guessing, unless they share an address that itself
-//! crossed the (higher) per-IP limit.
+//! crossed the (higher) per-IP limit. The IP is the client's as
+//! [`crate::extract::client_ip`] finds it, so clients behind a trusted proxy are counted
+//! apart rather than as the proxy.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -1,9 +1,10 @@
 //! `POST /oauth/token`: `client_credentials` and `refresh_token` grants.
 
-use super::client::{Form, authenticate, peer_ip, read_form};
+use super::client::{Form, authenticate, read_form};
 use super::error::{OAuthError, OAuthResult};
 use super::jwt;
 use crate::cache::CachedToken;
+use crate::extract::client_meta;
 use crate::problem::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::extract::{Request, State};
@@ -46,11 +47,12 @@ async fn grant(state: &AppState, request: Request) -> OAuthResult<Response> {
 
 /// The audit context of a client's request.
 pub fn client_context(state: &AppState, parts: &Parts, client: &Token) -> AuditContext {
+    let meta = client_meta(parts, state);
     AuditContext {
         actor: client.id.to_string(),
         actor_user: client.owner.user_id().map(ToString::to_string),
-        ip: peer_ip(parts).map(|ip| ip.to_string()),
-        user_agent: crate::extract::client_meta(parts).user_agent,
+        ip: meta.ip.map(|ip| ip.to_string()),
+        user_agent: meta.user_agent,
         at: state.now(),
     }
 }

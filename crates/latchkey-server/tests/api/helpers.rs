@@ -298,6 +298,16 @@ impl TestApp {
         read(request.send().await.expect("request")).await
     }
 
+    /// A request builder on the test client, for calls that need their own headers.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base))
+    }
+
+    /// Sends a request from [`Self::request`] and reads the reply.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        read(request.send().await.expect("request")).await
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
         self.call(Method::GET, path, Some(&self.root_key), None)
             .await
@@ -618,6 +628,27 @@ macro_rules! both_backends {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 if let Some(app) = $crate::helpers::TestApp::postgres().await {
+                    super::$name(app).await
+                }
+            }
+        }
+    )*};
+}
+
+/// Like [`both_backends!`], on servers whose configuration `configure` (a function of the
+/// calling module) changes.
+#[macro_export]
+macro_rules! both_backends_with {
+    ($configure:ident; $($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::TestApp::sqlite_with(super::$configure).await).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(app) = $crate::helpers::TestApp::postgres_with(super::$configure).await {
                     super::$name(app).await
                 }
             }

@@ -16,6 +16,7 @@ mod bodies;
 mod catalogue;
 mod members;
 mod oauth;
+mod proxies;
 mod replicas;
 mod revocations;
 mod secrets;

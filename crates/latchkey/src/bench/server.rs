@@ -22,13 +22,14 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const QUOTED_LINES: usize = 20;
 
 /// Variables of `latchkey serve` that the child must not inherit.
-const SERVE_VARS: [&str; 6] = [
+const SERVE_VARS: [&str; 7] = [
     "LATCHKEY_LISTEN",
     "LATCHKEY_DATA_DIR",
     "LATCHKEY_PUBLIC_URL",
     "LATCHKEY_DATABASE_URL",
     "LATCHKEY_CONFIG",
     "LATCHKEY_ROOT_KEY_FILE",
+    "LATCHKEY_TRUSTED_PROXIES",
 ];
 
 /// A `latchkey serve` started by the bench.
