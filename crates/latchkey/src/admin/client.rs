@@ -97,6 +97,38 @@ impl Client {
         self.required(response)
     }
 
+    /// `GET`s a resource the credential may not be allowed to read: `None` where the
+    /// server answers 403 or 404, for callers that can do without it.
+    pub async fn get_query_if_allowed(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> anyhow::Result<Option<Value>> {
+        let response = self
+            .request(Method::GET, segments)?
+            .query(query)
+            .send()
+            .await
+            .map_err(|error| self.transport_error(&error))?;
+        let status = response.status();
+        if matches!(status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND) {
+            return Ok(None);
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| self.transport_error(&error))?;
+        if !status.is_success() {
+            return Err(problem_error(status, &body));
+        }
+        serde_json::from_slice(&body).map(Some).with_context(|| {
+            format!(
+                "the server at {} answered {status} with a body that is not JSON",
+                self.server
+            )
+        })
+    }
+
     /// `GET`s a resource that is not JSON (the audit chain's JSON lines) as text.
     pub async fn get_text(
         &self,

@@ -69,6 +69,51 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>, empty: &str) -> String {
         .join("\n")
 }
 
+/// The width text output keeps to, where it can.
+pub const WIDTH: usize = 100;
+
+/// `label`, padded to `indent` columns, then `words` joined by spaces and wrapped to
+/// [`WIDTH`] between words, continuation lines indented. A word may hold spaces (a list
+/// entry such as `203.0.113.9 (1,204)`) and is never split; one longer than a line gets
+/// a line of its own.
+pub fn paragraph(label: &str, indent: usize, words: &[String]) -> String {
+    let mut lines = Vec::new();
+    let mut line = format!("{label:indent$}");
+    let mut width = line.chars().count();
+    let mut first = true;
+    for word in words {
+        let len = word.chars().count();
+        if !first && width + 1 + len > WIDTH {
+            lines.push(line);
+            line = " ".repeat(indent);
+            width = indent;
+            first = true;
+        }
+        if !first {
+            line.push(' ');
+            width += 1;
+        }
+        line.push_str(word);
+        width += len;
+        first = false;
+    }
+    lines.push(line);
+    lines.join("\n")
+}
+
+/// A count with its thousands separated by commas: `1,204`.
+pub fn thousands(count: u64) -> String {
+    let digits = count.to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    grouped
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +139,37 @@ mod tests {
         assert_eq!(text(&json!(["a", "b"])), "a, b");
         assert_eq!(text(&json!(900)), "900");
         assert_eq!(text(&json!("x\u{1b}[2J")), "x [2J");
+    }
+
+    #[test]
+    fn paragraphs_wrap_between_words_under_the_label() {
+        let words: Vec<String> = ["alpha", "beta gamma", "delta"].map(str::to_owned).to_vec();
+        assert_eq!(paragraph("WHO", 7, &words), "WHO    alpha beta gamma delta");
+        let long: Vec<String> = (0..30).map(|n| format!("entry-{n:02},")).collect();
+        let wrapped = paragraph("WHERE", 7, &long);
+        let lines: Vec<&str> = wrapped.lines().collect();
+        assert_eq!(lines.len(), 4, "{wrapped}");
+        assert!(
+            lines[0].starts_with("WHERE  entry-00, entry-01,"),
+            "{wrapped}"
+        );
+        assert!(lines[1].starts_with("       entry-"), "{wrapped}");
+        assert!(
+            lines.iter().all(|l| l.chars().count() <= WIDTH),
+            "{wrapped}"
+        );
+        let words: Vec<String> = ["x".repeat(120), "y".to_owned()].to_vec();
+        assert_eq!(
+            paragraph("HOW", 7, &words),
+            format!("HOW    {}\n       y", "x".repeat(120))
+        );
+    }
+
+    #[test]
+    fn counts_group_their_thousands() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_204), "1,204");
+        assert_eq!(thousands(12_345_678), "12,345,678");
     }
 }

@@ -3,15 +3,30 @@
 //! Secrets: the create response is the only one that carries a secret, and `create` is
 //! the only command that prints one, once, labelled and with a warning. Everything else
 //! shows at most the server's `secret_hint`.
+//!
+//! `show` answers the five Ws of a token on one screen: WHO created it (its
+//! `token.created` audit event), WHEN, WHAT it grants, WHERE it was used from and HOW
+//! (its usage by address and by route over the last `--days`). Fetching and printing are
+//! apart: [`show_text`] only formats what was fetched.
 
 use super::Format;
 use super::client::{Client, printable};
-use super::output::{emit, fields, items, table, text};
+use super::output::{emit, fields, items, paragraph, table, text, thousands};
 use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
+use latchkey_core::Timestamp;
 use reqwest::Method;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
+
+/// The longest usage window the server answers, in days.
+const MAX_DAYS: i64 = 31;
+
+/// How many addresses or routes `show` names before counting the rest.
+const LISTED: usize = 10;
+
+/// The longest user agent `show` prints; `--json` has all of it.
+const MAX_AGENT: usize = 80;
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -26,10 +41,13 @@ pub enum TokenCommand {
         #[arg(long)]
         user: Option<String>,
     },
-    /// Show one token.
+    /// Show who created a token, when, what it grants, and where from and how it is used.
     Show {
         /// The token id.
         id: String,
+        /// Count usage over this many days up to now (the server keeps at most 31).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=MAX_DAYS))]
+        days: u32,
     },
     /// Change a token's display name, the only thing about it that can change.
     Rename {
@@ -173,9 +191,9 @@ pub async fn run(client: &Client, format: Format, command: TokenCommand) -> anyh
             let list = client.list_all(&path).await?;
             emit(format, &list, list_text);
         }
-        TokenCommand::Show { id } => {
-            let token = client.get(&["v1", "tokens", &id]).await?;
-            emit(format, &token, show_text);
+        TokenCommand::Show { id, days } => {
+            let report = show(client, &id, days).await?;
+            emit(format, &report, |report| show_text(report, days));
         }
         TokenCommand::Rename { id, name } => {
             let token = client
@@ -257,37 +275,296 @@ fn list_text(list: &Value) -> String {
     )
 }
 
-fn show_text(token: &Value) -> String {
-    let mut rows = vec![
-        ("id", text(&token["id"])),
-        ("name", text(&token["name"])),
-        ("kind", text(&token["kind"])),
-        ("owner", owner(token)),
+/// Everything `show` prints: `{"token", "created", "usage": {"since", "until", "by_ip",
+/// "by_route"}}`, where `created` is the `token.created` audit event, or null when the
+/// credential may not read it or there is none.
+async fn show(client: &Client, id: &str, days: u32) -> anyhow::Result<Value> {
+    // First alone, so that an unknown token fails with the token's own 404.
+    let token = client.get(&["v1", "tokens", id]).await?;
+    let window = window(now(), days);
+    let creation = [
+        ("token_id", id.to_owned()),
+        ("action", "token.created".to_owned()),
+        ("limit", "1".to_owned()),
     ];
-    rows.extend(
-        [
-            "roles",
-            "permissions",
-            "created_by",
-            "created_at",
-            "expires_at",
-            "revoked_at",
-            "last_used_at",
-            "last_used_ip",
-            "ip_allowlist",
-            "access_token_ttl_seconds",
-            "refresh_tokens",
-            "secret_hint",
-        ]
+    let (created, by_ip, by_route) = tokio::try_join!(
+        client.get_query_if_allowed(&["v1", "audit"], &creation),
+        usage(client, id, &window, "ip"),
+        usage(client, id, &window, "route"),
+    )?;
+    let created = created
+        .and_then(|page| items(&page).first().cloned())
+        .unwrap_or(Value::Null);
+    Ok(json!({
+        "token": token,
+        "created": created,
+        "usage": {
+            "since": by_ip["since"],
+            "until": by_ip["until"],
+            "by_ip": totals(&by_ip),
+            "by_route": totals(&by_route),
+        },
+    }))
+}
+
+/// Now, by this machine's clock, to the second.
+fn now() -> Timestamp {
+    Timestamp::from_millis(
+        time::OffsetDateTime::now_utc()
+            .unix_timestamp()
+            .saturating_mul(1000),
+    )
+}
+
+/// `since` and `until` of the last `days` days before `now`. Both are sent: with only
+/// `since`, the server would measure the window to its own clock, and a client clock a
+/// little behind it would make a 31-day window too long. A skew only shifts the window.
+fn window(now: Timestamp, days: u32) -> [(&'static str, String); 2] {
+    let since = now.plus_seconds(-i64::from(days) * 86_400);
+    [("since", since.to_rfc3339()), ("until", now.to_rfc3339())]
+}
+
+/// `GET /v1/tokens/{id}/usage` over `window`, grouped by `group_by`.
+async fn usage(
+    client: &Client,
+    id: &str,
+    window: &[(&'static str, String); 2],
+    group_by: &str,
+) -> anyhow::Result<Value> {
+    let mut query = window.to_vec();
+    query.push(("group_by", group_by.to_owned()));
+    client
+        .get_query(&["v1", "tokens", id, "usage"], &query)
+        .await
+}
+
+/// A usage answer's groups as `[{"key", "count"}]`, most used first, then by key.
+fn totals(usage: &Value) -> Vec<Value> {
+    let mut totals: Vec<(&Value, u64)> = usage["groups"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|group| (&group["key"], group["total"].as_u64().unwrap_or(0)))
+        .collect();
+    totals.sort_by(|(a_key, a), (b_key, b)| {
+        b.cmp(a).then_with(|| a_key.as_str().cmp(&b_key.as_str()))
+    });
+    totals
         .into_iter()
-        .map(|key| (key, text(&token[key]))),
-    );
-    fields(&rows)
+        .map(|(key, count)| json!({ "key": key, "count": count }))
+        .collect()
+}
+
+/// The five Ws of the report `show` fetched, each a paragraph under its heading.
+fn show_text(report: &Value, days: u32) -> String {
+    let token = &report["token"];
+    let usage = &report["usage"];
+    let sections = [
+        ("WHO", who(token, &report["created"])),
+        ("WHEN", when(token)),
+        ("WHAT", what(token)),
+        (
+            "WHERE",
+            used(
+                "last used from",
+                &token["last_used_ip"],
+                &usage["by_ip"],
+                days,
+            ),
+        ),
+        (
+            "HOW",
+            used(
+                "last used",
+                &token["last_used_at"],
+                &usage["by_route"],
+                days,
+            ),
+        ),
+    ];
+    let mut text = paragraph("token", 6, &header(token));
+    text.push('\n');
+    for (heading, words) in sections {
+        text.push('\n');
+        text.push_str(&paragraph(heading, 7, &words));
+    }
+    text
+}
+
+/// One clause, kept on one line.
+fn clause(text: String) -> Vec<String> {
+    vec![text]
+}
+
+/// `<label> a, b, c`, or `<label> <absent>` for an empty list; a line may break between
+/// items.
+fn listing(label: &str, list: &Value, absent: &str) -> Vec<String> {
+    let list = list.as_array().map(Vec::as_slice).unwrap_or_default();
+    if list.is_empty() {
+        return clause(format!("{label} {absent}"));
+    }
+    let items = list
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match i {
+            0 => clause(format!("{label} {}", text(item))),
+            _ => clause(text(item)),
+        })
+        .collect();
+    clauses(items, ",")
+}
+
+/// The clauses' words in order, `separator` closing every clause but the last.
+fn clauses(clauses: Vec<Vec<String>>, separator: &str) -> Vec<String> {
+    let last = clauses.len().saturating_sub(1);
+    clauses
+        .into_iter()
+        .enumerate()
+        .flat_map(|(i, mut words)| {
+            if i < last
+                && let Some(word) = words.last_mut()
+            {
+                word.push_str(separator);
+            }
+            words
+        })
+        .collect()
+}
+
+/// `value` as text, or `absent` when the server sent null or `""`.
+fn or(value: &Value, absent: &str) -> String {
+    match value {
+        Value::Null => absent.to_owned(),
+        Value::String(s) if s.is_empty() => absent.to_owned(),
+        other => text(other),
+    }
+}
+
+/// `token <id> "<name>" (<kind>), <owner>, secret <hint>`.
+fn header(token: &Value) -> Vec<String> {
+    let mut parts = vec![
+        clause(format!(
+            "{} {:?} ({})",
+            text(&token["id"]),
+            text(&token["name"]),
+            text(&token["kind"])
+        )),
+        clause(owner(token)),
+    ];
+    if !token["secret_hint"].is_null() {
+        parts.push(clause(format!("secret {}", text(&token["secret_hint"]))));
+    }
+    clauses(parts, ",")
+}
+
+/// The credential, user, address and agent of the creation event.
+fn who(token: &Value, created: &Value) -> Vec<String> {
+    if created.is_null() {
+        let mut parts = vec![clause(
+            "created by an unknown credential (no creation event)".to_owned(),
+        )];
+        if !token["created_by"].is_null() {
+            parts.push(clause(format!("user {}", text(&token["created_by"]))));
+        }
+        return clauses(parts, " ·");
+    }
+    let by = match created["actor"].as_str() {
+        Some("system") => "the server itself".to_owned(),
+        _ => format!("credential {}", or(&created["actor"], "unknown")),
+    };
+    let mut parts = vec![clause(format!("created by {by}"))];
+    if !created["actor_user"].is_null() {
+        parts.push(clause(format!("user {}", text(&created["actor_user"]))));
+    }
+    parts.push(clause(format!(
+        "from {}",
+        or(&created["ip"], "an unknown address")
+    )));
+    let agent = or(&created["user_agent"], "unknown");
+    let mut shown: String = agent.chars().take(MAX_AGENT).collect();
+    if shown.len() < agent.len() {
+        shown.push('…');
+    }
+    parts.push(clause(format!("agent {shown}")));
+    clauses(parts, " ·")
+}
+
+fn when(token: &Value) -> Vec<String> {
+    clauses(
+        vec![
+            clause(format!("created {}", text(&token["created_at"]))),
+            clause(format!("expires {}", or(&token["expires_at"], "never"))),
+            clause(format!("revoked {}", or(&token["revoked_at"], "no"))),
+        ],
+        " ·",
+    )
+}
+
+/// What the token grants; exchange settings only where it is exchanged.
+fn what(token: &Value) -> Vec<String> {
+    let mut parts = Vec::new();
+    // A personal token holds no roles, ever.
+    if token["owner"]["user_id"].is_null() {
+        parts.push(listing("roles", &token["roles"], "none"));
+    }
+    parts.push(listing("permissions", &token["permissions"], "none"));
+    parts.push(listing("allowlist", &token["ip_allowlist"], "any address"));
+    if token["kind"] == "client_credentials" {
+        parts.push(clause(format!(
+            "access tokens {} s",
+            text(&token["access_token_ttl_seconds"])
+        )));
+        let refresh = if token["refresh_tokens"] == true {
+            "yes"
+        } else {
+            "no"
+        };
+        parts.push(clause(format!("refresh tokens {refresh}")));
+    }
+    clauses(parts, " ·")
+}
+
+/// `<lead> <last>; in the last N days: <key> (<count>), …, and N more`, or `never used`.
+fn used(lead: &str, last: &Value, totals: &Value, days: u32) -> Vec<String> {
+    let totals = totals.as_array().map(Vec::as_slice).unwrap_or_default();
+    if last.is_null() && totals.is_empty() {
+        return clause("never used".to_owned());
+    }
+    let period = match days {
+        1 => "in the last day".to_owned(),
+        days => format!("in the last {days} days"),
+    };
+    let recent = if totals.is_empty() {
+        clause(format!("no use {period}"))
+    } else {
+        let mut listed: Vec<Vec<String>> = totals
+            .iter()
+            .take(LISTED)
+            .map(|total| {
+                let count = total["count"]
+                    .as_u64()
+                    .map_or_else(|| text(&total["count"]), thousands);
+                clause(format!("{} ({count})", text(&total["key"])))
+            })
+            .collect();
+        if totals.len() > LISTED {
+            listed.push(clause(format!("and {} more", totals.len() - LISTED)));
+        }
+        let mut words = clause(format!("{period}:"));
+        words.extend(clauses(listed, ","));
+        words
+    };
+    clauses(
+        vec![clause(format!("{lead} {}", or(last, "unknown"))), recent],
+        ";",
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admin::output::WIDTH;
     use clap::Parser;
 
     #[derive(Debug, Parser)]
@@ -330,6 +607,152 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("--created-by")
+        );
+    }
+
+    /// A tenant token created by the CLI for u_42 and used from two addresses.
+    fn used_report() -> Value {
+        json!({
+            "token": {
+                "id": "7f3c0a1e-2b4d-4c6e-8f00-123456789abc",
+                "kind": "client_credentials",
+                "name": "ci deploy",
+                "owner": {"type": "tenant", "tenant_id": "acme"},
+                "roles": ["viewer"],
+                "permissions": ["reports:read"],
+                "created_by": "u_42",
+                "created_at": "2026-11-29T03:00:00Z",
+                "expires_at": null,
+                "revoked_at": null,
+                "last_used_at": "2026-11-29T03:10:00Z",
+                "last_used_ip": "203.0.113.9",
+                "ip_allowlist": ["203.0.113.0/24"],
+                "access_token_ttl_seconds": 900,
+                "refresh_tokens": false,
+                "secret_hint": "lk_sk_…k9Qz",
+            },
+            "created": {
+                "seq": 9,
+                "at": "2026-11-29T03:00:00Z",
+                "action": "token.created",
+                "actor": "b55f9849-b477-4e0f-9926-1ee499e7d1c3",
+                "actor_user": "u_42",
+                "tenant_id": "acme",
+                "target": "7f3c0a1e-2b4d-4c6e-8f00-123456789abc",
+                "ip": "203.0.113.9",
+                "user_agent": "latchkey-cli/0.1.0",
+                "details": {},
+            },
+            "usage": {
+                "since": "2026-10-30T03:20:00Z",
+                "until": "2026-11-29T03:20:00Z",
+                "by_ip": [
+                    {"key": "203.0.113.9", "count": 1204},
+                    {"key": "198.51.100.7", "count": 3},
+                ],
+                "by_route": [
+                    {"key": "/reports", "count": 1100},
+                    {"key": "/jobs", "count": 107},
+                ],
+            },
+        })
+    }
+
+    #[test]
+    fn show_answers_the_five_ws_of_a_used_token() {
+        assert_eq!(
+            show_text(&used_report(), 30),
+            "\
+token 7f3c0a1e-2b4d-4c6e-8f00-123456789abc \"ci deploy\" (client_credentials), tenant acme,
+      secret lk_sk_…k9Qz
+
+WHO    created by credential b55f9849-b477-4e0f-9926-1ee499e7d1c3 · user u_42 · from 203.0.113.9 ·
+       agent latchkey-cli/0.1.0
+WHEN   created 2026-11-29T03:00:00Z · expires never · revoked no
+WHAT   roles viewer · permissions reports:read · allowlist 203.0.113.0/24 · access tokens 900 s ·
+       refresh tokens no
+WHERE  last used from 203.0.113.9; in the last 30 days: 203.0.113.9 (1,204), 198.51.100.7 (3)
+HOW    last used 2026-11-29T03:10:00Z; in the last 30 days: /reports (1,100), /jobs (107)"
+        );
+    }
+
+    #[test]
+    fn show_says_unknown_and_never_for_a_token_without_creation_event_or_use() {
+        let report = json!({
+            "token": {
+                "id": "0a1b2c3d-0000-4000-8000-000000000001",
+                "kind": "api_key",
+                "name": "laptop",
+                "owner": {"type": "user", "tenant_id": "acme", "user_id": "u_42"},
+                "roles": [],
+                "permissions": [],
+                "created_by": "u_42",
+                "created_at": "2026-11-29T03:00:00Z",
+                "expires_at": "2027-01-01T00:00:00Z",
+                "revoked_at": "2026-12-01T00:00:00Z",
+                "last_used_at": null,
+                "last_used_ip": null,
+                "ip_allowlist": [],
+                "access_token_ttl_seconds": 900,
+                "refresh_tokens": false,
+                "secret_hint": "lk_ak_…Ab12",
+            },
+            "created": null,
+            "usage": {
+                "since": "2026-11-28T03:20:00Z",
+                "until": "2026-11-29T03:20:00Z",
+                "by_ip": [],
+                "by_route": [],
+            },
+        });
+        assert_eq!(
+            show_text(&report, 1),
+            "\
+token 0a1b2c3d-0000-4000-8000-000000000001 \"laptop\" (api_key), user u_42 in tenant acme,
+      secret lk_ak_…Ab12
+
+WHO    created by an unknown credential (no creation event) · user u_42
+WHEN   created 2026-11-29T03:00:00Z · expires 2027-01-01T00:00:00Z · revoked 2026-12-01T00:00:00Z
+WHAT   permissions none · allowlist any address
+WHERE  never used
+HOW    never used"
+        );
+    }
+
+    #[test]
+    fn show_lists_the_ten_most_used_and_counts_the_rest_within_the_width() {
+        let groups: Vec<Value> = (1..=12)
+            .map(|n| json!({"key": format!("2001:db8::{n:x}"), "total": n % 4 + 1, "series": []}))
+            .collect();
+        let by_ip = totals(&json!({ "groups": groups }));
+        let keys: Vec<&str> = by_ip.iter().map(|t| t["key"].as_str().unwrap()).collect();
+        // Most used first; equal counts by address.
+        assert_eq!(
+            keys[..4],
+            ["2001:db8::3", "2001:db8::7", "2001:db8::b", "2001:db8::2"]
+        );
+        assert_eq!(by_ip[0], json!({"key": "2001:db8::3", "count": 4}));
+
+        let mut report = used_report();
+        report["usage"]["by_ip"] = Value::Array(by_ip);
+        let shown = show_text(&report, 30);
+        let where_: String = shown
+            .lines()
+            .skip_while(|line| !line.starts_with("WHERE"))
+            .take_while(|line| !line.starts_with("HOW"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            where_.contains("in the last 30 days: 2001:db8::3 (4), 2001:db8::7 (4),"),
+            "{shown}"
+        );
+        assert!(
+            where_.ends_with("2001:db8::9 (2), 2001:db8::4 (1), and 2 more"),
+            "{shown}"
+        );
+        assert!(
+            shown.lines().all(|line| line.chars().count() <= WIDTH),
+            "{shown}"
         );
     }
 }

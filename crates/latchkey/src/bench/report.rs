@@ -4,7 +4,7 @@
 //! build. Failed requests are never folded into the figures; they are shouted.
 
 use super::load::Outcome;
-use crate::admin::output::table;
+use crate::admin::output::{table, thousands};
 use anyhow::Context;
 use reqwest::Url;
 use std::io::Write;
@@ -157,19 +157,6 @@ impl Report {
         file.write_all(self.markdown(date).as_bytes())
             .with_context(|| format!("writing to {}", path.display()))
     }
-}
-
-/// `12345` as `12,345`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
 }
 
 /// The command line as typed, quoted for a shell, with secrets blanked: the value of

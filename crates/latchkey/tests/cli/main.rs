@@ -8,24 +8,27 @@
 mod readme;
 mod tour;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
+use time::format_description::well_known::Rfc3339;
+use time::{Duration as Span, OffsetDateTime};
 
 const BIN: &str = env!("CARGO_BIN_EXE_latchkey");
 
 /// Variables of the binary that a developer's shell might set and that would change what
 /// the tests run against.
-const LATCHKEY_VARS: [&str; 8] = [
+const LATCHKEY_VARS: [&str; 9] = [
     "LATCHKEY_LISTEN",
     "LATCHKEY_DATA_DIR",
     "LATCHKEY_PUBLIC_URL",
     "LATCHKEY_DATABASE_URL",
     "LATCHKEY_CONFIG",
     "LATCHKEY_ROOT_KEY_FILE",
+    "LATCHKEY_TRUSTED_PROXIES",
     "LATCHKEY_SERVER",
     "LATCHKEY_TOKEN",
 ];
@@ -210,6 +213,34 @@ fn labelled<'a>(text: &'a str, label: &str) -> &'a str {
         .trim()
 }
 
+/// The paragraph under `heading` (WHO, WHEN, …) in `token show` output, its wrapped
+/// lines joined again.
+fn section(shown: &str, heading: &str) -> String {
+    let mut lines = shown
+        .lines()
+        .skip_while(|line| !line.starts_with(&format!("{heading} ")));
+    let first = lines
+        .next()
+        .unwrap_or_else(|| panic!("no {heading} section in:\n{shown}"));
+    std::iter::once(first[heading.len()..].trim())
+        .chain(
+            lines
+                .take_while(|line| line.starts_with("       "))
+                .map(str::trim),
+        )
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs `future` to completion, for the few requests a test sends without the CLI.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
 #[test]
 fn tenant_role_member_and_token_commands_round_trip() {
     let server = Server::start();
@@ -323,7 +354,10 @@ fn tenant_role_member_and_token_commands_round_trip() {
 
     let renamed = server.run(&["token", "rename", id, "work laptop"]).ok();
     assert_eq!(renamed, format!("renamed token {id} to \"work laptop\"\n"));
-    assert_eq!(server.json(&["token", "show", id])["name"], "work laptop");
+    assert_eq!(
+        server.json(&["token", "show", id])["token"]["name"],
+        "work laptop"
+    );
 
     // Removing the member revokes their personal tokens.
     let removed = server.run(&["member", "remove", "acme", "u_42"]).ok();
@@ -331,7 +365,7 @@ fn tenant_role_member_and_token_commands_round_trip() {
         removed.starts_with("removed user u_42 from tenant acme"),
         "{removed}"
     );
-    assert!(server.json(&["token", "show", id])["revoked_at"].is_string());
+    assert!(server.json(&["token", "show", id])["token"]["revoked_at"].is_string());
     let members = server.json(&["member", "list", "acme"]);
     assert_eq!(
         members,
@@ -395,7 +429,8 @@ fn token_create_prints_the_secret_once_and_list_never_does() {
     assert_eq!(created.matches(&secret).count(), 1, "{created}");
     assert!(created.contains("shown only this once"), "{created}");
 
-    let token = server.json(&["token", "show", &id]);
+    let shown = server.json(&["token", "show", &id]);
+    let token = &shown["token"];
     assert_eq!(token["kind"], "client_credentials");
     assert_eq!(token["name"], "ci deploy");
     assert_eq!(token["roles"], serde_json::json!(["viewer"]));
@@ -547,15 +582,21 @@ fn revoke_then_show_reports_revoked_at() {
     ]);
     let id = created["token"]["id"].as_str().unwrap().to_owned();
     let shown = server.run(&["token", "show", &id]).ok();
-    assert_eq!(labelled(&shown, "revoked_at"), "-");
+    assert!(
+        section(&shown, "WHEN").ends_with(" · revoked no"),
+        "{shown}"
+    );
 
     let revoked = server.run(&["token", "revoke", &id]).ok();
     assert_eq!(revoked, format!("revoked token {id}\n"));
 
-    let token = server.json(&["token", "show", &id]);
-    let revoked_at = token["revoked_at"].as_str().unwrap();
+    let shown = server.json(&["token", "show", &id]);
+    let revoked_at = shown["token"]["revoked_at"].as_str().unwrap();
     let shown = server.run(&["token", "show", &id]).ok();
-    assert_eq!(labelled(&shown, "revoked_at"), revoked_at);
+    assert!(
+        section(&shown, "WHEN").ends_with(&format!(" · revoked {revoked_at}")),
+        "{shown}"
+    );
     let listed = server.run(&["token", "list", "--tenant", "acme"]).ok();
     let row = listed.lines().find(|line| line.contains(&id)).unwrap();
     assert!(row.ends_with(revoked_at), "{listed}");
@@ -575,17 +616,181 @@ fn revoke_then_show_reports_revoked_at() {
         server.run(&["token", "revoke", other_id, "--json"]).ok(),
         ""
     );
-    assert!(server.json(&["token", "show", other_id])["revoked_at"].is_string());
+    assert!(server.json(&["token", "show", other_id])["token"]["revoked_at"].is_string());
+}
+
+/// Sends `batch` to `POST /v1/usage` as a gateway holding `credential` would.
+fn report_usage(server: &Server, credential: &str, batch: &Value) {
+    let url = format!("{}/v1/usage", server.url);
+    let status = block_on(async {
+        reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(credential)
+            .json(batch)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 202, "usage batch refused");
+}
+
+#[test]
+fn token_show_answers_who_when_what_where_and_how() {
+    let server = Server::start().with_acme();
+    let created = server
+        .run(&[
+            "token",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "ci deploy",
+            "--kind",
+            "client_credentials",
+            "--role",
+            "viewer",
+            "--created-by",
+            "u_42",
+            "--allow",
+            "203.0.113.0/24",
+        ])
+        .ok();
+    let id = labelled(&created, "client_id").to_owned();
+    let secret = labelled(&created, "client_secret").to_owned();
+    let system_tokens = server.json(&["token", "list", "--tenant", "latchkey"]);
+    let root = items(&system_tokens)
+        .iter()
+        .find(|t| t["name"] == "root")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let shown = server.run(&["token", "show", &id]).ok();
+    assert_eq!(section(&shown, "WHERE"), "never used", "{shown}");
+    assert_eq!(section(&shown, "HOW"), "never used", "{shown}");
+
+    // A gateway reports a minute of use an hour ago: two addresses, two routes.
+    let gateway = server.json(&[
+        "token",
+        "create",
+        "--tenant",
+        "latchkey",
+        "--name",
+        "gateway",
+        "--kind",
+        "api_key",
+        "--permission",
+        "latchkey:introspect",
+    ]);
+    let hour_ago = (OffsetDateTime::now_utc() - Span::hours(1)).unix_timestamp();
+    let minute = OffsetDateTime::from_unix_timestamp(hour_ago.div_euclid(60) * 60).unwrap();
+    let at = |seconds: i64| (minute + Span::seconds(seconds)).format(&Rfc3339).unwrap();
+    let entry = |route: &str, method: &str, ip: &str, count: i64, seconds: i64| {
+        json!({ "token_id": id, "route": route, "method": method, "status_class": "2xx",
+                "client_ip": ip, "count": count, "last_used_at": at(seconds) })
+    };
+    let batch = json!({ "window_start": at(0), "entries": [
+        entry("/jobs", "POST", "198.51.100.7", 3, 10),
+        entry("/jobs", "POST", "203.0.113.9", 104, 20),
+        entry("/reports", "GET", "203.0.113.9", 1100, 50),
+    ]});
+    report_usage(&server, gateway["api_key"].as_str().unwrap(), &batch);
+
+    let shown = server.run(&["token", "show", &id]).ok();
+    let hint = server.json(&["token", "list", "--tenant", "acme"])["items"][0]["secret_hint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        shown.starts_with(&format!(
+            "token {id} \"ci deploy\" (client_credentials), tenant acme,"
+        )),
+        "{shown}"
+    );
+    assert!(shown.contains(&format!("secret {hint}")), "{shown}");
+    assert!(!shown.contains(&secret), "a secret leaked:\n{shown}");
+    assert_eq!(
+        section(&shown, "WHO"),
+        format!(
+            "created by credential {root} · user u_42 · from 127.0.0.1 · agent latchkey-cli/{}",
+            env!("CARGO_PKG_VERSION")
+        ),
+        "{shown}"
+    );
+    let when = section(&shown, "WHEN");
+    assert!(
+        when.starts_with("created ") && when.ends_with(" · expires never · revoked no"),
+        "{shown}"
+    );
+    assert_eq!(
+        section(&shown, "WHAT"),
+        "roles viewer · permissions none · allowlist 203.0.113.0/24 · access tokens 900 s · \
+         refresh tokens no",
+        "{shown}"
+    );
+    assert_eq!(
+        section(&shown, "WHERE"),
+        "last used from 203.0.113.9; in the last 30 days: 203.0.113.9 (1,204), 198.51.100.7 (3)",
+        "{shown}"
+    );
+    assert_eq!(
+        section(&shown, "HOW"),
+        format!(
+            "last used {}; in the last 30 days: /reports (1,100), /jobs (107)",
+            at(50)
+        ),
+        "{shown}"
+    );
+    assert!(
+        shown.lines().all(|line| line.chars().count() <= 100),
+        "{shown}"
+    );
+
+    let report = server.json(&["token", "show", &id, "--days", "7"]);
+    let keys = |value: &Value| {
+        value
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(&report), ["created", "token", "usage"]);
+    assert_eq!(report["token"]["id"], id.as_str());
+    assert_eq!(report["token"]["last_used_ip"], "203.0.113.9");
+    let event = &report["created"];
+    assert_eq!(event["action"], "token.created");
+    assert_eq!(event["target"], id.as_str());
+    assert_eq!(event["actor"], root.as_str());
+    assert_eq!(event["actor_user"], "u_42");
+    assert_eq!(event["ip"], "127.0.0.1");
+    let usage = &report["usage"];
+    assert_eq!(keys(usage), ["by_ip", "by_route", "since", "until"]);
+    assert_eq!(
+        usage["by_ip"],
+        json!([{"key": "203.0.113.9", "count": 1204}, {"key": "198.51.100.7", "count": 3}])
+    );
+    assert_eq!(
+        usage["by_route"],
+        json!([{"key": "/reports", "count": 1100}, {"key": "/jobs", "count": 107}])
+    );
+    let instant =
+        |field: &str| OffsetDateTime::parse(usage[field].as_str().unwrap(), &Rfc3339).unwrap();
+    assert_eq!(instant("until") - instant("since"), Span::days(7));
+
+    // The server answers at most 31 days; the CLI refuses more before sending.
+    let refused = server.run(&["token", "show", &id, "--days", "32"]).fails();
+    assert!(refused.contains("1..=31"), "{refused}");
+    let shown = server.run(&["token", "show", &id, "--days", "31"]).ok();
+    assert!(section(&shown, "HOW").contains("in the last 31 days: /reports"));
 }
 
 /// The key ids the server publishes, newest first.
 fn jwks_kids(server: &Server) -> Vec<String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let url = format!("{}/.well-known/jwks.json", server.url);
-    let jwks: Value = runtime.block_on(async {
+    let jwks: Value = block_on(async {
         let response = reqwest::get(&url).await.unwrap();
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
