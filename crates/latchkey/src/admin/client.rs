@@ -104,29 +104,13 @@ impl Client {
         segments: &[&str],
         query: &[(&str, String)],
     ) -> anyhow::Result<Option<Value>> {
-        let response = self
-            .request(Method::GET, segments)?
-            .query(query)
-            .send()
-            .await
-            .map_err(|error| self.transport_error(&error))?;
-        let status = response.status();
+        let (status, body) = self
+            .fetch(self.request(Method::GET, segments)?.query(query))
+            .await?;
         if matches!(status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND) {
             return Ok(None);
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|error| self.transport_error(&error))?;
-        if !status.is_success() {
-            return Err(problem_error(status, &body));
-        }
-        serde_json::from_slice(&body).map(Some).with_context(|| {
-            format!(
-                "the server at {} answered {status} with a body that is not JSON",
-                self.server
-            )
-        })
+        self.json(status, &body)
     }
 
     /// `GET`s a resource that is not JSON (the audit chain's JSON lines) as text.
@@ -135,21 +119,13 @@ impl Client {
         segments: &[&str],
         query: &[(&str, String)],
     ) -> anyhow::Result<String> {
-        let response = self
-            .request(Method::GET, segments)?
-            .query(query)
-            .send()
-            .await
-            .map_err(|error| self.transport_error(&error))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|error| self.transport_error(&error))?;
+        let (status, body) = self
+            .fetch(self.request(Method::GET, segments)?.query(query))
+            .await?;
         if !status.is_success() {
             return Err(problem_error(status, &body));
         }
-        String::from_utf8(body.to_vec()).context("the server's answer is not UTF-8")
+        String::from_utf8(body).context("the server's answer is not UTF-8")
     }
 
     /// Sends `body` as JSON and returns the response body.
@@ -216,6 +192,12 @@ impl Client {
     /// Sends the request; a 2xx answers its JSON body (`None` when empty), anything else
     /// an error built from the problem document.
     async fn execute(&self, request: RequestBuilder) -> anyhow::Result<Option<Value>> {
+        let (status, body) = self.fetch(request).await?;
+        self.json(status, &body)
+    }
+
+    /// Sends the request and reads the whole answer, whatever its status.
+    async fn fetch(&self, request: RequestBuilder) -> anyhow::Result<(StatusCode, Vec<u8>)> {
         let response = request
             .send()
             .await
@@ -225,13 +207,18 @@ impl Client {
             .bytes()
             .await
             .map_err(|error| self.transport_error(&error))?;
+        Ok((status, body.to_vec()))
+    }
+
+    /// A 2xx answer's JSON body (`None` when empty), or the error its problem names.
+    fn json(&self, status: StatusCode, body: &[u8]) -> anyhow::Result<Option<Value>> {
         if !status.is_success() {
-            return Err(problem_error(status, &body));
+            return Err(problem_error(status, body));
         }
         if body.is_empty() {
             return Ok(None);
         }
-        serde_json::from_slice(&body).map(Some).with_context(|| {
+        serde_json::from_slice(body).map(Some).with_context(|| {
             format!(
                 "the server at {} answered {status} with a body that is not JSON",
                 self.server

@@ -137,6 +137,45 @@ impl Server {
             .ok();
         self
     }
+
+    /// Creates acme's "ci deploy" client (role viewer, created by u_42, allowed from
+    /// 203.0.113.0/24) with `extra` flags; answers what `token create` printed.
+    fn create_ci_deploy(&self, extra: &[&str]) -> String {
+        let mut args = vec![
+            "token",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "ci deploy",
+            "--kind",
+            "client_credentials",
+            "--role",
+            "viewer",
+            "--created-by",
+            "u_42",
+            "--allow",
+            "203.0.113.0/24",
+        ];
+        args.extend(extra);
+        self.run(&args).ok()
+    }
+
+    /// Creates a system api key holding `latchkey:introspect`, as a gateway uses.
+    fn gateway_key(&self) -> Value {
+        self.json(&[
+            "token",
+            "create",
+            "--tenant",
+            "latchkey",
+            "--name",
+            "gateway",
+            "--kind",
+            "api_key",
+            "--permission",
+            "latchkey:introspect",
+        ])
+    }
 }
 
 /// One finished run of the binary.
@@ -400,29 +439,13 @@ fn tenant_role_member_and_token_commands_round_trip() {
 fn token_create_prints_the_secret_once_and_list_never_does() {
     let server = Server::start().with_acme();
 
-    let created = server
-        .run(&[
-            "token",
-            "create",
-            "--tenant",
-            "acme",
-            "--name",
-            "ci deploy",
-            "--kind",
-            "client_credentials",
-            "--role",
-            "viewer",
-            "--created-by",
-            "u_42",
-            "--ttl",
-            "600",
-            "--allow",
-            "203.0.113.0/24",
-            "--refresh-tokens",
-            "--expires-at",
-            "2099-01-01T00:00:00Z",
-        ])
-        .ok();
+    let created = server.create_ci_deploy(&[
+        "--ttl",
+        "600",
+        "--refresh-tokens",
+        "--expires-at",
+        "2099-01-01T00:00:00Z",
+    ]);
     let id = labelled(&created, "client_id").to_owned();
     let secret = labelled(&created, "client_secret").to_owned();
     assert!(secret.starts_with("lk_sk_"), "{created}");
@@ -638,24 +661,7 @@ fn report_usage(server: &Server, credential: &str, batch: &Value) {
 #[test]
 fn token_show_answers_who_when_what_where_and_how() {
     let server = Server::start().with_acme();
-    let created = server
-        .run(&[
-            "token",
-            "create",
-            "--tenant",
-            "acme",
-            "--name",
-            "ci deploy",
-            "--kind",
-            "client_credentials",
-            "--role",
-            "viewer",
-            "--created-by",
-            "u_42",
-            "--allow",
-            "203.0.113.0/24",
-        ])
-        .ok();
+    let created = server.create_ci_deploy(&[]);
     let id = labelled(&created, "client_id").to_owned();
     let secret = labelled(&created, "client_secret").to_owned();
     let system_tokens = server.json(&["token", "list", "--tenant", "latchkey"]);
@@ -672,18 +678,7 @@ fn token_show_answers_who_when_what_where_and_how() {
     assert_eq!(section(&shown, "HOW"), "never used", "{shown}");
 
     // A gateway reports a minute of use an hour ago: two addresses, two routes.
-    let gateway = server.json(&[
-        "token",
-        "create",
-        "--tenant",
-        "latchkey",
-        "--name",
-        "gateway",
-        "--kind",
-        "api_key",
-        "--permission",
-        "latchkey:introspect",
-    ]);
+    let gateway = server.gateway_key();
     let hour_ago = (OffsetDateTime::now_utc() - Span::hours(1)).unix_timestamp();
     let minute = OffsetDateTime::from_unix_timestamp(hour_ago.div_euclid(60) * 60).unwrap();
     let at = |seconds: i64| (minute + Span::seconds(seconds)).format(&Rfc3339).unwrap();

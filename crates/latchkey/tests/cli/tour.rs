@@ -119,18 +119,7 @@ fn the_gateway_command_serves_the_routes_of_its_config_file() {
     let server = Server::start();
     server.run(&["permission", "put", "reports:read"]).ok();
     server.run(&["tenant", "create", "acme"]).ok();
-    let key = server.json(&[
-        "token",
-        "create",
-        "--tenant",
-        "latchkey",
-        "--name",
-        "gateway",
-        "--kind",
-        "api_key",
-        "--permission",
-        "latchkey:introspect",
-    ]);
+    let key = server.gateway_key();
     let credential = key["api_key"].as_str().unwrap().to_owned();
     let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let upstream_port = upstream.local_addr().unwrap().port();
