@@ -8,6 +8,7 @@
 use crate::timestamp::Timestamp;
 use aws_lc_rs::digest;
 use serde::Serialize;
+use std::ops::Range;
 
 /// Who did something and from where: attached to every write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -84,27 +85,74 @@ pub fn chain_hash(
     context: &AuditContext,
     event: &AuditEvent,
 ) -> Vec<u8> {
-    let canonical = serde_json::json!([
+    let mut canonical = Vec::with_capacity(256);
+    write_canonical(&mut canonical, seq, context, event);
+    link_hash(previous, &canonical).to_vec()
+}
+
+/// Appends the canonical encoding of event `seq` to `out`: the compact JSON array
+/// `[seq, at, action, actor, actor_user, tenant_id, target, ip, user_agent, details]`.
+/// Returns where `details` lies in `out`: the store writes those bytes as the row's
+/// details, so each event is encoded once, for its hash and its row.
+pub fn write_canonical(
+    out: &mut Vec<u8>,
+    seq: i64,
+    context: &AuditContext,
+    event: &AuditEvent,
+) -> Range<usize> {
+    let fields = (
         seq,
         context.at.millis(),
-        event.action,
-        context.actor,
-        context.actor_user,
-        event.tenant_id,
-        event.target,
-        context.ip,
-        context.user_agent,
-        event.details,
-    ]);
+        &event.action,
+        &context.actor,
+        &context.actor_user,
+        &event.tenant_id,
+        &event.target,
+        &context.ip,
+        &context.user_agent,
+    );
+    encode(out, &fields);
+    // Reopen the array for its last element.
+    out.pop();
+    out.push(b',');
+    let start = out.len();
+    encode(out, &event.details);
+    let details = start..out.len();
+    out.push(b']');
+    details
+}
+
+fn encode(out: &mut Vec<u8>, value: &impl Serialize) {
+    // Strings, numbers and JSON values always encode into memory.
+    if let Err(error) = serde_json::to_writer(&mut *out, value) {
+        unreachable!("encoding an audit event into memory failed: {error}");
+    }
+}
+
+/// The hash of a link: SHA-256 over the previous hash and a canonical encoding.
+pub fn link_hash(previous: &[u8], canonical: &[u8]) -> [u8; 32] {
     let mut hasher = digest::Context::new(&digest::SHA256);
     hasher.update(previous);
-    hasher.update(canonical.to_string().as_bytes());
-    hasher.finish().as_ref().to_vec()
+    hasher.update(canonical);
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(hasher.finish().as_ref());
+    hash
 }
 
 /// Lower-case hex of `bytes`, as the API shows hashes.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut text = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut text, bytes);
+    text
+}
+
+/// Appends the lower-case hex of `bytes` to `out`.
+pub fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
 }
 
 /// One stored link of the chain: seq, context, event, previous hash, hash.
@@ -148,5 +196,26 @@ mod tests {
         assert_ne!(base, chain_hash(&GENESIS_HASH, 1, &context, &other));
         let later = AuditContext::system(Timestamp::from_millis(2));
         assert_ne!(base, chain_hash(&GENESIS_HASH, 1, &later, &event));
+    }
+
+    #[test]
+    fn the_canonical_encoding_is_a_compact_json_array_in_field_order() {
+        let mut context = AuditContext::new("t0", Timestamp::from_millis(7));
+        context.ip = Some("203.0.113.9".into());
+        let event = AuditEvent::new("token.exchanged", Some("acme"), Some("t1".into()))
+            .with_details(serde_json::json!({"z": 1, "a": "\"q\""}));
+        let mut out = Vec::new();
+        let details = write_canonical(&mut out, 3, &context, &event);
+        assert_eq!(&out[details], br#"{"a":"\"q\"","z":1}"#);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"[3,7,"token.exchanged","t0",null,"acme","t1","203.0.113.9",null,{"a":"\"q\"","z":1}]"#
+        );
+    }
+
+    #[test]
+    fn hex_is_lower_case_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
+        assert_eq!(hex(&[]), "");
     }
 }

@@ -1,34 +1,135 @@
-//! The audit trail: group-committed appends, filtered listing newest first, and the
+//! The audit trail: appends to the hash chain (one event in a state change's own
+//! transaction, or a group-committed batch), filtered listing newest first, and the
 //! chain in order for export and verification.
 
 use crate::backend::Backend;
 use crate::error::{TxResult, corrupt, from_sqlx};
 use crate::sql::SqlStore;
 use latchkey_core::Timestamp;
-use latchkey_core::audit::{AuditContext, AuditEvent, chain_hash, hex};
+use latchkey_core::audit::{AuditContext, AuditEvent, hex, link_hash, write_canonical};
 use latchkey_core::store::{AuditFilter, AuditRecord, Page, PageRequest, StoreResult};
+use sqlx::AnyConnection;
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use std::ops::Range;
 
 const COLUMNS: &str = "seq, at, action, actor, actor_user, tenant_id, target, ip, user_agent, \
     details, prev_hash, hash";
 
-/// Inserts a batch given as a JSON array of rows (the columns of `COLUMNS`, hashes in
-/// hex). The one dialect difference of the audit trail: how JSON is unpacked.
-const SQLITE_BATCH_INSERT: &str = "INSERT INTO audit_events (seq, at, action, actor, \
-    actor_user, tenant_id, target, ip, user_agent, details, prev_hash, hash) \
-    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
-    json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), \
-    json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'), \
-    json_extract(value, '$[8]'), json_extract(value, '$[9]'), \
-    unhex(json_extract(value, '$[10]')), unhex(json_extract(value, '$[11]')) \
-    FROM json_each($1)";
+/// Rows per INSERT. A batch is cut into statements of this many rows and then of
+/// halving sizes, so the trail uses a handful of statements, each prepared once.
+const ROWS_PER_INSERT: usize = 256;
 
-const POSTGRES_BATCH_INSERT: &str = "INSERT INTO audit_events (seq, at, action, actor, \
-    actor_user, tenant_id, target, ip, user_agent, details, prev_hash, hash) \
-    SELECT (e->>0)::bigint, (e->>1)::bigint, e->>2, e->>3, e->>4, e->>5, e->>6, e->>7, \
-    e->>8, e->>9, decode(e->>10, 'hex'), decode(e->>11, 'hex') \
-    FROM jsonb_array_elements($1::jsonb) AS e";
+/// The INSERT of `rows` events, with the backend's placeholders. SQLite's are anonymous
+/// (`?`): the driver looks a named one up by scanning all of them, which made binding a
+/// large multi-row INSERT quadratic.
+fn insert_sql(backend: Backend, rows: usize) -> String {
+    const COLUMN_COUNT: usize = 12;
+    let mut sql = format!("INSERT INTO audit_events ({COLUMNS}) VALUES ");
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..COLUMN_COUNT {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    sql.push_str(&format!("${}", row * COLUMN_COUNT + column + 1));
+                }
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// How many rows the next INSERT takes out of `remaining`.
+fn next_chunk(remaining: usize) -> usize {
+    if remaining >= ROWS_PER_INSERT {
+        ROWS_PER_INSERT
+    } else {
+        1 << remaining.ilog2()
+    }
+}
+
+/// One event's place in the chain.
+struct Link {
+    seq: i64,
+    /// Where its details lie in the batch's encoding.
+    details: Range<usize>,
+    previous: [u8; 32],
+    hash: [u8; 32],
+}
+
+/// Appends `events` to the hash chain inside the caller's transaction: moves the head
+/// by their number, inserts them with the hashes computed here, stores the new head.
+pub(crate) async fn append_links(
+    conn: &mut AnyConnection,
+    events: &[(&AuditContext, &AuditEvent)],
+) -> TxResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let backend = Backend::of_connection(conn);
+    let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
+    let head = sqlx::query(
+        "UPDATE chain_heads SET seq = seq + $1 WHERE name = 'audit' RETURNING seq, hash",
+    )
+    .bind(count)
+    .fetch_one(&mut *conn)
+    .await?;
+    let last: i64 = head.try_get("seq")?;
+    let stored: Vec<u8> = head.try_get("hash")?;
+    let mut previous: [u8; 32] = stored
+        .try_into()
+        .map_err(|hash: Vec<u8>| corrupt("audit head hash", format!("{} bytes", hash.len())))?;
+    // Each event is encoded once: the same bytes are hashed and hold its details.
+    let mut encoded = Vec::with_capacity(events.len() * 320);
+    let mut links = Vec::with_capacity(events.len());
+    for (seq, (context, event)) in (last - count + 1..).zip(events) {
+        let start = encoded.len();
+        let details = write_canonical(&mut encoded, seq, context, event);
+        let hash = link_hash(&previous, &encoded[start..]);
+        links.push(Link {
+            seq,
+            details,
+            previous,
+            hash,
+        });
+        previous = hash;
+    }
+    let encoded = String::from_utf8(encoded).map_err(|e| corrupt("audit encoding", e))?;
+    let mut rows = links.iter().zip(events);
+    let mut remaining = events.len();
+    while remaining > 0 {
+        let take = next_chunk(remaining);
+        remaining -= take;
+        let sql = insert_sql(backend, take);
+        let mut insert = sqlx::query(&sql);
+        for (link, (context, event)) in rows.by_ref().take(take) {
+            insert = insert
+                .bind(link.seq)
+                .bind(context.at.millis())
+                .bind(event.action.as_ref())
+                .bind(context.actor.as_str())
+                .bind(context.actor_user.as_deref())
+                .bind(event.tenant_id.as_deref())
+                .bind(event.target.as_deref())
+                .bind(context.ip.as_deref())
+                .bind(context.user_agent.as_deref())
+                .bind(&encoded[link.details.clone()])
+                .bind(&link.previous[..])
+                .bind(&link.hash[..]);
+        }
+        insert.execute(&mut *conn).await?;
+    }
+    sqlx::query("UPDATE chain_heads SET hash = $1 WHERE name = 'audit'")
+        .bind(&previous[..])
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
 
 fn record(row: &AnyRow) -> Result<AuditRecord, sqlx::Error> {
     let details: String = row.try_get("details")?;
@@ -54,8 +155,7 @@ fn record(row: &AnyRow) -> Result<AuditRecord, sqlx::Error> {
 }
 
 impl SqlStore {
-    /// One transaction, three statements for the whole batch: take the chain head,
-    /// insert the events with their hashes computed here, move the head.
+    /// One transaction for the whole batch.
     pub(crate) async fn tx_append_audit(
         &self,
         events: &[(AuditContext, AuditEvent)],
@@ -63,51 +163,12 @@ impl SqlStore {
         if events.is_empty() {
             return Ok(());
         }
-        let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
+        let events: Vec<_> = events
+            .iter()
+            .map(|(context, event)| (context, event))
+            .collect();
         let mut tx = self.writer.begin().await?;
-        let head = sqlx::query(
-            "UPDATE chain_heads SET seq = seq + $1 WHERE name = 'audit' RETURNING seq, hash",
-        )
-        .bind(count)
-        .fetch_one(&mut *tx)
-        .await?;
-        let last: i64 = head.try_get("seq")?;
-        let mut previous: Vec<u8> = head.try_get("hash")?;
-        let mut seq = last - count;
-        // The whole batch travels as one JSON parameter and the database unpacks it:
-        // binding twelve parameters a row cost more than everything else together.
-        let mut rows = Vec::with_capacity(events.len());
-        for (context, event) in events {
-            seq += 1;
-            let hash = chain_hash(&previous, seq, context, event);
-            rows.push(serde_json::json!([
-                seq,
-                context.at.millis(),
-                event.action,
-                context.actor,
-                context.actor_user,
-                event.tenant_id,
-                event.target,
-                context.ip,
-                context.user_agent,
-                event.details.to_string(),
-                hex(&previous),
-                hex(&hash),
-            ]));
-            previous = hash;
-        }
-        let insert = match self.backend() {
-            Backend::Sqlite => SQLITE_BATCH_INSERT,
-            Backend::Postgres => POSTGRES_BATCH_INSERT,
-        };
-        sqlx::query(insert)
-            .bind(serde_json::Value::Array(rows).to_string())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE chain_heads SET hash = $1 WHERE name = 'audit'")
-            .bind(previous)
-            .execute(&mut *tx)
-            .await?;
+        append_links(&mut tx, &events).await?;
         tx.commit().await?;
         Ok(())
     }

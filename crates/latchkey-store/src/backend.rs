@@ -23,6 +23,15 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The backend behind an open connection.
+    pub(crate) fn of_connection(conn: &sqlx::AnyConnection) -> Self {
+        if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+            Self::Sqlite
+        } else {
+            Self::Postgres
+        }
+    }
+
     /// The backend a database URL names.
     pub fn of_url(url: &str) -> StoreResult<Self> {
         if url.starts_with("sqlite:") {

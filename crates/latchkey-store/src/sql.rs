@@ -6,7 +6,7 @@ use crate::backend::{Backend, Pool};
 use crate::error::{TxError, TxResult, from_sqlx};
 use crate::rows::{self, TOKEN_COLUMNS, join};
 use async_trait::async_trait;
-use latchkey_core::audit::{AuditContext, AuditEvent, chain_hash};
+use latchkey_core::audit::{AuditContext, AuditEvent};
 use latchkey_core::store::{
     AuditFilter, AuditRecord, Membership, Page, PageRequest, PermissionDef, RefreshFamily,
     RefreshOutcome, RefreshRecord, RevocationEntry, RoleDef, RotateWhen, SigningKeyRecord, Store,
@@ -77,38 +77,7 @@ pub(crate) async fn append_audit(
     ctx: &AuditContext,
     event: AuditEvent,
 ) -> TxResult<()> {
-    let head = sqlx::query(
-        "UPDATE chain_heads SET seq = seq + 1 WHERE name = 'audit' RETURNING seq, hash",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    let seq: i64 = head.try_get("seq")?;
-    let previous: Vec<u8> = head.try_get("hash")?;
-    let hash = chain_hash(&previous, seq, ctx, &event);
-    sqlx::query("UPDATE chain_heads SET hash = $1 WHERE name = 'audit'")
-        .bind(hash.clone())
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query(
-        "INSERT INTO audit_events (seq, at, action, actor, actor_user, tenant_id, target, ip, \
-         user_agent, details, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(seq)
-    .bind(ctx.at.millis())
-    .bind(event.action.to_string())
-    .bind(ctx.actor.clone())
-    .bind(ctx.actor_user.clone())
-    .bind(event.tenant_id.clone())
-    .bind(event.target.clone())
-    .bind(ctx.ip.clone())
-    .bind(ctx.user_agent.clone())
-    .bind(event.details.to_string())
-    .bind(previous)
-    .bind(hash)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    crate::audit::append_links(conn, &[(ctx, &event)]).await
 }
 
 /// What a deny-list entry names.
