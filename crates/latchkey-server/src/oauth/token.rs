@@ -230,19 +230,22 @@ async fn client_credentials(state: &AppState, parts: &Parts, form: &Form) -> OAu
     } else {
         None
     };
+    // The action names the grant; `refresh_family` is there only when one was started.
+    let mut details = json!({
+        "scope": format_scope(&scope),
+        "aud": audience,
+        "jti": issued.jti,
+        "expires_at": issued.expires_at,
+    });
+    if let Some((_, family)) = &refresh {
+        details["refresh_family"] = json!(family);
+    }
     let event = AuditEvent::new(
         "token.exchanged",
         Some(token.owner.tenant_id().as_str()),
         Some(token.id.to_string()),
     )
-    .with_details(json!({
-        "grant_type": "client_credentials",
-        "scope": format_scope(&scope),
-        "aud": audience,
-        "jti": issued.jti,
-        "expires_at": issued.expires_at,
-        "refresh_family": refresh.as_ref().map(|(_, family)| family.to_string()),
-    }));
+    .with_details(details);
     state
         .audit()
         .record(client_context(state, parts, token), event)
