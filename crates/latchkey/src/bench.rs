@@ -62,6 +62,9 @@ pub struct BenchArgs {
     /// gateway without and with JWT auth, then revocation propagation.
     #[arg(long)]
     edge: bool,
+    /// Measure only the client-credentials grant run.
+    #[arg(long, conflicts_with = "edge")]
+    grants_only: bool,
     /// With --edge: how many revocations to time.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     revocations: u64,
@@ -116,7 +119,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let fixture = setup::prepare(plan.address, server.admin).await?;
-    let runs = measure_all(&fixture, &plan).await?;
+    let runs = measure_all(&fixture, &plan, args.grants_only).await?;
     if let Some(child) = server.child {
         child.stop().await;
     }
@@ -182,8 +185,12 @@ impl ServerUnderTest {
     }
 }
 
-/// The three runs, one after the other.
-async fn measure_all(fixture: &Fixture, plan: &Plan) -> anyhow::Result<Vec<load::Outcome>> {
+/// The three runs, one after the other, or only the first.
+async fn measure_all(
+    fixture: &Fixture,
+    plan: &Plan,
+    grants_only: bool,
+) -> anyhow::Result<Vec<load::Outcome>> {
     let basic = STANDARD.encode(format!(
         "{}:{}",
         form_encode(&fixture.client_id),
@@ -197,6 +204,9 @@ async fn measure_all(fixture: &Fixture, plan: &Plan) -> anyhow::Result<Vec<load:
         expect: "\"access_token\"",
     };
     let mut runs = vec![measure(&grants, plan).await?];
+    if grants_only {
+        return Ok(runs);
+    }
     // Obtained now rather than at setup, so that it lives through the run however long
     // the grant run was.
     let access_token = fixture.access_token(plan.address).await?;
