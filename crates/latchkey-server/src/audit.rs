@@ -29,11 +29,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
+mod exchanges;
+
+pub use exchanges::Exchange;
+use exchanges::{Recorded, fold};
+
 const QUEUE: usize = 65_536;
 const BATCH: usize = 5_000;
 
 enum Item {
-    Event(Box<(AuditContext, AuditEvent)>),
+    Recorded(Recorded),
     Flush(oneshot::Sender<()>),
 }
 
@@ -58,11 +63,19 @@ impl AuditQueue {
 
     /// Queues an event; waits only when the queue is full.
     pub async fn record(&self, context: AuditContext, event: AuditEvent) {
+        self.queue(Recorded::Event(Box::new((context, event))))
+            .await;
+    }
+
+    /// Queues a client-credentials exchange, recorded with alike ones of the same
+    /// commit as one `token.exchanged` event; waits only when the queue is full.
+    pub async fn exchanged(&self, exchange: Exchange) {
+        self.queue(Recorded::Exchange(Box::new(exchange))).await;
+    }
+
+    async fn queue(&self, recorded: Recorded) {
         if let Some(sender) = &self.sender
-            && sender
-                .send(Item::Event(Box::new((context, event))))
-                .await
-                .is_err()
+            && sender.send(Item::Recorded(recorded)).await.is_err()
         {
             tracing::error!("the audit writer has stopped; an authentication event is lost");
         }
@@ -92,7 +105,7 @@ async fn write(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<Item>) {
         let mut lingered = false;
         while let Some(item) = next.take() {
             match item {
-                Item::Event(event) => batch.push(*event),
+                Item::Recorded(recorded) => batch.push(recorded),
                 Item::Flush(done) => waiting.push(done),
             }
             if batch.len() >= BATCH {
@@ -106,17 +119,17 @@ async fn write(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<Item>) {
                 next = receiver.try_recv().ok();
             }
         }
+        let events = fold(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
         let mut delay = Duration::from_millis(50);
-        while let Err(error) = store.append_audit(&batch).await {
+        while let Err(error) = store.append_audit(&events).await {
             tracing::warn!(
                 ?error,
-                events = batch.len(),
+                events = events.len(),
                 "committing audit events failed; retrying"
             );
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(2));
         }
-        batch.clear();
         for done in waiting.drain(..) {
             let _ = done.send(());
         }

@@ -3,6 +3,7 @@
 use super::client::{Form, authenticate, read_form};
 use super::error::{OAuthError, OAuthResult};
 use super::jwt;
+use crate::audit::Exchange;
 use crate::cache::CachedToken;
 use crate::extract::client_meta;
 use crate::problem::{ApiError, ApiResult};
@@ -19,6 +20,7 @@ use latchkey_core::store::{RefreshFamily, RefreshOutcome, RefreshRecord};
 use latchkey_core::token::Token;
 use latchkey_core::{PermissionSet, Timestamp, TokenId};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// The token endpoint.
 pub async fn token(State(state): State<AppState>, request: Request) -> Response {
@@ -204,7 +206,7 @@ fn new_refresh(
 }
 
 async fn client_credentials(state: &AppState, parts: &Parts, form: &Form) -> OAuthResult<Response> {
-    let client: std::sync::Arc<CachedToken> = authenticate(state, parts, form).await?;
+    let client: Arc<CachedToken> = authenticate(state, parts, form).await?;
     let token = &client.record.token;
     let scope = narrow(form, &client.effective)?;
     let audience = audience(state, form)?;
@@ -230,26 +232,45 @@ async fn client_credentials(state: &AppState, parts: &Parts, form: &Form) -> OAu
     } else {
         None
     };
-    // The action names the grant; `refresh_family` is there only when one was started.
-    let mut details = json!({
-        "scope": format_scope(&scope),
-        "aud": audience,
-        "jti": issued.jti,
-        "expires_at": issued.expires_at,
-    });
-    if let Some((_, family)) = &refresh {
-        details["refresh_family"] = json!(family);
+    // The access token's `iat`.
+    let issued_at = issued.expires_at.plus_seconds(-issued.expires_in);
+    match &refresh {
+        // Each refresh-token family is its own story: one event each.
+        Some((_, family)) => {
+            let event = AuditEvent::new(
+                "token.exchanged",
+                Some(token.owner.tenant_id().as_str()),
+                Some(token.id.to_string()),
+            )
+            .with_details(json!({
+                "count": 1,
+                "jti": [issued.jti],
+                "issued_at": [issued_at],
+                "scope": format_scope(&scope),
+                "aud": audience,
+                "expires_in": issued.expires_in,
+                "refresh_family": family,
+            }));
+            state
+                .audit()
+                .record(client_context(state, parts, token), event)
+                .await;
+        }
+        None => {
+            let meta = client_meta(parts, state);
+            let exchange = Exchange {
+                client: Arc::clone(&client),
+                ip: meta.ip,
+                user_agent: meta.user_agent,
+                scope: format_scope(&scope),
+                audience,
+                jti: issued.jti.clone(),
+                issued_at,
+                expires_in: issued.expires_in,
+            };
+            state.audit().exchanged(exchange).await;
+        }
     }
-    let event = AuditEvent::new(
-        "token.exchanged",
-        Some(token.owner.tenant_id().as_str()),
-        Some(token.id.to_string()),
-    )
-    .with_details(details);
-    state
-        .audit()
-        .record(client_context(state, parts, token), event)
-        .await;
     Ok(respond(&issued, &scope, refresh.map(|(secret, _)| secret)))
 }
 

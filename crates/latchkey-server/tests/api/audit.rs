@@ -12,6 +12,7 @@ both_backends!(
     every_mutating_request_writes_exactly_one_event_with_its_five_ws,
     a_refused_request_writes_no_event,
     authentications_are_audited_without_secrets,
+    every_exchange_is_recorded_and_alike_ones_share_an_event,
     the_audit_list_filters_pages_and_keeps_managers_in_their_tenant,
     the_chain_verifies_and_names_the_first_tampered_or_missing_event,
 );
@@ -263,6 +264,14 @@ async fn authentications_are_audited_without_secrets(app: TestApp) {
     assert_eq!(exchanged[0]["tenant_id"], "acme");
     assert_eq!(exchanged[0]["ip"], "127.0.0.1");
     assert_eq!(exchanged[0]["details"]["scope"], "reports:read");
+    // An exchange that starts a refresh-token family is an event of its own.
+    assert_eq!(exchanged[0]["details"]["count"], 1);
+    let jti = app
+        .introspect(granted.body["access_token"].as_str().unwrap())
+        .await["jti"]
+        .clone();
+    assert_eq!(exchanged[0]["details"]["jti"], json!([jti]));
+    assert!(exchanged[0]["details"]["refresh_family"].is_string());
     let refreshed = wait_for(&app, "action=token.refreshed", 1).await;
     assert_eq!(refreshed[0]["target"], id);
     let failed = wait_for(&app, "action=auth.failed", 2).await;
@@ -404,4 +413,64 @@ async fn the_chain_verifies_and_names_the_first_tampered_or_missing_event(app: T
         .unwrap();
     let events = chain_of(&app.get("/v1/audit/chain?after=0").await.text);
     assert_eq!(first_broken_link(GENESIS_HASH.to_vec(), 1, events), Some(2));
+}
+
+async fn every_exchange_is_recorded_and_alike_ones_share_an_event(app: TestApp) {
+    app.create_tenant("acme").await;
+    let (id, secret) = app.client("acme", json!({})).await;
+    let grants =
+        futures_util::future::join_all((0..40).map(|_| app.exchange(&id, &secret, &[]))).await;
+    let mut issued = Vec::new();
+    for grant in &grants {
+        grant.assert_status(200);
+        let token = grant.body["access_token"].as_str().unwrap();
+        issued.push(app.introspect(token).await["jti"].clone());
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let events = loop {
+        let events = app
+            .get("/v1/audit?action=token.exchanged&limit=200")
+            .await
+            .body["items"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let recorded: u64 = events
+            .iter()
+            .map(|event| event["details"]["count"].as_u64().unwrap())
+            .sum();
+        if recorded >= 40 {
+            assert_eq!(recorded, 40, "{events:?}");
+            break events;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "group commit within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut recorded = Vec::new();
+    for event in &events {
+        let details = &event["details"];
+        let jtis = details["jti"].as_array().unwrap();
+        assert_eq!(details["count"].as_u64().unwrap(), jtis.len() as u64);
+        assert_eq!(details["issued_at"].as_array().unwrap().len(), jtis.len());
+        assert_eq!(details["expires_in"], 900);
+        assert_eq!(details["aud"], app.base);
+        assert!(details.get("refresh_family").is_none(), "{details}");
+        assert_eq!(event["target"], id);
+        assert_eq!(event["actor"], id);
+        assert_eq!(event["tenant_id"], "acme");
+        assert_eq!(event["ip"], "127.0.0.1");
+        recorded.extend(jtis.iter().cloned());
+    }
+    let sort = |list: &mut Vec<Value>| list.sort_by_key(|jti| jti.as_str().unwrap().to_owned());
+    sort(&mut issued);
+    sort(&mut recorded);
+    assert_eq!(recorded, issued, "each access token once");
+    // Nothing else was written after the client's creation.
+    let created = app.get("/v1/audit?action=token.created&limit=1").await.body["items"][0]["seq"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(total(&app).await, created + events.len() as i64);
 }
