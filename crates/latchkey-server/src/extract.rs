@@ -11,7 +11,7 @@ use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use latchkey_core::cidr::IpNet;
 use serde::de::DeserializeOwned;
 use std::net::{IpAddr, SocketAddr};
@@ -115,19 +115,33 @@ impl FromRequestParts<AppState> for ClientMeta {
 
 /// Reads the client address (when the server was started with connect info) and agent.
 pub fn client_meta(parts: &Parts, state: &AppState) -> ClientMeta {
-    let peer = parts
+    ClientMeta {
+        ip: client_addr(parts, state),
+        user_agent: parts.headers.get(header::USER_AGENT).and_then(user_agent),
+    }
+}
+
+/// The client's address (see [`client_ip`]), when the server was started with connect
+/// info.
+pub fn client_addr(parts: &Parts, state: &AppState) -> Option<IpAddr> {
+    parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip());
-    let user_agent = parts
-        .headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|agent| agent.chars().take(256).collect());
-    ClientMeta {
-        ip: peer.map(|peer| client_ip(peer, &parts.headers, &state.settings().trusted_proxies)),
-        user_agent,
-    }
+        .map(|info| {
+            client_ip(
+                info.0.ip(),
+                &parts.headers,
+                &state.settings().trusted_proxies,
+            )
+        })
+}
+
+/// A `User-Agent` header as the audit trail keeps it: text, cut to 256 characters.
+pub fn user_agent(value: &HeaderValue) -> Option<String> {
+    value
+        .to_str()
+        .ok()
+        .map(|agent| agent.chars().take(256).collect())
 }
 
 /// The client of a request that arrived from `peer`.

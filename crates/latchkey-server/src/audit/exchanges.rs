@@ -3,13 +3,16 @@
 //! A busy client exchanges its credentials many times a second from one place. Each
 //! exchange is still recorded, with its access token's `jti` and time, but the exchanges
 //! of one commit that share client, address, agent, scope, audience and lifetime become
-//! one event: `{"count", "jti": [...], "issued_at": [...], "scope", "aud", "expires_in"}`,
-//! at the time and chain position of the first. An exchange alone is an event with a
+//! one event: `{"count", "jti": [...], "iat": [...], "scope", "aud", "expires_in"}`, at
+//! the time and chain position of the first. An exchange alone is an event with a
 //! count of 1, so a quiet client's trail reads one event per exchange.
 
 use crate::cache::CachedToken;
+use crate::extract::user_agent;
+use axum::http::HeaderValue;
 use latchkey_core::Timestamp;
 use latchkey_core::audit::{AuditContext, AuditEvent};
+use latchkey_core::permission::format_scope;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
@@ -22,10 +25,11 @@ pub struct Exchange {
     pub client: Arc<CachedToken>,
     /// The client's address.
     pub ip: Option<IpAddr>,
-    /// The client's `User-Agent`.
-    pub user_agent: Option<String>,
-    /// The granted scope, space-separated.
-    pub scope: String,
+    /// The client's `User-Agent` header.
+    pub user_agent: Option<HeaderValue>,
+    /// The granted scope, space-separated, when the client asked for one; `None` when
+    /// it was granted everything it holds.
+    pub scope: Option<String>,
     /// The access token's `aud`.
     pub audience: String,
     /// The access token's `jti`.
@@ -42,6 +46,8 @@ impl Exchange {
             && self.ip == other.ip
             && self.user_agent == other.user_agent
             && self.scope == other.scope
+            // "Everything it holds" means the same only for the same snapshot.
+            && (self.scope.is_some() || Arc::ptr_eq(&self.client, &other.client))
             && self.audience == other.audience
             && self.expires_in == other.expires_in
     }
@@ -66,18 +72,18 @@ pub enum Recorded {
     Exchange(Box<Exchange>),
 }
 
-/// The exchanges of one folded event: the first, and the `jti` and time of each.
+/// The exchanges of one folded event: the first, and the `jti` and `iat` of each.
 struct Grants {
     first: Box<Exchange>,
     jtis: Vec<Value>,
-    issued: Vec<Value>,
+    iats: Vec<Value>,
 }
 
 impl Grants {
     fn new(first: Box<Exchange>) -> Self {
         let mut grants = Self {
             jtis: Vec::new(),
-            issued: Vec::new(),
+            iats: Vec::new(),
             first,
         };
         let (jti, at) = (
@@ -90,7 +96,9 @@ impl Grants {
 
     fn add(&mut self, jti: String, issued_at: Timestamp) {
         self.jtis.push(Value::String(jti));
-        self.issued.push(Value::String(issued_at.to_rfc3339()));
+        // The JWT's `iat`: whole seconds.
+        self.iats
+            .push(Value::from(issued_at.millis().div_euclid(1000)));
     }
 
     fn into_event(self) -> (AuditContext, AuditEvent) {
@@ -100,7 +108,7 @@ impl Grants {
             actor: token.id.to_string(),
             actor_user: token.owner.user_id().map(ToString::to_string),
             ip: first.ip.map(|ip| ip.to_string()),
-            user_agent: first.user_agent,
+            user_agent: first.user_agent.as_ref().and_then(user_agent),
             at: first.issued_at,
         };
         let event = AuditEvent::new(
@@ -111,8 +119,8 @@ impl Grants {
         .with_details(json!({
             "count": self.jtis.len(),
             "jti": self.jtis,
-            "issued_at": self.issued,
-            "scope": first.scope,
+            "iat": self.iats,
+            "scope": first.scope.clone().unwrap_or_else(|| format_scope(&first.client.effective)),
             "aud": first.audience,
             "expires_in": first.expires_in,
         }));
@@ -206,8 +214,8 @@ mod tests {
         Recorded::Exchange(Box::new(Exchange {
             client: Arc::clone(client),
             ip: Some(ip.parse().unwrap()),
-            user_agent: Some("ci/1".to_owned()),
-            scope: "reports:read".to_owned(),
+            user_agent: Some(HeaderValue::from_static("ci/1")),
+            scope: Some("reports:read".to_owned()),
             audience: "https://api".to_owned(),
             jti: jti.to_owned(),
             issued_at: Timestamp::from_millis(at),
@@ -265,7 +273,7 @@ mod tests {
             json!({
                 "count": 2,
                 "jti": ["j1", "j3"],
-                "issued_at": ["1970-01-01T00:00:01Z", "1970-01-01T00:00:03Z"],
+                "iat": [1, 3],
                 "scope": "reports:read",
                 "aud": "https://api",
                 "expires_in": 900,
@@ -274,22 +282,27 @@ mod tests {
     }
 
     #[test]
-    fn exchanges_that_differ_in_scope_agent_audience_or_lifetime_stay_apart() {
+    fn exchanges_that_differ_in_scope_agent_audience_lifetime_or_holdings_stay_apart() {
         let a = client(1);
         let mut variants = Vec::new();
-        for change in 0..4 {
+        for change in 0..5 {
             let Recorded::Exchange(mut exchange) = exchange(&a, "203.0.113.9", "j", 0) else {
                 unreachable!()
             };
             match change {
-                0 => exchange.scope = "reports:write".to_owned(),
+                0 => exchange.scope = Some("reports:write".to_owned()),
                 1 => exchange.user_agent = None,
                 2 => exchange.audience = "https://other".to_owned(),
-                _ => exchange.expires_in = 60,
+                3 => exchange.expires_in = 60,
+                // Everything another snapshot of the client held.
+                _ => {
+                    exchange.scope = None;
+                    exchange.client = client(1);
+                }
             }
             variants.push(Recorded::Exchange(exchange));
         }
         variants.push(exchange(&a, "203.0.113.9", "j", 0));
-        assert_eq!(fold(variants).len(), 5);
+        assert_eq!(fold(variants).len(), 6);
     }
 }

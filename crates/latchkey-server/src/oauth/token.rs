@@ -5,7 +5,7 @@ use super::error::{OAuthError, OAuthResult};
 use super::jwt;
 use crate::audit::Exchange;
 use crate::cache::CachedToken;
-use crate::extract::client_meta;
+use crate::extract::{client_addr, client_meta};
 use crate::problem::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::extract::{Request, State};
@@ -232,11 +232,15 @@ async fn client_credentials(state: &AppState, parts: &Parts, form: &Form) -> OAu
     } else {
         None
     };
+    let (response, family) = match refresh {
+        Some((secret, family)) => (respond(&issued, &scope, Some(secret)), Some(family)),
+        None => (respond(&issued, &scope, None), None),
+    };
     // The access token's `iat`.
     let issued_at = issued.expires_at.plus_seconds(-issued.expires_in);
-    match &refresh {
+    match family {
         // Each refresh-token family is its own story: one event each.
-        Some((_, family)) => {
+        Some(family) => {
             let event = AuditEvent::new(
                 "token.exchanged",
                 Some(token.owner.tenant_id().as_str()),
@@ -245,7 +249,7 @@ async fn client_credentials(state: &AppState, parts: &Parts, form: &Form) -> OAu
             .with_details(json!({
                 "count": 1,
                 "jti": [issued.jti],
-                "issued_at": [issued_at],
+                "iat": [issued_at.millis().div_euclid(1000)],
                 "scope": format_scope(&scope),
                 "aud": audience,
                 "expires_in": issued.expires_in,
@@ -257,21 +261,21 @@ async fn client_credentials(state: &AppState, parts: &Parts, form: &Form) -> OAu
                 .await;
         }
         None => {
-            let meta = client_meta(parts, state);
+            let asked = form.get("scope").ok().flatten().is_some();
             let exchange = Exchange {
-                client: Arc::clone(&client),
-                ip: meta.ip,
-                user_agent: meta.user_agent,
-                scope: format_scope(&scope),
+                ip: client_addr(parts, state),
+                user_agent: parts.headers.get(header::USER_AGENT).cloned(),
+                scope: asked.then(|| format_scope(&scope)),
+                client,
                 audience,
-                jti: issued.jti.clone(),
+                jti: issued.jti,
                 issued_at,
                 expires_in: issued.expires_in,
             };
             state.audit().exchanged(exchange).await;
         }
     }
-    Ok(respond(&issued, &scope, refresh.map(|(secret, _)| secret)))
+    Ok(response)
 }
 
 async fn refresh(state: &AppState, parts: &Parts, form: &Form) -> OAuthResult<Response> {

@@ -454,7 +454,7 @@ async fn every_exchange_is_recorded_and_alike_ones_share_an_event(app: TestApp) 
         let details = &event["details"];
         let jtis = details["jti"].as_array().unwrap();
         assert_eq!(details["count"].as_u64().unwrap(), jtis.len() as u64);
-        assert_eq!(details["issued_at"].as_array().unwrap().len(), jtis.len());
+        assert_eq!(details["iat"].as_array().unwrap().len(), jtis.len());
         assert_eq!(details["expires_in"], 900);
         assert_eq!(details["aud"], app.base);
         assert!(details.get("refresh_family").is_none(), "{details}");
