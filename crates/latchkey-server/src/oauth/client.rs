@@ -8,7 +8,7 @@
 
 use super::error::{OAuthError, OAuthResult};
 use crate::cache::CachedToken;
-use crate::extract::{BODY_LIMIT, client_meta, form_pairs};
+use crate::extract::{BODY_LIMIT, client_addr, client_meta, form_pairs};
 use crate::state::AppState;
 use axum::extract::Request;
 use axum::http::request::Parts;
@@ -150,7 +150,7 @@ pub async fn authenticate(
     parts: &Parts,
     form: &Form,
 ) -> OAuthResult<Arc<CachedToken>> {
-    let ip = client_meta(parts, state).ip;
+    let ip = client_addr(parts, state);
     let presented = presented(&parts.headers, form)?;
     if let Some(wait) = state.throttle().blocked(&presented.client_id, ip) {
         record_failure(state, parts, &presented.client_id, None, "throttled").await;

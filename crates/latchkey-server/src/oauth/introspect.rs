@@ -8,7 +8,7 @@ use super::client::read_form;
 use super::error::{OAuthError, OAuthResult};
 use super::jwt;
 use crate::auth::authenticate_api_key;
-use crate::extract::client_meta;
+use crate::extract::client_addr;
 use crate::problem::ApiError;
 use crate::state::AppState;
 use axum::extract::{Request, State};
@@ -45,7 +45,7 @@ async fn answer(state: &AppState, request: Request) -> OAuthResult<Value> {
         .ok_or_else(|| {
             OAuthError::invalid_token("a bearer credential with latchkey:introspect is required")
         })?;
-    let caller = authenticate_api_key(state, credential, client_meta(&parts, state).ip)
+    let caller = authenticate_api_key(state, credential, client_addr(&parts, state))
         .await
         .map_err(|error| match error {
             ApiError::InvalidToken { description, .. } => OAuthError::invalid_token(description),
