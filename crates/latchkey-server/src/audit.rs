@@ -119,7 +119,7 @@ async fn write(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<Item>) {
                 next = receiver.try_recv().ok();
             }
         }
-        let events = fold(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+        let events = fold(batch.drain(..));
         let mut delay = Duration::from_millis(50);
         while let Err(error) = store.append_audit(&events).await {
             tracing::warn!(

@@ -135,7 +135,7 @@ enum Slot {
 
 /// The events of a batch in queue order, alike exchanges folded into the event of the
 /// first of them.
-pub fn fold(batch: Vec<Recorded>) -> Vec<(AuditContext, AuditEvent)> {
+pub fn fold(batch: impl ExactSizeIterator<Item = Recorded>) -> Vec<(AuditContext, AuditEvent)> {
     let state = RandomState::new();
     let mut slots: Vec<Slot> = Vec::with_capacity(batch.len());
     // Slots holding exchanges, by the hash of what makes exchanges alike.
@@ -232,13 +232,16 @@ mod tests {
     #[test]
     fn alike_exchanges_become_one_event_listing_each_access_token() {
         let (a, b) = (client(1), client(2));
-        let events = fold(vec![
-            exchange(&a, "203.0.113.9", "j1", 1_000),
-            other_event(),
-            exchange(&b, "203.0.113.9", "j2", 2_000),
-            exchange(&a, "203.0.113.9", "j3", 3_000),
-            exchange(&a, "198.51.100.7", "j4", 4_000),
-        ]);
+        let events = fold(
+            vec![
+                exchange(&a, "203.0.113.9", "j1", 1_000),
+                other_event(),
+                exchange(&b, "203.0.113.9", "j2", 2_000),
+                exchange(&a, "203.0.113.9", "j3", 3_000),
+                exchange(&a, "198.51.100.7", "j4", 4_000),
+            ]
+            .into_iter(),
+        );
         let summary: Vec<(&str, Option<&str>, &Value)> = events
             .iter()
             .map(|(context, event)| {
@@ -303,6 +306,6 @@ mod tests {
             variants.push(Recorded::Exchange(exchange));
         }
         variants.push(exchange(&a, "203.0.113.9", "j", 0));
-        assert_eq!(fold(variants).len(), 6);
+        assert_eq!(fold(variants.into_iter()).len(), 6);
     }
 }
