@@ -5,12 +5,14 @@
 //! of one commit that share client, address, agent, scope, audience and lifetime become
 //! one event: `{"count", "jti": [...], "iat": [...], "scope", "aud", "expires_in"}`, at
 //! the time and chain position of the first. An exchange alone is an event with a
-//! count of 1, so a quiet client's trail reads one event per exchange.
+//! count of 1, so a quiet client's trail reads one event per exchange; one that started
+//! a refresh-token family is always alone, with its `refresh_family`.
 
 use crate::cache::CachedToken;
 use crate::extract::user_agent;
 use axum::http::HeaderValue;
 use latchkey_core::Timestamp;
+use latchkey_core::TokenId;
 use latchkey_core::audit::{AuditContext, AuditEvent};
 use latchkey_core::permission::format_scope;
 use serde_json::{Value, json};
@@ -19,7 +21,7 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// A successful client-credentials exchange that started no refresh-token family.
+/// A successful client-credentials exchange.
 pub struct Exchange {
     /// The client.
     pub client: Arc<CachedToken>,
@@ -38,11 +40,16 @@ pub struct Exchange {
     pub issued_at: Timestamp,
     /// Its lifetime in seconds.
     pub expires_in: i64,
+    /// The refresh-token family the exchange started, if it did.
+    pub refresh_family: Option<TokenId>,
 }
 
 impl Exchange {
     fn alike(&self, other: &Exchange) -> bool {
-        self.client.record.token.id == other.client.record.token.id
+        // Each refresh-token family is its own story.
+        self.refresh_family.is_none()
+            && other.refresh_family.is_none()
+            && self.client.record.token.id == other.client.record.token.id
             && self.ip == other.ip
             && self.user_agent == other.user_agent
             && self.scope == other.scope
@@ -111,7 +118,7 @@ impl Grants {
             user_agent: first.user_agent.as_ref().and_then(user_agent),
             at: first.issued_at,
         };
-        let event = AuditEvent::new(
+        let mut event = AuditEvent::new(
             "token.exchanged",
             Some(token.owner.tenant_id().as_str()),
             Some(token.id.to_string()),
@@ -124,6 +131,9 @@ impl Grants {
             "aud": first.audience,
             "expires_in": first.expires_in,
         }));
+        if let (Some(family), Value::Object(details)) = (first.refresh_family, &mut event.details) {
+            details.insert("refresh_family".to_owned(), json!(family));
+        }
         (context, event)
     }
 }
@@ -176,7 +186,7 @@ pub fn fold(batch: impl ExactSizeIterator<Item = Recorded>) -> Vec<(AuditContext
 mod tests {
     use super::*;
     use latchkey_core::token::{Owner, Token, TokenKind, TokenName, TokenRecord};
-    use latchkey_core::{PermissionSet, TenantId, TokenId};
+    use latchkey_core::{PermissionSet, TenantId};
 
     fn client(id: u128) -> Arc<CachedToken> {
         let token = Token {
@@ -220,6 +230,7 @@ mod tests {
             jti: jti.to_owned(),
             issued_at: Timestamp::from_millis(at),
             expires_in: 900,
+            refresh_family: None,
         }))
     }
 
@@ -288,7 +299,7 @@ mod tests {
     fn exchanges_that_differ_in_scope_agent_audience_lifetime_or_holdings_stay_apart() {
         let a = client(1);
         let mut variants = Vec::new();
-        for change in 0..5 {
+        for change in 0..6 {
             let Recorded::Exchange(mut exchange) = exchange(&a, "203.0.113.9", "j", 0) else {
                 unreachable!()
             };
@@ -297,6 +308,7 @@ mod tests {
                 1 => exchange.user_agent = None,
                 2 => exchange.audience = "https://other".to_owned(),
                 3 => exchange.expires_in = 60,
+                4 => exchange.refresh_family = Some(TokenId::from_u128(9)),
                 // Everything another snapshot of the client held.
                 _ => {
                     exchange.scope = None;
@@ -306,6 +318,12 @@ mod tests {
             variants.push(Recorded::Exchange(exchange));
         }
         variants.push(exchange(&a, "203.0.113.9", "j", 0));
-        assert_eq!(fold(variants.into_iter()).len(), 6);
+        let events = fold(variants.into_iter());
+        assert_eq!(events.len(), 7);
+        assert_eq!(
+            events[4].1.details["refresh_family"],
+            TokenId::from_u128(9).to_string()
+        );
+        assert!(events[0].1.details.get("refresh_family").is_none());
     }
 }

@@ -232,49 +232,22 @@ async fn client_credentials(state: &AppState, parts: &Parts, form: &Form) -> OAu
     } else {
         None
     };
-    let (response, family) = match refresh {
-        Some((secret, family)) => (respond(&issued, &scope, Some(secret)), Some(family)),
-        None => (respond(&issued, &scope, None), None),
+    let (secret, refresh_family) = refresh.unzip();
+    let response = respond(&issued, &scope, secret);
+    let asked = form.get("scope").ok().flatten().is_some();
+    let exchange = Exchange {
+        ip: client_addr(parts, state),
+        user_agent: parts.headers.get(header::USER_AGENT).cloned(),
+        scope: asked.then(|| format_scope(&scope)),
+        client,
+        audience,
+        jti: issued.jti,
+        // The access token's `iat`.
+        issued_at: issued.expires_at.plus_seconds(-issued.expires_in),
+        expires_in: issued.expires_in,
+        refresh_family,
     };
-    // The access token's `iat`.
-    let issued_at = issued.expires_at.plus_seconds(-issued.expires_in);
-    match family {
-        // Each refresh-token family is its own story: one event each.
-        Some(family) => {
-            let event = AuditEvent::new(
-                "token.exchanged",
-                Some(token.owner.tenant_id().as_str()),
-                Some(token.id.to_string()),
-            )
-            .with_details(json!({
-                "count": 1,
-                "jti": [issued.jti],
-                "iat": [issued_at.millis().div_euclid(1000)],
-                "scope": format_scope(&scope),
-                "aud": audience,
-                "expires_in": issued.expires_in,
-                "refresh_family": family,
-            }));
-            state
-                .audit()
-                .record(client_context(state, parts, token), event)
-                .await;
-        }
-        None => {
-            let asked = form.get("scope").ok().flatten().is_some();
-            let exchange = Exchange {
-                ip: client_addr(parts, state),
-                user_agent: parts.headers.get(header::USER_AGENT).cloned(),
-                scope: asked.then(|| format_scope(&scope)),
-                client,
-                audience,
-                jti: issued.jti,
-                issued_at,
-                expires_in: issued.expires_in,
-            };
-            state.audit().exchanged(exchange).await;
-        }
-    }
+    state.audit().exchanged(exchange).await;
     Ok(response)
 }
 
