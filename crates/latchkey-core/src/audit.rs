@@ -141,18 +141,13 @@ pub fn link_hash(previous: &[u8], canonical: &[u8]) -> [u8; 32] {
 
 /// Lower-case hex of `bytes`, as the API shows hashes.
 pub fn hex(bytes: &[u8]) -> String {
-    let mut text = String::with_capacity(bytes.len() * 2);
-    push_hex(&mut text, bytes);
-    text
-}
-
-/// Appends the lower-case hex of `bytes` to `out`.
-pub fn push_hex(out: &mut String, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0xf)]));
     }
+    text
 }
 
 /// One stored link of the chain: seq, context, event, previous hash, hash.

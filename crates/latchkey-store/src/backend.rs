@@ -92,7 +92,7 @@ pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<SqlStore>
                 .connect_with(connect_options)
                 .await
                 .map_err(from_sqlx)?;
-            Ok(SqlStore::new(backend, writer, reader))
+            Ok(SqlStore::new(writer, reader))
         }
         Backend::Postgres => {
             let pool = AnyPoolOptions::new()
@@ -105,7 +105,7 @@ pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<SqlStore>
                 .run(&pool)
                 .await
                 .map_err(|e| StoreError::Internal(e.to_string()))?;
-            Ok(SqlStore::new(backend, pool.clone(), pool))
+            Ok(SqlStore::new(pool.clone(), pool))
         }
     }
 }

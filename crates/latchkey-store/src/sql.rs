@@ -2,7 +2,7 @@
 //! change, its revocation-log entries and its audit event; a serialization failure or
 //! deadlock reruns the whole transaction a bounded number of times.
 
-use crate::backend::{Backend, Pool};
+use crate::backend::Pool;
 use crate::error::{TxError, TxResult, from_sqlx};
 use crate::rows::{self, TOKEN_COLUMNS, join};
 use async_trait::async_trait;
@@ -41,23 +41,13 @@ macro_rules! retrying {
 /// A [`Store`] on SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
-    backend: Backend,
     pub(crate) writer: Pool,
     pub(crate) reader: Pool,
 }
 
 impl SqlStore {
-    pub(crate) fn new(backend: Backend, writer: Pool, reader: Pool) -> Self {
-        Self {
-            backend,
-            writer,
-            reader,
-        }
-    }
-
-    /// Which database this store talks to.
-    pub fn backend(&self) -> Backend {
-        self.backend
+    pub(crate) fn new(writer: Pool, reader: Pool) -> Self {
+        Self { writer, reader }
     }
 
     /// Closes every connection.
