@@ -216,24 +216,6 @@ async fn a_refused_request_writes_no_event(app: TestApp) {
     assert_eq!(total(&app).await, before);
 }
 
-async fn wait_for(app: &TestApp, query: &str, count: usize) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let items = app.get(&format!("/v1/audit?{query}")).await.body["items"]
-            .as_array()
-            .unwrap()
-            .clone();
-        if items.len() >= count {
-            return items;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "group commit within 5 s: {query}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn authentications_are_audited_without_secrets(app: TestApp) {
     app.put("/v1/permissions/reports:read", json!({}))
         .await
@@ -259,7 +241,7 @@ async fn authentications_are_audited_without_secrets(app: TestApp) {
     )
     .await
     .assert_status(200);
-    let exchanged = wait_for(&app, "action=token.exchanged", 1).await;
+    let exchanged = app.wait_for_audit("action=token.exchanged", 1).await;
     assert_eq!(exchanged[0]["target"], id);
     assert_eq!(exchanged[0]["tenant_id"], "acme");
     assert_eq!(exchanged[0]["ip"], "127.0.0.1");
@@ -272,9 +254,9 @@ async fn authentications_are_audited_without_secrets(app: TestApp) {
         .clone();
     assert_eq!(exchanged[0]["details"]["jti"], json!([jti]));
     assert!(exchanged[0]["details"]["refresh_family"].is_string());
-    let refreshed = wait_for(&app, "action=token.refreshed", 1).await;
+    let refreshed = app.wait_for_audit("action=token.refreshed", 1).await;
     assert_eq!(refreshed[0]["target"], id);
-    let failed = wait_for(&app, "action=auth.failed", 2).await;
+    let failed = app.wait_for_audit("action=auth.failed", 2).await;
     let reasons: Vec<&str> = failed
         .iter()
         .map(|e| e["details"]["reason"].as_str().unwrap())

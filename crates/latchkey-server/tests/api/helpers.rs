@@ -480,6 +480,26 @@ impl TestApp {
         db.close().await;
         count
     }
+
+    /// The events `GET /v1/audit?{query}` lists once there are at least `count`:
+    /// authentications are group-committed a moment after the answer. Fails after 5 s.
+    pub async fn wait_for_audit(&self, query: &str, count: usize) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let items = self.get(&format!("/v1/audit?{query}")).await.body["items"]
+                .as_array()
+                .unwrap()
+                .clone();
+            if items.len() >= count {
+                return items;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "group commit within 5 s: {query}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// An `Authorization: Basic` value (RFC 6749 §2.3.1).

@@ -8,7 +8,6 @@ use latchkey_core::cidr::IpNet;
 use latchkey_server::Config;
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::time::Duration;
 
 /// The tests reach the server from 127.0.0.1, which this configuration trusts.
 fn behind_loopback_proxy(config: &mut Config) {
@@ -111,22 +110,9 @@ async fn stored_ips(app: &TestApp, action: &str) -> Vec<Option<String>> {
 /// The events with `action` (newest first) once there are `count`: authentications are
 /// written by group commit, a moment after the answer.
 async fn wait_for(app: &TestApp, action: &str, count: usize) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let items = app.get(&format!("/v1/audit?action={action}")).await.body["items"]
-            .as_array()
-            .unwrap()
-            .clone();
-        if items.len() >= count {
-            assert_eq!(items.len(), count, "{action}: {items:?}");
-            return items;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{count} {action} events within 5 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let items = app.wait_for_audit(&format!("action={action}"), count).await;
+    assert_eq!(items.len(), count, "{action}: {items:?}");
+    items
 }
 
 async fn a_trusted_proxy_forwards_the_client_address_to_the_audit_trail(app: TestApp) {
