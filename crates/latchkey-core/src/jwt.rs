@@ -68,8 +68,9 @@ pub struct Claims {
     pub iss: String,
     /// The token id.
     pub sub: String,
-    /// The audience: the `resource` asked for, or the default audience.
-    pub aud: String,
+    /// The audience: the `resource` asked for, or the default audience (and the issuer
+    /// too when the grant holds a built-in permission; docs/API.md, "Audiences").
+    pub aud: Audience,
     /// Expiry, seconds since the epoch; absent on long-lived JWTs without expiry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exp: Option<i64>,
@@ -93,6 +94,53 @@ pub struct Claims {
     /// `jwt` on long-lived JWTs (token kind `jwt`); absent on access tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub knd: Option<String>,
+    /// The token's roles: what its grant is computed from, so a verifier can narrow
+    /// `scope` to what the token grants now. Absent only on JWTs issued before latchkey
+    /// wrote it, which verifiers check by introspection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rol: Option<Vec<String>>,
+    /// The token's direct permissions, beside `rol`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prm: Option<Vec<String>>,
+    /// The token's IP allowlist (CIDR networks); absent when it has none. A verifier that
+    /// does not know the client's address refuses a JWT carrying it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipa: Vec<String>,
+}
+
+/// A JWT's `aud`: one string, or an array of them (RFC 7519 §4.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    /// A single audience.
+    One(String),
+    /// Several audiences.
+    Many(Vec<String>),
+}
+
+impl Audience {
+    /// `primary`, with `issuer` added when `with_issuer` holds and it is not already it.
+    pub fn new(primary: &str, issuer: &str, with_issuer: bool) -> Self {
+        if with_issuer && primary != issuer {
+            Self::Many(vec![primary.to_owned(), issuer.to_owned()])
+        } else {
+            Self::One(primary.to_owned())
+        }
+    }
+
+    /// True when `audience` is, or is among, these audiences.
+    pub fn contains(&self, audience: &str) -> bool {
+        match self {
+            Self::One(one) => one == audience,
+            Self::Many(many) => many.iter().any(|a| a == audience),
+        }
+    }
+}
+
+impl From<&str> for Audience {
+    fn from(audience: &str) -> Self {
+        Self::One(audience.to_owned())
+    }
 }
 
 const B64_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -198,9 +246,29 @@ mod tests {
             uid: None,
             tkt: TokenOwnerType::Tenant,
             knd: Some("jwt".into()),
+            rol: Some(vec![]),
+            prm: None,
+            ipa: vec![],
         };
         let text = serde_json::to_string(&claims).unwrap();
         assert!(!text.contains("exp") && !text.contains("uid"));
         assert!(text.contains("\"tkt\":\"tenant\"") && text.contains("\"knd\":\"jwt\""));
+        assert!(text.contains("\"rol\":[]") && !text.contains("prm") && !text.contains("ipa"));
+    }
+
+    #[test]
+    fn audiences_are_one_string_or_an_array() {
+        let one: Audience = serde_json::from_str("\"https://api\"").unwrap();
+        assert!(one.contains("https://api") && !one.contains("https://auth"));
+        let many = Audience::new("https://api", "https://auth", true);
+        assert_eq!(
+            serde_json::to_string(&many).unwrap(),
+            "[\"https://api\",\"https://auth\"]"
+        );
+        assert!(many.contains("https://auth"));
+        assert_eq!(
+            Audience::new("https://auth", "https://auth", true),
+            Audience::One("https://auth".into())
+        );
     }
 }

@@ -16,6 +16,7 @@ pub mod secret;
 pub mod store;
 pub mod timestamp;
 pub mod token;
+pub mod usable;
 
 pub use ids::{FieldError, RoleName, TenantId, TokenId, UserId};
 pub use permission::{Permission, PermissionSet};

@@ -10,7 +10,7 @@ use crate::permission::{Permission, PermissionSet};
 use crate::timestamp::Timestamp;
 use crate::token::{Owner, Token, TokenName, TokenRecord};
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A customer account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -187,23 +187,76 @@ pub enum RefreshOutcome {
     Reused,
 }
 
-/// One entry of the deny list, in the order revocations committed.
+/// What an entry of the revocation feed names (docs/API.md, "Revocation feed").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedKind {
+    /// A token: every credential whose `client_id` is the subject is revoked.
+    Token,
+    /// One access token, by its `jti`.
+    Jti,
+    /// A refresh-token family.
+    Family,
+    /// A role's permissions changed: the entry holds them now.
+    Role,
+    /// A membership changed: the entry holds the member's roles now (none once it ends).
+    Member,
+}
+
+impl FeedKind {
+    /// The wire and storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::Jti => "jti",
+            Self::Family => "family",
+            Self::Role => "role",
+            Self::Member => "member",
+        }
+    }
+
+    /// The inverse of [`FeedKind::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "token" => Some(Self::Token),
+            "jti" => Some(Self::Jti),
+            "family" => Some(Self::Family),
+            "role" => Some(Self::Role),
+            "member" => Some(Self::Member),
+            _ => None,
+        }
+    }
+
+    /// True for entries that carry state (compacted to the latest per subject) rather
+    /// than a revocation.
+    pub fn is_state(self) -> bool {
+        matches!(self, Self::Role | Self::Member)
+    }
+}
+
+/// One entry of the revocation feed, in commit order: a revocation, or the new state of
+/// something a grant is computed from (a role, a membership).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RevocationEntry {
-    /// Position in the log: gap-free, in commit order.
+    /// Position in the log: in commit order; gaps only where compaction removed entries.
     pub seq: i64,
-    /// `token` (every JWT whose `client_id` is `subject`), `jti` (one access token) or
-    /// `family` (a refresh-token family).
-    pub kind: String,
-    /// The token id, `jti` or family id.
+    /// What the entry names.
+    pub kind: FeedKind,
+    /// The token id, `jti` or family id; the role name; the member's user id.
     pub subject: String,
-    /// The tenant concerned.
+    /// The tenant concerned (a member's tenant); none for roles.
     pub tenant_id: Option<String>,
-    /// When it was revoked.
+    /// When it was revoked or changed.
     pub revoked_at: Timestamp,
     /// When the entry stops mattering (no credential it matches can still be valid);
     /// `None` for never. Compaction removes entries past this instant.
     pub expires_at: Option<Timestamp>,
+    /// `role` entries: the role's permissions now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<String>>,
+    /// `member` entries: the member's roles now; empty once the membership ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
 }
 
 /// One aggregate of a gateway's usage batch: how often a token was used in one minute,
@@ -442,6 +495,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<(Vec<RevocationEntry>, i64)>;
     /// Deletes entries that stopped mattering before `now`; returns how many.
     async fn compact_revocations(&self, now: Timestamp) -> StoreResult<u64>;
+    /// Once per database: appends the state of every role and membership to the feed, so
+    /// that followers know what every grant is computed from (later changes append their
+    /// own). Returns how many entries it appended; 0 when it had been done.
+    async fn backfill_feed_state(&self, at: Timestamp) -> StoreResult<u64>;
 
     /// Adds a batch of usage aggregates in one transaction, moves each token's
     /// `last_used_at`/`last_used_ip` forward, and records a `token.first_seen_ip` event the

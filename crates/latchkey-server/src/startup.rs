@@ -125,6 +125,17 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("preparing signing keys: {e:?}"))?;
         let root_key = bootstrap(&state).await?;
+        let backfilled = state
+            .store()
+            .backfill_feed_state(state.now())
+            .await
+            .map_err(|e| anyhow::anyhow!("writing roles and memberships to the feed: {e:?}"))?;
+        if backfilled > 0 {
+            tracing::info!(
+                entries = backfilled,
+                "the revocation feed now carries every role and membership"
+            );
+        }
         if let (Some(key), Some(path)) = (&root_key, &config.root_key_file) {
             keyfile::write_private(path, format!("{}\n", key.expose()).as_bytes())
                 .with_context(|| format!("writing the root key to {}", path.display()))?;

@@ -3,12 +3,12 @@
 //! single access tokens on the deny list.
 
 use crate::error::{TxResult, from_sqlx};
-use crate::sql::{Revoked, SqlStore, append_audit, append_revocation};
+use crate::sql::{SqlStore, append_audit, append_revocation};
 use latchkey_core::audit::{AuditContext, AuditEvent};
 use latchkey_core::secret::StoredSecret;
 use latchkey_core::store::{
-    RefreshFamily, RefreshOutcome, RefreshRecord, RevocationEntry, RotateWhen, SigningKeyRecord,
-    StoreError, StoreResult,
+    FeedKind, RefreshFamily, RefreshOutcome, RefreshRecord, RevocationEntry, RotateWhen,
+    SigningKeyRecord, StoreError, StoreResult,
 };
 use latchkey_core::{Timestamp, TokenId};
 use serde_json::json;
@@ -110,7 +110,7 @@ async fn revoke_family_in(
     let family_text = family.to_string();
     append_revocation(
         conn,
-        Revoked::Family,
+        FeedKind::Family,
         &family_text,
         &tenant,
         at,
@@ -128,7 +128,7 @@ async fn revoke_family_in(
     for row in live {
         let jti: String = row.try_get("jti")?;
         let expires: i64 = row.try_get("access_expires_at")?;
-        append_revocation(conn, Revoked::Jti, &jti, &tenant, at, Some(expires)).await?;
+        append_revocation(conn, FeedKind::Jti, &jti, &tenant, at, Some(expires)).await?;
     }
     Ok(true)
 }
@@ -339,7 +339,7 @@ impl SqlStore {
         if known.is_none() {
             append_revocation(
                 &mut tx,
-                Revoked::Jti,
+                FeedKind::Jti,
                 jti,
                 tenant,
                 ctx.at,
@@ -370,8 +370,8 @@ impl SqlStore {
                 .await
                 .map_err(from_sqlx)?;
         let rows = sqlx::query(
-            "SELECT seq, kind, subject, tenant_id, revoked_at, expires_at FROM revocations \
-             WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+            "SELECT seq, kind, subject, tenant_id, revoked_at, expires_at, state \
+             FROM revocations WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
         )
         .bind(after)
         .bind(head)
@@ -381,20 +381,8 @@ impl SqlStore {
         .map_err(from_sqlx)?;
         let entries = rows
             .iter()
-            .map(|row| {
-                Ok(RevocationEntry {
-                    seq: row.try_get("seq")?,
-                    kind: row.try_get("kind")?,
-                    subject: row.try_get("subject")?,
-                    tenant_id: row.try_get("tenant_id")?,
-                    revoked_at: Timestamp::from_millis(row.try_get("revoked_at")?),
-                    expires_at: row
-                        .try_get::<Option<i64>, _>("expires_at")?
-                        .map(Timestamp::from_millis),
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()
-            .map_err(from_sqlx)?;
+            .map(revocation_entry)
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok((entries, head))
     }
 
@@ -419,4 +407,49 @@ impl SqlStore {
         .await
         .map_err(from_sqlx)
     }
+}
+
+fn revocation_entry(row: &sqlx::any::AnyRow) -> StoreResult<RevocationEntry> {
+    let kind: String = row.try_get("kind").map_err(from_sqlx)?;
+    let kind = FeedKind::parse(&kind)
+        .ok_or_else(|| StoreError::Internal(format!("unknown revocation kind `{kind}`")))?;
+    let state: Option<String> = row.try_get("state").map_err(from_sqlx)?;
+    let state: Option<serde_json::Value> = state
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|e| StoreError::Internal(format!("revocation state: {e}")))?;
+    // A state entry without its state would read as "holds nothing" downstream, which
+    // is not what was written: refuse it instead.
+    let state_names = |wanted: bool, member: &str| -> StoreResult<Option<Vec<String>>> {
+        if !wanted {
+            return Ok(None);
+        }
+        state
+            .as_ref()
+            .and_then(|state| state.get(member))
+            .and_then(serde_json::Value::as_array)
+            .and_then(|names| {
+                names
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .map(Some)
+            .ok_or_else(|| {
+                StoreError::Internal(format!("{} entry without `{member}`", kind.as_str()))
+            })
+    };
+    Ok(RevocationEntry {
+        seq: row.try_get("seq").map_err(from_sqlx)?,
+        kind,
+        subject: row.try_get("subject").map_err(from_sqlx)?,
+        tenant_id: row.try_get("tenant_id").map_err(from_sqlx)?,
+        revoked_at: Timestamp::from_millis(row.try_get("revoked_at").map_err(from_sqlx)?),
+        expires_at: row
+            .try_get::<Option<i64>, _>("expires_at")
+            .map_err(from_sqlx)?
+            .map(Timestamp::from_millis),
+        permissions: state_names(kind == FeedKind::Role, "permissions")?,
+        roles: state_names(kind == FeedKind::Member, "roles")?,
+    })
 }

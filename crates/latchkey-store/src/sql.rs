@@ -8,9 +8,9 @@ use crate::rows::{self, TOKEN_COLUMNS, join};
 use async_trait::async_trait;
 use latchkey_core::audit::{AuditContext, AuditEvent};
 use latchkey_core::store::{
-    AuditFilter, AuditRecord, Membership, Page, PageRequest, PermissionDef, RefreshFamily,
-    RefreshOutcome, RefreshRecord, RevocationEntry, RoleDef, RotateWhen, SigningKeyRecord, Store,
-    StoreError, StoreResult, Tenant, TokenOwnerFilter, UsageRecord,
+    AuditFilter, AuditRecord, FeedKind, Membership, Page, PageRequest, PermissionDef,
+    RefreshFamily, RefreshOutcome, RefreshRecord, RevocationEntry, RoleDef, RotateWhen,
+    SigningKeyRecord, Store, StoreError, StoreResult, Tenant, TokenOwnerFilter, UsageRecord,
 };
 use latchkey_core::token::{Owner, Token, TokenKind, TokenName, TokenRecord};
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
@@ -70,35 +70,35 @@ pub(crate) async fn append_audit(
     crate::audit::append_links(conn, &[(ctx, &event)]).await
 }
 
-/// What a deny-list entry names.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Revoked {
-    /// A token id: every JWT with this `client_id`.
-    Token,
-    /// One access token, by `jti`.
-    Jti,
-    /// A refresh-token family.
-    Family,
-}
-
-impl Revoked {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Token => "token",
-            Self::Jti => "jti",
-            Self::Family => "family",
-        }
-    }
-}
-
 /// Appends an entry to the deny list inside the caller's transaction.
 pub(crate) async fn append_revocation(
     conn: &mut AnyConnection,
-    kind: Revoked,
+    kind: FeedKind,
     subject: &str,
     tenant: &str,
     revoked_at: Timestamp,
     expires_at: Option<i64>,
+) -> TxResult<i64> {
+    append_entry(
+        conn,
+        kind,
+        subject,
+        Some(tenant),
+        revoked_at,
+        expires_at,
+        None,
+    )
+    .await
+}
+
+async fn append_entry(
+    conn: &mut AnyConnection,
+    kind: FeedKind,
+    subject: &str,
+    tenant: Option<&str>,
+    at: Timestamp,
+    expires_at: Option<i64>,
+    state: Option<String>,
 ) -> TxResult<i64> {
     let seq: i64 = sqlx::query_scalar(
         "UPDATE chain_heads SET seq = seq + 1 WHERE name = 'revocations' RETURNING seq",
@@ -106,18 +106,83 @@ pub(crate) async fn append_revocation(
     .fetch_one(&mut *conn)
     .await?;
     sqlx::query(
-        "INSERT INTO revocations (seq, kind, subject, tenant_id, revoked_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO revocations (seq, kind, subject, tenant_id, revoked_at, expires_at, state) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(seq)
     .bind(kind.as_str())
     .bind(subject.to_owned())
-    .bind(tenant.to_owned())
-    .bind(revoked_at.millis())
+    .bind(tenant.map(str::to_owned))
+    .bind(at.millis())
     .bind(expires_at)
+    .bind(state)
     .execute(&mut *conn)
     .await?;
     Ok(seq)
+}
+
+/// Appends the state of a role or a membership to the feed, and deletes the older state
+/// entries of the same key: a follower needs only the latest (docs/API.md, "Revocation
+/// feed").
+async fn append_state(
+    conn: &mut AnyConnection,
+    kind: FeedKind,
+    subject: &str,
+    tenant: Option<&str>,
+    at: Timestamp,
+    state: serde_json::Value,
+) -> TxResult<i64> {
+    sqlx::query(
+        "DELETE FROM revocations WHERE kind = $1 AND subject = $2 \
+         AND COALESCE(tenant_id, '') = $3",
+    )
+    .bind(kind.as_str())
+    .bind(subject.to_owned())
+    .bind(tenant.unwrap_or("").to_owned())
+    .execute(&mut *conn)
+    .await?;
+    append_entry(
+        conn,
+        kind,
+        subject,
+        tenant,
+        at,
+        None,
+        Some(state.to_string()),
+    )
+    .await
+}
+
+/// Appends the current permissions of `role`.
+async fn append_role_state(conn: &mut AnyConnection, role: &str, at: Timestamp) -> TxResult<()> {
+    let permissions: Vec<String> = sqlx::query_scalar(
+        "SELECT permission FROM role_permissions WHERE role = $1 ORDER BY permission",
+    )
+    .bind(role.to_owned())
+    .fetch_all(&mut *conn)
+    .await?;
+    let state = json!({ "permissions": permissions });
+    append_state(conn, FeedKind::Role, role, None, at, state).await?;
+    Ok(())
+}
+
+/// Appends the current roles of `user` in `tenant`: none once the membership has ended.
+async fn append_member_state(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    user: &str,
+    at: Timestamp,
+) -> TxResult<()> {
+    let roles: Vec<String> = sqlx::query_scalar(
+        "SELECT role FROM membership_roles WHERE tenant_id = $1 AND user_id = $2 ORDER BY role",
+    )
+    .bind(tenant.to_owned())
+    .bind(user.to_owned())
+    .fetch_all(&mut *conn)
+    .await?;
+    let state = json!({ "roles": roles });
+    append_state(conn, FeedKind::Member, user, Some(tenant), at, state).await?;
+    Ok(())
 }
 
 /// Marks the tokens selected by `filter` revoked at `at` and logs each on the deny list.
@@ -154,7 +219,7 @@ async fn revoke_where(
             let last_jwt = at.plus_seconds(ttl).millis();
             Some(token_expiry.map_or(last_jwt, |expiry| expiry.min(last_jwt)))
         };
-        append_revocation(conn, Revoked::Token, &id, &tenant, at, matters_until).await?;
+        append_revocation(conn, FeedKind::Token, &id, &tenant, at, matters_until).await?;
         ids.push(id);
     }
     ids.sort();
@@ -396,6 +461,12 @@ impl SqlStore {
             return Ok(false);
         }
         let revoked = revoke_where(&mut tx, "tenant_id = $2", &[id.as_str()], ctx.at).await?;
+        let members = sqlx::query_scalar::<_, String>(
+            "SELECT user_id FROM memberships WHERE tenant_id = $1 ORDER BY user_id",
+        )
+        .bind(id.as_str().to_owned())
+        .fetch_all(&mut *tx)
+        .await?;
         for table in ["tokens", "membership_roles", "memberships"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
                 .bind(id.as_str().to_owned())
@@ -406,11 +477,43 @@ impl SqlStore {
             .bind(id.as_str().to_owned())
             .execute(&mut *tx)
             .await?;
+        for user in &members {
+            append_member_state(&mut tx, id.as_str(), user, ctx.at).await?;
+        }
         let event = AuditEvent::new("tenant.deleted", Some(id.as_str()), Some(id.to_string()))
             .with_details(json!({ "tokens_revoked": revoked }));
         append_audit(&mut tx, ctx, event).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn tx_backfill_feed_state(&self, at: Timestamp) -> TxResult<u64> {
+        let mut tx = self.writer.begin().await?;
+        let claimed =
+            sqlx::query("UPDATE chain_heads SET seq = 1 WHERE name = 'feed_state' AND seq = 0")
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if claimed == 0 {
+            return Ok(0);
+        }
+        let roles: Vec<String> = sqlx::query_scalar("SELECT name FROM roles ORDER BY name")
+            .fetch_all(&mut *tx)
+            .await?;
+        let members =
+            sqlx::query("SELECT tenant_id, user_id FROM memberships ORDER BY tenant_id, user_id")
+                .fetch_all(&mut *tx)
+                .await?;
+        for role in &roles {
+            append_role_state(&mut tx, role, at).await?;
+        }
+        for row in &members {
+            let tenant: String = row.try_get("tenant_id")?;
+            let user: String = row.try_get("user_id")?;
+            append_member_state(&mut tx, &tenant, &user, at).await?;
+        }
+        tx.commit().await?;
+        Ok(u64::try_from(roles.len() + members.len()).unwrap_or(u64::MAX))
     }
 
     async fn tx_put_permission(&self, def: &PermissionDef, ctx: &AuditContext) -> TxResult<()> {
@@ -461,6 +564,7 @@ impl SqlStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        append_role_state(&mut tx, role.name.as_str(), ctx.at).await?;
         let event = AuditEvent::new("role.put", None, Some(role.name.to_string())).with_details(
             json!({ "permissions": role.permissions, "description": role.description }),
         );
@@ -506,6 +610,7 @@ impl SqlStore {
             .execute(&mut *tx)
             .await?;
         }
+        append_member_state(&mut tx, tenant.as_str(), user.as_str(), ctx.at).await?;
         let event = AuditEvent::new(
             "membership.put",
             Some(tenant.as_str()),
@@ -555,6 +660,7 @@ impl SqlStore {
         )
         .with_details(json!({ "tokens_revoked": revoked }));
         append_audit(&mut tx, ctx, event).await?;
+        append_member_state(&mut tx, tenant.as_str(), user.as_str(), ctx.at).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -581,6 +687,9 @@ impl SqlStore {
         }
         if tenants.is_empty() && deleted == 0 {
             return Ok(false);
+        }
+        for tenant in &tenants {
+            append_member_state(&mut tx, tenant, user.as_str(), ctx.at).await?;
         }
         let event = AuditEvent::new("user.deleted", None, Some(user.to_string())).with_details(
             json!({ "tenants": tenants, "tokens_revoked": revoked, "tokens_deleted": deleted }),
@@ -1013,6 +1122,10 @@ impl Store for SqlStore {
 
     async fn compact_revocations(&self, now: Timestamp) -> StoreResult<u64> {
         retrying!(self.tx_compact_revocations(now))
+    }
+
+    async fn backfill_feed_state(&self, at: Timestamp) -> StoreResult<u64> {
+        retrying!(self.tx_backfill_feed_state(at))
     }
 
     async fn record_usage(&self, batch: &[UsageRecord], ctx: &AuditContext) -> StoreResult<u64> {

@@ -244,12 +244,12 @@ async fn mint(
     // signed it stays published while the token lives.
     let long_lived = match token.kind {
         TokenKind::Jwt => {
-            let audience = state.settings().default_audience.clone();
+            let audience = token::audience_for(state, None, &draft.effective);
             let claims = token::claims_for(
                 state,
                 &token,
                 &draft.effective,
-                &audience,
+                audience,
                 token.expires_at,
                 true,
             )?;

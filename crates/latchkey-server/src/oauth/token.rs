@@ -13,12 +13,12 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_core::audit::{AuditContext, AuditEvent};
-use latchkey_core::jwt::{Claims, TokenOwnerType};
+use latchkey_core::jwt::{Audience, Claims, TokenOwnerType};
 use latchkey_core::permission::{format_scope, parse_scope};
 use latchkey_core::secret::{Secret, SecretType};
 use latchkey_core::store::{RefreshFamily, RefreshOutcome, RefreshRecord};
 use latchkey_core::token::Token;
-use latchkey_core::{PermissionSet, Timestamp, TokenId};
+use latchkey_core::{Permission, PermissionSet, Timestamp, TokenId};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -74,17 +74,31 @@ fn narrow(form: &Form, granted: &PermissionSet) -> OAuthResult<PermissionSet> {
     Ok(requested)
 }
 
-/// The `aud` for a `resource` parameter (RFC 8707): one of the configured audiences.
-fn audience(state: &AppState, form: &Form) -> OAuthResult<String> {
-    let settings = state.settings();
+/// The `resource` parameter (RFC 8707): one of the configured audiences, or none.
+fn resource<'f>(state: &AppState, form: &'f Form) -> OAuthResult<Option<&'f str>> {
     match form.get("resource")? {
-        None => Ok(settings.default_audience.clone()),
-        Some(resource) if settings.audiences.iter().any(|a| a == resource) => {
-            Ok(resource.to_owned())
+        None => Ok(None),
+        Some(resource) if state.settings().audiences.iter().any(|a| a == resource) => {
+            Ok(Some(resource))
         }
         Some(_) => Err(OAuthError::invalid_target(
             "resource is not an audience of this server",
         )),
+    }
+}
+
+/// The `aud` of a JWT (docs/API.md, "Audiences"): exactly the `resource` asked for; else
+/// the default audience, with the issuer too when `scope` holds a built-in permission,
+/// so that a management credential keeps working where the default audience is an API.
+pub fn audience_for(state: &AppState, resource: Option<&str>, scope: &PermissionSet) -> Audience {
+    let settings = state.settings();
+    match resource {
+        Some(resource) => Audience::from(resource),
+        None => Audience::new(
+            &settings.default_audience,
+            &settings.public_url,
+            scope.iter().any(Permission::is_builtin),
+        ),
     }
 }
 
@@ -106,7 +120,7 @@ pub fn claims_for(
     state: &AppState,
     token: &Token,
     scope: &PermissionSet,
-    audience: &str,
+    audience: Audience,
     expires_at: Option<Timestamp>,
     long_lived: bool,
 ) -> ApiResult<Claims> {
@@ -121,7 +135,7 @@ pub fn claims_for(
     Ok(Claims {
         iss: state.settings().public_url.clone(),
         sub: token.id.to_string(),
-        aud: audience.to_owned(),
+        aud: audience,
         exp: expires_at.map(Timestamp::unix_seconds),
         iat: now.unix_seconds(),
         nbf: now.unix_seconds(),
@@ -132,6 +146,9 @@ pub fn claims_for(
         uid,
         tkt,
         knd: long_lived.then(|| "jwt".to_owned()),
+        rol: Some(token.roles.iter().map(ToString::to_string).collect()),
+        prm: Some(token.permissions.iter().map(ToString::to_string).collect()),
+        ipa: token.ip_allowlist.iter().map(ToString::to_string).collect(),
     })
 }
 
@@ -144,18 +161,20 @@ pub fn sign_with_current_key(state: &AppState, claims: &Claims) -> ApiResult<(St
     Ok((jwt::sign(key, claims)?, key.kid.clone()))
 }
 
-/// Signs an access token for `token` with `scope` and `aud`.
+/// Signs an access token for `token` with `scope`, for `resource` (or the default
+/// audience).
 pub fn issue(
     state: &AppState,
     token: &Token,
     scope: &PermissionSet,
-    audience: &str,
+    resource: Option<&str>,
 ) -> OAuthResult<Issued> {
     let now = state.now();
     let mut expires_at = now.plus_seconds(i64::from(token.access_token_ttl_seconds));
     if let Some(token_expiry) = token.expires_at {
         expires_at = expires_at.min(token_expiry);
     }
+    let audience = audience_for(state, resource, scope);
     let claims = claims_for(state, token, scope, audience, Some(expires_at), false)?;
     let (jwt, _) = sign_with_current_key(state, &claims)?;
     Ok(Issued {
@@ -209,8 +228,8 @@ async fn client_credentials(state: &AppState, parts: &Parts, form: &Form) -> OAu
     let client: Arc<CachedToken> = authenticate(state, parts, form).await?;
     let token = &client.record.token;
     let scope = narrow(form, &client.effective)?;
-    let audience = audience(state, form)?;
-    let issued = issue(state, token, &scope, &audience)?;
+    let resource = resource(state, form)?;
+    let issued = issue(state, token, &scope, resource)?;
     let refresh = if token.refresh_tokens {
         let now = state.now();
         let family = RefreshFamily {
@@ -220,7 +239,8 @@ async fn client_credentials(state: &AppState, parts: &Parts, form: &Form) -> OAu
             expires_at: now.plus_seconds(state.settings().refresh_token_lifetime_seconds),
             revoked_at: None,
             scope: format_scope(&scope),
-            audience: audience.clone(),
+            // Empty: no `resource` was asked for (docs/API.md, "Audiences").
+            audience: resource.unwrap_or_default().to_owned(),
         };
         let (secret, first) = new_refresh(state, family.id, &issued)?;
         let ctx = client_context(state, parts, token);
@@ -240,7 +260,9 @@ async fn client_credentials(state: &AppState, parts: &Parts, form: &Form) -> OAu
         user_agent: parts.headers.get(header::USER_AGENT).cloned(),
         scope: asked.then(|| format_scope(&scope)),
         client,
-        audience,
+        audience: resource
+            .unwrap_or(&state.settings().default_audience)
+            .to_owned(),
         jti: issued.jti,
         // The access token's `iat`.
         issued_at: issued.expires_at.plus_seconds(-issued.expires_in),
@@ -284,7 +306,11 @@ async fn refresh(state: &AppState, parts: &Parts, form: &Form) -> OAuthResult<Re
         .cloned()
         .collect();
     let scope = narrow(form, &still_granted)?;
-    let issued = issue(state, token, &scope, &family.audience)?;
+    // Families started before the empty value meant "no resource" hold the default
+    // audience itself.
+    let resource = Some(family.audience.as_str())
+        .filter(|a| !a.is_empty() && *a != state.settings().default_audience);
+    let issued = issue(state, token, &scope, resource)?;
     let (secret, next) = new_refresh(state, family.id, &issued)?;
     match state.store().rotate_refresh(record.id, &next, &ctx).await? {
         RefreshOutcome::Rotated => {

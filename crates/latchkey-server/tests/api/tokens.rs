@@ -415,7 +415,7 @@ async fn revoking_twice_is_idempotent(app: TestApp) {
     assert_eq!(app.get(&path).await.body, first);
     assert_eq!(app.audit_count("token.revoked").await, 1);
     let db = app.db().await;
-    let logged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM revocations")
+    let logged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM revocations WHERE kind = 'token'")
         .fetch_one(&db)
         .await
         .unwrap();
