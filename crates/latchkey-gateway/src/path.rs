@@ -37,7 +37,7 @@ pub(crate) enum PathError {
     #[error("`;` path parameters and `%25` are accepted on public routes only")]
     PublicOnly,
     #[error(
-        "the path could be read as another route (ignoring case, `;` parameters, trailing dots or a second decoding)"
+        "the path could be read as another route (ignoring case, `;` parameters, trailing dots, full-width forms, an encoded `?` or `#`, or a second decoding)"
     )]
     ReadsAsAnotherRoute,
 }
@@ -164,17 +164,19 @@ fn check_segments(decoded: &str) -> Result<(), PathError> {
 }
 
 /// The path as the most lenient upstreams read it: full-width forms as ASCII (IIS's
-/// "best fit"), `\` as `/`, each segment cut at its first `;` (servlet containers),
-/// trailing dots and spaces dropped (Windows file names), dot segments resolved and
-/// empty segments merged.
+/// "best fit"), `\` as `/`, cut at a `?` or `#` (servers that decode the whole target
+/// before splitting off the query), each segment cut at its first `;` (servlet
+/// containers), trailing dots, spaces and `+` dropped (Windows file names, `+` read as
+/// a space), dot segments resolved and empty segments merged.
 fn loosely(path: &str) -> String {
     let folded: String = path
         .chars()
         .map(|c| match c {
             '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c),
-            '\\' => '/',
             _ => c,
         })
+        .map(|c| if c == '\\' { '/' } else { c })
+        .take_while(|c| !matches!(c, '?' | '#'))
         .collect();
     let mut segments: Vec<&str> = Vec::new();
     for segment in folded.split('/') {
@@ -185,7 +187,7 @@ fn loosely(path: &str) -> String {
                 segments.pop();
             }
             _ => {
-                let name = name.trim_end_matches(['.', ' ']);
+                let name = name.trim_end_matches(['.', ' ', '+']);
                 if !name.is_empty() {
                     segments.push(name);
                 }
@@ -289,7 +291,7 @@ pub(crate) mod tests {
                 "%25", "%2561", "%", "%4", "%zz", "%00", "%0a", "%7F", "%C3%A9", "é", "%FF",
                 "%C0%AF", "%7e", "%7E", "~", "-", "_", "%20", " ", "\"", "{", "|", "+", "@",
                 ":", "%3A", "%e2%84%aa", "\u{212A}", "\u{FF0F}", "%ef%bc%8f", "\u{FF0E}",
-                "\u{17F}", "%c2%85", "?", "#",
+                "\u{17F}", "%c2%85", "?", "#", "%3F", "%23", "%ef%bc%bc",
             ])
             .prop_map(|s| s.as_bytes().to_vec()),
             1 => prop::collection::vec(any::<u8>(), 1..3),
@@ -451,6 +453,10 @@ pub(crate) mod tests {
         assert!(readings("/api/admin.").contains(&"/api/admin".to_owned()));
         assert!(readings("/api/admin%20").contains(&"/api/admin".to_owned()));
         assert!(readings("/api%EF%BC%8Fadmin").contains(&"/api/admin".to_owned()));
+        assert!(readings("/api/x%EF%BC%BC..%EF%BC%BCadmin").contains(&"/api/admin".to_owned()));
+        assert!(readings("/api/admin%3F/x").contains(&"/api/admin".to_owned()));
+        assert!(readings("/api/admin%23x").contains(&"/api/admin".to_owned()));
+        assert!(readings("/api/admin+").contains(&"/api/admin".to_owned()));
         assert!(readings("/api/%2561dmin").contains(&"/api/admin".to_owned()));
         assert!(readings("/public/%252e%252e/api/admin").contains(&"/api/admin".to_owned()));
         assert!(readings("/public/a%255c..%255capi").contains(&"/public/api".to_owned()));

@@ -7,7 +7,8 @@
 //! cannot be decoded one way only never get here (`path.rs`). A path that some
 //! upstream could still read as a *protected* route other than the one chosen here is
 //! refused: read ignoring case (IIS, ASP.NET), with `;` parameters cut (servlet
-//! containers), with trailing dots dropped (Windows) or decoded twice. `;` and `%25`
+//! containers), with trailing dots dropped (Windows), with full-width forms as ASCII,
+//! cut at a decoded `?` or `#`, or decoded twice (`path.rs`, `loosely`). `;` and `%25`
 //! are accepted on public routes only (README.md, "The gateway"). The table is small
 //! (tens of routes), so lookup is a scan of prefixes sorted longest first.
 
@@ -461,6 +462,16 @@ mod tests {
             ("/api/admin.", PathError::ReadsAsAnotherRoute),
             ("/api/admin%20/users", PathError::ReadsAsAnotherRoute),
             ("/api%EF%BC%8Fadmin", PathError::ReadsAsAnotherRoute),
+            (
+                "/api/x%EF%BC%BC..%EF%BC%BCadmin",
+                PathError::ReadsAsAnotherRoute,
+            ),
+            // Found by the differential test while the readings were switched off.
+            ("/api/admin%2e%2e", PathError::ReadsAsAnotherRoute),
+            ("/api/admin..", PathError::ReadsAsAnotherRoute),
+            ("/api/admin%3F", PathError::ReadsAsAnotherRoute),
+            ("/api/admin%23frag", PathError::ReadsAsAnotherRoute),
+            ("/api/admin+", PathError::ReadsAsAnotherRoute),
             ("/api/admin;jsessionid=1", PathError::PublicOnly),
             ("/api;x=1/admin", PathError::ReadsAsAnotherRoute),
             ("/api%3Bx=1/admin", PathError::ReadsAsAnotherRoute),

@@ -316,69 +316,15 @@ fn generate(rng: &mut Rng) -> String {
         "/%61pi/",
         "/api",
     ];
-    const PIECES: [&str; 62] = [
-        "/",
-        "/",
-        "/",
-        "api",
-        "admin",
-        "public",
-        "users",
-        "API",
-        "Admin",
-        "ADMIN",
-        "Public",
-        "%61",
-        "%41",
-        "%64%6d%69%6e",
-        "%2F",
-        "%2f",
-        "%5C",
-        "%5c",
-        "\\",
-        ".",
-        "..",
-        ".",
-        "%2e",
-        "%2E",
-        "%2e%2e",
-        ";",
-        ";x=1",
-        ";jsessionid=9",
-        "%3B",
-        "%3b",
-        "%25",
-        "%2561",
-        "%252e",
-        "%252F",
-        "%",
-        "%4",
-        "%zz",
-        "%00",
-        "%0a",
-        "%7F",
-        "%C3%A9",
-        "é",
-        "%c3%a9",
-        "%FF",
-        "%C0%AF",
-        "%7e",
-        "%7E",
-        "~",
-        "-",
-        "_",
-        "%20",
-        "\"",
-        "{",
-        "|",
-        "+",
-        "@",
-        ":",
-        "%3A",
-        "%e2%84%aa",
-        "\u{FF0F}",
-        "%ef%bc%8e",
-        "\u{17F}",
+    #[rustfmt::skip]
+    const PIECES: [&str; 67] = [
+        "/", "/", "/", "api", "admin", "public", "users", "API", "Admin", "ADMIN", "Public",
+        "%61", "%41", "%64%6d%69%6e", "%2F", "%2f", "%5C", "%5c", "\\", ".", "..", ".",
+        "%2e", "%2E", "%2e%2e", ";", ";x=1", ";jsessionid=9", "%3B", "%3b", "%25", "%2561",
+        "%252e", "%252F", "%", "%4", "%zz", "%00", "%0a", "%7F", "%C3%A9", "é", "%c3%a9",
+        "%FF", "%C0%AF", "%7e", "%7E", "~", "-", "_", "%20", "\"", "{", "|", "+", "@", ":",
+        "%3A", "%e2%84%aa", "\u{FF0F}", "%ef%bc%8e", "\u{17F}", "%3F", "%23", "%ef%bc%bc",
+        "+", "\u{FF41}",
     ];
     let mut path = rng.pick(&STARTS).to_owned();
     for _ in 0..rng.next() % 6 {
@@ -432,10 +378,20 @@ fn lossy(bytes: &[u8]) -> String {
 
 /// How other upstream frameworks read the `received` path: lower-cased (and
 /// upper-cased first: `ſ` is `S`), servlet-style (parameters cut before or after
-/// decoding), Windows-style (trailing dots and spaces dropped) and decoded twice.
+/// decoding), Windows-style (trailing dots, spaces and `+` dropped), IIS-style
+/// (full-width forms as ASCII), cut at a decoded `?` or `#`, and decoded twice.
 fn other_readings(received: &str) -> Vec<String> {
     let decoded = lossy(&percent_decode(received));
+    let ascii: String = decoded
+        .chars()
+        .map(|c| match u32::from(c) {
+            0xFF01..=0xFF5E => char::from_u32(u32::from(c) - 0xFEE0).unwrap(),
+            _ => c,
+        })
+        .collect();
     let mut readings = vec![
+        resolved(&ascii),
+        decoded.split(['?', '#']).next().unwrap().to_owned(),
         decoded.to_lowercase(),
         decoded.to_uppercase().to_lowercase(),
         resolved(&without_parameters(&decoded)),
@@ -443,7 +399,7 @@ fn other_readings(received: &str) -> Vec<String> {
         resolved(&lossy(&percent_decode(&decoded))),
         decoded
             .split('/')
-            .map(|s| s.trim_end_matches(['.', ' ']))
+            .map(|s| s.trim_end_matches(['.', ' ', '+']))
             .collect::<Vec<_>>()
             .join("/"),
     ];
