@@ -71,14 +71,14 @@ impl NormalisedPath {
         while let Some((&byte, tail)) = rest.split_first() {
             rest = tail;
             let (value, was_escaped) = if byte == b'%' {
-                let [high, low, ..] = rest else {
+                let [high, low, tail @ ..] = rest else {
                     return Err(PathError::MalformedEscape);
                 };
                 let value = hex(*high)
                     .zip(hex(*low))
                     .map(|(h, l)| h << 4 | l)
                     .ok_or(PathError::MalformedEscape)?;
-                rest = &rest[2..];
+                rest = tail;
                 (value, true)
             } else {
                 (byte, false)
