@@ -21,6 +21,7 @@
 //! description never says which check failed. Upstream answers, errors included, are
 //! passed through untouched.
 
+use crate::path::PathError;
 use crate::upstream::{GatewayBody, full};
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
@@ -30,8 +31,8 @@ use serde::Serialize;
 /// Why the gateway answered instead of the upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ProxyError {
-    /// The request path could be read two ways (see `route`).
-    AmbiguousPath,
+    /// The request path could be read two ways (see `path` and `route`).
+    AmbiguousPath(PathError),
     /// No route matches the path.
     NoRoute,
     /// Authentication or authorization failed, or could not be decided.
@@ -58,7 +59,7 @@ impl ProxyError {
     /// The status of the answer.
     pub(crate) fn status(&self) -> StatusCode {
         match self {
-            Self::AmbiguousPath | Self::ClientAborted => StatusCode::BAD_REQUEST,
+            Self::AmbiguousPath(_) | Self::ClientAborted => StatusCode::BAD_REQUEST,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::Verify(error) => error.status(),
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -71,11 +72,7 @@ impl ProxyError {
     /// The `error` code and its description.
     fn body(&self) -> ErrorBody<'static> {
         let (error, description) = match self {
-            Self::AmbiguousPath => (
-                "invalid_request",
-                "the path must not contain empty, `.` or `..` segments or encoded slashes"
-                    .to_owned(),
-            ),
+            Self::AmbiguousPath(error) => ("invalid_request", error.to_string()),
             Self::ClientAborted => (
                 "invalid_request",
                 "the request body could not be read".to_owned(),

@@ -1,10 +1,15 @@
 //! Header rewriting between the client, the gateway and the upstream.
 //!
 //! Policy:
-//! - **Identity headers are the gateway's alone.** Every request header whose name
-//!   starts with `x-latchkey-` is removed before anything is set, so a client can never
-//!   supply `X-Latchkey-Token-Id`, `X-Latchkey-Tenant`, `X-Latchkey-User` or
-//!   `X-Latchkey-Scopes` (nor any such header a later version adds). After a successful
+//! - **Identity headers are the gateway's alone.** Every request header whose name,
+//!   case-folded and with every character other than a letter or digit read as `-`,
+//!   starts with `x-latchkey-` is removed before anything is set, on every route, so a
+//!   client can never supply `X-Latchkey-Token-Id`, `X-Latchkey-Tenant`,
+//!   `X-Latchkey-User` or `X-Latchkey-Scopes` (nor any such header a later version
+//!   adds) under any spelling an upstream might fold into those names: CGI and WSGI
+//!   (and nginx with `underscores_in_headers`) read `X_Latchkey_User` as
+//!   `X-Latchkey-User`, and some servers turn every other punctuation mark (`.`, `~`,
+//!   …) into `_` too. After a successful
 //!   authentication the gateway sets them from the verified principal: the token id,
 //!   the tenant, the user (personal tokens only; absent otherwise) and the effective
 //!   scopes, space-separated and sorted (present, possibly empty). Public routes get
@@ -67,16 +72,30 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Removes every `x-latchkey-*` header.
+/// Removes every header an upstream could read as an `x-latchkey-*` one.
 pub(crate) fn strip_identity(headers: &mut HeaderMap) {
     let spoofed: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| name.as_str().starts_with(IDENTITY_PREFIX))
+        .filter(|name| is_identity(name))
         .cloned()
         .collect();
     for name in spoofed {
         headers.remove(name);
     }
+}
+
+/// Whether `name`, folded as the module policy says, starts with `x-latchkey-`.
+fn is_identity(name: &HeaderName) -> bool {
+    let folded = name.as_str().bytes().map(|b| {
+        if b.is_ascii_alphanumeric() {
+            b.to_ascii_lowercase()
+        } else {
+            b'-'
+        }
+    });
+    folded
+        .take(IDENTITY_PREFIX.len())
+        .eq(IDENTITY_PREFIX.bytes())
 }
 
 /// Sets the identity headers from `principal`. Fails only if an id held a byte no
@@ -148,6 +167,7 @@ mod tests {
     use latchkey_core::permission::parse_scope;
     use latchkey_core::{TenantId, TokenId, UserId};
     use latchkey_verify::TokenKind;
+    use proptest::prelude::*;
 
     fn principal(user: Option<&str>) -> Principal {
         Principal {
@@ -236,6 +256,79 @@ mod tests {
         ]);
         append_forwarded_for(&mut headers, "::1".parse().unwrap());
         assert_eq!(headers[&X_FORWARDED_FOR], "203.0.113.9, 198.51.100.1, ::1");
+    }
+
+    #[test]
+    fn identity_headers_are_stripped_under_every_spelling_on_every_route() {
+        let spellings = [
+            "X_Latchkey_User",
+            "x_latchkey_user",
+            "X-Latchkey_User",
+            "x_latchkey-user",
+            "X-LATCHKEY_USER",
+            "x-latchkey-user",
+            "X.Latchkey.User",
+            "x~latchkey~tenant",
+            "x_latchkey_anything",
+        ];
+        for principal in [None, Some(principal(None))] {
+            let pairs: Vec<(&str, &str)> = spellings.iter().map(|n| (*n, "ceo")).collect();
+            let mut headers = map(&pairs);
+            headers.append("x-latchkeyuser", HeaderValue::from_static("kept"));
+            headers.append("x-latchkey", HeaderValue::from_static("kept"));
+            headers.append("latchkey-user", HeaderValue::from_static("kept"));
+            to_upstream(
+                &mut headers,
+                principal.as_ref(),
+                [10, 0, 0, 1].into(),
+                false,
+            )
+            .unwrap();
+            assert!(headers.get(&USER).is_none());
+            let values: Vec<&HeaderValue> = headers.values().collect();
+            assert!(values.iter().all(|v| *v != "ceo"), "{headers:?}");
+            for kept in ["x-latchkeyuser", "x-latchkey", "latchkey-user"] {
+                assert_eq!(headers[kept], "kept");
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn stripping_removes_every_folded_identity_name_and_keeps_all_others(
+            names in prop::collection::vec(
+                prop_oneof![
+                    "[xX][-_.~][lL][aA][tT][cC][hH][kK][eE][yY][-_.~+!][a-zA-Z_-]{0,8}",
+                    "[a-zA-Z0-9!#$%&'*+.^_`|~-]{1,16}",
+                ],
+                0..8,
+            )
+        ) {
+            let mut headers = HeaderMap::new();
+            for name in &names {
+                headers.append(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_static("v"),
+                );
+            }
+            let before = headers.clone();
+            strip_identity(&mut headers);
+            let fold = |name: &str| -> String {
+                name.chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+                    .collect()
+            };
+            for name in before.keys() {
+                let spoofed = fold(name.as_str()).starts_with("x-latchkey-");
+                prop_assert_eq!(headers.contains_key(name), !spoofed, "{}", name);
+                if !spoofed {
+                    prop_assert_eq!(headers.get_all(name).iter().count(), before.get_all(name).iter().count());
+                }
+            }
+            prop_assert!(headers.keys().all(|n| before.contains_key(n)));
+        }
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! the upstream who called, and reports usage to the latchkey server.
 //!
 //! Each request goes through phases over a per-request context (pingora's shape; see
-//! `proxy.rs`): **route** (longest whole-segment prefix; 404 when none) →
+//! `proxy.rs`): **route** (the path put in normal form once, routed on and forwarded
+//! as is; 400 when upstreams could read it another way; longest whole-segment prefix;
+//! 404 when none) →
 //! **authenticate** (a Bearer access JWT, long-lived JWT or api key, by
 //! [`latchkey_verify::Verifier`]; public routes skip it) → **authorize** (the route's
 //! scopes for the method, `"*"` for others) → **forward** (identity headers set from
@@ -48,6 +50,7 @@ mod config;
 mod error;
 mod gateway;
 pub mod headers;
+mod path;
 mod proxy;
 mod route;
 mod stats;

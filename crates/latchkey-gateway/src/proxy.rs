@@ -10,11 +10,12 @@
 use crate::error::ProxyError;
 use crate::gateway::Shared;
 use crate::headers;
-use crate::route::{Access, Route, RouteTable, path_is_unambiguous};
+use crate::path::NormalisedPath;
+use crate::route::{Access, Route, RouteTable};
 use crate::upstream::{BoxError, GatewayBody, Progress, Upstream, streamed};
 use crate::usage::UsageKey;
 use hyper::body::{Body, Bytes};
-use hyper::http::uri::{PathAndQuery, Scheme};
+use hyper::http::uri::Scheme;
 use hyper::{HeaderMap, Method, Request, Response, Uri, Version};
 use latchkey_core::Timestamp;
 use latchkey_verify::{Clock, InvalidReason, Principal, SystemClock, Verifier, VerifyError};
@@ -46,12 +47,20 @@ impl RequestContext {
     }
 }
 
-/// Route: the route of the longest prefix matching `path`.
-pub(crate) fn route(table: &RouteTable, path: &str) -> Result<Arc<Route>, ProxyError> {
-    if !path_is_unambiguous(path) {
-        return Err(ProxyError::AmbiguousPath);
-    }
-    table.find(path).cloned().ok_or(ProxyError::NoRoute)
+/// Route: normalises the request's path, once, and finds the route of the longest
+/// prefix matching it. [`forward`] sends that same [`NormalisedPath`], so the path the
+/// gateway judged is by construction the path the upstream receives.
+pub(crate) fn route(
+    table: &RouteTable,
+    uri: &Uri,
+) -> Result<(Arc<Route>, NormalisedPath), ProxyError> {
+    let path = NormalisedPath::parse(uri.path().as_bytes()).map_err(ProxyError::AmbiguousPath)?;
+    let route = table
+        .route(&path)
+        .map_err(ProxyError::AmbiguousPath)?
+        .cloned()
+        .ok_or(ProxyError::NoRoute)?;
+    Ok((route, path))
 }
 
 /// Authenticate: the verified caller of a protected route; `None` on a public route,
@@ -94,12 +103,14 @@ pub(crate) fn authorize(
     needed.check(principal).map_err(ProxyError::Verify)
 }
 
-/// Forward: sends the request to the route's upstream with rewritten headers, and
-/// returns its answer, both bodies streaming.
+/// Forward: sends the request to the route's upstream, at the normalised `path` with
+/// the query as sent, with rewritten headers, and returns its answer, both bodies
+/// streaming.
 pub(crate) async fn forward<B>(
     upstream: &Upstream,
     context: &RequestContext,
     route: &Route,
+    path: &NormalisedPath,
     request: Request<B>,
 ) -> Result<Response<GatewayBody>, ProxyError>
 where
@@ -117,20 +128,7 @@ where
         tracing::error!(%error, "an identity header could not be encoded");
         ProxyError::Internal
     })?;
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    parts.uri = Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(route.upstream.clone())
-        .path_and_query(path)
-        .build()
-        .map_err(|error| {
-            tracing::error!(%error, "the upstream URI could not be built");
-            ProxyError::Internal
-        })?;
+    parts.uri = upstream_uri(route, path, parts.uri.query())?;
     parts.version = Version::HTTP_11;
     let progress = Progress::new();
     let request = Request::from_parts(parts, progress.track(body));
@@ -138,6 +136,29 @@ where
     let (mut parts, body) = response.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, streamed(body)))
+}
+
+/// The URI the upstream is sent: its authority, `path`, and `query` as the client sent
+/// it. Fails only if the query held a byte the client's URI could not, which hyper rules
+/// out.
+fn upstream_uri(
+    route: &Route,
+    path: &NormalisedPath,
+    query: Option<&str>,
+) -> Result<Uri, ProxyError> {
+    let target = match query {
+        Some(query) => format!("{path}?{query}"),
+        None => path.as_str().to_owned(),
+    };
+    Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(route.upstream.clone())
+        .path_and_query(target)
+        .build()
+        .map_err(|error| {
+            tracing::error!(%error, "the upstream URI could not be built");
+            ProxyError::Internal
+        })
 }
 
 /// Record: counts the request, and its usage when a token was verified.
@@ -204,7 +225,7 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    let route = route(table, request.uri().path())?;
+    let (route, path) = route(table, request.uri())?;
     context.route = Some(route.clone());
     context.principal = authenticate(&shared.verifier, &route, request.headers()).await?;
     if let Some(principal) = context.principal.as_deref()
@@ -215,34 +236,42 @@ where
         )));
     }
     authorize(&route, request.method(), context.principal.as_deref())?;
-    forward(&shared.upstream, context, &route, request).await
+    forward(&shared.upstream, context, &route, &path, request).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::GatewayConfig;
+    use crate::path::PathError;
     use latchkey_core::jwt::TokenOwnerType;
     use latchkey_core::permission::parse_scope;
     use latchkey_core::{TenantId, TokenId};
     use latchkey_verify::TokenKind;
+    use proptest::prelude::*;
 
     fn table() -> RouteTable {
-        let config = GatewayConfig::from_toml(
+        table_with("")
+    }
+
+    /// The test routes, and `extra` ones.
+    fn table_with(extra: &str) -> RouteTable {
+        let config = GatewayConfig::from_toml(&format!(
             r#"
 listen = "127.0.0.1:0"
 server = "http://127.0.0.1:1"
 credential = "c"
+{extra}
 [[route]]
 prefix = "/reports"
 upstream = "http://127.0.0.1:9"
-scopes = { GET = ["reports:read"], "*" = ["reports:admin"] }
+scopes = {{ GET = ["reports:read"], "*" = ["reports:admin"] }}
 [[route]]
 prefix = "/health"
 upstream = "http://127.0.0.1:9"
 public = true
 "#,
-        )
+        ))
         .unwrap();
         RouteTable::compile(&config).unwrap()
     }
@@ -261,15 +290,76 @@ public = true
         }
     }
 
+    fn routed(t: &RouteTable, target: &str) -> Result<(String, String), ProxyError> {
+        let uri: Uri = target.parse().unwrap();
+        route(t, &uri).map(|(r, path)| (r.prefix.to_string(), path.to_string()))
+    }
+
     #[test]
     fn routing_refuses_ambiguous_paths_before_matching() {
         let t = table();
         assert_eq!(
-            route(&t, "/health/../reports").unwrap_err(),
-            ProxyError::AmbiguousPath
+            routed(&t, "/health/../reports"),
+            Err(ProxyError::AmbiguousPath(PathError::DotSegment))
         );
-        assert_eq!(route(&t, "/nowhere").unwrap_err(), ProxyError::NoRoute);
-        assert_eq!(&*route(&t, "/reports/7").unwrap().prefix, "/reports");
+        assert_eq!(
+            routed(&t, "/health/x%2F..%2Freports"),
+            Err(ProxyError::AmbiguousPath(PathError::Separator))
+        );
+        assert_eq!(routed(&t, "/nowhere"), Err(ProxyError::NoRoute));
+        assert_eq!(
+            routed(&t, "/reports/7?x=%2F"),
+            Ok(("/reports".to_owned(), "/reports/7".to_owned()))
+        );
+        assert_eq!(
+            routed(&t, "/%72eports/%7e%c3%a9"),
+            Ok(("/reports".to_owned(), "/reports/~%C3%A9".to_owned()))
+        );
+    }
+
+    #[test]
+    fn the_upstream_gets_the_normalised_path_and_the_query_as_sent() {
+        let t = table();
+        let uri: Uri = "/%72eports/a%2c?b=%2f%61&c".parse().unwrap();
+        let (reports, path) = route(&t, &uri).unwrap();
+        let sent = upstream_uri(&reports, &path, uri.query()).unwrap();
+        assert_eq!(
+            sent.to_string(),
+            "http://127.0.0.1:9/reports/a%2C?b=%2f%61&c"
+        );
+        let bare = upstream_uri(&reports, &path, None).unwrap();
+        assert_eq!(bare.path_and_query().unwrap().as_str(), "/reports/a%2C");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn the_path_the_upstream_receives_is_exactly_the_normalised_one(
+            raw in crate::path::tests::path_bytes(),
+            query in proptest::option::of("[a-z0-9=&%/?]{0,12}"),
+        ) {
+            // Every path has a route: the public root or a protected `/api` under it.
+            let t = table_with(
+                "[[route]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:9\"\npublic = true\n\
+                 [[route]]\nprefix = \"/api\"\nupstream = \"http://127.0.0.1:9\"\n",
+            );
+            let target = match &query {
+                Some(q) => format!("{}?{q}", String::from_utf8_lossy(&raw)),
+                None => String::from_utf8_lossy(&raw).into_owned(),
+            };
+            // Targets hyper would refuse never reach the gateway.
+            let Ok(uri) = target.parse::<Uri>() else {
+                return Ok(());
+            };
+            let Ok((chosen, path)) = route(&t, &uri) else {
+                return Ok(());
+            };
+            let sent = upstream_uri(&chosen, &path, uri.query()).unwrap();
+            prop_assert_eq!(sent.path(), path.as_str());
+            prop_assert_eq!(sent.query(), uri.query());
+            prop_assert_eq!(NormalisedPath::parse(sent.path().as_bytes()), Ok(path));
+        }
     }
 
     #[test]

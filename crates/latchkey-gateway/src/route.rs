@@ -2,14 +2,18 @@
 //! requires of a request's method.
 //!
 //! Policy: a prefix matches on whole path segments, and the longest matching prefix
-//! wins. Matching is byte-exact on the raw (still percent-encoded) path, so a request
-//! path that an upstream could read differently from the gateway is refused before
-//! routing: empty segments (`//`), dot segments (`.`, `..`, also percent-encoded) and
-//! encoded slashes or backslashes. Without that, `/public/../admin` would be routed to
-//! a public prefix and then normalised by the upstream into a protected one. The table
-//! is small (tens of routes), so lookup is a scan of prefixes sorted longest first.
+//! wins. Matching is on the [`NormalisedPath`] percent-decoded once, which is how the
+//! upstream frameworks read it, so `/api/%61dmin` belongs to `/api/admin`; paths that
+//! cannot be decoded one way only never get here (`path.rs`). A path that some
+//! upstream could still read as a *protected* route other than the one chosen here is
+//! refused: read ignoring case (IIS, ASP.NET), with `;` parameters cut (servlet
+//! containers), with trailing dots dropped (Windows), with full-width forms as ASCII,
+//! cut at a decoded `?` or `#`, or decoded twice (`path.rs`, `loosely`). `;` and `%25`
+//! are accepted on public routes only (README.md, "The gateway"). The table is small
+//! (tens of routes), so lookup is a scan of prefixes sorted longest first.
 
 use crate::config::{ConfigError, GatewayConfig, RouteConfig, seconds};
+use crate::path::{NormalisedPath, PathError};
 use hyper::Method;
 use hyper::http::uri::Authority;
 use latchkey_core::Permission;
@@ -39,6 +43,13 @@ pub(crate) struct Route {
     pub(crate) access: Access,
     pub(crate) timeout: Duration,
     pub(crate) strip_authorization: bool,
+}
+
+impl Route {
+    /// Whether a token is needed.
+    pub(crate) fn is_protected(&self) -> bool {
+        matches!(self.access, Access::Token(_))
+    }
 }
 
 /// Who may use a route.
@@ -97,12 +108,23 @@ impl RouteTable {
     pub(crate) fn compile(config: &GatewayConfig) -> Result<Self, ConfigError> {
         let default_timeout = seconds("upstream_timeout_seconds", config.upstream_timeout_seconds)?;
         let mut seen = HashSet::new();
-        let mut routes = Vec::with_capacity(config.routes.len());
+        let mut routes: Vec<Arc<Route>> = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
             let compiled = compile_route(route, default_timeout)?;
             if !seen.insert(compiled.prefix.clone()) {
                 return Err(ConfigError::DuplicatePrefix {
                     prefix: compiled.prefix.to_string(),
+                });
+            }
+            // Two prefixes equal but for case would make every path under them readable
+            // as either route, so all of them would be refused.
+            if let Some(other) = routes
+                .iter()
+                .find(|r| r.prefix.eq_ignore_ascii_case(&compiled.prefix))
+            {
+                return Err(ConfigError::BadPrefix {
+                    prefix: compiled.prefix.to_string(),
+                    reason: format!("differs from route `{}` only in case", other.prefix),
                 });
             }
             routes.push(Arc::new(compiled));
@@ -111,9 +133,35 @@ impl RouteTable {
         Ok(Self { routes })
     }
 
-    /// The route with the longest prefix matching `path`.
+    /// The route of `path` (`None`: no route), or why it cannot be routed safely.
+    pub(crate) fn route(&self, path: &NormalisedPath) -> Result<Option<&Arc<Route>>, PathError> {
+        let chosen = self.find(path.decoded());
+        if path.has_parameters_or_escaped_percent() && chosen.is_some_and(|r| r.is_protected()) {
+            return Err(PathError::PublicOnly);
+        }
+        for reading in path.readings() {
+            let others = [self.find(&reading), self.find_ignoring_case(&reading)];
+            for other in others.into_iter().flatten() {
+                let same = chosen.is_some_and(|c| Arc::ptr_eq(c, other));
+                if other.is_protected() && !same {
+                    return Err(PathError::ReadsAsAnotherRoute);
+                }
+            }
+        }
+        Ok(chosen)
+    }
+
+    /// The route with the longest prefix matching `path`, a decoded [`NormalisedPath`];
+    /// requests go through [`RouteTable::route`], which also judges other readings.
     pub(crate) fn find(&self, path: &str) -> Option<&Arc<Route>> {
         self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
+    }
+
+    /// The route with the longest prefix matching `path` when case is ignored.
+    fn find_ignoring_case(&self, path: &str) -> Option<&Arc<Route>> {
+        self.routes
+            .iter()
+            .find(|r| prefix_matches_ignoring_case(&r.prefix, path))
     }
 
     /// How many routes there are.
@@ -183,10 +231,10 @@ fn normalise_prefix(prefix: &str) -> Result<String, ConfigError> {
     if !prefix.starts_with('/') {
         return Err(bad("must start with /"));
     }
-    let plain = |c: char| c.is_ascii_graphic() && !matches!(c, '?' | '#' | '%' | '\\');
+    let plain = |c: char| c.is_ascii_graphic() && !matches!(c, '?' | '#' | '%' | '\\' | ';');
     if !prefix.chars().all(plain) {
         return Err(bad(
-            "must be plain path characters (no spaces, ?, #, % or \\)",
+            "must be plain path characters (no spaces, ?, #, %, ; or \\)",
         ));
     }
     let trimmed = if prefix.len() > 1 {
@@ -194,7 +242,7 @@ fn normalise_prefix(prefix: &str) -> Result<String, ConfigError> {
     } else {
         prefix
     };
-    if trimmed.len() > 1 && !path_is_unambiguous(trimmed) {
+    if NormalisedPath::parse(trimmed.as_bytes()).is_err() {
         return Err(bad("must not contain empty, `.` or `..` segments"));
     }
     Ok(trimmed.to_owned())
@@ -234,30 +282,30 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// True when every reader of `path` sees the same segments: it is absolute and has no
-/// empty segment (but a trailing `/`), no dot segment and no encoded `/` or `\`.
-pub(crate) fn path_is_unambiguous(path: &str) -> bool {
-    let Some(rest) = path.strip_prefix('/') else {
-        return false;
-    };
-    if path.contains('\\') {
-        return false;
-    }
-    let segments: Vec<&str> = rest.split('/').collect();
-    let last = segments.len().saturating_sub(1);
-    segments.iter().enumerate().all(|(i, segment)| {
-        if segment.is_empty() {
-            return i == last;
+/// [`prefix_matches`] comparing characters as case-insensitive frameworks do, one
+/// character at a time by its simple case mappings: `/api/\u{212A}eys` (a Kelvin sign)
+/// is `/api/keys` to Java's `equalsIgnoreCase`. Prefixes are ASCII.
+fn prefix_matches_ignoring_case(prefix: &str, path: &str) -> bool {
+    let mut rest = path.chars();
+    for expected in prefix.chars() {
+        let Some(found) = rest.next() else {
+            return false;
+        };
+        let same = found == expected
+            || found.to_lowercase().next() == Some(expected.to_ascii_lowercase())
+            || found.to_uppercase().next() == Some(expected.to_ascii_uppercase());
+        if !same {
+            return false;
         }
-        let lower = segment.to_ascii_lowercase();
-        let dots = lower.replace("%2e", ".");
-        dots != "." && dots != ".." && !lower.contains("%2f") && !lower.contains("%5c")
-    })
+    }
+    let rest = rest.as_str();
+    prefix == "/" || rest.is_empty() || rest.starts_with('/')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn config(routes: &str) -> GatewayConfig {
         GatewayConfig::from_toml(&format!(
@@ -372,25 +420,164 @@ mod tests {
         assert_eq!(scopes.allowed(), "GET, POST, HEAD");
     }
 
+    /// The review's routes: a reader's `/api`, an admin's `/api/admin`, a public route.
+    fn review_table() -> RouteTable {
+        table(&format!(
+            "{}scopes = {{ GET = [\"reports:read\"] }}\n{}scopes = {{ GET = [\"billing:admin\"] }}\n{}public = true\n",
+            route("/api"),
+            route("/api/admin"),
+            route("/public"),
+        ))
+        .unwrap()
+    }
+
+    fn routed(t: &RouteTable, raw: &str) -> Result<Option<String>, PathError> {
+        let path = NormalisedPath::parse(raw.as_bytes())?;
+        t.route(&path).map(|r| r.map(|r| r.prefix.to_string()))
+    }
+
     #[test]
-    fn ambiguous_request_paths_are_refused() {
-        for path in [
-            "/public/../admin",
-            "/public/%2e%2e/admin",
-            "/public/.%2E/admin",
-            "/public/./x",
-            "//admin",
-            "/a//b",
-            "/a%2Fb",
-            "/a%5cb",
-            "/a\\b",
-            "relative",
-            "",
+    fn an_encoded_unreserved_character_routes_as_its_decoded_form() {
+        let t = review_table();
+        for raw in [
+            "/api/%61dmin/users",
+            "/api/%61%64%6D%69%6E",
+            "/%61pi/admin",
+            "/api/admi%6e",
         ] {
-            assert!(!path_is_unambiguous(path), "{path}");
+            assert_eq!(routed(&t, raw), Ok(Some("/api/admin".to_owned())), "{raw}");
         }
-        for path in ["/", "/a", "/a/", "/a/b.c", "/a/..b", "/a/%41"] {
-            assert!(path_is_unambiguous(path), "{path}");
+        assert_eq!(routed(&t, "/api/reports"), Ok(Some("/api".to_owned())));
+        assert_eq!(routed(&t, "/api/%7Euser"), Ok(Some("/api".to_owned())));
+    }
+
+    #[test]
+    fn a_path_readable_as_another_protected_route_is_refused() {
+        let t = review_table();
+        let cases = [
+            ("/API/admin", PathError::ReadsAsAnotherRoute),
+            ("/api/ADMIN", PathError::ReadsAsAnotherRoute),
+            ("/Api/Admin/users", PathError::ReadsAsAnotherRoute),
+            ("/api/%41dmin", PathError::ReadsAsAnotherRoute),
+            ("/api/admin.", PathError::ReadsAsAnotherRoute),
+            ("/api/admin%20/users", PathError::ReadsAsAnotherRoute),
+            ("/api%EF%BC%8Fadmin", PathError::ReadsAsAnotherRoute),
+            (
+                "/api/x%EF%BC%BC..%EF%BC%BCadmin",
+                PathError::ReadsAsAnotherRoute,
+            ),
+            // Found by the differential test while the readings were switched off.
+            ("/api/admin%2e%2e", PathError::ReadsAsAnotherRoute),
+            ("/api/admin..", PathError::ReadsAsAnotherRoute),
+            ("/api/admin%3F", PathError::ReadsAsAnotherRoute),
+            ("/api/admin%23frag", PathError::ReadsAsAnotherRoute),
+            ("/api/admin+", PathError::ReadsAsAnotherRoute),
+            ("/api/admin;jsessionid=1", PathError::PublicOnly),
+            ("/api;x=1/admin", PathError::ReadsAsAnotherRoute),
+            ("/api%3Bx=1/admin", PathError::ReadsAsAnotherRoute),
+            ("/api/%2561dmin", PathError::PublicOnly),
+            ("/api/reports;x=1", PathError::PublicOnly),
+            ("/api/100%25", PathError::PublicOnly),
+            (
+                "/public/%252e%252e/api/admin",
+                PathError::ReadsAsAnotherRoute,
+            ),
+            ("/public/..%252Fapi", PathError::ReadsAsAnotherRoute),
+            ("/public;x/../api", PathError::DotSegment),
+            ("/nowhere;/../api", PathError::DotSegment),
+            ("/publ%69c/..%252Fapi", PathError::ReadsAsAnotherRoute),
+        ];
+        for (raw, error) in cases {
+            assert_eq!(routed(&t, raw), Err(error), "{raw}");
+        }
+    }
+
+    #[test]
+    fn characters_whose_case_mapping_is_ascii_count_as_that_letter() {
+        let t = table(&format!(
+            "{}{}public = true\n",
+            route("/keys/list"),
+            route("/keys")
+        ))
+        .unwrap();
+        // U+212A KELVIN SIGN lower-cases to `k`; U+017F LONG S upper-cases to `S`.
+        for raw in ["/keys/li\u{17F}t", "/\u{212A}eys/list", "/keys/li%C5%BFt"] {
+            assert_eq!(
+                routed(&t, raw),
+                Err(PathError::ReadsAsAnotherRoute),
+                "{raw}"
+            );
+        }
+        assert_eq!(routed(&t, "/keys/lists"), Ok(Some("/keys".to_owned())));
+    }
+
+    #[test]
+    fn case_parameters_and_escaped_percent_are_fine_where_no_protected_route_is_reached() {
+        let t = review_table();
+        let public = Ok(Some("/public".to_owned()));
+        assert_eq!(routed(&t, "/public/x;jsessionid=1"), public);
+        assert_eq!(routed(&t, "/public/100%25"), public);
+        assert_eq!(routed(&t, "/public/ADMIN"), public);
+        assert_eq!(routed(&t, "/public/file."), public);
+        assert_eq!(routed(&t, "/api/Reports"), Ok(Some("/api".to_owned())));
+        assert_eq!(
+            routed(&t, "/api/administrator"),
+            Ok(Some("/api".to_owned()))
+        );
+        assert_eq!(routed(&t, "/PUBLIC/x"), Ok(None));
+        assert_eq!(routed(&t, "/nowhere;x=1"), Ok(None));
+    }
+
+    #[test]
+    fn prefixes_equal_but_for_case_or_holding_parameters_are_refused() {
+        let error = table(&[route("/api"), route("/API")].concat()).unwrap_err();
+        assert!(matches!(error, ConfigError::BadPrefix { .. }), "{error}");
+        let error = table(&route("/api;v=1")).unwrap_err();
+        assert!(matches!(error, ConfigError::BadPrefix { .. }), "{error}");
+    }
+
+    /// Decodes every escape of `text` once; `None` unless the result is UTF-8.
+    fn fully_decoded(text: &str) -> Option<String> {
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while let Some(&byte) = bytes.get(i) {
+            if byte == b'%' {
+                let hex = bytes.get(i + 1..i + 3)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+                i += 3;
+            } else {
+                out.push(byte);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).ok()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn the_route_of_the_normalised_path_is_the_route_of_the_decoded_path(
+            raw in crate::path::tests::path_bytes()
+        ) {
+            let t = review_table();
+            let Ok(path) = NormalisedPath::parse(&raw) else {
+                return Ok(());
+            };
+            let Ok(chosen) = t.route(&path) else {
+                return Ok(());
+            };
+            let decoded = fully_decoded(path.as_str()).expect("a normalised path decodes");
+            let expected = t.find(&decoded);
+            prop_assert_eq!(chosen.map(|r| &r.prefix), expected.map(|r| &r.prefix));
+            // No case-insensitive reader lands on another protected route either.
+            if let Some(other) = t.find_ignoring_case(&decoded) {
+                prop_assert!(!other.is_protected() || chosen.is_some_and(|c| Arc::ptr_eq(c, other)));
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod auth;
 mod config;
+mod edge;
 mod forward;
 mod reload;
 mod support;

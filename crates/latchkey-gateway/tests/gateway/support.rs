@@ -269,6 +269,8 @@ async fn introspect(
 #[derive(Default)]
 struct UpstreamState {
     name: String,
+    /// Requests the echo answered.
+    echoed: AtomicUsize,
     /// Told the size of the first chunk of an upload, as soon as it arrives.
     first_chunk: Mutex<Option<mpsc::UnboundedSender<usize>>>,
     /// Lets a download go on past its first chunk.
@@ -278,7 +280,8 @@ struct UpstreamState {
 /// A service behind the gateway. `/stream/upload` counts a streamed body, reporting
 /// its first chunk at once; `/stream/download` sends one chunk, then the rest when
 /// released; `/slow` answers after 30 s; anything else echoes the request as JSON
-/// (status from `?status=`).
+/// (status from `?status=`), with the path it received and that path percent-decoded,
+/// as a typical framework reads it.
 pub struct FakeUpstream {
     pub url: String,
     state: Arc<UpstreamState>,
@@ -316,9 +319,40 @@ impl FakeUpstream {
     pub fn release_download(&self) {
         self.state.release_download.notify_one();
     }
+
+    /// How many requests the echo answered.
+    pub fn echoed(&self) -> usize {
+        self.state.echoed.load(Ordering::SeqCst)
+    }
+}
+
+/// Percent-decodes `text` once; a `%` without two hex digits after it stays as it is.
+pub fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escape = bytes
+            .get(i + 1..i + 3)
+            .filter(|hex| bytes[i] == b'%' && hex.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escape {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 async fn echo(State(state): State<Arc<UpstreamState>>, request: AxumRequest) -> impl IntoResponse {
+    state.echoed.fetch_add(1, Ordering::SeqCst);
     let (parts, body) = request.into_parts();
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in &parts.headers {
@@ -341,6 +375,7 @@ async fn echo(State(state): State<Arc<UpstreamState>>, request: AxumRequest) -> 
             "upstream": state.name,
             "method": parts.method.as_str(),
             "path": parts.uri.path_and_query().map(|p| p.as_str()),
+            "decoded": String::from_utf8_lossy(&percent_decode(parts.uri.path())),
             "headers": headers,
             "body": String::from_utf8_lossy(&body),
         })),
