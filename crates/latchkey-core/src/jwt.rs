@@ -5,6 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// `knd` of a long-lived JWT (token kind `jwt`).
+pub const JWT_KIND: &str = "jwt";
+
 /// `typ` of every latchkey access token (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 

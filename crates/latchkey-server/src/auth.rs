@@ -1,11 +1,13 @@
 //! Who is calling the management API, and with what authority.
 //!
-//! A caller presents `Authorization: Bearer <api key>` or one of the server's own access
-//! JWTs (whose `scope` then bounds what it may do). The key's format and checksum are
-//! checked before any store lookup; then the token is read by the id inside the key, its
-//! secret verified in constant time, and its state (revoked, expired, allowlist) checked.
-//! Its effective permissions decide the authority: `latchkey:admin` (system tenant only)
-//! or `latchkey:manage` of its own tenant.
+//! A caller presents `Authorization: Bearer <api key>` or one of the server's own JWTs
+//! whose `aud` is, or contains, the server's issuer URL (a JWT minted for another
+//! resource is never accepted here: whoever received it could replay it). The key's
+//! format and checksum are checked before any store lookup; then the token is read by the
+//! id inside the key, its secret verified in constant time, and the one usability rule
+//! applied (docs/API.md, "When a token is usable"). What it grants now decides the
+//! authority: `latchkey:admin` (system tenant only) or `latchkey:manage` of its own
+//! tenant; a JWT's `scope` narrows that further.
 
 use crate::cache::CachedToken;
 use crate::extract::client_meta;
@@ -17,10 +19,11 @@ use axum::http::header;
 use axum::http::request::Parts;
 use latchkey_core::PermissionSet;
 use latchkey_core::audit::AuditContext;
-use latchkey_core::cidr;
+use latchkey_core::jwt::JWT_KIND;
 use latchkey_core::permission::{ADMIN, Authority, INTROSPECT, MANAGE, parse_scope};
 use latchkey_core::secret::{SecretFormatError, SecretType};
 use latchkey_core::token::TokenKind;
+use latchkey_core::usable::{Client, narrow};
 use latchkey_core::{TenantId, TokenId, UserId};
 use std::sync::Arc;
 
@@ -78,11 +81,11 @@ impl FromRequestParts<AppState> for Caller {
     ) -> Result<Self, Self::Rejection> {
         let (cached, granted, meta) = authenticate_bearer(parts, state).await?;
         let token = &cached.record.token;
-        let effective = &granted;
         let tenant = token.owner.tenant_id().clone();
-        let authority = if tenant.is_system() && effective.iter().any(|p| p.as_str() == ADMIN) {
+        let holds = |name| granted.iter().any(|p| p.as_str() == name);
+        let authority = if tenant.is_system() && holds(ADMIN) {
             Authority::Admin
-        } else if effective.iter().any(|p| p.as_str() == MANAGE) {
+        } else if holds(MANAGE) {
             Authority::Manager(tenant.clone())
         } else {
             return Err(ApiError::InsufficientScope(MANAGE));
@@ -144,9 +147,9 @@ fn looks_like_jwt(state: &AppState, presented: &str) -> bool {
     !presented.starts_with(state.codec().prefix().as_str()) && presented.matches('.').count() == 2
 }
 
-/// Checks one of the server's own access JWTs (or long-lived JWTs): signature by a
-/// published key, expiry, the deny list, and that its token is still active. What it
-/// grants is its `scope`, never more than its token grants now.
+/// Checks one of the server's own JWTs: signature by a published key, expiry, an
+/// audience that is or contains the issuer, the deny list, and the usability of its
+/// token. What it grants is its `scope` narrowed to what its token grants now.
 async fn authenticate_access_token(
     state: &AppState,
     presented: &str,
@@ -161,6 +164,11 @@ async fn authenticate_access_token(
                 jwt::Rejected::Invalid => ApiError::invalid_token("invalid credential"),
             }
         })?;
+    if !claims.aud.contains(issuer) {
+        return Err(ApiError::invalid_token(
+            "the credential's audience is not this server",
+        ));
+    }
     if state.keyring().is_jti_revoked(&claims.jti) {
         return Err(ApiError::invalid_token("credential revoked"));
     }
@@ -170,27 +178,25 @@ async fn authenticate_access_token(
         .token(id)
         .await?
         .ok_or_else(|| ApiError::invalid_token("invalid credential"))?;
-    let token = &cached.record.token;
-    if token.revoked_at.is_some() {
-        return Err(ApiError::invalid_token("credential revoked"));
+    let long_lived = claims.knd.as_deref() == Some(JWT_KIND);
+    if long_lived != (cached.record.token.kind == TokenKind::Jwt) {
+        return Err(ApiError::invalid_token("invalid credential"));
     }
-    if !token.is_active(state.now()) || !cached.member {
-        return Err(ApiError::invalid_token("credential expired"));
-    }
-    if let Some(ip) = ip
-        && !cidr::allows(&token.ip_allowlist, ip)
-    {
-        return Err(ApiError::invalid_token(
-            "credential not allowed from this address",
-        ));
-    }
+    let grant = cached
+        .usable(state.now(), client(ip))
+        .map_err(|refusal| ApiError::invalid_token(refusal.to_string()))?;
     let scope =
         parse_scope(&claims.scope).map_err(|_| ApiError::invalid_token("invalid credential"))?;
-    let granted = scope.intersection(&cached.effective).cloned().collect();
+    let granted = narrow(&scope, grant);
     Ok((cached, granted))
 }
 
-/// Checks an api key end to end and returns its token with what it grants.
+/// The client a usability check judges: the request's address, as far as it is known.
+pub fn client(ip: Option<std::net::IpAddr>) -> Client {
+    ip.map_or(Client::Unknown, Client::Address)
+}
+
+/// Checks an api key end to end and returns its token; its grant is `effective`.
 pub async fn authenticate_api_key(
     state: &AppState,
     presented: &str,
@@ -221,25 +227,9 @@ pub async fn authenticate_api_key(
     if !verified {
         return Err(refused());
     }
-    let token = &record.token;
-    if token.revoked_at.is_some() {
-        return Err(ApiError::invalid_token("credential revoked"));
-    }
-    if !token.is_active(state.now()) {
-        return Err(ApiError::invalid_token("credential expired"));
-    }
-    if let Some(ip) = ip
-        && !cidr::allows(&token.ip_allowlist, ip)
-    {
-        return Err(ApiError::invalid_token(
-            "credential not allowed from this address",
-        ));
-    }
-    if !cached.member {
-        return Err(ApiError::invalid_token(
-            "the credential's user has left its tenant",
-        ));
-    }
+    cached
+        .usable(state.now(), client(ip))
+        .map_err(|refusal| ApiError::invalid_token(refusal.to_string()))?;
     Ok(cached)
 }
 

@@ -22,6 +22,35 @@ pub struct CachedToken {
     pub member: bool,
 }
 
+impl CachedToken {
+    /// What the token grants now, or `None` when its user has left the tenant: the
+    /// `grant` that [`latchkey_core::usable::usable`] takes.
+    pub fn grant(&self) -> Option<&PermissionSet> {
+        self.member.then_some(&self.effective)
+    }
+
+    /// The one usability rule (docs/API.md, "When a token is usable") applied to this
+    /// token at `now` for `client`.
+    pub fn usable(
+        &self,
+        now: latchkey_core::Timestamp,
+        client: latchkey_core::usable::Client,
+    ) -> Result<&PermissionSet, latchkey_core::usable::Refusal> {
+        latchkey_core::usable::usable(&self.record.token, now, client, self.grant())
+    }
+
+    /// True when the token grants a permission stronger than `latchkey:manage`
+    /// (`latchkey:admin`, `latchkey:introspect`), which only an admin may act on.
+    /// Its direct permissions count too: a personal token whose user lost the role
+    /// would regain it with the role.
+    pub fn holds_system_permission(&self) -> bool {
+        self.effective
+            .iter()
+            .chain(&self.record.token.permissions)
+            .any(latchkey_core::Permission::is_system_only)
+    }
+}
+
 /// The cache; cheap to share.
 pub struct TokenCache {
     entries: Mutex<HashMap<TokenId, Entry>>,

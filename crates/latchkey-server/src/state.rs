@@ -12,7 +12,8 @@ use latchkey_core::cidr::IpNet;
 use latchkey_core::secret::SecretCodec;
 use latchkey_core::store::Store;
 use latchkey_core::token::Token;
-use latchkey_core::{PermissionSet, Timestamp, TokenId, permission};
+use latchkey_core::usable::{self, Standing};
+use latchkey_core::{PermissionSet, Timestamp, TokenId};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -174,32 +175,25 @@ impl AppState {
         Ok(loaded)
     }
 
-    /// What `token` grants right now (ARCHITECTURE.md §4): a tenant token its permissions
-    /// and its roles' current permissions; a personal token its permissions cut down to
-    /// what its user holds in the tenant now. The flag is false for a personal token whose
-    /// user is no longer a member.
+    /// What `token` grants right now (docs/API.md, "When a token is usable"), through
+    /// [`usable::grant_now`] with what the store says of its roles and user now. The
+    /// flag is false for a personal token whose user is no longer a member.
     async fn effective_permissions(&self, token: &Token) -> ApiResult<(PermissionSet, bool)> {
-        let own: PermissionSet = token.permissions.iter().cloned().collect();
         let tenant = token.owner.tenant_id();
-        Ok(match token.owner.user_id() {
-            None => {
-                let from_roles = self.store().role_permissions(&token.roles).await?;
-                (
-                    permission::effective_for_tenant_token(tenant, &own, &from_roles),
-                    true,
-                )
-            }
-            Some(user) => match self.store().get_membership(tenant, user).await? {
-                Some(membership) => (
-                    permission::effective_for_personal_token(
-                        tenant,
-                        &own,
-                        &membership.permission_set(),
-                    ),
-                    true,
-                ),
-                None => (PermissionSet::new(), false),
+        let standing = match token.owner.user_id() {
+            None => Standing::Tenant {
+                role_permissions: self.store().role_permissions(&token.roles).await?,
             },
+            Some(user) => match self.store().get_membership(tenant, user).await? {
+                Some(membership) => Standing::Member {
+                    holds: membership.permission_set(),
+                },
+                None => Standing::Departed,
+            },
+        };
+        Ok(match usable::grant_now(token, &standing) {
+            Some(grant) => (grant, true),
+            None => (PermissionSet::new(), false),
         })
     }
 }

@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use latchkey_core::cidr::IpNet;
-use latchkey_core::permission::{self, check_caller_grant, check_user_grant};
+use latchkey_core::permission::{self, Authority, check_caller_grant, check_user_grant};
 use latchkey_core::secret::SecretType;
 use latchkey_core::store::TokenOwnerFilter;
 use latchkey_core::token::{
@@ -293,13 +293,7 @@ pub async fn list_tenant(
 ) -> ApiResult<Json<ListBody<Token>>> {
     let tenant = visible_tenant(&state, &caller, &tid).await?;
     let filter = TokenOwnerFilter::Tenant(tenant.id);
-    Ok(Json(
-        state
-            .store()
-            .list_tokens(&filter, &query.into())
-            .await?
-            .into(),
-    ))
+    list(&state, &caller, &filter, query).await
 }
 
 pub async fn list_personal(
@@ -311,13 +305,43 @@ pub async fn list_personal(
     let tenant = visible_tenant(&state, &caller, &tid).await?;
     let user = path_param("user_id", &uid, UserId::parse)?;
     let filter = TokenOwnerFilter::User(tenant.id, user);
-    Ok(Json(
-        state
-            .store()
-            .list_tokens(&filter, &query.into())
-            .await?
-            .into(),
-    ))
+    list(&state, &caller, &filter, query).await
+}
+
+/// A page of tokens, without those the caller may not act on (a manager never sees
+/// tokens holding `latchkey:admin` or `latchkey:introspect`; a page may then hold fewer
+/// items than `limit`, and its cursor still continues after the last token read).
+async fn list(
+    state: &AppState,
+    caller: &Caller,
+    filter: &TokenOwnerFilter,
+    query: ListQuery,
+) -> ApiResult<Json<ListBody<Token>>> {
+    let mut page = state.store().list_tokens(filter, &query.into()).await?;
+    if caller.authority != Authority::Admin {
+        let mut kept = Vec::with_capacity(page.items.len());
+        for token in page.items {
+            if !holds_system_permission(state, &token).await? {
+                kept.push(token);
+            }
+        }
+        page.items = kept;
+    }
+    Ok(Json(page.into()))
+}
+
+/// Whether `token` grants `latchkey:admin` or `latchkey:introspect`, which are stronger
+/// than `latchkey:manage`: a manager, even of the system tenant, neither sees nor acts on
+/// such a token, so it cannot disarm the admin keys or the gateways' credentials
+/// (docs/API.md, "Who may call the management API"). Only system-tenant tokens can.
+async fn holds_system_permission(state: &AppState, token: &Token) -> ApiResult<bool> {
+    if !token.owner.tenant_id().is_system() {
+        return Ok(false);
+    }
+    Ok(state
+        .token(token.id)
+        .await?
+        .is_none_or(|cached| cached.holds_system_permission()))
 }
 
 /// Loads a token the caller may see, or answers 404 as if it did not exist.
@@ -329,7 +353,10 @@ pub(crate) async fn visible_token(
     let id = path_param("token_id", raw, TokenId::parse)?;
     let not_found = || ApiError::NotFound(format!("token {id}"));
     let record = state.store().get_token(id).await?.ok_or_else(not_found)?;
-    if !caller.authority.covers(record.token.owner.tenant_id()) {
+    if !caller.authority.covers(record.token.owner.tenant_id())
+        || (caller.authority != Authority::Admin
+            && holds_system_permission(state, &record.token).await?)
+    {
         return Err(not_found());
     }
     Ok(record.token)

@@ -15,10 +15,10 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use latchkey_core::TokenId;
 use latchkey_core::audit::{AuditContext, AuditEvent};
 use latchkey_core::secret::{SecretType, StoredSecret};
 use latchkey_core::token::TokenKind;
-use latchkey_core::{TokenId, cidr};
 use serde_json::json;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
@@ -224,18 +224,11 @@ async fn check(
     let verified = state.codec().verify(&parsed, stored);
     let record = &token.record.token;
     let tenant = Some(record.owner.tenant_id().to_string());
-    let refusal = if !verified || record.kind != TokenKind::ClientCredentials {
-        "bad_secret"
-    } else if record.revoked_at.is_some() {
-        "revoked"
-    } else if !record.is_active(state.now()) {
-        "expired"
-    } else if !token.member {
-        "user_left_tenant"
-    } else if ip.is_some_and(|ip| !cidr::allows(&record.ip_allowlist, ip)) {
-        "ip_not_allowed"
-    } else {
-        return Ok(Ok(token));
-    };
-    Ok(Err((refusal, tenant)))
+    if !verified || record.kind != TokenKind::ClientCredentials {
+        return Ok(Err(("bad_secret", tenant)));
+    }
+    match token.usable(state.now(), crate::auth::client(ip)) {
+        Ok(_) => Ok(Ok(token)),
+        Err(refusal) => Ok(Err((refusal.audit_reason(), tenant))),
+    }
 }

@@ -1,8 +1,16 @@
 //! `POST /oauth/introspect` (RFC 7662) for access JWTs, long-lived JWTs, api keys and
 //! refresh tokens. The caller is a resource server or gateway presenting its own api key
 //! with `latchkey:introspect` (or `latchkey:admin`). Anything not active at this instant
-//! (unknown, malformed, expired, revoked, a revoked parent token, a user who left)
-//! answers exactly `{"active":false}`.
+//! (unknown, malformed, expired, revoked, a revoked parent token, a user who left, an
+//! address its allowlist refuses) answers exactly `{"active":false}`. An active answer's
+//! `scope` is what the credential grants now: its scope narrowed to what its token grants
+//! now (docs/API.md, "When a token is usable"), and it carries the grant's basis (`rol`,
+//! `prm`) and the allowlist (`ip_allowlist`) so a verifier can keep narrowing it.
+//!
+//! The address judged: a `client_ip` parameter from a caller holding
+//! `latchkey:introspect`; without one, that caller enforces the returned `ip_allowlist`
+//! itself (a gateway caches answers per credential, not per client). A caller holding
+//! only `latchkey:admin` is judged by its own address.
 
 use super::client::read_form;
 use super::error::{OAuthError, OAuthResult};
@@ -14,10 +22,14 @@ use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use latchkey_core::permission::{ADMIN, INTROSPECT, format_scope};
+use latchkey_core::PermissionSet;
+use latchkey_core::jwt::JWT_KIND;
+use latchkey_core::permission::{ADMIN, INTROSPECT, format_scope, parse_scope};
 use latchkey_core::secret::SecretType;
 use latchkey_core::token::TokenKind;
+use latchkey_core::usable::{Client, narrow};
 use serde_json::{Map, Value, json};
+use std::net::IpAddr;
 
 /// The introspection endpoint.
 pub async fn introspect(State(state): State<AppState>, request: Request) -> Response {
@@ -51,32 +63,45 @@ async fn answer(state: &AppState, request: Request) -> OAuthResult<Value> {
             ApiError::InvalidToken { description, .. } => OAuthError::invalid_token(description),
             other => OAuthError::from(other),
         })?;
-    let allowed = caller.record.token.owner.tenant_id().is_system()
-        && caller
-            .effective
-            .iter()
-            .any(|p| p.as_str() == INTROSPECT || p.as_str() == ADMIN);
-    if !allowed {
+    let holds = |name| caller.effective.iter().any(|p| p.as_str() == name);
+    let system = caller.record.token.owner.tenant_id().is_system();
+    if !system || !(holds(INTROSPECT) || holds(ADMIN)) {
         return Err(OAuthError::insufficient_scope(
             "introspection requires latchkey:introspect",
         ));
     }
+    let client = match form.get("client_ip")? {
+        Some(_) if !holds(INTROSPECT) => {
+            return Err(OAuthError::invalid_request(
+                "client_ip may be given only by a caller holding latchkey:introspect",
+            ));
+        }
+        Some(text) => Client::Address(text.parse::<IpAddr>().map_err(|_| {
+            OAuthError::invalid_request("client_ip must be an IPv4 or IPv6 address")
+        })?),
+        None if holds(INTROSPECT) => Client::JudgedByCaller,
+        None => crate::auth::client(client_addr(&parts, state)),
+    };
     let token = form.require("token")?;
-    Ok(inspect(state, token)
+    Ok(inspect(state, token, client)
         .await?
         .unwrap_or_else(|| json!({ "active": false })))
 }
 
 /// The introspection answer for an active token, or `None`.
-async fn inspect(state: &AppState, presented: &str) -> OAuthResult<Option<Value>> {
+async fn inspect(state: &AppState, presented: &str, client: Client) -> OAuthResult<Option<Value>> {
     let prefix = format!("{}_", state.codec().prefix().as_str());
     if presented.starts_with(&prefix) {
-        return inspect_secret(state, presented).await;
+        return inspect_secret(state, presented, client).await;
     }
-    inspect_jwt(state, presented).await
+    inspect_jwt(state, presented, client).await
 }
 
-async fn inspect_secret(state: &AppState, presented: &str) -> OAuthResult<Option<Value>> {
+async fn inspect_secret(
+    state: &AppState,
+    presented: &str,
+    client: Client,
+) -> OAuthResult<Option<Value>> {
     let Ok(parsed) = state.codec().parse(presented) else {
         return Ok(None);
     };
@@ -94,14 +119,13 @@ async fn inspect_secret(state: &AppState, presented: &str) -> OAuthResult<Option
                 .secret
                 .as_ref()
                 .is_some_and(|stored| state.codec().verify(&parsed, stored));
-            if !genuine
-                || record.token.kind != TokenKind::ApiKey
-                || !record.token.is_active(now)
-                || !token.member
-            {
+            if !genuine || record.token.kind != TokenKind::ApiKey {
                 return Ok(None);
             }
-            let mut body = describe(state, &record.token, &format_scope(&token.effective));
+            let Ok(grant) = token.usable(now, client) else {
+                return Ok(None);
+            };
+            let mut body = describe(state, &record.token, grant);
             body.insert("iat".into(), json!(record.token.created_at.unix_seconds()));
             if let Some(expiry) = record.token.expires_at {
                 body.insert("exp".into(), json!(expiry.unix_seconds()));
@@ -122,10 +146,13 @@ async fn inspect_secret(state: &AppState, presented: &str) -> OAuthResult<Option
             let Some(token) = state.token(family.token_id).await? else {
                 return Ok(None);
             };
-            if !token.record.token.is_active(now) || !token.member {
+            let Ok(grant) = token.usable(now, client) else {
                 return Ok(None);
-            }
-            let mut body = describe(state, &token.record.token, &family.scope);
+            };
+            let Ok(scope) = parse_scope(&family.scope) else {
+                return Ok(None);
+            };
+            let mut body = describe(state, &token.record.token, &narrow(&scope, grant));
             body.insert("token_type".into(), json!("refresh_token"));
             body.insert("iat".into(), json!(refresh.created_at.unix_seconds()));
             body.insert("exp".into(), json!(family.expires_at.unix_seconds()));
@@ -135,7 +162,11 @@ async fn inspect_secret(state: &AppState, presented: &str) -> OAuthResult<Option
     }
 }
 
-async fn inspect_jwt(state: &AppState, presented: &str) -> OAuthResult<Option<Value>> {
+async fn inspect_jwt(
+    state: &AppState,
+    presented: &str,
+    client: Client,
+) -> OAuthResult<Option<Value>> {
     let now = state.now();
     let keys = state.keyring().keys();
     let claims = match keys.verified().get(presented) {
@@ -164,14 +195,17 @@ async fn inspect_jwt(state: &AppState, presented: &str) -> OAuthResult<Option<Va
     let Some(token) = state.token(id).await? else {
         return Ok(None);
     };
-    let long_lived = claims.knd.as_deref() == Some("jwt");
-    if !token.record.token.is_active(now)
-        || !token.member
-        || long_lived != (token.record.token.kind == TokenKind::Jwt)
-    {
+    let long_lived = claims.knd.as_deref() == Some(JWT_KIND);
+    if long_lived != (token.record.token.kind == TokenKind::Jwt) {
         return Ok(None);
     }
-    let mut body = describe(state, &token.record.token, &claims.scope);
+    let Ok(grant) = token.usable(now, client) else {
+        return Ok(None);
+    };
+    let Ok(scope) = parse_scope(&claims.scope) else {
+        return Ok(None);
+    };
+    let mut body = describe(state, &token.record.token, &narrow(&scope, grant));
     body.insert("iat".into(), json!(claims.iat));
     body.insert("nbf".into(), json!(claims.nbf));
     body.insert("aud".into(), json!(claims.aud));
@@ -182,15 +216,15 @@ async fn inspect_jwt(state: &AppState, presented: &str) -> OAuthResult<Option<Va
     Ok(Some(Value::Object(body)))
 }
 
-/// The members every active answer has.
+/// The members every active answer has; `scope` is what the credential grants now.
 fn describe(
     state: &AppState,
     token: &latchkey_core::token::Token,
-    scope: &str,
+    scope: &PermissionSet,
 ) -> Map<String, Value> {
     let mut body = Map::new();
     body.insert("active".into(), json!(true));
-    body.insert("scope".into(), json!(scope));
+    body.insert("scope".into(), json!(format_scope(scope)));
     body.insert("client_id".into(), json!(token.id));
     body.insert("sub".into(), json!(token.id));
     body.insert("tid".into(), json!(token.owner.tenant_id()));
@@ -199,8 +233,12 @@ fn describe(
     }
     body.insert("token_type".into(), json!("Bearer"));
     body.insert("iss".into(), json!(state.settings().public_url));
-    // An extension member: the networks the token may be used from, so that a gateway
-    // can enforce them against the client it sees (introspection sees the gateway).
+    // Extension members, as in the JWT claims: what the grant is computed from, so a
+    // verifier can narrow a cached answer when a role or membership changes.
+    body.insert("rol".into(), json!(token.roles));
+    body.insert("prm".into(), json!(token.permissions));
+    // The networks the token may be used from, so that a caller that passed no
+    // `client_ip` (a gateway) can enforce them against the client it sees.
     if !token.ip_allowlist.is_empty() {
         body.insert("ip_allowlist".into(), json!(token.ip_allowlist));
     }

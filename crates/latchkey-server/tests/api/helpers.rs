@@ -434,16 +434,40 @@ impl TestApp {
 
     /// Introspects `token` with the root key and returns the answer.
     pub async fn introspect(&self, token: &str) -> Value {
+        self.introspect_as(&self.root_key.clone(), token, &[]).await
+    }
+
+    /// Introspects `token` with `credential` and `extra` parameters; returns the answer.
+    pub async fn introspect_as(
+        &self,
+        credential: &str,
+        token: &str,
+        extra: &[(&str, &str)],
+    ) -> Value {
+        let mut pairs = vec![("token", token)];
+        pairs.extend_from_slice(extra);
         let reply = self
             .form(
                 "/oauth/introspect",
-                Some(&format!("Bearer {}", self.root_key)),
-                &[("token", token)],
+                Some(&format!("Bearer {credential}")),
+                &pairs,
             )
             .await;
         reply.assert_status(200);
         assert_eq!(reply.header("cache-control"), "no-store");
         reply.body
+    }
+
+    /// A new system-tenant api key holding only `latchkey:introspect`, as gateways use.
+    pub async fn introspection_key(&self) -> String {
+        self.create_tenant_token(
+            "latchkey",
+            json!({ "name": "introspector", "kind": "api_key", "permissions": ["latchkey:introspect"] }),
+        )
+        .await["api_key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// A client-credentials token of `tenant` with `body` merged into the defaults;

@@ -13,6 +13,7 @@ mod interop;
 mod audit;
 mod auth;
 mod bodies;
+mod boundary;
 mod catalogue;
 mod members;
 mod oauth;
