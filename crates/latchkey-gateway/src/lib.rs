@@ -48,6 +48,7 @@ mod config;
 mod error;
 mod gateway;
 pub mod headers;
+mod listener;
 mod proxy;
 mod route;
 mod stats;

@@ -7,6 +7,7 @@
 mod auth;
 mod config;
 mod forward;
+mod listener;
 mod reload;
 mod support;
 mod usage;
