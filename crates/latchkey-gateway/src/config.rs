@@ -15,6 +15,9 @@
 //! max_staleness_seconds = 30
 //! # upstream_timeout_seconds = 30    # no response head within this → 504; per route too
 //! # drain_timeout_seconds = 10       # on shutdown, how long in-flight requests may finish
+//! # header_read_timeout_seconds = 10 # a request head (or the next, when idle) within this
+//! # body_read_timeout_seconds = 30   # a request body silent this long → 408, closed
+//! # max_connections = 10000          # open client connections; beyond, new ones wait
 //! # audience = "https://api.example.com"  # the `aud` tokens must carry; default: `server`
 //!
 //! [[route]]
@@ -26,6 +29,7 @@
 //! # strip_authorization = true  → do not pass the client's Authorization header upstream
 //! ```
 
+use crate::listener::Limits;
 use crate::route::RouteTable;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -69,6 +73,17 @@ pub struct GatewayConfig {
     /// On shutdown, how long requests in flight may take to finish.
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout_seconds: u64,
+    /// A client must send a whole request head within this long, on a new connection
+    /// and between requests on a kept-alive one; then the connection is closed.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_seconds: u64,
+    /// A request body that sends nothing for this long is answered 408 and its
+    /// connection closed. Per read: a slow body that keeps arriving may take longer.
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout_seconds: u64,
+    /// Open client connections at most; beyond, new clients wait until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
     /// The routes (`[[route]]` tables), matched by longest prefix.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
@@ -116,6 +131,26 @@ fn default_drain_timeout() -> u64 {
     10
 }
 
+fn default_header_read_timeout() -> u64 {
+    10
+}
+
+fn default_body_read_timeout() -> u64 {
+    30
+}
+
+fn default_max_connections() -> u32 {
+    10_000
+}
+
+/// The longest read timeout accepted: beyond an hour a slow client is not being
+/// limited at all, and the value is more likely a typo.
+const MAX_READ_TIMEOUT_SECONDS: u64 = 3_600;
+
+/// The most connections accepted; each costs a file descriptor and some memory, so a
+/// larger value is a typo rather than a plan.
+const MAX_CONNECTIONS: u32 = 1_000_000;
+
 impl fmt::Debug for GatewayConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GatewayConfig")
@@ -126,6 +161,12 @@ impl fmt::Debug for GatewayConfig {
             .field("max_staleness_seconds", &self.max_staleness_seconds)
             .field("upstream_timeout_seconds", &self.upstream_timeout_seconds)
             .field("drain_timeout_seconds", &self.drain_timeout_seconds)
+            .field(
+                "header_read_timeout_seconds",
+                &self.header_read_timeout_seconds,
+            )
+            .field("body_read_timeout_seconds", &self.body_read_timeout_seconds)
+            .field("max_connections", &self.max_connections)
             .field("routes", &self.routes)
             .finish()
     }
@@ -257,7 +298,36 @@ impl GatewayConfig {
         self.credential()?;
         seconds("drain_timeout_seconds", self.drain_timeout_seconds as f64)?;
         seconds("max_staleness_seconds", self.max_staleness_seconds as f64)?;
+        for (field, value) in [
+            (
+                "header_read_timeout_seconds",
+                self.header_read_timeout_seconds,
+            ),
+            ("body_read_timeout_seconds", self.body_read_timeout_seconds),
+        ] {
+            if !(1..=MAX_READ_TIMEOUT_SECONDS).contains(&value) {
+                return Err(ConfigError::BadValue {
+                    field: field.to_owned(),
+                    reason: format!("must be from 1 to {MAX_READ_TIMEOUT_SECONDS} seconds"),
+                });
+            }
+        }
+        if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
+            return Err(ConfigError::BadValue {
+                field: "max_connections".to_owned(),
+                reason: format!("must be from 1 to {MAX_CONNECTIONS}"),
+            });
+        }
         RouteTable::compile(self).map(drop)
+    }
+
+    /// What the listener allows its clients: the read timeouts and the connection cap.
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds),
+            body_read_timeout: Duration::from_secs(self.body_read_timeout_seconds),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
     }
 
     /// [`max_staleness_seconds`](Self::max_staleness_seconds) as a duration, for the
@@ -360,6 +430,74 @@ scopes = { GET = ["reports:read"], POST = ["reports:write"] }   # "*" = any meth
     fn the_debug_form_hides_the_credential() {
         let config = GatewayConfig::from_toml(ISSUE_EXAMPLE).unwrap();
         assert!(!format!("{config:?}").contains("lk_ak_"));
+    }
+
+    #[test]
+    fn listener_limits_default_to_10_s_head_30_s_body_and_10_000_connections() {
+        let config = GatewayConfig::from_toml(ISSUE_EXAMPLE).unwrap();
+        let limits = config.limits();
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(limits.body_read_timeout, Duration::from_secs(30));
+        assert_eq!(limits.max_connections, 10_000);
+    }
+
+    #[test]
+    fn a_zero_or_absurd_listener_limit_is_refused_naming_the_key() {
+        for (setting, message) in [
+            (
+                "header_read_timeout_seconds = 0",
+                "`header_read_timeout_seconds` must be from 1 to 3600 seconds",
+            ),
+            (
+                "body_read_timeout_seconds = 0",
+                "`body_read_timeout_seconds` must be from 1 to 3600 seconds",
+            ),
+            (
+                "header_read_timeout_seconds = 86400",
+                "`header_read_timeout_seconds` must be from 1 to 3600 seconds",
+            ),
+            (
+                "max_connections = 0",
+                "`max_connections` must be from 1 to 1000000",
+            ),
+            (
+                "max_connections = 4000000",
+                "`max_connections` must be from 1 to 1000000",
+            ),
+        ] {
+            let text = ISSUE_EXAMPLE.replace(
+                "max_staleness_seconds = 30",
+                &format!("max_staleness_seconds = 30\n{setting}"),
+            );
+            let error = GatewayConfig::from_toml(&text)
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            assert_eq!(error.to_string(), message, "{setting}");
+        }
+    }
+
+    #[test]
+    fn a_negative_or_non_numeric_listener_limit_is_refused_naming_the_key() {
+        for (setting, key) in [
+            (
+                "header_read_timeout_seconds = -1",
+                "header_read_timeout_seconds",
+            ),
+            (
+                "body_read_timeout_seconds = \"30\"",
+                "body_read_timeout_seconds",
+            ),
+            ("max_connections = -2", "max_connections"),
+            ("max_connections = 2.5", "max_connections"),
+        ] {
+            let text = ISSUE_EXAMPLE.replace(
+                "max_staleness_seconds = 30",
+                &format!("max_staleness_seconds = 30\n{setting}"),
+            );
+            let error = GatewayConfig::from_toml(&text).unwrap_err().to_string();
+            assert!(error.contains(key), "{setting}: {error}");
+        }
     }
 
     #[test]

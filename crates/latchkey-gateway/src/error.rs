@@ -9,6 +9,7 @@
 //! | 403 | `insufficient_scope` | client: the token lacks the route's scopes |
 //! | 404 | `not_found` | client: no route matches |
 //! | 405 | `method_not_allowed` | client: the route lists no scopes for the method |
+//! | 408 | `request_timeout` | client: the request body stopped arriving (connection closed) |
 //! | 500 | `internal_error` | the gateway |
 //! | 502 | `bad_gateway` | upstream: refused the connection or broke the exchange |
 //! | 503 | `temporarily_unavailable` | latchkey: the deny list is stale, introspection down |
@@ -41,6 +42,8 @@ pub(crate) enum ProxyError {
     MethodNotAllowed { allow: String },
     /// The client's request body failed while it was being forwarded.
     ClientAborted,
+    /// The client's request body sent nothing for the body read timeout.
+    ClientTimeout,
     /// The upstream could not be reached or broke the exchange.
     UpstreamUnreachable,
     /// The upstream sent no response head in time.
@@ -60,6 +63,7 @@ impl ProxyError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::AmbiguousPath(_) | Self::ClientAborted => StatusCode::BAD_REQUEST,
+            Self::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::Verify(error) => error.status(),
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -76,6 +80,10 @@ impl ProxyError {
             Self::ClientAborted => (
                 "invalid_request",
                 "the request body could not be read".to_owned(),
+            ),
+            Self::ClientTimeout => (
+                "request_timeout",
+                "the request body stopped arriving".to_owned(),
             ),
             Self::NoRoute => ("not_found", "no route matches this path".to_owned()),
             Self::Verify(error) => verify_body(error),
@@ -120,6 +128,10 @@ impl ProxyError {
                 if let Ok(value) = HeaderValue::from_str(allow) {
                     headers.insert(header::ALLOW, value);
                 }
+            }
+            // The rest of the body may still arrive; the connection cannot be reused.
+            Self::ClientTimeout => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

@@ -7,16 +7,21 @@
 //! (prefixes, upstreams, scopes, timeouts) atomically between requests without
 //! touching the listener or open connections; settings that shape the process itself
 //! (`listen`, `server`, `credential`, `audience`, `max_staleness_seconds`,
-//! `drain_timeout_seconds`) are only read at start, and a reload that changes them says
-//! so in the log. On shutdown the gateway stops accepting, lets requests in flight
-//! finish for up to the drain timeout, then sends the last usage batch.
+//! `drain_timeout_seconds` and the listener's limits) are only read at start, and a
+//! reload that changes them says so in the log. The listener times request heads and
+//! bodies and caps connections (see `listener`). On shutdown the gateway stops
+//! accepting, lets requests in flight finish for up to the drain timeout, then sends
+//! the last usage batch.
 
 use crate::config::{ConfigError, GatewayConfig};
+use crate::listener::StallGuard;
 use crate::proxy::handle;
 use crate::route::RouteTable;
 use crate::stats::{Counters, GatewayStats};
 use crate::upstream::Upstream;
 use crate::usage::{UsageOptions, UsageReporter};
+use hyper::Request;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -29,16 +34,17 @@ use std::fmt;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-
-/// A client must send its request head within this long.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+use tokio::sync::{Semaphore, watch};
 
 /// The pause after a failed `accept` (out of file descriptors, …), so the loop does
 /// not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The least time between two "max_connections reached" warnings, so a flood does not
+/// also flood the log.
+const FULL_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What a gateway is built from besides its configuration.
 #[derive(Debug, Clone)]
@@ -184,40 +190,67 @@ impl Gateway {
             .clone()
             .map(|usage| tokio::spawn(usage.run(stopped)));
         let graceful = GracefulShutdown::new();
+        let limits = self.shared.started_with.limits();
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
+            .header_read_timeout(limits.header_read_timeout);
         if let Ok(address) = listener.local_addr() {
             tracing::info!(%address, routes = self.shared.routes().len(), "gateway listening");
         }
         let mut shutdown = pin!(shutdown);
+        let mut last_full_warning: Option<Instant> = None;
         loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        if let Err(error) = stream.set_nodelay(true) {
-                            tracing::debug!(%error, "TCP_NODELAY not set");
-                        }
-                        let shared = self.shared.clone();
-                        let service = service_fn(move |request| {
-                            let shared = shared.clone();
-                            async move { Ok::<_, Infallible>(handle(&shared, peer, request).await) }
-                        });
-                        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-                        tokio::spawn(async move {
-                            if let Err(error) = connection.await {
-                                tracing::debug!(%error, %peer, "client connection ended with an error");
-                            }
-                        });
+            let slot = match slots.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    if last_full_warning.is_none_or(|at| at.elapsed() >= FULL_WARNING_INTERVAL) {
+                        last_full_warning = Some(Instant::now());
+                        tracing::warn!(
+                            max_connections = limits.max_connections,
+                            "max_connections reached; new connections wait until one closes"
+                        );
                     }
+                    tokio::select! {
+                        slot = slots.clone().acquire_owned() => match slot {
+                            Ok(slot) => slot,
+                            // Never closed; if it were, nothing more could be served.
+                            Err(_) => break,
+                        },
+                        () = &mut shutdown => break,
+                    }
+                }
+            };
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
                     Err(error) => {
                         tracing::warn!(%error, "accepting a connection failed");
                         tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
                     }
                 },
                 () = &mut shutdown => break,
+            };
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "TCP_NODELAY not set");
             }
+            let shared = self.shared.clone();
+            let body_timeout = limits.body_read_timeout;
+            let service = service_fn(move |request: Request<Incoming>| {
+                let shared = shared.clone();
+                let request = request.map(|body| StallGuard::new(body, body_timeout));
+                async move { Ok::<_, Infallible>(handle(&shared, peer, request).await) }
+            });
+            let connection =
+                graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, %peer, "client connection ended with an error");
+                }
+                drop(slot);
+            });
         }
         drop(listener);
         let drain = self.shared.started_with.drain_timeout();
@@ -296,6 +329,15 @@ fn needs_restart(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str> 
     }
     if old.drain_timeout_seconds != new.drain_timeout_seconds {
         changed.push("drain_timeout_seconds");
+    }
+    if old.header_read_timeout_seconds != new.header_read_timeout_seconds {
+        changed.push("header_read_timeout_seconds");
+    }
+    if old.body_read_timeout_seconds != new.body_read_timeout_seconds {
+        changed.push("body_read_timeout_seconds");
+    }
+    if old.max_connections != new.max_connections {
+        changed.push("max_connections");
     }
     changed
 }

@@ -50,6 +50,7 @@ mod config;
 mod error;
 mod gateway;
 pub mod headers;
+mod listener;
 mod path;
 mod proxy;
 mod route;

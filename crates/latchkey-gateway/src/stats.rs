@@ -15,7 +15,8 @@ pub struct GatewayStats {
     pub requests: u64,
     /// Requests the upstream answered (any status).
     pub forwarded: u64,
-    /// 400: ambiguous path, malformed `Authorization`, client body aborted.
+    /// 400: ambiguous path, malformed `Authorization`, client body aborted; and 408, a
+    /// client body that stopped arriving.
     pub bad_request: u64,
     /// 401: no token, or a refused one (revoked included).
     pub unauthorized: u64,
@@ -77,7 +78,7 @@ impl Counters {
         let counter = match refused {
             None => &self.forwarded,
             Some(error) => match error.status().as_u16() {
-                400 => &self.bad_request,
+                400 | 408 => &self.bad_request,
                 401 => &self.unauthorized,
                 403 => &self.forbidden,
                 404 => &self.no_route,

@@ -11,9 +11,11 @@
 //!   upstream. Connecting is included. Once the head has arrived the body is not
 //!   timed, so long downloads and event streams work.
 //! - **Whose fault.** A refused or broken connection is the upstream's (502), silence is
-//!   the upstream's (504), a request body that fails mid-way is the client's (400).
+//!   the upstream's (504), a request body that fails mid-way is the client's (400), and
+//!   one that stops arriving for the body timeout is the client's too (408).
 
 use crate::error::ProxyError;
+use crate::listener::BodyStalled;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
@@ -136,7 +138,10 @@ impl Upstream {
 fn classify(error: &hyper_util::client::legacy::Error) -> ProxyError {
     let mut source: Option<&(dyn StdError + 'static)> = error.source();
     while let Some(cause) = source {
-        if cause.is::<ClientBodyError>() {
+        if let Some(ClientBodyError(inner)) = cause.downcast_ref::<ClientBodyError>() {
+            if inner.is::<BodyStalled>() {
+                return ProxyError::ClientTimeout;
+            }
             return ProxyError::ClientAborted;
         }
         source = cause.source();

@@ -349,7 +349,11 @@ impl UsageReporter {
         if !self.options.enabled {
             return;
         }
-        let mut ticker = tokio::time::interval(self.options.flush_interval);
+        // The first flush is one interval in, not at once: `interval`'s immediate first
+        // tick fired whenever this task first ran, which on a busy runtime could be after
+        // the first requests were counted, sending them early and at random.
+        let period = self.options.flush_interval;
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -455,6 +459,43 @@ mod tests {
         let second = agg.take(100).unwrap();
         assert_eq!(second.window, 2 * MINUTE);
         assert!(agg.take(100).is_none());
+    }
+
+    #[tokio::test]
+    async fn counts_pending_when_the_reporter_starts_wait_for_the_first_interval() {
+        // A port nothing listens on: every POST fails at once and is counted.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let options = UsageOptions {
+            flush_interval: Duration::from_secs(3600),
+            ..UsageOptions::default()
+        };
+        let reporter = Arc::new(UsageReporter::new(
+            &server,
+            "lk_ak_test",
+            options,
+            Upstream::new(),
+        ));
+        reporter.record(key(1, 2), Timestamp::from_millis(MINUTE));
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(reporter.clone().run(stopped));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let waiting = reporter.stats();
+        assert_eq!(waiting.send_failures, 0, "flushed before the interval");
+        assert_eq!(waiting.pending_entries, 1);
+
+        stop.send(true).unwrap();
+        running.await.unwrap();
+        let stopped = reporter.stats();
+        assert_eq!(
+            stopped.send_failures, 1,
+            "the last flush at shutdown is tried"
+        );
+        assert_eq!(
+            stopped.pending_entries, 1,
+            "a failed flush keeps the counts"
+        );
     }
 
     #[test]

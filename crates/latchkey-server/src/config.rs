@@ -68,6 +68,14 @@ pub struct Config {
     /// from any other peer the header is ignored. Empty by default.
     #[serde(deserialize_with = "trusted_proxies")]
     pub trusted_proxies: Vec<IpNet>,
+    /// A client must send a whole request head within this long, on a new connection
+    /// and between requests on a kept-alive one; then the connection is closed.
+    pub header_read_timeout_seconds: u64,
+    /// A request body that sends nothing for this long is answered 408 and its
+    /// connection closed. Per read: a slow body that keeps arriving may take longer.
+    pub body_read_timeout_seconds: u64,
+    /// Open connections at most; beyond, new clients wait until one closes.
+    pub max_connections: u32,
 }
 
 impl Default for Config {
@@ -98,14 +106,50 @@ impl Default for Config {
             audit_authentications: true,
             usage_retention_days: 90,
             trusted_proxies: Vec::new(),
+            header_read_timeout_seconds: 10,
+            body_read_timeout_seconds: 30,
+            max_connections: 10_000,
         }
     }
 }
+
+/// The longest read timeout accepted: beyond an hour a slow client is not being
+/// limited at all, and the value is more likely a typo.
+pub const MAX_READ_TIMEOUT_SECONDS: u64 = 3_600;
+
+/// The most connections accepted; each costs a file descriptor and some memory, so a
+/// larger value is a typo rather than a plan.
+pub const MAX_CONNECTIONS: u32 = 1_000_000;
 
 impl Config {
     /// Reads a TOML file; keys it does not set keep their defaults.
     pub fn from_toml(text: &str) -> Result<Self, String> {
         toml_from_str(text)
+    }
+
+    /// Checks the settings whose type alone does not bound them, naming the key at
+    /// fault. `Application::build` calls it before anything is opened.
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, value) in [
+            (
+                "header_read_timeout_seconds",
+                self.header_read_timeout_seconds,
+            ),
+            ("body_read_timeout_seconds", self.body_read_timeout_seconds),
+        ] {
+            if !(1..=MAX_READ_TIMEOUT_SECONDS).contains(&value) {
+                return Err(format!(
+                    "{key} must be from 1 to {MAX_READ_TIMEOUT_SECONDS} seconds, not {value}"
+                ));
+            }
+        }
+        if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
+            return Err(format!(
+                "max_connections must be from 1 to {MAX_CONNECTIONS}, not {}",
+                self.max_connections
+            ));
+        }
+        Ok(())
     }
 
     /// The database URL in effect.
@@ -169,6 +213,80 @@ mod tests {
             .map(ToString::to_string)
             .collect();
         assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32"]);
+    }
+
+    #[test]
+    fn listener_limits_default_to_10_s_head_30_s_body_and_10_000_connections() {
+        let config = Config::from_toml("").unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.header_read_timeout_seconds, 10);
+        assert_eq!(config.body_read_timeout_seconds, 30);
+        assert_eq!(config.max_connections, 10_000);
+        let set = Config::from_toml(
+            "header_read_timeout_seconds = 5\nbody_read_timeout_seconds = 60\nmax_connections = 2",
+        )
+        .unwrap();
+        set.validate().unwrap();
+        assert_eq!(
+            (
+                set.header_read_timeout_seconds,
+                set.body_read_timeout_seconds,
+                set.max_connections
+            ),
+            (5, 60, 2)
+        );
+    }
+
+    #[test]
+    fn a_zero_or_absurd_listener_limit_is_refused_naming_the_key() {
+        for (text, message) in [
+            (
+                "header_read_timeout_seconds = 0",
+                "header_read_timeout_seconds must be from 1 to 3600 seconds, not 0",
+            ),
+            (
+                "body_read_timeout_seconds = 0",
+                "body_read_timeout_seconds must be from 1 to 3600 seconds, not 0",
+            ),
+            (
+                "body_read_timeout_seconds = 86400",
+                "body_read_timeout_seconds must be from 1 to 3600 seconds, not 86400",
+            ),
+            (
+                "max_connections = 0",
+                "max_connections must be from 1 to 1000000, not 0",
+            ),
+            (
+                "max_connections = 2000000",
+                "max_connections must be from 1 to 1000000, not 2000000",
+            ),
+        ] {
+            let error = Config::from_toml(text).unwrap().validate().unwrap_err();
+            assert_eq!(error, message, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_negative_or_non_numeric_listener_limit_is_refused_naming_the_key() {
+        for (text, key) in [
+            (
+                "header_read_timeout_seconds = -1",
+                "header_read_timeout_seconds",
+            ),
+            (
+                "body_read_timeout_seconds = \"30\"",
+                "body_read_timeout_seconds",
+            ),
+            ("max_connections = -5", "max_connections"),
+            ("max_connections = 1.5", "max_connections"),
+            (
+                "header_read_timeout_seconds = \"ten\"",
+                "header_read_timeout_seconds",
+            ),
+        ] {
+            let error = Config::from_toml(text).unwrap_err();
+            assert!(error.contains(key), "{text}: {error}");
+        }
     }
 
     #[test]

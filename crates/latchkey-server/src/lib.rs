@@ -8,6 +8,7 @@ pub mod cache;
 pub mod config;
 pub mod extract;
 pub mod keyfile;
+pub mod listener;
 pub mod oauth;
 pub mod problem;
 pub mod revocation;

@@ -1,10 +1,11 @@
 //! Building and running the server: open the store, load the pepper, create the system
-//! tenant and root key on first start, bind the listener.
+//! tenant and root key on first start, bind the listener and serve it (`listener`).
 
 use crate::audit::AuditQueue;
 use crate::cache::TokenCache;
 use crate::config::Config;
 use crate::keyfile;
+use crate::listener::{self, Limits};
 use crate::oauth::KeyRing;
 use crate::oauth::keys::MasterKey;
 use crate::oauth::throttle::Throttle;
@@ -29,6 +30,7 @@ use tokio::net::TcpListener;
 /// A built server, bound and ready to run.
 pub struct Application {
     listener: TcpListener,
+    limits: Limits,
     state: AppState,
     root_key: Option<Secret>,
     public_url: String,
@@ -38,6 +40,7 @@ impl Application {
     /// Opens the store (running migrations), loads or creates the server secrets,
     /// bootstraps the system tenant, and binds `config.listen`.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.validate().map_err(|e| anyhow::anyhow!(e))?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
         let pepper = keyfile::load_or_create(&config.pepper_path(), "pepper")?;
@@ -62,6 +65,11 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let local = listener.local_addr()?;
+        let limits = Limits {
+            header_read_timeout: Duration::from_secs(config.header_read_timeout_seconds),
+            body_read_timeout: Duration::from_secs(config.body_read_timeout_seconds),
+            max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
+        };
         let public_url = config
             .public_url
             .clone()
@@ -142,6 +150,7 @@ impl Application {
         }
         Ok(Self {
             listener,
+            limits,
             state,
             root_key,
             public_url,
@@ -188,19 +197,17 @@ impl Application {
         let maintenance = tokio::spawn(maintain(self.state.clone()));
         let flush = self.state.clone();
         let closer = self.state.clone();
-        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let app = router(self.state);
         tracing::info!("listening on http://{}", self.listener.local_addr()?);
         let shutdown = async move {
             shutdown.await;
             // Streams never finish on their own; end them so the drain can complete.
             closer.revocations().close();
         };
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        listener::serve(self.listener, app, self.limits, shutdown).await;
         maintenance.abort();
         flush.audit().flush().await;
-        served
+        Ok(())
     }
 }
 

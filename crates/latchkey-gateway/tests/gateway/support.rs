@@ -662,7 +662,30 @@ impl TestGateway {
         routes: &str,
         usage: UsageOptions,
     ) -> Self {
-        let config = GatewayConfig::from_toml(&Self::config_text(&server, routes)).unwrap();
+        Self::start_configured(server, upstream, routes, "", usage).await
+    }
+
+    /// A gateway with the usual routes and `settings` (top-level keys, one a line).
+    pub async fn start_with_settings(settings: &str) -> Self {
+        let server = FakeServer::start().await;
+        let upstream = FakeUpstream::start("one").await;
+        let routes = routes(&upstream.url, &closed_port().await);
+        let usage = UsageOptions {
+            flush_interval: Duration::from_millis(50),
+            ..UsageOptions::default()
+        };
+        Self::start_configured(server, upstream, &routes, settings, usage).await
+    }
+
+    async fn start_configured(
+        server: FakeServer,
+        upstream: FakeUpstream,
+        routes: &str,
+        settings: &str,
+        usage: UsageOptions,
+    ) -> Self {
+        let routes = format!("{settings}\n{routes}");
+        let config = GatewayConfig::from_toml(&Self::config_text(&server, &routes)).unwrap();
         let key = TestKey::new("ed-1");
         let deny = DenyList::new();
         let options = config.verifier_options(deny.clone()).unwrap();

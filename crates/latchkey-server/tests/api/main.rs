@@ -10,6 +10,8 @@ mod gateway;
 
 mod interop;
 
+mod listener;
+
 mod audit;
 mod auth;
 mod bodies;
