@@ -239,3 +239,6 @@ async fn check(
     };
     Ok(Err((refusal, tenant)))
 }
+
+#[cfg(test)]
+mod proptests;
