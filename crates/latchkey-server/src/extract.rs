@@ -63,6 +63,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = error.into_inner();
         if inner.is_syntax() || inner.is_eof() {
             ApiError::InvalidBody(format!("request body is not valid JSON: {inner}"))
+        } else if let Some(name) = strip_position(&inner)
+            .strip_prefix("duplicate field `")
+            .and_then(|rest| rest.strip_suffix('`'))
+        {
+            // The same answer `refuse_repeated_members` gives for a map.
+            ApiError::field(member_path(&path, name), REPEATED)
         } else if path == "." || path.is_empty() {
             ApiError::InvalidBody(strip_position(&inner))
         } else {
@@ -95,15 +101,20 @@ fn refuse_repeated_members(bytes: &[u8]) -> Result<(), ApiError> {
     serde_path_to_error::deserialize::<_, DistinctMembers>(&mut deserializer)
         .map(|_| ())
         .map_err(|error| {
-            let path = error.path().to_string();
             let name = strip_position(error.inner());
-            let field = if path == "." || path.is_empty() {
-                name
-            } else {
-                format!("{path}.{name}")
-            };
-            ApiError::field(field, "appears more than once in its object")
+            ApiError::field(member_path(&error.path().to_string(), &name), REPEATED)
         })
+}
+
+const REPEATED: &str = "appears more than once in its object";
+
+/// The JSON path of member `name` of the object at `path`.
+fn member_path(path: &str, name: &str) -> String {
+    if path == "." || path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
 }
 
 /// A JSON value whose objects each name a member at most once.
