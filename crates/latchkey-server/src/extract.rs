@@ -1,6 +1,7 @@
 //! Request extractors that turn wire input into domain values at the boundary, and
 //! every rejection into the problem format: bodies (JSON only, at most 64 KiB, unknown
-//! fields refused, the offending field named), queries, and who the client is.
+//! or repeated members refused, the offending member named), queries, and who the
+//! client is.
 //!
 //! The client's IP is the socket peer unless that peer is a configured trusted proxy;
 //! only then is `X-Forwarded-For` read (see [`client_ip`]). Audit events, token IP
