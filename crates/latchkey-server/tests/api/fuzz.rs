@@ -20,6 +20,7 @@ use std::future::Future;
 both_backends_with!(
     unthrottled;
     any_query_string_on_a_list_or_feed_endpoint_gets_a_success_or_a_problem,
+    any_query_string_on_the_revocation_stream_opens_it_or_gets_a_problem,
     any_body_on_a_json_endpoint_gets_a_success_or_a_problem,
     a_json_member_named_twice_is_refused_and_changes_nothing,
     any_form_on_an_oauth_endpoint_gets_a_success_or_an_rfc6749_error,
@@ -215,6 +216,47 @@ fn query(names: Vec<&'static str>) -> impl Strategy<Value = String> {
         // `#` would end the query and start a fragment the server never sees.
         pairs.join("&").replace('#', "%23")
     })
+}
+
+async fn any_query_string_on_the_revocation_stream_opens_it_or_gets_a_problem(app: TestApp) {
+    let queries = query(vec!["after", "limit"]);
+    let last_event_id = prop::option::of(prop::sample::select(vec![
+        "3",
+        " 3 ",
+        "-5",
+        "0",
+        "99999999999999999999",
+        "x",
+    ]));
+    run(64, (queries, last_event_id), |(query, last_event_id)| {
+        let app = &app;
+        async move {
+            let path = format!("/v1/revocations/stream?{query}");
+            let mut request = app.request(Method::GET, &path).bearer_auth(&app.root_key);
+            if let Some(id) = last_event_id {
+                request = request.header("last-event-id", id);
+            }
+            let response = request.send().await.unwrap();
+            if response.status() == 200 {
+                // A stream never ends: its head is the answer, and dropping it leaves.
+                let kind = response.headers().get("content-type").unwrap();
+                prop_assert_eq!(kind, "text/event-stream", "GET {}", path);
+                return Ok(());
+            }
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let text = response.text().await.unwrap();
+            let body = serde_json::from_str(&text).unwrap_or_default();
+            let reply = Reply {
+                status,
+                headers,
+                text,
+                body,
+            };
+            assert_success_or_problem(&reply, &format!("GET {path}"))
+        }
+    })
+    .await;
 }
 
 /// An audit filter holding a NUL: a known 500 on PostgreSQL, kept apart as the ignored
