@@ -376,3 +376,6 @@ mod tests {
         assert!(!format!("{:?}", issued).contains(&text[6..20]));
     }
 }
+
+#[cfg(test)]
+mod proptests;

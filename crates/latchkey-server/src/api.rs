@@ -122,11 +122,15 @@ impl<T> From<Page<T>> for ListBody<T> {
 }
 
 /// Turns the `cursor` query parameter back into the store's sort key.
+///
+/// Sort keys are ids, which hold no control characters; a key with one is no cursor
+/// this server issued, and PostgreSQL would refuse its NUL with an error of ours.
 pub fn decode_cursor(cursor: &str) -> ApiResult<String> {
     URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|key| !key.chars().any(char::is_control))
         .ok_or_else(|| ApiError::field("cursor", "is not a cursor this server issued"))
 }
 

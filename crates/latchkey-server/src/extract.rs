@@ -1,6 +1,7 @@
 //! Request extractors that turn wire input into domain values at the boundary, and
 //! every rejection into the problem format: bodies (JSON only, at most 64 KiB, unknown
-//! fields refused, the offending field named), queries, and who the client is.
+//! or repeated members refused, the offending member named), queries, and who the
+//! client is.
 //!
 //! The client's IP is the socket peer unless that peer is a configured trusted proxy;
 //! only then is `X-Forwarded-For` read (see [`client_ip`]). Audit events, token IP
@@ -63,6 +64,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = error.into_inner();
         if inner.is_syntax() || inner.is_eof() {
             ApiError::InvalidBody(format!("request body is not valid JSON: {inner}"))
+        } else if let Some(name) = strip_position(&inner)
+            .strip_prefix("duplicate field `")
+            .and_then(|rest| rest.strip_suffix('`'))
+        {
+            // The same answer `refuse_repeated_members` gives for a map.
+            ApiError::field(member_path(&path, name), REPEATED)
         } else if path == "." || path.is_empty() {
             ApiError::InvalidBody(strip_position(&inner))
         } else {
@@ -82,7 +89,92 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     deserializer.end().map_err(|_| {
         ApiError::InvalidBody("trailing characters after the JSON value".to_owned())
     })?;
+    refuse_repeated_members(bytes)?;
     Ok(value)
+}
+
+/// Refuses a body in which one object names a member twice. Derived request structs
+/// refuse that themselves, but a map keeps the last silently, and two readers of one
+/// body (a proxy that keeps the first, say) would then disagree on what it said. Runs
+/// only on bodies that already parsed, so it sees well-formed JSON.
+fn refuse_repeated_members(bytes: &[u8]) -> Result<(), ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize::<_, DistinctMembers>(&mut deserializer)
+        .map(|_| ())
+        .map_err(|error| {
+            let name = strip_position(error.inner());
+            ApiError::field(member_path(&error.path().to_string(), &name), REPEATED)
+        })
+}
+
+const REPEATED: &str = "appears more than once in its object";
+
+/// The JSON path of member `name` of the object at `path`.
+fn member_path(path: &str, name: &str) -> String {
+    if path == "." || path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+/// A JSON value whose objects each name a member at most once.
+struct DistinctMembers;
+
+impl<'de> serde::Deserialize<'de> for DistinctMembers {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DistinctMembers)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for DistinctMembers {
+    type Value = DistinctMembers;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<DistinctMembers>()?.is_some() {}
+        Ok(self)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut names = std::collections::HashSet::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if names.contains(&name) {
+                // The message is the name: `refuse_repeated_members` puts it in the path.
+                return Err(serde::de::Error::custom(name));
+            }
+            map.next_value::<DistinctMembers>()?;
+            names.insert(name);
+        }
+        Ok(self)
+    }
 }
 
 fn strip_position(error: &serde_json::Error) -> String {
@@ -243,7 +335,11 @@ fn percent_decode(text: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                // Two hex digits exactly: `from_str_radix` alone would take a sign, so
+                // that `%+a` read as a newline where every other reader sees text.
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(byte) => {
                         out.push(byte);
@@ -403,3 +499,6 @@ mod tests {
         assert_eq!(form_pairs("x=%zz%4")[0].1, "%zz%4");
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -232,3 +232,6 @@ async fn check(
         Err(refusal) => Ok(Err((refusal.audit_reason(), tenant))),
     }
 }
+
+#[cfg(test)]
+mod proptests;

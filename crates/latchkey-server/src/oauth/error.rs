@@ -18,10 +18,20 @@ pub struct OAuthError {
 
 impl OAuthError {
     fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        // RFC 6749 §5.2 allows only %x20-21 / %x23-5B / %x5D-7E in a description, and
+        // some descriptions quote what the client sent.
+        let description = description
+            .into()
+            .chars()
+            .map(|c| match c {
+                ' '..='!' | '#'..='[' | ']'..='~' => c,
+                _ => '?',
+            })
+            .collect();
         Self {
             status,
             error,
-            description: description.into(),
+            description,
             retry_after: None,
         }
     }

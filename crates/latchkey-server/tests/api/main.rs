@@ -17,6 +17,7 @@ mod auth;
 mod bodies;
 mod boundary;
 mod catalogue;
+mod fuzz;
 mod members;
 mod oauth;
 mod proxies;

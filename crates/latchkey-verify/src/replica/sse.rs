@@ -43,7 +43,8 @@ impl SseParser {
     pub(crate) fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, TooLarge> {
         let mut events = Vec::new();
         let mut rest = chunk;
-        if self.after_cr {
+        // An empty chunk says nothing about whether a `\n` follows the `\r`.
+        if self.after_cr && !rest.is_empty() {
             self.after_cr = false;
             if let Some(tail) = rest.strip_prefix(b"\n") {
                 rest = tail;
@@ -172,3 +173,6 @@ mod tests {
         assert_eq!(parser.push(&chunk), Err(TooLarge));
     }
 }
+
+#[cfg(test)]
+mod proptests;

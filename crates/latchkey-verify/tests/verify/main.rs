@@ -8,6 +8,7 @@
 mod attacks;
 mod cache;
 mod feed;
+mod fuzz;
 mod introspection;
 mod keys;
 mod layer;
