@@ -22,6 +22,7 @@ both_backends!(
     a_rewritten_and_rehashed_last_event_fails_the_servers_mac_check,
     a_deleted_tail_shows_against_the_stored_head_until_the_head_is_moved_back,
     the_mac_key_never_reaches_a_log_or_a_response,
+    events_from_before_macs_are_legacy_and_new_events_are_signed,
 );
 
 /// A request and the event it must write: method, path, body, action, tenant, target.
@@ -609,6 +610,45 @@ async fn a_deleted_tail_shows_against_the_stored_head_until_the_head_is_moved_ba
         .await
         .unwrap();
     assert_eq!(verdict(&app).await["first_broken"]["reason"], json!("head"));
+    db.close().await;
+}
+
+async fn events_from_before_macs_are_legacy_and_new_events_are_signed(app: TestApp) {
+    app.create_tenant("acme").await;
+    let before = app.get("/v1/audit/head").await.body["seq"]
+        .as_i64()
+        .unwrap();
+    // As the migration that added MACs leaves an older chain: no MACs up to the head,
+    // and MACs required from the next event on.
+    let db = app.db().await;
+    sqlx::query("UPDATE audit_events SET mac = NULL")
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE chain_heads SET macs_from = seq + 1 WHERE name = 'audit'")
+        .execute(&db)
+        .await
+        .unwrap();
+    let body = verdict(&app).await;
+    assert_eq!(body["intact"], true, "{body}");
+    assert_eq!(body["legacy"], before);
+    app.create_tenant("globex").await;
+    let body = verdict(&app).await;
+    assert_eq!(body["intact"], true, "{body}");
+    assert_eq!(body["checked"], before + 1);
+    assert_eq!(body["legacy"], before, "the new event is signed");
+    let newest = app.get("/v1/audit?limit=1").await.body["items"][0].clone();
+    assert!(newest["mac"].is_string(), "{newest}");
+    // Stripping the new event's MAC does not make it legacy.
+    sqlx::query("UPDATE audit_events SET mac = NULL WHERE seq = $1")
+        .bind(before + 1)
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        verdict(&app).await["first_broken"],
+        json!({ "seq": before + 1, "reason": "mac_missing" })
+    );
     db.close().await;
 }
 

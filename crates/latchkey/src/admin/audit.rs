@@ -54,9 +54,10 @@ impl ExpectedHead {
         let (seq, hash) = text
             .split_once(':')
             .ok_or("must be SEQ:HASH, a sequence number and a hash joined by a colon")?;
-        let seq = seq
-            .parse::<i64>()
-            .ok()
+        // Digits only: `parse` alone would take "+1".
+        let seq = Some(seq)
+            .filter(|seq| seq.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|seq| seq.parse::<i64>().ok())
             .filter(|seq| *seq >= 1)
             .ok_or("SEQ must be a whole number, 1 or more")?;
         if hash.len() != 64 || unhex(hash).is_none() {
