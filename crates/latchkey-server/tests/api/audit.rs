@@ -403,6 +403,18 @@ async fn the_chain_verifies_and_names_the_first_tampered_or_missing_event(app: T
         verdict(&app).await["first_broken"],
         json!({ "seq": 4, "reason": "hash" })
     );
+    // Details that are not JSON at all.
+    sqlx::query("UPDATE audit_events SET details = '{not json' WHERE seq = 3")
+        .execute(&db)
+        .await
+        .unwrap();
+    let export = app.get("/v1/audit/chain?after=0").await;
+    export.assert_status(200);
+    assert_eq!(chain_of(&export.text)[2].event.details, json!("{not json"));
+    assert_eq!(
+        verdict(&app).await["first_broken"],
+        json!({ "seq": 3, "reason": "hash" })
+    );
     // Delete an earlier one.
     sqlx::query("DELETE FROM audit_events WHERE seq = 2")
         .execute(&db)
