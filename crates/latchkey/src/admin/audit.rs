@@ -190,18 +190,26 @@ async fn head(client: &Client) -> anyhow::Result<(i64, String)> {
     ))
 }
 
-async fn verify(
-    client: &Client,
-    format: Format,
-    expected: Option<ExpectedHead>,
-) -> anyhow::Result<()> {
+/// What the walk over the export found.
+struct Walk {
+    /// How many events the export holds.
+    events: i64,
+    /// The stored head read before the walk: seq and hash (hex).
+    head: (i64, String),
+    /// The first broken link, judged on hashes alone.
+    broken: Option<Break>,
+    /// The hash (hex) of the event at the expected head's seq, if the export has one.
+    at_expected: Option<String>,
+}
+
+/// Walks the exported chain and checks its hash links against the stored head.
+async fn walk(client: &Client, expected_seq: Option<i64>) -> anyhow::Result<Walk> {
     let (head_seq, head_hash) = head(client).await?;
     let mut links = ChainVerifier::links(
         head_seq,
         unhex(&head_hash).context("the head's hash is not hex")?,
     );
     let mut events = 0i64;
-    // The hash of the event at the expected head's seq, once the walk passes it.
     let mut at_expected = None;
     let mut after = 0;
     loop {
@@ -211,7 +219,7 @@ async fn verify(
         }
         for line in page.lines() {
             let link = link(line)?;
-            if expected.as_ref().is_some_and(|e| e.seq == link.seq) {
+            if expected_seq == Some(link.seq) {
                 at_expected = Some(hex(&link.hash));
             }
             links.check(&link);
@@ -220,72 +228,62 @@ async fn verify(
         after = last_seq(&page)?;
     }
     let (head_seq_after, _) = head(client).await?;
-    let local = links.finish(head_seq_after).first_broken;
+    Ok(Walk {
+        events,
+        head: (head_seq, head_hash),
+        broken: links.finish(head_seq_after).first_broken,
+        at_expected,
+    })
+}
+
+async fn verify(
+    client: &Client,
+    format: Format,
+    expected: Option<ExpectedHead>,
+) -> anyhow::Result<()> {
+    let walk = walk(client, expected.as_ref().map(|e| e.seq)).await?;
     let server = client.get(&["v1", "audit", "verify"]).await?;
     let server_broken: Option<Break> = serde_json::from_value(server["first_broken"].clone())
         .context("the server's verdict is not one this command reads")?;
     let server_intact = server["intact"].as_bool() == Some(true) && server_broken.is_none();
-    let expected = expected.map(|e| {
-        let reached = at_expected.as_deref() == Some(e.hash.as_str());
-        (e, reached, at_expected)
-    });
-    let first_broken = [local, server_broken]
+    let reached = expected
+        .as_ref()
+        .map(|e| walk.at_expected.as_deref() == Some(e.hash.as_str()));
+    let first_broken = [walk.broken, server_broken]
         .into_iter()
         .flatten()
         .min_by_key(|b| b.seq);
-    let expected_reached = expected.as_ref().is_none_or(|(_, reached, _)| *reached);
-    let intact = local.is_none() && server_intact && expected_reached;
+    let intact = walk.broken.is_none() && server_intact && reached != Some(false);
     let report = json!({
-        "events": events,
-        "head_seq": head_seq,
-        "head_hash": head_hash,
+        "events": walk.events,
+        "head_seq": walk.head.0,
+        "head_hash": walk.head.1,
         "intact": intact,
         "first_broken_seq": first_broken.map(|b| b.seq),
         "first_broken": first_broken,
-        "links": { "intact": local.is_none(), "first_broken": local },
+        "links": { "intact": walk.broken.is_none(), "first_broken": walk.broken },
         "server": server,
-        "expected_head": expected.as_ref().map(|(e, reached, found)| json!({
-            "seq": e.seq, "hash": e.hash, "reached": reached, "found_hash": found,
+        "expected_head": expected.as_ref().map(|e| json!({
+            "seq": e.seq, "hash": e.hash, "reached": reached, "found_hash": walk.at_expected,
         })),
     });
     emit(format, &report, |_| {
-        let mut lines = Vec::new();
-        if let Some(broken) = local {
-            lines.push(format!(
-                "audit chain broken: first bad or missing event is seq {}: {}",
-                broken.seq,
-                broken.reason.describe()
-            ));
-        } else {
-            lines.push(format!(
-                "audit chain intact: {events} events, head {head_seq} {head_hash}"
-            ));
-        }
-        match server_broken {
-            Some(broken) => lines.push(format!(
+        let mut lines = vec![links_line(&walk)];
+        lines.push(match server_broken {
+            Some(broken) => format!(
                 "server verification failed at seq {}: {}",
                 broken.seq,
                 broken.reason.describe()
-            )),
-            None if server_intact => lines.push(format!(
+            ),
+            None if server_intact => format!(
                 "server verification: {} events, MACs valid; {} legacy events without a MAC",
                 text(&server["checked"]),
                 text(&server["legacy"])
-            )),
-            None => lines.push("server verification failed".to_owned()),
-        }
-        if let Some((e, reached, found)) = &expected {
-            lines.push(match (reached, found) {
-                (true, _) => format!("expected head {} {} reached", e.seq, e.hash),
-                (false, Some(found)) => format!(
-                    "expected head not reached: the event at seq {} has hash {found}, not {}",
-                    e.seq, e.hash
-                ),
-                (false, None) => format!(
-                    "expected head not reached: there is no event at seq {} (the chain has {events})",
-                    e.seq
-                ),
-            });
+            ),
+            None => "server verification failed".to_owned(),
+        });
+        if let Some(expected) = &expected {
+            lines.push(expected_line(expected, &walk));
         }
         lines.join("\n")
     });
@@ -295,11 +293,41 @@ async fn verify(
     if !server_intact {
         bail!("the server did not find the audit chain intact");
     }
-    if let Some((e, false, _)) = &expected {
+    if let (Some(expected), Some(false)) = (&expected, reached) {
         bail!(
             "the audit chain no longer reaches the expected head at seq {}",
-            e.seq
+            expected.seq
         );
     }
     Ok(())
+}
+
+fn links_line(walk: &Walk) -> String {
+    match walk.broken {
+        Some(broken) => format!(
+            "audit chain broken: first bad or missing event is seq {}: {}",
+            broken.seq,
+            broken.reason.describe()
+        ),
+        None => format!(
+            "audit chain intact: {} events, head {} {}",
+            walk.events, walk.head.0, walk.head.1
+        ),
+    }
+}
+
+fn expected_line(expected: &ExpectedHead, walk: &Walk) -> String {
+    match &walk.at_expected {
+        Some(found) if *found == expected.hash => {
+            format!("expected head {} {} reached", expected.seq, expected.hash)
+        }
+        Some(found) => format!(
+            "expected head not reached: the event at seq {} has hash {found}, not {}",
+            expected.seq, expected.hash
+        ),
+        None => format!(
+            "expected head not reached: there is no event at seq {} (the chain has {} events)",
+            expected.seq, walk.events
+        ),
+    }
 }
