@@ -1,13 +1,25 @@
-//! Audit events and their hash chain (ARCHITECTURE.md §7).
+//! Audit events, their hash chain and its MACs (docs/API.md, Audit).
 //!
 //! Each event is stored with the SHA-256 of its canonical encoding and of the previous
 //! event's hash, so editing, deleting or reordering a row breaks the chain at that row.
 //! The canonical encoding is a JSON array of the fields in a fixed order; JSON objects
 //! inside `details` have their keys sorted (serde_json's default map is ordered).
+//!
+//! A hash chain alone does not stop someone who can write to the database: they can
+//! rewrite an event and re-hash it and everything after it. So each event also carries
+//! an HMAC-SHA256 of its chain hash under the [`AuditMacKey`], which is derived from the
+//! server's master key and never stored in the database. Events written before MACs
+//! existed have none; [`ChainVerifier`] counts them as legacy and accepts them only
+//! before the point where MACs began. Truncation (deleting the tail and moving the
+//! stored head back) leaves a valid, shorter chain that neither hashes nor MACs can
+//! tell apart from the real one; only a head anchored elsewhere catches it
+//! (`latchkey audit verify --expect-head`, README.md, Audit).
 
+use crate::store::AuditRecord;
 use crate::timestamp::Timestamp;
-use aws_lc_rs::digest;
+use aws_lc_rs::{digest, hmac};
 use serde::Serialize;
+use std::fmt;
 use std::ops::Range;
 
 /// Who did something and from where: attached to every write.
@@ -150,28 +162,308 @@ pub fn hex(bytes: &[u8]) -> String {
     text
 }
 
-/// One stored link of the chain: seq, context, event, previous hash, hash.
-pub type ChainLink = (i64, AuditContext, AuditEvent, Vec<u8>, Vec<u8>);
-
-/// The first event whose chain link is broken, given events in seq order starting right
-/// after `previous` (the genesis hash for a whole chain): a missing seq, a `prev_hash`
-/// that is not the previous event's hash, or a hash that does not match the event.
-pub fn first_broken_link(
-    mut previous: Vec<u8>,
-    mut expected_seq: i64,
-    events: impl IntoIterator<Item = ChainLink>,
-) -> Option<i64> {
-    for (seq, context, event, prev_hash, hash) in events {
-        if seq != expected_seq
-            || prev_hash != previous
-            || chain_hash(&previous, seq, &context, &event) != hash
-        {
-            return Some(expected_seq.min(seq));
-        }
-        previous = hash;
-        expected_seq += 1;
+/// The bytes of lower-case or upper-case hex, or `None` if `text` is not hex.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    // `from_str_radix` alone would take a sign: "+1" is not hex.
+    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
     }
-    None
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+        })
+        .collect()
+}
+
+/// What derives the MAC key from the master key; a new purpose gets a new label.
+const MAC_KEY_LABEL: &[u8] = b"latchkey audit mac v1";
+
+/// The key of the audit events' MACs: HMAC-SHA256(master key, `latchkey audit mac v1`).
+///
+/// A key of its own, so that the master key (which seals the signing keys) is never
+/// used for a second purpose, and so that anyone holding the master key can check an
+/// archived export offline. It is not printed by `Debug` and never leaves the server.
+#[derive(Clone)]
+pub struct AuditMacKey(hmac::Key);
+
+impl fmt::Debug for AuditMacKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuditMacKey(..)")
+    }
+}
+
+impl AuditMacKey {
+    /// The MAC key of the server whose master key is `master_key`.
+    pub fn derive(master_key: &[u8]) -> Self {
+        let derived = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, master_key),
+            MAC_KEY_LABEL,
+        );
+        Self(hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()))
+    }
+
+    /// The MAC of the event whose chain hash is `hash`. The hash already covers the
+    /// event's seq, content and the previous hash, so this one HMAC covers them too.
+    pub fn sign(&self, hash: &[u8]) -> [u8; 32] {
+        let mut mac = [0u8; 32];
+        mac.copy_from_slice(hmac::sign(&self.0, hash).as_ref());
+        mac
+    }
+
+    /// Whether `mac` is the MAC of `hash`, compared in constant time.
+    pub fn verify(&self, hash: &[u8], mac: &[u8]) -> bool {
+        hmac::verify(&self.0, hash, mac).is_ok()
+    }
+}
+
+/// One stored link of the chain, with its hashes and MAC as bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainLink {
+    /// Position in the chain.
+    pub seq: i64,
+    /// Who, from where, when.
+    pub context: AuditContext,
+    /// What happened.
+    pub event: AuditEvent,
+    /// The hash the row says came before it.
+    pub prev_hash: Vec<u8>,
+    /// The row's chain hash.
+    pub hash: Vec<u8>,
+    /// The row's MAC; `None` for an event written before MACs existed.
+    pub mac: Option<Vec<u8>>,
+}
+
+impl ChainLink {
+    /// The link of an exported or listed record, or `None` if a hash or the MAC is not
+    /// hex.
+    pub fn from_record(record: AuditRecord) -> Option<Self> {
+        Some(Self {
+            prev_hash: unhex(&record.prev_hash)?,
+            hash: unhex(&record.hash)?,
+            mac: match &record.mac {
+                Some(mac) => Some(unhex(mac)?),
+                None => None,
+            },
+            seq: record.seq,
+            context: record.context,
+            event: record.event,
+        })
+    }
+}
+
+/// Why verification stopped at an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakReason {
+    /// The event is not there: a deleted row, or rows missing up to the stored head.
+    Missing,
+    /// Its `prev_hash` is not the previous event's hash.
+    PrevHash,
+    /// Its hash does not match its content.
+    Hash,
+    /// It has no MAC although MACs had begun.
+    MacMissing,
+    /// Its MAC is not this server's MAC of its hash.
+    Mac,
+    /// The stored head's hash is not the hash of the event at the head's seq.
+    Head,
+    /// It lies beyond the stored head: the head was moved back.
+    BeyondHead,
+}
+
+impl BreakReason {
+    /// A few words for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Missing => "the event is missing",
+            Self::PrevHash => "its prev_hash is not the previous event's hash",
+            Self::Hash => "its hash does not match its content",
+            Self::MacMissing => "it has no MAC although MACs had begun",
+            Self::Mac => "its MAC does not match its hash",
+            Self::Head => "the stored head's hash is not this event's hash",
+            Self::BeyondHead => "it lies beyond the stored head",
+        }
+    }
+}
+
+/// The first event at which verification failed, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Break {
+    /// The event's seq.
+    pub seq: i64,
+    /// Why.
+    pub reason: BreakReason,
+}
+
+/// What a walk over the whole chain found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// How many events were checked.
+    pub checked: i64,
+    /// How many of them carry no MAC because they predate MACs (or, for a walk without
+    /// the key, how many carry none at all).
+    pub legacy: i64,
+    /// The first failure, or `None` if the chain is intact.
+    pub first_broken: Option<Break>,
+}
+
+impl Verdict {
+    /// No broken or missing link, no bad or missing MAC, and the stored head matches.
+    pub fn intact(&self) -> bool {
+        self.first_broken.is_none()
+    }
+}
+
+/// Which MACs a walk checks.
+struct MacCheck<'k> {
+    key: &'k AuditMacKey,
+    /// Every event from this seq on must carry a MAC.
+    required_from: i64,
+    /// Once one event carries a MAC, every later one must too.
+    began: bool,
+}
+
+/// Walks the chain from its first event in seq order, checking each link, and at the
+/// end compares the last event with the stored head.
+///
+/// The head is read before the walk (`head`) and again after it (see
+/// [`ChainVerifier::finish`]), so events appended while the walk runs are not taken
+/// for tampering: an event committed before the walk began is always seen, and the
+/// head never moves back on its own.
+pub struct ChainVerifier<'k> {
+    head: (i64, Vec<u8>),
+    previous: Vec<u8>,
+    next_seq: i64,
+    macs: Option<MacCheck<'k>>,
+    hash_at_head: Option<Vec<u8>>,
+    checked: i64,
+    legacy: i64,
+    broken: Option<Break>,
+}
+
+impl<'k> ChainVerifier<'k> {
+    /// A walk that checks the hash links only, against the head `(seq, hash)` stored
+    /// before the walk began. This is what anyone holding an export can check.
+    pub fn links(head_seq: i64, head_hash: Vec<u8>) -> Self {
+        Self {
+            head: (head_seq, head_hash),
+            previous: GENESIS_HASH.to_vec(),
+            next_seq: 1,
+            macs: None,
+            hash_at_head: (head_seq == 0).then(|| GENESIS_HASH.to_vec()),
+            checked: 0,
+            legacy: 0,
+            broken: None,
+        }
+    }
+
+    /// A walk that also checks each event's MAC under `key`: events from seq
+    /// `macs_from` on, and every event after the first one that carries a MAC, must
+    /// carry a valid one.
+    pub fn with_macs(
+        head_seq: i64,
+        head_hash: Vec<u8>,
+        key: &'k AuditMacKey,
+        macs_from: i64,
+    ) -> Self {
+        Self {
+            macs: Some(MacCheck {
+                key,
+                required_from: macs_from,
+                began: false,
+            }),
+            ..Self::links(head_seq, head_hash)
+        }
+    }
+
+    /// Whether a failure has been found; later links are then not checked.
+    pub fn is_broken(&self) -> bool {
+        self.broken.is_some()
+    }
+
+    /// Checks the next link in seq order.
+    pub fn check(&mut self, link: &ChainLink) {
+        if self.broken.is_some() {
+            return;
+        }
+        if let Err(reason) = self.check_link(link) {
+            let seq = if reason == BreakReason::Missing {
+                self.next_seq.min(link.seq)
+            } else {
+                link.seq
+            };
+            self.broken = Some(Break { seq, reason });
+            return;
+        }
+        if link.seq == self.head.0 {
+            self.hash_at_head = Some(link.hash.clone());
+        }
+        self.previous.clone_from(&link.hash);
+        self.next_seq += 1;
+        self.checked += 1;
+    }
+
+    fn check_link(&mut self, link: &ChainLink) -> Result<(), BreakReason> {
+        if link.seq != self.next_seq {
+            return Err(BreakReason::Missing);
+        }
+        if link.prev_hash != self.previous {
+            return Err(BreakReason::PrevHash);
+        }
+        if chain_hash(&self.previous, link.seq, &link.context, &link.event) != link.hash {
+            return Err(BreakReason::Hash);
+        }
+        match (&mut self.macs, &link.mac) {
+            (Some(macs), Some(mac)) => {
+                if !macs.key.verify(&link.hash, mac) {
+                    return Err(BreakReason::Mac);
+                }
+                macs.began = true;
+            }
+            (Some(macs), None) => {
+                if macs.began || link.seq >= macs.required_from {
+                    return Err(BreakReason::MacMissing);
+                }
+                self.legacy += 1;
+            }
+            (None, None) => self.legacy += 1,
+            (None, Some(_)) => {}
+        }
+        Ok(())
+    }
+
+    /// The verdict, given the seq of the stored head read after the walk.
+    pub fn finish(self, head_seq_after: i64) -> Verdict {
+        let last = self.next_seq - 1;
+        let broken = self.broken.or_else(|| {
+            let (head_seq, head_hash) = &self.head;
+            if last < *head_seq {
+                Some(Break {
+                    seq: last + 1,
+                    reason: BreakReason::Missing,
+                })
+            } else if self.hash_at_head.as_ref() != Some(head_hash) {
+                Some(Break {
+                    seq: *head_seq,
+                    reason: BreakReason::Head,
+                })
+            } else if last > head_seq_after {
+                Some(Break {
+                    seq: head_seq_after + 1,
+                    reason: BreakReason::BeyondHead,
+                })
+            } else {
+                None
+            }
+        });
+        Verdict {
+            checked: self.checked,
+            legacy: self.legacy,
+            first_broken: broken,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -212,5 +504,229 @@ mod tests {
     fn hex_is_lower_case_two_digits_a_byte() {
         assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
         assert_eq!(hex(&[]), "");
+    }
+
+    #[test]
+    fn unhex_reads_either_case_and_refuses_what_is_not_hex() {
+        assert_eq!(unhex("000fA0ff"), Some(vec![0x00, 0x0f, 0xa0, 0xff]));
+        assert_eq!(unhex(""), Some(vec![]));
+        for bad in ["0", "0g", "+1", "é0", "00 "] {
+            assert_eq!(unhex(bad), None, "{bad:?}");
+        }
+    }
+
+    const MASTER: [u8; 32] = [7u8; 32];
+
+    #[test]
+    fn the_mac_key_is_derived_from_the_master_key_and_never_is_it() {
+        let key = AuditMacKey::derive(&MASTER);
+        let hash = [3u8; 32];
+        let mac = key.sign(&hash);
+        // Anyone holding the master key can recompute it: HMAC(HMAC(master, label), hash).
+        let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &MASTER), MAC_KEY_LABEL);
+        let expected = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()), &hash);
+        assert_eq!(&mac[..], expected.as_ref());
+        let with_master = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &MASTER), &hash);
+        assert_ne!(
+            &mac[..],
+            with_master.as_ref(),
+            "the master key is not used directly"
+        );
+        assert_ne!(mac, AuditMacKey::derive(&[8u8; 32]).sign(&hash));
+        assert!(key.verify(&hash, &mac));
+        assert!(!key.verify(&[4u8; 32], &mac));
+        assert!(!key.verify(&hash, &mac[..31]));
+        let shown = format!("{key:?}");
+        assert_eq!(shown, "AuditMacKey(..)");
+        assert!(!shown.contains(&hex(derived.as_ref())));
+    }
+
+    /// A chain of `n` events; those from seq `macs_from` on are signed with `key`.
+    fn chain(n: i64, key: &AuditMacKey, macs_from: i64) -> Vec<ChainLink> {
+        let mut previous = GENESIS_HASH.to_vec();
+        (1..=n)
+            .map(|seq| {
+                let context = AuditContext::system(Timestamp::from_millis(seq));
+                let event = AuditEvent::new("tenant.created", None, Some(format!("t{seq}")));
+                let hash = chain_hash(&previous, seq, &context, &event);
+                ChainLink {
+                    seq,
+                    context,
+                    event,
+                    prev_hash: std::mem::replace(&mut previous, hash.clone()),
+                    mac: (seq >= macs_from).then(|| key.sign(&hash).to_vec()),
+                    hash,
+                }
+            })
+            .collect()
+    }
+
+    /// What a walk with MACs makes of `links`, given the stored head before and after.
+    fn verdict(links: &[ChainLink], head: (i64, &[u8]), after: i64, macs_from: i64) -> Verdict {
+        let key = AuditMacKey::derive(&MASTER);
+        let mut verifier = ChainVerifier::with_macs(head.0, head.1.to_vec(), &key, macs_from);
+        for link in links {
+            verifier.check(link);
+        }
+        verifier.finish(after)
+    }
+
+    fn broken(seq: i64, reason: BreakReason) -> Option<Break> {
+        Some(Break { seq, reason })
+    }
+
+    /// Rewrites the event at `seq` and re-hashes it and every later one, as someone who
+    /// can write to the database but has no key would.
+    fn rewrite(links: &mut [ChainLink], seq: i64) {
+        let mut previous = GENESIS_HASH.to_vec();
+        for link in links.iter_mut() {
+            if link.seq == seq {
+                link.event.target = Some("forged".to_owned());
+            }
+            link.prev_hash = previous.clone();
+            link.hash = chain_hash(&previous, link.seq, &link.context, &link.event);
+            previous = link.hash.clone();
+        }
+    }
+
+    #[test]
+    fn an_intact_chain_verifies_and_counts_its_events() {
+        let links = chain(5, &AuditMacKey::derive(&MASTER), 1);
+        let head = links[4].hash.clone();
+        let verdict = verdict(&links, (5, &head), 5, 1);
+        assert!(verdict.intact(), "{verdict:?}");
+        assert_eq!((verdict.checked, verdict.legacy), (5, 0));
+        let empty = self::verdict(&[], (0, &GENESIS_HASH), 0, 1);
+        assert!(empty.intact());
+    }
+
+    #[test]
+    fn a_rewritten_and_rehashed_event_fails_its_mac_even_with_the_head_moved_along() {
+        let mut links = chain(5, &AuditMacKey::derive(&MASTER), 1);
+        rewrite(&mut links, 5);
+        let head = links[4].hash.clone();
+        assert_eq!(
+            verdict(&links, (5, &head), 5, 1).first_broken,
+            broken(5, BreakReason::Mac)
+        );
+        // The same with a MAC made under the master key itself.
+        links[4].mac = Some(
+            hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &MASTER), &head)
+                .as_ref()
+                .to_vec(),
+        );
+        assert_eq!(
+            verdict(&links, (5, &head), 5, 1).first_broken,
+            broken(5, BreakReason::Mac)
+        );
+    }
+
+    #[test]
+    fn a_missing_mac_fails_once_macs_began_and_legacy_events_are_counted_before() {
+        let key = AuditMacKey::derive(&MASTER);
+        let links = chain(5, &key, 3);
+        let head = links[4].hash.clone();
+        let legacy = verdict(&links, (5, &head), 5, 3);
+        assert!(legacy.intact(), "{legacy:?}");
+        assert_eq!((legacy.checked, legacy.legacy), (5, 2));
+        // Stripping a MAC after the first one.
+        let mut stripped = links.clone();
+        stripped[4].mac = None;
+        assert_eq!(
+            verdict(&stripped, (5, &head), 5, 3).first_broken,
+            broken(5, BreakReason::MacMissing)
+        );
+        // Stripping every MAC: the stored start of MACs still demands them.
+        let mut all = links.clone();
+        for link in &mut all {
+            link.mac = None;
+        }
+        assert_eq!(
+            verdict(&all, (5, &head), 5, 3).first_broken,
+            broken(3, BreakReason::MacMissing)
+        );
+        // Even with that start moved past the end, the first signed event seen demands
+        // a MAC of every later one.
+        all[2].mac = links[2].mac.clone();
+        assert_eq!(
+            verdict(&all, (5, &head), 5, i64::MAX).first_broken,
+            broken(4, BreakReason::MacMissing)
+        );
+        let mut garbage = links;
+        garbage[3].mac = Some(vec![0u8; 32]);
+        assert_eq!(
+            verdict(&garbage, (5, &head), 5, 3).first_broken,
+            broken(4, BreakReason::Mac)
+        );
+    }
+
+    #[test]
+    fn the_walk_names_edited_deleted_and_reordered_links() {
+        let links = chain(5, &AuditMacKey::derive(&MASTER), 1);
+        let head = links[4].hash.clone();
+        let mut edited = links.clone();
+        edited[1].event.target = Some("forged".to_owned());
+        assert_eq!(
+            verdict(&edited, (5, &head), 5, 1).first_broken,
+            broken(2, BreakReason::Hash)
+        );
+        let mut deleted = links.clone();
+        deleted.remove(1);
+        assert_eq!(
+            verdict(&deleted, (5, &head), 5, 1).first_broken,
+            broken(2, BreakReason::Missing)
+        );
+        let mut relinked = links.clone();
+        relinked[2].prev_hash = vec![9u8; 32];
+        assert_eq!(
+            verdict(&relinked, (5, &head), 5, 1).first_broken,
+            broken(3, BreakReason::PrevHash)
+        );
+        let mut swapped = links;
+        swapped.swap(2, 3);
+        assert_eq!(
+            verdict(&swapped, (5, &head), 5, 1).first_broken,
+            broken(3, BreakReason::Missing)
+        );
+    }
+
+    #[test]
+    fn the_walk_compares_the_end_of_the_chain_with_the_stored_head() {
+        let links = chain(5, &AuditMacKey::derive(&MASTER), 1);
+        let head = links[4].hash.clone();
+        // A deleted tail with the head left where it was.
+        assert_eq!(
+            verdict(&links[..3], (5, &head), 5, 1).first_broken,
+            broken(4, BreakReason::Missing)
+        );
+        // A head whose hash is not its event's.
+        assert_eq!(
+            verdict(&links, (5, &[1u8; 32]), 5, 1).first_broken,
+            broken(5, BreakReason::Head)
+        );
+        // A head moved back over events that are still there.
+        let back = links[2].hash.clone();
+        assert_eq!(
+            verdict(&links, (3, &back), 3, 1).first_broken,
+            broken(4, BreakReason::BeyondHead)
+        );
+        // Events appended during the walk are not tampering.
+        let appended = verdict(&links, (3, &back), 6, 1);
+        assert!(appended.intact(), "{appended:?}");
+        // A deleted tail with the head moved back to match is a valid, shorter chain:
+        // only a head anchored elsewhere tells (`--expect-head`).
+        assert!(verdict(&links[..3], (3, &back), 3, 1).intact());
+    }
+
+    #[test]
+    fn a_walk_without_the_key_checks_links_and_counts_unsigned_events() {
+        let links = chain(4, &AuditMacKey::derive(&[1u8; 32]), 3);
+        let mut verifier = ChainVerifier::links(4, links[3].hash.clone());
+        for link in &links {
+            verifier.check(link);
+        }
+        let verdict = verifier.finish(4);
+        assert!(verdict.intact());
+        assert_eq!((verdict.checked, verdict.legacy), (4, 2));
     }
 }

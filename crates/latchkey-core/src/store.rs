@@ -282,7 +282,7 @@ pub struct UsageRecord {
 }
 
 /// An audit event as stored: the event, its context, and its place in the chain.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct AuditRecord {
     /// Position in the chain.
     pub seq: i64,
@@ -296,6 +296,20 @@ pub struct AuditRecord {
     pub prev_hash: String,
     /// This event's chain hash, hex.
     pub hash: String,
+    /// The HMAC-SHA256 of the chain hash under the server's audit MAC key, hex; `None`
+    /// for an event written before MACs existed.
+    pub mac: Option<String>,
+}
+
+/// The stored head of the audit chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    /// The seq of the last event (0 for an empty chain).
+    pub seq: i64,
+    /// Its chain hash, hex.
+    pub hash: String,
+    /// The first seq that was written with a MAC: events before it predate MACs.
+    pub macs_from: i64,
 }
 
 /// Which audit events to list.
@@ -530,6 +544,6 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Page<AuditRecord>>;
     /// Audit events in chain order after `after`, for export and verification.
     async fn audit_chain(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
-    /// The head of the chain: its seq and hash (hex).
-    async fn audit_head(&self) -> StoreResult<(i64, String)>;
+    /// The head of the chain.
+    async fn audit_head(&self) -> StoreResult<AuditHead>;
 }

@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit", get(crate::audit::list))
         .route("/v1/audit/head", get(crate::audit::head))
         .route("/v1/audit/chain", get(crate::audit::chain))
+        .route("/v1/audit/verify", get(crate::audit::verify))
         .route("/v1/revocations", get(crate::revocation::page))
         .route("/v1/revocations/stream", get(crate::revocation::follow))
         .route("/v1/revocations/ack", post(crate::revocation::ack))

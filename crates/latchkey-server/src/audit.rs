@@ -1,4 +1,4 @@
-//! The audit trail of authentications, and reading the trail.
+//! The audit trail of authentications, and reading and verifying the trail.
 //!
 //! State changes write their audit event in the same transaction as the change (the
 //! store does that). Authentications (`token.exchanged`, `token.refreshed`,
@@ -30,9 +30,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 mod exchanges;
+mod verify;
 
 pub use exchanges::Exchange;
 use exchanges::{Recorded, fold};
+pub use verify::verify;
 
 const QUEUE: usize = 65_536;
 const BATCH: usize = 5_000;
@@ -210,12 +212,12 @@ pub async fn list(
 /// truncation, which a chain alone cannot).
 pub async fn head(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
-    let (seq, hash) = state.store().audit_head().await?;
-    Ok(Json(json!({ "seq": seq, "hash": hash })))
+    let head = state.store().audit_head().await?;
+    Ok(Json(json!({ "seq": head.seq, "hash": head.hash })))
 }
 
-/// `GET /v1/audit/chain?after=SEQ&limit=N`: events in chain order with their hashes,
-/// for `latchkey audit verify` and `export`.
+/// `GET /v1/audit/chain?after=SEQ&limit=N`: events in chain order with their hashes and
+/// MACs, for `latchkey audit verify` and `export`.
 pub async fn chain(
     State(state): State<AppState>,
     caller: Caller,

@@ -12,7 +12,7 @@ use crate::oauth::throttle::Throttle;
 use crate::router;
 use crate::state::{AppState, Parts, Settings};
 use anyhow::Context;
-use latchkey_core::audit::AuditContext;
+use latchkey_core::audit::{AuditContext, AuditMacKey};
 use latchkey_core::jwt::Algorithm;
 use latchkey_core::permission::ADMIN;
 use latchkey_core::secret::{Secret, SecretCodec, SecretPrefix, SecretType};
@@ -58,7 +58,9 @@ impl Application {
             acquire_timeout: Duration::from_millis(config.database_timeout_ms.max(1)),
         };
         let database_url = config.database_url();
-        let store = latchkey_store::connect(&database_url, &store_options)
+        // The store signs every audit event as it appends it; the same key checks them.
+        let audit_key = AuditMacKey::derive(&master);
+        let store = latchkey_store::connect(&database_url, &store_options, audit_key.clone())
             .await
             .map_err(|e| anyhow::anyhow!("opening the database: {e:?}"))?;
         let listener = TcpListener::bind(config.listen)
@@ -100,6 +102,7 @@ impl Application {
         let audit = AuditQueue::start(store.clone(), config.audit_authentications);
         let state = AppState::new(Parts {
             audit,
+            audit_key,
             store,
             codec: SecretCodec::new(prefix, &pepper),
             settings,

@@ -8,6 +8,7 @@ use crate::oauth::throttle::Throttle;
 use crate::problem::ApiResult;
 use crate::revocation::RevocationHub;
 use aws_lc_rs::rand::SystemRandom;
+use latchkey_core::audit::AuditMacKey;
 use latchkey_core::cidr::IpNet;
 use latchkey_core::secret::SecretCodec;
 use latchkey_core::store::Store;
@@ -58,6 +59,7 @@ struct Inner {
     throttle: Throttle,
     revocations: RevocationHub,
     audit: AuditQueue,
+    audit_key: AuditMacKey,
 }
 
 /// The parts [`AppState::new`] assembles.
@@ -78,6 +80,8 @@ pub struct Parts {
     pub heartbeat: std::time::Duration,
     /// Group commit of authentication events.
     pub audit: AuditQueue,
+    /// The key of the audit events' MACs, derived from the master key.
+    pub audit_key: AuditMacKey,
 }
 
 impl AppState {
@@ -94,6 +98,7 @@ impl AppState {
                 throttle: parts.throttle,
                 revocations: RevocationHub::new(parts.heartbeat),
                 audit: parts.audit,
+                audit_key: parts.audit_key,
             }),
         }
     }
@@ -138,6 +143,11 @@ impl AppState {
     /// Group commit of authentication events.
     pub fn audit(&self) -> &AuditQueue {
         &self.inner.audit
+    }
+
+    /// The key of the audit events' MACs; it never leaves the server.
+    pub fn audit_key(&self) -> &AuditMacKey {
+        &self.inner.audit_key
     }
 
     /// The revocation feed's wake-up signal.

@@ -1,20 +1,26 @@
 //! The audit trail: appends to the hash chain (one event in a state change's own
 //! transaction, or a group-committed batch), filtered listing newest first, and the
 //! chain in order for export and verification.
+//!
+//! Each event is written with its chain hash and the MAC of that hash under the store's
+//! [`AuditMacKey`] (docs/API.md, Audit): one HMAC over 32 bytes, computed beside the
+//! hash, so signing adds no round trip to the group commit.
 
 use crate::backend::Backend;
 use crate::error::{TxResult, corrupt, from_sqlx};
 use crate::sql::SqlStore;
 use latchkey_core::Timestamp;
-use latchkey_core::audit::{AuditContext, AuditEvent, hex, link_hash, write_canonical};
-use latchkey_core::store::{AuditFilter, AuditRecord, Page, PageRequest, StoreResult};
+use latchkey_core::audit::{
+    AuditContext, AuditEvent, AuditMacKey, hex, link_hash, write_canonical,
+};
+use latchkey_core::store::{AuditFilter, AuditHead, AuditRecord, Page, PageRequest, StoreResult};
 use sqlx::AnyConnection;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::ops::Range;
 
 const COLUMNS: &str = "seq, at, action, actor, actor_user, tenant_id, target, ip, user_agent, \
-    details, prev_hash, hash";
+    details, prev_hash, hash, mac";
 
 /// Rows per INSERT. A batch is cut into statements of this many rows and then of
 /// halving sizes, so the trail uses a handful of statements, each prepared once.
@@ -24,7 +30,7 @@ const ROWS_PER_INSERT: usize = 256;
 /// (`?`): the driver looks a named one up by scanning all of them, which made binding a
 /// large multi-row INSERT quadratic.
 fn insert_sql(backend: Backend, rows: usize) -> String {
-    const COLUMN_COUNT: usize = 12;
+    const COLUMN_COUNT: usize = 13;
     let mut sql = format!("INSERT INTO audit_events ({COLUMNS}) VALUES ");
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
@@ -60,12 +66,15 @@ struct Link {
     details: Range<usize>,
     previous: [u8; 32],
     hash: [u8; 32],
+    mac: [u8; 32],
 }
 
 /// Appends `events` to the hash chain inside the caller's transaction: moves the head
-/// by their number, inserts them with the hashes computed here, stores the new head.
-pub(crate) async fn append_links(
+/// by their number, inserts them with the hashes and MACs computed here, stores the new
+/// head.
+async fn append_links(
     conn: &mut AnyConnection,
+    key: &AuditMacKey,
     events: &[(&AuditContext, &AuditEvent)],
 ) -> TxResult<()> {
     if events.is_empty() {
@@ -96,6 +105,7 @@ pub(crate) async fn append_links(
             details,
             previous,
             hash,
+            mac: key.sign(&hash),
         });
         previous = hash;
     }
@@ -120,7 +130,8 @@ pub(crate) async fn append_links(
                 .bind(context.user_agent.as_deref())
                 .bind(&encoded[link.details.clone()])
                 .bind(&link.previous[..])
-                .bind(&link.hash[..]);
+                .bind(&link.hash[..])
+                .bind(&link.mac[..]);
         }
         insert.execute(&mut *conn).await?;
     }
@@ -147,14 +158,32 @@ fn record(row: &AnyRow) -> Result<AuditRecord, sqlx::Error> {
             action: action.into(),
             tenant_id: row.try_get("tenant_id")?,
             target: row.try_get("target")?,
-            details: serde_json::from_str(&details).map_err(|e| corrupt("audit details", e))?,
+            // Details that are not JSON were written by hand, not by the store: shown as
+            // the text they are, they keep the trail readable and fail verification at
+            // this event (a JSON string hashes differently) instead of failing every
+            // read of the chain.
+            details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
         },
         prev_hash: hex(&row.try_get::<Vec<u8>, _>("prev_hash")?),
         hash: hex(&row.try_get::<Vec<u8>, _>("hash")?),
+        mac: row
+            .try_get::<Option<Vec<u8>>, _>("mac")?
+            .map(|mac| hex(&mac)),
     })
 }
 
 impl SqlStore {
+    /// Appends one event to the chain inside the caller's transaction (the state
+    /// change's own).
+    pub(crate) async fn audit_in(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &AuditContext,
+        event: AuditEvent,
+    ) -> TxResult<()> {
+        append_links(conn, &self.audit_key, &[(ctx, &event)]).await
+    }
+
     /// One transaction for the whole batch.
     pub(crate) async fn tx_append_audit(
         &self,
@@ -168,7 +197,7 @@ impl SqlStore {
             .map(|(context, event)| (context, event))
             .collect();
         let mut tx = self.writer.begin().await?;
-        append_links(&mut tx, &events).await?;
+        append_links(&mut tx, &self.audit_key, &events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -261,13 +290,21 @@ impl SqlStore {
             .map_err(from_sqlx)
     }
 
-    pub(crate) async fn read_audit_head(&self) -> StoreResult<(i64, String)> {
-        let row = sqlx::query("SELECT seq, hash FROM chain_heads WHERE name = 'audit'")
+    pub(crate) async fn read_audit_head(&self) -> StoreResult<AuditHead> {
+        let row = sqlx::query("SELECT seq, hash, macs_from FROM chain_heads WHERE name = 'audit'")
             .fetch_one(&self.reader)
             .await
             .map_err(from_sqlx)?;
-        let seq: i64 = row.try_get("seq").map_err(from_sqlx)?;
         let hash: Vec<u8> = row.try_get("hash").map_err(from_sqlx)?;
-        Ok((seq, hex(&hash)))
+        Ok(AuditHead {
+            seq: row.try_get("seq").map_err(from_sqlx)?,
+            hash: hex(&hash),
+            // Set by the migration that added MACs; a NULL means someone cleared it,
+            // and then every event must carry a MAC.
+            macs_from: row
+                .try_get::<Option<i64>, _>("macs_from")
+                .map_err(from_sqlx)?
+                .unwrap_or(1),
+        })
     }
 }

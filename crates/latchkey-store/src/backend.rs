@@ -3,6 +3,7 @@
 
 use crate::error::from_sqlx;
 use crate::sql::SqlStore;
+use latchkey_core::audit::AuditMacKey;
 use latchkey_core::store::{StoreError, StoreResult};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
@@ -64,8 +65,13 @@ impl Default for StoreOptions {
     }
 }
 
-/// Connects to `url`, runs the backend's migrations and returns the store.
-pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<SqlStore> {
+/// Connects to `url`, runs the backend's migrations and returns the store, which signs
+/// the audit events it appends with `audit_key`.
+pub async fn connect(
+    url: &str,
+    options: &StoreOptions,
+    audit_key: AuditMacKey,
+) -> StoreResult<SqlStore> {
     install_default_drivers();
     let backend = Backend::of_url(url)?;
     let connect_options =
@@ -92,7 +98,7 @@ pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<SqlStore>
                 .connect_with(connect_options)
                 .await
                 .map_err(from_sqlx)?;
-            Ok(SqlStore::new(writer, reader))
+            Ok(SqlStore::new(writer, reader, audit_key))
         }
         Backend::Postgres => {
             let pool = AnyPoolOptions::new()
@@ -105,7 +111,7 @@ pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<SqlStore>
                 .run(&pool)
                 .await
                 .map_err(|e| StoreError::Internal(e.to_string()))?;
-            Ok(SqlStore::new(pool.clone(), pool))
+            Ok(SqlStore::new(pool.clone(), pool, audit_key))
         }
     }
 }

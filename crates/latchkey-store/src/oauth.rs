@@ -3,7 +3,7 @@
 //! single access tokens on the deny list.
 
 use crate::error::{TxResult, from_sqlx};
-use crate::sql::{SqlStore, append_audit, append_revocation};
+use crate::sql::{SqlStore, append_revocation};
 use latchkey_core::audit::{AuditContext, AuditEvent};
 use latchkey_core::secret::StoredSecret;
 use latchkey_core::store::{
@@ -210,7 +210,7 @@ impl SqlStore {
         .rows_affected();
         let event = AuditEvent::new("key.rotated", None, Some(key.kid.clone()))
             .with_details(json!({ "alg": key.alg, "keys_retired": retired }));
-        append_audit(&mut tx, ctx, event).await?;
+        self.audit_in(&mut tx, ctx, event).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -301,7 +301,7 @@ impl SqlStore {
         if revoke_family_in(&mut tx, family, ctx.at).await? {
             let event = AuditEvent::new("refresh.reused", None, Some(family.to_string()))
                 .with_details(json!({ "refresh_token_id": used }));
-            append_audit(&mut tx, ctx, event).await?;
+            self.audit_in(&mut tx, ctx, event).await?;
         }
         tx.commit().await?;
         Ok(RefreshOutcome::Reused)
@@ -316,7 +316,7 @@ impl SqlStore {
         let revoked = revoke_family_in(&mut tx, family, ctx.at).await?;
         if revoked {
             let event = AuditEvent::new("refresh.revoked", None, Some(family.to_string()));
-            append_audit(&mut tx, ctx, event).await?;
+            self.audit_in(&mut tx, ctx, event).await?;
         }
         tx.commit().await?;
         Ok(revoked)
@@ -352,7 +352,7 @@ impl SqlStore {
                 Some(token.to_string()),
             )
             .with_details(json!({ "jti": jti }));
-            append_audit(&mut tx, ctx, event).await?;
+            self.audit_in(&mut tx, ctx, event).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -6,9 +6,9 @@ use crate::backend::Pool;
 use crate::error::{TxError, TxResult, from_sqlx};
 use crate::rows::{self, TOKEN_COLUMNS, join};
 use async_trait::async_trait;
-use latchkey_core::audit::{AuditContext, AuditEvent};
+use latchkey_core::audit::{AuditContext, AuditEvent, AuditMacKey};
 use latchkey_core::store::{
-    AuditFilter, AuditRecord, FeedKind, Membership, Page, PageRequest, PermissionDef,
+    AuditFilter, AuditHead, AuditRecord, FeedKind, Membership, Page, PageRequest, PermissionDef,
     RefreshFamily, RefreshOutcome, RefreshRecord, RevocationEntry, RoleDef, RotateWhen,
     SigningKeyRecord, Store, StoreError, StoreResult, Tenant, TokenOwnerFilter, UsageRecord,
 };
@@ -43,11 +43,17 @@ macro_rules! retrying {
 pub struct SqlStore {
     pub(crate) writer: Pool,
     pub(crate) reader: Pool,
+    /// Signs every audit event as it is appended.
+    pub(crate) audit_key: AuditMacKey,
 }
 
 impl SqlStore {
-    pub(crate) fn new(writer: Pool, reader: Pool) -> Self {
-        Self { writer, reader }
+    pub(crate) fn new(writer: Pool, reader: Pool, audit_key: AuditMacKey) -> Self {
+        Self {
+            writer,
+            reader,
+            audit_key,
+        }
     }
 
     /// Closes every connection.
@@ -59,15 +65,6 @@ impl SqlStore {
     pub(crate) async fn reader(&self) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Any>> {
         self.reader.acquire().await.map_err(from_sqlx)
     }
-}
-
-/// Appends an audit event to the hash chain inside the caller's transaction.
-pub(crate) async fn append_audit(
-    conn: &mut AnyConnection,
-    ctx: &AuditContext,
-    event: AuditEvent,
-) -> TxResult<()> {
-    crate::audit::append_links(conn, &[(ctx, &event)]).await
 }
 
 /// Appends an entry to the deny list inside the caller's transaction.
@@ -419,9 +416,10 @@ impl SqlStore {
             Some(system.id.to_string()),
         )
         .with_details(json!({ "name": system.name }));
-        append_audit(&mut tx, ctx, tenant_event).await?;
+        self.audit_in(&mut tx, ctx, tenant_event).await?;
         insert_token(&mut tx, root).await?;
-        append_audit(&mut tx, ctx, token_created_event(&root.token)).await?;
+        self.audit_in(&mut tx, ctx, token_created_event(&root.token))
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -447,7 +445,7 @@ impl SqlStore {
             Some(tenant.id.to_string()),
         )
         .with_details(json!({ "name": tenant.name }));
-        append_audit(&mut tx, ctx, event).await?;
+        self.audit_in(&mut tx, ctx, event).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -482,7 +480,7 @@ impl SqlStore {
         }
         let event = AuditEvent::new("tenant.deleted", Some(id.as_str()), Some(id.to_string()))
             .with_details(json!({ "tokens_revoked": revoked }));
-        append_audit(&mut tx, ctx, event).await?;
+        self.audit_in(&mut tx, ctx, event).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -537,7 +535,7 @@ impl SqlStore {
         .await?;
         let event = AuditEvent::new("permission.put", None, Some(def.name.to_string()))
             .with_details(json!({ "description": def.description }));
-        append_audit(&mut tx, ctx, event).await?;
+        self.audit_in(&mut tx, ctx, event).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -568,7 +566,7 @@ impl SqlStore {
         let event = AuditEvent::new("role.put", None, Some(role.name.to_string())).with_details(
             json!({ "permissions": role.permissions, "description": role.description }),
         );
-        append_audit(&mut tx, ctx, event).await?;
+        self.audit_in(&mut tx, ctx, event).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -617,7 +615,7 @@ impl SqlStore {
             Some(user.to_string()),
         )
         .with_details(json!({ "roles": roles }));
-        append_audit(&mut tx, ctx, event).await?;
+        self.audit_in(&mut tx, ctx, event).await?;
         let membership = load_membership(&mut tx, tenant, user)
             .await?
             .ok_or_else(|| StoreError::Internal("membership vanished".to_owned()))?;
@@ -659,7 +657,7 @@ impl SqlStore {
             Some(user.to_string()),
         )
         .with_details(json!({ "tokens_revoked": revoked }));
-        append_audit(&mut tx, ctx, event).await?;
+        self.audit_in(&mut tx, ctx, event).await?;
         append_member_state(&mut tx, tenant.as_str(), user.as_str(), ctx.at).await?;
         tx.commit().await?;
         Ok(true)
@@ -694,7 +692,7 @@ impl SqlStore {
         let event = AuditEvent::new("user.deleted", None, Some(user.to_string())).with_details(
             json!({ "tenants": tenants, "tokens_revoked": revoked, "tokens_deleted": deleted }),
         );
-        append_audit(&mut tx, ctx, event).await?;
+        self.audit_in(&mut tx, ctx, event).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -725,7 +723,8 @@ impl SqlStore {
         require_roles(&mut tx, &token.roles).await?;
         require_permissions(&mut tx, &token.permissions).await?;
         insert_token(&mut tx, record).await?;
-        append_audit(&mut tx, ctx, token_created_event(token)).await?;
+        self.audit_in(&mut tx, ctx, token_created_event(token))
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -751,7 +750,7 @@ impl SqlStore {
             Some(id.to_string()),
         )
         .with_details(json!({ "from": before.token.name, "to": name }));
-        append_audit(&mut tx, ctx, event).await?;
+        self.audit_in(&mut tx, ctx, event).await?;
         let after = select_token(&mut tx, id).await?;
         tx.commit().await?;
         Ok(after.map(|record| record.token))
@@ -769,7 +768,7 @@ impl SqlStore {
                 Some(record.token.owner.tenant_id().as_str()),
                 Some(id.to_string()),
             );
-            append_audit(&mut tx, ctx, event).await?;
+            self.audit_in(&mut tx, ctx, event).await?;
         }
         tx.commit().await?;
         Ok(Some(record.token))
@@ -1161,7 +1160,7 @@ impl Store for SqlStore {
         self.read_audit_chain(after, limit).await
     }
 
-    async fn audit_head(&self) -> StoreResult<(i64, String)> {
+    async fn audit_head(&self) -> StoreResult<AuditHead> {
         self.read_audit_head().await
     }
 }

@@ -2,7 +2,7 @@
 //! batch, never one write per request.
 
 use crate::error::{TxResult, from_sqlx};
-use crate::sql::{SqlStore, append_audit};
+use crate::sql::SqlStore;
 use latchkey_core::audit::{AuditContext, AuditEvent};
 use latchkey_core::store::{StoreResult, UsageRecord};
 use latchkey_core::{Timestamp, TokenId};
@@ -65,7 +65,7 @@ impl SqlStore {
             if first == 1 {
                 let event = AuditEvent::new("token.first_seen_ip", Some(&tenant), Some(id))
                     .with_details(json!({ "ip": record.client_ip, "route": record.route }));
-                append_audit(&mut tx, ctx, event).await?;
+                self.audit_in(&mut tx, ctx, event).await?;
             }
         }
         tx.commit().await?;

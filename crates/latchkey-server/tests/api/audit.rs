@@ -1,9 +1,11 @@
 //! The five Ws: every state change writes exactly one audit event with who, where and
-//! what; authentications are audited too; the hash chain shows tampering.
+//! what; authentications are audited too; the hash chain and its MACs show tampering.
 
 use crate::both_backends;
-use crate::helpers::TestApp;
-use latchkey_core::audit::{AuditContext, AuditEvent, ChainLink, GENESIS_HASH, first_broken_link};
+use crate::helpers::{TestApp, captured_logs};
+use aws_lc_rs::hmac;
+use latchkey_core::audit::{Break, BreakReason, ChainLink, ChainVerifier, chain_hash, hex, unhex};
+use latchkey_core::store::AuditRecord;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -15,6 +17,12 @@ both_backends!(
     every_exchange_is_recorded_and_alike_ones_share_an_event,
     the_audit_list_filters_pages_and_keeps_managers_in_their_tenant,
     the_chain_verifies_and_names_the_first_tampered_or_missing_event,
+    only_an_admin_may_ask_the_server_to_verify_the_chain,
+    a_fresh_chain_verifies_on_the_server_and_every_event_carries_its_mac,
+    a_rewritten_and_rehashed_last_event_fails_the_servers_mac_check,
+    a_deleted_tail_shows_against_the_stored_head_until_the_head_is_moved_back,
+    the_mac_key_never_reaches_a_log_or_a_response,
+    events_from_before_macs_are_legacy_and_new_events_are_signed,
 );
 
 /// A request and the event it must write: method, path, body, action, tenant, target.
@@ -345,24 +353,22 @@ async fn the_audit_list_filters_pages_and_keeps_managers_in_their_tenant(app: Te
 fn chain_of(text: &str) -> Vec<ChainLink> {
     text.lines()
         .map(|line| {
-            let value: Value = serde_json::from_str(line).unwrap();
-            let context: AuditContext = serde_json::from_value(value.clone()).unwrap();
-            let event: AuditEvent = serde_json::from_value(value.clone()).unwrap();
-            let unhex = |s: &str| {
-                (0..s.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-                    .collect()
-            };
-            (
-                value["seq"].as_i64().unwrap(),
-                context,
-                event,
-                unhex(value["prev_hash"].as_str().unwrap()),
-                unhex(value["hash"].as_str().unwrap()),
-            )
+            let record: AuditRecord = serde_json::from_str(line).unwrap();
+            ChainLink::from_record(record).unwrap()
         })
         .collect()
+}
+
+/// The first break a walk over the export finds, checking hash links only (what the
+/// CLI checks on its own), against the stored head.
+async fn first_broken_link(app: &TestApp) -> Option<Break> {
+    let head = app.get("/v1/audit/head").await.body;
+    let seq = head["seq"].as_i64().unwrap();
+    let mut walk = ChainVerifier::links(seq, unhex(head["hash"].as_str().unwrap()).unwrap());
+    for link in chain_of(&app.get("/v1/audit/chain?after=0").await.text) {
+        walk.check(&link);
+    }
+    walk.finish(seq).first_broken
 }
 
 async fn the_chain_verifies_and_names_the_first_tampered_or_missing_event(app: TestApp) {
@@ -379,22 +385,312 @@ async fn the_chain_verifies_and_names_the_first_tampered_or_missing_event(app: T
     let events = chain_of(&chain.text);
     let head = app.get("/v1/audit/head").await.body;
     assert_eq!(events.len() as i64, head["seq"].as_i64().unwrap());
-    assert_eq!(first_broken_link(GENESIS_HASH.to_vec(), 1, events), None);
+    assert_eq!(first_broken_link(&app).await, None);
     let db = app.db().await;
     // Edit one row.
     sqlx::query("UPDATE audit_events SET details = '{\"name\":\"forged\"}' WHERE seq = 4")
         .execute(&db)
         .await
         .unwrap();
-    let events = chain_of(&app.get("/v1/audit/chain?after=0").await.text);
-    assert_eq!(first_broken_link(GENESIS_HASH.to_vec(), 1, events), Some(4));
+    assert_eq!(
+        first_broken_link(&app).await,
+        Some(Break {
+            seq: 4,
+            reason: BreakReason::Hash
+        })
+    );
+    assert_eq!(
+        verdict(&app).await["first_broken"],
+        json!({ "seq": 4, "reason": "hash" })
+    );
+    // Details that are not JSON at all.
+    sqlx::query("UPDATE audit_events SET details = '{not json' WHERE seq = 3")
+        .execute(&db)
+        .await
+        .unwrap();
+    let export = app.get("/v1/audit/chain?after=0").await;
+    export.assert_status(200);
+    assert_eq!(chain_of(&export.text)[2].event.details, json!("{not json"));
+    assert_eq!(
+        verdict(&app).await["first_broken"],
+        json!({ "seq": 3, "reason": "hash" })
+    );
     // Delete an earlier one.
     sqlx::query("DELETE FROM audit_events WHERE seq = 2")
         .execute(&db)
         .await
         .unwrap();
-    let events = chain_of(&app.get("/v1/audit/chain?after=0").await.text);
-    assert_eq!(first_broken_link(GENESIS_HASH.to_vec(), 1, events), Some(2));
+    assert_eq!(
+        first_broken_link(&app).await,
+        Some(Break {
+            seq: 2,
+            reason: BreakReason::Missing
+        })
+    );
+    assert_eq!(
+        verdict(&app).await["first_broken"],
+        json!({ "seq": 2, "reason": "missing" })
+    );
+}
+
+/// The server's verdict, asserting the shape of a 200.
+async fn verdict(app: &TestApp) -> Value {
+    let reply = app.get("/v1/audit/verify").await;
+    reply.assert_status(200);
+    assert_eq!(reply.header("content-type"), "application/json");
+    assert_eq!(reply.header("cache-control"), "no-store");
+    let body = reply.body;
+    assert_eq!(body["intact"], body["first_broken"].is_null(), "{body}");
+    assert!(
+        body["checked"].is_i64() && body["legacy"].is_i64(),
+        "{body}"
+    );
+    assert!(body["head"]["seq"].is_i64() && body["head"]["hash"].is_string());
+    body
+}
+
+/// The audit MAC key as docs/API.md describes it: HMAC-SHA256(master key, label).
+fn mac_key(app: &TestApp) -> Vec<u8> {
+    let master = std::fs::read_to_string(app.data_dir.path().join("master.key")).unwrap();
+    let master = unhex(master.trim()).unwrap();
+    hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, &master),
+        b"latchkey audit mac v1",
+    )
+    .as_ref()
+    .to_vec()
+}
+
+async fn only_an_admin_may_ask_the_server_to_verify_the_chain(app: TestApp) {
+    app.create_tenant("acme").await;
+    let manager = app.manager_key("acme").await;
+    app.call(Method::GET, "/v1/audit/verify", Some(&manager), None)
+        .await
+        .assert_problem(403, "insufficient-scope");
+    let plain = app
+        .create_tenant_token("acme", json!({ "name": "plain", "kind": "api_key" }))
+        .await["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.call(Method::GET, "/v1/audit/verify", Some(&plain), None)
+        .await
+        .assert_problem(403, "insufficient-scope");
+    let anonymous = app.call(Method::GET, "/v1/audit/verify", None, None).await;
+    anonymous.assert_status(401);
+    assert_eq!(
+        anonymous.header("www-authenticate"),
+        "Bearer realm=\"latchkey\""
+    );
+    // Control: the admin may, and refused callers wrote nothing.
+    assert_eq!(verdict(&app).await["intact"], true);
+    app.get("/v1/audit/verify?after=3")
+        .await
+        .assert_problem(400, "invalid-field");
+}
+
+async fn a_fresh_chain_verifies_on_the_server_and_every_event_carries_its_mac(app: TestApp) {
+    app.create_tenant("acme").await;
+    let head = app.get("/v1/audit/head").await.body;
+    let body = verdict(&app).await;
+    assert_eq!(
+        body,
+        json!({ "intact": true, "checked": head["seq"], "legacy": 0, "head": head,
+                "first_broken": null })
+    );
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &mac_key(&app));
+    let links = chain_of(&app.get("/v1/audit/chain?after=0").await.text);
+    assert_eq!(links.len() as i64, head["seq"].as_i64().unwrap());
+    for link in &links {
+        let mac = link.mac.as_ref().expect("every new event carries a MAC");
+        assert_eq!(mac.len(), 32);
+        hmac::verify(&key, &link.hash, mac).expect("the MAC of the chain hash");
+    }
+    let listed = app.get("/v1/audit?limit=1").await.body["items"][0].clone();
+    assert_eq!(
+        listed["mac"],
+        json!(hex(links.last().unwrap().mac.as_ref().unwrap()))
+    );
+}
+
+/// Rewrites the target of the event at `seq` and re-hashes it, as someone who can write
+/// to the database would; the stored head follows if `seq` is the head.
+async fn rewrite_and_rehash(app: &TestApp, seq: i64) {
+    let links = chain_of(&app.get("/v1/audit/chain?after=0").await.text);
+    let mut link = links.into_iter().find(|l| l.seq == seq).unwrap();
+    link.event.target = Some("forged".to_owned());
+    let hash = chain_hash(&link.prev_hash, seq, &link.context, &link.event);
+    let db = app.db().await;
+    sqlx::query("UPDATE audit_events SET target = 'forged', hash = $1 WHERE seq = $2")
+        .bind(hash.clone())
+        .bind(seq)
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE chain_heads SET hash = $1 WHERE name = 'audit' AND seq = $2")
+        .bind(hash)
+        .bind(seq)
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+}
+
+async fn a_rewritten_and_rehashed_last_event_fails_the_servers_mac_check(app: TestApp) {
+    app.create_tenant("acme").await;
+    let last = app.get("/v1/audit/head").await.body["seq"]
+        .as_i64()
+        .unwrap();
+    rewrite_and_rehash(&app, last).await;
+    // The hash links alone cannot tell.
+    assert_eq!(first_broken_link(&app).await, None);
+    let body = verdict(&app).await;
+    assert_eq!(body["intact"], false);
+    assert_eq!(
+        body["first_broken"],
+        json!({ "seq": last, "reason": "mac" })
+    );
+    assert_eq!(body["checked"], last - 1);
+    let db = app.db().await;
+    // Dropping the MAC instead of leaving a wrong one.
+    sqlx::query("UPDATE audit_events SET mac = NULL WHERE seq = $1")
+        .bind(last)
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        verdict(&app).await["first_broken"],
+        json!({ "seq": last, "reason": "mac_missing" })
+    );
+    // Dropping every MAC, and where MACs began: the first signed event is gone, but
+    // events from 1 on must still carry one.
+    sqlx::query("UPDATE audit_events SET mac = NULL")
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE chain_heads SET macs_from = NULL WHERE name = 'audit'")
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        verdict(&app).await["first_broken"],
+        json!({ "seq": 1, "reason": "mac_missing" })
+    );
+    db.close().await;
+}
+
+async fn a_deleted_tail_shows_against_the_stored_head_until_the_head_is_moved_back(app: TestApp) {
+    app.create_tenant("acme").await;
+    app.create_tenant("globex").await;
+    let saved = app.get("/v1/audit/head").await.body;
+    let last = saved["seq"].as_i64().unwrap();
+    let db = app.db().await;
+    sqlx::query("DELETE FROM audit_events WHERE seq = $1")
+        .bind(last)
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        verdict(&app).await["first_broken"],
+        json!({ "seq": last, "reason": "missing" })
+    );
+    assert_eq!(
+        first_broken_link(&app).await,
+        Some(Break {
+            seq: last,
+            reason: BreakReason::Missing
+        })
+    );
+    // Moving the head back over the deleted event leaves a valid, shorter chain: the
+    // server cannot tell, which is why operators anchor the head elsewhere.
+    let previous = chain_of(&app.get("/v1/audit/chain?after=0").await.text)
+        .pop()
+        .unwrap();
+    sqlx::query("UPDATE chain_heads SET seq = $1, hash = $2 WHERE name = 'audit'")
+        .bind(previous.seq)
+        .bind(previous.hash.clone())
+        .execute(&db)
+        .await
+        .unwrap();
+    let body = verdict(&app).await;
+    assert_eq!(body["intact"], true);
+    assert_eq!(body["head"]["seq"], last - 1);
+    assert_ne!(body["head"]["hash"], saved["hash"]);
+    // Moving the head back over events that are still there is caught.
+    sqlx::query("UPDATE chain_heads SET seq = seq - 1 WHERE name = 'audit'")
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(verdict(&app).await["first_broken"]["reason"], json!("head"));
+    db.close().await;
+}
+
+async fn events_from_before_macs_are_legacy_and_new_events_are_signed(app: TestApp) {
+    app.create_tenant("acme").await;
+    let before = app.get("/v1/audit/head").await.body["seq"]
+        .as_i64()
+        .unwrap();
+    // As the migration that added MACs leaves an older chain: no MACs up to the head,
+    // and MACs required from the next event on.
+    let db = app.db().await;
+    sqlx::query("UPDATE audit_events SET mac = NULL")
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE chain_heads SET macs_from = seq + 1 WHERE name = 'audit'")
+        .execute(&db)
+        .await
+        .unwrap();
+    let body = verdict(&app).await;
+    assert_eq!(body["intact"], true, "{body}");
+    assert_eq!(body["legacy"], before);
+    app.create_tenant("globex").await;
+    let body = verdict(&app).await;
+    assert_eq!(body["intact"], true, "{body}");
+    assert_eq!(body["checked"], before + 1);
+    assert_eq!(body["legacy"], before, "the new event is signed");
+    let newest = app.get("/v1/audit?limit=1").await.body["items"][0].clone();
+    assert!(newest["mac"].is_string(), "{newest}");
+    // Stripping the new event's MAC does not make it legacy.
+    sqlx::query("UPDATE audit_events SET mac = NULL WHERE seq = $1")
+        .bind(before + 1)
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        verdict(&app).await["first_broken"],
+        json!({ "seq": before + 1, "reason": "mac_missing" })
+    );
+    db.close().await;
+}
+
+async fn the_mac_key_never_reaches_a_log_or_a_response(app: TestApp) {
+    app.create_tenant("acme").await;
+    let master = std::fs::read_to_string(app.data_dir.path().join("master.key")).unwrap();
+    let master = master.trim().to_owned();
+    let derived = hex(&mac_key(&app));
+    let last = app.get("/v1/audit/head").await.body["seq"]
+        .as_i64()
+        .unwrap();
+    rewrite_and_rehash(&app, last).await;
+    let mut seen = vec![
+        app.get("/v1/audit/chain?after=0").await.text,
+        app.get("/v1/audit?limit=200").await.text,
+        app.get("/v1/audit/head").await.text,
+        app.get("/v1/audit/verify").await.text,
+    ];
+    seen.push(captured_logs());
+    for text in &seen {
+        for secret in [&master, &derived] {
+            assert!(!text.contains(secret.as_str()), "a key leaked into: {text}");
+            assert!(!text.contains(&secret.to_ascii_uppercase()));
+        }
+    }
+    // The logs do say what was found.
+    assert!(
+        captured_logs().contains("audit verification found a broken chain"),
+        "the failure is logged"
+    );
 }
 
 async fn every_exchange_is_recorded_and_alike_ones_share_an_event(app: TestApp) {

@@ -1,13 +1,19 @@
-//! `latchkey audit list|verify|export`: read the audit trail, and check its hash chain
-//! here, on the operator's side, against what the server says its head is.
+//! `latchkey audit list|verify|export`: read the audit trail, and verify it.
+//!
+//! `verify` checks the hash chain here, on the operator's side, against what the server
+//! says its head is; asks the server for its verdict on the MACs, whose key only the
+//! server holds; and, with `--expect-head`, checks that the chain still reaches a head
+//! the operator saved earlier, which is what catches a deleted tail (README.md, Audit).
+//! Any failure of the three exits 1, whether the report is text or `--json`.
 
 use super::Format;
 use super::client::Client;
 use super::output::{emit, items, table, text};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use latchkey_core::audit::{AuditContext, AuditEvent, ChainLink, GENESIS_HASH, first_broken_link};
-use serde_json::Value;
+use latchkey_core::audit::{Break, ChainLink, ChainVerifier, hex, unhex};
+use latchkey_core::store::AuditRecord;
+use serde_json::{Value, json};
 
 const CHAIN_PAGE: u32 = 5_000;
 
@@ -15,14 +21,53 @@ const CHAIN_PAGE: u32 = 5_000;
 pub enum AuditCommand {
     /// List events, newest first.
     List(ListArgs),
-    /// Walk the hash chain and report the first broken or missing link.
-    Verify,
+    /// Walk the hash chain, have the server check the MACs, and report the first
+    /// broken or missing link; exits 1 if there is one.
+    Verify(VerifyArgs),
     /// Print the whole chain in order.
     Export {
         /// Output format.
         #[arg(long, value_enum, default_value = "jsonl")]
         format: ExportFormat,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Also fail unless the chain still reaches this head, saved earlier from `audit
+    /// verify` or `GET /v1/audit/head`: the event at SEQ must exist with exactly this
+    /// HASH (64 hex digits). Catches a deleted tail, which nothing else can.
+    #[arg(long, value_name = "SEQ:HASH", value_parser = ExpectedHead::parse)]
+    expect_head: Option<ExpectedHead>,
+}
+
+/// A head the chain must still reach.
+#[derive(Debug, Clone)]
+pub struct ExpectedHead {
+    seq: i64,
+    /// Lower-case hex, as the server shows hashes.
+    hash: String,
+}
+
+impl ExpectedHead {
+    fn parse(text: &str) -> Result<Self, String> {
+        let (seq, hash) = text
+            .split_once(':')
+            .ok_or("must be SEQ:HASH, a sequence number and a hash joined by a colon")?;
+        // Digits only: `parse` alone would take "+1".
+        let seq = Some(seq)
+            .filter(|seq| seq.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|seq| seq.parse::<i64>().ok())
+            .filter(|seq| *seq >= 1)
+            .ok_or("SEQ must be a whole number, 1 or more")?;
+        if hash.len() != 64 || unhex(hash).is_none() {
+            return Err("HASH must be 64 hex digits (a SHA-256)".to_owned());
+        }
+        Ok(Self {
+            seq,
+            hash: hash.to_ascii_lowercase(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -106,7 +151,7 @@ pub async fn run(client: &Client, format: Format, command: AuditCommand) -> anyh
                 after = last_seq(&page)?;
             }
         }
-        AuditCommand::Verify => verify(client, format).await,
+        AuditCommand::Verify(args) => verify(client, format, args.expect_head).await,
     }
 }
 
@@ -129,37 +174,43 @@ fn last_seq(page: &str) -> anyhow::Result<i64> {
 }
 
 fn link(line: &str) -> anyhow::Result<ChainLink> {
-    let value: Value = serde_json::from_str(line).context("a chain line is not JSON")?;
-    let context: AuditContext =
-        serde_json::from_value(value.clone()).context("a chain line's context")?;
-    let event: AuditEvent =
-        serde_json::from_value(value.clone()).context("a chain line's event")?;
-    let unhex = |field: &str| -> anyhow::Result<Vec<u8>> {
-        let hex = value[field]
-            .as_str()
-            .with_context(|| format!("no {field}"))?;
-        (0..hex.len())
-            .step_by(2)
-            .map(|i| {
-                hex.get(i..i + 2)
-                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                    .with_context(|| format!("{field} is not hex"))
-            })
-            .collect()
-    };
+    let record: AuditRecord = serde_json::from_str(line).context("a chain line is not a record")?;
+    ChainLink::from_record(record).context("a chain line's hash or MAC is not hex")
+}
+
+/// The stored head's seq and hash.
+async fn head(client: &Client) -> anyhow::Result<(i64, String)> {
+    let head = client.get(&["v1", "audit", "head"]).await?;
     Ok((
-        value["seq"].as_i64().context("no seq")?,
-        context,
-        event,
-        unhex("prev_hash")?,
-        unhex("hash")?,
+        head["seq"].as_i64().context("the head has no seq")?,
+        head["hash"]
+            .as_str()
+            .context("the head has no hash")?
+            .to_owned(),
     ))
 }
 
-async fn verify(client: &Client, format: Format) -> anyhow::Result<()> {
-    let head = client.get(&["v1", "audit", "head"]).await?;
-    let head_seq = head["seq"].as_i64().context("the head has no seq")?;
-    let mut links = Vec::new();
+/// What the walk over the export found.
+struct Walk {
+    /// How many events the export holds.
+    events: i64,
+    /// The stored head read before the walk: seq and hash (hex).
+    head: (i64, String),
+    /// The first broken link, judged on hashes alone.
+    broken: Option<Break>,
+    /// The hash (hex) of the event at the expected head's seq, if the export has one.
+    at_expected: Option<String>,
+}
+
+/// Walks the exported chain and checks its hash links against the stored head.
+async fn walk(client: &Client, expected_seq: Option<i64>) -> anyhow::Result<Walk> {
+    let (head_seq, head_hash) = head(client).await?;
+    let mut links = ChainVerifier::links(
+        head_seq,
+        unhex(&head_hash).context("the head's hash is not hex")?,
+    );
+    let mut events = 0i64;
+    let mut at_expected = None;
     let mut after = 0;
     loop {
         let page = chain_page(client, after).await?;
@@ -167,35 +218,116 @@ async fn verify(client: &Client, format: Format) -> anyhow::Result<()> {
             break;
         }
         for line in page.lines() {
-            links.push(link(line)?);
+            let link = link(line)?;
+            if expected_seq == Some(link.seq) {
+                at_expected = Some(hex(&link.hash));
+            }
+            links.check(&link);
+            events += 1;
         }
         after = last_seq(&page)?;
     }
-    let count = links.len();
-    let last_hash = links
-        .last()
-        .map(|l| l.4.clone())
-        .unwrap_or_else(|| GENESIS_HASH.to_vec());
-    let broken = first_broken_link(GENESIS_HASH.to_vec(), 1, links).or_else(|| {
-        // Every stored event links up; events missing at the end show against the head.
-        let stored = i64::try_from(count).unwrap_or(i64::MAX);
-        (stored < head_seq).then_some(stored + 1)
+    let (head_seq_after, _) = head(client).await?;
+    Ok(Walk {
+        events,
+        head: (head_seq, head_hash),
+        broken: links.finish(head_seq_after).first_broken,
+        at_expected,
+    })
+}
+
+async fn verify(
+    client: &Client,
+    format: Format,
+    expected: Option<ExpectedHead>,
+) -> anyhow::Result<()> {
+    let walk = walk(client, expected.as_ref().map(|e| e.seq)).await?;
+    let server = client.get(&["v1", "audit", "verify"]).await?;
+    let server_broken: Option<Break> = serde_json::from_value(server["first_broken"].clone())
+        .context("the server's verdict is not one this command reads")?;
+    let server_intact = server["intact"].as_bool() == Some(true) && server_broken.is_none();
+    let reached = expected
+        .as_ref()
+        .map(|e| walk.at_expected.as_deref() == Some(e.hash.as_str()));
+    let first_broken = [walk.broken, server_broken]
+        .into_iter()
+        .flatten()
+        .min_by_key(|b| b.seq);
+    let intact = walk.broken.is_none() && server_intact && reached != Some(false);
+    let report = json!({
+        "events": walk.events,
+        "head_seq": walk.head.0,
+        "head_hash": walk.head.1,
+        "intact": intact,
+        "first_broken_seq": first_broken.map(|b| b.seq),
+        "first_broken": first_broken,
+        "links": { "intact": walk.broken.is_none(), "first_broken": walk.broken },
+        "server": server,
+        "expected_head": expected.as_ref().map(|e| json!({
+            "seq": e.seq, "hash": e.hash, "reached": reached, "found_hash": walk.at_expected,
+        })),
     });
-    let head_hash = head["hash"].as_str().unwrap_or("");
-    let last_hex: String = last_hash.iter().map(|b| format!("{b:02x}")).collect();
-    let report = serde_json::json!({
-        "events": count,
-        "head_seq": head_seq,
-        "head_hash": head_hash,
-        "intact": broken.is_none() && (count == 0 || last_hex == head_hash),
-        "first_broken_seq": broken,
+    emit(format, &report, |_| {
+        let mut lines = vec![links_line(&walk)];
+        lines.push(match server_broken {
+            Some(broken) => format!(
+                "server verification failed at seq {}: {}",
+                broken.seq,
+                broken.reason.describe()
+            ),
+            None if server_intact => format!(
+                "server verification: {} events, MACs valid; {} legacy events without a MAC",
+                text(&server["checked"]),
+                text(&server["legacy"])
+            ),
+            None => "server verification failed".to_owned(),
+        });
+        if let Some(expected) = &expected {
+            lines.push(expected_line(expected, &walk));
+        }
+        lines.join("\n")
     });
-    emit(format, &report, |_| match broken {
-        None => format!("audit chain intact: {count} events, head {head_seq} {head_hash}\n"),
-        Some(seq) => format!("audit chain broken: first bad or missing event is seq {seq}\n"),
-    });
-    if let Some(seq) = broken {
-        bail!("the audit chain is broken at seq {seq}");
+    if let Some(broken) = first_broken {
+        bail!("the audit chain is broken at seq {}", broken.seq);
+    }
+    if !server_intact {
+        bail!("the server did not find the audit chain intact");
+    }
+    if let (Some(expected), Some(false)) = (&expected, reached) {
+        bail!(
+            "the audit chain no longer reaches the expected head at seq {}",
+            expected.seq
+        );
     }
     Ok(())
+}
+
+fn links_line(walk: &Walk) -> String {
+    match walk.broken {
+        Some(broken) => format!(
+            "audit chain broken: first bad or missing event is seq {}: {}",
+            broken.seq,
+            broken.reason.describe()
+        ),
+        None => format!(
+            "audit chain intact: {} events, head {} {}",
+            walk.events, walk.head.0, walk.head.1
+        ),
+    }
+}
+
+fn expected_line(expected: &ExpectedHead, walk: &Walk) -> String {
+    match &walk.at_expected {
+        Some(found) if *found == expected.hash => {
+            format!("expected head {} {} reached", expected.seq, expected.hash)
+        }
+        Some(found) => format!(
+            "expected head not reached: the event at seq {} has hash {found}, not {}",
+            expected.seq, expected.hash
+        ),
+        None => format!(
+            "expected head not reached: there is no event at seq {} (the chain has {} events)",
+            expected.seq, walk.events
+        ),
+    }
 }

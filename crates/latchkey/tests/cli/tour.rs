@@ -1,6 +1,7 @@
 //! The commands around the server: `demo`, `gateway` and `audit`.
 
-use super::{BIN, LATCHKEY_VARS, Server};
+use super::{BIN, LATCHKEY_VARS, Run, Server};
+use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -112,6 +113,222 @@ fn audit_verify_names_the_first_edited_deleted_or_reordered_event() {
     ]);
     assert_eq!(listed["items"].as_array().unwrap().len(), 2);
     assert_eq!(listed["items"][0]["target"], "umbrella", "newest first");
+}
+
+/// Rewrites the target of the event at `seq` and re-hashes it (SHA-256 over the previous
+/// hash and the canonical encoding, docs/API.md), moving the stored head's hash along
+/// when `seq` is the head: what someone with the database file but no key can do.
+fn rewrite_and_rehash(server: &Server, seq: i64) {
+    let database = server._data.path().join("data").join("latchkey.db");
+    let script = format!(
+        r#"
+import hashlib, json, sqlite3
+c = sqlite3.connect({database:?})
+row = c.execute("SELECT at, action, actor, actor_user, tenant_id, ip, user_agent, details, prev_hash FROM audit_events WHERE seq = ?", ({seq},)).fetchone()
+at, action, actor, actor_user, tenant_id, ip, user_agent, details, prev_hash = row
+fields = [{seq}, at, action, actor, actor_user, tenant_id, "forged", ip, user_agent]
+canonical = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)[:-1] + "," + details + "]"
+digest = hashlib.sha256(prev_hash + canonical.encode()).digest()
+c.execute("UPDATE audit_events SET target = 'forged', hash = ? WHERE seq = ?", (digest, {seq}))
+c.execute("UPDATE chain_heads SET hash = ? WHERE name = 'audit' AND seq = ?", (digest, {seq}))
+c.commit()
+"#,
+        database = database.display().to_string()
+    );
+    let status = Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(status.success(), "rewriting event {seq}");
+}
+
+/// Expects exit code 1 from a verify run.
+#[track_caller]
+fn exits_1(run: &Run) {
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "`{}`:\nstdout: {}\nstderr: {}",
+        run.command,
+        run.stdout,
+        run.stderr
+    );
+}
+
+#[test]
+fn audit_verify_exits_1_when_the_last_event_is_rewritten_and_rehashed() {
+    let server = Server::start();
+    for id in ["acme", "globex"] {
+        server.run(&["tenant", "create", id]).ok();
+    }
+    // Control: an intact chain exits 0 and says so, in JSON too.
+    let intact = server.json(&["audit", "verify"]);
+    assert_eq!(intact["intact"], true);
+    assert_eq!(intact["server"]["intact"], true);
+    assert_eq!(intact["server"]["legacy"], 0);
+    let last = intact["head_seq"].as_i64().unwrap();
+    assert_eq!(intact["server"]["checked"], last);
+
+    rewrite_and_rehash(&server, last);
+    let failed = server.run(&["audit", "verify"]);
+    exits_1(&failed);
+    // The links still hold: only the MAC, which needs the server's key, tells.
+    assert!(
+        failed.stdout.starts_with("audit chain intact: "),
+        "{}",
+        failed.stdout
+    );
+    assert!(
+        failed.stdout.contains(&format!(
+            "server verification failed at seq {last}: its MAC does not match its hash"
+        )),
+        "{}",
+        failed.stdout
+    );
+    assert!(
+        failed
+            .stderr
+            .contains(&format!("the audit chain is broken at seq {last}")),
+        "{}",
+        failed.stderr
+    );
+    let json = server.run(&["audit", "verify", "--json"]);
+    exits_1(&json);
+    let report: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(report["intact"], false);
+    assert_eq!(report["first_broken_seq"], last);
+    assert_eq!(report["links"]["intact"], true);
+    assert_eq!(
+        report["server"]["first_broken"],
+        serde_json::json!({ "seq": last, "reason": "mac" })
+    );
+}
+
+#[test]
+fn audit_verify_expect_head_catches_a_deleted_tail_that_plain_verify_cannot() {
+    let server = Server::start();
+    server.run(&["tenant", "create", "acme"]).ok();
+    let early = server.json(&["audit", "verify"]);
+    let early_head = format!(
+        "{}:{}",
+        early["head_seq"],
+        early["head_hash"].as_str().unwrap()
+    );
+    server.run(&["tenant", "create", "globex"]).ok();
+    let saved = server.json(&["audit", "verify"]);
+    let last = saved["head_seq"].as_i64().unwrap();
+    let saved_head = format!("{last}:{}", saved["head_hash"].as_str().unwrap());
+    // Control: an anchor from earlier still holds as the chain grows, in either case.
+    for anchor in [early_head.clone(), early_head.to_ascii_uppercase()] {
+        let reached = server
+            .run(&["audit", "verify", "--expect-head", &anchor])
+            .ok();
+        assert!(reached.contains("reached"), "{reached}");
+    }
+
+    tamper(
+        &server,
+        &format!(
+            "DELETE FROM audit_events WHERE seq = {last}; \
+             UPDATE chain_heads SET seq = {prev}, \
+               hash = (SELECT hash FROM audit_events WHERE seq = {prev}) WHERE name = 'audit';",
+            prev = last - 1
+        ),
+    );
+    // A valid, shorter chain: hashes and MACs cannot tell.
+    let plain = server.json(&["audit", "verify"]);
+    assert_eq!(plain["intact"], true);
+    assert_eq!(plain["head_seq"], last - 1);
+    let current = format!(
+        "{}:{}",
+        plain["head_seq"],
+        plain["head_hash"].as_str().unwrap()
+    );
+    // The head saved before does.
+    let failed = server.run(&["audit", "verify", "--expect-head", &saved_head]);
+    exits_1(&failed);
+    assert!(
+        failed.stdout.contains(&format!(
+            "expected head not reached: there is no event at seq {last}"
+        )),
+        "{}",
+        failed.stdout
+    );
+    assert!(
+        failed.stderr.contains(&format!(
+            "the audit chain no longer reaches the expected head at seq {last}"
+        )),
+        "{}",
+        failed.stderr
+    );
+    let json = server.run(&["audit", "verify", "--json", "--expect-head", &saved_head]);
+    exits_1(&json);
+    let report: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(report["intact"], false);
+    assert_eq!(report["expected_head"]["reached"], false);
+    assert_eq!(report["expected_head"]["found_hash"], Value::Null);
+    // A head at a seq that is still there but with another hash.
+    let (seq, hash) = early_head.split_once(':').unwrap();
+    let other: String = hash.chars().rev().collect();
+    let failed = server.run(&[
+        "audit",
+        "verify",
+        "--expect-head",
+        &format!("{seq}:{other}"),
+    ]);
+    exits_1(&failed);
+    assert!(
+        failed.stdout.contains(&format!(
+            "the event at seq {seq} has hash {hash}, not {other}"
+        )),
+        "{}",
+        failed.stdout
+    );
+    // Control: the current head and the early one are still reached.
+    for anchor in [&current, &early_head] {
+        server
+            .run(&["audit", "verify", "--expect-head", anchor])
+            .ok();
+    }
+}
+
+#[test]
+fn a_malformed_expect_head_is_a_usage_error() {
+    let hash = "ab".repeat(32);
+    for bad in [
+        String::new(),
+        "12".to_owned(),
+        hash.clone(),
+        format!(":{hash}"),
+        format!("x:{hash}"),
+        format!("-1:{hash}"),
+        format!("0:{hash}"),
+        format!("+1:{hash}"),
+        format!("1.0:{hash}"),
+        "1:".to_owned(),
+        format!("1:{}", &hash[..63]),
+        format!("1:{hash}00"),
+        format!("1:{}", "zz".repeat(32)),
+        format!("1:+{}", &hash[..63]),
+        format!("1:{hash}:1"),
+        format!("1: {}", &hash[..63]),
+    ] {
+        // No server: the argument is refused before anything is sent. `=` keeps a
+        // value starting with `-` a value.
+        let flag = format!("--expect-head={bad}");
+        let run = super::latchkey(
+            "http://127.0.0.1:9",
+            Some("unused"),
+            &["audit", "verify", &flag],
+        );
+        assert_eq!(run.status.code(), Some(2), "{bad:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("invalid value") && run.stderr.contains("--expect-head"),
+            "{bad:?}: {}",
+            run.stderr
+        );
+        assert_eq!(run.stdout, "");
+    }
 }
 
 #[test]
