@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::keyfile;
 use crate::oauth::KeyRing;
 use crate::oauth::keys::MasterKey;
-use crate::oauth::throttle::Throttle;
+use crate::oauth::throttle::{Limits, Throttle};
 use crate::router;
 use crate::state::{AppState, Parts, Settings};
 use anyhow::Context;
@@ -97,10 +97,11 @@ impl Application {
             settings,
             keyring: KeyRing::new(MasterKey::new(&master)?, algorithm),
             tokens: TokenCache::new(Duration::from_millis(config.token_cache_ttl_ms), 100_000),
-            throttle: Throttle::new(
-                config.client_failures_per_minute,
-                config.ip_failures_per_minute,
-            ),
+            throttle: Throttle::new(Limits {
+                client_per_address: config.client_failures_per_minute,
+                client_all_addresses: config.client_failures_all_addresses_per_minute,
+                ip: config.ip_failures_per_minute,
+            }),
             heartbeat: Duration::from_secs(config.revocation_heartbeat_seconds.max(1)),
         });
         let waker = state.clone();

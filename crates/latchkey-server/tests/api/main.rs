@@ -21,6 +21,7 @@ mod replicas;
 mod revocations;
 mod secrets;
 mod tenants;
+mod throttle;
 mod tokens;
 mod usage;
 mod verifier;
