@@ -38,10 +38,12 @@ impl Application {
     /// Opens the store (running migrations), loads or creates the server secrets,
     /// bootstraps the system tenant, and binds `config.listen`.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)
+        // Owner-only when latchkey creates it; the files in it are 0600 (docs/DEPLOYMENT.md).
+        keyfile::create_private_dir(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-        let pepper = keyfile::load_or_create(&config.pepper_path(), "pepper")?;
-        let master = keyfile::load_or_create(&config.master_key_path(), "master key")?;
+        let data_dir = &config.data_dir;
+        let pepper = keyfile::load_or_create(&config.pepper_path(), "pepper", data_dir)?;
+        let master = keyfile::load_or_create(&config.master_key_path(), "master key", data_dir)?;
         let algorithm = Algorithm::parse(&config.signing_algorithm).ok_or_else(|| {
             anyhow::anyhow!(
                 "signing_algorithm must be EdDSA, ES256 or RS256, not {}",

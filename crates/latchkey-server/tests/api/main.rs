@@ -14,6 +14,7 @@ mod audit;
 mod auth;
 mod bodies;
 mod catalogue;
+mod files;
 mod members;
 mod oauth;
 mod proxies;
