@@ -2,11 +2,11 @@
 //! One transaction per batch; never one write per request.
 //!
 //! Every number a client sends is bounded before anything is stored (docs/API.md,
-//! "Usage"): a count is 1 to [`MAX_COUNT`], `window_start` lies within the retention
-//! window and at most [`CLOCK_SKEW_SECONDS`] ahead, each `last_used_at` in the minute of
-//! `window_start`, strings and the batch are bounded. A batch with one bad entry is
-//! refused whole. Reading sums saturate, so a row that is absurd anyway (written by an
-//! older server, or by hand) reads as large, never as a 500.
+//! "Limits of a usage batch"): a count is 1 to [`MAX_COUNT`], `window_start` lies within
+//! the retention window and at most [`CLOCK_SKEW_SECONDS`] ahead, each `last_used_at` in
+//! the minute of `window_start`, strings and the batch are bounded. A batch with one bad
+//! entry is refused whole. Reading sums saturate, so a row that is absurd anyway
+//! (written by an older server, or by hand) reads as large, never as a 500.
 
 use crate::auth::{Caller, ServiceCaller};
 use crate::extract::ApiJson;
@@ -23,11 +23,11 @@ use serde_json::{Value, json};
 use std::net::IpAddr;
 
 /// Most entries in one batch.
-pub const MAX_ENTRIES: usize = 10_000;
+const MAX_ENTRIES: usize = 10_000;
 /// Most requests one entry may count: a billion in a minute is far beyond any gateway.
-pub const MAX_COUNT: i64 = 1_000_000_000;
+const MAX_COUNT: i64 = 1_000_000_000;
 /// How far ahead of the server's clock a gateway's may run.
-pub const CLOCK_SKEW_SECONDS: i64 = 300;
+const CLOCK_SKEW_SECONDS: i64 = 300;
 const MINUTE_MS: i64 = 60_000;
 
 #[derive(Debug, Deserialize)]

@@ -34,7 +34,7 @@ fn entry(token: &str, route: &str, ip: &str, count: i64, at: &str) -> Value {
 
 /// The start of the minute `hours_ago` hours before now: usage is only taken for minutes
 /// the server still keeps and its clock has reached.
-fn minute_ago(hours_ago: i64) -> Timestamp {
+fn minute_hours_ago(hours_ago: i64) -> Timestamp {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -76,7 +76,7 @@ async fn usage_batches_add_up_and_move_last_use_forward(app: TestApp) {
         .await;
     let token = created["token"]["id"].as_str().unwrap();
     let key = gateway_key(&app).await;
-    let minute = minute_ago(2);
+    let minute = minute_hours_ago(2);
     let batch = json!({ "window_start": at(minute, 0), "entries": [
         entry(token, "/reports", "203.0.113.7", 3, &at(minute, 10)),
         entry(token, "/reports", "198.51.100.2", 2, &at(minute, 40)),
@@ -176,7 +176,7 @@ async fn a_malformed_usage_batch_is_refused_and_changes_nothing(app: TestApp) {
         .await;
     let token = created["token"]["id"].as_str().unwrap();
     let key = gateway_key(&app).await;
-    let minute = minute_ago(1);
+    let minute = minute_hours_ago(1);
     let good = entry(token, "/reports", "203.0.113.7", 1, &at(minute, 10));
     let before = usage_state(&app).await;
     let with = |field: &str, value: Value| {
@@ -218,11 +218,17 @@ async fn a_malformed_usage_batch_is_refused_and_changes_nothing(app: TestApp) {
     assert!(app.get(&format!("/v1/tokens/{token}")).await.body["last_used_at"].is_null());
 }
 
-/// Sends a batch of `good` and an entry of `good` with `field` set to `value`.
-async fn send_with(app: &TestApp, key: &str, good: &Value, field: &str, value: Value) -> Reply {
+/// Sends a batch of `minute` with `good` and a copy of `good` with `field` set to `value`.
+async fn send_with(
+    app: &TestApp,
+    key: &str,
+    (minute, good): (Timestamp, &Value),
+    field: &str,
+    value: Value,
+) -> Reply {
     let mut bad = good.clone();
     bad[field] = value;
-    let batch = json!({ "window_start": minute_ago(1).to_rfc3339(), "entries": [good, bad] });
+    let batch = json!({ "window_start": minute.to_rfc3339(), "entries": [good, bad] });
     app.call(Method::POST, "/v1/usage", Some(key), Some(batch))
         .await
 }
@@ -234,7 +240,7 @@ async fn absurd_numbers_in_a_usage_batch_are_refused_and_change_nothing(app: Tes
         .await;
     let token = created["token"]["id"].as_str().unwrap();
     let key = gateway_key(&app).await;
-    let minute = minute_ago(1);
+    let minute = minute_hours_ago(1);
     let good = entry(token, "/reports", "203.0.113.7", 1, &at(minute, 10));
     let before = usage_state(&app).await;
 
@@ -246,7 +252,7 @@ async fn absurd_numbers_in_a_usage_batch_are_refused_and_change_nothing(app: Tes
         json!(i64::MAX),
         json!(i64::MIN),
     ] {
-        let reply = send_with(&app, &key, &good, "count", count.clone()).await;
+        let reply = send_with(&app, &key, (minute, &good), "count", count.clone()).await;
         reply.assert_problem(422, "invalid-value");
         assert_eq!(reply.body["field"], "entries[1].count", "{count}");
     }
@@ -258,7 +264,7 @@ async fn absurd_numbers_in_a_usage_batch_are_refused_and_change_nothing(app: Tes
         json!("3"),
         json!(null),
     ] {
-        let reply = send_with(&app, &key, &good, "count", count.clone()).await;
+        let reply = send_with(&app, &key, (minute, &good), "count", count.clone()).await;
         reply.assert_problem(400, "invalid-field");
         assert_eq!(reply.body["field"], "entries[1].count", "{count}");
     }
@@ -269,7 +275,14 @@ async fn absurd_numbers_in_a_usage_batch_are_refused_and_change_nothing(app: Tes
         "9999-12-31T23:59:59Z".to_owned(),
         "1970-01-01T00:00:00Z".to_owned(),
     ] {
-        let reply = send_with(&app, &key, &good, "last_used_at", json!(last_used)).await;
+        let reply = send_with(
+            &app,
+            &key,
+            (minute, &good),
+            "last_used_at",
+            json!(last_used),
+        )
+        .await;
         reply.assert_problem(422, "invalid-value");
         assert_eq!(
             reply.body["field"], "entries[1].last_used_at",
@@ -279,8 +292,8 @@ async fn absurd_numbers_in_a_usage_batch_are_refused_and_change_nothing(app: Tes
     // A window the server no longer keeps, or one ahead of its clock.
     let year = 365 * 86_400;
     for window in [
-        minute_ago(91 * 24),
-        minute_ago(-1),
+        minute_hours_ago(91 * 24),
+        minute_hours_ago(-1),
         Timestamp::from_millis(0),
         Timestamp::from_millis(253_402_300_740_000),
         Timestamp::from_millis(-62_135_596_800_000).plus_seconds(year),
@@ -296,7 +309,7 @@ async fn absurd_numbers_in_a_usage_batch_are_refused_and_change_nothing(app: Tes
     assert_eq!(usage_state(&app).await, before);
 
     // The largest count there is, twice, and a clock a little ahead: taken.
-    let ahead = minute_ago(0).plus_seconds(60);
+    let ahead = minute_hours_ago(0).plus_seconds(60);
     let batch = json!({ "window_start": ahead.to_rfc3339(), "entries": [
         entry(token, "/reports", "203.0.113.7", 1_000_000_000, &at(ahead, 0)),
         entry(token, "/reports", "203.0.113.7", 1_000_000_000, &at(ahead, 59)),
@@ -340,7 +353,7 @@ async fn absurd_counts_already_stored_read_as_saturated_totals(app: TestApp) {
         .create_tenant_token("acme", json!({ "name": "ci", "kind": "api_key" }))
         .await;
     let token = created["token"]["id"].as_str().unwrap();
-    let minute = minute_ago(1);
+    let minute = minute_hours_ago(1);
     store_aggregate(&app, token, minute, "/a", json!(i64::MAX)).await;
     store_aggregate(&app, token, minute, "/b", json!(i64::MAX)).await;
     store_aggregate(&app, token, minute.plus_seconds(60), "/c", json!(-5)).await;
@@ -517,7 +530,7 @@ async fn any_json_body_sent_as_a_usage_batch_gets_2xx_or_4xx_and_a_refusal_store
         "00000000-0000-4000-8000-000000000000".to_owned(),
     ];
     let key = gateway_key(&app).await;
-    let minute = minute_ago(1);
+    let minute = minute_hours_ago(1);
     let strategy = usage_body(tokens, minute);
     let mut runner = TestRunner::new(Config {
         cases: BATCH_CASES,
