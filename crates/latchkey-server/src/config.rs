@@ -50,8 +50,13 @@ pub struct Config {
     pub refresh_token_lifetime_seconds: i64,
     /// Active refresh families per token.
     pub max_refresh_families: u32,
-    /// Failed client authentications per client id per minute before 429.
+    /// Failed client authentications per client id from one address per minute before
+    /// that address gets 429 for that client.
     pub client_failures_per_minute: u32,
+    /// Failed client authentications per client id from all addresses together per
+    /// minute before 429, except at addresses the client authenticated from in the last
+    /// day.
+    pub client_failures_all_addresses_per_minute: u32,
     /// Failed client authentications per client IP per minute before 429.
     pub ip_failures_per_minute: u32,
     /// How long a token stays cached in memory. Local changes clear the cache at once;
@@ -100,6 +105,7 @@ impl Default for Config {
             refresh_token_lifetime_seconds: 30 * 86_400,
             max_refresh_families: 100,
             client_failures_per_minute: 10,
+            client_failures_all_addresses_per_minute: 100,
             ip_failures_per_minute: 100,
             token_cache_ttl_ms: 1000,
             revocation_heartbeat_seconds: 5,

@@ -8,7 +8,7 @@ use crate::keyfile;
 use crate::listener::{self, Limits};
 use crate::oauth::KeyRing;
 use crate::oauth::keys::MasterKey;
-use crate::oauth::throttle::Throttle;
+use crate::oauth::throttle::{self, Throttle};
 use crate::router;
 use crate::state::{AppState, Parts, Settings};
 use anyhow::Context;
@@ -41,10 +41,12 @@ impl Application {
     /// bootstraps the system tenant, and binds `config.listen`.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.validate().map_err(|e| anyhow::anyhow!(e))?;
-        std::fs::create_dir_all(&config.data_dir)
+        // Owner-only when latchkey creates it; the files in it are 0600 (docs/DEPLOYMENT.md).
+        keyfile::create_private_dir(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-        let pepper = keyfile::load_or_create(&config.pepper_path(), "pepper")?;
-        let master = keyfile::load_or_create(&config.master_key_path(), "master key")?;
+        let data_dir = &config.data_dir;
+        let pepper = keyfile::load_or_create(&config.pepper_path(), "pepper", data_dir)?;
+        let master = keyfile::load_or_create(&config.master_key_path(), "master key", data_dir)?;
         let algorithm = Algorithm::parse(&config.signing_algorithm).ok_or_else(|| {
             anyhow::anyhow!(
                 "signing_algorithm must be EdDSA, ES256 or RS256, not {}",
@@ -108,10 +110,11 @@ impl Application {
             settings,
             keyring: KeyRing::new(MasterKey::new(&master)?, algorithm),
             tokens: TokenCache::new(Duration::from_millis(config.token_cache_ttl_ms), 100_000),
-            throttle: Throttle::new(
-                config.client_failures_per_minute,
-                config.ip_failures_per_minute,
-            ),
+            throttle: Throttle::new(throttle::Limits {
+                client_per_address: config.client_failures_per_minute,
+                client_all_addresses: config.client_failures_all_addresses_per_minute,
+                ip: config.ip_failures_per_minute,
+            }),
             heartbeat: Duration::from_secs(config.revocation_heartbeat_seconds.max(1)),
         });
         let waker = state.clone();

@@ -7,6 +7,7 @@ use latchkey_core::audit::AuditMacKey;
 use latchkey_core::store::{StoreError, StoreResult};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, Executor};
 use std::str::FromStr;
 use std::time::Duration;
@@ -78,6 +79,7 @@ pub async fn connect(
         AnyConnectOptions::from_str(url).map_err(|e| StoreError::Internal(e.to_string()))?;
     match backend {
         Backend::Sqlite => {
+            create_sqlite_file(url)?;
             // synchronous = FULL: an acknowledged write (a revocation above all) survives
             // power loss, at ~130 µs a commit; the hot paths batch their writes.
             // SQLite has one writer at a time; a single writing connection turns lock
@@ -114,6 +116,68 @@ pub async fn connect(
             Ok(SqlStore::new(pool.clone(), pool, audit_key))
         }
     }
+}
+
+/// Creates the SQLite database file of `url` readable and writable by its owner only
+/// (0600, whatever the umask), before SQLite would create it 0644. SQLite gives the
+/// `-wal` and `-shm` files it creates beside it the database file's mode, so they are
+/// owner-only too (docs/DEPLOYMENT.md, "File permissions"). An existing file is left as
+/// it is, with a warning when others may read it; an in-memory database, or a URL that
+/// does not ask for creation (`mode=rwc`), is left to SQLite.
+fn create_sqlite_file(url: &str) -> StoreResult<()> {
+    let (database, query) = url.split_once('?').unwrap_or((url, ""));
+    let mode = query
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("mode="))
+        .next_back();
+    let in_memory = database
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        == ":memory:";
+    if mode != Some("rwc") || in_memory {
+        return Ok(());
+    }
+    let options = SqliteConnectOptions::from_str(url).map_err(from_sqlx)?;
+    let path = options.get_filename();
+    create_private_file(path).map_err(|error| {
+        StoreError::Internal(format!(
+            "creating the database file {}: {error}",
+            path.display()
+        ))
+    })
+}
+
+#[cfg(unix)]
+fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
+    use std::fs::{OpenOptions, Permissions};
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        // The mode given to open() is cut by the umask; this one is not.
+        Ok(file) => file.set_permissions(Permissions::from_mode(0o600)),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{mode:03o}"),
+                    "the database file is open to group or others; `chmod 600` it and its \
+                     -wal and -shm files"
+                );
+            }
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+#[cfg(not(unix))]
+fn create_private_file(_path: &std::path::Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 fn sqlite_pool(size: u32, options: &StoreOptions) -> AnyPoolOptions {

@@ -1,5 +1,11 @@
 //! Usage aggregates from gateways ("how" a token is used), batched: one transaction per
 //! batch, never one write per request.
+//!
+//! Counts saturate at `i64::MAX` rather than overflow: the server bounds each count it
+//! accepts, but a row already at an absurd value (written by hand, or by a server that
+//! added without a bound) must not turn every later merge or read into an error.
+//! PostgreSQL raises on `bigint` overflow and SQLite turns the sum into a float, which no
+//! longer reads as an integer.
 
 use crate::error::{TxResult, from_sqlx};
 use crate::sql::SqlStore;
@@ -32,7 +38,8 @@ impl SqlStore {
                 "INSERT INTO usage_minutes (token_id, minute, route, method, status_class, \
                  client_ip, count) VALUES ($1, $2, $3, $4, $5, $6, $7) \
                  ON CONFLICT (token_id, minute, route, method, status_class, client_ip) \
-                 DO UPDATE SET count = usage_minutes.count + excluded.count",
+                 DO UPDATE SET count = CASE WHEN usage_minutes.count > $8 - excluded.count \
+                 THEN $8 ELSE usage_minutes.count + excluded.count END",
             )
             .bind(id.clone())
             .bind(record.minute.millis())
@@ -40,7 +47,9 @@ impl SqlStore {
             .bind(record.method.clone())
             .bind(record.status_class.clone())
             .bind(record.client_ip.clone())
-            .bind(record.count)
+            // Never negative, so `$8 - excluded.count` cannot overflow either.
+            .bind(record.count.max(0))
+            .bind(i64::MAX)
             .execute(&mut *tx)
             .await?;
             sqlx::query(
@@ -85,7 +94,10 @@ impl SqlStore {
         until: Timestamp,
     ) -> StoreResult<Vec<UsageRecord>> {
         let rows = sqlx::query(
-            "SELECT minute, route, method, status_class, client_ip, count FROM usage_minutes \
+            // The cast reads a float that SQLite made of an overflowing sum as the
+            // saturated integer (a no-op on PostgreSQL, whose column is a bigint).
+            "SELECT minute, route, method, status_class, client_ip, \
+             CAST(count AS BIGINT) AS count FROM usage_minutes \
              WHERE token_id = $1 AND minute >= $2 AND minute < $3 ORDER BY minute LIMIT $4",
         )
         .bind(token.to_string())

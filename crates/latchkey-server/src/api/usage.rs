@@ -1,5 +1,12 @@
 //! `POST /v1/usage`: the per-minute usage batches gateways send (the "how" of a token).
 //! One transaction per batch; never one write per request.
+//!
+//! Every number a client sends is bounded before anything is stored (docs/API.md,
+//! "Limits of a usage batch"): a count is 1 to [`MAX_COUNT`], `window_start` lies within
+//! the retention window and at most [`CLOCK_SKEW_SECONDS`] ahead, each `last_used_at` in
+//! the minute of `window_start`, strings and the batch are bounded. A batch with one bad
+//! entry is refused whole. Reading sums saturate, so a row that is absurd anyway
+//! (written by an older server, or by hand) reads as large, never as a 500.
 
 use crate::auth::{Caller, ServiceCaller};
 use crate::extract::ApiJson;
@@ -15,7 +22,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::IpAddr;
 
+/// Most entries in one batch.
 const MAX_ENTRIES: usize = 10_000;
+/// Most requests one entry may count: a billion in a minute is far beyond any gateway.
+const MAX_COUNT: i64 = 1_000_000_000;
+/// How far ahead of the server's clock a gateway's may run.
+const CLOCK_SKEW_SECONDS: i64 = 300;
+const MINUTE_MS: i64 = 60_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,7 +49,8 @@ pub struct Entry {
     last_used_at: Timestamp,
 }
 
-fn check(index: usize, entry: &Entry) -> ApiResult<()> {
+/// Checks one entry of the batch whose minute starts at `minute`.
+fn check(index: usize, entry: &Entry, minute: Timestamp) -> ApiResult<()> {
     let field = |name: &str| format!("entries[{index}].{name}");
     if entry.route.is_empty()
         || entry.route.len() > 256
@@ -62,10 +76,41 @@ fn check(index: usize, entry: &Entry) -> ApiResult<()> {
             "must be one of 1xx … 5xx",
         ));
     }
-    if entry.count < 1 {
-        return Err(ApiError::field(field("count"), "must be at least 1"));
+    if !(1..=MAX_COUNT).contains(&entry.count) {
+        return Err(ApiError::value(
+            field("count"),
+            format!("must be 1 to {MAX_COUNT}"),
+        ));
+    }
+    let offset = entry.last_used_at.millis().saturating_sub(minute.millis());
+    if !(0..MINUTE_MS).contains(&offset) {
+        return Err(ApiError::value(
+            field("last_used_at"),
+            "must fall in the minute of `window_start`",
+        ));
     }
     Ok(())
+}
+
+/// The start of the minute of `window_start`, when that minute is one usage may still
+/// be recorded for: not yet deleted as too old, not ahead of the server's clock by more
+/// than the allowed skew.
+fn window_minute(state: &AppState, window_start: Timestamp) -> ApiResult<Timestamp> {
+    let now = state.now();
+    let oldest = now.plus_seconds(-state.settings().usage_retention_days.saturating_mul(86_400));
+    let newest = now.plus_seconds(CLOCK_SKEW_SECONDS);
+    if window_start < oldest || window_start > newest {
+        return Err(ApiError::value(
+            "window_start",
+            format!(
+                "must lie within the last {} days and at most {CLOCK_SKEW_SECONDS} s ahead",
+                state.settings().usage_retention_days
+            ),
+        ));
+    }
+    Ok(Timestamp::from_millis(
+        window_start.millis().div_euclid(MINUTE_MS) * MINUTE_MS,
+    ))
 }
 
 pub async fn ingest(
@@ -74,15 +119,15 @@ pub async fn ingest(
     ApiJson(batch): ApiJson<Batch>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     if batch.entries.len() > MAX_ENTRIES {
-        return Err(ApiError::field(
+        return Err(ApiError::value(
             "entries",
             format!("must hold at most {MAX_ENTRIES} entries"),
         ));
     }
+    let minute = window_minute(&state, batch.window_start)?;
     for (index, entry) in batch.entries.iter().enumerate() {
-        check(index, entry)?;
+        check(index, entry, minute)?;
     }
-    let minute = Timestamp::from_millis(batch.window_start.millis().div_euclid(60_000) * 60_000);
     let records: Vec<UsageRecord> = batch
         .entries
         .into_iter()
@@ -179,23 +224,27 @@ pub async fn token_usage(
         std::collections::BTreeMap::new();
     let mut total = 0i64;
     for record in &records {
+        // Ingestion keeps counts positive; a stored negative one is damage, read as none.
+        let count = record.count.max(0);
         let (key, bucket) = match group_by {
             GroupBy::Route => (record.route.clone(), record.minute),
             GroupBy::Ip => (record.client_ip.clone(), record.minute),
             GroupBy::Status => (record.status_class.clone(), record.minute),
             GroupBy::Method => (record.method.clone(), record.minute),
-            GroupBy::Day => (
-                day_of(record.minute).to_rfc3339()[..10].to_owned(),
-                day_of(record.minute),
-            ),
+            GroupBy::Day => {
+                let day = day_of(record.minute);
+                let text = day.to_rfc3339();
+                (text.get(..10).unwrap_or(&text).to_owned(), day)
+            }
         };
-        *groups.entry(key).or_default().entry(bucket).or_default() += record.count;
-        total += record.count;
+        let sum = groups.entry(key).or_default().entry(bucket).or_default();
+        *sum = sum.saturating_add(count);
+        total = total.saturating_add(count);
     }
     let groups: Vec<Value> = groups
         .into_iter()
         .map(|(key, series)| {
-            let group_total: i64 = series.values().sum();
+            let group_total = series.values().fold(0i64, |sum, n| sum.saturating_add(*n));
             let series: Vec<Value> = series
                 .into_iter()
                 .map(|(at, count)| json!({ "at": at, "count": count }))

@@ -144,7 +144,9 @@ fn dummy_secret() -> &'static StoredSecret {
     })
 }
 
-/// Authenticates the client of an OAuth request and returns its token.
+/// Authenticates the client of an OAuth request and returns its token. Failures are
+/// throttled as [`super::throttle`] describes: against the address always, against the
+/// client id only when the attempt was a guess at its secret.
 pub async fn authenticate(
     state: &AppState,
     parts: &Parts,
@@ -152,14 +154,19 @@ pub async fn authenticate(
 ) -> OAuthResult<Arc<CachedToken>> {
     let ip = client_addr(parts, state);
     let presented = presented(&parts.headers, form)?;
-    if let Some(wait) = state.throttle().blocked(&presented.client_id, ip) {
+    let client = TokenId::parse(&presented.client_id).ok();
+    if let Some(wait) = state.throttle().blocked(client, ip) {
         record_failure(state, parts, &presented.client_id, None, "throttled").await;
         return Err(OAuthError::throttled(wait));
     }
     match check(state, &presented, ip).await? {
-        Ok(token) => Ok(token),
+        Ok(token) => {
+            state.throttle().succeeded(token.record.token.id, ip);
+            Ok(token)
+        }
         Err((reason, tenant)) => {
-            state.throttle().failed(&presented.client_id, ip);
+            let guessed = client.filter(|_| is_client_secret(state, &presented.secret));
+            state.throttle().failed(guessed, ip);
             record_failure(
                 state,
                 parts,
@@ -171,6 +178,15 @@ pub async fn authenticate(
             Err(OAuthError::invalid_client())
         }
     }
+}
+
+/// Whether `secret` passes the format and checksum check of a client secret: only then
+/// can it be a guess at one, and only then does its failure count against the client.
+fn is_client_secret(state: &AppState, secret: &str) -> bool {
+    state
+        .codec()
+        .parse(secret)
+        .is_ok_and(|parsed| parsed.kind == SecretType::ClientSecret)
 }
 
 /// Audits a failed authentication. The actor is the presented client id only when it is

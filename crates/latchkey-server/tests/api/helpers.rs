@@ -29,7 +29,7 @@ impl Write for LogWriter {
     }
 }
 
-fn capture_logs() {
+pub fn capture_logs() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         let _ = tracing_subscriber::fmt()

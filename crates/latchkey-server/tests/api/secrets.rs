@@ -3,7 +3,7 @@
 //! covers client secrets, api keys, the root key, refresh tokens and JWTs.
 
 use crate::both_backends;
-use crate::helpers::{TestApp, captured_logs};
+use crate::helpers::{TestApp, basic, captured_logs};
 use serde_json::json;
 use sqlx::Row;
 
@@ -69,14 +69,37 @@ async fn no_secret_reaches_the_store_the_logs_or_a_get_response(app: TestApp) {
         .await;
     bearer.push(long["jwt"].as_str().unwrap().to_owned());
     ids.push(long["token"]["id"].as_str().unwrap().to_owned());
-    secrets.push(secret);
+    secrets.push(secret.clone());
 
-    // Use the api keys once so authentication paths log too.
+    // Use every credential once so the authentication paths log too: the api keys on
+    // the management API, the bearer JWTs there and at introspection, and the refresh
+    // token in a refresh (whose rotated successor joins the list).
     for secret in secrets.iter().filter(|s| s.starts_with("lk_ak_")) {
         let _ = app
             .call(reqwest::Method::GET, "/v1/tenants/acme", Some(secret), None)
             .await;
     }
+    for token in &bearer {
+        let _ = app
+            .call(reqwest::Method::GET, "/v1/tenants/acme", Some(token), None)
+            .await;
+        assert_eq!(app.introspect(token).await["active"], true);
+    }
+    let refreshed = app
+        .form(
+            "/oauth/token",
+            Some(&basic(&id, &secret)),
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &bearer[1]),
+            ],
+        )
+        .await;
+    refreshed.assert_status(200);
+    for field in ["access_token", "refresh_token"] {
+        bearer.push(refreshed.body[field].as_str().unwrap().to_owned());
+    }
+    assert_eq!(bearer.len(), 5);
 
     let mut seen = String::new();
     for path in [
@@ -88,6 +111,7 @@ async fn no_secret_reaches_the_store_the_logs_or_a_get_response(app: TestApp) {
         "/v1/tenants/latchkey/tokens".to_owned(),
         "/v1/permissions".to_owned(),
         "/v1/roles".to_owned(),
+        "/v1/audit".to_owned(),
     ]
     .into_iter()
     .chain(ids.iter().map(|id| format!("/v1/tokens/{id}")))
@@ -100,16 +124,38 @@ async fn no_secret_reaches_the_store_the_logs_or_a_get_response(app: TestApp) {
     let stored = stored_text(&app).await;
     let logs = captured_logs();
     assert!(!logs.is_empty());
-    for secret in &secrets {
-        for needle in needles(secret) {
-            assert!(!seen.contains(&needle), "a GET response shows a secret");
-            assert!(
-                !stored.contains(&needle),
-                "the store holds a secret in readable form"
-            );
-            assert!(!logs.contains(&needle), "the logs show a secret");
-        }
+    let all_needles: Vec<(String, &str)> = secrets
+        .iter()
+        .flat_map(|secret| needles(secret))
+        .map(|needle| (needle, "a secret"))
+        .chain(
+            bearer
+                .iter()
+                .flat_map(|token| bearer_needles(token))
+                .map(|needle| (needle, "a bearer token")),
+        )
+        .collect();
+    assert_eq!(all_needles.len(), 2 * secrets.len() + 2 * bearer.len());
+    for (needle, what) in &all_needles {
+        assert!(!seen.contains(needle), "a GET response shows {what}");
+        assert!(
+            !stored.contains(needle),
+            "the store holds {what} in readable form"
+        );
+        assert!(!logs.contains(needle), "the logs show {what}");
     }
+}
+
+/// The parts of a bearer token that must never be seen again: the whole token, and
+/// what makes it usable: a refresh token's random part, a JWT's signature (its header
+/// and claims are not secret).
+fn bearer_needles(token: &str) -> Vec<String> {
+    if token.starts_with("lk_rt_") {
+        return needles(token);
+    }
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(signature.len() >= 43, "a JWT: {token}");
+    vec![token.to_owned(), signature.to_owned()]
 }
 
 /// Everything the database holds, as text: the raw files for SQLite (WAL and shared
