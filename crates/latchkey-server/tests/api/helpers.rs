@@ -609,19 +609,24 @@ async fn read(response: reqwest::Response) -> Reply {
     }
 }
 
-/// Drops databases that earlier runs of this binary left behind.
+/// Drops databases that earlier runs of this binary left behind: those whose process
+/// (the pid in the name) is gone. Another test process running now keeps its own.
 async fn drop_stale_databases(admin: &AnyPool) {
     static DONE: OnceLock<()> = OnceLock::new();
     if DONE.set(()).is_err() {
         return;
     }
-    let own = format!("lk_test_{}_", std::process::id());
     let names: Vec<String> =
         sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE 'lk_test_%'")
             .fetch_all(admin)
             .await
             .unwrap_or_default();
-    for name in names.into_iter().filter(|n| !n.starts_with(&own)) {
+    let alive = |name: &str| {
+        name.strip_prefix("lk_test_")
+            .and_then(|rest| rest.split('_').next())
+            .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+    };
+    for name in names.into_iter().filter(|n| !alive(n)) {
         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .execute(admin)
             .await;
