@@ -11,6 +11,7 @@ mod feed;
 mod introspection;
 mod keys;
 mod layer;
+mod narrowing;
 mod property;
 mod replica;
 mod support;
