@@ -16,6 +16,7 @@
 //! # upstream_timeout_seconds = 30    # no response head within this → 504; per route too
 //! # drain_timeout_seconds = 10       # on shutdown, how long in-flight requests may finish
 //! # audience = "https://api.example.com"  # the `aud` tokens must carry; default: `server`
+//! # trusted_proxies = ["10.0.1.0/24"]     # proxies whose X-Forwarded-For names the client
 //!
 //! [[route]]
 //! prefix = "/reports"
@@ -27,6 +28,7 @@
 //! ```
 
 use crate::route::RouteTable;
+use latchkey_core::cidr::IpNet;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -69,6 +71,13 @@ pub struct GatewayConfig {
     /// On shutdown, how long requests in flight may take to finish.
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout_seconds: u64,
+    /// Proxies in front of the gateway (addresses or CIDR networks). From one of them
+    /// the client is the right-most `X-Forwarded-For` address that is not a trusted
+    /// proxy; from any other peer the header is ignored and the peer is the client.
+    /// That address is what IP allowlists, usage records and the `X-Forwarded-For` sent
+    /// upstream see. Empty by default: the TCP peer is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpNet>,
     /// The routes (`[[route]]` tables), matched by longest prefix.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
@@ -126,6 +135,7 @@ impl fmt::Debug for GatewayConfig {
             .field("max_staleness_seconds", &self.max_staleness_seconds)
             .field("upstream_timeout_seconds", &self.upstream_timeout_seconds)
             .field("drain_timeout_seconds", &self.drain_timeout_seconds)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("routes", &self.routes)
             .finish()
     }
@@ -360,6 +370,25 @@ scopes = { GET = ["reports:read"], POST = ["reports:write"] }   # "*" = any meth
     fn the_debug_form_hides_the_credential() {
         let config = GatewayConfig::from_toml(ISSUE_EXAMPLE).unwrap();
         assert!(!format!("{config:?}").contains("lk_ak_"));
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks_and_default_to_none() {
+        let config = GatewayConfig::from_toml(ISSUE_EXAMPLE).unwrap();
+        assert!(config.trusted_proxies.is_empty());
+        let text = format!("trusted_proxies = [\"10.0.1.0/24\", \"192.0.2.7\"]\n{ISSUE_EXAMPLE}");
+        let config = GatewayConfig::from_toml(&text).unwrap();
+        let shown: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["10.0.1.0/24", "192.0.2.7/32"]);
+        for bad in ["[\"nope\"]", "[\"10.0.1.1/24\"]", "\"10.0.0.0/8\""] {
+            let text = format!("trusted_proxies = {bad}\n{ISSUE_EXAMPLE}");
+            let error = GatewayConfig::from_toml(&text).unwrap_err().to_string();
+            assert!(error.contains("trusted_proxies"), "{bad}: {error}");
+        }
     }
 
     #[test]

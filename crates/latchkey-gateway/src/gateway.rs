@@ -62,7 +62,8 @@ impl GatewayDeps {
 
 impl GatewayConfig {
     /// Verifier options for this configuration: its credential (for introspecting api
-    /// keys and long-lived JWTs), its audience, and `revocation` as the deny list —
+    /// keys and long-lived JWTs), its audience, its `trusted_proxies`, and `revocation`
+    /// as the deny list —
     /// normally a `RevocationReplica` following `server`'s feed with
     /// [`max_staleness`](Self::max_staleness).
     pub fn verifier_options(
@@ -73,6 +74,7 @@ impl GatewayConfig {
             credential: Some(Credential::new(self.credential()?)),
             audience: self.audience.clone(),
             revocation,
+            trusted_proxies: self.trusted_proxies.clone(),
             ..VerifierOptions::default()
         })
     }
@@ -296,6 +298,10 @@ fn needs_restart(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str> 
     }
     if old.drain_timeout_seconds != new.drain_timeout_seconds {
         changed.push("drain_timeout_seconds");
+    }
+    // Held by the verifier, which is built once.
+    if old.trusted_proxies != new.trusted_proxies {
+        changed.push("trusted_proxies");
     }
     changed
 }

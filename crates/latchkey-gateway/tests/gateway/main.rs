@@ -8,6 +8,7 @@ mod auth;
 mod config;
 mod edge;
 mod forward;
+mod narrow;
 mod reload;
 mod support;
 mod usage;
