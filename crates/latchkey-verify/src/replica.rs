@@ -1,5 +1,6 @@
-//! [`RevocationReplica`]: a local copy of the issuer's revocation feed (ARCHITECTURE.md
-//! §6), the deny list a [`Verifier`](crate::Verifier) consults on every request.
+//! [`RevocationReplica`]: a local copy of the issuer's revocation feed (docs/API.md,
+//! "The revocation feed"), the deny list a [`Verifier`](crate::Verifier) consults on
+//! every request.
 //!
 //! Policy:
 //! - **Complete and in order.** The replica pages `GET /v1/revocations` from seq 0 to the
