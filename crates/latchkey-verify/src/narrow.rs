@@ -174,3 +174,160 @@ impl TokenView for View<'_> {
         &self.principal.ip_allowlist
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::principal::TokenKind;
+    use crate::revocation::Revocation;
+    use latchkey_core::jwt::TokenOwnerType;
+    use latchkey_core::permission::parse_scope;
+    use latchkey_core::usable::Standing;
+    use latchkey_core::{PermissionSet, TokenId};
+    use proptest::prelude::*;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+    /// A deny list whose tenant tokens' roles hold `roles` and whose epoch is scripted,
+    /// counting how often it is asked for the standing.
+    struct State {
+        roles: Mutex<PermissionSet>,
+        epoch: AtomicU64,
+        asked: AtomicUsize,
+    }
+
+    impl State {
+        fn new(roles: &str) -> Self {
+            Self {
+                roles: Mutex::new(parse_scope(roles).unwrap()),
+                epoch: AtomicU64::new(0),
+                asked: AtomicUsize::new(0),
+            }
+        }
+
+        fn change(&self, roles: &str) {
+            *self.roles.lock().unwrap() = parse_scope(roles).unwrap();
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl RevocationCheck for State {
+        fn check(&self, _: &TokenId, _: Option<&str>) -> Revocation {
+            Revocation::NotRevoked
+        }
+
+        fn standing(&self, _: &TenantId, _: Option<&UserId>, _: &[RoleName]) -> Option<Standing> {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            Some(Standing::Tenant {
+                role_permissions: self.roles.lock().unwrap().clone(),
+            })
+        }
+
+        fn state_epoch(&self) -> u64 {
+            self.epoch.load(Ordering::SeqCst)
+        }
+    }
+
+    fn principal(scope: &str, allowlist: &[&str]) -> Principal {
+        Principal {
+            token_id: TokenId::from_u128(1),
+            tenant: TenantId::parse("acme").unwrap(),
+            user: None,
+            owner: TokenOwnerType::Tenant,
+            kind: TokenKind::ClientCredentials,
+            scopes: parse_scope(scope).unwrap(),
+            jti: Some("j".to_owned()),
+            expires_at: None,
+            ip_allowlist: allowlist.iter().map(|n| IpNet::parse(n).unwrap()).collect(),
+        }
+    }
+
+    fn basis(roles: &[&str], permissions: &[&str]) -> Option<GrantBasis> {
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        let permissions: Vec<String> = permissions.iter().map(|p| (*p).to_owned()).collect();
+        GrantBasis::parse(Some(&roles), Some(&permissions))
+    }
+
+    fn narrowed(n: &Narrowable, state: &State) -> Arc<Principal> {
+        match n.narrow(state).unwrap() {
+            Narrowed::Now(principal) => principal,
+            Narrowed::Unknown => panic!("state was known"),
+        }
+    }
+
+    #[test]
+    fn the_narrowed_caller_is_recomputed_only_when_the_state_epoch_moves() {
+        let state = State::new("a:r a:w");
+        let n = Narrowable::new(principal("a:r a:w", &[]), basis(&["editor"], &[]));
+        let first = narrowed(&n, &state);
+        assert!(Arc::ptr_eq(&first, &n.issued), "nothing to cut: no copy");
+        let again = narrowed(&n, &state);
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(state.asked.load(Ordering::SeqCst), 1);
+
+        state.change("a:r");
+        let cut = narrowed(&n, &state);
+        assert_eq!(cut.scopes, parse_scope("a:r").unwrap());
+        assert!(Arc::ptr_eq(&cut, &narrowed(&n, &state)), "remembered");
+        assert_eq!(state.asked.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_token_without_rol_and_prm_is_not_narrowed_here() {
+        let state = State::new("");
+        let n = Narrowable::new(principal("a:r", &[]), None);
+        assert!(matches!(n.narrow(&state), Ok(Narrowed::Unknown)));
+        assert_eq!(state.asked.load(Ordering::SeqCst), 0);
+        assert_eq!(basis(&["Not A Role!"], &[]), None);
+        assert_eq!(GrantBasis::parse(None, Some(&[])), None);
+    }
+
+    #[test]
+    fn an_allowlist_needs_a_known_address_inside_it() {
+        let now = Timestamp::from_millis(0);
+        let p = principal("a:r", &["203.0.113.0/24"]);
+        assert_eq!(allowed(&p, None, now), Err(Refusal::AddressUnknown));
+        let outside = "198.51.100.1".parse().ok();
+        assert_eq!(allowed(&p, outside, now), Err(Refusal::AddressNotAllowed));
+        assert_eq!(allowed(&p, "203.0.113.4".parse().ok(), now), Ok(()));
+        assert_eq!(allowed(&p, "::ffff:203.0.113.4".parse().ok(), now), Ok(()));
+        assert_eq!(allowed(&principal("a:r", &[]), None, now), Ok(()));
+    }
+
+    fn scope_of(bits: u8) -> String {
+        let names = ["a:r", "a:w", "b:r", "b:w", "c:r", "c:w"];
+        names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| bits & (1 << i) != 0)
+            .map(|(_, n)| *n)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    proptest! {
+        #[test]
+        fn narrowing_never_grants_beyond_the_scope_nor_the_grant(
+            scope in 0u8..64, own in 0u8..64, roles in 0u8..64, later in 0u8..64,
+        ) {
+            let state = State::new(&scope_of(roles));
+            let own_names = scope_of(own);
+            let own_list: Vec<&str> = own_names.split_whitespace().collect();
+            let n = Narrowable::new(principal(&scope_of(scope), &[]), basis(&["r"], &own_list));
+            for _ in 0..2 {
+                let got = narrowed(&n, &state);
+                let grant: PermissionSet = parse_scope(&own_names)
+                    .unwrap()
+                    .union(&state.roles.lock().unwrap())
+                    .cloned()
+                    .collect();
+                prop_assert!(got.scopes.is_subset(&n.issued.scopes));
+                prop_assert!(got.scopes.is_subset(&grant));
+                prop_assert_eq!(
+                    got.scopes.len(),
+                    n.issued.scopes.intersection(&grant).count()
+                );
+                state.change(&scope_of(later));
+            }
+        }
+    }
+}
