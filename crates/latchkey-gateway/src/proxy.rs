@@ -29,7 +29,7 @@ use std::sync::Arc;
 pub(crate) struct RequestContext {
     /// The client's address: the TCP peer, or when the peer is one of the
     /// `trusted_proxies` the right-most address of `X-Forwarded-For` that is not
-    /// (README.md, "Gateway"). IP allowlists, usage records and the `X-Forwarded-For`
+    /// (README.md, "Narrowing and IP allowlists"). IP allowlists, usage records and the `X-Forwarded-For`
     /// sent upstream all use it.
     pub(crate) client: IpAddr,
     pub(crate) method: Method,

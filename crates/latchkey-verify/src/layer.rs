@@ -12,7 +12,7 @@
 //! TCP peer, with `X-Forwarded-For` believed only from
 //! [`VerifierOptions::trusted_proxies`](crate::VerifierOptions::trusted_proxies); else
 //! unknown, and then a credential with an IP allowlist is refused (README.md,
-//! "latchkey-verify").
+//! "Narrowing and IP allowlists").
 
 use crate::error::VerifyError;
 use crate::principal::{Principal, Scopes};

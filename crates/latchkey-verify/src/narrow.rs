@@ -1,6 +1,6 @@
 //! Narrowing a verified caller to what its token grants now, and its IP allowlist.
 //!
-//! Policy (README.md, "latchkey-verify": narrowing and allowlists): a credential never
+//! Policy (README.md, "Narrowing and IP allowlists"): a credential never
 //! grants more than its roles and its user hold now. A JWT's `scope` (or an api key's
 //! introspected scope) is what it was issued with; its `rol`/`prm` say what that grant is
 //! computed from, and the deny list's state entries say what those roles and that user

@@ -26,7 +26,7 @@
 //!   `member` entries (a member's roles now; none once the membership ended) are kept as
 //!   two maps, latest entry wins, and answer [`RevocationCheck::standing`]; each applied
 //!   batch that holds one moves the state epoch and drops the verifiers' cached
-//!   introspection answers (README.md, "latchkey-verify").
+//!   introspection answers (README.md, "Narrowing and IP allowlists").
 //! - **Never skip what it does not understand.** An entry of a kind this version does
 //!   not know may carry state that narrows grants, and ignoring it could leave a token
 //!   more than it holds. The replica stops at it and stays stale — failing closed even

@@ -6,7 +6,7 @@
 //! token's `exp`, and is re-verified if the issuer has since withdrawn a key. A miss
 //! runs the full validation of [`crate::jwt`]. Long-lived JWTs and api keys are then
 //! admitted by the deny list when there is one, and by introspection when there is not
-//! (README.md, "latchkey-verify"). Every credential is then narrowed to what its token
+//! (docs/API.md, "Verifiers: narrowing and allowlists"). Every credential is then narrowed to what its token
 //! grants now ([`crate::narrow`]) — on hits too — and its IP allowlist judged against the
 //! client address the caller gave. A JWT that cannot be narrowed here (no state in the
 //! deny list, or no `rol`/`prm` in the token) is taken as issued when it is a short-lived
