@@ -9,7 +9,9 @@
 //! with a 503. The scope check is not done here: callers run it on every request, so
 //! a cached answer is never a way past it. The server narrows an answer's scope to what
 //! the token grants at that moment, so every cached answer is dropped whenever the
-//! deny list reports a role or membership change.
+//! deny list reports a role or membership change, and an answer is only served at the
+//! state epoch it was asked at — an introspection that was in flight during a change
+//! cannot bring the old grant back into the cache.
 
 use crate::cache::BoundedCache;
 use crate::error::{InvalidReason, VerifyError};
@@ -70,7 +72,8 @@ pub(crate) struct IntrospectorConfig {
 pub(crate) struct Introspector {
     config: IntrospectorConfig,
     http: Http,
-    cache: BoundedCache<TokenHash, Outcome>,
+    /// Answers with the deny list's state epoch when they were asked for.
+    cache: BoundedCache<TokenHash, (Outcome, u64)>,
     flights: Mutex<HashMap<TokenHash, Flight>>,
 }
 
@@ -85,18 +88,22 @@ impl Introspector {
         }
     }
 
-    /// Whether `token` is active, from the cache or the issuer.
+    /// Whether `token` is active, from the cache (an answer asked for at state `epoch`)
+    /// or the issuer.
     pub(crate) async fn introspect(
         &self,
         token: &str,
         presented: Presented,
         now: Timestamp,
+        epoch: u64,
     ) -> Result<Outcome, VerifyError> {
         let Some(credential) = &self.config.credential else {
             return Err(InvalidReason::IntrospectionNotConfigured.into());
         };
         let hash = hash(token);
-        if let Some(hit) = self.cache.get(&hash, now.millis()) {
+        if let Some((hit, asked_at)) = self.cache.get(&hash, now.millis())
+            && asked_at == epoch
+        {
             return Ok(hit);
         }
         let flight = self
@@ -113,7 +120,7 @@ impl Introspector {
                 if let Ok(outcome) = &result {
                     self.cache.insert(
                         hash,
-                        outcome.clone(),
+                        (outcome.clone(), epoch),
                         self.deadline(outcome, now),
                         1,
                         now.millis(),
@@ -132,7 +139,7 @@ impl Introspector {
 
     /// Drops cached answers describing a matching principal.
     pub(crate) fn evict(&self, doomed: &dyn Fn(&Principal) -> bool) {
-        self.cache.remove_where(|outcome| match outcome {
+        self.cache.remove_where(|(outcome, _)| match outcome {
             Outcome::ApiKey(narrowable) => doomed(&narrowable.issued),
             _ => false,
         });

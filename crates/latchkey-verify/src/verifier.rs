@@ -455,7 +455,7 @@ impl Inner {
         }
         match self
             .introspector
-            .introspect(token, Presented::Jwt, now)
+            .introspect(token, Presented::Jwt, now, self.revocation.state_epoch())
             .await?
         {
             Outcome::Jwt(None) | Outcome::ApiKey(_) => Ok(issued.clone()),
@@ -493,7 +493,12 @@ impl Inner {
         };
         let narrowable = match self
             .introspector
-            .introspect(token, Presented::ApiKey(id), now)
+            .introspect(
+                token,
+                Presented::ApiKey(id),
+                now,
+                self.revocation.state_epoch(),
+            )
             .await?
         {
             Outcome::ApiKey(narrowable) => narrowable,

@@ -539,3 +539,29 @@ async fn a_deny_list_without_state_sends_long_lived_jwts_to_introspection() {
     assert_eq!(principal.scopes, parse_scope("reports:read").unwrap());
     assert_eq!(f.issuer.introspections(), 1);
 }
+
+#[tokio::test]
+async fn an_introspection_answer_is_only_served_at_the_state_it_was_asked_at() {
+    let deny = DenyList::new(Revocation::NotRevoked);
+    deny.script(|_| {});
+    let f = Fixture::with(|o| o.revocation = deny.clone()).await;
+    let (key, id) = api_key();
+    f.issuer.activate(&key, id, "reports:read reports:write");
+    let scopes = |p: Arc<latchkey_verify::Principal>| p.scopes.clone();
+    let both = parse_scope("reports:read reports:write").unwrap();
+    assert_eq!(scopes(f.verifier.verify(&key).await.unwrap()), both);
+    assert_eq!(scopes(f.verifier.verify(&key).await.unwrap()), both);
+    assert_eq!(f.issuer.introspections(), 1, "cached while nothing changed");
+
+    // A role changes (this deny list evicts nothing itself); the server now answers
+    // with the narrower grant.
+    f.issuer.activate(&key, id, "reports:read");
+    deny.script(|s| {
+        s.roles.insert("viewer".into(), vec!["reports:read".into()]);
+    });
+    assert_eq!(
+        scopes(f.verifier.verify(&key).await.unwrap()),
+        parse_scope("reports:read").unwrap()
+    );
+    assert_eq!(f.issuer.introspections(), 2);
+}
