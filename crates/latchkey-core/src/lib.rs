@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod cidr;
 pub mod encoding;
+pub mod forwarded;
 pub mod ids;
 pub mod jwt;
 pub mod permission;

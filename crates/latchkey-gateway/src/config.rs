@@ -19,6 +19,7 @@
 //! # body_read_timeout_seconds = 30   # a request body silent this long → 408, closed
 //! # max_connections = 10000          # open client connections; beyond, new ones wait
 //! # audience = "https://api.example.com"  # the `aud` tokens must carry; default: `server`
+//! # trusted_proxies = ["10.0.1.0/24"]     # proxies whose X-Forwarded-For names the client
 //!
 //! [[route]]
 //! prefix = "/reports"
@@ -31,6 +32,7 @@
 
 use crate::listener::Limits;
 use crate::route::RouteTable;
+use latchkey_core::cidr::IpNet;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -84,6 +86,13 @@ pub struct GatewayConfig {
     /// Open client connections at most; beyond, new clients wait until one closes.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// Proxies in front of the gateway (addresses or CIDR networks). From one of them
+    /// the client is the right-most `X-Forwarded-For` address that is not a trusted
+    /// proxy; from any other peer the header is ignored and the peer is the client.
+    /// That address is what IP allowlists, usage records and the `X-Forwarded-For` sent
+    /// upstream see. Empty by default: the TCP peer is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpNet>,
     /// The routes (`[[route]]` tables), matched by longest prefix.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
@@ -167,6 +176,7 @@ impl fmt::Debug for GatewayConfig {
             )
             .field("body_read_timeout_seconds", &self.body_read_timeout_seconds)
             .field("max_connections", &self.max_connections)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("routes", &self.routes)
             .finish()
     }
@@ -497,6 +507,25 @@ scopes = { GET = ["reports:read"], POST = ["reports:write"] }   # "*" = any meth
             );
             let error = GatewayConfig::from_toml(&text).unwrap_err().to_string();
             assert!(error.contains(key), "{setting}: {error}");
+        }
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks_and_default_to_none() {
+        let config = GatewayConfig::from_toml(ISSUE_EXAMPLE).unwrap();
+        assert!(config.trusted_proxies.is_empty());
+        let text = format!("trusted_proxies = [\"10.0.1.0/24\", \"192.0.2.7\"]\n{ISSUE_EXAMPLE}");
+        let config = GatewayConfig::from_toml(&text).unwrap();
+        let shown: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["10.0.1.0/24", "192.0.2.7/32"]);
+        for bad in ["[\"nope\"]", "[\"10.0.1.1/24\"]", "\"10.0.0.0/8\""] {
+            let text = format!("trusted_proxies = {bad}\n{ISSUE_EXAMPLE}");
+            let error = GatewayConfig::from_toml(&text).unwrap_err().to_string();
+            assert!(error.contains("trusted_proxies"), "{bad}: {error}");
         }
     }
 

@@ -68,7 +68,8 @@ impl GatewayDeps {
 
 impl GatewayConfig {
     /// Verifier options for this configuration: its credential (for introspecting api
-    /// keys and long-lived JWTs), its audience, and `revocation` as the deny list —
+    /// keys and long-lived JWTs), its audience, its `trusted_proxies`, and `revocation`
+    /// as the deny list —
     /// normally a `RevocationReplica` following `server`'s feed with
     /// [`max_staleness`](Self::max_staleness).
     pub fn verifier_options(
@@ -79,6 +80,7 @@ impl GatewayConfig {
             credential: Some(Credential::new(self.credential()?)),
             audience: self.audience.clone(),
             revocation,
+            trusted_proxies: self.trusted_proxies.clone(),
             ..VerifierOptions::default()
         })
     }
@@ -338,6 +340,10 @@ fn needs_restart(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str> 
     }
     if old.max_connections != new.max_connections {
         changed.push("max_connections");
+    }
+    // Held by the verifier, which is built once.
+    if old.trusted_proxies != new.trusted_proxies {
+        changed.push("trusted_proxies");
     }
     changed
 }

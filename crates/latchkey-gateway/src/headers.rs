@@ -20,9 +20,9 @@
 //!   ways. `Expect` is dropped too: the gateway already answered `100-continue` to the
 //!   client when it started reading the body. Upgrades (WebSocket) are therefore not
 //!   proxied.
-//! - **`X-Forwarded-For`** gets the client's address appended (the TCP peer); earlier
-//!   values are kept for the upstream to judge, but the gateway itself never trusts
-//!   them (usage and logs use the peer address).
+//! - **`X-Forwarded-For`** gets the client's address appended: the TCP peer, or the
+//!   address a trusted proxy named (`trusted_proxies`); earlier values are kept for the
+//!   upstream to judge, and the gateway believes them only from trusted proxies.
 //! - **`Authorization` is kept** unless the route says `strip_authorization`: upstreams
 //!   that re-verify with the tower layer, or relay the token, keep working. `Host` is
 //!   kept as the client sent it.

@@ -18,14 +18,19 @@ use hyper::body::{Body, Bytes};
 use hyper::http::uri::Scheme;
 use hyper::{HeaderMap, Method, Request, Response, Uri, Version};
 use latchkey_core::Timestamp;
-use latchkey_verify::{Clock, InvalidReason, Principal, SystemClock, Verifier, VerifyError};
+use latchkey_core::cidr::IpNet;
+use latchkey_core::forwarded;
+use latchkey_verify::{Clock, Principal, SystemClock, Verifier, VerifyError};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// What the phases learn about a request.
 #[derive(Debug)]
 pub(crate) struct RequestContext {
-    /// The client's address (the TCP peer).
+    /// The client's address: the TCP peer, or when the peer is one of the
+    /// `trusted_proxies` the right-most address of `X-Forwarded-For` that is not
+    /// (README.md, "Narrowing and IP allowlists"). IP allowlists, usage records and the `X-Forwarded-For`
+    /// sent upstream all use it.
     pub(crate) client: IpAddr,
     pub(crate) method: Method,
     pub(crate) received_at: Timestamp,
@@ -36,9 +41,18 @@ pub(crate) struct RequestContext {
 }
 
 impl RequestContext {
-    pub(crate) fn new(peer: SocketAddr, method: Method) -> Self {
+    pub(crate) fn new(
+        peer: SocketAddr,
+        method: Method,
+        headers: &HeaderMap,
+        trusted_proxies: &[IpNet],
+    ) -> Self {
+        let forwarded_for = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|value| value.to_str().ok());
         Self {
-            client: peer.ip().to_canonical(),
+            client: forwarded::client_address(peer.ip(), forwarded_for, trusted_proxies),
             method,
             received_at: SystemClock.now(),
             route: None,
@@ -63,26 +77,29 @@ pub(crate) fn route(
     Ok((route, path))
 }
 
-/// Authenticate: the verified caller of a protected route; `None` on a public route,
-/// whose requests are not looked at.
+/// Authenticate: the verified caller of a protected route, with the scopes its token
+/// grants now, usable from `client` (its IP allowlist, if any, holds the address);
+/// `None` on a public route, whose requests are not looked at. A credential whose
+/// allowlist does not hold `client` is refused as an invalid token (401).
 pub(crate) async fn authenticate(
     verifier: &Verifier,
     route: &Route,
     headers: &HeaderMap,
+    client: IpAddr,
 ) -> Result<Option<Arc<Principal>>, ProxyError> {
     match route.access {
         Access::Public => Ok(None),
         Access::Token(_) => verifier
-            .authenticate(headers)
+            .authenticate_from(headers, Some(client))
             .await
             .map(Some)
             .map_err(ProxyError::Verify),
     }
 }
 
-/// Authorize: the caller meets the scopes the route needs for `method`. The token's IP
-/// allowlist is enforced by the server when the token is exchanged or introspected; a
-/// [`Principal`] carries no allowlist, so nothing more is checked here.
+/// Authorize: the caller meets the scopes the route needs for `method`. The scopes are
+/// already narrowed to what the token grants now, and its allowlist was judged when it
+/// was authenticated.
 pub(crate) fn authorize(
     route: &Route,
     method: &Method,
@@ -196,7 +213,12 @@ where
     B::Error: Into<BoxError>,
 {
     let table = shared.routes();
-    let mut context = RequestContext::new(peer, request.method().clone());
+    let mut context = RequestContext::new(
+        peer,
+        request.method().clone(),
+        request.headers(),
+        shared.verifier.trusted_proxies(),
+    );
     let result = phases(shared, &table, &mut context, request).await;
     let (response, refused) = match result {
         Ok(response) => (response, None),
@@ -227,14 +249,8 @@ where
 {
     let (route, path) = route(table, request.uri())?;
     context.route = Some(route.clone());
-    context.principal = authenticate(&shared.verifier, &route, request.headers()).await?;
-    if let Some(principal) = context.principal.as_deref()
-        && !principal.allowed_from(context.client)
-    {
-        return Err(ProxyError::Verify(VerifyError::InvalidToken(
-            InvalidReason::AddressNotAllowed,
-        )));
-    }
+    context.principal =
+        authenticate(&shared.verifier, &route, request.headers(), context.client).await?;
     authorize(&route, request.method(), context.principal.as_deref())?;
     forward(&shared.upstream, context, &route, &path, request).await
 }

@@ -6,8 +6,9 @@
 //!   its (minute, token id, route prefix, method, status class, client IP) entry and
 //!   moves the entry's `last_used_at`. Requests with no verified token (public routes,
 //!   401s, 404s) have nobody to attribute them to and are only counted in
-//!   [`GatewayStats`](crate::GatewayStats). The client IP is the TCP peer, never a
-//!   forwarded header.
+//!   [`GatewayStats`](crate::GatewayStats). The client IP is the TCP peer, or the
+//!   address a trusted proxy named in `X-Forwarded-For` (`trusted_proxies`), never an
+//!   address an untrusted peer forwarded.
 //! - **Sent every second** to `POST {server}/v1/usage` with the gateway's credential,
 //!   one POST per minute window, oldest first, at most
 //!   [`UsageOptions::max_batch_entries`] entries each:

@@ -246,27 +246,15 @@ pub fn user_agent(value: &HeaderValue) -> Option<String> {
 /// not a plain IPv4 or IPv6 address ends the walk at the last address accepted (or the
 /// peer): nothing to the left of it was written by a proxy we trust.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpNet]) -> IpAddr {
-    let trusted = |ip: IpAddr| trusted_proxies.iter().any(|net| net.contains(ip));
-    if !trusted(peer) {
-        return peer;
-    }
-    let entries: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        // A value that is not text is garbage as a whole; "" stands for it.
-        .flat_map(|value| value.to_str().unwrap_or("").split(','))
-        .collect();
-    let mut client = peer;
-    for entry in entries.into_iter().rev() {
-        let Ok(ip) = entry.trim().parse::<IpAddr>() else {
-            break;
-        };
-        client = ip;
-        if !trusted(ip) {
-            break;
-        }
-    }
-    client
+    // The same walk as the gateway's and latchkey-verify's.
+    latchkey_core::forwarded::client_address(
+        peer,
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|value| value.to_str().ok()),
+        trusted_proxies,
+    )
 }
 
 /// Query parameters of list endpoints.

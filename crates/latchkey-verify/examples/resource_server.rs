@@ -9,7 +9,8 @@
 //! `GET /whoami` answers the verified principal as JSON. `LATCHKEY_AUDIENCE` defaults to
 //! the issuer URL, which is the server's default audience; `LATCHKEY_CREDENTIAL` (a
 //! `latchkey` tenant api key holding `latchkey:introspect`) is needed only to accept api
-//! keys and long-lived JWTs.
+//! keys and long-lived JWTs. It serves with the TCP peer's address (`ConnectInfo`), so
+//! tokens with an IP allowlist are judged against it.
 
 use anyhow::Context;
 use axum::routing::{get, post};
@@ -76,6 +77,10 @@ async fn main() -> anyhow::Result<()> {
         audience = verifier.audience(),
         "resource server listening"
     );
-    axum::serve(listener, app).await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await?;
     Ok(())
 }

@@ -20,6 +20,13 @@ pub enum InvalidReason {
     /// The token may only be used from other addresses (its IP allowlist).
     #[error("the token is not allowed from this address")]
     AddressNotAllowed,
+    /// The token has an IP allowlist and the verifier was not told the client's
+    /// address, so the allowlist cannot be enforced.
+    #[error("the token has an IP allowlist and the client address is unknown")]
+    AddressUnknown,
+    /// A personal token whose user is no longer a member of its tenant.
+    #[error("the token's user has left its tenant")]
+    UserLeft,
     /// Longer than the configured maximum; refused before any decoding.
     #[error("token exceeds the size limit")]
     TooLarge,

@@ -7,19 +7,24 @@
 //! share a single introspection (single-flight). A failure to get an answer (network,
 //! status, a malformed body, our credential refused) is not cached and fails closed
 //! with a 503. The scope check is not done here: callers run it on every request, so
-//! a cached answer is never a way past it.
+//! a cached answer is never a way past it. The server narrows an answer's scope to what
+//! the token grants at that moment, so every cached answer is dropped whenever the
+//! deny list reports a role or membership change, and an answer is only served at the
+//! state epoch it was asked at — an introspection that was in flight during a change
+//! cannot bring the old grant back into the cache.
 
 use crate::cache::BoundedCache;
 use crate::error::{InvalidReason, VerifyError};
 use crate::http::Http;
 use crate::json::parse_object;
 use crate::jwt::numeric_date;
+use crate::narrow::{GrantBasis, Narrowable};
 use crate::options::Credential;
 use crate::principal::{Principal, TokenKind};
 use aws_lc_rs::digest::{SHA256, digest};
 use latchkey_core::jwt::TokenOwnerType;
 use latchkey_core::permission::parse_scope;
-use latchkey_core::{TenantId, Timestamp, TokenId, UserId};
+use latchkey_core::{PermissionSet, TenantId, Timestamp, TokenId, UserId};
 use reqwest::StatusCode;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -43,8 +48,11 @@ pub(crate) enum Presented {
 /// An introspection answer.
 #[derive(Debug, Clone)]
 pub(crate) enum Outcome {
-    /// Active; for api keys, the caller the answer describes.
-    Active(Option<Arc<Principal>>),
+    /// An active api key: the caller the answer describes, with its `rol`/`prm` when the
+    /// answer carried them.
+    ApiKey(Arc<Narrowable>),
+    /// An active JWT, with the scope the server says it grants now, when it said.
+    Jwt(Option<Arc<PermissionSet>>),
     /// Not active: unknown, expired or revoked.
     Inactive,
 }
@@ -64,7 +72,8 @@ pub(crate) struct IntrospectorConfig {
 pub(crate) struct Introspector {
     config: IntrospectorConfig,
     http: Http,
-    cache: BoundedCache<TokenHash, Outcome>,
+    /// Answers with the deny list's state epoch when they were asked for.
+    cache: BoundedCache<TokenHash, (Outcome, u64)>,
     flights: Mutex<HashMap<TokenHash, Flight>>,
 }
 
@@ -79,18 +88,22 @@ impl Introspector {
         }
     }
 
-    /// Whether `token` is active, from the cache or the issuer.
+    /// Whether `token` is active, from the cache (an answer asked for at state `epoch`)
+    /// or the issuer.
     pub(crate) async fn introspect(
         &self,
         token: &str,
         presented: Presented,
         now: Timestamp,
+        epoch: u64,
     ) -> Result<Outcome, VerifyError> {
         let Some(credential) = &self.config.credential else {
             return Err(InvalidReason::IntrospectionNotConfigured.into());
         };
         let hash = hash(token);
-        if let Some(hit) = self.cache.get(&hash, now.millis()) {
+        if let Some((hit, asked_at)) = self.cache.get(&hash, now.millis())
+            && asked_at == epoch
+        {
             return Ok(hit);
         }
         let flight = self
@@ -107,7 +120,7 @@ impl Introspector {
                 if let Ok(outcome) = &result {
                     self.cache.insert(
                         hash,
-                        outcome.clone(),
+                        (outcome.clone(), epoch),
                         self.deadline(outcome, now),
                         1,
                         now.millis(),
@@ -126,10 +139,15 @@ impl Introspector {
 
     /// Drops cached answers describing a matching principal.
     pub(crate) fn evict(&self, doomed: &dyn Fn(&Principal) -> bool) {
-        self.cache.remove_where(|outcome| match outcome {
-            Outcome::Active(Some(principal)) => doomed(principal),
+        self.cache.remove_where(|(outcome, _)| match outcome {
+            Outcome::ApiKey(narrowable) => doomed(&narrowable.issued),
             _ => false,
         });
+    }
+
+    /// Drops every cached answer.
+    pub(crate) fn forget_all(&self) {
+        self.cache.remove_where(|_| true);
     }
 
     /// Drops the cached answer for `token`.
@@ -141,9 +159,13 @@ impl Introspector {
         let now = now.millis();
         match outcome {
             Outcome::Inactive => now.saturating_add(self.config.negative_ttl_ms),
-            Outcome::Active(principal) => {
+            Outcome::ApiKey(_) | Outcome::Jwt(_) => {
                 let ttl = now.saturating_add(self.config.positive_ttl_ms);
-                match principal.as_ref().and_then(|p| p.expires_at) {
+                let expires_at = match outcome {
+                    Outcome::ApiKey(narrowable) => narrowable.issued.expires_at,
+                    _ => None,
+                };
+                match expires_at {
                     Some(exp) => ttl.min(exp.saturating_mul(1000)),
                     None => ttl,
                 }
@@ -188,13 +210,23 @@ impl Introspector {
             return Ok(Outcome::Inactive);
         }
         match presented {
-            Presented::Jwt => Ok(Outcome::Active(None)),
+            Presented::Jwt => {
+                let scope = match answer.get("scope") {
+                    None => None,
+                    Some(Value::String(scope)) => {
+                        Some(Arc::new(parse_scope(scope).map_err(|_| malformed())?))
+                    }
+                    Some(_) => return Err(malformed()),
+                };
+                Ok(Outcome::Jwt(scope))
+            }
             Presented::ApiKey(id) => {
                 let principal = principal(&answer, exp).ok_or_else(malformed)?;
                 if principal.token_id != id {
                     return Err(unavailable("introspection answered for another token"));
                 }
-                Ok(Outcome::Active(Some(Arc::new(principal))))
+                let basis = grant_basis(&answer)?;
+                Ok(Outcome::ApiKey(Arc::new(Narrowable::new(principal, basis))))
             }
         }
     }
@@ -213,6 +245,29 @@ fn unavailable(why: &str) -> VerifyError {
 
 fn malformed() -> VerifyError {
     unavailable("introspection answer is malformed")
+}
+
+/// The answer's `rol` and `prm`, when it carries both; an answer without them is not
+/// narrowed here (the server narrowed it when it answered).
+fn grant_basis(answer: &Map<String, Value>) -> Result<Option<GrantBasis>, VerifyError> {
+    let strings = |name: &str| -> Result<Option<Vec<String>>, VerifyError> {
+        match answer.get(name) {
+            None => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .map(Some)
+                .ok_or_else(malformed),
+            Some(_) => Err(malformed()),
+        }
+    };
+    match (strings("rol")?, strings("prm")?) {
+        (Some(roles), Some(permissions)) => GrantBasis::parse(Some(&roles), Some(&permissions))
+            .map(Some)
+            .ok_or_else(malformed),
+        _ => Ok(None),
+    }
 }
 
 /// The api key's caller, from an active answer.

@@ -14,7 +14,9 @@
 
 use crate::error::InvalidReason;
 use crate::json::{JsonError, parse_object};
+use crate::narrow::GrantBasis;
 use crate::principal::{Principal, TokenKind};
+use latchkey_core::cidr::IpNet;
 use latchkey_core::jwt::{
     ACCESS_TOKEN_TYPE, Algorithm, Claims, Header, TokenOwnerType, b64url_decode,
 };
@@ -122,6 +124,9 @@ const STRING_CLAIMS: [&str; 9] = [
     "knd",
 ];
 
+/// Claims that must be arrays of strings when present.
+const LIST_CLAIMS: [&str; 3] = ["rol", "prm", "ipa"];
+
 /// Claims that must be JSON numbers when present (RFC 7519 NumericDate).
 const TIME_CLAIMS: [&str; 3] = ["exp", "nbf", "iat"];
 
@@ -139,10 +144,12 @@ const REQUIRED_CLAIMS: [&str; 10] = [
     "tkt",
 ];
 
-/// A verified token's caller, and whether it is a long-lived JWT.
+/// A verified token's caller, what its grant is computed from (`None` on a JWT from an
+/// issuer that does not write `rol`/`prm`), and whether it is a long-lived JWT.
 #[derive(Debug, Clone)]
 pub(crate) struct CheckedClaims {
     pub(crate) principal: Principal,
+    pub(crate) basis: Option<GrantBasis>,
     pub(crate) long_lived: bool,
 }
 
@@ -186,8 +193,19 @@ pub(crate) fn check_claims(
     } else {
         TokenKind::ClientCredentials
     };
+    let basis = match (&claims.rol, &claims.prm) {
+        (None, None) => None,
+        (Some(roles), Some(permissions)) => Some(
+            GrantBasis::parse(Some(roles), Some(permissions))
+                .ok_or(InvalidReason::InvalidClaim("rol"))?,
+        ),
+        // latchkey writes both or neither; one alone is not a token it issued.
+        (None, Some(_)) => return Err(InvalidReason::MissingClaim("rol")),
+        (Some(_), None) => return Err(InvalidReason::MissingClaim("prm")),
+    };
     Ok(CheckedClaims {
         principal: principal(claims, kind)?,
+        basis,
         long_lived,
     })
 }
@@ -212,6 +230,12 @@ fn check_types(map: &Map<String, Value>) -> Result<(), InvalidReason> {
     }
     for name in TIME_CLAIMS {
         if map.get(name).is_some_and(|v| !v.is_number()) {
+            return Err(InvalidReason::ClaimType(name));
+        }
+    }
+    for name in LIST_CLAIMS {
+        let strings = |v: &Value| v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
+        if map.get(name).is_some_and(|v| !strings(v)) {
             return Err(InvalidReason::ClaimType(name));
         }
     }
@@ -275,6 +299,12 @@ fn principal(claims: Claims, kind: TokenKind) -> Result<Principal, InvalidReason
     if claims.jti.is_empty() {
         return Err(InvalidReason::InvalidClaim("jti"));
     }
+    let ip_allowlist = claims
+        .ipa
+        .iter()
+        .map(|net| IpNet::parse(net))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| InvalidReason::InvalidClaim("ipa"))?;
     Ok(Principal {
         token_id,
         tenant,
@@ -284,7 +314,7 @@ fn principal(claims: Claims, kind: TokenKind) -> Result<Principal, InvalidReason
         scopes,
         jti: Some(claims.jti),
         expires_at: claims.exp,
-        ip_allowlist: Vec::new(),
+        ip_allowlist,
     })
 }
 

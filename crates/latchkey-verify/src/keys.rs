@@ -5,7 +5,7 @@
 //! at a time; everyone waiting re-checks the new set) and rate-limited (at most one per
 //! `jwks_min_refetch_interval`), so a flood of tokens with made-up kids costs the issuer
 //! at most one request per interval. The issuer publishes the next key ahead of use
-//! (ARCHITECTURE.md §4), so honest tokens almost never need this path. A failed fetch
+//! (docs/API.md, "Keys"), so honest tokens almost never need this path. A failed fetch
 //! keeps the previous keys; a successful one replaces them entirely, so a key the
 //! issuer withdraws stops verifying at once. When a refresh withdraws a key the
 //! `epoch` moves on, which tells the verified-token cache that its entries must be

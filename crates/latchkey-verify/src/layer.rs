@@ -2,18 +2,26 @@
 //! verified [`Principal`].
 //!
 //! Policy: the service takes the bearer token from the `Authorization` header only
-//! (RFC 6750 §2.1; query and form tokens leak into logs), verifies it, checks the
-//! route's [`Scopes`], and either answers the RFC 6750 error itself or passes the
-//! request on with the principal in its extensions. Shaped like tower-http's
-//! `AsyncRequireAuthorizationLayer`.
+//! (RFC 6750 §2.1; query and form tokens leak into logs), verifies it for the client's
+//! address, checks the route's [`Scopes`], and either answers the RFC 6750 error itself
+//! or passes the request on with the principal in its extensions. Shaped like
+//! tower-http's `AsyncRequireAuthorizationLayer`.
+//!
+//! The client's address is, in this order: a [`ClientAddress`] extension the app
+//! inserted (it knows its own network best); else axum's `ConnectInfo<SocketAddr>`, the
+//! TCP peer, with `X-Forwarded-For` believed only from
+//! [`VerifierOptions::trusted_proxies`](crate::VerifierOptions::trusted_proxies); else
+//! unknown, and then a credential with an IP allowlist is refused (README.md,
+//! "Narrowing and IP allowlists").
 
 use crate::error::VerifyError;
 use crate::principal::{Principal, Scopes};
 use crate::verifier::Verifier;
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Request, Response, StatusCode, header};
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -42,6 +50,30 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, VerifyError> {
         return Err(VerifyError::InvalidRequest);
     }
     Ok(token)
+}
+
+/// The client's address as the app knows it, for IP allowlists: insert it as a request
+/// extension before the [`VerifyLayer`] runs when the app sits behind its own proxies
+/// and has already worked out who the client is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub IpAddr);
+
+/// The client address of a request: see the module docs.
+fn client_address<B>(request: &Request<B>, verifier: &Verifier) -> Option<IpAddr> {
+    if let Some(ClientAddress(ip)) = request.extensions().get::<ClientAddress>() {
+        return Some(ip.to_canonical());
+    }
+    let ConnectInfo(peer) = request.extensions().get::<ConnectInfo<SocketAddr>>()?;
+    let forwarded = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|value| value.to_str().ok());
+    Some(latchkey_core::forwarded::client_address(
+        peer.ip(),
+        forwarded,
+        verifier.trusted_proxies(),
+    ))
 }
 
 /// A tower layer requiring a valid bearer token that meets a scope requirement. Made
@@ -101,7 +133,8 @@ where
         let verifier = self.verifier.clone();
         let scopes = self.scopes.clone();
         Box::pin(async move {
-            let verified = match verifier.authenticate(request.headers()).await {
+            let client = client_address(&request, &verifier);
+            let verified = match verifier.authenticate_from(request.headers(), client).await {
                 Ok(principal) => scopes.check(&principal).map(|()| principal),
                 Err(error) => Err(error),
             };

@@ -12,7 +12,19 @@
 //! own credential, behind a cache keyed by the key's SHA-256. A [`RevocationCheck`]
 //! runs on every request, cache hits included; [`RevocationReplica`] is the one to use:
 //! a local copy of the issuer's revocation feed, kept current over Server-Sent Events,
-//! that fails closed (503) when it has not heard from the feed for too long.
+//! that fails closed (503) when it has not heard from the feed for too long, or when the
+//! feed sends an entry kind it does not know.
+//!
+//! A credential never grants more than its roles and its user hold now. The replica also
+//! keeps every role's permissions and every member's roles from the feed, and on every
+//! request — cache hits included — the caller's scopes are the token's `scope` cut down
+//! to what its `rol`/`prm` give now; a personal token whose user left its tenant is
+//! refused. Without a replica, short-lived access tokens are taken as issued and
+//! long-lived JWTs, api keys and JWTs without `rol`/`prm` are introspected. A credential
+//! with an IP allowlist is usable only from an address the list holds:
+//! [`Verifier::verify`] knows no address and refuses it, [`Verifier::verify_from`] takes
+//! one, and the tower layer reads a [`ClientAddress`] extension or axum's `ConnectInfo`
+//! with [`VerifierOptions::trusted_proxies`] (README.md, "Narrowing and IP allowlists").
 //!
 //! Protecting an axum route with a scope takes three lines:
 //!
@@ -73,6 +85,7 @@ mod jwk;
 mod jwt;
 mod keys;
 mod layer;
+mod narrow;
 mod options;
 mod principal;
 mod replica;
@@ -80,9 +93,9 @@ mod revocation;
 mod verifier;
 
 pub use error::{DiscoveryError, InvalidReason, VerifyError};
-pub use layer::{VerifyLayer, VerifyService, bearer_token};
+pub use layer::{ClientAddress, VerifyLayer, VerifyService, bearer_token};
 pub use options::{Clock, Credential, SystemClock, VerifierOptions};
 pub use principal::{Principal, Scopes, TokenKind};
-pub use replica::{ReplicaMetrics, ReplicaOptions, RevocationReplica};
+pub use replica::{ReplicaMetrics, ReplicaOptions, RevocationReplica, StaleReason};
 pub use revocation::{Evictor, NoRevocationList, Revocation, RevocationCheck};
 pub use verifier::Verifier;

@@ -103,6 +103,10 @@ pub struct VerifierOptions {
     pub revocation: Arc<dyn RevocationCheck>,
     /// The clock; [`SystemClock`] by default.
     pub clock: Arc<dyn Clock>,
+    /// Proxies (addresses or networks) whose `X-Forwarded-For` the tower layer believes
+    /// when it takes the client's address from axum's `ConnectInfo`; from any other
+    /// peer the header is ignored. Empty by default: the TCP peer is the client.
+    pub trusted_proxies: Vec<latchkey_core::cidr::IpNet>,
 }
 
 impl Default for VerifierOptions {
@@ -123,6 +127,7 @@ impl Default for VerifierOptions {
             http_timeout: Duration::from_secs(5),
             revocation: Arc::new(NoRevocationList),
             clock: Arc::new(SystemClock),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -152,6 +157,7 @@ impl fmt::Debug for VerifierOptions {
                 &self.introspection_negative_ttl,
             )
             .field("http_timeout", &self.http_timeout)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
 }

@@ -12,7 +12,7 @@ use latchkey_core::{PermissionSet, TenantId, TokenId, UserId};
 use serde::Serialize;
 use std::sync::Arc;
 
-/// How the token was presented (ARCHITECTURE.md §1, "kind").
+/// How the token was presented (docs/API.md, "Tokens").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenKind {
@@ -37,15 +37,17 @@ pub struct Principal {
     pub owner: TokenOwnerType,
     /// How the token was presented.
     pub kind: TokenKind,
-    /// The effective permissions.
+    /// The effective permissions: what the credential was issued with, narrowed to
+    /// what its token grants now when the verifier knows that (README.md, "Narrowing
+    /// and IP allowlists").
     pub scopes: PermissionSet,
     /// The JWT's `jti`; `None` for api keys.
     pub jti: Option<String>,
     /// Expiry in seconds since the epoch, when the token has one.
     pub expires_at: Option<i64>,
-    /// Client networks the token may be used from, when the issuer said (introspected
-    /// credentials); empty means no restriction known here. Access JWTs were checked
-    /// against it when they were issued.
+    /// Client networks the token may be used from: a JWT's `ipa` claim, or an api
+    /// key's introspected `ip_allowlist`; empty means anywhere. The verifier has
+    /// already judged it against the client address it was given.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ip_allowlist: Vec<latchkey_core::cidr::IpNet>,
 }

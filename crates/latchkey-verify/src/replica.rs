@@ -1,5 +1,6 @@
-//! [`RevocationReplica`]: a local copy of the issuer's revocation feed (ARCHITECTURE.md
-//! §6), the deny list a [`Verifier`](crate::Verifier) consults on every request.
+//! [`RevocationReplica`]: a local copy of the issuer's revocation feed (docs/API.md,
+//! "The revocation feed"), the deny list a [`Verifier`](crate::Verifier) consults on
+//! every request.
 //!
 //! Policy:
 //! - **Complete and in order.** The replica pages `GET /v1/revocations` from seq 0 to the
@@ -21,11 +22,21 @@
 //! - **Evict at once.** Each applied entry is reported to the attached verifiers'
 //!   [`Evictor`]s, so cached results for it are dropped before [`RevocationReplica::applied`]
 //!   announces its seq. Correctness does not depend on it: the check runs on every hit.
+//! - **Grants as they stand now.** `role` entries (a role's permissions now) and
+//!   `member` entries (a member's roles now; none once the membership ended) are kept as
+//!   two maps, latest entry wins, and answer [`RevocationCheck::standing`]; each applied
+//!   batch that holds one moves the state epoch and drops the verifiers' cached
+//!   introspection answers (README.md, "Narrowing and IP allowlists").
+//! - **Never skip what it does not understand.** An entry of a kind this version does
+//!   not know may carry state that narrows grants, and ignoring it could leave a token
+//!   more than it holds. The replica stops at it and stays stale — failing closed even
+//!   with `fail_open` — until it is restarted with a version that knows the kind; the
+//!   reason is logged and shown by [`ReplicaMetrics::stale_reason`].
 //! - **Small and O(1).** Only what a verifier can meet is kept: token ids (`token`
-//!   entries) and `jti`s. `family` entries name refresh-token families, which a resource
-//!   server never sees (the server also appends a `jti` entry for each live access token
-//!   of a revoked family), so they only advance the seq; so do kinds this version does not
-//!   know. Entries are dropped once [`ReplicaOptions::expiry_grace`] has passed after
+//!   entries), `jti`s, roles and members. `family` entries name refresh-token families,
+//!   which a resource server never sees (the server also appends a `jti` entry for each
+//!   live access token of a revoked family), so they only advance the seq. Entries are
+//!   dropped once [`ReplicaOptions::expiry_grace`] has passed after
 //!   their `expires_at`; the grace must cover the verifier's leeway on `exp`, or a revoked
 //!   JWT that has just expired would be accepted again within the leeway. See
 //!   `replica/table.rs` for the layout: about 50 MiB for a million entries.
@@ -39,10 +50,12 @@ use crate::http::Http;
 use crate::options::{Clock, Credential, SystemClock, millis};
 use crate::revocation::{Evictor, Revocation, RevocationCheck};
 use follow::{Entry, Follower, Kind};
-use latchkey_core::{Timestamp, TokenId};
+use latchkey_core::usable::Standing;
+use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 use table::{JTI, NEVER, TOKEN, Table};
 use tokio::sync::watch;
@@ -146,6 +159,30 @@ impl ReplicaOptions {
     }
 }
 
+/// Why a replica answers [`Revocation::Stale`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StaleReason {
+    /// Its first snapshot has not loaded yet.
+    NotLoaded,
+    /// It has heard nothing from the feed for longer than `max_staleness`.
+    Silent,
+    /// The feed sent an entry of a kind this version does not know; only a restart with
+    /// a version that knows it ends this.
+    UnknownEntryKind,
+}
+
+impl StaleReason {
+    /// A stable name, for metrics labels and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotLoaded => "not_loaded",
+            Self::Silent => "silent",
+            Self::UnknownEntryKind => "unknown_entry_kind",
+        }
+    }
+}
+
 /// A snapshot of a replica's state and counters, for `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -161,6 +198,12 @@ pub struct ReplicaMetrics {
     /// Whether lookups currently answer [`Revocation::Stale`] (or would, but for
     /// `fail_open`).
     pub stale: bool,
+    /// Why it is stale, when it is.
+    pub stale_reason: Option<StaleReason>,
+    /// Roles and memberships held, from `role` and `member` entries.
+    pub state_entries: usize,
+    /// Moves each time a role or membership changes.
+    pub state_epoch: u64,
     /// Since the feed was last heard from; `None` before the first snapshot.
     pub since_heard: Option<Duration>,
     /// Entries applied since start.
@@ -311,6 +354,9 @@ impl RevocationReplica {
             last_seq: shared.last_seq(),
             head_seq: self.head_seq(),
             stale,
+            stale_reason: shared.stale_reason(),
+            state_entries: shared.state_len(),
+            state_epoch: shared.state_epoch.load(Ordering::Acquire),
             since_heard: shared
                 .synced()
                 .then(|| Duration::from_millis(shared.silent_ms())),
@@ -327,7 +373,8 @@ impl RevocationCheck for RevocationReplica {
     fn check(&self, token_id: &TokenId, jti: Option<&str>) -> Revocation {
         let shared = &self.shared;
         if shared.is_stale() {
-            if !shared.fail_open || !shared.synced() {
+            // An entry not understood is not an old list but a wrong one: no fail_open.
+            if !shared.fail_open || !shared.synced() || shared.incompatible() {
                 return Revocation::Stale;
             }
             shared.warn_failing_open();
@@ -337,6 +384,99 @@ impl RevocationCheck for RevocationReplica {
             Revocation::Revoked
         } else {
             Revocation::NotRevoked
+        }
+    }
+
+    fn standing(
+        &self,
+        tenant: &TenantId,
+        user: Option<&UserId>,
+        roles: &[RoleName],
+    ) -> Option<Standing> {
+        let state = self
+            .shared
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        Some(state.standing(tenant, user, roles))
+    }
+
+    fn state_epoch(&self) -> u64 {
+        self.shared.state_epoch.load(Ordering::Acquire)
+    }
+}
+
+/// What every grant is computed from, as the feed last said.
+#[derive(Default)]
+struct GrantState {
+    /// A role's permissions now, by role name.
+    roles: HashMap<RoleName, PermissionSet>,
+    /// A member's roles now, by tenant and user; absent once the membership ended.
+    members: HashMap<(TenantId, UserId), Vec<RoleName>>,
+}
+
+impl GrantState {
+    fn permissions_of<'a>(&self, roles: impl IntoIterator<Item = &'a RoleName>) -> PermissionSet {
+        roles
+            .into_iter()
+            .filter_map(|role| self.roles.get(role))
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    fn standing(&self, tenant: &TenantId, user: Option<&UserId>, roles: &[RoleName]) -> Standing {
+        match user {
+            None => Standing::Tenant {
+                role_permissions: self.permissions_of(roles),
+            },
+            // The key is cloned only on a miss of the memo in the verifier, once per
+            // state change per credential.
+            Some(user) => match self.members.get(&(tenant.clone(), user.clone())) {
+                Some(held) => Standing::Member {
+                    holds: self.permissions_of(held),
+                },
+                None => Standing::Departed,
+            },
+        }
+    }
+
+    /// Applies a `role` or `member` entry. Names that do not parse are dropped: that
+    /// can only take away from a grant, never add to it.
+    fn apply(&mut self, entry: &Entry) {
+        match entry.kind {
+            Kind::Role => {
+                let Ok(role) = RoleName::parse(&entry.subject) else {
+                    return;
+                };
+                let permissions = entry
+                    .permissions
+                    .iter()
+                    .flatten()
+                    .filter_map(|p| Permission::parse(p).ok())
+                    .collect();
+                self.roles.insert(role, permissions);
+            }
+            Kind::Member => {
+                let (Some(Ok(tenant)), Ok(user)) = (
+                    entry.tenant_id.as_deref().map(TenantId::parse),
+                    UserId::parse(&entry.subject),
+                ) else {
+                    return;
+                };
+                let roles: Vec<RoleName> = entry
+                    .roles
+                    .iter()
+                    .flatten()
+                    .filter_map(|r| RoleName::parse(r).ok())
+                    .collect();
+                if roles.is_empty() {
+                    self.members.remove(&(tenant, user));
+                } else {
+                    self.members.insert((tenant, user), roles);
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -353,6 +493,13 @@ struct Counters {
 /// What the handles, the follower and the housekeeping share.
 struct Shared {
     table: Table,
+    state: RwLock<GrantState>,
+    /// Moves whenever `state` changes.
+    state_epoch: AtomicU64,
+    /// The name of the first entry kind met that this version does not know.
+    unknown_kind: Mutex<Option<String>>,
+    /// Set together with `unknown_kind`, read on every lookup.
+    incompatible_flag: AtomicBool,
     /// The origin of the millisecond counts below: a monotonic clock, so staleness is
     /// immune to wall-clock steps.
     started: Instant,
@@ -378,6 +525,10 @@ impl Shared {
     fn new(options: &ReplicaOptions) -> Self {
         Self {
             table: Table::new(),
+            state: RwLock::new(GrantState::default()),
+            state_epoch: AtomicU64::new(0),
+            unknown_kind: Mutex::new(None),
+            incompatible_flag: AtomicBool::new(false),
             started: Instant::now(),
             heard_ms: AtomicU64::new(0),
             synced: AtomicBool::new(false),
@@ -433,8 +584,47 @@ impl Shared {
         self.is_stale();
     }
 
+    fn incompatible(&self) -> bool {
+        self.incompatible_flag.load(Ordering::Acquire)
+    }
+
+    fn stale_reason(&self) -> Option<StaleReason> {
+        if self.incompatible() {
+            Some(StaleReason::UnknownEntryKind)
+        } else if !self.synced() {
+            Some(StaleReason::NotLoaded)
+        } else if self.silent_ms() > self.max_staleness_ms {
+            Some(StaleReason::Silent)
+        } else {
+            None
+        }
+    }
+
+    fn state_len(&self) -> usize {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        state.roles.len() + state.members.len()
+    }
+
+    /// The feed sent an entry of a kind this version does not know: stale for good.
+    fn met_unknown_kind(&self, kind: &str, seq: i64) {
+        let mut unknown = lock(&self.unknown_kind);
+        if unknown.is_some() {
+            return;
+        }
+        *unknown = Some(kind.to_owned());
+        self.incompatible_flag.store(true, Ordering::Release);
+        tracing::error!(
+            kind,
+            seq,
+            "the revocation feed sent an entry of a kind this version does not know; \
+             refusing tokens until restarted with a version that knows it"
+        );
+        self.is_stale();
+    }
+
     fn is_stale(&self) -> bool {
-        let stale = !self.synced() || self.silent_ms() > self.max_staleness_ms;
+        let stale =
+            self.incompatible() || !self.synced() || self.silent_ms() > self.max_staleness_ms;
         if stale != self.stale.load(Ordering::Relaxed) {
             self.changed(stale);
         }
@@ -450,6 +640,13 @@ impl Shared {
             return; // another thread reported it
         }
         let silent_ms = self.silent_ms();
+        if stale && self.incompatible() {
+            self.counters
+                .stale_transitions
+                .fetch_add(1, Ordering::Relaxed);
+            // met_unknown_kind logged the reason.
+            return;
+        }
         if !stale {
             tracing::info!(last_seq = self.last_seq(), "revocation replica is current");
         } else {
@@ -497,18 +694,37 @@ impl Shared {
         let mut token_ids = Vec::new();
         let mut jtis = Vec::new();
         let mut applied = 0;
+        let mut state_changed = false;
         for entry in entries {
+            if self.incompatible() {
+                break;
+            }
             if entry.seq <= last {
                 self.counters.ignored.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            last = entry.seq;
-            applied += 1;
-            let kind = match entry.kind {
+            let kind = match &entry.kind {
                 Kind::Token => TOKEN,
                 Kind::Jti => JTI,
-                Kind::Family | Kind::Other => continue,
+                Kind::Family => {
+                    (last, applied) = (entry.seq, applied + 1);
+                    continue;
+                }
+                Kind::Role | Kind::Member => {
+                    (last, applied) = (entry.seq, applied + 1);
+                    self.state
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .apply(entry);
+                    state_changed = true;
+                    continue;
+                }
+                Kind::Other(name) => {
+                    self.met_unknown_kind(name, entry.seq);
+                    break;
+                }
             };
+            (last, applied) = (entry.seq, applied + 1);
             let expires = entry.expires_at.map_or(NEVER, |at| {
                 unix_seconds(at.millis().saturating_add(self.grace_ms)).min(NEVER - 1)
             });
@@ -525,6 +741,9 @@ impl Shared {
         if applied == 0 {
             return;
         }
+        if state_changed {
+            self.state_epoch.fetch_add(1, Ordering::AcqRel);
+        }
         self.last_seq.store(last, Ordering::Release);
         self.counters.applied.fetch_add(applied, Ordering::Relaxed);
         {
@@ -532,6 +751,9 @@ impl Shared {
             evictors.retain(Evictor::is_alive);
             for evictor in evictors.iter() {
                 evictor.revoked(&token_ids, &jtis);
+                if state_changed {
+                    evictor.state_changed();
+                }
             }
         }
         self.applied.send_replace(last);

@@ -1,16 +1,22 @@
 //! The revocation seam: how the verifier asks "is this token revoked?" and how it is
 //! told that one was, so its caches let go.
 //!
-//! Policy (ARCHITECTURE.md §4, §6): the check runs on every accepted request, cache hits
-//! included, so a revocation takes effect as soon as the deny list knows it — the
-//! caches are never a way around it. A deny list that has gone quiet for too long
+//! Policy (docs/API.md, "When a token is usable"): the check runs on every accepted
+//! request, cache hits included, so a revocation takes effect as soon as the deny list
+//! knows it — the caches are never a way around it. The same list answers what a
+//! token's roles and user hold now ([`RevocationCheck::standing`]), and the verifier
+//! narrows every credential's scopes to that on every request. A deny list that has gone quiet for too long
 //! answers [`Revocation::Stale`] and the verifier fails closed. Without a deny list
 //! ([`NoRevocationList`]) short-lived access tokens are accepted on their signature and
 //! expiry alone, while api keys and long-lived JWTs are checked through introspection,
-//! whose cache TTL then bounds how late a revocation is noticed.
+//! whose cache TTL then bounds how late a revocation is noticed. Without state, a JWT's
+//! scope is not narrowed locally: short-lived access tokens keep theirs until they
+//! expire, long-lived JWTs and api keys get the scope the server narrowed at
+//! introspection.
 
 use crate::verifier::Inner;
-use latchkey_core::TokenId;
+use latchkey_core::usable::Standing;
+use latchkey_core::{RoleName, TenantId, TokenId, UserId};
 use std::collections::HashSet;
 use std::sync::Weak;
 
@@ -53,9 +59,31 @@ pub trait RevocationCheck: Send + Sync + 'static {
     /// Looks up a token by its id (the JWT's `client_id`, or the id inside an api key)
     /// and, for JWTs, its `jti`.
     fn check(&self, token_id: &TokenId, jti: Option<&str>) -> Revocation;
+
+    /// What the feed says now of a token's grant: for a personal token (`user` given)
+    /// what that user holds in `tenant`, or [`Standing::Departed`] when the user is no
+    /// longer a member; for a tenant token the current permissions of `roles` together.
+    /// `None` when this list knows no such state, and then the verifier cannot narrow
+    /// locally (see the module docs). Asked only after [`check`](Self::check) answered
+    /// [`Revocation::NotRevoked`], so it need not repeat the staleness check.
+    fn standing(
+        &self,
+        tenant: &TenantId,
+        user: Option<&UserId>,
+        roles: &[RoleName],
+    ) -> Option<Standing> {
+        let _ = (tenant, user, roles);
+        None
+    }
+
+    /// A counter that moves whenever what [`standing`](Self::standing) answers may have
+    /// changed, so the verifier can keep a narrowed caller until it moves.
+    fn state_epoch(&self) -> u64 {
+        0
+    }
 }
 
-/// The default seam: no deny list.
+/// The default seam: no deny list, and no state to narrow grants with.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoRevocationList;
 
@@ -105,6 +133,14 @@ impl Evictor {
                 token_ids.contains(&principal.token_id)
                     || principal.jti.as_deref().is_some_and(|j| jtis.contains(j))
             });
+        }
+    }
+
+    /// A role's permissions or a membership changed: drops every cached introspection
+    /// answer, whose scope the server narrowed with the state of its time.
+    pub(crate) fn state_changed(&self) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.forget_introspections();
         }
     }
 

@@ -6,8 +6,13 @@
 //! token's `exp`, and is re-verified if the issuer has since withdrawn a key. A miss
 //! runs the full validation of [`crate::jwt`]. Long-lived JWTs and api keys are then
 //! admitted by the deny list when there is one, and by introspection when there is not
-//! (ARCHITECTURE.md §4). The cache's memory is bounded by
-//! [`VerifierOptions::verified_cache_bytes`].
+//! (docs/API.md, "Verifiers: narrowing and allowlists"). Every credential is then narrowed to what its token
+//! grants now ([`crate::narrow`]) — on hits too — and its IP allowlist judged against the
+//! client address the caller gave. A JWT that cannot be narrowed here (no state in the
+//! deny list, or no `rol`/`prm` in the token) is taken as issued when it is a short-lived
+//! access token that carries `rol`/`prm` (its scope narrows when it expires), and is
+//! otherwise introspected, so the server's answer decides. The cache's memory is bounded
+//! by [`VerifierOptions::verified_cache_bytes`].
 
 use crate::cache::BoundedCache;
 use crate::error::{DiscoveryError, InvalidReason, VerifyError};
@@ -18,15 +23,19 @@ use crate::jwk::parse_jwks;
 use crate::jwt::{self, Expectations};
 use crate::keys::{KeySource, KeyStore};
 use crate::layer::{VerifyLayer, bearer_token};
+use crate::narrow::{self, Narrowable, Narrowed};
 use crate::options::{Clock, VerifierOptions, millis};
 use crate::principal::{Principal, Scopes};
 use crate::revocation::{Evictor, Revocation, RevocationCheck};
 use axum::http::HeaderMap;
 use latchkey_core::Timestamp;
+use latchkey_core::cidr::IpNet;
 use latchkey_core::jwt::{Algorithm, b64url_decode};
 use latchkey_core::secret::{SecretCodec, SecretPrefix, SecretType};
+use latchkey_core::usable::Refusal;
 use serde_json::Value;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,7 +67,8 @@ impl fmt::Debug for Verifier {
 
 #[derive(Clone)]
 struct CachedJwt {
-    principal: Arc<Principal>,
+    /// The caller as the token says, and its narrowing memo.
+    narrowable: Arc<Narrowable>,
     /// The key store's epoch when the signature was checked.
     epoch: u64,
     long_lived: bool,
@@ -76,6 +86,7 @@ pub(crate) struct Inner {
     revocation: Arc<dyn RevocationCheck>,
     clock: Arc<dyn Clock>,
     codec: SecretCodec,
+    pub(crate) trusted_proxies: Vec<IpNet>,
 }
 
 /// What discovery learnt from the issuer.
@@ -240,23 +251,54 @@ impl Verifier {
                 clock: options.clock,
                 // Only `parse` is used, which needs no pepper: the pepper is the server's.
                 codec: SecretCodec::new(prefix, &[]),
+                trusted_proxies: options.trusted_proxies,
             }),
         })
     }
 
     /// Verifies a bearer credential (an access token, a long-lived JWT or an api key)
-    /// and returns its caller. Scopes are not checked here: see [`Scopes::check`].
+    /// from a client whose address is not known, and returns its caller with the scopes
+    /// its token grants now. A credential with an IP allowlist is refused here: see
+    /// [`verify_from`](Self::verify_from). Scopes are not checked here: see
+    /// [`Scopes::check`].
     pub async fn verify(&self, token: &str) -> Result<Arc<Principal>, VerifyError> {
-        let result = self.inner.verify(token).await;
+        self.verify_from(token, None).await
+    }
+
+    /// Like [`verify`](Self::verify), for a client at `client`: the address the request
+    /// came from as far as it can be trusted (after any trusted proxies), or `None` when
+    /// it is not known, which refuses every credential that has an IP allowlist.
+    pub async fn verify_from(
+        &self,
+        token: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Arc<Principal>, VerifyError> {
+        let result = self.inner.verify(token, client).await;
         if let Err(error) = &result {
             tracing::debug!(%error, "credential refused");
         }
         result
     }
 
-    /// Takes the bearer token from `headers` (RFC 6750 §2.1) and verifies it.
+    /// Takes the bearer token from `headers` (RFC 6750 §2.1) and verifies it, the
+    /// client's address unknown.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, VerifyError> {
         self.verify(bearer_token(headers)?).await
+    }
+
+    /// Takes the bearer token from `headers` and verifies it for a client at `client`.
+    pub async fn authenticate_from(
+        &self,
+        headers: &HeaderMap,
+        client: Option<IpAddr>,
+    ) -> Result<Arc<Principal>, VerifyError> {
+        self.verify_from(bearer_token(headers)?, client).await
+    }
+
+    /// The proxies whose `X-Forwarded-For` the tower layer believes
+    /// ([`VerifierOptions::trusted_proxies`]).
+    pub fn trusted_proxies(&self) -> &[IpNet] {
+        &self.inner.trusted_proxies
     }
 
     /// A tower layer that lets through requests with a valid token.
@@ -300,16 +342,22 @@ struct KeyStoreSeed {
 }
 
 impl Inner {
-    async fn verify(&self, token: &str) -> Result<Arc<Principal>, VerifyError> {
+    async fn verify(
+        &self,
+        token: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Arc<Principal>, VerifyError> {
         if token.len() > self.max_token_bytes {
             return Err(InvalidReason::TooLarge.into());
         }
         let now = self.clock.now();
-        if token.contains('.') {
-            self.verify_jwt(token, now).await
+        let principal = if token.contains('.') {
+            self.verify_jwt(token, now).await?
         } else {
-            self.verify_api_key(token, now).await
-        }
+            self.verify_api_key(token, now).await?
+        };
+        narrow::allowed(&principal, client, now).map_err(refused)?;
+        Ok(principal)
     }
 
     async fn verify_jwt(&self, token: &str, now: Timestamp) -> Result<Arc<Principal>, VerifyError> {
@@ -317,8 +365,7 @@ impl Inner {
             && let Some(hit) = cache.get(token.as_bytes(), now.millis())
             && hit.epoch == self.keys.epoch()
         {
-            self.admit(token, &hit, now).await?;
-            return Ok(hit.principal);
+            return self.admit(token, &hit, now).await;
         }
         // Read before the key lookup: a key withdrawn meanwhile then leaves this entry
         // with an old epoch, and it is verified afresh next time.
@@ -345,16 +392,17 @@ impl Inner {
         };
         let checked = jwt::check_claims(&payload, &expect, now)?;
         let entry = CachedJwt {
-            principal: Arc::new(checked.principal),
+            narrowable: Arc::new(Narrowable::new(checked.principal, checked.basis)),
             epoch,
             long_lived: checked.long_lived,
         };
-        self.admit(token, &entry, now).await?;
+        let principal = self.admit(token, &entry, now).await?;
         if let Some(cache) = &self.verified {
             // Served from the cache only until `exp` itself: past it, the full check
             // (with its leeway) decides.
             let deadline = entry
-                .principal
+                .narrowable
+                .issued
                 .expires_at
                 .map_or(i64::MAX, |exp| exp.saturating_mul(1000));
             let cost = token.len() + CACHE_ENTRY_OVERHEAD;
@@ -366,39 +414,57 @@ impl Inner {
                 now.millis(),
             );
         }
-        Ok(entry.principal)
+        Ok(principal)
     }
 
     /// The deny-list (or introspection) decision for a JWT whose signature and claims
-    /// are good.
+    /// are good, and its caller narrowed to what the token grants now.
     async fn admit(
         &self,
         token: &str,
         entry: &CachedJwt,
         now: Timestamp,
-    ) -> Result<(), VerifyError> {
-        let principal = &entry.principal;
+    ) -> Result<Arc<Principal>, VerifyError> {
+        let issued = &entry.narrowable.issued;
         match self
             .revocation
-            .check(&principal.token_id, principal.jti.as_deref())
+            .check(&issued.token_id, issued.jti.as_deref())
         {
-            Revocation::NotRevoked => Ok(()),
+            Revocation::NotRevoked => {
+                match entry
+                    .narrowable
+                    .narrow(&*self.revocation)
+                    .map_err(refused)?
+                {
+                    Narrowed::Now(principal) => return Ok(principal),
+                    Narrowed::Unknown => {}
+                }
+            }
             Revocation::Revoked => {
                 if let Some(cache) = &self.verified {
                     cache.remove(token.as_bytes());
                 }
-                Err(InvalidReason::Revoked.into())
+                return Err(InvalidReason::Revoked.into());
             }
-            Revocation::Stale => Err(stale()),
-            Revocation::NoList if !entry.long_lived => Ok(()),
-            Revocation::NoList => match self
-                .introspector
-                .introspect(token, Presented::Jwt, now)
-                .await?
-            {
-                Outcome::Active(_) => Ok(()),
-                Outcome::Inactive => Err(InvalidReason::Inactive.into()),
-            },
+            Revocation::Stale => return Err(stale()),
+            Revocation::NoList => {}
+        }
+        // Nothing narrowed it here.
+        if !entry.long_lived && entry.narrowable.basis.is_some() {
+            return Ok(issued.clone());
+        }
+        match self
+            .introspector
+            .introspect(token, Presented::Jwt, now, self.revocation.state_epoch())
+            .await?
+        {
+            Outcome::Jwt(None) | Outcome::ApiKey(_) => Ok(issued.clone()),
+            Outcome::Jwt(Some(scope)) if issued.scopes.is_subset(&scope) => Ok(issued.clone()),
+            Outcome::Jwt(Some(scope)) => Ok(Arc::new(Principal {
+                scopes: latchkey_core::usable::narrow(&issued.scopes, &scope),
+                ..Principal::clone(issued)
+            })),
+            Outcome::Inactive => Err(InvalidReason::Inactive.into()),
         }
     }
 
@@ -416,31 +482,61 @@ impl Inner {
             _ => return Err(InvalidReason::MalformedApiKey.into()),
         };
         // The id inside the key lets the deny list answer before any introspection.
-        match self.revocation.check(&id, None) {
+        let listed = match self.revocation.check(&id, None) {
             Revocation::Revoked => {
                 self.introspector.forget(token);
                 return Err(InvalidReason::Revoked.into());
             }
             Revocation::Stale => return Err(stale()),
-            Revocation::NotRevoked | Revocation::NoList => {}
-        }
-        match self
+            Revocation::NotRevoked => true,
+            Revocation::NoList => false,
+        };
+        let narrowable = match self
             .introspector
-            .introspect(token, Presented::ApiKey(id), now)
+            .introspect(
+                token,
+                Presented::ApiKey(id),
+                now,
+                self.revocation.state_epoch(),
+            )
             .await?
         {
-            Outcome::Active(Some(principal)) => Ok(principal),
-            Outcome::Active(None) | Outcome::Inactive => Err(InvalidReason::Inactive.into()),
+            Outcome::ApiKey(narrowable) => narrowable,
+            Outcome::Jwt(_) | Outcome::Inactive => return Err(InvalidReason::Inactive.into()),
+        };
+        if listed
+            && let Narrowed::Now(principal) =
+                narrowable.narrow(&*self.revocation).map_err(refused)?
+        {
+            return Ok(principal);
         }
+        Ok(narrowable.issued.clone())
     }
 
     /// Drops cached results whose principal matches `doomed`.
     pub(crate) fn evict(&self, doomed: impl Fn(&Principal) -> bool) {
         if let Some(cache) = &self.verified {
-            cache.remove_where(|entry| doomed(&entry.principal));
+            cache.remove_where(|entry| doomed(&entry.narrowable.issued));
         }
         self.introspector.evict(&doomed);
     }
+
+    /// Drops every cached introspection answer.
+    pub(crate) fn forget_introspections(&self) {
+        self.introspector.forget_all();
+    }
+}
+
+/// A usability refusal as the client is told it: 401 `invalid_token`.
+fn refused(refusal: Refusal) -> VerifyError {
+    let reason = match refusal {
+        Refusal::AddressNotAllowed => InvalidReason::AddressNotAllowed,
+        Refusal::AddressUnknown => InvalidReason::AddressUnknown,
+        Refusal::UserLeft => InvalidReason::UserLeft,
+        Refusal::Revoked => InvalidReason::Revoked,
+        Refusal::Expired => InvalidReason::Expired,
+    };
+    VerifyError::InvalidToken(reason)
 }
 
 fn stale() -> VerifyError {

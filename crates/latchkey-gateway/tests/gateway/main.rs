@@ -9,6 +9,7 @@ mod config;
 mod edge;
 mod forward;
 mod listener;
+mod narrow;
 mod reload;
 mod support;
 mod usage;

@@ -17,16 +17,17 @@ use hyper::{Method, Request, Response};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use latchkey_core::TokenId;
 use latchkey_core::jwt::b64url_encode;
 use latchkey_core::secret::{SecretCodec, SecretPrefix, SecretType};
+use latchkey_core::usable::Standing;
+use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, TokenId, UserId};
 use latchkey_gateway::{Gateway, GatewayConfig, GatewayDeps, UsageOptions};
 use latchkey_verify::{Revocation, RevocationCheck, Verifier};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -198,15 +199,25 @@ impl FakeServer {
 
     /// A well-formed api key that introspection reports active with `scope`.
     pub fn api_key(&self, scope: &str) -> (String, TokenId) {
+        self.api_key_with(scope, json!({}))
+    }
+
+    /// Like `api_key`, with `extra` members in the introspection answer.
+    pub fn api_key_with(&self, scope: &str, extra: Value) -> (String, TokenId) {
         let (key, id) = new_api_key();
-        self.state.introspection.lock().unwrap().insert(
-            key.clone(),
-            json!({
-                "active": true, "scope": scope, "client_id": id.to_string(),
-                "sub": id.to_string(), "tid": "acme", "token_type": "Bearer",
-                "iat": unix_now(), "iss": self.url,
-            }),
-        );
+        let mut answer = json!({
+            "active": true, "scope": scope, "client_id": id.to_string(),
+            "sub": id.to_string(), "tid": "acme", "token_type": "Bearer",
+            "iat": unix_now(), "iss": self.url,
+        });
+        for (name, value) in extra.as_object().unwrap() {
+            answer[name] = value.clone();
+        }
+        self.state
+            .introspection
+            .lock()
+            .unwrap()
+            .insert(key.clone(), answer);
         (key, id)
     }
 }
@@ -446,10 +457,21 @@ impl Body for ChannelBody {
 // ---------------------------------------------------------------------------------
 // Deny list
 
-/// A deny list that revokes the ids given and otherwise answers `otherwise`.
+/// Scripted grant state, as the feed's `role` and `member` entries give it: role
+/// permissions by role name, and members' roles by user id (tenant `acme`).
+#[derive(Default)]
+pub struct GrantScript {
+    pub roles: HashMap<String, Vec<String>>,
+    pub members: HashMap<String, Vec<String>>,
+}
+
+/// A deny list that revokes the ids given and otherwise answers `otherwise`. It knows
+/// grant state only once scripted.
 pub struct DenyList {
     revoked: Mutex<HashSet<String>>,
     otherwise: Mutex<Revocation>,
+    state: Mutex<Option<GrantScript>>,
+    epoch: AtomicU64,
 }
 
 impl DenyList {
@@ -457,7 +479,20 @@ impl DenyList {
         Arc::new(Self {
             revoked: Mutex::new(HashSet::new()),
             otherwise: Mutex::new(Revocation::NotRevoked),
+            state: Mutex::new(None),
+            epoch: AtomicU64::new(0),
         })
+    }
+
+    /// Changes the grant state, as a `role` or `member` entry does.
+    pub fn script(&self, change: impl FnOnce(&mut GrantScript)) {
+        change(
+            self.state
+                .lock()
+                .unwrap()
+                .get_or_insert_with(GrantScript::default),
+        );
+        self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     pub fn revoke(&self, id: &str) {
@@ -477,6 +512,39 @@ impl RevocationCheck for DenyList {
         } else {
             *self.otherwise.lock().unwrap()
         }
+    }
+
+    fn standing(
+        &self,
+        _tenant: &TenantId,
+        user: Option<&UserId>,
+        roles: &[RoleName],
+    ) -> Option<Standing> {
+        let state = self.state.lock().unwrap();
+        let script = state.as_ref()?;
+        let of = |roles: Vec<&str>| -> PermissionSet {
+            roles
+                .into_iter()
+                .filter_map(|r| script.roles.get(r))
+                .flatten()
+                .map(|p| Permission::parse(p).unwrap())
+                .collect()
+        };
+        Some(match user {
+            None => Standing::Tenant {
+                role_permissions: of(roles.iter().map(RoleName::as_str).collect()),
+            },
+            Some(user) => match script.members.get(user.as_str()) {
+                Some(held) if !held.is_empty() => Standing::Member {
+                    holds: of(held.iter().map(String::as_str).collect()),
+                },
+                _ => Standing::Departed,
+            },
+        })
+    }
+
+    fn state_epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
     }
 }
 
@@ -732,8 +800,19 @@ impl TestGateway {
         self.token_for(scope, None)
     }
 
-    /// An access token holding `scope`, personal to `user` when given.
+    /// An access token holding `scope`, personal to `user` when given; its own
+    /// permissions are `scope` and it has no roles.
     pub fn token_for(&self, scope: &str, user: Option<&str>) -> Token {
+        self.token_with(scope, |claims| {
+            if let Some(user) = user {
+                claims["tkt"] = json!("user");
+                claims["uid"] = json!(user);
+            }
+        })
+    }
+
+    /// A tenant access token holding `scope`, its claims then changed by `edit`.
+    pub fn token_with(&self, scope: &str, edit: impl FnOnce(&mut Value)) -> Token {
         let id = uuid::Uuid::new_v4().to_string();
         let now = unix_now();
         let mut claims = json!({
@@ -741,11 +820,9 @@ impl TestGateway {
             "exp": now + 900, "iat": now, "nbf": now,
             "jti": uuid::Uuid::new_v4().to_string(),
             "client_id": id, "scope": scope, "tid": "acme", "tkt": "tenant",
+            "rol": [], "prm": scope.split_whitespace().collect::<Vec<_>>(),
         });
-        if let Some(user) = user {
-            claims["tkt"] = json!("user");
-            claims["uid"] = json!(user);
-        }
+        edit(&mut claims);
         Token {
             jwt: self.key.sign(&claims),
             id,

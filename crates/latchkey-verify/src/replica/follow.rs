@@ -21,15 +21,32 @@ use std::time::Duration;
 const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// What an entry names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
 pub(super) enum Kind {
     Token,
     Jti,
     Family,
-    /// A kind this version does not know: it advances the seq and matches nothing.
-    #[serde(other)]
-    Other,
+    /// A role's permissions now.
+    Role,
+    /// A member's roles now.
+    Member,
+    /// A kind this version does not know, by name. It may carry state that narrows
+    /// grants, so the replica cannot go on without it: it turns stale for good.
+    Other(String),
+}
+
+impl From<String> for Kind {
+    fn from(name: String) -> Self {
+        match name.as_str() {
+            "token" => Self::Token,
+            "jti" => Self::Jti,
+            "family" => Self::Family,
+            "role" => Self::Role,
+            "member" => Self::Member,
+            _ => Self::Other(name),
+        }
+    }
 }
 
 /// One entry of the feed, as much of it as the replica needs.
@@ -39,7 +56,15 @@ pub(super) struct Entry {
     pub(super) kind: Kind,
     pub(super) subject: String,
     #[serde(default)]
+    pub(super) tenant_id: Option<String>,
+    #[serde(default)]
     pub(super) expires_at: Option<Timestamp>,
+    /// `role` entries: the role's permissions now.
+    #[serde(default)]
+    pub(super) permissions: Option<Vec<String>>,
+    /// `member` entries: the member's roles now.
+    #[serde(default)]
+    pub(super) roles: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -125,6 +150,10 @@ impl Follower {
     pub(super) async fn run(mut self) {
         loop {
             let ended = self.session().await;
+            if self.shared.incompatible() {
+                // Nothing this version reads can make it current again: stop asking.
+                return;
+            }
             let delay = self.backoff.next_delay();
             self.shared
                 .counters
@@ -197,6 +226,9 @@ impl Follower {
             // One application per chunk: a burst of entries costs one pass over the
             // verifiers' caches, not one per entry.
             self.flush(&mut stream.batch);
+            if self.shared.incompatible() {
+                return Err(FeedError::Protocol("an entry kind not known".to_owned()));
+            }
             self.acknowledge(&mut stream);
         }
     }
@@ -309,6 +341,9 @@ impl Follower {
             self.shared.note_head(page.head);
             page.entries.sort_by_key(|entry| entry.seq);
             self.shared.apply(&page.entries, self.clock.now());
+            if self.shared.incompatible() {
+                return Err(FeedError::Protocol("an entry kind not known".to_owned()));
+            }
             let last = self.shared.last_seq();
             if page.entries.is_empty() || last >= page.head {
                 self.complete_through = self.complete_through.max(page.head);
@@ -409,6 +444,26 @@ mod tests {
                  "revoked_at":"2026-11-28T10:00:00Z","expires_at":null}"#,
         )
         .unwrap();
-        assert_eq!((other.kind, other.expires_at), (Kind::Other, None));
+        assert_eq!(
+            (other.kind, other.expires_at),
+            (Kind::Other("user".to_owned()), None)
+        );
+        let role: Entry = parse(
+            br#"{"seq":9,"kind":"role","subject":"viewer","tenant_id":null,
+                 "revoked_at":"2026-11-28T10:00:00Z","expires_at":null,
+                 "permissions":["reports:read"]}"#,
+        )
+        .unwrap();
+        assert_eq!(role.kind, Kind::Role);
+        assert_eq!(role.permissions, Some(vec!["reports:read".to_owned()]));
+        let member: Entry = parse(
+            br#"{"seq":10,"kind":"member","subject":"u_1","tenant_id":"acme",
+                 "revoked_at":"2026-11-28T10:00:00Z","expires_at":null,"roles":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (member.kind, member.tenant_id.as_deref(), member.roles),
+            (Kind::Member, Some("acme"), Some(vec![]))
+        );
     }
 }

@@ -120,6 +120,36 @@ impl Feed {
         seq
     }
 
+    /// Appends a `role` entry holding `permissions` and sends it to every open stream.
+    pub fn set_role(&self, role: &str, permissions: &[&str]) -> i64 {
+        self.state_entry("role", role, None, "permissions", permissions)
+    }
+
+    /// Appends a `member` entry giving `user` of `tenant` `roles` (none: the membership
+    /// ended) and sends it to every open stream.
+    pub fn set_member(&self, tenant: &str, user: &str, roles: &[&str]) -> i64 {
+        self.state_entry("member", user, Some(tenant), "roles", roles)
+    }
+
+    fn state_entry(
+        &self,
+        kind: &str,
+        subject: &str,
+        tenant: Option<&str>,
+        field: &str,
+        values: &[&str],
+    ) -> i64 {
+        let mut log = self.state.log.lock().unwrap();
+        log.head += 1;
+        let seq = log.head;
+        let mut sent = entry(seq, kind, subject, None);
+        sent["tenant_id"] = json!(tenant);
+        sent[field] = json!(values);
+        log.entries.push(sent.clone());
+        log.broadcast(|| Frame::Event(revocation(&sent)));
+        seq
+    }
+
     /// Removes entries from the log, as compaction does; the head stays.
     pub fn compact(&self, seqs: &[i64]) {
         let mut log = self.state.log.lock().unwrap();

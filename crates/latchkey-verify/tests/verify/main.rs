@@ -12,6 +12,7 @@ mod fuzz;
 mod introspection;
 mod keys;
 mod layer;
+mod narrowing;
 mod property;
 mod replica;
 mod support;

@@ -16,11 +16,12 @@ use axum::response::{IntoResponse, Json};
 use axum::routing::{get, post};
 use latchkey_core::jwt::b64url_encode;
 use latchkey_core::secret::{SecretCodec, SecretPrefix, SecretType};
-use latchkey_core::{Timestamp, TokenId};
+use latchkey_core::usable::Standing;
+use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
 use latchkey_verify::{Clock, Credential, Revocation, RevocationCheck, Verifier, VerifierOptions};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -150,7 +151,8 @@ pub fn header(key: &TestKey) -> Value {
     json!({ "alg": key.alg(), "typ": "at+jwt", "kid": key.kid })
 }
 
-/// Valid access-token claims for `issuer` at `now`.
+/// Valid access-token claims for `issuer` at `now`: a tenant token whose own
+/// permission is `reports:read`, with no roles.
 pub fn claims(issuer: &str, now: i64) -> Value {
     let id = uuid::Uuid::new_v4().to_string();
     json!({
@@ -158,6 +160,7 @@ pub fn claims(issuer: &str, now: i64) -> Value {
         "exp": now + 900, "iat": now, "nbf": now,
         "jti": uuid::Uuid::new_v4().to_string(),
         "client_id": id, "scope": "reports:read", "tid": "acme", "tkt": "tenant",
+        "rol": [], "prm": ["reports:read"],
     })
 }
 
@@ -210,11 +213,20 @@ impl Clock for ManualClock {
     }
 }
 
+/// Scripted grant state: role permissions and members' roles, by name.
+#[derive(Default)]
+pub struct GrantScript {
+    pub roles: HashMap<String, Vec<String>>,
+    pub members: HashMap<String, Vec<String>>,
+}
+
 /// A scriptable deny list: ids and jtis in `revoked` are revoked; everything else gets
-/// `otherwise`.
+/// `otherwise`. It knows grant state only once `state` is set.
 pub struct DenyList {
     pub revoked: Mutex<HashSet<String>>,
     pub otherwise: Mutex<Revocation>,
+    pub state: Mutex<Option<GrantScript>>,
+    pub epoch: AtomicU64,
 }
 
 impl DenyList {
@@ -222,7 +234,20 @@ impl DenyList {
         Arc::new(Self {
             revoked: Mutex::new(HashSet::new()),
             otherwise: Mutex::new(otherwise),
+            state: Mutex::new(None),
+            epoch: AtomicU64::new(0),
         })
+    }
+
+    /// Changes the grant state, as a role or member entry does.
+    pub fn script(&self, change: impl FnOnce(&mut GrantScript)) {
+        change(
+            self.state
+                .lock()
+                .unwrap()
+                .get_or_insert_with(GrantScript::default),
+        );
+        self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     pub fn revoke(&self, id: &str) {
@@ -238,6 +263,38 @@ impl RevocationCheck for DenyList {
         } else {
             *self.otherwise.lock().unwrap()
         }
+    }
+
+    fn standing(
+        &self,
+        _tenant: &TenantId,
+        user: Option<&UserId>,
+        roles: &[RoleName],
+    ) -> Option<Standing> {
+        let state = self.state.lock().unwrap();
+        let script = state.as_ref()?;
+        let of = |roles: &mut dyn Iterator<Item = &str>| -> PermissionSet {
+            roles
+                .filter_map(|r| script.roles.get(r))
+                .flatten()
+                .map(|p| Permission::parse(p).unwrap())
+                .collect()
+        };
+        Some(match user {
+            None => Standing::Tenant {
+                role_permissions: of(&mut roles.iter().map(|r| r.as_str())),
+            },
+            Some(user) => match script.members.get(user.as_str()) {
+                Some(held) if !held.is_empty() => Standing::Member {
+                    holds: of(&mut held.iter().map(String::as_str)),
+                },
+                _ => Standing::Departed,
+            },
+        })
+    }
+
+    fn state_epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
     }
 }
 
