@@ -59,13 +59,13 @@ pub struct BenchArgs {
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
     /// Measure the gateway instead: throughput straight to an upstream, through the
-    /// gateway without and with JWT auth, then revocation propagation.
+    /// gateway without and with JWT auth, then revocation and narrowing propagation.
     #[arg(long)]
     edge: bool,
     /// Measure only the client-credentials grant run.
     #[arg(long, conflicts_with = "edge")]
     grants_only: bool,
-    /// With --edge: how many revocations to time.
+    /// With --edge: how many revocations, and as many role narrowings, to time.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     revocations: u64,
 }

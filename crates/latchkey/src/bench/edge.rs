@@ -6,7 +6,10 @@
 //! and through the gateway with a Bearer JWT (verified-token cache hit plus deny-list
 //! lookup on every request). Then `revocations` times: a fresh token's JWT is let
 //! through once, the token is revoked at the server, and the time from the revoke call
-//! returning to the gateway's first refusal is recorded.
+//! returning to the gateway's first refusal is recorded. Then as many narrowings: a
+//! fresh role's token is let through, the role loses the route's permission, and the
+//! time from that edit returning to the gateway's first 403 is recorded — a narrowed
+//! grant travels the same feed as a revocation.
 
 use super::load::{self, Outcome, Plan, Target};
 use crate::admin::client::{Client, Credential};
@@ -24,6 +27,8 @@ pub struct EdgeReport {
     pub loads: Vec<(&'static str, Outcome)>,
     /// Revocation-to-refusal latencies, sorted.
     pub propagation: Vec<Duration>,
+    /// Role-edit-to-refusal latencies, sorted.
+    pub narrowing: Vec<Duration>,
 }
 
 async fn upstream() -> anyhow::Result<SocketAddr> {
@@ -137,7 +142,67 @@ pub async fn run(
         propagation.push(returned.elapsed());
     }
     propagation.sort();
-    Ok(EdgeReport { loads, propagation })
+
+    eprintln!("running: {revocations} narrowings");
+    let mut narrowing = Vec::with_capacity(revocations);
+    for round in 0..revocations {
+        let role = format!("bench-narrow-{round}");
+        let path = ["v1", "roles", role.as_str()];
+        client
+            .send(
+                Method::PUT,
+                &path,
+                &json!({ "permissions": ["bench:read"] }),
+            )
+            .await?;
+        let (id, secret) = role_token(&client, &role).await?;
+        let jwt = exchange(&http, &base, &id, &secret).await?;
+        let through = format!("http://{edge}/reports");
+        let status = http.get(&through).bearer_auth(&jwt).send().await?.status();
+        if status != 200 {
+            bail!("a fresh role's token was refused by the gateway: {status}");
+        }
+        client
+            .send(Method::PUT, &path, &json!({ "permissions": [] }))
+            .await?;
+        let returned = Instant::now();
+        loop {
+            let status = http.get(&through).bearer_auth(&jwt).send().await?.status();
+            if status == 403 {
+                break;
+            }
+            if returned.elapsed() > Duration::from_secs(10) {
+                bail!("the gateway still granted a removed permission after 10 s");
+            }
+        }
+        narrowing.push(returned.elapsed());
+    }
+    narrowing.sort();
+    Ok(EdgeReport {
+        loads,
+        propagation,
+        narrowing,
+    })
+}
+
+async fn role_token(client: &Client, role: &str) -> anyhow::Result<(String, String)> {
+    let created = client
+        .send(
+            Method::POST,
+            &["v1", "tenants", "edge", "tokens"],
+            &json!({ "name": "bench narrowed", "kind": "client_credentials", "roles": [role] }),
+        )
+        .await?;
+    Ok((
+        created["client_id"]
+            .as_str()
+            .context("client_id")?
+            .to_owned(),
+        created["client_secret"]
+            .as_str()
+            .context("client_secret")?
+            .to_owned(),
+    ))
 }
 
 async fn client_token(client: &Client) -> anyhow::Result<(String, String)> {
@@ -207,17 +272,27 @@ impl EdgeReport {
                 outcome.errors.total(),
             ));
         }
-        if !self.propagation.is_empty() {
+        for (latencies, what) in [
+            (
+                &self.propagation,
+                "Revocation propagation over {n} revocations (revoke call returned → first 401 at the gateway)",
+            ),
+            (
+                &self.narrowing,
+                "Narrowing propagation over {n} role edits (role PUT returned → first 403 at the gateway)",
+            ),
+        ] {
+            if latencies.is_empty() {
+                continue;
+            }
             let at = |q: f64| {
-                let index = ((self.propagation.len() as f64 * q).ceil() as usize)
-                    .clamp(1, self.propagation.len())
-                    - 1;
-                self.propagation[index].as_secs_f64() * 1000.0
+                let index =
+                    ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
+                latencies[index].as_secs_f64() * 1000.0
             };
             text.push_str(&format!(
-                "\nRevocation propagation over {} revocations (revoke call returned → first 401 at the gateway): \
-                 p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n",
-                self.propagation.len(),
+                "\n{}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n",
+                what.replace("{n}", &latencies.len().to_string()),
                 at(0.5),
                 at(0.99),
                 at(1.0)

@@ -460,4 +460,8 @@ fn bench_edge_measures_the_gateway_and_revocation_propagation() {
         stdout.contains("Revocation propagation over 5 revocations"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("Narrowing propagation over 5 role edits"),
+        "{stdout}"
+    );
 }
