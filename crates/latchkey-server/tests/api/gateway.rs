@@ -342,3 +342,128 @@ async fn the_gateway_enforces_an_api_keys_ip_allowlist_against_its_client() {
         200
     );
 }
+
+/// Polls `through` the gateway until the upstream sees exactly `scopes` for `bearer`.
+async fn until_scopes(edge: &Edge, bearer: &str, scopes: &str) -> Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let (status, seen) = call(&edge.base, "/reports", Some(bearer), "127.0.0.1").await;
+        if status == 200 && seen["x-latchkey-scopes"] == scopes {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the gateway still shows {seen} ({status}), not {scopes}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_narrows_a_long_lived_jwt_and_an_api_key_with_their_roles_and_user() {
+    let app = TestApp::sqlite().await;
+    app.seed_catalogue().await;
+    app.create_tenant("acme").await;
+    app.put_member("acme", "u_42", &["editor"]).await;
+    let upstream = upstream().await;
+    let edge = gateway(&app, &app.base, upstream, closed_port()).await;
+    let personal = app
+        .create_personal_token(
+            "acme",
+            "u_42",
+            json!({ "name": "laptop", "kind": "jwt", "permissions": ["reports:read", "reports:write"] }),
+        )
+        .await["jwt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = app
+        .create_tenant_token(
+            "acme",
+            json!({ "name": "ci", "kind": "api_key", "roles": ["editor"] }),
+        )
+        .await["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for bearer in [&personal, &key] {
+        until_scopes(&edge, bearer, "reports:read reports:write").await;
+    }
+
+    // The user is moved to a read-only role: the personal JWT stops writing.
+    app.put_member("acme", "u_42", &["viewer"]).await;
+    let waited = until_scopes(&edge, &personal, "reports:read").await;
+    eprintln!("member change reached the gateway in {waited:?}");
+    let client = reqwest::Client::new();
+    let write = |bearer: &str| {
+        client
+            .post(format!("{}/reports", edge.base))
+            .bearer_auth(bearer)
+            .send()
+    };
+    assert_eq!(write(&personal).await.unwrap().status(), 403);
+    assert_eq!(write(&key).await.unwrap().status(), 200, "control");
+
+    // The role loses write: the api key stops writing too.
+    app.put(
+        "/v1/roles/editor",
+        json!({ "permissions": ["reports:read"] }),
+    )
+    .await
+    .assert_status(200);
+    until_scopes(&edge, &key, "reports:read").await;
+    assert_eq!(write(&key).await.unwrap().status(), 403);
+    assert_eq!(
+        call(&edge.base, "/reports", Some(&key), "127.0.0.1")
+            .await
+            .0,
+        200,
+        "control: reading still works"
+    );
+
+    // The membership ends: the personal token is refused outright.
+    app.delete("/v1/tenants/acme/users/u_42")
+        .await
+        .assert_status(204);
+    let started = std::time::Instant::now();
+    while call(&edge.base, "/reports", Some(&personal), "127.0.0.1")
+        .await
+        .0
+        != 401
+    {
+        assert!(started.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_enforces_a_long_lived_jwts_ip_allowlist_against_its_client() {
+    let app = TestApp::sqlite().await;
+    app.seed_catalogue().await;
+    app.create_tenant("acme").await;
+    let upstream = upstream().await;
+    let edge = gateway(&app, &app.base, upstream, closed_port()).await;
+    let jwt = app
+        .create_tenant_token(
+            "acme",
+            json!({ "name": "pinned", "kind": "jwt", "roles": ["viewer"], "ip_allowlist": ["127.0.0.2/32"] }),
+        )
+        .await["jwt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        call(&edge.base, "/reports", Some(&jwt), "127.0.0.1")
+            .await
+            .0,
+        401,
+        "the attack: the review got 200 here"
+    );
+    assert_eq!(
+        call(&edge.base, "/reports", Some(&jwt), "127.0.0.2")
+            .await
+            .0,
+        200,
+        "control"
+    );
+}
