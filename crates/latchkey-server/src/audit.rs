@@ -148,12 +148,24 @@ fn filter_and_page(parts: &Parts, caller: &Caller) -> ApiResult<(AuditFilter, Pa
         Timestamp::parse_rfc3339(value)
             .ok_or_else(|| ApiError::field(field, "must be an RFC 3339 timestamp"))
     };
+    // Text filters are compared with stored text; a control character matches nothing
+    // and PostgreSQL refuses a NUL outright, so neither reaches the store.
+    let text = |field: &str, value: String| {
+        if value.chars().any(char::is_control) {
+            Err(ApiError::field(
+                field,
+                "must not contain control characters",
+            ))
+        } else {
+            Ok(Some(value))
+        }
+    };
     for (key, value) in form_pairs(parts.uri.query().unwrap_or("")) {
         match key.as_str() {
-            "tenant_id" => filter.tenant_id = Some(value),
-            "token_id" => filter.target = Some(value),
-            "actor" => filter.actor = Some(value),
-            "action" => filter.action = Some(value),
+            "tenant_id" => filter.tenant_id = text("tenant_id", value)?,
+            "token_id" => filter.target = text("token_id", value)?,
+            "actor" => filter.actor = text("actor", value)?,
+            "action" => filter.action = text("action", value)?,
             "since" => filter.since = Some(time("since", &value)?),
             "until" => filter.until = Some(time("until", &value)?),
             "limit" => {

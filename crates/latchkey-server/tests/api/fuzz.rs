@@ -19,6 +19,7 @@ use std::future::Future;
 
 both_backends_with!(
     unthrottled;
+    a_control_character_in_an_audit_filter_is_a_400_not_a_500,
     any_query_string_on_a_list_or_feed_endpoint_gets_a_success_or_a_problem,
     any_query_string_on_the_revocation_stream_opens_it_or_gets_a_problem,
     any_body_on_a_json_endpoint_gets_a_success_or_a_problem,
@@ -259,19 +260,6 @@ async fn any_query_string_on_the_revocation_stream_opens_it_or_gets_a_problem(ap
     .await;
 }
 
-/// An audit filter holding a NUL: a known 500 on PostgreSQL, kept apart as the ignored
-/// `a_nul_in_an_audit_filter_is_a_400_not_a_500` until the audit list refuses it.
-fn known_audit_nul(path: &str) -> bool {
-    let Some(query) = path.strip_prefix("/v1/audit?") else {
-        return false;
-    };
-    latchkey_server::extract::form_pairs(query)
-        .iter()
-        .any(|(k, v)| {
-            matches!(k.as_str(), "tenant_id" | "token_id" | "actor" | "action") && v.contains('\0')
-        })
-}
-
 async fn acme_with_token(app: &TestApp) -> String {
     app.seed_catalogue().await;
     app.create_tenant("acme").await;
@@ -328,9 +316,6 @@ async fn any_query_string_on_a_list_or_feed_endpoint_gets_a_success_or_a_problem
                 request = request.header("last-event-id", id);
             }
             let reply = app.send(request).await;
-            if known_audit_nul(&path) {
-                return Ok(());
-            }
             assert_success_or_problem(&reply, &format!("GET {path}"))
         }
     })
@@ -750,16 +735,19 @@ async fn a_cursor_that_decodes_to_a_nul_is_a_400(app: TestApp) {
 /// Text filters of the audit list reach the store as they are, and PostgreSQL refuses
 /// a NUL in text: found by
 /// `any_query_string_on_a_list_or_feed_endpoint_gets_a_success_or_a_problem`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "audit filters pass a NUL to PostgreSQL, which answers 500; audit.rs is another engineer's"]
-async fn a_nul_in_an_audit_filter_is_a_400_not_a_500() {
-    let Some(app) = TestApp::postgres().await else {
-        return;
-    };
+async fn a_control_character_in_an_audit_filter_is_a_400_not_a_500(app: TestApp) {
+    let before = app.get("/v1/audit").await;
+    before.assert_status(200);
     for name in ["tenant_id", "token_id", "actor", "action"] {
-        let reply = app.get(&format!("/v1/audit?{name}=%00")).await;
-        reply.assert_problem(400, "invalid-field");
-        assert_eq!(reply.body["field"], name);
+        for value in ["%00", "a%0Ab", "%7F"] {
+            let reply = app.get(&format!("/v1/audit?{name}={value}")).await;
+            reply.assert_problem(400, "invalid-field");
+            assert_eq!(reply.body["field"], name);
+        }
+        // Control: an ordinary value filters.
+        app.get(&format!("/v1/audit?{name}=acme"))
+            .await
+            .assert_status(200);
     }
 }
 
