@@ -87,7 +87,7 @@ pub async fn run(
     let edge = listener.local_addr()?;
     tokio::spawn(async move { gateway.serve(listener, std::future::pending()).await });
 
-    let (id, secret) = client_token(&client).await?;
+    let (id, secret) = client_token(&client, json!({ "permissions": ["bench:read"] })).await?;
     let http = reqwest::Client::new();
     let jwt = exchange(&http, &base, &id, &secret).await?;
     let mut loads = Vec::new();
@@ -121,7 +121,7 @@ pub async fn run(
     eprintln!("running: {revocations} revocations");
     let mut propagation = Vec::with_capacity(revocations);
     for _ in 0..revocations {
-        let (id, secret) = client_token(&client).await?;
+        let (id, secret) = client_token(&client, json!({ "permissions": ["bench:read"] })).await?;
         let jwt = exchange(&http, &base, &id, &secret).await?;
         let through = format!("http://{edge}/reports");
         let status = http.get(&through).bearer_auth(&jwt).send().await?.status();
@@ -129,17 +129,16 @@ pub async fn run(
             bail!("a fresh token was refused by the gateway: {status}");
         }
         client.delete(&["v1", "tokens", &id]).await?;
-        let returned = Instant::now();
-        loop {
-            let status = http.get(&through).bearer_auth(&jwt).send().await?.status();
-            if status == 401 {
-                break;
-            }
-            if returned.elapsed() > Duration::from_secs(10) {
-                bail!("the gateway still let a revoked token through after 10 s");
-            }
-        }
-        propagation.push(returned.elapsed());
+        propagation.push(
+            until_status(
+                &http,
+                &through,
+                &jwt,
+                401,
+                "the gateway still let a revoked token through after 10 s",
+            )
+            .await?,
+        );
     }
     propagation.sort();
 
@@ -155,7 +154,7 @@ pub async fn run(
                 &json!({ "permissions": ["bench:read"] }),
             )
             .await?;
-        let (id, secret) = role_token(&client, &role).await?;
+        let (id, secret) = client_token(&client, json!({ "roles": [role] })).await?;
         let jwt = exchange(&http, &base, &id, &secret).await?;
         let through = format!("http://{edge}/reports");
         let status = http.get(&through).bearer_auth(&jwt).send().await?.status();
@@ -165,17 +164,16 @@ pub async fn run(
         client
             .send(Method::PUT, &path, &json!({ "permissions": [] }))
             .await?;
-        let returned = Instant::now();
-        loop {
-            let status = http.get(&through).bearer_auth(&jwt).send().await?.status();
-            if status == 403 {
-                break;
-            }
-            if returned.elapsed() > Duration::from_secs(10) {
-                bail!("the gateway still granted a removed permission after 10 s");
-            }
-        }
-        narrowing.push(returned.elapsed());
+        narrowing.push(
+            until_status(
+                &http,
+                &through,
+                &jwt,
+                403,
+                "the gateway still granted a removed permission after 10 s",
+            )
+            .await?,
+        );
     }
     narrowing.sort();
     Ok(EdgeReport {
@@ -185,13 +183,18 @@ pub async fn run(
     })
 }
 
-async fn role_token(client: &Client, role: &str) -> anyhow::Result<(String, String)> {
+/// A client-credentials token of tenant `edge` holding `grant` (`permissions` or
+/// `roles`): its id and secret.
+async fn client_token(
+    client: &Client,
+    grant: serde_json::Value,
+) -> anyhow::Result<(String, String)> {
+    let mut body = json!({ "name": "bench client", "kind": "client_credentials" });
+    if let (Some(body), Some(grant)) = (body.as_object_mut(), grant.as_object()) {
+        body.extend(grant.clone());
+    }
     let created = client
-        .send(
-            Method::POST,
-            &["v1", "tenants", "edge", "tokens"],
-            &json!({ "name": "bench narrowed", "kind": "client_credentials", "roles": [role] }),
-        )
+        .send(Method::POST, &["v1", "tenants", "edge", "tokens"], &body)
         .await?;
     Ok((
         created["client_id"]
@@ -205,24 +208,21 @@ async fn role_token(client: &Client, role: &str) -> anyhow::Result<(String, Stri
     ))
 }
 
-async fn client_token(client: &Client) -> anyhow::Result<(String, String)> {
-    let created = client
-        .send(
-            Method::POST,
-            &["v1", "tenants", "edge", "tokens"],
-            &json!({ "name": "bench client", "kind": "client_credentials", "permissions": ["bench:read"] }),
-        )
-        .await?;
-    Ok((
-        created["client_id"]
-            .as_str()
-            .context("client_id")?
-            .to_owned(),
-        created["client_secret"]
-            .as_str()
-            .context("client_secret")?
-            .to_owned(),
-    ))
+/// The time until a GET of `url` with `jwt` answers `status`, polled from now.
+async fn until_status(
+    http: &reqwest::Client,
+    url: &str,
+    jwt: &str,
+    status: u16,
+    failure: &str,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    while http.get(url).bearer_auth(jwt).send().await?.status() != status {
+        if started.elapsed() > Duration::from_secs(10) {
+            bail!("{failure}");
+        }
+    }
+    Ok(started.elapsed())
 }
 
 async fn exchange(
