@@ -20,11 +20,16 @@ use std::net::{IpAddr, SocketAddr};
 /// The largest request body any endpoint takes.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// A JSON body deserialized into `T`.
-#[derive(Debug)]
-pub struct ApiJson<T>(pub T);
+/// The largest usage batch a gateway may send (`POST /v1/usage`): its 10,000 entries
+/// at most take about 3 MiB.
+pub const USAGE_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+/// A JSON body deserialized into `T`; `LIMIT` is the route's body limit, named in the
+/// 413 answer.
+#[derive(Debug)]
+pub struct ApiJson<T, const LIMIT: usize = BODY_LIMIT>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S> for ApiJson<T, LIMIT> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -47,7 +52,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .await
             .map_err(|rejection| {
                 if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge(BODY_LIMIT)
+                    ApiError::PayloadTooLarge(LIMIT)
                 } else {
                     ApiError::InvalidBody(rejection.body_text())
                 }

@@ -9,7 +9,7 @@
 //! (written by an older server, or by hand) reads as large, never as a 500.
 
 use crate::auth::{Caller, ServiceCaller};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, USAGE_BODY_LIMIT};
 use crate::problem::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::Json;
@@ -116,7 +116,7 @@ fn window_minute(state: &AppState, window_start: Timestamp) -> ApiResult<Timesta
 pub async fn ingest(
     State(state): State<AppState>,
     caller: ServiceCaller,
-    ApiJson(batch): ApiJson<Batch>,
+    ApiJson(batch): ApiJson<Batch, USAGE_BODY_LIMIT>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     if batch.entries.len() > MAX_ENTRIES {
         return Err(ApiError::value(

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 both_backends!(
     usage_batches_add_up_and_move_last_use_forward,
+    a_gateways_full_batch_of_a_thousand_entries_is_taken_whole,
     a_malformed_usage_batch_is_refused_and_changes_nothing,
     absurd_numbers_in_a_usage_batch_are_refused_and_change_nothing,
     absurd_counts_already_stored_read_as_saturated_totals,
@@ -67,6 +68,53 @@ async fn usage_state(app: &TestApp) -> (i64, Vec<Option<i64>>, i64) {
         last_used,
         app.audit_count("token.first_seen_ip").await,
     )
+}
+
+/// A gateway sends up to 1,000 entries a batch (about 150 KB), more than the 64 KiB any
+/// other body may hold; a refusal would have dropped the counts for good.
+async fn a_gateways_full_batch_of_a_thousand_entries_is_taken_whole(app: TestApp) {
+    app.create_tenant("acme").await;
+    let created = app
+        .create_tenant_token("acme", json!({ "name": "ci", "kind": "api_key" }))
+        .await;
+    let token = created["token"]["id"].as_str().unwrap();
+    let key = gateway_key(&app).await;
+    let minute = minute_hours_ago(1);
+    let entries: Vec<Value> = (0..1_000)
+        .map(|i| {
+            let route = format!("/reports/a-fairly-long-route-name-{i:04}");
+            entry(token, &route, "203.0.113.7", 1, &at(minute, 30))
+        })
+        .collect();
+    let batch = json!({ "window_start": at(minute, 0), "entries": entries });
+    assert!(
+        batch.to_string().len() > 64 * 1024,
+        "the old limit is exceeded"
+    );
+    let reply = app
+        .call(Method::POST, "/v1/usage", Some(&key), Some(batch))
+        .await;
+    reply.assert_status(202);
+    assert_eq!(reply.body["accepted"], 1_000);
+    assert_eq!(usage_state(&app).await.0, 1_000);
+    // Control: a body beyond the usage limit is still refused, naming that limit, and
+    // nothing more is stored.
+    let huge = "x".repeat(5 * 1024 * 1024);
+    let reply = app
+        .call(
+            Method::POST,
+            "/v1/usage",
+            Some(&key),
+            Some(json!({ "window_start": at(minute, 0), "entries": [], "pad": huge })),
+        )
+        .await;
+    reply.assert_problem(413, "payload-too-large");
+    assert!(
+        reply.body["detail"].as_str().unwrap().contains("4194304"),
+        "{}",
+        reply.text
+    );
+    assert_eq!(usage_state(&app).await.0, 1_000);
 }
 
 async fn usage_batches_add_up_and_move_last_use_forward(app: TestApp) {
