@@ -11,6 +11,7 @@
 //! Figures are throughput and latency quantiles of one run each; it is a benchmark, not
 //! a test, and it asserts nothing about speed. Any failed request fails the command.
 
+mod child;
 mod edge;
 mod load;
 mod report;

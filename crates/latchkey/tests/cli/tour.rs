@@ -464,4 +464,16 @@ fn bench_edge_measures_the_gateway_and_revocation_propagation() {
         stdout.contains("Narrowing propagation over 5 role edits"),
         "{stdout}"
     );
+    let synchronous = stdout
+        .lines()
+        .find(|l| l.starts_with("Synchronous revocation over 5 revocations"))
+        .unwrap_or_else(|| panic!("no wait=propagated line in {stdout}"));
+    assert!(
+        synchronous.contains("?wait=propagated") && synchronous.contains("p99"),
+        "{synchronous}"
+    );
+    assert!(
+        stdout.contains("server and gateway processes"),
+        "the gateway is its own process: {stdout}"
+    );
 }
