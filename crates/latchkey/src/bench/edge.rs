@@ -300,12 +300,21 @@ async fn client_token(
     client: &Client,
     grant: serde_json::Value,
 ) -> anyhow::Result<(String, String)> {
+    tenant_client_token(client, "edge", grant).await
+}
+
+/// A client-credentials token of `tenant` holding `grant`: its id and secret.
+pub(super) async fn tenant_client_token(
+    client: &Client,
+    tenant: &str,
+    grant: serde_json::Value,
+) -> anyhow::Result<(String, String)> {
     let mut body = json!({ "name": "bench client", "kind": "client_credentials" });
     if let (Some(body), Some(grant)) = (body.as_object_mut(), grant.as_object()) {
         body.extend(grant.clone());
     }
     let created = client
-        .send(Method::POST, &["v1", "tenants", "edge", "tokens"], &body)
+        .send(Method::POST, &["v1", "tenants", tenant, "tokens"], &body)
         .await?;
     Ok((
         created["client_id"]
