@@ -10,6 +10,8 @@
 //! (the audit backlog of the grants) is not charged to the next.
 //! Figures are throughput and latency quantiles of one run each; it is a benchmark, not
 //! a test, and it asserts nothing about speed. Any failed request fails the command.
+//! `--edge` measures the gateway instead (`edge`), `--followers N` the revocation feed's
+//! fan-out (`followers`); docs/BENCHMARKS.md says how to read each.
 
 mod child;
 mod edge;
