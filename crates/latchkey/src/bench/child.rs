@@ -74,10 +74,7 @@ pub async fn start(mut command: Command, what: &str, hint: &str) -> anyhow::Resu
     let mut seen: Vec<String> = Vec::new();
     let waited = tokio::time::timeout(START_TIMEOUT, async {
         while let Some(line) = received.recv().await {
-            let address = line
-                .split_once("listening on http://")
-                .map(|(_, rest)| rest.split_whitespace().next().unwrap_or_default())
-                .map(str::parse::<SocketAddr>);
+            let address = listening_address(&line);
             seen.push(line);
             if let Some(address) = address {
                 return address
@@ -107,6 +104,13 @@ pub async fn start(mut command: Command, what: &str, hint: &str) -> anyhow::Resu
     })
 }
 
+/// The address of a `listening on http://ADDRESS` log line, or `None` for another line.
+fn listening_address(line: &str) -> Option<Result<SocketAddr, std::net::AddrParseError>> {
+    line.split_once("listening on http://")
+        .map(|(_, rest)| rest.split_whitespace().next().unwrap_or_default())
+        .map(str::parse)
+}
+
 impl Listening {
     /// The child's process id, for reading its CPU time and memory.
     pub fn pid(&self) -> Option<u32> {
@@ -116,5 +120,29 @@ impl Listening {
     /// Kills the child and waits for it.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_is_read_from_the_server_and_the_gateway_log_lines() {
+        let at = |line| listening_address(line).map(|parsed| parsed.ok());
+        assert_eq!(
+            at("2026-11-30T09:00:00Z  INFO latchkey::serve: listening on http://127.0.0.1:7700"),
+            Some(Some("127.0.0.1:7700".parse().unwrap()))
+        );
+        assert_eq!(
+            at("INFO latchkey::gateway: gateway listening on http://127.0.0.1:8080 server_seq=12"),
+            Some(Some("127.0.0.1:8080".parse().unwrap()))
+        );
+        assert_eq!(
+            at("INFO listening on http://[::1]:9000"),
+            Some(Some("[::1]:9000".parse().unwrap()))
+        );
+        assert_eq!(at("INFO listening on http://nowhere"), Some(None));
+        assert_eq!(at("root key: lk_ak_…"), None);
     }
 }

@@ -34,7 +34,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-/// How long all followers may take to connect, and one revocation to reach them all.
+/// How long all followers together may take to connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long one revocation may take to reach every follower.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Followers connecting at once: more would only queue in the listen backlog.
@@ -120,13 +123,17 @@ pub async fn run(
     }
     drop(events);
     let mut connected = 0;
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
     while connected < followers {
-        match tokio::time::timeout(TIMEOUT * 6, received.recv()).await {
+        match tokio::time::timeout_at(deadline.into(), received.recv()).await {
             Ok(Some(Event::Connected)) => connected += 1,
             Ok(Some(Event::Seen(..))) => {}
             Ok(Some(Event::Failed(error))) => bail!("a follower failed to connect: {error}"),
             Ok(None) => bail!("every follower stopped"),
-            Err(_) => bail!("only {connected} of {followers} followers connected within 60 s"),
+            Err(_) => bail!(
+                "only {connected} of {followers} followers connected within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ),
         }
     }
     let after = server_pid.and_then(resident_kib);
