@@ -10,8 +10,12 @@
 //! (the audit backlog of the grants) is not charged to the next.
 //! Figures are throughput and latency quantiles of one run each; it is a benchmark, not
 //! a test, and it asserts nothing about speed. Any failed request fails the command.
+//! `--edge` measures the gateway instead (`edge`), `--followers N` the revocation feed's
+//! fan-out (`followers`); docs/BENCHMARKS.md says how to read each.
 
+mod child;
 mod edge;
+mod followers;
 mod load;
 mod report;
 mod server;
@@ -65,13 +69,24 @@ pub struct BenchArgs {
     /// Measure only the client-credentials grant run.
     #[arg(long, conflicts_with = "edge")]
     grants_only: bool,
-    /// With --edge: how many revocations, and as many role narrowings, to time.
+    /// Measure the fan-out instead: this many followers of the revocation stream, then
+    /// --revocations revocations timed to the last follower, and the server's memory per
+    /// follower.
+    #[arg(long, value_name = "N", conflicts_with_all = ["edge", "grants_only"],
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    followers: Option<u64>,
+    /// With --edge: how many revocations, as many role narrowings and as many synchronous
+    /// revocations to time; with --followers: how many revocations to time.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     revocations: u64,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let command = report::command_line(std::env::args());
+    if let Some(followers) = args.followers {
+        // Before the server starts, so that it inherits the raised limit.
+        followers::raise_open_files(followers)?;
+    }
     let server = ServerUnderTest::open(&args).await?;
     let plan = Plan {
         address: server.address,
@@ -80,38 +95,41 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         duration: Duration::from_secs(args.duration),
         server_pid: server.child.as_ref().and_then(ChildServer::pid),
     };
-    eprintln!(
-        "latchkey bench: {} connections to http://{}, {} s + {} s warm-up per run",
-        plan.connections, plan.address, args.duration, args.warmup
-    );
-    if args.edge {
-        let report = edge::run(
+    let revocations = usize::try_from(args.revocations).unwrap_or(usize::MAX);
+    if let Some(followers) = args.followers {
+        let report = followers::run(
             plan.address,
             server.admin.clone(),
-            &plan,
-            usize::try_from(args.revocations).unwrap_or(usize::MAX),
+            plan.server_pid,
+            usize::try_from(followers).unwrap_or(usize::MAX),
+            revocations,
         )
         .await?;
         if let Some(child) = server.child {
             child.stop().await;
         }
         let cores = std::thread::available_parallelism().map_or(0, usize::from);
+        let text = report.markdown(&command, cores, &server.backend);
+        println!("{text}");
+        return append_section(args.output.as_deref(), "revocation fan-out", &text);
+    }
+    eprintln!(
+        "latchkey bench: {} connections to http://{}, {} s + {} s warm-up per run",
+        plan.connections, plan.address, args.duration, args.warmup
+    );
+    if args.edge {
+        let report = edge::run(plan.address, server.admin.clone(), &plan, revocations).await?;
+        if let Some(child) = server.child {
+            child.stop().await;
+        }
+        let cores = std::thread::available_parallelism().map_or(0, usize::from);
         let text = report.markdown(&command, cores);
         println!("{text}");
-        if let Some(path) = &args.output {
-            let mut file = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(path)?;
-            std::io::Write::write_all(
-                &mut file,
-                format!(
-                    "\n## {}: the gateway and revocation propagation\n\n{text}",
-                    now()
-                )
-                .as_bytes(),
-            )?;
-        }
+        append_section(
+            args.output.as_deref(),
+            "the gateway and revocation propagation",
+            &text,
+        )?;
         let errors: u64 = report.loads.iter().map(|(_, o)| o.errors.total()).sum();
         if errors > 0 {
             bail!("{errors} requests failed");
@@ -142,6 +160,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         0 => Ok(()),
         failed => bail!("{failed} requests failed; see the WARNING lines above"),
     }
+}
+
+/// Appends `text` to `path`, if any, as a markdown section headed with the date and
+/// `title`.
+fn append_section(path: Option<&std::path::Path>, title: &str, text: &str) -> anyhow::Result<()> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)?;
+    std::io::Write::write_all(
+        &mut file,
+        format!("\n## {}: {title}\n\n{text}", now()).as_bytes(),
+    )?;
+    eprintln!("appended the results to {}", path.display());
+    Ok(())
 }
 
 /// The server to load, and how the bench reaches it.

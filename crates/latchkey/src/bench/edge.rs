@@ -1,25 +1,36 @@
 //! `latchkey bench --edge`: what the gateway costs and how fast a revocation reaches it.
 //!
-//! In one run, on the same machine: a sample upstream answering `ok`, and the gateway in
-//! front of it following the server's revocation feed. Three loads of the same GET:
-//! straight to the upstream, through the gateway on a public route (no authentication),
-//! and through the gateway with a Bearer JWT (verified-token cache hit plus deny-list
-//! lookup on every request). Then `revocations` times: a fresh token's JWT is let
-//! through once, the token is revoked at the server, and the time from the revoke call
-//! returning to the gateway's first refusal is recorded. Then as many narrowings: a
-//! fresh role's token is let through, the role loses the route's permission, and the
-//! time from that edit returning to the gateway's first 403 is recorded — a narrowed
-//! grant travels the same feed as a revocation.
+//! Measured as users run it: the server, the gateway and the load generator are separate
+//! processes talking over loopback TCP, so that socket effects between them (Nagle's
+//! algorithm against delayed ACKs costs about 40 ms a message) show in the figures. The
+//! gateway is this binary's `latchkey gateway --config FILE`, with a file the bench writes
+//! into a temporary directory; the sample upstream answering `ok` stays a task of the
+//! bench process, on its own loopback socket, since it only stands in for a vendor's
+//! service. Three loads of the same GET: straight to the upstream, through the gateway on
+//! a public route (no authentication), and through the gateway with a Bearer JWT
+//! (verified-token cache hit plus deny-list lookup on every request). Then `revocations`
+//! times: a fresh token's JWT is let through once, the token is revoked at the server,
+//! and the time from the revoke call returning to the gateway's first refusal is
+//! recorded. Then as many narrowings: a fresh role's token is let through, the role loses
+//! the route's permission, and the time from that edit returning to the gateway's first
+//! 403 is recorded — a narrowed grant travels the same feed as a revocation. Last, as
+//! many synchronous revocations (`DELETE /v1/tokens/{id}?wait=propagated`, docs/API.md
+//! "Synchronous revocation"): the latency of the call itself, which returns once the one
+//! connected gateway has acknowledged the entry.
 
+use super::child::{self, Listening};
 use super::load::{self, Outcome, Plan, Target};
+use super::report;
 use crate::admin::client::{Client, Credential};
 use anyhow::{Context, bail};
-use latchkey_gateway::{GatewayConfig, assemble};
 use reqwest::Method;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+
+/// How long the gateway may take to load the deny list and let a good token through.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The results of an edge run.
 pub struct EdgeReport {
@@ -29,6 +40,8 @@ pub struct EdgeReport {
     pub propagation: Vec<Duration>,
     /// Role-edit-to-refusal latencies, sorted.
     pub narrowing: Vec<Duration>,
+    /// Latencies of `DELETE /v1/tokens/{id}?wait=propagated`, sorted.
+    pub synchronous: Vec<Duration>,
 }
 
 async fn upstream() -> anyhow::Result<SocketAddr> {
@@ -73,23 +86,21 @@ pub async fn run(
         .context("the gateway's api key")?
         .to_owned();
     let upstream = upstream().await?;
-    let config = GatewayConfig::from_toml(&format!(
-        "listen = \"127.0.0.1:0\"\nserver = \"{base}\"\ncredential = \"{gateway_key}\"\n\
-         [[route]]\nprefix = \"/reports\"\nupstream = \"http://{upstream}\"\n\
-         scopes = {{ GET = [\"bench:read\"] }}\n\
-         [[route]]\nprefix = \"/public\"\nupstream = \"http://{upstream}\"\npublic = true\n"
-    ))?;
-    let (gateway, replica) = assemble(config).await?;
-    tokio::time::timeout(Duration::from_secs(10), replica.ready())
-        .await
-        .context("the gateway's deny list did not load")?;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let edge = listener.local_addr()?;
-    tokio::spawn(async move { gateway.serve(listener, std::future::pending()).await });
-
+    let gateway = start_gateway(&base, &gateway_key, upstream).await?;
+    let edge = gateway.address;
     let (id, secret) = client_token(&client, json!({ "permissions": ["bench:read"] })).await?;
     let http = reqwest::Client::new();
     let jwt = exchange(&http, &base, &id, &secret).await?;
+    // The gateway listens before its deny list has loaded, and refuses tokens until then.
+    until_status(
+        &http,
+        &format!("http://{edge}/reports"),
+        &jwt,
+        200,
+        READY_TIMEOUT,
+        "the gateway did not let a good token through within 10 s",
+    )
+    .await?;
     let mut loads = Vec::new();
     for (name, path, address, authorization) in [
         ("upstream directly", "/reports", upstream, String::new()),
@@ -135,6 +146,7 @@ pub async fn run(
                 &through,
                 &jwt,
                 401,
+                PROPAGATION_TIMEOUT,
                 "the gateway still let a revoked token through after 10 s",
             )
             .await?,
@@ -170,17 +182,116 @@ pub async fn run(
                 &through,
                 &jwt,
                 403,
+                PROPAGATION_TIMEOUT,
                 "the gateway still granted a removed permission after 10 s",
             )
             .await?,
         );
     }
     narrowing.sort();
+
+    eprintln!("running: {revocations} revocations with ?wait=propagated");
+    let revoker = revoker_key(&client).await?;
+    let mut synchronous = Vec::with_capacity(revocations);
+    for _ in 0..revocations {
+        let (id, _) = client_token(&client, json!({ "permissions": ["bench:read"] })).await?;
+        synchronous.push(revoke_and_wait(&http, &base, &revoker, &id).await?);
+    }
+    synchronous.sort();
+    gateway.stop().await;
     Ok(EdgeReport {
         loads,
         propagation,
         narrowing,
+        synchronous,
     })
+}
+
+/// How long a revocation or narrowing may take to reach the gateway before the bench
+/// gives up.
+const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts `latchkey gateway` in front of `upstream`, following the server at `base`
+/// with `credential`.
+async fn start_gateway(
+    base: &str,
+    credential: &str,
+    upstream: SocketAddr,
+) -> anyhow::Result<Gateway> {
+    let dir = tempfile::Builder::new()
+        .prefix("latchkey-bench-gateway-")
+        .tempdir()
+        .context("creating a temporary directory for the gateway's configuration")?;
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:0\"\nserver = \"{base}\"\ncredential = \"{credential}\"\n\
+             [[route]]\nprefix = \"/reports\"\nupstream = \"http://{upstream}\"\n\
+             scopes = {{ GET = [\"bench:read\"] }}\n\
+             [[route]]\nprefix = \"/public\"\nupstream = \"http://{upstream}\"\npublic = true\n"
+        ),
+    )
+    .context("writing the gateway's configuration")?;
+    let mut command = child::command(&["gateway", "--config"])?;
+    command.arg(&path);
+    let process = child::start(command, "the gateway", "").await?;
+    Ok(Gateway {
+        address: process.address,
+        process,
+        _config: dir,
+    })
+}
+
+/// The `latchkey gateway` child and the directory holding its configuration.
+struct Gateway {
+    process: Listening,
+    address: SocketAddr,
+    _config: tempfile::TempDir,
+}
+
+impl Gateway {
+    async fn stop(self) {
+        self.process.stop().await;
+    }
+}
+
+/// A system-tenant api key holding `latchkey:admin`, sent as a plain Bearer token by the
+/// synchronous revocations (the admin client knows no query strings).
+async fn revoker_key(client: &Client) -> anyhow::Result<String> {
+    Ok(client
+        .send(
+            Method::POST,
+            &["v1", "tenants", "latchkey", "tokens"],
+            &json!({ "name": "bench revoker", "kind": "api_key", "permissions": ["latchkey:admin"] }),
+        )
+        .await?["api_key"]
+        .as_str()
+        .context("the revoker's api key")?
+        .to_owned())
+}
+
+/// Revokes token `id` with `?wait=propagated` and answers how long the call took; fails
+/// unless every connected follower acknowledged it.
+async fn revoke_and_wait(
+    http: &reqwest::Client,
+    base: &str,
+    revoker: &str,
+    id: &str,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let response = http
+        .delete(format!("{base}/v1/tokens/{id}?wait=propagated"))
+        .bearer_auth(revoker)
+        .send()
+        .await?;
+    let elapsed = started.elapsed();
+    let status = response.status();
+    let body: serde_json::Value = response.json().await?;
+    if status != 200 || body["propagated"] != true || body["connected"].as_u64() < Some(1) {
+        bail!("a synchronous revocation was not propagated to the gateway: {status} {body}");
+    }
+    Ok(elapsed)
 }
 
 /// A client-credentials token of tenant `edge` holding `grant` (`permissions` or
@@ -189,12 +300,21 @@ async fn client_token(
     client: &Client,
     grant: serde_json::Value,
 ) -> anyhow::Result<(String, String)> {
+    tenant_client_token(client, "edge", grant).await
+}
+
+/// A client-credentials token of `tenant` holding `grant`: its id and secret.
+pub(super) async fn tenant_client_token(
+    client: &Client,
+    tenant: &str,
+    grant: serde_json::Value,
+) -> anyhow::Result<(String, String)> {
     let mut body = json!({ "name": "bench client", "kind": "client_credentials" });
     if let (Some(body), Some(grant)) = (body.as_object_mut(), grant.as_object()) {
         body.extend(grant.clone());
     }
     let created = client
-        .send(Method::POST, &["v1", "tenants", "edge", "tokens"], &body)
+        .send(Method::POST, &["v1", "tenants", tenant, "tokens"], &body)
         .await?;
     Ok((
         created["client_id"]
@@ -214,11 +334,12 @@ async fn until_status(
     url: &str,
     jwt: &str,
     status: u16,
+    timeout: Duration,
     failure: &str,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
     while http.get(url).bearer_auth(jwt).send().await?.status() != status {
-        if started.elapsed() > Duration::from_secs(10) {
+        if started.elapsed() > timeout {
             bail!("{failure}");
         }
     }
@@ -249,7 +370,7 @@ impl EdgeReport {
     /// The report as text (and markdown: the same table).
     pub fn markdown(&self, command: &str, cores: usize) -> String {
         let mut text = format!(
-            "- command: `{command}`\n- machine: {cores} cores; bench, server, gateway and upstream share them\n\n\
+            "- command: `{command}`\n- machine: {cores} cores; bench (with the upstream), server and gateway processes share them\n\n\
              | load | requests/s | p50 ms | p99 ms | errors | vs upstream |\n| --- | ---: | ---: | ---: | ---: | ---: |\n"
         );
         let direct = self.loads.first().map_or(0.0, |(_, o)| o.rate());
@@ -281,22 +402,17 @@ impl EdgeReport {
                 &self.narrowing,
                 "Narrowing propagation over {n} role edits (role PUT returned → first 403 at the gateway)",
             ),
+            (
+                &self.synchronous,
+                "Synchronous revocation over {n} revocations (DELETE ?wait=propagated with one gateway connected, call latency)",
+            ),
         ] {
-            if latencies.is_empty() {
-                continue;
+            if let Some(summary) = report::latency_summary(latencies) {
+                text.push_str(&format!(
+                    "\n{}: {summary}\n",
+                    what.replace("{n}", &latencies.len().to_string()),
+                ));
             }
-            let at = |q: f64| {
-                let index =
-                    ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
-                latencies[index].as_secs_f64() * 1000.0
-            };
-            text.push_str(&format!(
-                "\n{}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n",
-                what.replace("{n}", &latencies.len().to_string()),
-                at(0.5),
-                at(0.99),
-                at(1.0)
-            ));
         }
         text
     }

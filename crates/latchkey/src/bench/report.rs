@@ -200,6 +200,24 @@ fn quoted(arg: &str) -> String {
     }
 }
 
+/// `p50 … ms, p99 … ms, max … ms` of sorted `latencies` (nearest rank), or `None` when
+/// there are none.
+pub fn latency_summary(latencies: &[Duration]) -> Option<String> {
+    if latencies.is_empty() {
+        return None;
+    }
+    let at = |q: f64| {
+        let index = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies[index].as_secs_f64() * 1000.0
+    };
+    Some(format!(
+        "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    ))
+}
+
 /// The processor's name, from `/proc/cpuinfo` (Linux).
 pub fn cpu_model() -> Option<String> {
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;

@@ -117,7 +117,7 @@ fn member(body: &Value, key: &str) -> anyhow::Result<String> {
 }
 
 /// A tenant id no earlier bench on the same server has used.
-fn unique_tenant() -> String {
+pub(super) fn unique_tenant() -> String {
     let since_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();

@@ -464,4 +464,86 @@ fn bench_edge_measures_the_gateway_and_revocation_propagation() {
         stdout.contains("Narrowing propagation over 5 role edits"),
         "{stdout}"
     );
+    let synchronous = stdout
+        .lines()
+        .find(|l| l.starts_with("Synchronous revocation over 5 revocations"))
+        .unwrap_or_else(|| panic!("no wait=propagated line in {stdout}"));
+    assert!(
+        synchronous.contains("?wait=propagated") && synchronous.contains("p99"),
+        "{synchronous}"
+    );
+    assert!(
+        stdout.contains("server and gateway processes"),
+        "the gateway is its own process: {stdout}"
+    );
+}
+
+#[test]
+fn bench_followers_reports_the_fan_out_to_the_last_follower_and_memory_per_follower() {
+    let stdout = succeeds(&["bench", "--followers", "5", "--revocations", "4"]);
+    let fan_out = stdout
+        .lines()
+        .find(|l| l.starts_with("Fan-out to 5 followers over 4 revocations"))
+        .unwrap_or_else(|| panic!("no fan-out line in {stdout}"));
+    assert!(
+        fan_out.contains("the last follower saw the entry")
+            && fan_out.contains("p50 ")
+            && fan_out.contains("p99 "),
+        "{fan_out}"
+    );
+    let memory = stdout
+        .lines()
+        .find(|l| l.starts_with("Server memory per follower: "))
+        .unwrap_or_else(|| panic!("no memory line in {stdout}"));
+    let per_follower: f64 = memory
+        .trim_start_matches("Server memory per follower: ")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| {
+            panic!("the bench started the server, so its memory is known: {memory}")
+        });
+    assert!(per_follower >= 0.0, "{memory}");
+    assert!(memory.contains("before connecting 5 followers"), "{memory}");
+}
+
+#[test]
+fn bench_followers_beyond_the_hard_open_file_limit_says_how_to_raise_it() {
+    let mut command = Command::new("sh");
+    command
+        .args([
+            "-c",
+            r#"ulimit -n 300 && exec "$0" bench --followers 1000"#,
+            BIN,
+        ])
+        .stdin(Stdio::null());
+    for var in LATCHKEY_VARS {
+        command.env_remove(var);
+    }
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--followers 1000 needs about 1256 open files")
+            && stderr.contains("at most 300 (its hard limit)")
+            && stderr.contains("raise the hard limit"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "no report without the followers");
+}
+
+#[test]
+fn bench_followers_conflicts_with_edge() {
+    let output = Command::new(BIN)
+        .args(["bench", "--edge", "--followers", "5"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("cannot be used with"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
