@@ -81,6 +81,9 @@ impl GatewayConfig {
             audience: self.audience.clone(),
             revocation,
             trusted_proxies: self.trusted_proxies.clone(),
+            connect: self.connect()?,
+            tls_ca_file: self.tls_ca_file.clone(),
+            allow_insecure_issuer: self.allow_insecure_issuer,
             ..VerifierOptions::default()
         })
     }
@@ -93,16 +96,18 @@ impl GatewayConfig {
 pub async fn assemble(config: GatewayConfig) -> Result<(Gateway, RevocationReplica), ConfigError> {
     config.validate()?;
     let replica = RevocationReplica::start(
-        &config.server,
+        config.server_base()?,
         Credential::new(config.credential()?),
         ReplicaOptions {
             max_staleness: config.max_staleness(),
+            tls_ca_file: config.tls_ca_file.clone(),
+            allow_insecure_issuer: config.allow_insecure_issuer,
             ..ReplicaOptions::default()
         },
     )
     .map_err(|e| ConfigError::Server(e.to_string()))?;
     let options = config.verifier_options(Arc::new(replica.clone()))?;
-    let verifier = Verifier::discover(&config.server, options)
+    let verifier = Verifier::discover(config.issuer()?, options)
         .await
         .map_err(|e| ConfigError::Server(e.to_string()))?;
     replica.attach(verifier.evictor());
@@ -319,6 +324,15 @@ fn needs_restart(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str> 
     }
     if old.server != new.server {
         changed.push("server");
+    }
+    if old.issuer != new.issuer {
+        changed.push("issuer");
+    }
+    if old.tls_ca_file != new.tls_ca_file {
+        changed.push("tls_ca_file");
+    }
+    if old.allow_insecure_issuer != new.allow_insecure_issuer {
+        changed.push("allow_insecure_issuer");
     }
     if old.credential != new.credential {
         changed.push("credential");
