@@ -19,7 +19,7 @@ use crate::proxy::handle;
 use crate::route::RouteTable;
 use crate::stats::{Counters, GatewayStats};
 use crate::upstream::Upstream;
-use crate::usage::{UsageOptions, UsageReporter};
+use crate::usage::{UsageClient, UsageOptions, UsageReporter};
 use hyper::Request;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -162,11 +162,17 @@ impl Gateway {
         let routes = RouteTable::compile(&config)?;
         let upstream = Upstream::new();
         let usage = if deps.usage.enabled {
+            let client = UsageClient::new(config.tls_ca_file.as_deref()).map_err(|reason| {
+                ConfigError::BadValue {
+                    field: "tls_ca_file".to_owned(),
+                    reason,
+                }
+            })?;
             Some(Arc::new(UsageReporter::new(
                 config.server_base()?,
                 config.credential()?,
                 deps.usage,
-                upstream.clone(),
+                client,
             )))
         } else {
             None

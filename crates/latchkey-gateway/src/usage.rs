@@ -22,7 +22,6 @@
 //!   flush is tried.
 
 use crate::stats::UsageStats;
-use crate::upstream::Upstream;
 use hyper::{Method, StatusCode};
 use latchkey_core::{Timestamp, TokenId};
 use serde::Serialize;
@@ -250,6 +249,64 @@ pub(crate) fn encode(batch: &Batch) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec(&wire)
 }
 
+/// Sends usage batches to the server: over TLS when `server` is `https://`, trusting
+/// what the gateway's verifier trusts (`tls_ca_file`).
+#[derive(Debug, Clone)]
+pub(crate) struct UsageClient(reqwest::Client);
+
+impl UsageClient {
+    pub(crate) fn new(tls_ca_file: Option<&std::path::Path>) -> Result<Self, String> {
+        let tls = latchkey_verify::tls_client_config(tls_ca_file).map_err(|e| e.to_string())?;
+        reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map(Self)
+            .map_err(|e| e.to_string())
+    }
+
+    /// POSTs a JSON `body` to `uri` with a bearer `credential`, and returns the
+    /// status, all within `timeout`. The answer's body is drained, not kept.
+    async fn post_json(
+        &self,
+        uri: &str,
+        credential: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<StatusCode, String> {
+        let exchange = async {
+            let response = self
+                .0
+                .post(uri)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .bearer_auth(credential)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| describe(&e))?;
+            let status = response.status();
+            // Drained so the connection goes back to the pool.
+            let _ = response.bytes().await;
+            Ok(status)
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| format!("no answer within {timeout:?}"))?
+    }
+}
+
+/// An error with its causes, which reqwest's own message leaves out.
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// What became of one POST.
 enum Sent {
     Accepted,
@@ -266,7 +323,7 @@ pub(crate) struct UsageReporter {
     endpoint: String,
     credential: String,
     options: UsageOptions,
-    client: Upstream,
+    client: UsageClient,
     batches_sent: AtomicU64,
     entries_sent: AtomicU64,
     send_failures: AtomicU64,
@@ -280,7 +337,7 @@ impl UsageReporter {
         server: &str,
         credential: &str,
         options: UsageOptions,
-        client: Upstream,
+        client: UsageClient,
     ) -> Self {
         Self {
             aggregator: Mutex::new(Aggregator::new(options.max_entries)),
@@ -476,7 +533,7 @@ mod tests {
             &server,
             "lk_ak_test",
             options,
-            Upstream::new(),
+            UsageClient::new(None).unwrap(),
         ));
         reporter.record(key(1, 2), Timestamp::from_millis(MINUTE));
         let (stop, stopped) = watch::channel(false);

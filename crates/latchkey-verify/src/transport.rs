@@ -129,8 +129,17 @@ pub(crate) fn rebase(url: &str, issuer_origin: &str, connect_origin: &str) -> Op
     Some(format!("{connect_origin}{rest}"))
 }
 
-/// The rustls client configuration: aws-lc-rs, TLS 1.2 and 1.3, the system's roots
-/// plus those of `ca_file`.
+/// The TLS client configuration the verifier uses (rustls on aws-lc-rs, TLS 1.2 and
+/// 1.3, HTTP/1.1, the system's trusted roots plus the CAs of `tls_ca_file`), for a
+/// program that sends its own requests to the same server — the gateway's usage
+/// batches — and should trust exactly what its verifier trusts.
+pub fn tls_client_config(
+    tls_ca_file: Option<&Path>,
+) -> Result<rustls::ClientConfig, DiscoveryError> {
+    client_config(tls_ca_file).map_err(DiscoveryError::BadOption)
+}
+
+/// [`tls_client_config`], its error in words.
 pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in system_roots() {
