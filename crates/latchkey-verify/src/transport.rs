@@ -129,6 +129,17 @@ pub(crate) fn rebase(url: &str, issuer_origin: &str, connect_origin: &str) -> Op
     Some(format!("{connect_origin}{rest}"))
 }
 
+/// Makes rustls on aws-lc-rs the process's default TLS provider, unless one is set
+/// already. reqwest is built with TLS but without a provider of its own (so ring is
+/// never compiled in), and a `reqwest::Client` built without `use_preconfigured_tls`
+/// needs this default: call it at the start of a program, or of a test harness, that
+/// builds such clients. The verifier's own clients do not need it; they call it
+/// anyway, which is harmless.
+pub fn install_crypto_provider() {
+    // An error means a default is installed already, which is all this asks for.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// The TLS client configuration the verifier uses (rustls on aws-lc-rs, TLS 1.2 and
 /// 1.3, HTTP/1.1, the system's trusted roots plus the CAs of `tls_ca_file`), for a
 /// program that sends its own requests to the same server — the gateway's usage
@@ -141,6 +152,7 @@ pub fn tls_client_config(
 
 /// [`tls_client_config`], its error in words.
 pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     for cert in system_roots() {
         // A system store may hold certificates webpki cannot parse; skipping one only
