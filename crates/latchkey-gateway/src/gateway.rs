@@ -6,8 +6,9 @@
 //! Serving speaks HTTP/1.1 to clients and upstreams. A reload swaps the routing table
 //! (prefixes, upstreams, scopes, timeouts) atomically between requests without
 //! touching the listener or open connections; settings that shape the process itself
-//! (`listen`, `server`, `credential`, `audience`, `max_staleness_seconds`,
-//! `drain_timeout_seconds` and the listener's limits) are only read at start, and a
+//! (`listen`, `server`, `issuer`, `tls_ca_file`, `allow_insecure_issuer`, `credential`,
+//! `audience`, `max_staleness_seconds`, `drain_timeout_seconds` and the listener's
+//! limits) are only read at start, and a
 //! reload that changes them says so in the log. The listener times request heads and
 //! bodies and caps connections (see `listener`). On shutdown the gateway stops
 //! accepting, lets requests in flight finish for up to the drain timeout, then sends

@@ -67,6 +67,18 @@ pub(crate) fn checked_base(
     setting: &str,
     allow_insecure: bool,
 ) -> Result<String, DiscoveryError> {
+    let (trimmed, url) = parsed_base(base, setting)?;
+    check_plain_http(&url, setting, allow_insecure)?;
+    Ok(trimmed)
+}
+
+/// Parses a base URL (`setting` names the option it came from) without judging its
+/// scheme: for an issuer that is only a name, never connected to.
+pub(crate) fn checked_name(base: &str, setting: &str) -> Result<String, DiscoveryError> {
+    parsed_base(base, setting).map(|(trimmed, _)| trimmed)
+}
+
+fn parsed_base(base: &str, setting: &str) -> Result<(String, Url), DiscoveryError> {
     let bad = |reason: &str| DiscoveryError::BadIssuer(format!("{setting} `{base}`: {reason}"));
     let trimmed = base.trim_end_matches('/');
     if trimmed.contains(['?', '#', ' ', '@']) {
@@ -78,8 +90,7 @@ pub(crate) fn checked_base(
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
         return Err(bad("must be an http:// or https:// URL naming a host"));
     }
-    check_plain_http(&url, setting, allow_insecure)?;
-    Ok(trimmed.to_owned())
+    Ok((trimmed.to_owned(), url))
 }
 
 /// Applies the plain-HTTP rule to `url`, logging the warning when it is allowed only

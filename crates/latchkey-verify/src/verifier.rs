@@ -106,7 +106,7 @@ impl Verifier {
     /// system's roots and [`VerifierOptions::tls_ca_file`], and plain `http://` is
     /// accepted only on loopback unless [`VerifierOptions::allow_insecure_issuer`].
     pub async fn discover(issuer: &str, options: VerifierOptions) -> Result<Self, DiscoveryError> {
-        let (route, policy) = Route::new(issuer, &options, options.allow_insecure_issuer)?;
+        let (route, policy) = Route::new(issuer, &options, true)?;
         let http = Http::new(options.http_timeout, &policy).map_err(DiscoveryError::BadOption)?;
         let metadata_url = route.reach(&metadata_url(issuer)?, "the metadata URL")?;
         let body = http
@@ -178,11 +178,7 @@ impl Verifier {
         jwks: &[u8],
         options: VerifierOptions,
     ) -> Result<Self, DiscoveryError> {
-        let (route, policy) = Route::new(
-            issuer,
-            &options,
-            options.allow_insecure_issuer || options.credential.is_none(),
-        )?;
+        let (route, policy) = Route::new(issuer, &options, options.credential.is_some())?;
         let introspection = route.reach(&default_introspection(issuer), "the introspection URL")?;
         let http = Http::new(options.http_timeout, &policy).map_err(DiscoveryError::BadOption)?;
         let set =
@@ -591,13 +587,20 @@ struct Route {
 }
 
 impl Route {
-    /// `allow_insecure` is normally [`VerifierOptions::allow_insecure_issuer`].
+    /// `sends`: whether anything will be requested from the server (a pinned-keys
+    /// verifier without a credential never does, and so needs no plain-HTTP check).
     fn new(
         issuer: &str,
         options: &VerifierOptions,
-        allow_insecure: bool,
+        sends: bool,
     ) -> Result<(Self, TransportPolicy), DiscoveryError> {
-        let connect_origin = match &options.connect {
+        let allow_insecure = options.allow_insecure_issuer || !sends;
+        let connect = if sends {
+            options.connect.as_ref()
+        } else {
+            None
+        };
+        let connect_origin = match connect {
             Some(connect) => {
                 let base = transport::checked_base(connect, "connect", allow_insecure)?;
                 let origin = transport::origin(&base)
@@ -611,10 +614,13 @@ impl Route {
             }
             None => None,
         };
-        // The issuer is only a name when a connect address is set, so the plain-HTTP
-        // rule is the connect address's to pass.
-        let issuer_insecure_ok = allow_insecure || connect_origin.is_some();
-        let issuer_base = transport::checked_base(issuer, "issuer", issuer_insecure_ok)?;
+        // The issuer is only a name when a connect address is set (or when nothing is
+        // ever sent), so the plain-HTTP rule is not its to pass.
+        let issuer_base = if connect_origin.is_some() || !sends {
+            transport::checked_name(issuer, "issuer")?
+        } else {
+            transport::checked_base(issuer, "issuer", allow_insecure)?
+        };
         let issuer_origin = transport::origin(&issuer_base)
             .ok_or_else(|| DiscoveryError::BadIssuer(issuer.to_owned()))?;
         let policy = TransportPolicy {
