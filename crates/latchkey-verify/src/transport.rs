@@ -288,6 +288,18 @@ mod tests {
     }
 
     #[test]
+    fn an_origin_is_normalised_so_default_ports_and_case_compare_equal() {
+        assert_eq!(
+            origin("https://Auth.Example.com:443").unwrap(),
+            "https://auth.example.com"
+        );
+        assert_eq!(
+            origin("http://127.0.0.1:7700").unwrap(),
+            "http://127.0.0.1:7700"
+        );
+    }
+
+    #[test]
     fn metadata_urls_move_onto_the_connect_origin_keeping_the_path() {
         assert_eq!(
             rebase(

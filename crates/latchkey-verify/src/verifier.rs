@@ -603,8 +603,9 @@ impl Route {
         let connect_origin = match connect {
             Some(connect) => {
                 let base = transport::checked_base(connect, "connect", allow_insecure)?;
+                let without_path = reqwest::Url::parse(&base).is_ok_and(|u| u.path() == "/");
                 let origin = transport::origin(&base)
-                    .filter(|o| *o == base)
+                    .filter(|_| without_path)
                     .ok_or_else(|| {
                         DiscoveryError::BadIssuer(format!(
                             "connect `{connect}`: must be scheme://host[:port], without a path"

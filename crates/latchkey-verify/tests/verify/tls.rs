@@ -408,3 +408,24 @@ async fn the_replica_follows_an_https_feed_and_a_revocation_reaches_it() {
     assert_eq!(untrusting.check(&token_id, None), Revocation::Stale);
     assert!(untrusting.metrics().reconnects >= 1);
 }
+
+#[tokio::test]
+async fn a_connect_address_with_a_default_port_is_an_origin_not_a_path() {
+    let ca = TestCa::new("latchkey test CA");
+    let key = TestKey::ed25519("k1");
+    let public = "https://auth.example.com";
+    let (issuer, address) = Issuer::start_tls(&[&key], ca.server(), Some(public)).await;
+    // Spelled with upper case and a trailing slash: still the same origin.
+    let spelled = format!("{}/", address.replace("localhost", "LOCALHOST"));
+    let verifier = Verifier::discover(
+        public,
+        VerifierOptions {
+            connect: Some(spelled),
+            ..trusting(&ca)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(issuer.jwks_fetches(), 1);
+    assert_eq!(verifier.issuer(), public);
+}
