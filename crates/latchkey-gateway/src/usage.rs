@@ -615,4 +615,88 @@ mod tests {
             })
         );
     }
+
+    /// A `POST /v1/usage` collector over TLS on `localhost`, with a certificate from
+    /// a private CA; returns its URL and the CA's PEM file.
+    async fn tls_collector() -> (String, tempfile::TempDir, std::path::PathBuf) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(&pem, ca.pem()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "https://localhost:{}",
+            listener.local_addr().unwrap().port()
+        );
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut head = vec![0; 4096];
+                    let n = tls.read(&mut head).await.unwrap_or(0);
+                    let text = String::from_utf8_lossy(&head[..n]).to_string();
+                    let status = if text.starts_with("POST /v1/usage ") {
+                        "202 Accepted"
+                    } else {
+                        "404 Not Found"
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                    let _ = tls.write_all(answer.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        (url, dir, pem)
+    }
+
+    #[tokio::test]
+    async fn usage_reaches_an_https_server_trusted_through_tls_ca_file_and_not_otherwise() {
+        let (server, _dir, pem) = tls_collector().await;
+        let endpoint = format!("{server}/v1/usage");
+        let timeout = Duration::from_secs(5);
+        let trusting = UsageClient::new(Some(&pem)).unwrap();
+        let status = trusting
+            .post_json(&endpoint, "lk_ak_test", b"{}".to_vec(), timeout)
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::ACCEPTED);
+
+        let untrusting = UsageClient::new(None).unwrap();
+        let error = untrusting
+            .post_json(&endpoint, "lk_ak_test", b"{}".to_vec(), timeout)
+            .await
+            .unwrap_err();
+        assert!(error.contains(&server), "{error}");
+        assert!(
+            error.contains("UnknownIssuer") || error.contains("unknown issuer"),
+            "{error}"
+        );
+    }
 }
