@@ -10,7 +10,10 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:8080"
-//! server = "http://127.0.0.1:7700"   # the latchkey server: issuer, JWKS, introspection, feed
+//! server = "http://127.0.0.1:7700"   # where the latchkey server is reached: JWKS, introspection, feed, usage
+//! # issuer = "https://auth.example.com"  # the `iss` tokens carry (the server's --public-url); default: `server`
+//! # tls_ca_file = "/etc/latchkey/ca.pem" # extra CAs trusted for an https `server` (private PKI)
+//! # allow_insecure_issuer = false        # plain http:// `server` beyond loopback; warns at start
 //! credential = "lk_ak_…"             # or env LATCHKEY_GATEWAY_CREDENTIAL; needs latchkey:introspect
 //! max_staleness_seconds = 30
 //! # upstream_timeout_seconds = 30    # no response head within this → 504; per route too
@@ -18,7 +21,7 @@
 //! # header_read_timeout_seconds = 10 # a request head (or the next, when idle) within this
 //! # body_read_timeout_seconds = 30   # a request body silent this long → 408, closed
 //! # max_connections = 10000          # open client connections; beyond, new ones wait
-//! # audience = "https://api.example.com"  # the `aud` tokens must carry; default: `server`
+//! # audience = "https://api.example.com"  # the `aud` tokens must carry; default: `issuer`
 //! # trusted_proxies = ["10.0.1.0/24"]     # proxies whose X-Forwarded-For names the client
 //!
 //! [[route]]
@@ -37,7 +40,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The environment variable that supplies (and overrides) `credential`.
@@ -53,14 +56,30 @@ const MAX_TIMEOUT_SECONDS: f64 = 86_400.0;
 pub struct GatewayConfig {
     /// The address the gateway listens on.
     pub listen: SocketAddr,
-    /// The latchkey server's base URL (`http://` only): the issuer whose tokens are
-    /// accepted, and where usage batches go (`{server}/v1/usage`).
+    /// Where the latchkey server is reached (`http://` or `https://`, no path): its
+    /// metadata, keys, introspection, revocation feed, and usage batches
+    /// (`{server}/v1/usage`). Also the issuer, unless `issuer` says otherwise. Plain
+    /// `http://` beyond loopback needs `allow_insecure_issuer`.
     pub server: String,
+    /// The issuer whose tokens are accepted: exactly the `iss` they carry, the
+    /// server's public URL (`--public-url`), which its metadata must name. `None`:
+    /// `server`. Set it when the gateway reaches the server at another address, say
+    /// `server = "http://10.0.0.5:7700"` behind `issuer = "https://auth.example.com"`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// A PEM file of CA certificates trusted for an `https://` server beside the
+    /// system's roots, for a certificate from a private CA.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Accept a plain `http://` server beyond loopback: tokens, keys and the revocation
+    /// feed then cross the network unprotected. A warning is logged at start.
+    #[serde(default)]
+    pub allow_insecure_issuer: bool,
     /// The gateway's own credential: a `latchkey` tenant api key holding
     /// `latchkey:introspect`. Required, from here or [`CREDENTIAL_ENV`].
     #[serde(default)]
     pub credential: Option<String>,
-    /// The audience tokens must be for; `None`: the server URL (the server's default
+    /// The audience tokens must be for; `None`: the issuer (the server's default
     /// audience).
     #[serde(default)]
     pub audience: Option<String>,
@@ -165,6 +184,9 @@ impl fmt::Debug for GatewayConfig {
         f.debug_struct("GatewayConfig")
             .field("listen", &self.listen)
             .field("server", &self.server)
+            .field("issuer", &self.issuer)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("allow_insecure_issuer", &self.allow_insecure_issuer)
             .field("credential", &self.credential.as_ref().map(|_| "…"))
             .field("audience", &self.audience)
             .field("max_staleness_seconds", &self.max_staleness_seconds)
@@ -197,7 +219,7 @@ pub enum ConfigError {
     /// Not valid TOML, a value of the wrong type, or an unknown key.
     #[error("{0}")]
     Syntax(String),
-    /// `server` is not a usable `http://` URL.
+    /// `server` or `issuer` is not a usable `http://` or `https://` URL.
     #[error("server `{url}`: {reason}")]
     BadServer {
         /// The value given.
@@ -305,6 +327,7 @@ impl GatewayConfig {
     /// Checks every value: the server URL, the credential, the timeouts and every route.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.server_base()?;
+        self.issuer()?;
         self.credential()?;
         seconds("drain_timeout_seconds", self.drain_timeout_seconds as f64)?;
         seconds("max_staleness_seconds", self.max_staleness_seconds as f64)?;
@@ -361,25 +384,69 @@ impl GatewayConfig {
 
     /// `server` without a trailing `/`, once checked.
     pub(crate) fn server_base(&self) -> Result<&str, ConfigError> {
-        let bad = |reason: &str| ConfigError::BadServer {
-            url: self.server.clone(),
-            reason: reason.to_owned(),
-        };
-        let base = self.server.trim_end_matches('/');
-        let uri: hyper::Uri = base.parse().map_err(|_| bad("is not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => return Err(bad("https is not supported yet; use http://")),
-            _ => return Err(bad("must start with http://")),
-        }
-        if uri.authority().is_none_or(|a| a.host().is_empty()) || base.contains('@') {
-            return Err(bad("must name a host, without user information"));
-        }
-        if uri.query().is_some() || base.contains('#') {
-            return Err(bad("must not have a query or fragment"));
+        let base = checked_url(&self.server, "server")?;
+        if base
+            .parse::<hyper::Uri>()
+            .is_ok_and(|u| !matches!(u.path(), "" | "/"))
+        {
+            return Err(ConfigError::BadServer {
+                url: self.server.clone(),
+                reason: "must not have a path: it is where the server is reached; put the public URL in `issuer`".to_owned(),
+            });
         }
         Ok(base)
     }
+
+    /// The issuer tokens must name: `issuer`, else `server`, exactly as written (the
+    /// `iss` comparison is exact).
+    pub fn issuer(&self) -> Result<&str, ConfigError> {
+        match &self.issuer {
+            Some(issuer) => checked_url(issuer, "issuer").map(|_| issuer.as_str()),
+            None => checked_url(&self.server, "server").map(|_| self.server.as_str()),
+        }
+    }
+
+    /// The connect address to give the verifier: `server`, when an `issuer` that
+    /// differs from it is set.
+    pub(crate) fn connect(&self) -> Result<Option<String>, ConfigError> {
+        let server = self.server_base()?;
+        Ok(match &self.issuer {
+            Some(issuer) if issuer.trim_end_matches('/') != server => Some(server.to_owned()),
+            _ => None,
+        })
+    }
+}
+
+/// `url` (the value of `field`) without a trailing `/`, checked to be an absolute
+/// `http://` or `https://` URL naming a host, without user information, query or
+/// fragment. Whether plain HTTP may be used is latchkey-verify's to decide, with
+/// `allow_insecure_issuer`.
+fn checked_url<'a>(url: &'a str, field: &str) -> Result<&'a str, ConfigError> {
+    let bad = |reason: &str| {
+        if field == "server" {
+            ConfigError::BadServer {
+                url: url.to_owned(),
+                reason: reason.to_owned(),
+            }
+        } else {
+            ConfigError::BadValue {
+                field: field.to_owned(),
+                reason: format!("`{url}`: {reason}"),
+            }
+        }
+    };
+    let base = url.trim_end_matches('/');
+    let uri: hyper::Uri = base.parse().map_err(|_| bad("is not a URL"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(bad("must start with http:// or https://"));
+    }
+    if uri.authority().is_none_or(|a| a.host().is_empty()) || base.contains('@') {
+        return Err(bad("must name a host, without user information"));
+    }
+    if uri.query().is_some() || base.contains('#') {
+        return Err(bad("must not have a query or fragment"));
+    }
+    Ok(base)
 }
 
 /// A timeout in seconds, checked to be positive, finite and at most a day.

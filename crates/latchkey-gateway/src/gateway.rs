@@ -6,8 +6,9 @@
 //! Serving speaks HTTP/1.1 to clients and upstreams. A reload swaps the routing table
 //! (prefixes, upstreams, scopes, timeouts) atomically between requests without
 //! touching the listener or open connections; settings that shape the process itself
-//! (`listen`, `server`, `credential`, `audience`, `max_staleness_seconds`,
-//! `drain_timeout_seconds` and the listener's limits) are only read at start, and a
+//! (`listen`, `server`, `issuer`, `tls_ca_file`, `allow_insecure_issuer`, `credential`,
+//! `audience`, `max_staleness_seconds`, `drain_timeout_seconds` and the listener's
+//! limits) are only read at start, and a
 //! reload that changes them says so in the log. The listener times request heads and
 //! bodies and caps connections (see `listener`). On shutdown the gateway stops
 //! accepting, lets requests in flight finish for up to the drain timeout, then sends
@@ -19,7 +20,7 @@ use crate::proxy::handle;
 use crate::route::RouteTable;
 use crate::stats::{Counters, GatewayStats};
 use crate::upstream::Upstream;
-use crate::usage::{UsageOptions, UsageReporter};
+use crate::usage::{UsageClient, UsageOptions, UsageReporter};
 use hyper::Request;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -81,6 +82,9 @@ impl GatewayConfig {
             audience: self.audience.clone(),
             revocation,
             trusted_proxies: self.trusted_proxies.clone(),
+            connect: self.connect()?,
+            tls_ca_file: self.tls_ca_file.clone(),
+            allow_insecure_issuer: self.allow_insecure_issuer,
             ..VerifierOptions::default()
         })
     }
@@ -93,16 +97,18 @@ impl GatewayConfig {
 pub async fn assemble(config: GatewayConfig) -> Result<(Gateway, RevocationReplica), ConfigError> {
     config.validate()?;
     let replica = RevocationReplica::start(
-        &config.server,
+        config.server_base()?,
         Credential::new(config.credential()?),
         ReplicaOptions {
             max_staleness: config.max_staleness(),
+            tls_ca_file: config.tls_ca_file.clone(),
+            allow_insecure_issuer: config.allow_insecure_issuer,
             ..ReplicaOptions::default()
         },
     )
     .map_err(|e| ConfigError::Server(e.to_string()))?;
     let options = config.verifier_options(Arc::new(replica.clone()))?;
-    let verifier = Verifier::discover(&config.server, options)
+    let verifier = Verifier::discover(config.issuer()?, options)
         .await
         .map_err(|e| ConfigError::Server(e.to_string()))?;
     replica.attach(verifier.evictor());
@@ -157,11 +163,17 @@ impl Gateway {
         let routes = RouteTable::compile(&config)?;
         let upstream = Upstream::new();
         let usage = if deps.usage.enabled {
+            let client = UsageClient::new(config.tls_ca_file.as_deref()).map_err(|reason| {
+                ConfigError::BadValue {
+                    field: "tls_ca_file".to_owned(),
+                    reason,
+                }
+            })?;
             Some(Arc::new(UsageReporter::new(
                 config.server_base()?,
                 config.credential()?,
                 deps.usage,
-                upstream.clone(),
+                client,
             )))
         } else {
             None
@@ -319,6 +331,15 @@ fn needs_restart(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str> 
     }
     if old.server != new.server {
         changed.push("server");
+    }
+    if old.issuer != new.issuer {
+        changed.push("issuer");
+    }
+    if old.tls_ca_file != new.tls_ca_file {
+        changed.push("tls_ca_file");
+    }
+    if old.allow_insecure_issuer != new.allow_insecure_issuer {
+        changed.push("allow_insecure_issuer");
     }
     if old.credential != new.credential {
         changed.push("credential");

@@ -100,38 +100,6 @@ impl Upstream {
             }
         }
     }
-
-    /// POSTs a JSON `body` to `uri` with a bearer `credential`, and returns the status,
-    /// all within `timeout`. The answer's body is drained, not kept.
-    pub(crate) async fn post_json(
-        &self,
-        uri: &str,
-        credential: &str,
-        body: Vec<u8>,
-        timeout: Duration,
-    ) -> Result<hyper::StatusCode, String> {
-        let request = Request::post(uri)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header(hyper::header::AUTHORIZATION, format!("Bearer {credential}"))
-            .body(full(body))
-            .map_err(|e| e.to_string())?;
-        let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| {
-                let mut text = e.to_string();
-                if let Some(source) = e.source() {
-                    text = format!("{text}: {source}");
-                }
-                text
-            })?;
-            let status = response.status();
-            // Drained so the connection goes back to the pool.
-            let _ = response.into_body().collect().await;
-            Ok(status)
-        };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| format!("no answer within {timeout:?}"))?
-    }
 }
 
 /// Decides whose fault a failed exchange was.

@@ -22,7 +22,6 @@
 //!   flush is tried.
 
 use crate::stats::UsageStats;
-use crate::upstream::Upstream;
 use hyper::{Method, StatusCode};
 use latchkey_core::{Timestamp, TokenId};
 use serde::Serialize;
@@ -250,6 +249,64 @@ pub(crate) fn encode(batch: &Batch) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec(&wire)
 }
 
+/// Sends usage batches to the server: over TLS when `server` is `https://`, trusting
+/// what the gateway's verifier trusts (`tls_ca_file`).
+#[derive(Debug, Clone)]
+pub(crate) struct UsageClient(reqwest::Client);
+
+impl UsageClient {
+    pub(crate) fn new(tls_ca_file: Option<&std::path::Path>) -> Result<Self, String> {
+        let tls = latchkey_verify::tls_client_config(tls_ca_file).map_err(|e| e.to_string())?;
+        reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map(Self)
+            .map_err(|e| e.to_string())
+    }
+
+    /// POSTs a JSON `body` to `uri` with a bearer `credential`, and returns the
+    /// status, all within `timeout`. The answer's body is drained, not kept.
+    async fn post_json(
+        &self,
+        uri: &str,
+        credential: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<StatusCode, String> {
+        let exchange = async {
+            let response = self
+                .0
+                .post(uri)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .bearer_auth(credential)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| describe(&e))?;
+            let status = response.status();
+            // Drained so the connection goes back to the pool.
+            let _ = response.bytes().await;
+            Ok(status)
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| format!("no answer within {timeout:?}"))?
+    }
+}
+
+/// An error with its causes, which reqwest's own message leaves out.
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// What became of one POST.
 enum Sent {
     Accepted,
@@ -266,7 +323,7 @@ pub(crate) struct UsageReporter {
     endpoint: String,
     credential: String,
     options: UsageOptions,
-    client: Upstream,
+    client: UsageClient,
     batches_sent: AtomicU64,
     entries_sent: AtomicU64,
     send_failures: AtomicU64,
@@ -280,7 +337,7 @@ impl UsageReporter {
         server: &str,
         credential: &str,
         options: UsageOptions,
-        client: Upstream,
+        client: UsageClient,
     ) -> Self {
         Self {
             aggregator: Mutex::new(Aggregator::new(options.max_entries)),
@@ -476,7 +533,7 @@ mod tests {
             &server,
             "lk_ak_test",
             options,
-            Upstream::new(),
+            UsageClient::new(None).unwrap(),
         ));
         reporter.record(key(1, 2), Timestamp::from_millis(MINUTE));
         let (stop, stopped) = watch::channel(false);
@@ -556,6 +613,90 @@ mod tests {
                     "last_used_at": "2025-02-19T21:20:01.5Z",
                 }],
             })
+        );
+    }
+
+    /// A `POST /v1/usage` collector over TLS on `localhost`, with a certificate from
+    /// a private CA; returns its URL and the CA's PEM file.
+    async fn tls_collector() -> (String, tempfile::TempDir, std::path::PathBuf) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(&pem, ca.pem()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "https://localhost:{}",
+            listener.local_addr().unwrap().port()
+        );
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut head = vec![0; 4096];
+                    let n = tls.read(&mut head).await.unwrap_or(0);
+                    let text = String::from_utf8_lossy(&head[..n]).to_string();
+                    let status = if text.starts_with("POST /v1/usage ") {
+                        "202 Accepted"
+                    } else {
+                        "404 Not Found"
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                    let _ = tls.write_all(answer.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        (url, dir, pem)
+    }
+
+    #[tokio::test]
+    async fn usage_reaches_an_https_server_trusted_through_tls_ca_file_and_not_otherwise() {
+        let (server, _dir, pem) = tls_collector().await;
+        let endpoint = format!("{server}/v1/usage");
+        let timeout = Duration::from_secs(5);
+        let trusting = UsageClient::new(Some(&pem)).unwrap();
+        let status = trusting
+            .post_json(&endpoint, "lk_ak_test", b"{}".to_vec(), timeout)
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::ACCEPTED);
+
+        let untrusting = UsageClient::new(None).unwrap();
+        let error = untrusting
+            .post_json(&endpoint, "lk_ak_test", b"{}".to_vec(), timeout)
+            .await
+            .unwrap_err();
+        assert!(error.contains(&server), "{error}");
+        assert!(
+            error.contains("UnknownIssuer") || error.contains("unknown issuer"),
+            "{error}"
         );
     }
 }

@@ -197,10 +197,20 @@ impl IntoResponse for VerifyError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DiscoveryError {
-    /// The issuer URL is not an absolute `http://` URL (`https://` too, for pinned
-    /// keys).
-    #[error("issuer must be an absolute http:// URL: {0}")]
+    /// The issuer or connect URL is not an absolute `http://` or `https://` URL
+    /// naming a host, without query, fragment or user information.
+    #[error("bad issuer URL: {0}")]
     BadIssuer(String),
+    /// A plain `http://` address beyond loopback, without `allow_insecure_issuer`.
+    #[error(
+        "{setting} `{url}` is plain http:// beyond loopback: use https://, or set allow_insecure_issuer to accept it unprotected"
+    )]
+    InsecureIssuer {
+        /// The setting the address came from (`issuer`, `connect`, or the metadata).
+        setting: String,
+        /// The address refused.
+        url: String,
+    },
     /// An option is out of range.
     #[error("invalid option: {0}")]
     BadOption(String),
@@ -221,7 +231,9 @@ pub enum DiscoveryError {
         detail: String,
     },
     /// The metadata names an issuer other than the one asked for (RFC 8414 §3.3).
-    #[error("metadata issuer `{found}` differs from `{expected}`")]
+    #[error(
+        "metadata issuer `{found}` differs from the configured issuer `{expected}`: set issuer to the server's public URL (its --public-url) and connect to the address to reach it at"
+    )]
     IssuerMismatch {
         /// The issuer asked for.
         expected: String,

@@ -6,10 +6,12 @@
 //! token. Redirects are not followed (a key set must come from where the issuer said),
 //! every request has a deadline (the feed's stream an idle one), and bodies are read up
 //! to a size limit so a misbehaving endpoint cannot exhaust memory. The client speaks
-//! plain HTTP/1.1 for now; TLS comes with a later issue.
+//! HTTP/1.1, over TLS for `https://` with the configuration of [`crate::transport`].
 
 use reqwest::{Client, Response, StatusCode, header};
 use std::time::Duration;
+
+use crate::transport::{TransportPolicy, client_config};
 
 /// Largest metadata or JWKS document accepted.
 pub(crate) const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
@@ -28,8 +30,9 @@ pub(crate) struct Http {
 }
 
 impl Http {
-    pub(crate) fn new(timeout: Duration) -> Result<Self, String> {
+    pub(crate) fn new(timeout: Duration, policy: &TransportPolicy) -> Result<Self, String> {
         let client = Client::builder()
+            .use_preconfigured_tls(client_config(policy.tls_ca_file.as_deref())?)
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -39,8 +42,12 @@ impl Http {
 
     /// A client for the revocation feed, whose stream stays open indefinitely: only
     /// connecting has a client-wide timeout, and each request sets its own deadline.
-    pub(crate) fn for_feed(connect_timeout: Duration) -> Result<Self, String> {
+    pub(crate) fn for_feed(
+        connect_timeout: Duration,
+        policy: &TransportPolicy,
+    ) -> Result<Self, String> {
         let client = Client::builder()
+            .use_preconfigured_tls(client_config(policy.tls_ca_file.as_deref())?)
             .connect_timeout(connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -56,7 +63,7 @@ impl Http {
             .header(header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| HttpError(e.to_string()))?;
+            .map_err(|e| HttpError(describe(&e)))?;
         if response.status() != StatusCode::OK {
             return Err(HttpError(format!("status {}", response.status())));
         }
@@ -79,7 +86,7 @@ impl Http {
             .form(&[("token", token)])
             .send()
             .await
-            .map_err(|e| HttpError(e.to_string()))?;
+            .map_err(|e| HttpError(describe(&e)))?;
         let status = response.status();
         Ok((
             status,

@@ -69,12 +69,13 @@
 //! assert_eq!(VerifyError::MissingToken.www_authenticate().unwrap(), "Bearer");
 //! ```
 //!
-//! Transport: TLS is not supported yet. The verifier talks plain HTTP/1.1 to the
-//! issuer (reqwest without TLS, so the crate pulls in no second crypto stack beside
-//! aws-lc-rs — no ring, no OpenSSL). Run it next to the server or reach the server
-//! through a TLS-terminating sidecar; [`Verifier::discover`] refuses `https://`
-//! issuers until TLS support lands, while [`Verifier::from_jwks`] (pinned keys, no
-//! fetching) accepts them.
+//! Transport: HTTP/1.1, over TLS for `https://` (rustls on aws-lc-rs, the crate's only
+//! crypto stack — no ring, no OpenSSL), trusting the system's roots plus an optional
+//! private CA bundle ([`VerifierOptions::tls_ca_file`]). The issuer (the `iss` tokens
+//! carry) may differ from where the server is reached ([`VerifierOptions::connect`]);
+//! plain `http://` is accepted only on loopback unless
+//! [`VerifierOptions::allow_insecure_issuer`] (README.md, "latchkey-verify";
+//! docs/DEPLOYMENT.md, "Gateways in another network following an https issuer").
 
 mod cache;
 mod error;
@@ -90,6 +91,7 @@ mod options;
 mod principal;
 mod replica;
 mod revocation;
+mod transport;
 mod verifier;
 
 pub use error::{DiscoveryError, InvalidReason, VerifyError};
@@ -98,4 +100,5 @@ pub use options::{Clock, Credential, SystemClock, VerifierOptions};
 pub use principal::{Principal, Scopes, TokenKind};
 pub use replica::{ReplicaMetrics, ReplicaOptions, RevocationReplica, StaleReason};
 pub use revocation::{Evictor, NoRevocationList, Revocation, RevocationCheck};
+pub use transport::{install_crypto_provider, tls_client_config};
 pub use verifier::Verifier;

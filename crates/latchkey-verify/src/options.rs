@@ -9,6 +9,7 @@ use crate::revocation::{NoRevocationList, RevocationCheck};
 use latchkey_core::Timestamp;
 use latchkey_core::jwt::Algorithm;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -107,6 +108,19 @@ pub struct VerifierOptions {
     /// when it takes the client's address from axum's `ConnectInfo`; from any other
     /// peer the header is ignored. Empty by default: the TCP peer is the client.
     pub trusted_proxies: Vec<latchkey_core::cidr::IpNet>,
+    /// The base URL to reach the server at (`scheme://host[:port]`), when it differs
+    /// from the issuer — say the issuer is the public `https://auth.example.com` and
+    /// the verifier talks to `http://10.0.0.5:7700` inside the network. Metadata, keys,
+    /// introspection all go there; the URLs the metadata names on the issuer's origin
+    /// are moved onto it, path kept. `None`: the issuer itself.
+    pub connect: Option<String>,
+    /// A PEM file of CA certificates trusted for `https://` beside the system's roots,
+    /// for a server whose certificate comes from a private CA.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Accept plain `http://` to a server beyond loopback. Tokens, keys and
+    /// introspection answers then cross the network unprotected; a warning is logged
+    /// at start. Loopback addresses never need it.
+    pub allow_insecure_issuer: bool,
 }
 
 impl Default for VerifierOptions {
@@ -128,6 +142,9 @@ impl Default for VerifierOptions {
             revocation: Arc::new(NoRevocationList),
             clock: Arc::new(SystemClock),
             trusted_proxies: Vec::new(),
+            connect: None,
+            tls_ca_file: None,
+            allow_insecure_issuer: false,
         }
     }
 }
@@ -158,6 +175,9 @@ impl fmt::Debug for VerifierOptions {
             )
             .field("http_timeout", &self.http_timeout)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("connect", &self.connect)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("allow_insecure_issuer", &self.allow_insecure_issuer)
             .finish_non_exhaustive()
     }
 }

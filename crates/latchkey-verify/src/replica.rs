@@ -49,11 +49,13 @@ use crate::error::DiscoveryError;
 use crate::http::Http;
 use crate::options::{Clock, Credential, SystemClock, millis};
 use crate::revocation::{Evictor, Revocation, RevocationCheck};
+use crate::transport::{self, TransportPolicy};
 use follow::{Entry, Follower, Kind};
 use latchkey_core::usable::Standing;
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -104,6 +106,11 @@ pub struct ReplicaOptions {
     pub expiry_grace: Duration,
     /// The clock that decides when entries expire; [`SystemClock`] by default.
     pub clock: Arc<dyn Clock>,
+    /// A PEM file of CA certificates trusted for an `https://` feed beside the system's
+    /// roots (a private CA).
+    pub tls_ca_file: Option<PathBuf>,
+    /// Accept a plain `http://` feed beyond loopback; a warning is logged at start.
+    pub allow_insecure_issuer: bool,
 }
 
 impl Default for ReplicaOptions {
@@ -118,6 +125,8 @@ impl Default for ReplicaOptions {
             http_timeout: Duration::from_secs(10),
             expiry_grace: Duration::from_secs(300),
             clock: Arc::new(SystemClock),
+            tls_ca_file: None,
+            allow_insecure_issuer: false,
         }
     }
 }
@@ -133,6 +142,8 @@ impl fmt::Debug for ReplicaOptions {
             .field("idle_timeout", &self.idle_timeout)
             .field("http_timeout", &self.http_timeout)
             .field("expiry_grace", &self.expiry_grace)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("allow_insecure_issuer", &self.allow_insecure_issuer)
             .finish_non_exhaustive()
     }
 }
@@ -266,27 +277,33 @@ impl Drop for Task {
 }
 
 impl RevocationReplica {
-    /// Starts following the feed of `issuer` (its `http://` base URL) with
-    /// `credential`, a system-tenant key holding `latchkey:introspect`. Returns at once;
-    /// the snapshot loads in the background (see [`ready`](Self::ready)). Must be called
-    /// within a tokio runtime.
+    /// Starts following the feed of the server at `server` — the base URL the server
+    /// is reached at: its issuer URL, or the verifier's
+    /// [`connect`](crate::VerifierOptions::connect) address when that differs — with
+    /// `credential`, a system-tenant key holding `latchkey:introspect`. `https://` is
+    /// checked against the system's roots and [`ReplicaOptions::tls_ca_file`]; plain
+    /// `http://` is accepted only on loopback unless
+    /// [`ReplicaOptions::allow_insecure_issuer`]. Returns at once; the snapshot loads in
+    /// the background (see [`ready`](Self::ready)). Must be called within a tokio
+    /// runtime.
     pub fn start(
-        issuer: &str,
+        server: &str,
         credential: Credential,
         options: ReplicaOptions,
     ) -> Result<Self, DiscoveryError> {
         options.check()?;
-        let base = issuer.trim_end_matches('/');
-        let authority = base.strip_prefix("http://").unwrap_or("");
-        if authority.is_empty() || base.contains(['?', '#', ' ']) {
-            return Err(DiscoveryError::BadIssuer(issuer.to_owned()));
-        }
+        let base = transport::checked_base(server, "server", options.allow_insecure_issuer)?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             DiscoveryError::BadOption("RevocationReplica::start needs a tokio runtime".to_owned())
         })?;
-        let http = Http::for_feed(options.http_timeout).map_err(DiscoveryError::BadOption)?;
+        let policy = TransportPolicy {
+            tls_ca_file: options.tls_ca_file.clone(),
+            allow_insecure: options.allow_insecure_issuer,
+        };
+        let http =
+            Http::for_feed(options.http_timeout, &policy).map_err(DiscoveryError::BadOption)?;
         let shared = Arc::new(Shared::new(&options));
-        let follower = Follower::new(shared.clone(), http, base, credential, &options);
+        let follower = Follower::new(shared.clone(), http, &base, credential, &options);
         let housekeeping = housekeeping(shared.clone(), options.clock.clone());
         let task = runtime.spawn(async move {
             tokio::join!(follower.run(), housekeeping);

@@ -27,6 +27,7 @@ use crate::narrow::{self, Narrowable, Narrowed};
 use crate::options::{Clock, VerifierOptions, millis};
 use crate::principal::{Principal, Scopes};
 use crate::revocation::{Evictor, Revocation, RevocationCheck};
+use crate::transport::{self, PlainHttp, TransportPolicy};
 use axum::http::HeaderMap;
 use latchkey_core::Timestamp;
 use latchkey_core::cidr::IpNet;
@@ -99,11 +100,15 @@ impl Verifier {
     /// Reads the issuer's RFC 8414 metadata and key set, and starts refreshing the keys
     /// every [`VerifierOptions::jwks_refresh_interval`] (zero: never).
     ///
-    /// `issuer` must be exactly the `iss` the server writes (its public URL). Only
-    /// `http://` is supported until TLS support lands.
+    /// `issuer` must be exactly the `iss` the server writes (its public URL), and the
+    /// metadata must name exactly it. The server is reached there, or at
+    /// [`VerifierOptions::connect`] when set; `https://` is checked against the
+    /// system's roots and [`VerifierOptions::tls_ca_file`], and plain `http://` is
+    /// accepted only on loopback unless [`VerifierOptions::allow_insecure_issuer`].
     pub async fn discover(issuer: &str, options: VerifierOptions) -> Result<Self, DiscoveryError> {
-        let http = Http::new(options.http_timeout).map_err(DiscoveryError::BadOption)?;
-        let metadata_url = metadata_url(issuer)?;
+        let (route, policy) = Route::new(issuer, &options, true)?;
+        let http = Http::new(options.http_timeout, &policy).map_err(DiscoveryError::BadOption)?;
+        let metadata_url = route.reach(&metadata_url(issuer)?, "the metadata URL")?;
         let body = http
             .get(&metadata_url)
             .await
@@ -126,12 +131,13 @@ impl Verifier {
         let jwks_uri = metadata
             .get("jwks_uri")
             .and_then(Value::as_str)
-            .ok_or_else(|| document("no jwks_uri"))?
-            .to_owned();
+            .ok_or_else(|| document("no jwks_uri"))?;
+        let jwks_uri = route.reach(jwks_uri, "jwks_uri")?;
         let introspection = metadata
             .get("introspection_endpoint")
             .and_then(Value::as_str)
             .map_or_else(|| default_introspection(issuer), str::to_owned);
+        let introspection = route.reach(&introspection, "introspection_endpoint")?;
         let fetched = options.clock.now().millis();
         let set = KeyStore::fetch(&http, &jwks_uri, &options.algorithms).await?;
         if set.len() == 0 {
@@ -163,18 +169,18 @@ impl Verifier {
     }
 
     /// A verifier with pinned keys: `jwks` is a JWK Set document, used as is and never
-    /// refetched (unknown kids are refused at once). No request is made here, so an
-    /// `https://` issuer is fine; introspection, if configured, goes to
-    /// `{issuer}/oauth/introspect` (plain HTTP only for now).
+    /// refetched (unknown kids are refused at once). No request is made here;
+    /// introspection, if configured, goes to `{issuer}/oauth/introspect`, moved onto
+    /// [`VerifierOptions::connect`] when set. The plain-`http://` rule applies only
+    /// when a credential is configured, since without one nothing is ever sent.
     pub fn from_jwks(
         issuer: &str,
         jwks: &[u8],
         options: VerifierOptions,
     ) -> Result<Self, DiscoveryError> {
-        if !(issuer.starts_with("http://") || issuer.starts_with("https://")) {
-            return Err(DiscoveryError::BadIssuer(issuer.to_owned()));
-        }
-        let http = Http::new(options.http_timeout).map_err(DiscoveryError::BadOption)?;
+        let (route, policy) = Route::new(issuer, &options, options.credential.is_some())?;
+        let introspection = route.reach(&default_introspection(issuer), "the introspection URL")?;
+        let http = Http::new(options.http_timeout, &policy).map_err(DiscoveryError::BadOption)?;
         let set =
             parse_jwks(jwks, &options.algorithms).map_err(|detail| DiscoveryError::Document {
                 url: "(pinned JWKS)".to_owned(),
@@ -190,7 +196,7 @@ impl Verifier {
             http,
             Endpoints {
                 jwks_uri: None,
-                introspection: default_introspection(issuer),
+                introspection,
             },
             KeyStoreSeed {
                 set,
@@ -216,6 +222,13 @@ impl Verifier {
             .map_err(|e| DiscoveryError::BadOption(format!("secret_prefix {e}")))?;
         if let Some(uri) = &endpoints.jwks_uri {
             tracing::info!(issuer, jwks_uri = %uri, keys = seed.set.len(), "verifier ready");
+        }
+        if let Some(connect) = &options.connect {
+            tracing::info!(
+                issuer,
+                connect,
+                "reaching the issuer at its connect address"
+            );
         }
         let keys = KeyStore::new(
             seed.set,
@@ -550,15 +563,118 @@ fn stale() -> VerifyError {
 /// path of the issuer.
 fn metadata_url(issuer: &str) -> Result<String, DiscoveryError> {
     let bad = || DiscoveryError::BadIssuer(issuer.to_owned());
-    let rest = issuer.strip_prefix("http://").ok_or_else(bad)?;
+    let (scheme, rest) = issuer.split_once("://").ok_or_else(bad)?;
+    if !matches!(scheme, "http" | "https") {
+        return Err(bad());
+    }
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     if authority.is_empty() || issuer.contains(['?', '#', ' ']) {
         return Err(bad());
     }
     let path = path.trim_end_matches('/');
     Ok(format!(
-        "http://{authority}/.well-known/oauth-authorization-server{path}"
+        "{scheme}://{authority}/.well-known/oauth-authorization-server{path}"
     ))
+}
+
+/// Where the issuer's URLs are requested: on the issuer itself, or moved onto the
+/// connect address (docs/DEPLOYMENT.md, "Gateways in another network following an
+/// https issuer").
+struct Route {
+    issuer_origin: String,
+    connect_origin: Option<String>,
+    allow_insecure: bool,
+}
+
+impl Route {
+    /// `sends`: whether anything will be requested from the server (a pinned-keys
+    /// verifier without a credential never does, and so needs no plain-HTTP check).
+    fn new(
+        issuer: &str,
+        options: &VerifierOptions,
+        sends: bool,
+    ) -> Result<(Self, TransportPolicy), DiscoveryError> {
+        let allow_insecure = options.allow_insecure_issuer || !sends;
+        let connect = if sends {
+            options.connect.as_ref()
+        } else {
+            None
+        };
+        let connect_origin = match connect {
+            Some(connect) => {
+                let base = transport::checked_base(connect, "connect", allow_insecure)?;
+                let without_path = reqwest::Url::parse(&base).is_ok_and(|u| u.path() == "/");
+                let origin = transport::origin(&base)
+                    .filter(|_| without_path)
+                    .ok_or_else(|| {
+                        DiscoveryError::BadIssuer(format!(
+                            "connect `{connect}`: must be scheme://host[:port], without a path"
+                        ))
+                    })?;
+                Some(origin)
+            }
+            None => None,
+        };
+        // The issuer is only a name when a connect address is set (or when nothing is
+        // ever sent), so the plain-HTTP rule is not its to pass.
+        let issuer_base = if connect_origin.is_some() || !sends {
+            transport::checked_name(issuer, "issuer")?
+        } else {
+            transport::checked_base(issuer, "issuer", allow_insecure)?
+        };
+        let issuer_origin = transport::origin(&issuer_base)
+            .ok_or_else(|| DiscoveryError::BadIssuer(issuer.to_owned()))?;
+        let policy = TransportPolicy {
+            tls_ca_file: options.tls_ca_file.clone(),
+            allow_insecure,
+        };
+        Ok((
+            Self {
+                issuer_origin,
+                connect_origin,
+                allow_insecure,
+            },
+            policy,
+        ))
+    }
+
+    /// The URL to request for `url` (named `what` in errors), which the issuer or its
+    /// metadata gave.
+    fn reach(&self, url: &str, what: &str) -> Result<String, DiscoveryError> {
+        let target = match &self.connect_origin {
+            Some(connect) => {
+                transport::rebase(url, &self.issuer_origin, connect).ok_or_else(|| {
+                    DiscoveryError::Document {
+                        url: url.to_owned(),
+                        detail: format!(
+                            "{what} is not on the issuer's origin {}, so it cannot be reached through connect",
+                            self.issuer_origin
+                        ),
+                    }
+                })?
+            }
+            None => url.to_owned(),
+        };
+        let parsed = reqwest::Url::parse(&target).map_err(|_| DiscoveryError::Document {
+            url: target.clone(),
+            detail: format!("{what} is not an absolute URL"),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(DiscoveryError::Document {
+                url: target,
+                detail: format!("{what} is not an http:// or https:// URL"),
+            });
+        }
+        // The base was checked (and warned about) in `new`; this catches metadata that
+        // names a plain-HTTP host elsewhere.
+        if transport::plain_http_decision(&parsed, self.allow_insecure) == PlainHttp::Refused {
+            return Err(DiscoveryError::InsecureIssuer {
+                setting: what.to_owned(),
+                url: target,
+            });
+        }
+        Ok(target)
+    }
 }
 
 fn default_introspection(issuer: &str) -> String {
@@ -600,7 +716,11 @@ mod tests {
             metadata_url("http://auth.example/tenant1/").unwrap(),
             "http://auth.example/.well-known/oauth-authorization-server/tenant1"
         );
-        assert!(metadata_url("https://auth.example").is_err());
+        assert_eq!(
+            metadata_url("https://auth.example").unwrap(),
+            "https://auth.example/.well-known/oauth-authorization-server"
+        );
+        assert!(metadata_url("ftp://auth.example").is_err());
         assert!(metadata_url("http://").is_err());
     }
 }

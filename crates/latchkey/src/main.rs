@@ -38,6 +38,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Every HTTP client of the binary (admin commands, the demo, the gateway) speaks
+    // TLS through rustls on aws-lc-rs; reqwest brings no provider of its own.
+    latchkey_verify::install_crypto_provider();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -73,13 +73,12 @@ fn a_config_without_a_credential_names_the_environment_variable() {
 
 #[test]
 fn bad_urls_are_refused_with_the_value_and_the_reason() {
-    let server = parse(
-        "listen = \"127.0.0.1:8080\"\nserver = \"https://auth.example\"\ncredential = \"c\"\n",
-    )
-    .unwrap_err();
+    let server =
+        parse("listen = \"127.0.0.1:8080\"\nserver = \"ftp://auth.example\"\ncredential = \"c\"\n")
+            .unwrap_err();
     assert_eq!(
         server.to_string(),
-        "server `https://auth.example`: https is not supported yet; use http://"
+        "server `ftp://auth.example`: must start with http:// or https://"
     );
     let upstream = refusal("[[route]]\nprefix = \"/a\"\nupstream = \"http://h:1/base\"\n");
     assert_eq!(
@@ -121,4 +120,89 @@ fn timeouts_must_be_positive() {
         error.starts_with("`upstream_timeout_seconds` must be more than 0"),
         "{error}"
     );
+}
+
+const TLS_BASE: &str = "listen = \"127.0.0.1:8080\"\ncredential = \"c\"\n";
+
+#[test]
+fn an_existing_loopback_config_keeps_its_meaning_issuer_and_connect_are_the_server() {
+    let config = parse(&format!("{TLS_BASE}server = \"http://127.0.0.1:7700/\"\n")).unwrap();
+    assert_eq!(config.issuer().unwrap(), "http://127.0.0.1:7700/");
+    assert!(config.tls_ca_file.is_none());
+    assert!(!config.allow_insecure_issuer);
+    let options = config
+        .verifier_options(std::sync::Arc::new(latchkey_verify::NoRevocationList))
+        .unwrap();
+    assert_eq!(options.connect, None);
+    assert_eq!(options.tls_ca_file, None);
+    assert!(!options.allow_insecure_issuer);
+}
+
+#[test]
+fn an_https_issuer_reached_at_an_internal_server_address_is_accepted() {
+    let config = parse(&format!(
+        "{TLS_BASE}server = \"http://10.0.0.5:7700\"\nissuer = \"https://auth.example.com\"\n\
+         tls_ca_file = \"/etc/latchkey/ca.pem\"\nallow_insecure_issuer = true\n"
+    ))
+    .unwrap();
+    assert_eq!(config.issuer().unwrap(), "https://auth.example.com");
+    let options = config
+        .verifier_options(std::sync::Arc::new(latchkey_verify::NoRevocationList))
+        .unwrap();
+    assert_eq!(options.connect.as_deref(), Some("http://10.0.0.5:7700"));
+    assert_eq!(
+        options.tls_ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/latchkey/ca.pem"))
+    );
+    assert!(options.allow_insecure_issuer);
+    assert_eq!(
+        options.audience, None,
+        "the verifier defaults it to the issuer"
+    );
+
+    // An https server needs no issuer of its own.
+    let https = parse(&format!(
+        "{TLS_BASE}server = \"https://auth.example.com\"\n"
+    ))
+    .unwrap();
+    assert_eq!(https.issuer().unwrap(), "https://auth.example.com");
+}
+
+#[test]
+fn a_bad_issuer_or_a_server_with_a_path_is_refused_naming_the_setting() {
+    for (extra, expected) in [
+        (
+            "server = \"http://127.0.0.1:7700\"\nissuer = \"auth.example.com\"\n",
+            "`issuer` `auth.example.com`: must start with http:// or https://",
+        ),
+        (
+            "server = \"http://127.0.0.1:7700\"\nissuer = \"https://u@auth.example.com\"\n",
+            "`issuer` `https://u@auth.example.com`: must name a host, without user information",
+        ),
+        (
+            "server = \"http://127.0.0.1:7700/auth\"\nissuer = \"https://auth.example.com/auth\"\n",
+            "server `http://127.0.0.1:7700/auth`: must not have a path: it is where the server is reached; put the public URL in `issuer`",
+        ),
+    ] {
+        let error = parse(&format!("{TLS_BASE}{extra}")).unwrap_err();
+        assert_eq!(error.to_string(), expected);
+    }
+    let typo = GatewayConfig::from_toml(&format!(
+        "{TLS_BASE}server = \"http://127.0.0.1:7700\"\ntls_ca = \"x\"\n"
+    ))
+    .unwrap_err();
+    assert!(typo.to_string().contains("tls_ca"), "{typo}");
+}
+
+#[tokio::test]
+async fn a_plain_http_server_beyond_loopback_is_refused_at_start_without_allow_insecure_issuer() {
+    let config = parse(&format!(
+        "{TLS_BASE}server = \"http://10.0.0.5:7700\"\nissuer = \"https://auth.example.com\"\n"
+    ))
+    .unwrap();
+    let error = latchkey_gateway::assemble(config).await.unwrap_err();
+    assert!(matches!(error, ConfigError::Server(_)), "{error:?}");
+    let text = error.to_string();
+    assert!(text.contains("http://10.0.0.5:7700"), "{text}");
+    assert!(text.contains("allow_insecure_issuer"), "{text}");
 }

@@ -467,3 +467,74 @@ async fn the_gateway_enforces_a_long_lived_jwts_ip_allowlist_against_its_client(
         "control"
     );
 }
+
+/// The deployment of docs/DEPLOYMENT.md: the server's public URL is https (a TLS proxy
+/// in front), and a gateway on the same machine reaches it on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_reaching_the_server_on_loopback_accepts_tokens_of_its_https_public_url() {
+    let public = "https://auth.example.com";
+    let app = TestApp::sqlite_with(|c| c.public_url = Some(public.to_owned())).await;
+    app.seed_catalogue().await;
+    app.create_tenant("acme").await;
+    let upstream = upstream().await;
+    let credential = app
+        .create_tenant_token(
+            "latchkey",
+            json!({ "name": "gateway", "kind": "api_key", "permissions": ["latchkey:introspect"] }),
+        )
+        .await["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let config = |issuer: &str| {
+        GatewayConfig::from_toml(&format!(
+            r#"
+            listen = "127.0.0.1:0"
+            server = "{server}"
+            {issuer}
+            credential = "{credential}"
+
+            [[route]]
+            prefix = "/reports"
+            upstream = "http://127.0.0.1:{upstream}"
+            scopes = {{ GET = ["reports:read"] }}
+            "#,
+            server = app.base,
+        ))
+        .unwrap()
+    };
+
+    // Without `issuer`, the server's own address is taken for the issuer, and the
+    // metadata names another: refused, saying which setting to fix.
+    let error = assemble(config("")).await.unwrap_err().to_string();
+    assert!(error.contains(public), "{error}");
+    assert!(error.contains("set issuer"), "{error}");
+
+    let (gateway, replica) = assemble(config(&format!("issuer = \"{public}\"")))
+        .await
+        .unwrap();
+    assert_eq!(gateway.verifier().issuer(), public);
+    assert_eq!(gateway.verifier().audience(), public);
+    tokio::time::timeout(Duration::from_secs(10), replica.ready())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    tokio::spawn(async move { gateway.serve(listener, std::future::pending()).await });
+
+    let (id, secret) = app.client("acme", json!({ "roles": ["viewer"] })).await;
+    let jwt = app.exchange(&id, &secret, &[]).await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, seen) = call(&base, "/reports", Some(&jwt), "127.0.0.1").await;
+    assert_eq!(status, 200);
+    assert_eq!(seen["x-latchkey-token-id"], id);
+
+    // The revocation feed, reached at `server`, still reaches the gateway.
+    app.delete(&format!("/v1/tokens/{id}?wait=propagated"))
+        .await
+        .assert_status(200);
+    let (status, _) = call(&base, "/reports", Some(&jwt), "127.0.0.1").await;
+    assert_eq!(status, 401);
+}

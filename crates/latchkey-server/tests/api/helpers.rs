@@ -181,6 +181,7 @@ impl TestApp {
 
     /// A client of an already running server (for tasks that outlive a borrow).
     pub fn probe(base: String, root_key: String) -> Self {
+        latchkey_verify::install_crypto_provider();
         Self {
             base,
             root_key,
@@ -212,6 +213,9 @@ impl TestApp {
         configure: impl FnOnce(&mut Config),
     ) -> Self {
         sqlx::any::install_default_drivers();
+        // reqwest has no TLS provider of its own in this workspace (README.md,
+        // "Following an https issuer").
+        latchkey_verify::install_crypto_provider();
         capture_logs();
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config {

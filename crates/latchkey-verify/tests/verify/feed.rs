@@ -90,14 +90,33 @@ fn heartbeat(head: i64) -> Event {
 
 impl Feed {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A feed served over TLS with `tls` at `https://localhost:PORT`.
+    pub async fn start_tls(tls: Arc<rustls::ServerConfig>) -> Self {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let state = Arc::new(FeedState::default());
         let app = Router::new()
             .route("/v1/revocations", get(page))
             .route("/v1/revocations/stream", get(follow))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let port = listener.local_addr().unwrap().port();
+        let url = match tls {
+            None => {
+                tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+                format!("http://127.0.0.1:{port}")
+            }
+            Some(tls) => {
+                let listener = crate::tls::TlsListener::new(listener, tls);
+                tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+                format!("https://localhost:{port}")
+            }
+        };
         Self { url, state }
     }
 

@@ -174,7 +174,7 @@ async fn discovery_insists_on_the_exact_issuer() {
         matches!(err, DiscoveryError::IssuerMismatch { .. }),
         "{err:?}"
     );
-    let err = Verifier::discover("https://127.0.0.1:1", VerifierOptions::default())
+    let err = Verifier::discover("ftp://127.0.0.1:1", VerifierOptions::default())
         .await
         .unwrap_err();
     assert!(matches!(err, DiscoveryError::BadIssuer(_)), "{err:?}");

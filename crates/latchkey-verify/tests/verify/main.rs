@@ -1,7 +1,7 @@
 //! latchkey-verify's integration tests, one binary: a fake issuer in-process
 //! (`support`), the attack suite, the key cache, introspection, the verified-token
 //! cache, the tower layer, property tests, and the deny-list replica against a fake
-//! revocation feed (`feed`).
+//! revocation feed (`feed`), and the same over TLS with a private CA (`tls`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -16,3 +16,4 @@ mod narrowing;
 mod property;
 mod replica;
 mod support;
+mod tls;

@@ -447,7 +447,7 @@ async fn a_refused_credential_keeps_the_replica_stale() {
 async fn start_refuses_bad_issuers_and_options() {
     let credential = || Credential::new("k");
     for issuer in [
-        "https://auth.example",
+        "ftp://auth.example",
         "http://",
         "auth.example",
         "http://a?b",

@@ -317,6 +317,45 @@ pub struct Issuer {
 
 impl Issuer {
     pub async fn start(keys: &[&TestKey]) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        Self::serve(keys, listener, None, url).await
+    }
+
+    /// An issuer served over TLS with `tls`, at `https://localhost:PORT`, whose
+    /// metadata names `advertise` (default: that address) as its issuer and its URLs
+    /// on that origin. Returns it and the address it is reached at.
+    pub async fn start_tls(
+        keys: &[&TestKey],
+        tls: Arc<rustls::ServerConfig>,
+        advertise: Option<&str>,
+    ) -> (Self, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!(
+            "https://localhost:{}",
+            listener.local_addr().unwrap().port()
+        );
+        let url = advertise.map_or_else(|| address.clone(), str::to_owned);
+        (Self::serve(keys, listener, Some(tls), url).await, address)
+    }
+
+    /// An issuer on plain HTTP whose metadata names `advertise` as its issuer; returns
+    /// it and the address it is reached at.
+    pub async fn start_advertising(keys: &[&TestKey], advertise: &str) -> (Self, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        (
+            Self::serve(keys, listener, None, advertise.to_owned()).await,
+            address,
+        )
+    }
+
+    async fn serve(
+        keys: &[&TestKey],
+        listener: tokio::net::TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        url: String,
+    ) -> Self {
         let state = Arc::new(IssuerState::default());
         *state.jwks.write().unwrap() = jwks(keys);
         let app = Router::new()
@@ -325,10 +364,16 @@ impl Issuer {
             .route("/oauth/introspect", post(introspect))
             .fallback(elsewhere)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         state.url.set(url.clone()).unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        match tls {
+            None => {
+                tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            }
+            Some(tls) => {
+                let listener = crate::tls::TlsListener::new(listener, tls);
+                tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            }
+        }
         Self { url, state }
     }
 

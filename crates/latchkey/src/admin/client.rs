@@ -67,6 +67,9 @@ impl Client {
                  latchkey:admin or latchkey:manage"
             )
         })?;
+        // reqwest brings no TLS provider of its own (README.md, "Following an https
+        // issuer"); main installs one too, but this client may be built without it.
+        latchkey_verify::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .user_agent(concat!("latchkey-cli/", env!("CARGO_PKG_VERSION")))

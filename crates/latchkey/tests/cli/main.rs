@@ -273,6 +273,9 @@ fn section(shown: &str, heading: &str) -> String {
 
 /// Runs `future` to completion, for the few requests a test sends without the CLI.
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    // reqwest has no TLS provider of its own in this workspace (README.md, "Following
+    // an https issuer").
+    latchkey_verify::install_crypto_provider();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
