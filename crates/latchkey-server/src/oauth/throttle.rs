@@ -52,10 +52,10 @@ type Pair = (TokenId, Option<IpAddr>);
 
 /// Failure counters and the addresses each client authenticated from lately.
 pub struct Throttle {
-    per_ip: Mutex<HashMap<IpAddr, Window>>,
-    per_pair: Mutex<HashMap<Pair, Window>>,
-    per_client: Mutex<HashMap<TokenId, Window>>,
-    known: Mutex<HashMap<Pair, Instant>>,
+    per_ip: Mutex<Bounded<IpAddr, Window>>,
+    per_pair: Mutex<Bounded<Pair, Window>>,
+    per_client: Mutex<Bounded<TokenId, Window>>,
+    known: Mutex<Bounded<Pair, Instant>>,
     limits: Limits,
 }
 
@@ -69,10 +69,10 @@ impl Throttle {
     /// Empty counters with these limits.
     pub fn new(limits: Limits) -> Self {
         Self {
-            per_ip: Mutex::new(HashMap::new()),
-            per_pair: Mutex::new(HashMap::new()),
-            per_client: Mutex::new(HashMap::new()),
-            known: Mutex::new(HashMap::new()),
+            per_ip: Mutex::new(Bounded::default()),
+            per_pair: Mutex::new(Bounded::default()),
+            per_client: Mutex::new(Bounded::default()),
+            known: Mutex::new(Bounded::default()),
             limits,
         }
     }
@@ -133,15 +133,14 @@ impl Throttle {
         let Ok(mut known) = self.known.lock() else {
             return;
         };
-        if known.len() >= MAX_TRACKED && !known.contains_key(&(client, ip)) {
-            known.retain(|_, at| now.saturating_duration_since(*at) < KNOWN_FOR);
-            // Still full of fresh addresses: the stalest one goes, since only a client
-            // holding its secret can add one.
-            if known.len() >= MAX_TRACKED {
-                let stalest = known.iter().min_by_key(|(_, at)| **at).map(|(k, _)| *k);
-                if let Some(stalest) = stalest {
-                    known.remove(&stalest);
-                }
+        if !known.make_room(&(client, ip), now, |at| {
+            now.saturating_duration_since(*at) < KNOWN_FOR
+        }) {
+            // Still full of fresh addresses: one goes, since only a client holding its
+            // secret can add one.
+            let any = known.keys().next().copied();
+            if let Some(any) = any {
+                known.remove(&any);
             }
         }
         known.insert((client, ip), now);
@@ -156,9 +155,62 @@ impl Throttle {
     }
 }
 
+/// A map of at most [`MAX_TRACKED`] keys. When it is full, dropping its stale entries
+/// walks all of them, so that walk runs at most once per [`PURGE_INTERVAL`]: a flood of
+/// new keys (random client ids, many addresses) cannot make every request pay for it
+/// under the lock that every authentication takes.
+struct Bounded<K, V> {
+    map: HashMap<K, V>,
+    purged: Option<Instant>,
+}
+
+/// The least time between two walks of a full map.
+const PURGE_INTERVAL: Duration = Duration::from_secs(1);
+
+impl<K, V> Default for Bounded<K, V> {
+    fn default() -> Self {
+        Self {
+            map: HashMap::new(),
+            purged: None,
+        }
+    }
+}
+
+impl<K: Hash + Eq, V> Bounded<K, V> {
+    /// Whether `key` fits: it is held already, or there is room, or a walk (when one is
+    /// due) dropped what `fresh` says is stale.
+    fn make_room(&mut self, key: &K, now: Instant, fresh: impl Fn(&V) -> bool) -> bool {
+        if self.map.len() < MAX_TRACKED || self.map.contains_key(key) {
+            return true;
+        }
+        let due = self
+            .purged
+            .is_none_or(|at| now.saturating_duration_since(at) >= PURGE_INTERVAL);
+        if due {
+            self.purged = Some(now);
+            self.map.retain(|_, value| fresh(value));
+        }
+        self.map.len() < MAX_TRACKED
+    }
+}
+
+impl<K, V> std::ops::Deref for Bounded<K, V> {
+    type Target = HashMap<K, V>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl<K, V> std::ops::DerefMut for Bounded<K, V> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.map
+    }
+}
+
 /// Seconds to wait when `key`'s window has reached `limit` failures.
 fn lookup<K: Hash + Eq>(
-    map: &Mutex<HashMap<K, Window>>,
+    map: &Mutex<Bounded<K, Window>>,
     key: &K,
     now: Instant,
     limit: u32,
@@ -171,15 +223,14 @@ fn lookup<K: Hash + Eq>(
     Some((WINDOW - elapsed).as_secs().max(1))
 }
 
-fn bump<K: Hash + Eq>(map: &Mutex<HashMap<K, Window>>, key: K, now: Instant) {
+fn bump<K: Hash + Eq>(map: &Mutex<Bounded<K, Window>>, key: K, now: Instant) {
     let Ok(mut map) = map.lock() else {
         return;
     };
-    if map.len() >= MAX_TRACKED && !map.contains_key(&key) {
-        map.retain(|_, w| now.saturating_duration_since(w.started) < WINDOW);
-        if map.len() >= MAX_TRACKED {
-            return;
-        }
+    if !map.make_room(&key, now, |w| {
+        now.saturating_duration_since(w.started) < WINDOW
+    }) {
+        return;
     }
     let fresh = Window {
         started: now,
@@ -338,5 +389,28 @@ mod tests {
                 .is_some()
         );
         assert!(throttle.per_ip.lock().unwrap().len() < MAX_TRACKED);
+    }
+
+    #[test]
+    fn a_full_map_is_walked_at_most_once_a_second_however_many_new_keys_arrive() {
+        let mut map: Bounded<u128, Instant> = Bounded::default();
+        let start = Instant::now();
+        for n in 0..MAX_TRACKED as u128 {
+            map.insert(n, start);
+        }
+        let fresh_for_a_minute =
+            |now: Instant| move |at: &Instant| now.saturating_duration_since(*at) < WINDOW;
+        // Just before the entries go stale: a walk, which frees nothing.
+        let before = start + WINDOW - Duration::from_millis(500);
+        assert!(!map.make_room(&u128::MAX, before, fresh_for_a_minute(before)));
+        // Half a second later everything is stale, but no walk is due yet.
+        let stale = start + WINDOW;
+        assert!(!map.make_room(&u128::MAX, stale, fresh_for_a_minute(stale)));
+        assert_eq!(map.len(), MAX_TRACKED);
+        // A held key always fits; a second after the last walk, the next one frees room.
+        assert!(map.make_room(&7, stale, fresh_for_a_minute(stale)));
+        let due = before + PURGE_INTERVAL;
+        assert!(map.make_room(&u128::MAX, due, fresh_for_a_minute(due)));
+        assert!(map.is_empty());
     }
 }
