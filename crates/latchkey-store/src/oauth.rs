@@ -223,13 +223,24 @@ impl SqlStore {
         ctx: &AuditContext,
     ) -> TxResult<()> {
         let mut tx = self.writer.begin().await?;
+        // A token's families get strictly increasing start times, so "the oldest" that the
+        // cap revokes is well defined even for exchanges within one millisecond (ties were
+        // broken by the random id, and could revoke a newer family).
+        let latest: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(created_at) FROM refresh_families WHERE token_id = $1")
+                .bind(family.token_id.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+        let created_at = latest.map_or(family.created_at.millis(), |latest| {
+            latest.saturating_add(1).max(family.created_at.millis())
+        });
         sqlx::query(
             "INSERT INTO refresh_families (id, token_id, created_at, expires_at, revoked_at, \
              scope, audience) VALUES ($1, $2, $3, $4, NULL, $5, $6)",
         )
         .bind(family.id.to_string())
         .bind(family.token_id.to_string())
-        .bind(family.created_at.millis())
+        .bind(created_at)
         .bind(family.expires_at.millis())
         .bind(family.scope.clone())
         .bind(family.audience.clone())
