@@ -23,6 +23,11 @@
 //! # max_connections = 10000          # open client connections; beyond, new ones wait
 //! # audience = "https://api.example.com"  # the `aud` tokens must carry; default: `issuer`
 //! # trusted_proxies = ["10.0.1.0/24"]     # proxies whose X-Forwarded-For names the client
+//! # tls_cert_file = "/etc/latchkey/gateway.pem"  # serve TLS (HTTP/2 and HTTP/1.1) with this chain…
+//! # tls_key_file = "/etc/latchkey/gateway.key"   # …and its key; reloaded on SIGHUP and on change
+//! # tls_handshake_timeout_seconds = 10           # a TLS handshake within this
+//! # tls_client_cert_file = "/etc/latchkey/gw-client.pem"  # mutual TLS to an https `server`…
+//! # tls_client_key_file = "/etc/latchkey/gw-client.key"   # …with this certificate and key
 //!
 //! [[route]]
 //! prefix = "/reports"
@@ -36,6 +41,8 @@
 use crate::listener::Limits;
 use crate::route::RouteTable;
 use latchkey_core::cidr::IpNet;
+use latchkey_listener::TlsFiles;
+use latchkey_verify::ClientIdentity;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -112,6 +119,24 @@ pub struct GatewayConfig {
     /// upstream see. Empty by default: the TCP peer is the client.
     #[serde(default)]
     pub trusted_proxies: Vec<IpNet>,
+    /// PEM certificate chain (leaf first) to serve TLS with, beside `tls_key_file`;
+    /// clients then speak HTTP/2 or HTTP/1.1, chosen over ALPN. Plain HTTP/1.1 when
+    /// unset. Reloaded on SIGHUP and when the file changes.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// A client's TLS handshake must finish within this long.
+    #[serde(default = "default_handshake_timeout")]
+    pub tls_handshake_timeout_seconds: u64,
+    /// PEM certificate the gateway presents to an `https://` server that asks for
+    /// mutual TLS (its `tls_client_ca_file`), beside `tls_client_key_file`.
+    #[serde(default)]
+    pub tls_client_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_client_cert_file`.
+    #[serde(default)]
+    pub tls_client_key_file: Option<PathBuf>,
     /// The routes (`[[route]]` tables), matched by longest prefix.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
@@ -153,6 +178,10 @@ fn default_max_staleness() -> u64 {
 
 fn default_upstream_timeout() -> f64 {
     30.0
+}
+
+fn default_handshake_timeout() -> u64 {
+    10
 }
 
 fn default_drain_timeout() -> u64 {
@@ -199,6 +228,14 @@ impl fmt::Debug for GatewayConfig {
             .field("body_read_timeout_seconds", &self.body_read_timeout_seconds)
             .field("max_connections", &self.max_connections)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
+            .field(
+                "tls_handshake_timeout_seconds",
+                &self.tls_handshake_timeout_seconds,
+            )
+            .field("tls_client_cert_file", &self.tls_client_cert_file)
+            .field("tls_client_key_file", &self.tls_client_key_file)
             .field("routes", &self.routes)
             .finish()
     }
@@ -230,6 +267,10 @@ pub enum ConfigError {
     /// The latchkey server could not be reached or refused the gateway.
     #[error("latchkey server: {0}")]
     Server(String),
+    /// A TLS file (certificate, key or CA bundle) cannot be used; the message names the
+    /// setting and the file.
+    #[error("{0}")]
+    Tls(String),
     /// No credential in the file nor in the environment.
     #[error("no credential: set `credential` in the config file or {CREDENTIAL_ENV}")]
     MissingCredential,
@@ -337,6 +378,10 @@ impl GatewayConfig {
                 self.header_read_timeout_seconds,
             ),
             ("body_read_timeout_seconds", self.body_read_timeout_seconds),
+            (
+                "tls_handshake_timeout_seconds",
+                self.tls_handshake_timeout_seconds,
+            ),
         ] {
             if !(1..=MAX_READ_TIMEOUT_SECONDS).contains(&value) {
                 return Err(ConfigError::BadValue {
@@ -351,16 +396,60 @@ impl GatewayConfig {
                 reason: format!("must be from 1 to {MAX_CONNECTIONS}"),
             });
         }
+        for (set, missing) in [
+            (
+                (&self.tls_cert_file, "tls_cert_file"),
+                (&self.tls_key_file, "tls_key_file"),
+            ),
+            (
+                (&self.tls_key_file, "tls_key_file"),
+                (&self.tls_cert_file, "tls_cert_file"),
+            ),
+            (
+                (&self.tls_client_cert_file, "tls_client_cert_file"),
+                (&self.tls_client_key_file, "tls_client_key_file"),
+            ),
+            (
+                (&self.tls_client_key_file, "tls_client_key_file"),
+                (&self.tls_client_cert_file, "tls_client_cert_file"),
+            ),
+        ] {
+            if set.0.is_some() && missing.0.is_none() {
+                return Err(ConfigError::BadValue {
+                    field: set.1.to_owned(),
+                    reason: format!("is set without {}", missing.1),
+                });
+            }
+        }
         RouteTable::compile(self).map(drop)
     }
 
-    /// What the listener allows its clients: the read timeouts and the connection cap.
+    /// What the listener allows its clients: the read and handshake timeouts and the
+    /// connection cap.
     pub(crate) fn limits(&self) -> Limits {
         Limits {
             header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds),
             body_read_timeout: Duration::from_secs(self.body_read_timeout_seconds),
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            handshake_timeout: Duration::from_secs(self.tls_handshake_timeout_seconds),
         }
+    }
+
+    /// The TLS the gateway serves, when `tls_cert_file` and `tls_key_file` are set.
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.tls_cert_file.clone()?,
+            key: self.tls_key_file.clone()?,
+            client_ca: None,
+        })
+    }
+
+    /// The certificate and key the gateway presents to a server asking for mutual TLS.
+    pub fn client_identity(&self) -> Option<ClientIdentity> {
+        Some(ClientIdentity {
+            cert_file: self.tls_client_cert_file.clone()?,
+            key_file: self.tls_client_key_file.clone()?,
+        })
     }
 
     /// [`max_staleness_seconds`](Self::max_staleness_seconds) as a duration, for the

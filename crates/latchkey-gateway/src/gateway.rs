@@ -3,13 +3,15 @@
 //!
 //! Policy: the gateway is given its [`Verifier`] rather than building one, so the
 //! caller decides discovery, the deny-list replica and the clock, and tests pin keys.
-//! Serving speaks HTTP/1.1 to clients and upstreams. A reload swaps the routing table
-//! (prefixes, upstreams, scopes, timeouts) atomically between requests without
-//! touching the listener or open connections; settings that shape the process itself
-//! (`listen`, `server`, `issuer`, `tls_ca_file`, `allow_insecure_issuer`, `credential`,
-//! `audience`, `max_staleness_seconds`, `drain_timeout_seconds` and the listener's
-//! limits) are only read at start, and a
-//! reload that changes them says so in the log. The listener times request heads and
+//! Serving speaks HTTP/1.1 to clients over plain TCP, and HTTP/2 or HTTP/1.1 (by ALPN)
+//! over TLS; upstreams get HTTP/1.1. A reload swaps the routing table (prefixes,
+//! upstreams, scopes, timeouts) atomically between requests without touching the
+//! listener or open connections, and on SIGHUP the TLS certificate is read again;
+//! settings that shape the process itself (`listen`, `server`, `issuer`,
+//! `tls_ca_file`, `allow_insecure_issuer`, `credential`, `audience`,
+//! `max_staleness_seconds`, `drain_timeout_seconds`, which TLS files are used, and the
+//! listener's limits) are only read at start, and a reload that changes them says so
+//! in the log. The listener times request heads and
 //! bodies and caps connections (see `listener`). On shutdown the gateway stops
 //! accepting, lets requests in flight finish for up to the drain timeout, then sends
 //! the last usage batch.
@@ -23,29 +25,21 @@ use crate::upstream::Upstream;
 use crate::usage::{UsageClient, UsageOptions, UsageReporter};
 use hyper::Request;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use latchkey_listener::{Accepted, Listener, Protocols, ServerTls, TlsError};
 use latchkey_verify::{
     Credential, ReplicaOptions, RevocationCheck, RevocationReplica, Verifier, VerifierOptions,
 };
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
-use std::pin::pin;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
-/// The pause after a failed `accept` (out of file descriptors, …), so the loop does
-/// not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// The least time between two "max_connections reached" warnings, so a flood does not
-/// also flood the log.
-const FULL_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+/// How often a gateway serving TLS looks whether its certificate or key file changed.
+pub const CERT_WATCH_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What a gateway is built from besides its configuration.
 #[derive(Debug, Clone)]
@@ -84,6 +78,7 @@ impl GatewayConfig {
             trusted_proxies: self.trusted_proxies.clone(),
             connect: self.connect()?,
             tls_ca_file: self.tls_ca_file.clone(),
+            tls_client_identity: self.client_identity(),
             allow_insecure_issuer: self.allow_insecure_issuer,
             ..VerifierOptions::default()
         })
@@ -102,6 +97,7 @@ pub async fn assemble(config: GatewayConfig) -> Result<(Gateway, RevocationRepli
         ReplicaOptions {
             max_staleness: config.max_staleness(),
             tls_ca_file: config.tls_ca_file.clone(),
+            tls_client_identity: config.client_identity(),
             allow_insecure_issuer: config.allow_insecure_issuer,
             ..ReplicaOptions::default()
         },
@@ -122,6 +118,8 @@ pub(crate) struct Shared {
     pub(crate) upstream: Upstream,
     pub(crate) usage: Option<Arc<UsageReporter>>,
     pub(crate) counters: Counters,
+    /// The certificate clients are served, when `tls_cert_file` is set.
+    tls: Option<ServerTls>,
     routes: RwLock<Arc<RouteTable>>,
     /// The configuration the gateway started with, to tell which changes need a
     /// restart.
@@ -163,12 +161,9 @@ impl Gateway {
         let routes = RouteTable::compile(&config)?;
         let upstream = Upstream::new();
         let usage = if deps.usage.enabled {
-            let client = UsageClient::new(config.tls_ca_file.as_deref()).map_err(|reason| {
-                ConfigError::BadValue {
-                    field: "tls_ca_file".to_owned(),
-                    reason,
-                }
-            })?;
+            let identity = config.client_identity();
+            let client = UsageClient::new(config.tls_ca_file.as_deref(), identity.as_ref())
+                .map_err(ConfigError::Tls)?;
             Some(Arc::new(UsageReporter::new(
                 config.server_base()?,
                 config.credential()?,
@@ -181,12 +176,20 @@ impl Gateway {
         if routes.len() == 0 {
             tracing::warn!("the gateway has no routes; every request will be answered 404");
         }
+        let tls = match config.tls_files() {
+            Some(files) => Some(
+                ServerTls::load(files, Protocols::Http2AndHttp1)
+                    .map_err(|error| ConfigError::Tls(error.to_string()))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             shared: Arc::new(Shared {
                 verifier: deps.verifier,
                 upstream,
                 usage,
                 counters: Counters::default(),
+                tls,
                 routes: RwLock::new(Arc::new(routes)),
                 started_with: config,
             }),
@@ -195,7 +198,9 @@ impl Gateway {
 
     /// Serves `listener` until `shutdown` completes, then drains: no new connections,
     /// requests in flight get up to `drain_timeout_seconds` to finish, and pending
-    /// usage is sent once more. Usage is sent every second while serving.
+    /// usage is sent once more. Usage is sent every second while serving. With
+    /// `tls_cert_file` the listener speaks TLS (HTTP/2 or HTTP/1.1 by ALPN), and the
+    /// certificate is reloaded when its files change.
     pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let (stop, stopped) = watch::channel(false);
         let flusher = self
@@ -203,77 +208,36 @@ impl Gateway {
             .usage
             .clone()
             .map(|usage| tokio::spawn(usage.run(stopped)));
-        let graceful = GracefulShutdown::new();
         let limits = self.shared.started_with.limits();
-        let slots = Arc::new(Semaphore::new(limits.max_connections));
-        let mut builder = http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout);
+        let tls = self.shared.tls.clone();
+        let cert_watch = tls.as_ref().map(|tls| tls.watch(CERT_WATCH_INTERVAL));
+        let listener = Listener::new(listener, tls, limits);
         if let Ok(address) = listener.local_addr() {
-            tracing::info!(%address, routes = self.shared.routes().len(), "gateway listening");
+            tracing::info!(
+                %address,
+                scheme = listener.scheme(),
+                routes = self.shared.routes().len(),
+                "gateway listening"
+            );
         }
-        let mut shutdown = pin!(shutdown);
-        let mut last_full_warning: Option<Instant> = None;
-        loop {
-            let slot = match slots.clone().try_acquire_owned() {
-                Ok(slot) => slot,
-                Err(_) => {
-                    if last_full_warning.is_none_or(|at| at.elapsed() >= FULL_WARNING_INTERVAL) {
-                        last_full_warning = Some(Instant::now());
-                        tracing::warn!(
-                            max_connections = limits.max_connections,
-                            "max_connections reached; new connections wait until one closes"
-                        );
-                    }
-                    tokio::select! {
-                        slot = slots.clone().acquire_owned() => match slot {
-                            Ok(slot) => slot,
-                            // Never closed; if it were, nothing more could be served.
-                            Err(_) => break,
-                        },
-                        () = &mut shutdown => break,
-                    }
-                }
-            };
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::warn!(%error, "accepting a connection failed");
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::debug!(%error, "TCP_NODELAY not set");
-            }
-            let shared = self.shared.clone();
-            let body_timeout = limits.body_read_timeout;
-            let service = service_fn(move |request: Request<Incoming>| {
+        let shared = self.shared.clone();
+        let body_timeout = limits.body_read_timeout;
+        let make = move |accepted: Accepted| {
+            let shared = shared.clone();
+            service_fn(move |request: Request<Incoming>| {
                 let shared = shared.clone();
                 let request = request.map(|body| StallGuard::new(body, body_timeout));
-                async move { Ok::<_, Infallible>(handle(&shared, peer, request).await) }
-            });
-            let connection =
-                graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-            tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::debug!(%error, %peer, "client connection ended with an error");
-                }
-                drop(slot);
-            });
-        }
-        drop(listener);
+                async move { Ok::<_, Infallible>(handle(&shared, accepted.peer, request).await) }
+            })
+        };
         let drain = self.shared.started_with.drain_timeout();
-        tracing::info!(?drain, "gateway shutting down; draining requests in flight");
-        tokio::select! {
-            () = graceful.shutdown() => {}
-            () = tokio::time::sleep(drain) => {
-                tracing::warn!("requests still in flight after the drain timeout; closing them");
-            }
+        let shutdown = async move {
+            shutdown.await;
+            tracing::info!(?drain, "gateway shutting down; draining requests in flight");
+        };
+        listener.serve(make, shutdown, Some(drain)).await;
+        if let Some(cert_watch) = cert_watch {
+            cert_watch.abort();
         }
         // The receiver may already be gone if the flusher ended; nothing to stop then.
         let _ = stop.send(true);
@@ -281,6 +245,15 @@ impl Gateway {
             && let Err(error) = flusher.await
         {
             tracing::error!(%error, "the usage task failed");
+        }
+    }
+
+    /// Reads the TLS certificate and key again, if the gateway serves TLS: new
+    /// handshakes present them. On error the current ones stay.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        match &self.shared.tls {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
         }
     }
 
@@ -366,6 +339,28 @@ fn needs_restart(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str> 
     if old.trusted_proxies != new.trusted_proxies {
         changed.push("trusted_proxies");
     }
+    // The files are read again on SIGHUP; which files they are is fixed at start.
+    for (field, old, new) in [
+        ("tls_cert_file", &old.tls_cert_file, &new.tls_cert_file),
+        ("tls_key_file", &old.tls_key_file, &new.tls_key_file),
+        (
+            "tls_client_cert_file",
+            &old.tls_client_cert_file,
+            &new.tls_client_cert_file,
+        ),
+        (
+            "tls_client_key_file",
+            &old.tls_client_key_file,
+            &new.tls_client_key_file,
+        ),
+    ] {
+        if old != new {
+            changed.push(field);
+        }
+    }
+    if old.tls_handshake_timeout_seconds != new.tls_handshake_timeout_seconds {
+        changed.push("tls_handshake_timeout_seconds");
+    }
     changed
 }
 
@@ -388,6 +383,9 @@ pub fn reload_on_sighup(
             tracing::info!(path = %path.display(), "SIGHUP: reloading the configuration");
             if let Err(error) = GatewayConfig::load(&path).and_then(|c| gateway.reload(c)) {
                 tracing::error!(%error, "reload failed; keeping the running configuration");
+            }
+            if let Some(tls) = &gateway.shared.tls {
+                tls.reload_logged();
             }
         }
     })

@@ -145,6 +145,7 @@ where
         tracing::error!(%error, "an identity header could not be encoded");
         ProxyError::Internal
     })?;
+    keep_host(&mut parts.headers, &parts.uri);
     parts.uri = upstream_uri(route, path, parts.uri.query())?;
     parts.version = Version::HTTP_11;
     let progress = Progress::new();
@@ -153,6 +154,25 @@ where
     let (mut parts, body) = response.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, streamed(body)))
+}
+
+/// An HTTP/2 client names the host in `:authority`, not in `Host`; the upstream, spoken
+/// to in HTTP/1.1, gets it as `Host`, as it would have from an HTTP/1.1 client (the
+/// host and port only: user information is never forwarded).
+fn keep_host(headers: &mut HeaderMap, uri: &Uri) {
+    if headers.contains_key(hyper::header::HOST) {
+        return;
+    }
+    let Some(authority) = uri.authority() else {
+        return;
+    };
+    let host = match authority.port_u16() {
+        Some(port) => format!("{}:{port}", authority.host()),
+        None => authority.host().to_owned(),
+    };
+    if let Ok(value) = hyper::header::HeaderValue::from_str(&host) {
+        headers.insert(hyper::header::HOST, value);
+    }
 }
 
 /// The URI the upstream is sent: its authority, `path`, and `query` as the client sent

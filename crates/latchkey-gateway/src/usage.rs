@@ -250,13 +250,18 @@ pub(crate) fn encode(batch: &Batch) -> Result<Vec<u8>, serde_json::Error> {
 }
 
 /// Sends usage batches to the server: over TLS when `server` is `https://`, trusting
-/// what the gateway's verifier trusts (`tls_ca_file`).
+/// what the gateway's verifier trusts (`tls_ca_file`) and presenting its client
+/// certificate when mutual TLS is configured.
 #[derive(Debug, Clone)]
 pub(crate) struct UsageClient(reqwest::Client);
 
 impl UsageClient {
-    pub(crate) fn new(tls_ca_file: Option<&std::path::Path>) -> Result<Self, String> {
-        let tls = latchkey_verify::tls_client_config(tls_ca_file).map_err(|e| e.to_string())?;
+    pub(crate) fn new(
+        tls_ca_file: Option<&std::path::Path>,
+        identity: Option<&latchkey_verify::ClientIdentity>,
+    ) -> Result<Self, String> {
+        let tls =
+            latchkey_verify::tls_client_config(tls_ca_file, identity).map_err(|e| e.to_string())?;
         reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .redirect(reqwest::redirect::Policy::none())
@@ -533,7 +538,7 @@ mod tests {
             &server,
             "lk_ak_test",
             options,
-            UsageClient::new(None).unwrap(),
+            UsageClient::new(None, None).unwrap(),
         ));
         reporter.record(key(1, 2), Timestamp::from_millis(MINUTE));
         let (stop, stopped) = watch::channel(false);
@@ -681,14 +686,14 @@ mod tests {
         let (server, _dir, pem) = tls_collector().await;
         let endpoint = format!("{server}/v1/usage");
         let timeout = Duration::from_secs(5);
-        let trusting = UsageClient::new(Some(&pem)).unwrap();
+        let trusting = UsageClient::new(Some(&pem), None).unwrap();
         let status = trusting
             .post_json(&endpoint, "lk_ak_test", b"{}".to_vec(), timeout)
             .await
             .unwrap();
         assert_eq!(status, StatusCode::ACCEPTED);
 
-        let untrusting = UsageClient::new(None).unwrap();
+        let untrusting = UsageClient::new(None, None).unwrap();
         let error = untrusting
             .post_json(&endpoint, "lk_ak_test", b"{}".to_vec(), timeout)
             .await

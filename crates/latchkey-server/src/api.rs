@@ -11,12 +11,16 @@ mod tokens;
 mod usage;
 
 use crate::extract::{BODY_LIMIT, ListQuery, USAGE_BODY_LIMIT};
+use crate::listener::ClientCertificate;
 use crate::oauth;
+use crate::oauth::error::OAuthError;
 use crate::problem::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -27,6 +31,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
+    let followers = || middleware::from_fn_with_state(state.clone(), require_client_certificate);
     let management = Router::new()
         .route("/v1/tenants", get(tenants::list).post(tenants::create))
         .route(
@@ -64,16 +69,27 @@ pub fn router(state: AppState) -> Router {
         // A gateway's batch outgrows the 64 KiB of every other body (docs/API.md).
         .route(
             "/v1/usage",
-            post(usage::ingest).layer(DefaultBodyLimit::max(USAGE_BODY_LIMIT)),
+            post(usage::ingest)
+                .layer(DefaultBodyLimit::max(USAGE_BODY_LIMIT))
+                .route_layer(followers()),
         )
         .route("/v1/tokens/{id}/usage", get(usage::token_usage))
         .route("/v1/audit", get(crate::audit::list))
         .route("/v1/audit/head", get(crate::audit::head))
         .route("/v1/audit/chain", get(crate::audit::chain))
         .route("/v1/audit/verify", get(crate::audit::verify))
-        .route("/v1/revocations", get(crate::revocation::page))
-        .route("/v1/revocations/stream", get(crate::revocation::follow))
-        .route("/v1/revocations/ack", post(crate::revocation::ack))
+        .route(
+            "/v1/revocations",
+            get(crate::revocation::page).route_layer(followers()),
+        )
+        .route(
+            "/v1/revocations/stream",
+            get(crate::revocation::follow).route_layer(followers()),
+        )
+        .route(
+            "/v1/revocations/ack",
+            post(crate::revocation::ack).route_layer(followers()),
+        )
         .fallback(not_found)
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
@@ -86,7 +102,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/oauth/introspect",
-            post(oauth::introspect::introspect).fallback(oauth::token::wrong_method),
+            post(oauth::introspect::introspect)
+                .route_layer(followers())
+                .fallback(oauth::token::wrong_method),
         )
         .route(
             "/oauth/revoke",
@@ -104,6 +122,29 @@ pub fn router(state: AppState) -> Router {
         .merge(management)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
+}
+
+/// With mutual TLS (`tls_client_ca_file`), the endpoints only followers use — the
+/// revocation feed, introspection and usage ingest — need a client certificate from
+/// that CA beside their credential (docs/API.md, "Mutual TLS"). The refusal comes in
+/// the endpoint's error format.
+async fn require_client_certificate(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .extensions()
+        .get::<ClientCertificate>()
+        .is_some_and(|certificate| certificate.0);
+    if presented || !state.settings().mutual_tls {
+        return next.run(request).await;
+    }
+    if request.uri().path().starts_with("/oauth/") {
+        OAuthError::client_certificate_required().into_response()
+    } else {
+        ApiError::ClientCertificateRequired.into_response()
+    }
 }
 
 async fn not_found() -> ApiError {

@@ -2,6 +2,7 @@
 //! variables and flags (the CLI merges those). Every key is documented in the README.
 
 use latchkey_core::cidr::IpNet;
+use latchkey_listener::TlsFiles;
 use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -81,6 +82,16 @@ pub struct Config {
     pub body_read_timeout_seconds: u64,
     /// Open connections at most; beyond, new clients wait until one closes.
     pub max_connections: u32,
+    /// PEM certificate chain (leaf first) to serve TLS with, beside `tls_key_file`.
+    /// Plain HTTP when unset. Reloaded on SIGHUP and when the file changes.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA bundle for mutual TLS: followers (gateways, latchkey-verify) must present
+    /// a certificate from it to read the revocation feed, introspect and send usage.
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// A TLS handshake must finish within this long.
+    pub tls_handshake_timeout_seconds: u64,
 }
 
 impl Default for Config {
@@ -115,6 +126,10 @@ impl Default for Config {
             header_read_timeout_seconds: 10,
             body_read_timeout_seconds: 30,
             max_connections: 10_000,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            tls_handshake_timeout_seconds: 10,
         }
     }
 }
@@ -142,6 +157,10 @@ impl Config {
                 self.header_read_timeout_seconds,
             ),
             ("body_read_timeout_seconds", self.body_read_timeout_seconds),
+            (
+                "tls_handshake_timeout_seconds",
+                self.tls_handshake_timeout_seconds,
+            ),
         ] {
             if !(1..=MAX_READ_TIMEOUT_SECONDS).contains(&value) {
                 return Err(format!(
@@ -155,7 +174,27 @@ impl Config {
                 self.max_connections
             ));
         }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => return Err("tls_cert_file is set without tls_key_file".to_owned()),
+            (None, Some(_)) => return Err("tls_key_file is set without tls_cert_file".to_owned()),
+            _ => {}
+        }
+        if self.tls_client_ca_file.is_some() && self.tls_cert_file.is_none() {
+            return Err(
+                "tls_client_ca_file needs tls_cert_file and tls_key_file: client certificates are checked only when latchkey serves TLS itself"
+                    .to_owned(),
+            );
+        }
         Ok(())
+    }
+
+    /// The TLS files, when the server serves TLS itself.
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.tls_cert_file.clone()?,
+            key: self.tls_key_file.clone()?,
+            client_ca: self.tls_client_ca_file.clone(),
+        })
     }
 
     /// The database URL in effect.
@@ -270,6 +309,47 @@ mod tests {
             let error = Config::from_toml(text).unwrap().validate().unwrap_err();
             assert_eq!(error, message, "{text}");
         }
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_client_certificates_need_tls() {
+        let plain = Config::from_toml("").unwrap();
+        assert_eq!(plain.tls_files(), None);
+        assert_eq!(plain.tls_handshake_timeout_seconds, 10);
+        for (text, message) in [
+            (
+                "tls_cert_file = \"cert.pem\"",
+                "tls_cert_file is set without tls_key_file",
+            ),
+            (
+                "tls_key_file = \"key.pem\"",
+                "tls_key_file is set without tls_cert_file",
+            ),
+            (
+                "tls_client_ca_file = \"ca.pem\"",
+                "tls_client_ca_file needs tls_cert_file and tls_key_file: client certificates are checked only when latchkey serves TLS itself",
+            ),
+            (
+                "tls_cert_file = \"c\"\ntls_key_file = \"k\"\ntls_handshake_timeout_seconds = 0",
+                "tls_handshake_timeout_seconds must be from 1 to 3600 seconds, not 0",
+            ),
+        ] {
+            let error = Config::from_toml(text).unwrap().validate().unwrap_err();
+            assert_eq!(error, message, "{text}");
+        }
+        let tls = Config::from_toml(
+            "tls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"\ntls_client_ca_file = \"ca.pem\"",
+        )
+        .unwrap();
+        tls.validate().unwrap();
+        assert_eq!(
+            tls.tls_files(),
+            Some(TlsFiles {
+                cert: PathBuf::from("c.pem"),
+                key: PathBuf::from("k.pem"),
+                client_ca: Some(PathBuf::from("ca.pem")),
+            })
+        );
     }
 
     #[test]

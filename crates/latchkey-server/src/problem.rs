@@ -62,6 +62,10 @@ pub enum ApiError {
     /// The id is taken.
     #[error("{0}")]
     AlreadyExists(String),
+    /// Mutual TLS is on and the connection presented no certificate from
+    /// `tls_client_ca_file`.
+    #[error("{}", crate::oauth::error::CLIENT_CERTIFICATE_REQUIRED)]
+    ClientCertificateRequired,
     /// A built-in resource cannot be changed.
     #[error("{0}")]
     Protected(String),
@@ -161,6 +165,11 @@ impl ApiError {
                 "Request body too large",
             ),
             NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ClientCertificateRequired => (
+                StatusCode::FORBIDDEN,
+                "client-certificate-required",
+                "Client certificate required",
+            ),
             AlreadyExists(_) => (StatusCode::CONFLICT, "already-exists", "Already exists"),
             Protected(_) => (
                 StatusCode::CONFLICT,

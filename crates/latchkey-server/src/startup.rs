@@ -20,6 +20,7 @@ use latchkey_core::store::RotateWhen;
 use latchkey_core::store::Tenant;
 use latchkey_core::token::{Owner, Token, TokenKind, TokenName, TokenRecord};
 use latchkey_core::{Permission, TenantId, TokenId};
+use latchkey_listener::{Listener, Protocols, ServerTls};
 use latchkey_store::StoreOptions;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,10 +28,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+/// How often a server serving TLS looks whether its certificate or key file changed.
+pub const CERT_WATCH_INTERVAL: Duration = Duration::from_secs(10);
+
 /// A built server, bound and ready to run.
 pub struct Application {
-    listener: TcpListener,
-    limits: Limits,
+    listener: Listener,
     state: AppState,
     root_key: Option<Secret>,
     public_url: String,
@@ -65,19 +68,28 @@ impl Application {
         let store = latchkey_store::connect(&database_url, &store_options, audit_key.clone())
             .await
             .map_err(|e| anyhow::anyhow!("opening the database: {e:?}"))?;
-        let listener = TcpListener::bind(config.listen)
+        // The certificate is read before the port is taken, so a bad file stops the
+        // start without holding the port.
+        let tls = match config.tls_files() {
+            Some(files) => Some(ServerTls::load(files, Protocols::Http1)?),
+            None => None,
+        };
+        let tcp = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
-        let local = listener.local_addr()?;
+        let local = tcp.local_addr()?;
         let limits = Limits {
             header_read_timeout: Duration::from_secs(config.header_read_timeout_seconds),
             body_read_timeout: Duration::from_secs(config.body_read_timeout_seconds),
             max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
+            handshake_timeout: Duration::from_secs(config.tls_handshake_timeout_seconds),
         };
+        let listener = Listener::new(tcp, tls, limits);
+        let scheme = listener.scheme();
         let public_url = config
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{local}"))
+            .unwrap_or_else(|| format!("{scheme}://{local}"))
             .trim_end_matches('/')
             .to_owned();
         let audiences = if config.audiences.is_empty() {
@@ -99,6 +111,7 @@ impl Application {
             key_rotation_seconds: config.key_rotation_seconds.max(1),
             usage_retention_days: config.usage_retention_days.max(1),
             trusted_proxies: config.trusted_proxies.clone(),
+            mutual_tls: config.tls_client_ca_file.is_some(),
         };
         let store: Arc<dyn latchkey_core::store::Store> = Arc::new(store);
         let audit = AuditQueue::start(store.clone(), config.audit_authentications);
@@ -156,7 +169,6 @@ impl Application {
         }
         Ok(Self {
             listener,
-            limits,
             state,
             root_key,
             public_url,
@@ -173,6 +185,12 @@ impl Application {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The TLS the server serves, if it serves TLS itself: [`ServerTls::reload`] it on
+    /// SIGHUP. File changes are picked up without it, every [`CERT_WATCH_INTERVAL`].
+    pub fn tls(&self) -> Option<ServerTls> {
+        self.listener.tls().cloned()
     }
 
     /// The public URL.
@@ -204,14 +222,25 @@ impl Application {
         let flush = self.state.clone();
         let closer = self.state.clone();
         let app = router(self.state);
-        tracing::info!("listening on http://{}", self.listener.local_addr()?);
+        let watch = self
+            .listener
+            .tls()
+            .map(|tls| tls.watch(CERT_WATCH_INTERVAL));
+        tracing::info!(
+            "listening on {}://{}",
+            self.listener.scheme(),
+            self.listener.local_addr()?
+        );
         let shutdown = async move {
             shutdown.await;
             // Streams never finish on their own; end them so the drain can complete.
             closer.revocations().close();
         };
-        listener::serve(self.listener, app, self.limits, shutdown).await;
+        listener::serve(self.listener, app, shutdown).await;
         maintenance.abort();
+        if let Some(watch) = watch {
+            watch.abort();
+        }
         flush.audit().flush().await;
         Ok(())
     }

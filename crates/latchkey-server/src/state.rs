@@ -41,6 +41,8 @@ pub struct Settings {
     pub usage_retention_days: i64,
     /// Peers whose `X-Forwarded-For` names the client (see [`crate::extract::client_ip`]).
     pub trusted_proxies: Vec<IpNet>,
+    /// `tls_client_ca_file` is set: the follower endpoints need a client certificate.
+    pub mutual_tls: bool,
 }
 
 /// Shared state, cheap to clone.

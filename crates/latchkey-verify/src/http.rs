@@ -32,7 +32,10 @@ pub(crate) struct Http {
 impl Http {
     pub(crate) fn new(timeout: Duration, policy: &TransportPolicy) -> Result<Self, String> {
         let client = Client::builder()
-            .use_preconfigured_tls(client_config(policy.tls_ca_file.as_deref())?)
+            .use_preconfigured_tls(client_config(
+                policy.tls_ca_file.as_deref(),
+                policy.identity.as_ref(),
+            )?)
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -47,7 +50,10 @@ impl Http {
         policy: &TransportPolicy,
     ) -> Result<Self, String> {
         let client = Client::builder()
-            .use_preconfigured_tls(client_config(policy.tls_ca_file.as_deref())?)
+            .use_preconfigured_tls(client_config(
+                policy.tls_ca_file.as_deref(),
+                policy.identity.as_ref(),
+            )?)
             .connect_timeout(connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()

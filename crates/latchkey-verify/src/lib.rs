@@ -100,5 +100,5 @@ pub use options::{Clock, Credential, SystemClock, VerifierOptions};
 pub use principal::{Principal, Scopes, TokenKind};
 pub use replica::{ReplicaMetrics, ReplicaOptions, RevocationReplica, StaleReason};
 pub use revocation::{Evictor, NoRevocationList, Revocation, RevocationCheck};
-pub use transport::{install_crypto_provider, tls_client_config};
+pub use transport::{ClientIdentity, install_crypto_provider, tls_client_config};
 pub use verifier::Verifier;

@@ -6,6 +6,7 @@
 //! sleeping.
 
 use crate::revocation::{NoRevocationList, RevocationCheck};
+use crate::transport::ClientIdentity;
 use latchkey_core::Timestamp;
 use latchkey_core::jwt::Algorithm;
 use std::fmt;
@@ -117,6 +118,9 @@ pub struct VerifierOptions {
     /// A PEM file of CA certificates trusted for `https://` beside the system's roots,
     /// for a server whose certificate comes from a private CA.
     pub tls_ca_file: Option<PathBuf>,
+    /// The certificate and key to present to an `https://` server that asks for mutual
+    /// TLS.
+    pub tls_client_identity: Option<ClientIdentity>,
     /// Accept plain `http://` to a server beyond loopback. Tokens, keys and
     /// introspection answers then cross the network unprotected; a warning is logged
     /// at start. Loopback addresses never need it.
@@ -144,6 +148,7 @@ impl Default for VerifierOptions {
             trusted_proxies: Vec::new(),
             connect: None,
             tls_ca_file: None,
+            tls_client_identity: None,
             allow_insecure_issuer: false,
         }
     }
@@ -177,6 +182,7 @@ impl fmt::Debug for VerifierOptions {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("connect", &self.connect)
             .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_client_identity", &self.tls_client_identity)
             .field("allow_insecure_issuer", &self.allow_insecure_issuer)
             .finish_non_exhaustive()
     }

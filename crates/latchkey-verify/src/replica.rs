@@ -49,7 +49,7 @@ use crate::error::DiscoveryError;
 use crate::http::Http;
 use crate::options::{Clock, Credential, SystemClock, millis};
 use crate::revocation::{Evictor, Revocation, RevocationCheck};
-use crate::transport::{self, TransportPolicy};
+use crate::transport::{self, ClientIdentity, TransportPolicy};
 use follow::{Entry, Follower, Kind};
 use latchkey_core::usable::Standing;
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
@@ -109,6 +109,9 @@ pub struct ReplicaOptions {
     /// A PEM file of CA certificates trusted for an `https://` feed beside the system's
     /// roots (a private CA).
     pub tls_ca_file: Option<PathBuf>,
+    /// The certificate and key to present to an `https://` server that asks for mutual
+    /// TLS.
+    pub tls_client_identity: Option<ClientIdentity>,
     /// Accept a plain `http://` feed beyond loopback; a warning is logged at start.
     pub allow_insecure_issuer: bool,
 }
@@ -126,6 +129,7 @@ impl Default for ReplicaOptions {
             expiry_grace: Duration::from_secs(300),
             clock: Arc::new(SystemClock),
             tls_ca_file: None,
+            tls_client_identity: None,
             allow_insecure_issuer: false,
         }
     }
@@ -143,6 +147,7 @@ impl fmt::Debug for ReplicaOptions {
             .field("http_timeout", &self.http_timeout)
             .field("expiry_grace", &self.expiry_grace)
             .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_client_identity", &self.tls_client_identity)
             .field("allow_insecure_issuer", &self.allow_insecure_issuer)
             .finish_non_exhaustive()
     }
@@ -298,6 +303,7 @@ impl RevocationReplica {
         })?;
         let policy = TransportPolicy {
             tls_ca_file: options.tls_ca_file.clone(),
+            identity: options.tls_client_identity.clone(),
             allow_insecure: options.allow_insecure_issuer,
         };
         let http =

@@ -12,17 +12,29 @@
 
 use crate::error::DiscoveryError;
 use reqwest::Url;
-use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+
+/// A certificate and key presented to a server that asks for mutual TLS (the server's
+/// `tls_client_ca_file`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// PEM certificate chain, leaf first (`tls_client_cert_file`).
+    pub cert_file: PathBuf,
+    /// PEM private key (`tls_client_key_file`).
+    pub key_file: PathBuf,
+}
 
 /// What a verifier or replica needs to open connections to its issuer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct TransportPolicy {
     /// A PEM bundle of extra trusted CAs.
     pub(crate) tls_ca_file: Option<PathBuf>,
+    /// The client certificate for mutual TLS.
+    pub(crate) identity: Option<ClientIdentity>,
     /// Plain `http://` beyond loopback is allowed.
     pub(crate) allow_insecure: bool,
 }
@@ -152,17 +164,22 @@ pub fn install_crypto_provider() {
 }
 
 /// The TLS client configuration the verifier uses (rustls on aws-lc-rs, TLS 1.2 and
-/// 1.3, HTTP/1.1, the system's trusted roots plus the CAs of `tls_ca_file`), for a
-/// program that sends its own requests to the same server — the gateway's usage
-/// batches — and should trust exactly what its verifier trusts.
+/// 1.3, HTTP/1.1, the system's trusted roots plus the CAs of `tls_ca_file`, and the
+/// client certificate for mutual TLS if any), for a program that sends its own
+/// requests to the same server — the gateway's usage batches — and should trust
+/// exactly what its verifier trusts.
 pub fn tls_client_config(
     tls_ca_file: Option<&Path>,
+    identity: Option<&ClientIdentity>,
 ) -> Result<rustls::ClientConfig, DiscoveryError> {
-    client_config(tls_ca_file).map_err(DiscoveryError::BadOption)
+    client_config(tls_ca_file, identity).map_err(DiscoveryError::BadOption)
 }
 
 /// [`tls_client_config`], its error in words.
-pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+pub(crate) fn client_config(
+    ca_file: Option<&Path>,
+    identity: Option<&ClientIdentity>,
+) -> Result<rustls::ClientConfig, String> {
     install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     for cert in system_roots() {
@@ -189,13 +206,40 @@ pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConf
         }
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some(identity) => {
+            let (chain, key) = read_identity(identity)?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("tls_client_key_file {}: {e}", identity.key_file.display()))?
+        }
+    };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// Reads a client certificate chain and its key.
+fn read_identity(
+    identity: &ClientIdentity,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let cert = &identity.cert_file;
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("tls_client_cert_file {}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "tls_client_cert_file {}: holds no PEM certificate",
+            cert.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(&identity.key_file)
+        .map_err(|e| format!("tls_client_key_file {}: {e}", identity.key_file.display()))?;
+    Ok((chain, key))
 }
 
 /// The operating system's trusted roots, read once per process: the store is what
@@ -338,10 +382,19 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("empty.pem");
         std::fs::write(&path, "not a certificate\n").unwrap();
-        let error = client_config(Some(&path)).unwrap_err();
+        let error = client_config(Some(&path), None).unwrap_err();
         assert!(error.contains("empty.pem"), "{error}");
-        let missing = client_config(Some(&dir.join("missing.pem"))).unwrap_err();
+        let missing = client_config(Some(&dir.join("missing.pem")), None).unwrap_err();
         assert!(missing.contains("missing.pem"), "{missing}");
-        assert!(client_config(None).is_ok());
+        assert!(client_config(None, None).is_ok());
+        let no_cert = ClientIdentity {
+            cert_file: path.clone(),
+            key_file: path.clone(),
+        };
+        let error = client_config(None, Some(&no_cert)).unwrap_err();
+        assert!(
+            error.starts_with("tls_client_cert_file") && error.contains("empty.pem"),
+            "{error}"
+        );
     }
 }

@@ -626,6 +626,7 @@ impl Route {
             .ok_or_else(|| DiscoveryError::BadIssuer(issuer.to_owned()))?;
         let policy = TransportPolicy {
             tls_ca_file: options.tls_ca_file.clone(),
+            identity: options.tls_client_identity.clone(),
             allow_insecure,
         };
         Ok((

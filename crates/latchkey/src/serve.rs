@@ -32,6 +32,12 @@ pub struct ServeArgs {
     /// comma-separated [default: none].
     #[arg(long, env = "LATCHKEY_TRUSTED_PROXIES", value_name = "CIDRS")]
     trusted_proxies: Option<String>,
+    /// Serve TLS with this PEM certificate chain (with --tls-key-file) [default: plain HTTP].
+    #[arg(long, env = "LATCHKEY_TLS_CERT_FILE")]
+    tls_cert_file: Option<PathBuf>,
+    /// The PEM private key of --tls-cert-file.
+    #[arg(long, env = "LATCHKEY_TLS_KEY_FILE")]
+    tls_key_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -58,6 +64,12 @@ impl ServeArgs {
         }
         if self.root_key_file.is_some() {
             config.root_key_file = self.root_key_file;
+        }
+        if self.tls_cert_file.is_some() {
+            config.tls_cert_file = self.tls_cert_file;
+        }
+        if self.tls_key_file.is_some() {
+            config.tls_key_file = self.tls_key_file;
         }
         if let Some(list) = &self.trusted_proxies {
             let entries = list.split(',').filter(|entry| !entry.trim().is_empty());
@@ -88,8 +100,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         eprintln!("root key: {}", key.expose());
         eprintln!("Keep it safe: it holds latchkey:admin and is not shown again.");
     }
+    #[cfg(unix)]
+    if let Some(tls) = app.tls() {
+        tokio::spawn(reload_tls_on_sighup(tls)?);
+    }
     app.run_until(shutdown_signal()).await?;
     Ok(())
+}
+
+/// Reloads the TLS certificate and key on every SIGHUP; the signal handler is set up
+/// before this returns, so a SIGHUP sent right after start is not lost.
+#[cfg(unix)]
+fn reload_tls_on_sighup(
+    tls: latchkey_listener::ServerTls,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    Ok(async move {
+        while hangup.recv().await.is_some() {
+            tls.reload_logged();
+        }
+    })
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -7,6 +7,10 @@ use axum::response::{IntoResponse, Response};
 use latchkey_core::store::StoreError;
 use serde_json::json;
 
+/// Why a follower endpoint refused a request without a client certificate.
+pub const CLIENT_CERTIFICATE_REQUIRED: &str =
+    "this endpoint needs a client certificate from the server's tls_client_ca_file (mutual TLS)";
+
 /// An OAuth error response.
 #[derive(Debug)]
 pub struct OAuthError {
@@ -47,6 +51,16 @@ impl OAuthError {
             StatusCode::UNAUTHORIZED,
             "invalid_client",
             "client authentication failed",
+        )
+    }
+
+    /// 401 `invalid_client` for a request without the client certificate mutual TLS
+    /// asks for (RFC 8705 §2: a failed certificate authentication is `invalid_client`).
+    pub fn client_certificate_required() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            CLIENT_CERTIFICATE_REQUIRED,
         )
     }
 
