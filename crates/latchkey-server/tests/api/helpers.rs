@@ -14,6 +14,19 @@ use tempfile::TempDir;
 
 pub const POSTGRES_ENV: &str = "LATCHKEY_TEST_POSTGRES_URL";
 
+/// A client trusting `ca` (and not the system's roots), adjusted by `adjust`.
+pub fn trusting_client(
+    ca: &latchkey_listener::test_pki::TestCa,
+    adjust: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+) -> reqwest::Client {
+    let pem = std::fs::read(&ca.pem_file).unwrap();
+    let builder = reqwest::Client::builder()
+        .user_agent("latchkey-tests")
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+    adjust(builder).build().unwrap()
+}
+
 /// Every log line the servers of this test binary wrote.
 static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
@@ -96,6 +109,8 @@ impl Reply {
 
 pub struct TestApp {
     pub base: String,
+    /// The server's TLS, when it serves TLS itself (see [`TestApp::tls`]).
+    pub tls: Option<latchkey_listener::ServerTls>,
     pub root_key: String,
     pub data_dir: TempDir,
     pub database_url: String,
@@ -184,12 +199,41 @@ impl TestApp {
         latchkey_verify::install_crypto_provider();
         Self {
             base,
+            tls: None,
             root_key,
             data_dir: tempfile::tempdir().expect("temp dir"),
             database_url: String::new(),
             client: reqwest::Client::new(),
             postgres_db: None,
         }
+    }
+
+    /// A SQLite server serving TLS with a certificate from `ca` for 127.0.0.1 and
+    /// `localhost`; its test client trusts `ca`.
+    pub async fn tls(
+        ca: &latchkey_listener::test_pki::TestCa,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
+        use latchkey_listener::test_pki::Use;
+        let leaf = ca.issue("server", &["127.0.0.1", "localhost"], Use::Server);
+        let mut app = Self::start(None, None, |config| {
+            config.tls_cert_file = Some(leaf.cert_file);
+            config.tls_key_file = Some(leaf.key_file);
+            configure(config);
+        })
+        .await;
+        app.client = trusting_client(ca, |builder| builder);
+        app
+    }
+
+    /// A SQLite server serving TLS with `leaf`, whatever it is (expired, for another
+    /// host, from an unknown CA), for tests of what its followers refuse.
+    pub async fn start_serving(leaf: &latchkey_listener::test_pki::Issued) -> Self {
+        Self::start(None, None, |config| {
+            config.tls_cert_file = Some(leaf.cert_file.clone());
+            config.tls_key_file = Some(leaf.key_file.clone());
+        })
+        .await
     }
 
     /// A second server on this one's database, pepper and master key: a replica.
@@ -228,7 +272,9 @@ impl TestApp {
         configure(&mut config);
         let database_url = config.database_url();
         let app = Application::build(config).await.expect("build app");
-        let base = format!("http://127.0.0.1:{}", app.port());
+        let tls = app.tls();
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://127.0.0.1:{}", app.port());
         // A replica joins a bootstrapped database and shows no key; it borrows the first's.
         let root_key = app
             .root_key()
@@ -239,6 +285,7 @@ impl TestApp {
         });
         Self {
             base,
+            tls,
             root_key,
             data_dir,
             database_url,

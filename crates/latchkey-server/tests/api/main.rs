@@ -27,6 +27,7 @@ mod revocations;
 mod secrets;
 mod tenants;
 mod throttle;
+mod tls;
 mod tokens;
 mod usage;
 mod verifier;

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod deployments;
 mod readme;
 mod tour;
 
@@ -21,7 +22,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_latchkey");
 
 /// Variables of the binary that a developer's shell might set and that would change what
 /// the tests run against.
-const LATCHKEY_VARS: [&str; 9] = [
+const LATCHKEY_VARS: [&str; 11] = [
     "LATCHKEY_LISTEN",
     "LATCHKEY_DATA_DIR",
     "LATCHKEY_PUBLIC_URL",
@@ -29,6 +30,8 @@ const LATCHKEY_VARS: [&str; 9] = [
     "LATCHKEY_CONFIG",
     "LATCHKEY_ROOT_KEY_FILE",
     "LATCHKEY_TRUSTED_PROXIES",
+    "LATCHKEY_TLS_CERT_FILE",
+    "LATCHKEY_TLS_KEY_FILE",
     "LATCHKEY_SERVER",
     "LATCHKEY_TOKEN",
 ];
@@ -51,11 +54,17 @@ impl Drop for Server {
 impl Server {
     /// Starts a server and waits for its root key and address on stderr.
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`start`](Self::start) with more arguments for `latchkey serve`.
+    fn start_with(extra: &[&std::ffi::OsStr]) -> Self {
         let data = tempfile::tempdir().unwrap();
         let mut command = Command::new(BIN);
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data.path().join("data"))
+            .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -91,12 +100,14 @@ impl Server {
             if let Some((_, key)) = line.split_once("root key: ") {
                 server.root_key = key.trim().to_owned();
             }
-            if let Some((_, rest)) = line.split_once("listening on http://") {
-                let address: String = rest
-                    .chars()
-                    .take_while(|c| !c.is_whitespace() && !c.is_control())
-                    .collect();
-                server.url = format!("http://{address}");
+            for scheme in ["http", "https"] {
+                if let Some((_, rest)) = line.split_once(&format!("listening on {scheme}://")) {
+                    let address: String = rest
+                        .chars()
+                        .take_while(|c| !c.is_whitespace() && !c.is_control())
+                        .collect();
+                    server.url = format!("{scheme}://{address}");
+                }
             }
             seen.push(line);
         }
