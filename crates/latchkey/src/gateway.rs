@@ -19,13 +19,18 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     crate::serve::init_logging();
     let config = GatewayConfig::load(&args.config)?;
     let listen = config.listen;
+    let scheme = if config.tls_files().is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let (gateway, replica) = assemble(config).await.context("starting the gateway")?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     tracing::info!(
         server_seq = replica.head_seq(),
-        "gateway listening on http://{}",
+        "gateway listening on {scheme}://{}",
         listener.local_addr()?
     );
     #[cfg(unix)]
