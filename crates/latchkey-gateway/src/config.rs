@@ -31,10 +31,16 @@
 //! # public = true               → no authentication on this route
 //! # timeout_seconds = 5         → overrides upstream_timeout_seconds
 //! # strip_authorization = true  → do not pass the client's Authorization header upstream
+//!
+//! [[route]]
+//! prefix = "/billing"
+//! upstream = "https://billing.internal:8443"   # TLS, certificate checked
+//! # tls_ca_file = "/etc/latchkey/internal-ca.pem"  → CAs trusted for it beside the system's
 //! ```
 
 use crate::listener::Limits;
 use crate::route::RouteTable;
+use crate::upstream::Upstream;
 use latchkey_core::cidr::IpNet;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -124,8 +130,10 @@ pub struct RouteConfig {
     /// The path prefix, matched on whole segments: `/reports` matches `/reports` and
     /// `/reports/1`, not `/reportsx`. A trailing `/` is ignored.
     pub prefix: String,
-    /// Where matching requests go: `http://host:port`, no path. The request path is
-    /// forwarded unchanged.
+    /// Where matching requests go: `http://host[:port]` or `https://host[:port]`, no
+    /// path. The request path is forwarded unchanged. An `https://` upstream's
+    /// certificate must be valid for `host` and chain to the system's trusted roots or
+    /// to [`tls_ca_file`](Self::tls_ca_file); if not, requests are answered 502.
     pub upstream: String,
     /// Scopes needed, by method (`GET`, `POST`, … in upper case, or `"*"` for any
     /// method not listed). Every scope in the list is needed; an empty list needs only
@@ -145,6 +153,12 @@ pub struct RouteConfig {
     /// behind the gateway unchanged.
     #[serde(default)]
     pub strip_authorization: bool,
+    /// A PEM bundle of CAs trusted for this route's `https://` upstream, beside the
+    /// system's roots, for a certificate from a private CA. Read when the configuration
+    /// is loaded and on every reload; an error there refuses the configuration. Only
+    /// for an `https://` upstream.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 fn default_max_staleness() -> u64 {
@@ -255,7 +269,7 @@ pub enum ConfigError {
         /// The prefix.
         prefix: String,
     },
-    /// A route's upstream is not an `http://host:port` URL.
+    /// A route's upstream is not an `http://` or `https://` `host[:port]` URL.
     #[error("route `{prefix}`: upstream `{url}`: {reason}")]
     BadUpstream {
         /// The route.
@@ -263,6 +277,17 @@ pub enum ConfigError {
         /// The value given.
         url: String,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// A route's `tls_ca_file` cannot be used: it is set on a plain `http://` upstream,
+    /// or the file cannot be read or holds no valid PEM certificate.
+    #[error("route `{prefix}`: tls_ca_file `{file}`: {reason}")]
+    BadRouteCaFile {
+        /// The route.
+        prefix: String,
+        /// The file given.
+        file: String,
+        /// What is wrong.
         reason: String,
     },
     /// A `scopes` key is neither an upper-case HTTP method nor `"*"`.
@@ -324,7 +349,8 @@ impl GatewayConfig {
         self
     }
 
-    /// Checks every value: the server URL, the credential, the timeouts and every route.
+    /// Checks every value: the server URL, the credential, the timeouts and every route,
+    /// reading each route's `tls_ca_file`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.server_base()?;
         self.issuer()?;
@@ -351,7 +377,7 @@ impl GatewayConfig {
                 reason: format!("must be from 1 to {MAX_CONNECTIONS}"),
             });
         }
-        RouteTable::compile(self).map(drop)
+        RouteTable::compile(self, &system_upstream()?).map(drop)
     }
 
     /// What the listener allows its clients: the read timeouts and the connection cap.
@@ -447,6 +473,15 @@ fn checked_url<'a>(url: &'a str, field: &str) -> Result<&'a str, ConfigError> {
         return Err(bad("must not have a query or fragment"));
     }
     Ok(base)
+}
+
+/// The client of routes without `tls_ca_file`: the system's trusted roots only.
+pub(crate) fn system_upstream() -> Result<Upstream, ConfigError> {
+    // Only a crypto provider without TLS 1.2 or 1.3 could fail here.
+    Upstream::new(None).map_err(|reason| ConfigError::BadValue {
+        field: "upstream".to_owned(),
+        reason: format!("TLS cannot be set up with the system's trusted roots: {reason}"),
+    })
 }
 
 /// A timeout in seconds, checked to be positive, finite and at most a day.

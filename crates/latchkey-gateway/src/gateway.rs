@@ -3,9 +3,9 @@
 //!
 //! Policy: the gateway is given its [`Verifier`] rather than building one, so the
 //! caller decides discovery, the deny-list replica and the clock, and tests pin keys.
-//! Serving speaks HTTP/1.1 to clients and upstreams. A reload swaps the routing table
-//! (prefixes, upstreams, scopes, timeouts) atomically between requests without
-//! touching the listener or open connections; settings that shape the process itself
+//! Serving speaks HTTP/1.1 to clients and upstreams (plain or TLS). A reload swaps the
+//! routing table (prefixes, upstreams, scopes, timeouts, route CA files, re-read)
+//! atomically between requests without touching the listener or open connections; settings that shape the process itself
 //! (`listen`, `server`, `issuer`, `tls_ca_file`, `allow_insecure_issuer`, `credential`,
 //! `audience`, `max_staleness_seconds`, `drain_timeout_seconds` and the listener's
 //! limits) are only read at start, and a
@@ -14,7 +14,7 @@
 //! accepting, lets requests in flight finish for up to the drain timeout, then sends
 //! the last usage batch.
 
-use crate::config::{ConfigError, GatewayConfig};
+use crate::config::{ConfigError, GatewayConfig, system_upstream};
 use crate::listener::StallGuard;
 use crate::proxy::handle;
 use crate::route::RouteTable;
@@ -119,7 +119,9 @@ pub async fn assemble(config: GatewayConfig) -> Result<(Gateway, RevocationRepli
 /// What every request and the background tasks share.
 pub(crate) struct Shared {
     pub(crate) verifier: Verifier,
-    pub(crate) upstream: Upstream,
+    /// The client of routes without `tls_ca_file`; reloads reuse it, so their
+    /// connection pools survive a reload.
+    upstream: Upstream,
     pub(crate) usage: Option<Arc<UsageReporter>>,
     pub(crate) counters: Counters,
     routes: RwLock<Arc<RouteTable>>,
@@ -160,8 +162,8 @@ impl Gateway {
     /// see [`serve`](Self::serve).
     pub fn build(config: GatewayConfig, deps: GatewayDeps) -> Result<Self, ConfigError> {
         config.validate()?;
-        let routes = RouteTable::compile(&config)?;
-        let upstream = Upstream::new();
+        let upstream = system_upstream()?;
+        let routes = RouteTable::compile(&config, &upstream)?;
         let usage = if deps.usage.enabled {
             let client = UsageClient::new(config.tls_ca_file.as_deref()).map_err(|reason| {
                 ConfigError::BadValue {
@@ -289,7 +291,7 @@ impl Gateway {
     /// at start are logged when they differ, and keep their old value.
     pub fn reload(&self, config: GatewayConfig) -> Result<(), ConfigError> {
         config.validate()?;
-        let routes = RouteTable::compile(&config)?;
+        let routes = RouteTable::compile(&config, &self.shared.upstream)?;
         for field in needs_restart(&self.shared.started_with, &config) {
             tracing::warn!(
                 field,

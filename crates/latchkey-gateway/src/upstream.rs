@@ -1,5 +1,5 @@
-//! The gateway's HTTP client: forwarding requests to upstreams and posting usage
-//! batches, over one pool of keep-alive HTTP/1.1 connections.
+//! The gateway's HTTP client: forwarding requests to upstreams over pools of keep-alive
+//! HTTP/1.1 connections, plain or over TLS.
 //!
 //! Policy:
 //! - **Bodies stream.** The request body goes upstream frame by frame as the client
@@ -8,11 +8,19 @@
 //! - **The timeout is about the upstream.** An upstream has the route's timeout to send
 //!   its response head, counted from the last request frame it was sent (or from the
 //!   start, for a bodiless request) — a slow client upload does not count against the
-//!   upstream. Connecting is included. Once the head has arrived the body is not
-//!   timed, so long downloads and event streams work.
+//!   upstream. Connecting, TLS handshake included, is included. Once the head has
+//!   arrived the body is not timed, so long downloads and event streams work.
 //! - **Whose fault.** A refused or broken connection is the upstream's (502), silence is
 //!   the upstream's (504), a request body that fails mid-way is the client's (400), and
 //!   one that stops arriving for the body timeout is the client's too (408).
+//! - **TLS is checked, never waved through.** An `https://` upstream's certificate is
+//!   checked (rustls on aws-lc-rs, as everywhere in latchkey) against the system's
+//!   trusted roots plus the route's `tls_ca_file`, if any (README.md, "The gateway").
+//!   One that is refused — unknown CA, another host, expired — is a 502 like any
+//!   failed connection.
+//! - **One pool per trust.** Routes without `tls_ca_file` share one client, kept
+//!   across reloads; routes naming the same CA file share one client of their own,
+//!   built when the routes are compiled, so a reload re-reads every CA file.
 
 use crate::error::ProxyError;
 use crate::listener::BodyStalled;
@@ -20,11 +28,13 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::{Request, Response};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::error::Error as StdError;
 use std::fmt;
+use std::path::Path;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,10 +66,10 @@ pub(crate) fn streamed(body: Incoming) -> GatewayBody {
     body.map_err(BoxError::from).boxed_unsync()
 }
 
-/// The shared client.
+/// A client with its own connection pool, speaking `http://` and `https://`.
 #[derive(Clone)]
 pub(crate) struct Upstream {
-    client: Client<HttpConnector, GatewayBody>,
+    client: Client<HttpsConnector<HttpConnector>, GatewayBody>,
 }
 
 impl fmt::Debug for Upstream {
@@ -69,15 +79,37 @@ impl fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    pub(crate) fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
+    /// A client whose `https://` connections trust the system's roots plus the CA
+    /// certificates in `ca_file`. The error names the file and says what is wrong.
+    pub(crate) fn new(ca_file: Option<&Path>) -> Result<Self, String> {
+        let mut tls = latchkey_verify::tls_client_config(ca_file).map_err(|error| {
+            let text = error.to_string();
+            // The verifier's message names its own option and the file; the caller
+            // names the route's, so keep only the reason.
+            ca_file
+                .map(|file| format!("invalid option: tls_ca_file {}: ", file.display()))
+                .and_then(|own| text.strip_prefix(&own).map(str::to_owned))
+                .unwrap_or(text)
+        })?;
+        // hyper-rustls writes the ALPN list itself from the protocols enabled, and
+        // refuses a list already set (it panics); with HTTP/1.1 alone it offers none,
+        // which a server reads as HTTP/1.1.
+        tls.alpn_protocols.clear();
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        // The TLS layer above passes `https://` URIs down to connect the TCP stream.
+        http.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
             .build(connector);
-        Self { client }
+        Ok(Self { client })
     }
 
     /// Sends `request` (its body already wrapped by [`Progress::track`]) and waits for

@@ -83,7 +83,7 @@ fn bad_urls_are_refused_with_the_value_and_the_reason() {
     let upstream = refusal("[[route]]\nprefix = \"/a\"\nupstream = \"http://h:1/base\"\n");
     assert_eq!(
         upstream,
-        "route `/a`: upstream `http://h:1/base`: must be http://host[:port] without a path: the request path is forwarded unchanged"
+        "route `/a`: upstream `http://h:1/base`: must be http(s)://host[:port] without a path: the request path is forwarded unchanged"
     );
 }
 
