@@ -17,7 +17,8 @@
 //!   checked (rustls on aws-lc-rs, as everywhere in latchkey) against the system's
 //!   trusted roots plus the route's `tls_ca_file`, if any (README.md, "The gateway").
 //!   One that is refused — unknown CA, another host, expired — is a 502 like any
-//!   failed connection.
+//!   failed connection, and is logged at warn with the upstream and rustls' reason:
+//!   unlike a refused connection it is a configuration mistake, not a passing fault.
 //! - **One pool per trust.** Routes without `tls_ca_file` share one client, kept
 //!   across reloads; routes naming the same CA file share one client of their own,
 //!   built when the routes are compiled, so a reload re-reads every CA file.
@@ -120,12 +121,13 @@ impl Upstream {
         timeout: Duration,
         progress: &Progress,
     ) -> Result<Response<Incoming>, ProxyError> {
+        let target = Origin(request.uri().clone());
         let mut exchange = pin!(self.client.request(request));
         loop {
             let deadline = progress.last() + timeout;
             match tokio::time::timeout_at(deadline, &mut exchange).await {
                 Ok(Ok(response)) => return Ok(response),
-                Ok(Err(error)) => return Err(classify(&error)),
+                Ok(Err(error)) => return Err(classify(&error, &target)),
                 // The client sent more meanwhile: the upstream's clock restarts.
                 Err(_) if progress.last() + timeout > Instant::now() => {}
                 Err(_) => return Err(ProxyError::UpstreamTimeout),
@@ -134,8 +136,23 @@ impl Upstream {
     }
 }
 
-/// Decides whose fault a failed exchange was.
-fn classify(error: &hyper_util::client::legacy::Error) -> ProxyError {
+/// The scheme and authority of a request's URI, for the log: never its path or query,
+/// which may carry what a client would not want logged.
+struct Origin(hyper::Uri);
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = self.0.scheme_str().unwrap_or("http");
+        match self.0.authority() {
+            Some(authority) => write!(f, "{scheme}://{authority}"),
+            None => write!(f, "{scheme}://?"),
+        }
+    }
+}
+
+/// Decides whose fault a failed exchange with `target` was, and logs what an operator
+/// must fix: TLS refusals and broken exchanges, not refused connections.
+fn classify(error: &hyper_util::client::legacy::Error, target: &Origin) -> ProxyError {
     let mut source: Option<&(dyn StdError + 'static)> = error.source();
     while let Some(cause) = source {
         if let Some(ClientBodyError(inner)) = cause.downcast_ref::<ClientBodyError>() {
@@ -146,10 +163,30 @@ fn classify(error: &hyper_util::client::legacy::Error) -> ProxyError {
         }
         source = cause.source();
     }
-    if !error.is_connect() {
-        tracing::warn!(%error, "upstream exchange failed");
+    if let Some(reason) = tls_failure(error) {
+        tracing::warn!(upstream = %target, %reason, "upstream TLS failed; check the route's upstream and tls_ca_file");
+    } else if !error.is_connect() {
+        tracing::warn!(upstream = %target, %error, "upstream exchange failed");
     }
     ProxyError::UpstreamUnreachable
+}
+
+/// The rustls error somewhere in `error`'s causes. An `io::Error` does not give the
+/// error it wraps as its source (it skips to that error's own source), and TLS failures
+/// come wrapped in one or two of them (tokio-rustls, hyper-rustls), so those are opened
+/// by hand.
+fn tls_failure<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        cause = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
+            None => current.source(),
+        };
+    }
+    None
 }
 
 /// When the request last made progress towards the upstream.
@@ -248,5 +285,34 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::CertificateError;
+    use std::io;
+
+    #[test]
+    fn a_tls_refusal_is_found_through_the_io_errors_that_wrap_it() {
+        let refusal = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
+        let handshake = io::Error::new(io::ErrorKind::InvalidData, refusal.clone());
+        let connect: BoxError = Box::new(io::Error::other(handshake));
+        assert_eq!(tls_failure(connect.as_ref()), Some(&refusal));
+    }
+
+    #[test]
+    fn a_refused_connection_is_no_tls_failure() {
+        let refused: BoxError = Box::new(io::Error::other(io::Error::from(
+            io::ErrorKind::ConnectionRefused,
+        )));
+        assert_eq!(tls_failure(refused.as_ref()), None);
+    }
+
+    #[test]
+    fn the_logged_origin_leaves_out_the_path_and_query() {
+        let uri: hyper::Uri = "https://api.internal:8443/a/b?token=x".parse().unwrap();
+        assert_eq!(Origin(uri).to_string(), "https://api.internal:8443");
     }
 }
