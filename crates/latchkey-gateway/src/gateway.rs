@@ -4,12 +4,12 @@
 //! Policy: the gateway is given its [`Verifier`] rather than building one, so the
 //! caller decides discovery, the deny-list replica and the clock, and tests pin keys.
 //! Serving speaks HTTP/1.1 to clients and upstreams (plain or TLS). A reload swaps the
-//! routing table (prefixes, upstreams, scopes, timeouts, route CA files, re-read)
-//! atomically between requests without touching the listener or open connections; settings that shape the process itself
-//! (`listen`, `server`, `issuer`, `tls_ca_file`, `allow_insecure_issuer`, `credential`,
-//! `audience`, `max_staleness_seconds`, `drain_timeout_seconds` and the listener's
-//! limits) are only read at start, and a
-//! reload that changes them says so in the log. The listener times request heads and
+//! routing table (prefixes, upstreams, scopes, timeouts, and route CA files, read
+//! again) atomically between requests without touching the listener or open
+//! connections; settings that shape the process itself (`listen`, `server`, `issuer`,
+//! `tls_ca_file`, `allow_insecure_issuer`, `credential`, `audience`,
+//! `max_staleness_seconds`, `drain_timeout_seconds` and the listener's limits) are
+//! only read at start, and a reload that changes them says so in the log. The listener times request heads and
 //! bodies and caps connections (see `listener`). On shutdown the gateway stops
 //! accepting, lets requests in flight finish for up to the drain timeout, then sends
 //! the last usage batch.
