@@ -12,7 +12,7 @@
 //! listen = "127.0.0.1:8080"
 //! server = "http://127.0.0.1:7700"   # where the latchkey server is reached: JWKS, introspection, feed, usage
 //! # issuer = "https://auth.example.com"  # the `iss` tokens carry (the server's --public-url); default: `server`
-//! # tls_ca_file = "/etc/latchkey/ca.pem" # extra CAs trusted for an https `server` (private PKI)
+//! # tls_ca_file = "/etc/latchkey/ca.pem" # extra CAs for an https `server` and https upstreams
 //! # allow_insecure_issuer = false        # plain http:// `server` beyond loopback; warns at start
 //! credential = "lk_ak_…"             # or env LATCHKEY_GATEWAY_CREDENTIAL; needs latchkey:introspect
 //! max_staleness_seconds = 30
@@ -36,10 +36,16 @@
 //! # public = true               → no authentication on this route
 //! # timeout_seconds = 5         → overrides upstream_timeout_seconds
 //! # strip_authorization = true  → do not pass the client's Authorization header upstream
+//!
+//! [[route]]
+//! prefix = "/billing"
+//! upstream = "https://billing.internal:8443"   # TLS, certificate checked
+//! # tls_ca_file = "/etc/latchkey/internal-ca.pem"  → CAs trusted for it beside the system's
 //! ```
 
 use crate::listener::Limits;
 use crate::route::RouteTable;
+use crate::upstream::Upstream;
 use latchkey_core::cidr::IpNet;
 use latchkey_listener::TlsFiles;
 use latchkey_verify::ClientIdentity;
@@ -74,8 +80,9 @@ pub struct GatewayConfig {
     /// `server = "http://10.0.0.5:7700"` behind `issuer = "https://auth.example.com"`.
     #[serde(default)]
     pub issuer: Option<String>,
-    /// A PEM file of CA certificates trusted for an `https://` server beside the
-    /// system's roots, for a certificate from a private CA.
+    /// A PEM file of CA certificates trusted beside the system's roots, for
+    /// certificates from a private CA: the `https://` server's, and those of `https://`
+    /// upstreams whose route names no `tls_ca_file` of its own.
     #[serde(default)]
     pub tls_ca_file: Option<PathBuf>,
     /// Accept a plain `http://` server beyond loopback: tokens, keys and the revocation
@@ -149,8 +156,11 @@ pub struct RouteConfig {
     /// The path prefix, matched on whole segments: `/reports` matches `/reports` and
     /// `/reports/1`, not `/reportsx`. A trailing `/` is ignored.
     pub prefix: String,
-    /// Where matching requests go: `http://host:port`, no path. The request path is
-    /// forwarded unchanged.
+    /// Where matching requests go: `http://host[:port]` or `https://host[:port]`, no
+    /// path. The request path is forwarded unchanged. An `https://` upstream's
+    /// certificate must be valid for `host` and chain to the system's trusted roots or
+    /// to [`tls_ca_file`](Self::tls_ca_file) (without one, to the top-level
+    /// `tls_ca_file`); if not, requests are answered 502.
     pub upstream: String,
     /// Scopes needed, by method (`GET`, `POST`, … in upper case, or `"*"` for any
     /// method not listed). Every scope in the list is needed; an empty list needs only
@@ -170,6 +180,13 @@ pub struct RouteConfig {
     /// behind the gateway unchanged.
     #[serde(default)]
     pub strip_authorization: bool,
+    /// A PEM bundle of CAs trusted for this route's `https://` upstream, beside the
+    /// system's roots and instead of the top-level `tls_ca_file`, for a certificate
+    /// from a private CA. Read when the configuration
+    /// is loaded and on every reload; an error there refuses the configuration. Only
+    /// for an `https://` upstream.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 fn default_max_staleness() -> u64 {
@@ -296,7 +313,7 @@ pub enum ConfigError {
         /// The prefix.
         prefix: String,
     },
-    /// A route's upstream is not an `http://host:port` URL.
+    /// A route's upstream is not an `http://` or `https://` `host[:port]` URL.
     #[error("route `{prefix}`: upstream `{url}`: {reason}")]
     BadUpstream {
         /// The route.
@@ -304,6 +321,17 @@ pub enum ConfigError {
         /// The value given.
         url: String,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// A route's `tls_ca_file` cannot be used: it is set on a plain `http://` upstream,
+    /// or the file cannot be read or holds no valid PEM certificate.
+    #[error("route `{prefix}`: tls_ca_file `{file}`: {reason}")]
+    BadRouteCaFile {
+        /// The route.
+        prefix: String,
+        /// The file given.
+        file: String,
+        /// What is wrong.
         reason: String,
     },
     /// A `scopes` key is neither an upper-case HTTP method nor `"*"`.
@@ -365,7 +393,8 @@ impl GatewayConfig {
         self
     }
 
-    /// Checks every value: the server URL, the credential, the timeouts and every route.
+    /// Checks every value: the server URL, the credential, the timeouts and every route,
+    /// reading each route's `tls_ca_file`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.server_base()?;
         self.issuer()?;
@@ -421,7 +450,7 @@ impl GatewayConfig {
                 });
             }
         }
-        RouteTable::compile(self).map(drop)
+        RouteTable::compile(self, &default_upstream(self)?).map(drop)
     }
 
     /// What the listener allows its clients: the read and handshake timeouts and the
@@ -536,6 +565,15 @@ fn checked_url<'a>(url: &'a str, field: &str) -> Result<&'a str, ConfigError> {
         return Err(bad("must not have a query or fragment"));
     }
     Ok(base)
+}
+
+/// The client of routes without `tls_ca_file`: the system's trusted roots plus the
+/// top-level `tls_ca_file` (docs/DEPLOYMENT.md, "Upstreams over https").
+pub(crate) fn default_upstream(config: &GatewayConfig) -> Result<Upstream, ConfigError> {
+    Upstream::new(config.tls_ca_file.as_deref()).map_err(|reason| ConfigError::BadValue {
+        field: "tls_ca_file".to_owned(),
+        reason: format!("cannot be used for https upstreams: {reason}"),
+    })
 }
 
 /// A timeout in seconds, checked to be positive, finite and at most a day.

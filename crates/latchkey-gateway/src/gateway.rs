@@ -4,19 +4,19 @@
 //! Policy: the gateway is given its [`Verifier`] rather than building one, so the
 //! caller decides discovery, the deny-list replica and the clock, and tests pin keys.
 //! Serving speaks HTTP/1.1 to clients over plain TCP, and HTTP/2 or HTTP/1.1 (by ALPN)
-//! over TLS; upstreams get HTTP/1.1. A reload swaps the routing table (prefixes,
-//! upstreams, scopes, timeouts) atomically between requests without touching the
-//! listener or open connections, and on SIGHUP the TLS certificate is read again;
-//! settings that shape the process itself (`listen`, `server`, `issuer`,
-//! `tls_ca_file`, `allow_insecure_issuer`, `credential`, `audience`,
-//! `max_staleness_seconds`, `drain_timeout_seconds`, which TLS files are used, and the
-//! listener's limits) are only read at start, and a reload that changes them says so
-//! in the log. The listener times request heads and
+//! over TLS; upstreams get HTTP/1.1, plain or TLS. A reload swaps the routing table
+//! (prefixes, upstreams, scopes, timeouts, and route CA files, read again) atomically
+//! between requests without touching the listener or open connections, and on SIGHUP
+//! the TLS certificate is read again; settings that shape the process itself
+//! (`listen`, `server`, `issuer`, `tls_ca_file`, `allow_insecure_issuer`,
+//! `credential`, `audience`, `max_staleness_seconds`, `drain_timeout_seconds`, which
+//! TLS files are used, and the listener's limits) are only read at start, and a reload
+//! that changes them says so in the log. The listener times request heads and
 //! bodies and caps connections (see `listener`). On shutdown the gateway stops
 //! accepting, lets requests in flight finish for up to the drain timeout, then sends
 //! the last usage batch.
 
-use crate::config::{ConfigError, GatewayConfig};
+use crate::config::{ConfigError, GatewayConfig, default_upstream};
 use crate::listener::StallGuard;
 use crate::proxy::handle;
 use crate::route::RouteTable;
@@ -115,7 +115,9 @@ pub async fn assemble(config: GatewayConfig) -> Result<(Gateway, RevocationRepli
 /// What every request and the background tasks share.
 pub(crate) struct Shared {
     pub(crate) verifier: Verifier,
-    pub(crate) upstream: Upstream,
+    /// The client of routes without `tls_ca_file`; reloads reuse it, so their
+    /// connection pools survive a reload.
+    upstream: Upstream,
     pub(crate) usage: Option<Arc<UsageReporter>>,
     pub(crate) counters: Counters,
     /// The certificate clients are served, when `tls_cert_file` is set.
@@ -158,8 +160,8 @@ impl Gateway {
     /// see [`serve`](Self::serve).
     pub fn build(config: GatewayConfig, deps: GatewayDeps) -> Result<Self, ConfigError> {
         config.validate()?;
-        let routes = RouteTable::compile(&config)?;
-        let upstream = Upstream::new();
+        let upstream = default_upstream(&config)?;
+        let routes = RouteTable::compile(&config, &upstream)?;
         let usage = if deps.usage.enabled {
             let identity = config.client_identity();
             let client = UsageClient::new(config.tls_ca_file.as_deref(), identity.as_ref())
@@ -262,7 +264,7 @@ impl Gateway {
     /// at start are logged when they differ, and keep their old value.
     pub fn reload(&self, config: GatewayConfig) -> Result<(), ConfigError> {
         config.validate()?;
-        let routes = RouteTable::compile(&config)?;
+        let routes = RouteTable::compile(&config, &self.shared.upstream)?;
         for field in needs_restart(&self.shared.started_with, &config) {
             tracing::warn!(
                 field,

@@ -43,8 +43,10 @@
 //! # }
 //! ```
 //!
-//! Transport: plain HTTP/1.1 on both sides for now (no TLS, no HTTP/2, no WebSocket
-//! upgrades); terminate TLS in front of the gateway.
+//! Transport: plain HTTP/1.1 to clients for now (no TLS, no HTTP/2, no WebSocket
+//! upgrades; terminate TLS in front of the gateway); HTTP/1.1 to upstreams, over TLS
+//! for an `https://` upstream, trusting the system's roots and the route's
+//! `tls_ca_file`.
 
 mod config;
 mod error;

@@ -12,10 +12,9 @@ use crate::gateway::Shared;
 use crate::headers;
 use crate::path::NormalisedPath;
 use crate::route::{Access, Route, RouteTable};
-use crate::upstream::{BoxError, GatewayBody, Progress, Upstream, streamed};
+use crate::upstream::{BoxError, GatewayBody, Progress, streamed};
 use crate::usage::UsageKey;
 use hyper::body::{Body, Bytes};
-use hyper::http::uri::Scheme;
 use hyper::{HeaderMap, Method, Request, Response, Uri, Version};
 use latchkey_core::Timestamp;
 use latchkey_core::cidr::IpNet;
@@ -120,11 +119,10 @@ pub(crate) fn authorize(
     needed.check(principal).map_err(ProxyError::Verify)
 }
 
-/// Forward: sends the request to the route's upstream, at the normalised `path` with
-/// the query as sent, with rewritten headers, and returns its answer, both bodies
-/// streaming.
+/// Forward: sends the request to the route's upstream through the route's client, at
+/// the normalised `path` with the query as sent, with rewritten headers, and returns
+/// its answer, both bodies streaming.
 pub(crate) async fn forward<B>(
-    upstream: &Upstream,
     context: &RequestContext,
     route: &Route,
     path: &NormalisedPath,
@@ -150,7 +148,7 @@ where
     parts.version = Version::HTTP_11;
     let progress = Progress::new();
     let request = Request::from_parts(parts, progress.track(body));
-    let response = upstream.send(request, route.timeout, &progress).await?;
+    let response = route.client.send(request, route.timeout, &progress).await?;
     let (mut parts, body) = response.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, streamed(body)))
@@ -175,8 +173,9 @@ fn keep_host(headers: &mut HeaderMap, uri: &Uri) {
     }
 }
 
-/// The URI the upstream is sent: its authority, `path`, and `query` as the client sent
-/// it. Fails only if the query held a byte the client's URI could not, which hyper rules
+/// The URI the upstream is sent: the route's scheme and authority, `path`, and `query`
+/// as the client sent it. Fails only if the query held a byte the client's URI could
+/// not, which hyper rules
 /// out.
 fn upstream_uri(
     route: &Route,
@@ -188,7 +187,7 @@ fn upstream_uri(
         None => path.as_str().to_owned(),
     };
     Uri::builder()
-        .scheme(Scheme::HTTP)
+        .scheme(route.scheme.clone())
         .authority(route.upstream.clone())
         .path_and_query(target)
         .build()
@@ -272,7 +271,7 @@ where
     context.principal =
         authenticate(&shared.verifier, &route, request.headers(), context.client).await?;
     authorize(&route, request.method(), context.principal.as_deref())?;
-    forward(&shared.upstream, context, &route, &path, request).await
+    forward(context, &route, &path, request).await
 }
 
 #[cfg(test)]
@@ -309,7 +308,7 @@ public = true
 "#,
         ))
         .unwrap();
-        RouteTable::compile(&config).unwrap()
+        RouteTable::compile(&config, &crate::upstream::Upstream::new(None).unwrap()).unwrap()
     }
 
     fn principal(scope: &str) -> Principal {
@@ -365,6 +364,24 @@ public = true
         );
         let bare = upstream_uri(&reports, &path, None).unwrap();
         assert_eq!(bare.path_and_query().unwrap().as_str(), "/reports/a%2C");
+    }
+
+    #[test]
+    fn each_route_keeps_its_upstream_scheme() {
+        let t = table_with(
+            "[[route]]\nprefix = \"/billing\"\nupstream = \"https://billing.internal:8443\"\n",
+        );
+        let uri: Uri = "/billing/7?x=1".parse().unwrap();
+        let (billing, path) = route(&t, &uri).unwrap();
+        let sent = upstream_uri(&billing, &path, uri.query()).unwrap();
+        assert_eq!(
+            sent.to_string(),
+            "https://billing.internal:8443/billing/7?x=1"
+        );
+        let uri: Uri = "/reports/7".parse().unwrap();
+        let (reports, path) = route(&t, &uri).unwrap();
+        let sent = upstream_uri(&reports, &path, None).unwrap();
+        assert_eq!(sent.to_string(), "http://127.0.0.1:9/reports/7");
     }
 
     proptest! {

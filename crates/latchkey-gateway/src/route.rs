@@ -10,15 +10,19 @@
 //! containers), with trailing dots dropped (Windows), with full-width forms as ASCII,
 //! cut at a decoded `?` or `#`, or decoded twice (`path.rs`, `loosely`). `;` and `%25`
 //! are accepted on public routes only (README.md, "The gateway"). The table is small
-//! (tens of routes), so lookup is a scan of prefixes sorted longest first.
+//! (tens of routes), so lookup is a scan of prefixes sorted longest first. Each route
+//! carries the client it forwards through (`upstream.rs`): routes naming the same
+//! `tls_ca_file` share one, the others share the system-roots client.
 
 use crate::config::{ConfigError, GatewayConfig, RouteConfig, seconds};
 use crate::path::{NormalisedPath, PathError};
+use crate::upstream::Upstream;
 use hyper::Method;
-use hyper::http::uri::Authority;
+use hyper::http::uri::{Authority, Scheme};
 use latchkey_core::Permission;
 use latchkey_verify::Scopes;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,8 +42,12 @@ const METHODS: [Method; 7] = [
 pub(crate) struct Route {
     /// The normalised prefix; also the `route` of usage entries.
     pub(crate) prefix: Arc<str>,
+    /// `http` or `https`: how the upstream is spoken to.
+    pub(crate) scheme: Scheme,
     /// `host:port` of the upstream.
     pub(crate) upstream: Authority,
+    /// The client (and so the connection pool and trusted CAs) requests go through.
+    pub(crate) client: Upstream,
     pub(crate) access: Access,
     pub(crate) timeout: Duration,
     pub(crate) strip_authorization: bool,
@@ -104,13 +112,18 @@ pub(crate) struct RouteTable {
 }
 
 impl RouteTable {
-    /// Checks and compiles the routes of `config`.
-    pub(crate) fn compile(config: &GatewayConfig) -> Result<Self, ConfigError> {
+    /// Checks and compiles the routes of `config`, reading every route's `tls_ca_file`;
+    /// routes without one go through `system`.
+    pub(crate) fn compile(config: &GatewayConfig, system: &Upstream) -> Result<Self, ConfigError> {
         let default_timeout = seconds("upstream_timeout_seconds", config.upstream_timeout_seconds)?;
+        let mut clients = Clients {
+            system,
+            by_ca_file: HashMap::new(),
+        };
         let mut seen = HashSet::new();
         let mut routes: Vec<Arc<Route>> = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
-            let compiled = compile_route(route, default_timeout)?;
+            let compiled = compile_route(route, default_timeout, &mut clients)?;
             if !seen.insert(compiled.prefix.clone()) {
                 return Err(ConfigError::DuplicatePrefix {
                     prefix: compiled.prefix.to_string(),
@@ -170,9 +183,52 @@ impl RouteTable {
     }
 }
 
-fn compile_route(route: &RouteConfig, default_timeout: Duration) -> Result<Route, ConfigError> {
+/// The clients of one table being compiled.
+struct Clients<'a> {
+    /// For routes without `tls_ca_file`.
+    system: &'a Upstream,
+    /// One per CA file named, shared by the routes naming it.
+    by_ca_file: HashMap<PathBuf, Upstream>,
+}
+
+impl Clients<'_> {
+    /// The client of the route at `prefix`, whose upstream is spoken to with `scheme`.
+    fn for_route(
+        &mut self,
+        prefix: &str,
+        scheme: &Scheme,
+        ca_file: Option<&Path>,
+    ) -> Result<Upstream, ConfigError> {
+        let Some(ca_file) = ca_file else {
+            return Ok(self.system.clone());
+        };
+        let bad = |reason: String| ConfigError::BadRouteCaFile {
+            prefix: prefix.to_owned(),
+            file: ca_file.display().to_string(),
+            reason,
+        };
+        if *scheme != Scheme::HTTPS {
+            return Err(bad(
+                "applies only to an https:// upstream, and this one is http://".to_owned(),
+            ));
+        }
+        if let Some(client) = self.by_ca_file.get(ca_file) {
+            return Ok(client.clone());
+        }
+        let client = Upstream::new(Some(ca_file)).map_err(bad)?;
+        self.by_ca_file.insert(ca_file.to_owned(), client.clone());
+        Ok(client)
+    }
+}
+
+fn compile_route(
+    route: &RouteConfig,
+    default_timeout: Duration,
+    clients: &mut Clients<'_>,
+) -> Result<Route, ConfigError> {
     let prefix = normalise_prefix(&route.prefix)?;
-    let upstream = parse_upstream(&prefix, &route.upstream)?;
+    let (scheme, upstream) = parse_upstream(&prefix, &route.upstream)?;
+    let client = clients.for_route(&prefix, &scheme, route.tls_ca_file.as_deref())?;
     let access = match (&route.scopes, route.public) {
         (Some(_), true) => return Err(ConfigError::PublicWithScopes { prefix }),
         (None, true) => Access::Public,
@@ -215,7 +271,9 @@ fn compile_route(route: &RouteConfig, default_timeout: Duration) -> Result<Route
     };
     Ok(Route {
         prefix: prefix.into(),
+        scheme,
         upstream,
+        client,
         access,
         timeout,
         strip_authorization: route.strip_authorization,
@@ -248,29 +306,29 @@ fn normalise_prefix(prefix: &str) -> Result<String, ConfigError> {
     Ok(trimmed.to_owned())
 }
 
-/// Checks an upstream URL: `http://host[:port]`, nothing else.
-fn parse_upstream(prefix: &str, url: &str) -> Result<Authority, ConfigError> {
+/// Checks an upstream URL: `http://host[:port]` or `https://host[:port]`, nothing else.
+fn parse_upstream(prefix: &str, url: &str) -> Result<(Scheme, Authority), ConfigError> {
     let bad = |reason: &str| ConfigError::BadUpstream {
         prefix: prefix.to_owned(),
         url: url.to_owned(),
         reason: reason.to_owned(),
     };
     let uri: hyper::Uri = url.parse().map_err(|_| bad("is not a URL"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err(bad("https upstreams are not supported yet; use http://")),
-        _ => return Err(bad("must start with http://")),
-    }
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::HTTP,
+        Some("https") => Scheme::HTTPS,
+        _ => return Err(bad("must start with http:// or https://")),
+    };
     let authority = uri.authority().ok_or_else(|| bad("must name a host"))?;
     if authority.host().is_empty() || authority.as_str().contains('@') {
         return Err(bad("must name a host, without user information"));
     }
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() || url.contains('#') {
         return Err(bad(
-            "must be http://host[:port] without a path: the request path is forwarded unchanged",
+            "must be http(s)://host[:port] without a path: the request path is forwarded unchanged",
         ));
     }
-    Ok(authority.clone())
+    Ok((scheme, authority.clone()))
 }
 
 /// True when `prefix` is `path` or a whole-segment prefix of it.
@@ -315,7 +373,7 @@ mod tests {
     }
 
     fn table(routes: &str) -> Result<RouteTable, ConfigError> {
-        RouteTable::compile(&config(routes))
+        RouteTable::compile(&config(routes), &Upstream::new(None).unwrap())
     }
 
     fn route(prefix: &str) -> String {
@@ -357,12 +415,14 @@ mod tests {
     }
 
     #[test]
-    fn upstreams_must_be_plain_http_authorities() {
+    fn upstreams_must_be_http_or_https_authorities() {
         for url in [
-            "https://127.0.0.1:9",
+            "ftp://127.0.0.1:9",
             "127.0.0.1:9",
             "http://127.0.0.1:9/base",
+            "https://127.0.0.1:9/base",
             "http://127.0.0.1:9?x=1",
+            "https://user@127.0.0.1:9",
             "http://user@127.0.0.1:9",
             "not a url",
         ] {
@@ -374,6 +434,31 @@ mod tests {
             );
         }
         assert!(table(&route("/a").replace(":9\"", ":9/\"")).is_ok());
+        for (url, scheme, authority) in [
+            ("http://127.0.0.1:9", Scheme::HTTP, "127.0.0.1:9"),
+            ("https://127.0.0.1:9", Scheme::HTTPS, "127.0.0.1:9"),
+            ("https://api.internal/", Scheme::HTTPS, "api.internal"),
+        ] {
+            let t = table(&route("/a").replace("http://127.0.0.1:9", url)).unwrap();
+            let found = t.find("/a").unwrap();
+            assert_eq!(found.scheme, scheme, "{url}");
+            assert_eq!(found.upstream.as_str(), authority, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_ca_file_on_a_plain_http_upstream_is_refused_naming_the_route_and_file() {
+        let text = format!("{}tls_ca_file = \"/etc/ca.pem\"\n", route("/a"));
+        let error = table(&text).unwrap_err();
+        assert!(
+            matches!(&error, ConfigError::BadRouteCaFile { prefix, file, .. }
+                if prefix == "/a" && file == "/etc/ca.pem"),
+            "{error}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "route `/a`: tls_ca_file `/etc/ca.pem`: applies only to an https:// upstream, and this one is http://"
+        );
     }
 
     #[test]

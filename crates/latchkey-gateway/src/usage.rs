@@ -623,31 +623,16 @@ mod tests {
 
     /// A `POST /v1/usage` collector over TLS on `localhost`, with a certificate from
     /// a private CA; returns its URL and the CA's PEM file.
-    async fn tls_collector() -> (String, tempfile::TempDir, std::path::PathBuf) {
-        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let leaf = CertificateParams::new(vec!["localhost".to_owned()])
-            .unwrap()
-            .signed_by(&key, &ca, &ca_key)
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let pem = dir.path().join("ca.pem");
-        std::fs::write(&pem, ca.pem()).unwrap();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![leaf.der().clone()],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-            )
-            .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    async fn tls_collector() -> (
+        String,
+        latchkey_listener::test_pki::TestCa,
+        std::path::PathBuf,
+    ) {
+        use latchkey_listener::test_pki::{TestCa, Use};
+        let ca = TestCa::new("usage");
+        let acceptor = ca
+            .issue("collector", &["localhost"], Use::Server)
+            .acceptor();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!(
             "https://localhost:{}",
@@ -678,7 +663,8 @@ mod tests {
                 });
             }
         });
-        (url, dir, pem)
+        let pem = ca.pem_file.clone();
+        (url, ca, pem)
     }
 
     #[tokio::test]

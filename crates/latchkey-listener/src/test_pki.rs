@@ -101,3 +101,19 @@ impl TestCa {
         }
     }
 }
+
+impl Issued {
+    /// A TLS acceptor presenting this certificate (HTTP/1.1 by ALPN), for a test's own
+    /// accept loop.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        let files = crate::TlsFiles {
+            cert: self.cert_file.clone(),
+            key: self.key_file.clone(),
+            client_ca: None,
+        };
+        crate::ServerTls::load(files, crate::Protocols::Http1)
+            .unwrap()
+            .acceptor()
+            .clone()
+    }
+}

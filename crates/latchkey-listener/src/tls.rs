@@ -122,7 +122,8 @@ impl ServerTls {
         })
     }
 
-    pub(crate) fn acceptor(&self) -> &TlsAcceptor {
+    /// The acceptor, for a caller that runs its own accept loop (tests do).
+    pub fn acceptor(&self) -> &TlsAcceptor {
         &self.acceptor
     }
 

@@ -83,7 +83,7 @@ fn bad_urls_are_refused_with_the_value_and_the_reason() {
     let upstream = refusal("[[route]]\nprefix = \"/a\"\nupstream = \"http://h:1/base\"\n");
     assert_eq!(
         upstream,
-        "route `/a`: upstream `http://h:1/base`: must be http://host[:port] without a path: the request path is forwarded unchanged"
+        "route `/a`: upstream `http://h:1/base`: must be http(s)://host[:port] without a path: the request path is forwarded unchanged"
     );
 }
 
@@ -140,9 +140,11 @@ fn an_existing_loopback_config_keeps_its_meaning_issuer_and_connect_are_the_serv
 
 #[test]
 fn an_https_issuer_reached_at_an_internal_server_address_is_accepted() {
+    let ca = latchkey_listener::test_pki::TestCa::new("internal");
     let config = parse(&format!(
         "{TLS_BASE}server = \"http://10.0.0.5:7700\"\nissuer = \"https://auth.example.com\"\n\
-         tls_ca_file = \"/etc/latchkey/ca.pem\"\nallow_insecure_issuer = true\n"
+         tls_ca_file = \"{}\"\nallow_insecure_issuer = true\n",
+        ca.pem_file.display()
     ))
     .unwrap();
     assert_eq!(config.issuer().unwrap(), "https://auth.example.com");
@@ -150,10 +152,14 @@ fn an_https_issuer_reached_at_an_internal_server_address_is_accepted() {
         .verifier_options(std::sync::Arc::new(latchkey_verify::NoRevocationList))
         .unwrap();
     assert_eq!(options.connect.as_deref(), Some("http://10.0.0.5:7700"));
-    assert_eq!(
-        options.tls_ca_file.as_deref(),
-        Some(std::path::Path::new("/etc/latchkey/ca.pem"))
-    );
+    assert_eq!(options.tls_ca_file.as_deref(), Some(ca.pem_file.as_path()));
+    // A CA file that is not there stops the configuration, naming the setting.
+    let error = parse(&format!(
+        "{TLS_BASE}server = \"https://auth.example.com\"\ntls_ca_file = \"/nonexistent/ca.pem\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(error.starts_with("`tls_ca_file`"), "{error}");
     assert!(options.allow_insecure_issuer);
     assert_eq!(
         options.audience, None,

@@ -12,4 +12,5 @@ mod listener;
 mod narrow;
 mod reload;
 mod support;
+mod upstream_tls;
 mod usage;

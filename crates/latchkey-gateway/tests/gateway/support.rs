@@ -304,6 +304,17 @@ pub const CHUNK: usize = 64 * 1024;
 
 impl FakeUpstream {
     pub async fn start(name: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        Self::start_on(name, url, listener)
+    }
+
+    /// The same service on `listener` (a TLS one, say), reached at `url`.
+    pub fn start_on<L>(name: &str, url: String, listener: L) -> Self
+    where
+        L: axum::serve::Listener,
+        L::Addr: std::fmt::Debug,
+    {
         let state = Arc::new(UpstreamState {
             name: name.to_owned(),
             ..UpstreamState::default()
@@ -314,10 +325,8 @@ impl FakeUpstream {
             .route("/slow", any(slow))
             .fallback(echo)
             .with_state(state.clone());
-        Self {
-            url: serve(app).await,
-            state,
-        }
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, state }
     }
 
     /// Receives the size of each upload's first chunk.

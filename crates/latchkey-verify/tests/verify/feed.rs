@@ -94,11 +94,11 @@ impl Feed {
     }
 
     /// A feed served over TLS with `tls` at `https://localhost:PORT`.
-    pub async fn start_tls(tls: Arc<rustls::ServerConfig>) -> Self {
+    pub async fn start_tls(tls: tokio_rustls::TlsAcceptor) -> Self {
         Self::start_with(Some(tls)).await
     }
 
-    async fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let state = Arc::new(FeedState::default());
         let app = Router::new()
             .route("/v1/revocations", get(page))

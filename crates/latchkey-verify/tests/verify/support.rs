@@ -327,7 +327,7 @@ impl Issuer {
     /// on that origin. Returns it and the address it is reached at.
     pub async fn start_tls(
         keys: &[&TestKey],
-        tls: Arc<rustls::ServerConfig>,
+        tls: tokio_rustls::TlsAcceptor,
         advertise: Option<&str>,
     ) -> (Self, String) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -353,7 +353,7 @@ impl Issuer {
     async fn serve(
         keys: &[&TestKey],
         listener: tokio::net::TcpListener,
-        tls: Option<Arc<rustls::ServerConfig>>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
         url: String,
     ) -> Self {
         let state = Arc::new(IssuerState::default());

@@ -5,18 +5,13 @@
 
 use crate::feed::{FEED_CREDENTIAL, Feed};
 use crate::support::{Issuer, TestKey, api_key, claims, header, sign, unix_now};
+use latchkey_listener::test_pki::{TestCa, Use};
 use latchkey_verify::{
     Credential, DiscoveryError, ReplicaOptions, Revocation, RevocationCheck, RevocationReplica,
     TokenKind, Verifier, VerifierOptions,
 };
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, date_time_ymd,
-};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -30,11 +25,8 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> Self {
-        Self {
-            tcp,
-            acceptor: TlsAcceptor::from(config),
-        }
+    pub fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> Self {
+        Self { tcp, acceptor }
     }
 }
 
@@ -60,70 +52,30 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-/// A private CA, its PEM written to a file for `tls_ca_file`.
-pub struct TestCa {
-    key: KeyPair,
-    cert: rcgen::Certificate,
-    pub pem_file: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
 /// What a server certificate should be like.
 struct Leaf<'a> {
     names: &'a [&'a str],
     expired: bool,
 }
 
-impl TestCa {
-    pub fn new(name: &str) -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let cert = params.self_signed(&key).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let pem_file = dir.path().join("ca.pem");
-        std::fs::write(&pem_file, cert.pem()).unwrap();
-        Self {
-            key,
-            cert,
-            pem_file,
-            _dir: dir,
-        }
-    }
-
-    /// A server configuration presenting a certificate for `localhost` and 127.0.0.1.
-    pub fn server(&self) -> Arc<rustls::ServerConfig> {
-        self.server_for(&Leaf {
+/// A server presenting a certificate of `ca` for `localhost` and 127.0.0.1.
+fn server(ca: &TestCa) -> TlsAcceptor {
+    server_for(
+        ca,
+        &Leaf {
             names: &["localhost", "127.0.0.1"],
             expired: false,
-        })
-    }
+        },
+    )
+}
 
-    fn server_for(&self, leaf: &Leaf<'_>) -> Arc<rustls::ServerConfig> {
-        let key = KeyPair::generate().unwrap();
-        let names: Vec<String> = leaf.names.iter().map(|n| (*n).to_owned()).collect();
-        let mut params = CertificateParams::new(names).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, leaf.names[0]);
-        if leaf.expired {
-            params.not_before = date_time_ymd(2020, 1, 1);
-            params.not_after = date_time_ymd(2021, 1, 1);
-        }
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        let chain: Vec<CertificateDer<'static>> = vec![cert.der().clone()];
-        let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, private)
-            .unwrap();
-        Arc::new(config)
-    }
+fn server_for(ca: &TestCa, leaf: &Leaf<'_>) -> TlsAcceptor {
+    let issued = if leaf.expired {
+        ca.issue_expired("server", leaf.names, Use::Server)
+    } else {
+        ca.issue("server", leaf.names, Use::Server)
+    };
+    issued.acceptor()
 }
 
 fn trusting(ca: &TestCa) -> VerifierOptions {
@@ -139,7 +91,7 @@ fn trusting(ca: &TestCa) -> VerifierOptions {
 async fn an_https_issuer_trusted_through_tls_ca_file_loads_its_keys_and_verifies_a_token() {
     let ca = TestCa::new("latchkey test CA");
     let key = TestKey::ed25519("k1");
-    let (issuer, address) = Issuer::start_tls(&[&key], ca.server(), None).await;
+    let (issuer, address) = Issuer::start_tls(&[&key], server(&ca), None).await;
     assert_eq!(issuer.url, address);
     assert!(address.starts_with("https://localhost:"));
 
@@ -168,7 +120,7 @@ async fn an_issuer_reached_at_a_connect_address_is_checked_against_its_public_ur
     let ca = TestCa::new("latchkey test CA");
     let key = TestKey::ed25519("k1");
     let public = "https://auth.example.com";
-    let (issuer, address) = Issuer::start_tls(&[&key], ca.server(), Some(public)).await;
+    let (issuer, address) = Issuer::start_tls(&[&key], server(&ca), Some(public)).await;
 
     let verifier = Verifier::discover(
         public,
@@ -206,7 +158,7 @@ async fn a_metadata_issuer_other_than_the_configured_one_is_refused_naming_the_s
     let ca = TestCa::new("latchkey test CA");
     let key = TestKey::ed25519("k1");
     let (issuer, address) =
-        Issuer::start_tls(&[&key], ca.server(), Some("https://auth.example.com")).await;
+        Issuer::start_tls(&[&key], server(&ca), Some("https://auth.example.com")).await;
     let error = Verifier::discover(
         "https://auth.example.org",
         VerifierOptions {
@@ -243,7 +195,7 @@ async fn a_metadata_issuer_other_than_the_configured_one_is_refused_naming_the_s
 
 /// Discovers `https://localhost:PORT` served with `server`, trusting `ca`, and returns
 /// the error text.
-async fn refusal(server: Arc<rustls::ServerConfig>, ca: Option<&TestCa>) -> (String, String) {
+async fn refusal(server: TlsAcceptor, ca: Option<&TestCa>) -> (String, String) {
     let key = TestKey::ed25519("k1");
     let (issuer, address) = Issuer::start_tls(&[&key], server, None).await;
     let options = VerifierOptions {
@@ -263,10 +215,13 @@ async fn refusal(server: Arc<rustls::ServerConfig>, ca: Option<&TestCa>) -> (Str
 #[tokio::test]
 async fn a_certificate_for_another_host_is_refused_naming_the_host() {
     let ca = TestCa::new("latchkey test CA");
-    let server = ca.server_for(&Leaf {
-        names: &["other.example"],
-        expired: false,
-    });
+    let server = server_for(
+        &ca,
+        &Leaf {
+            names: &["other.example"],
+            expired: false,
+        },
+    );
     let (text, address) = refusal(server, Some(&ca)).await;
     assert!(text.contains(&address), "{text}");
     assert!(text.contains("not valid for name"), "{text}");
@@ -276,10 +231,13 @@ async fn a_certificate_for_another_host_is_refused_naming_the_host() {
 #[tokio::test]
 async fn an_expired_certificate_is_refused_naming_the_host() {
     let ca = TestCa::new("latchkey test CA");
-    let server = ca.server_for(&Leaf {
-        names: &["localhost"],
-        expired: true,
-    });
+    let server = server_for(
+        &ca,
+        &Leaf {
+            names: &["localhost"],
+            expired: true,
+        },
+    );
     let (text, address) = refusal(server, Some(&ca)).await;
     assert!(text.contains(&address), "{text}");
     assert!(text.contains("expired"), "{text}");
@@ -291,7 +249,7 @@ async fn a_certificate_from_an_unknown_ca_is_refused_naming_the_host() {
     let theirs = TestCa::new("someone else's CA");
     // Trusting another CA, and trusting only the system's roots: both refuse.
     for trusted in [Some(&theirs), None] {
-        let (text, address) = refusal(ours.server(), trusted).await;
+        let (text, address) = refusal(server(&ours), trusted).await;
         assert!(text.contains(&address), "{text}");
         assert!(
             text.contains("UnknownIssuer") || text.contains("unknown issuer"),
@@ -371,7 +329,7 @@ async fn a_connect_address_with_a_path_is_refused_naming_the_setting() {
 #[tokio::test]
 async fn the_replica_follows_an_https_feed_and_a_revocation_reaches_it() {
     let ca = TestCa::new("latchkey test CA");
-    let feed = Feed::start_tls(ca.server()).await;
+    let feed = Feed::start_tls(server(&ca)).await;
     assert!(feed.url.starts_with("https://localhost:"));
     let options = ReplicaOptions {
         tls_ca_file: Some(ca.pem_file.clone()),
@@ -414,7 +372,7 @@ async fn a_connect_address_with_a_default_port_is_an_origin_not_a_path() {
     let ca = TestCa::new("latchkey test CA");
     let key = TestKey::ed25519("k1");
     let public = "https://auth.example.com";
-    let (issuer, address) = Issuer::start_tls(&[&key], ca.server(), Some(public)).await;
+    let (issuer, address) = Issuer::start_tls(&[&key], server(&ca), Some(public)).await;
     // Spelled with upper case and a trailing slash: still the same origin.
     let spelled = format!("{}/", address.replace("localhost", "LOCALHOST"));
     let verifier = Verifier::discover(

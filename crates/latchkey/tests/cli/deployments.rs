@@ -49,7 +49,10 @@ fn every_deployment_configuration_loads_and_validates() {
             "{expected} missing from {names:?}"
         );
     }
+    // The files they name exist here, as they would on the operator's machine.
+    let ca = TestCa::new("deployments");
     for (name, text) in &blocks {
+        let text = &materialise(text, &ca);
         if name.ends_with("server.toml") {
             let config =
                 latchkey_server::Config::from_toml(text).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -139,6 +142,37 @@ fn the_tls_server_of_the_docs_starts_serves_https_and_renews_on_sighup() {
         server.child.try_wait().unwrap().is_none(),
         "SIGHUP did not stop the server"
     );
+}
+
+/// `text` with every `/etc/latchkey/NAME` replaced by a file of that name in `ca`'s
+/// directory: the CA certificate for a name with `ca` in it, else a certificate
+/// (`.pem`) or its key (`.key`).
+fn materialise(text: &str, ca: &TestCa) -> String {
+    const PREFIX: &str = "/etc/latchkey/";
+    let issued = ca.issue("deployment-leaf", &["localhost"], Use::Server);
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(PREFIX) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + PREFIX.len()..];
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+            .unwrap_or(after.len());
+        let name = &after[..end];
+        let source = if name.contains("ca") {
+            &ca.pem_file
+        } else if name.ends_with(".key") {
+            &issued.key_file
+        } else {
+            &issued.cert_file
+        };
+        let target = ca.dir().join(name);
+        std::fs::copy(source, &target).unwrap();
+        out.push_str(&path(&target));
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn path(path: &std::path::Path) -> String {
