@@ -5,7 +5,8 @@
 # serve` on TLS, a gateway following each (the second over https, serving TLS with
 # HTTP/2 and HTTP/1.1), and drives them with h2load (Debian's nghttp2-client):
 #   - the gateway with a Bearer JWT: plain HTTP/1.1, TLS HTTP/1.1, TLS HTTP/2 (one
-#     stream a connection, as keep-alive HTTP/1.1 has one request a connection);
+#     stream a connection, as keep-alive HTTP/1.1 has one request a connection), and
+#     TLS HTTP/2 with 8 streams in flight a connection;
 #   - client-credentials grants at the server: plain HTTP/1.1 and TLS HTTP/1.1.
 # The upstream behind both gateways is the plain server's /healthz, so the only
 # difference between the gateway loads is the client side of the gateway. Loads
@@ -191,6 +192,8 @@ for round in $(seq 1 "$rounds"); do
     "https://$gateway_tls/healthz" >> "$results"
   load "gateway, TLS HTTP/2" -m 1 -H "Authorization: Bearer $tls_jwt" \
     "https://$gateway_tls/healthz" >> "$results"
+  load "gateway, TLS HTTP/2, 8 streams a connection" -m 8 \
+    -H "Authorization: Bearer $tls_jwt" "https://$gateway_tls/healthz" >> "$results"
   load "grants, plain HTTP/1.1" --h1 -d plain.form -H "$form" \
     "http://$plain/oauth/token" >> "$results"
   load "grants, TLS HTTP/1.1" --h1 -d tls.form -H "$form" \
