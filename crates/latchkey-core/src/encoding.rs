@@ -1,4 +1,4 @@
-//! The textual encodings of the token wire format (ARCHITECTURE.md §3): fixed-width
+//! The textual encodings of the token wire format (docs/API.md, "Tokens"): fixed-width
 //! base62 (`0-9A-Za-z`, most significant digit first, left-padded with `0`) and the IEEE
 //! CRC32 that ends every secret so that typos and truncations are caught before any
 //! store lookup.

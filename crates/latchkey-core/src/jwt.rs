@@ -64,7 +64,7 @@ pub enum TokenOwnerType {
     User,
 }
 
-/// The claims of a latchkey access token (ARCHITECTURE.md §4).
+/// The claims of a latchkey access token (docs/API.md, "Access tokens").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// The issuer: the server's public URL.

@@ -1,5 +1,5 @@
 //! Permissions (scopes on the wire), the built-in ones, and the rules that bound what a
-//! token may carry: effective permissions (ARCHITECTURE.md §4) and "no one mints a token
+//! token may carry: effective permissions (docs/API.md, "When a token is usable") and "no one mints a token
 //! stronger than themselves" (§5).
 
 use crate::ids::{FieldError, TenantId, UserId, check_charset, is_permission_char};
@@ -41,10 +41,6 @@ impl Permission {
     /// True for the permissions only the system tenant's tokens may hold.
     pub fn is_system_only(&self) -> bool {
         self.0 == ADMIN || self.0 == INTROSPECT
-    }
-
-    pub(crate) fn builtin(name: &'static str) -> Self {
-        Self(name.to_owned())
     }
 }
 
@@ -191,14 +187,6 @@ pub fn check_user_grant(
         }),
         None => Ok(()),
     }
-}
-
-/// The built-in permissions as values.
-pub fn builtin_permissions() -> Vec<Permission> {
-    BUILTIN
-        .iter()
-        .map(|name| Permission::builtin(name))
-        .collect()
 }
 
 #[cfg(test)]

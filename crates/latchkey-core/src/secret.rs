@@ -1,4 +1,4 @@
-//! Secrets on the wire and at rest (ARCHITECTURE.md §3).
+//! Secrets on the wire and at rest (docs/API.md, "Tokens").
 //!
 //! A secret reads `PREFIX_TYPE_BODY`: client secrets `lk_sk_` + 43 base62 characters of
 //! 256 random bits; api keys `lk_ak_` and refresh tokens `lk_rt_` + 22 characters of a

@@ -194,6 +194,3 @@ pub struct TokenRecord {
     /// The key that signed a long-lived JWT; it stays published while the token lives.
     pub signing_kid: Option<String>,
 }
-
-/// Default lifetime of an access token.
-pub const DEFAULT_ACCESS_TOKEN_TTL_SECONDS: u32 = 900;

@@ -1,6 +1,6 @@
 //! Answers the gateway makes itself, and whose fault each one is.
 //!
-//! Policy (STYLE.md, "Gateway as phases"): the status says who must act.
+//! Policy (docs/API.md, "The gateway's edge"): the status says who must act.
 //!
 //! | status | `error` | fault |
 //! | --- | --- | --- |

@@ -1,5 +1,5 @@
 //! Usage: per-minute request counts by token, route, method, status class and client
-//! IP, sent to the server in batches (ARCHITECTURE.md §7, the audit's "how").
+//! IP, sent to the server in batches (docs/API.md, "Usage").
 //!
 //! Policy:
 //! - **Aggregated, not logged.** Each authenticated request adds one to the count of

@@ -32,8 +32,6 @@ use std::sync::Arc;
 pub struct Caller {
     /// The credential's token id.
     pub token_id: TokenId,
-    /// The credential's tenant.
-    pub tenant: TenantId,
     /// The user of a personal credential.
     pub user: Option<UserId>,
     /// What it may do.
@@ -93,7 +91,6 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller {
             token_id: token.id,
             user: token.owner.user_id().cloned(),
-            tenant,
             authority,
             meta,
         })

@@ -1,5 +1,5 @@
-//! Hot records in process memory (PERFORMANCE.md: a store read whose page was evicted
-//! costs 85 µs instead of 5). Tokens are cached with their effective permissions for a
+//! Hot records in process memory, since a store read costs far more than a map lookup
+//! on the hot paths (docs/BENCHMARKS.md, "Where the time goes"). Tokens are cached with their effective permissions for a
 //! short time; every local change that can affect authentication (revocation, role and
 //! membership changes, deletions) clears the cache at once, and the time limit bounds how
 //! long another replica's change can go unseen.
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 pub struct CachedToken {
     /// The token and its stored secret.
     pub record: TokenRecord,
-    /// What it grants now (ARCHITECTURE.md §4).
+    /// What it grants now (docs/API.md, "When a token is usable").
     pub effective: PermissionSet,
     /// False for a personal token whose user has left the tenant.
     pub member: bool,

@@ -7,9 +7,6 @@ use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// The default listen address.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
-
 /// Everything `latchkey serve` can be told.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -1,4 +1,4 @@
-//! The authorization server (ARCHITECTURE.md §4–§5): client credentials and refresh
+//! The authorization server (docs/API.md, "The authorization server"): client credentials and refresh
 //! tokens exchanged for signed JWTs at `/oauth/token`, RFC 7662 introspection, RFC 7009
 //! revocation, RFC 8414 metadata and the JWKS.
 //!

@@ -1,4 +1,4 @@
-//! The revocation feed (ARCHITECTURE.md §6): the ordered, durable deny list that gateways
+//! The revocation feed (docs/API.md, "The revocation feed"): the ordered, durable deny list that gateways
 //! and resource servers replay and then follow live.
 //!
 //! `GET /v1/revocations?after=SEQ&limit=N` answers a page of entries and the head seq;

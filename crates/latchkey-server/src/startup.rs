@@ -1,6 +1,7 @@
 //! Building and running the server: open the store, load the pepper, create the system
 //! tenant and root key on first start, bind the listener and serve it (`listener`).
 
+use crate::api::router;
 use crate::audit::AuditQueue;
 use crate::cache::TokenCache;
 use crate::config::Config;
@@ -9,7 +10,6 @@ use crate::listener::{self, Limits};
 use crate::oauth::KeyRing;
 use crate::oauth::keys::MasterKey;
 use crate::oauth::throttle::{self, Throttle};
-use crate::router;
 use crate::state::{AppState, Parts, Settings};
 use anyhow::Context;
 use latchkey_core::audit::{AuditContext, AuditMacKey};
@@ -201,11 +201,6 @@ impl Application {
     /// The root key, on the first start only.
     pub fn root_key(&self) -> Option<&Secret> {
         self.root_key.as_ref()
-    }
-
-    /// The shared state, for tests that call the router directly.
-    pub fn state(&self) -> AppState {
-        self.state.clone()
     }
 
     /// Serves until the process is stopped.

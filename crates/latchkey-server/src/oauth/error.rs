@@ -150,9 +150,12 @@ impl OAuthError {
         error.retry_after = Some(1);
         error
     }
+}
 
+#[cfg(test)]
+impl OAuthError {
     /// The `error` code.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         self.error
     }
 }

@@ -30,8 +30,6 @@ pub struct SigningKey {
     pub kid: String,
     /// Its algorithm.
     pub alg: Algorithm,
-    /// When it was made.
-    pub created_at: Timestamp,
     signer: Signer,
     verifier: ParsedPublicKey,
     jwk: Value,
@@ -70,11 +68,6 @@ impl SigningKey {
     /// True when `signature` over `message` is this key's.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         self.verifier.verify_sig(message, signature).is_ok()
-    }
-
-    /// The public JWK.
-    pub fn jwk(&self) -> &Value {
-        &self.jwk
     }
 }
 
@@ -159,7 +152,7 @@ pub fn generate(
                 .to_vec()
         }
     };
-    let key = load(&kid, alg, now, &pkcs8)?;
+    let key = load(&kid, alg, &pkcs8)?;
     Ok(SigningKeyRecord {
         kid: kid.clone(),
         seq: 0,
@@ -175,15 +168,10 @@ pub fn open(master: &MasterKey, record: &SigningKeyRecord) -> Result<SigningKey,
     let alg = Algorithm::parse(&record.alg)
         .ok_or_else(|| ApiError::Internal(format!("unknown key algorithm {}", record.alg)))?;
     let pkcs8 = master.open(&record.kid, &record.private_sealed)?;
-    load(&record.kid, alg, record.created_at, &pkcs8)
+    load(&record.kid, alg, &pkcs8)
 }
 
-fn load(
-    kid: &str,
-    alg: Algorithm,
-    created_at: Timestamp,
-    pkcs8: &[u8],
-) -> Result<SigningKey, ApiError> {
+fn load(kid: &str, alg: Algorithm, pkcs8: &[u8]) -> Result<SigningKey, ApiError> {
     let rejected = |_| ApiError::Internal(format!("signing key {kid} is unreadable"));
     let (signer, verifier, jwk) = match alg {
         Algorithm::EdDSA => {
@@ -233,7 +221,6 @@ fn load(
     Ok(SigningKey {
         kid: kid.to_owned(),
         alg,
-        created_at,
         signer,
         verifier,
         jwk,

@@ -114,7 +114,7 @@ pub struct Issued {
     pub expires_in: i64,
 }
 
-/// The claims of a JWT for `token` (ARCHITECTURE.md §4). A long-lived JWT carries
+/// The claims of a JWT for `token` (docs/API.md, "Access tokens"). A long-lived JWT carries
 /// `knd: jwt` and the token's own expiry, or none.
 pub fn claims_for(
     state: &AppState,
