@@ -133,12 +133,9 @@ pub struct TokenId(Uuid);
 
 impl TokenId {
     /// A fresh random (v4) id.
-    pub fn generate(
-        rng: &dyn aws_lc_rs::rand::SecureRandom,
-    ) -> Result<Self, crate::secret::RandomError> {
+    pub fn generate(rng: &dyn aws_lc_rs::rand::SecureRandom) -> Result<Self, RandomError> {
         let mut bytes = [0u8; 16];
-        rng.fill(&mut bytes)
-            .map_err(|_| crate::secret::RandomError)?;
+        rng.fill(&mut bytes).map_err(|_| RandomError)?;
         Ok(Self(uuid::Builder::from_random_bytes(bytes).into_uuid()))
     }
 
@@ -180,6 +177,11 @@ impl<'de> Deserialize<'de> for TokenId {
         Self::parse(&text).map_err(|e| serde::de::Error::custom(format!("`{text}` {e}")))
     }
 }
+
+/// The operating system's randomness source failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the system random number generator failed")]
+pub struct RandomError;
 
 #[cfg(test)]
 mod tests {

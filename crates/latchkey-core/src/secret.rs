@@ -12,6 +12,7 @@
 //! in constant time.
 
 use crate::encoding::{base62_decode, base62_encode, checksum, is_base62};
+pub use crate::ids::RandomError;
 use crate::ids::{FieldError, TokenId};
 use aws_lc_rs::hmac;
 use aws_lc_rs::rand::SecureRandom;
@@ -20,11 +21,6 @@ use std::fmt;
 const SECRET_CHARS: usize = 43;
 const ID_CHARS: usize = 22;
 const CHECKSUM_CHARS: usize = 6;
-
-/// The operating system's randomness source failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the system random number generator failed")]
-pub struct RandomError;
 
 /// The deployment's secret prefix (`lk` by default): 1–16 characters of `[a-z0-9]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,8 +22,8 @@
 //! description never says which check failed. Upstream answers, errors included, are
 //! passed through untouched.
 
+use crate::body::{GatewayBody, full};
 use crate::path::PathError;
-use crate::upstream::{GatewayBody, full};
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use latchkey_verify::VerifyError;

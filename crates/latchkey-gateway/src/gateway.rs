@@ -20,8 +20,8 @@ use crate::config::{ConfigError, GatewayConfig, default_upstream};
 use crate::listener::StallGuard;
 use crate::proxy::handle;
 use crate::route::RouteTable;
+use crate::shared::Shared;
 use crate::stats::{Counters, GatewayStats};
-use crate::upstream::Upstream;
 use crate::usage::{UsageClient, UsageOptions, UsageReporter};
 use hyper::Request;
 use hyper::body::Incoming;
@@ -110,32 +110,6 @@ pub async fn assemble(config: GatewayConfig) -> Result<(Gateway, RevocationRepli
     replica.attach(verifier.evictor());
     let gateway = Gateway::build(config, GatewayDeps::new(verifier))?;
     Ok((gateway, replica))
-}
-
-/// What every request and the background tasks share.
-pub(crate) struct Shared {
-    pub(crate) verifier: Verifier,
-    /// The client of routes without `tls_ca_file`; reloads reuse it, so their
-    /// connection pools survive a reload.
-    upstream: Upstream,
-    pub(crate) usage: Option<Arc<UsageReporter>>,
-    pub(crate) counters: Counters,
-    /// The certificate clients are served, when `tls_cert_file` is set.
-    tls: Option<ServerTls>,
-    routes: RwLock<Arc<RouteTable>>,
-    /// The configuration the gateway started with, to tell which changes need a
-    /// restart.
-    started_with: GatewayConfig,
-}
-
-impl Shared {
-    /// The current routing table.
-    pub(crate) fn routes(&self) -> Arc<RouteTable> {
-        self.routes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
 }
 
 /// The latchkey gateway: a reverse proxy that authenticates and authorizes each

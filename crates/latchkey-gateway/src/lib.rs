@@ -48,6 +48,7 @@
 //! for an `https://` upstream, trusting the system's roots and the route's
 //! `tls_ca_file`.
 
+mod body;
 mod config;
 mod error;
 mod gateway;
@@ -56,6 +57,7 @@ mod listener;
 mod path;
 mod proxy;
 mod route;
+mod shared;
 mod stats;
 mod upstream;
 mod usage;

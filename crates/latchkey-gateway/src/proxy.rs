@@ -7,12 +7,13 @@
 //! whatever phase ended it. The routing table is read once per request, so a reload
 //! in the middle of a request does not change what that request sees.
 
+use crate::body::{BoxError, GatewayBody, streamed};
 use crate::error::ProxyError;
-use crate::gateway::Shared;
 use crate::headers;
 use crate::path::NormalisedPath;
 use crate::route::{Access, Route, RouteTable};
-use crate::upstream::{BoxError, GatewayBody, Progress, streamed};
+use crate::shared::Shared;
+use crate::upstream::Progress;
 use crate::usage::UsageKey;
 use hyper::body::{Body, Bytes};
 use hyper::{HeaderMap, Method, Request, Response, Uri, Version};

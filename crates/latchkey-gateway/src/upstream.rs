@@ -23,10 +23,10 @@
 //!   across reloads; routes naming the same CA file share one client of their own,
 //!   built when the routes are compiled, so a reload re-reads every CA file.
 
+use crate::body::{BoxError, GatewayBody};
 use crate::error::ProxyError;
 use crate::listener::BodyStalled;
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::{Request, Response};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -43,29 +43,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Any error a body may carry.
-pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
-
-/// The body type of every request and response the gateway sends.
-pub(crate) type GatewayBody = UnsyncBoxBody<Bytes, BoxError>;
-
 /// Idle keep-alive connections are closed after this long.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Idle connections kept per upstream.
 const POOL_MAX_IDLE_PER_HOST: usize = 128;
-
-/// A body of `bytes`, in one frame.
-pub(crate) fn full(bytes: impl Into<Bytes>) -> GatewayBody {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
-
-/// An upstream response body, streamed to the client as it arrives.
-pub(crate) fn streamed(body: Incoming) -> GatewayBody {
-    body.map_err(BoxError::from).boxed_unsync()
-}
 
 /// A client with its own connection pool, speaking `http://` and `https://`.
 #[derive(Clone)]

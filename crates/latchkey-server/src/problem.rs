@@ -17,6 +17,11 @@ use latchkey_core::permission::GrantError;
 use latchkey_core::store::StoreError;
 use serde_json::{Map, Value, json};
 
+/// Why a follower endpoint refused a request without a client certificate, in both
+/// error formats.
+pub const CLIENT_CERTIFICATE_REQUIRED: &str =
+    "this endpoint needs a client certificate from the server's tls_client_ca_file (mutual TLS)";
+
 /// The URN prefix of every problem type.
 pub const PROBLEM_PREFIX: &str = "urn:latchkey:problem:";
 
@@ -64,7 +69,7 @@ pub enum ApiError {
     AlreadyExists(String),
     /// Mutual TLS is on and the connection presented no certificate from
     /// `tls_client_ca_file`.
-    #[error("{}", crate::oauth::error::CLIENT_CERTIFICATE_REQUIRED)]
+    #[error("{}", CLIENT_CERTIFICATE_REQUIRED)]
     ClientCertificateRequired,
     /// A built-in resource cannot be changed.
     #[error("{0}")]

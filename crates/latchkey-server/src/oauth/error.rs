@@ -2,14 +2,11 @@
 //! `Cache-Control: no-store`, a `WWW-Authenticate: Basic` challenge on 401 and
 //! `Retry-After` on 429 and 503.
 
+use crate::problem::CLIENT_CERTIFICATE_REQUIRED;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_core::store::StoreError;
 use serde_json::json;
-
-/// Why a follower endpoint refused a request without a client certificate.
-pub const CLIENT_CERTIFICATE_REQUIRED: &str =
-    "this endpoint needs a client certificate from the server's tls_client_ca_file (mutual TLS)";
 
 /// An OAuth error response.
 #[derive(Debug)]

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Import cycles between the top-level modules of each crate (docs/DESIGN.md).
+
+For every crate under crates/, reads the Rust files of src/, outside their
+`#[cfg(test)]` modules, and collects each `crate::MODULE` path a module names (in
+`use` lines and inline). It prints every group of top-level modules that import each
+other in a ring (a strongly connected component of more than one module) and exits 1
+when there is one, 0 when there is none.
+
+Usage: scripts/module-cycles.py [CRATE …]   (default: every crate)
+"""
+
+import pathlib
+import re
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PATH = re.compile(r"\bcrate::([a-z_][a-z0-9_]*)")
+GROUP = re.compile(r"\bcrate::\{([^}]*)\}")
+TEST_MODULE = re.compile(r"#\[cfg\(test\)\]\s*(pub(\(crate\))?\s+)?mod\s+\w+\s*\{", re.S)
+
+
+def without_tests(text):
+    """The text with every `#[cfg(test)] mod … { … }` block cut out."""
+    out = []
+    position = 0
+    for found in TEST_MODULE.finditer(text):
+        if found.start() < position:
+            continue
+        out.append(text[position : found.start()])
+        depth = 0
+        index = found.end() - 1
+        while index < len(text):
+            if text[index] == "{":
+                depth += 1
+            elif text[index] == "}":
+                depth -= 1
+                if depth == 0:
+                    break
+            index += 1
+        position = index + 1
+    out.append(text[position:])
+    return "".join(out)
+
+
+def top_module(src, path):
+    """`api` for src/api.rs and src/api/tokens.rs; None for lib.rs and main.rs."""
+    relative = path.relative_to(src)
+    first = relative.parts[0]
+    name = first[:-3] if first.endswith(".rs") else first
+    return None if name in ("lib", "main") else name
+
+
+def graph(crate):
+    src = crate / "src"
+    edges = {}
+    for path in sorted(src.rglob("*.rs")):
+        module = top_module(src, path)
+        if module is None:
+            continue
+        text = without_tests(path.read_text())
+        named = set(PATH.findall(text))
+        for group in GROUP.findall(text):
+            named.update(part.strip().split("::")[0] for part in group.split(","))
+        named.discard(module)
+        named.discard("")
+        edges.setdefault(module, set()).update(named)
+    modules = set(edges)
+    return {m: {n for n in targets if n in modules} for m, targets in edges.items()}
+
+
+def cycles(edges):
+    """Strongly connected components of more than one node (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+    counter = [0]
+
+    def visit(node):
+        index[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(edges.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    sys.setrecursionlimit(10_000)
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def main(names):
+    crates = sorted(p for p in (ROOT / "crates").iterdir() if (p / "src").is_dir())
+    if names:
+        crates = [c for c in crates if c.name in names]
+    failed = False
+    for crate in crates:
+        edges = graph(crate)
+        for component in cycles(edges):
+            failed = True
+            ring = set(component)
+            links = [
+                f"{m} -> {t}"
+                for m in component
+                for t in sorted(edges[m])
+                if t in ring
+            ]
+            print(f"{crate.name}: {len(component)} modules import each other: "
+                  f"{', '.join(component)}")
+            print(f"  {'; '.join(links)}")
+    if not failed:
+        print(f"no import cycles between top-level modules ({len(crates)} crates)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
