@@ -44,8 +44,6 @@
 //! ```
 
 use crate::listener::Limits;
-use crate::route::RouteTable;
-use crate::upstream::Upstream;
 use latchkey_core::cidr::IpNet;
 use latchkey_listener::TlsFiles;
 use latchkey_verify::ClientIdentity;
@@ -393,9 +391,9 @@ impl GatewayConfig {
         self
     }
 
-    /// Checks every value: the server URL, the credential, the timeouts and every route,
-    /// reading each route's `tls_ca_file`.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks every value but the routes: the server URL, the credential, the timeouts
+    /// and the TLS settings. [`validate`](Self::validate) (in `route`) adds the routes.
+    pub(crate) fn validate_settings(&self) -> Result<(), ConfigError> {
         self.server_base()?;
         self.issuer()?;
         self.credential()?;
@@ -450,7 +448,7 @@ impl GatewayConfig {
                 });
             }
         }
-        RouteTable::compile(self, &default_upstream(self)?).map(drop)
+        Ok(())
     }
 
     /// What the listener allows its clients: the read and handshake timeouts and the
@@ -565,15 +563,6 @@ fn checked_url<'a>(url: &'a str, field: &str) -> Result<&'a str, ConfigError> {
         return Err(bad("must not have a query or fragment"));
     }
     Ok(base)
-}
-
-/// The client of routes without `tls_ca_file`: the system's trusted roots plus the
-/// top-level `tls_ca_file` (docs/DEPLOYMENT.md, "Upstreams over https").
-pub(crate) fn default_upstream(config: &GatewayConfig) -> Result<Upstream, ConfigError> {
-    Upstream::new(config.tls_ca_file.as_deref()).map_err(|reason| ConfigError::BadValue {
-        field: "tls_ca_file".to_owned(),
-        reason: format!("cannot be used for https upstreams: {reason}"),
-    })
 }
 
 /// A timeout in seconds, checked to be positive, finite and at most a day.

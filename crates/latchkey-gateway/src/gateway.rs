@@ -16,10 +16,10 @@
 //! accepting, lets requests in flight finish for up to the drain timeout, then sends
 //! the last usage batch.
 
-use crate::config::{ConfigError, GatewayConfig, default_upstream};
+use crate::config::{ConfigError, GatewayConfig};
 use crate::listener::StallGuard;
 use crate::proxy::handle;
-use crate::route::RouteTable;
+use crate::route::{RouteTable, default_upstream};
 use crate::shared::Shared;
 use crate::stats::{Counters, GatewayStats};
 use crate::usage::{UsageClient, UsageOptions, UsageReporter};

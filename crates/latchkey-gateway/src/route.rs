@@ -280,6 +280,24 @@ fn compile_route(
     })
 }
 
+impl GatewayConfig {
+    /// Checks every value: the server URL, the credential, the timeouts, the TLS
+    /// settings and every route, reading each route's `tls_ca_file`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_settings()?;
+        RouteTable::compile(self, &default_upstream(self)?).map(drop)
+    }
+}
+
+/// The client of routes without `tls_ca_file`: the system's trusted roots plus the
+/// top-level `tls_ca_file` (docs/DEPLOYMENT.md, "Upstreams over https").
+pub(crate) fn default_upstream(config: &GatewayConfig) -> Result<Upstream, ConfigError> {
+    Upstream::new(config.tls_ca_file.as_deref()).map_err(|reason| ConfigError::BadValue {
+        field: "tls_ca_file".to_owned(),
+        reason: format!("cannot be used for https upstreams: {reason}"),
+    })
+}
+
 /// Checks a configured prefix and drops a trailing `/` (except for `/` itself).
 fn normalise_prefix(prefix: &str) -> Result<String, ConfigError> {
     let bad = |reason: &str| ConfigError::BadPrefix {
