@@ -5,10 +5,10 @@ use crate::error::from_sqlx;
 use crate::sql::SqlStore;
 use latchkey_core::audit::AuditMacKey;
 use latchkey_core::store::{StoreError, StoreResult};
+use sqlx::Executor;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{AnyPool, Executor};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -196,9 +196,6 @@ fn sqlite_pool(size: u32, options: &StoreOptions) -> AnyPoolOptions {
             })
         })
 }
-
-/// Keeps the pools' type out of the public API.
-pub(crate) type Pool = AnyPool;
 
 /// Calls `wake` whenever any replica commits a revocation, through PostgreSQL
 /// LISTEN/NOTIFY (the trigger of migration 0003). Reconnects after a failure, waking once

@@ -2,7 +2,6 @@
 //! change, its revocation-log entries and its audit event; a serialization failure or
 //! deadlock reruns the whole transaction a bounded number of times.
 
-use crate::backend::Pool;
 use crate::error::{TxError, TxResult, from_sqlx};
 use crate::rows::{self, TOKEN_COLUMNS, join};
 use async_trait::async_trait;
@@ -18,6 +17,9 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use std::time::Duration;
+
+/// The pools' type, kept out of the public API.
+pub(crate) type Pool = sqlx::AnyPool;
 
 const MAX_ATTEMPTS: u32 = 5;
 
