@@ -14,12 +14,11 @@
 //! unknown, and then a credential with an IP allowlist is refused (README.md,
 //! "Narrowing and IP allowlists").
 
-use crate::error::VerifyError;
 use crate::principal::{Principal, Scopes};
 use crate::verifier::Verifier;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Request, Response, StatusCode, header};
+use axum::http::{Request, Response, StatusCode};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -27,30 +26,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
-/// The bearer token of `headers`.
-///
-/// No `Authorization` header, or one with another scheme, is
-/// [`VerifyError::MissingToken`]; a repeated header or an empty or spaced token is
-/// [`VerifyError::InvalidRequest`].
-pub fn bearer_token(headers: &HeaderMap) -> Result<&str, VerifyError> {
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Err(VerifyError::MissingToken);
-    };
-    if values.next().is_some() {
-        return Err(VerifyError::InvalidRequest);
-    }
-    let value = value.to_str().map_err(|_| VerifyError::InvalidRequest)?;
-    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(VerifyError::MissingToken);
-    }
-    let token = token.trim_start_matches(' ');
-    if token.is_empty() || token.contains(' ') {
-        return Err(VerifyError::InvalidRequest);
-    }
-    Ok(token)
-}
+pub use crate::bearer::bearer_token;
 
 /// The client's address as the app knows it, for IP allowlists: insert it as a request
 /// extension before the [`VerifyLayer`] runs when the app sits behind its own proxies
@@ -165,5 +141,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
                 ))
             }
         }
+    }
+}
+
+impl Verifier {
+    /// A tower layer that lets through requests with a valid token.
+    pub fn layer(&self) -> VerifyLayer {
+        self.require(Scopes::none())
+    }
+
+    /// A tower layer that lets through requests with a valid token meeting `scopes`.
+    pub fn require(&self, scopes: Scopes) -> VerifyLayer {
+        VerifyLayer::new(self.clone(), scopes)
     }
 }

@@ -77,6 +77,7 @@
 //! [`VerifierOptions::allow_insecure_issuer`] (README.md, "latchkey-verify";
 //! docs/DEPLOYMENT.md, "Gateways in another network following an https issuer").
 
+mod bearer;
 mod cache;
 mod error;
 mod http;
@@ -99,6 +100,6 @@ pub use layer::{ClientAddress, VerifyLayer, VerifyService, bearer_token};
 pub use options::{Clock, Credential, SystemClock, VerifierOptions};
 pub use principal::{Principal, Scopes, TokenKind};
 pub use replica::{ReplicaMetrics, ReplicaOptions, RevocationReplica, StaleReason};
-pub use revocation::{Evictor, NoRevocationList, Revocation, RevocationCheck};
+pub use revocation::{NoRevocationList, Revocation, RevocationCheck};
 pub use transport::{ClientIdentity, install_crypto_provider, tls_client_config};
-pub use verifier::Verifier;
+pub use verifier::{Evictor, Verifier};

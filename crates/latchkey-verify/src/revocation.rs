@@ -14,11 +14,8 @@
 //! expire, long-lived JWTs and api keys get the scope the server narrowed at
 //! introspection.
 
-use crate::verifier::Inner;
 use latchkey_core::usable::Standing;
 use latchkey_core::{RoleName, TenantId, TokenId, UserId};
-use std::collections::HashSet;
-use std::sync::Weak;
 
 /// What the deny list says about a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,62 +87,5 @@ pub struct NoRevocationList;
 impl RevocationCheck for NoRevocationList {
     fn check(&self, _token_id: &TokenId, _jti: Option<&str>) -> Revocation {
         Revocation::NoList
-    }
-}
-
-/// A handle for the deny-list replica to tell a [`Verifier`](crate::Verifier) about new
-/// revocations, so cached entries for them are dropped at once rather than on their
-/// next use. Correctness does not depend on it (the check runs on every hit); memory
-/// and introspection results without a deny list do.
-///
-/// It holds the verifier weakly, so a replica keeping it does not keep the verifier
-/// alive. Each call scans the caches: meant for revocation events, not per request.
-#[derive(Debug, Clone)]
-pub struct Evictor {
-    pub(crate) inner: Weak<Inner>,
-}
-
-impl Evictor {
-    /// Drops every cached result for the token `token_id`.
-    pub fn token_revoked(&self, token_id: &TokenId) {
-        if let Some(inner) = self.inner.upgrade() {
-            inner.evict(|principal| principal.token_id == *token_id);
-        }
-    }
-
-    /// Drops every cached result for the JWT whose `jti` is `jti`.
-    pub fn jti_revoked(&self, jti: &str) {
-        if let Some(inner) = self.inner.upgrade() {
-            inner.evict(|principal| principal.jti.as_deref() == Some(jti));
-        }
-    }
-
-    /// Drops every cached result for any of `token_ids` or `jtis` in one pass over the
-    /// caches, so a page of revocations costs one scan rather than one per entry.
-    pub(crate) fn revoked(&self, token_ids: &[TokenId], jtis: &[&str]) {
-        if token_ids.is_empty() && jtis.is_empty() {
-            return;
-        }
-        if let Some(inner) = self.inner.upgrade() {
-            let token_ids: HashSet<&TokenId> = token_ids.iter().collect();
-            let jtis: HashSet<&str> = jtis.iter().copied().collect();
-            inner.evict(|principal| {
-                token_ids.contains(&principal.token_id)
-                    || principal.jti.as_deref().is_some_and(|j| jtis.contains(j))
-            });
-        }
-    }
-
-    /// A role's permissions or a membership changed: drops every cached introspection
-    /// answer, whose scope the server narrowed with the state of its time.
-    pub(crate) fn state_changed(&self) {
-        if let Some(inner) = self.inner.upgrade() {
-            inner.forget_introspections();
-        }
-    }
-
-    /// Whether the verifier still exists.
-    pub(crate) fn is_alive(&self) -> bool {
-        self.inner.strong_count() > 0
     }
 }

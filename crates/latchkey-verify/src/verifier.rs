@@ -14,6 +14,7 @@
 //! otherwise introspected, so the server's answer decides. The cache's memory is bounded
 //! by [`VerifierOptions::verified_cache_bytes`].
 
+use crate::bearer::bearer_token;
 use crate::cache::BoundedCache;
 use crate::error::{DiscoveryError, InvalidReason, VerifyError};
 use crate::http::Http;
@@ -22,22 +23,22 @@ use crate::json::parse_object;
 use crate::jwk::parse_jwks;
 use crate::jwt::{self, Expectations};
 use crate::keys::{KeySource, KeyStore};
-use crate::layer::{VerifyLayer, bearer_token};
 use crate::narrow::{self, Narrowable, Narrowed};
 use crate::options::{Clock, VerifierOptions, millis};
-use crate::principal::{Principal, Scopes};
-use crate::revocation::{Evictor, Revocation, RevocationCheck};
+use crate::principal::Principal;
+use crate::revocation::{Revocation, RevocationCheck};
 use crate::transport::{self, PlainHttp, TransportPolicy};
 use axum::http::HeaderMap;
-use latchkey_core::Timestamp;
 use latchkey_core::cidr::IpNet;
 use latchkey_core::jwt::{Algorithm, b64url_decode};
 use latchkey_core::secret::{SecretCodec, SecretPrefix, SecretType};
 use latchkey_core::usable::Refusal;
+use latchkey_core::{Timestamp, TokenId};
 use serde_json::Value;
+use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// Bytes charged per cached token on top of the token itself: the map slot, the
@@ -312,16 +313,6 @@ impl Verifier {
     /// ([`VerifierOptions::trusted_proxies`]).
     pub fn trusted_proxies(&self) -> &[IpNet] {
         &self.inner.trusted_proxies
-    }
-
-    /// A tower layer that lets through requests with a valid token.
-    pub fn layer(&self) -> VerifyLayer {
-        self.require(Scopes::none())
-    }
-
-    /// A tower layer that lets through requests with a valid token meeting `scopes`.
-    pub fn require(&self, scopes: Scopes) -> VerifyLayer {
-        VerifyLayer::new(self.clone(), scopes)
     }
 
     /// The issuer tokens must come from.
@@ -723,5 +714,62 @@ mod tests {
         );
         assert!(metadata_url("ftp://auth.example").is_err());
         assert!(metadata_url("http://").is_err());
+    }
+}
+
+/// A handle for the deny-list replica to tell a [`Verifier`](crate::Verifier) about new
+/// revocations, so cached entries for them are dropped at once rather than on their
+/// next use. Correctness does not depend on it (the check runs on every hit); memory
+/// and introspection results without a deny list do.
+///
+/// It holds the verifier weakly, so a replica keeping it does not keep the verifier
+/// alive. Each call scans the caches: meant for revocation events, not per request.
+#[derive(Debug, Clone)]
+pub struct Evictor {
+    pub(crate) inner: Weak<Inner>,
+}
+
+impl Evictor {
+    /// Drops every cached result for the token `token_id`.
+    pub fn token_revoked(&self, token_id: &TokenId) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.evict(|principal| principal.token_id == *token_id);
+        }
+    }
+
+    /// Drops every cached result for the JWT whose `jti` is `jti`.
+    pub fn jti_revoked(&self, jti: &str) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.evict(|principal| principal.jti.as_deref() == Some(jti));
+        }
+    }
+
+    /// Drops every cached result for any of `token_ids` or `jtis` in one pass over the
+    /// caches, so a page of revocations costs one scan rather than one per entry.
+    pub(crate) fn revoked(&self, token_ids: &[TokenId], jtis: &[&str]) {
+        if token_ids.is_empty() && jtis.is_empty() {
+            return;
+        }
+        if let Some(inner) = self.inner.upgrade() {
+            let token_ids: HashSet<&TokenId> = token_ids.iter().collect();
+            let jtis: HashSet<&str> = jtis.iter().copied().collect();
+            inner.evict(|principal| {
+                token_ids.contains(&principal.token_id)
+                    || principal.jti.as_deref().is_some_and(|j| jtis.contains(j))
+            });
+        }
+    }
+
+    /// A role's permissions or a membership changed: drops every cached introspection
+    /// answer, whose scope the server narrowed with the state of its time.
+    pub(crate) fn state_changed(&self) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.forget_introspections();
+        }
+    }
+
+    /// Whether the verifier still exists.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.inner.strong_count() > 0
     }
 }
