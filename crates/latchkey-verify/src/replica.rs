@@ -47,10 +47,11 @@ mod table;
 
 use crate::error::DiscoveryError;
 use crate::http::Http;
-use crate::options::{Clock, Credential, SystemClock, millis};
+use crate::options::{Credential, millis};
 use crate::revocation::{Evictor, Revocation, RevocationCheck};
 use crate::transport::{self, ClientIdentity, TransportPolicy};
 use follow::{Entry, Follower, Kind};
+use latchkey_core::clock::{Clock, SystemClock};
 use latchkey_core::usable::Standing;
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
 use std::collections::HashMap;
