@@ -17,4 +17,4 @@ pub mod state;
 
 pub use api::router;
 pub use config::Config;
-pub use startup::Application;
+pub use startup::{Application, maintain_once};
