@@ -315,6 +315,12 @@ impl Verifier {
         &self.inner.trusted_proxies
     }
 
+    /// The clock this verifier judges expiry by ([`VerifierOptions::clock`]), for
+    /// callers whose own decisions must agree with it.
+    pub fn clock(&self) -> &dyn Clock {
+        self.inner.clock.as_ref()
+    }
+
     /// A tower layer that lets through requests with a valid token.
     pub fn layer(&self) -> VerifyLayer {
         self.require(Scopes::none())
