@@ -4,10 +4,13 @@
 //!
 //! Policy: nothing here performs I/O, reads the clock or draws randomness on its own.
 //! Time arrives as a [`Timestamp`] argument and randomness as a `&dyn SecureRandom`, so
-//! every rule is testable with pinned inputs.
+//! every rule is testable with pinned inputs. The [`clock`] module defines where the
+//! crates above take that `Timestamp` from; its [`SystemClock`] is the only reader of
+//! the wall clock, and no rule here calls it.
 
 pub mod audit;
 pub mod cidr;
+pub mod clock;
 pub mod encoding;
 pub mod forwarded;
 pub mod ids;
@@ -19,6 +22,7 @@ pub mod timestamp;
 pub mod token;
 pub mod usable;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{FieldError, RoleName, TenantId, TokenId, UserId};
 pub use permission::{Permission, PermissionSet};
 pub use timestamp::Timestamp;

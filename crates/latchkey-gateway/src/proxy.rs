@@ -18,9 +18,8 @@ use crate::usage::UsageKey;
 use hyper::body::{Body, Bytes};
 use hyper::{HeaderMap, Method, Request, Response, Uri, Version};
 use latchkey_core::Timestamp;
-use latchkey_core::cidr::IpNet;
 use latchkey_core::forwarded;
-use latchkey_verify::{Clock, Principal, SystemClock, Verifier, VerifyError};
+use latchkey_verify::{Principal, Verifier, VerifyError};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -41,20 +40,22 @@ pub(crate) struct RequestContext {
 }
 
 impl RequestContext {
+    /// The context of a request received now by `verifier`'s clock, the one that also
+    /// judges its token: usage is dated by the time that decided the request.
     pub(crate) fn new(
         peer: SocketAddr,
         method: Method,
         headers: &HeaderMap,
-        trusted_proxies: &[IpNet],
+        verifier: &Verifier,
     ) -> Self {
         let forwarded_for = headers
             .get_all("x-forwarded-for")
             .iter()
             .map(|value| value.to_str().ok());
         Self {
-            client: forwarded::client_address(peer.ip(), forwarded_for, trusted_proxies),
+            client: forwarded::client_address(peer.ip(), forwarded_for, verifier.trusted_proxies()),
             method,
-            received_at: SystemClock.now(),
+            received_at: verifier.clock().now(),
             route: None,
             principal: None,
         }
@@ -237,7 +238,7 @@ where
         peer,
         request.method().clone(),
         request.headers(),
-        shared.verifier.trusted_proxies(),
+        &shared.verifier,
     );
     let result = phases(shared, &table, &mut context, request).await;
     let (response, refused) = match result {

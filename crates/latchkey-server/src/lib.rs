@@ -20,4 +20,4 @@ pub(crate) mod startup;
 pub(crate) mod state;
 
 pub use config::Config;
-pub use startup::{Application, CERT_WATCH_INTERVAL};
+pub use startup::{Application, CERT_WATCH_INTERVAL, Maintenance};

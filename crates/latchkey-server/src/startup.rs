@@ -13,6 +13,7 @@ use crate::oauth::throttle::{self, Throttle};
 use crate::state::{AppState, Parts, Settings};
 use anyhow::Context;
 use latchkey_core::audit::{AuditContext, AuditMacKey};
+use latchkey_core::clock::{Clock, SystemClock};
 use latchkey_core::jwt::Algorithm;
 use latchkey_core::permission::ADMIN;
 use latchkey_core::secret::{Secret, SecretCodec, SecretPrefix, SecretType};
@@ -41,8 +42,14 @@ pub struct Application {
 
 impl Application {
     /// Opens the store (running migrations), loads or creates the server secrets,
-    /// bootstraps the system tenant, and binds `config.listen`.
+    /// bootstraps the system tenant, and binds `config.listen`. Time is the system's.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Self::build`] with time read from `clock`: every expiry, lifetime, schedule and
+    /// timestamp the server decides goes by it (tests move a `ManualClock`).
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         config.validate().map_err(|e| anyhow::anyhow!(e))?;
         // Owner-only when latchkey creates it; the files in it are 0600 (docs/DEPLOYMENT.md).
         keyfile::create_private_dir(&config.data_dir)
@@ -116,6 +123,7 @@ impl Application {
         let store: Arc<dyn latchkey_core::store::Store> = Arc::new(store);
         let audit = AuditQueue::start(store.clone(), config.audit_authentications);
         let state = AppState::new(Parts {
+            clock,
             audit,
             audit_key,
             store,
@@ -193,6 +201,13 @@ impl Application {
         self.listener.tls().cloned()
     }
 
+    /// A handle that runs one round of maintenance on this server (see
+    /// [`Maintenance::run_once`]); it stays usable after the server was moved into
+    /// [`run_until`](Self::run_until).
+    pub fn maintenance(&self) -> Maintenance {
+        Maintenance(self.state.clone())
+    }
+
     /// The public URL.
     pub fn public_url(&self) -> &str {
         &self.public_url
@@ -248,40 +263,63 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a deny-list entry outlives the last credential it matches.
 const COMPACTION_MARGIN_SECONDS: i64 = 300;
 
-/// Rotates signing keys on schedule (exactly once across replicas: the store checks the
-/// schedule under its rotation lock) and keeps the key set and deny list fresh.
+/// Runs [`maintain_once`] every [`MAINTENANCE_INTERVAL`].
 async fn maintain(state: AppState) {
     let mut ticker = tokio::time::interval(MAINTENANCE_INTERVAL);
     loop {
         ticker.tick().await;
-        let now = state.now();
-        let due_before = now.plus_seconds(-state.settings().key_rotation_seconds);
-        let outcome = state
-            .keyring()
-            .rotate(
-                state.store(),
-                RotateWhen::NewestOlderThan(due_before),
-                &AuditContext::system(now),
-            )
-            .await;
-        if let Err(error) = outcome {
-            tracing::warn!(?error, "key maintenance failed; retrying shortly");
-        }
-        let retention = now.plus_seconds(-state.settings().usage_retention_days * 86_400);
-        if let Err(error) = state.store().compact_usage(retention).await {
-            tracing::warn!(?error, "deleting old usage aggregates failed");
-        }
-        // Verifiers accept a JWT a little past its `exp` (leeway, 60 s by default), so an
-        // entry is kept a while after it stops mattering.
-        match state
-            .store()
-            .compact_revocations(now.plus_seconds(-COMPACTION_MARGIN_SECONDS))
-            .await
-        {
-            Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, "compacted the revocation log"),
-            Err(error) => tracing::warn!(?error, "compacting the revocation log failed"),
-        }
+        maintain_once(&state).await;
+    }
+}
+
+/// One round of maintenance at the clock's now: rotates signing keys on schedule
+/// (exactly once across replicas: the store checks the schedule under its rotation
+/// lock) and reloads the key set and the jti deny list, which another replica may have
+/// changed; deletes usage past retention and compacts the revocation log. A running
+/// server does this every few seconds; a test that moves the clock calls it to see
+/// the schedule act without waiting for the next round. Failures are logged, and the
+/// next round retries.
+/// One server's maintenance, run on demand: for a program (or a test) that moved the
+/// server's clock and wants the key schedule and the deny list acted on now rather
+/// than at the next round.
+#[derive(Clone)]
+pub struct Maintenance(AppState);
+
+impl Maintenance {
+    /// Runs one round of maintenance now.
+    pub async fn run_once(&self) {
+        maintain_once(&self.0).await;
+    }
+}
+
+pub(crate) async fn maintain_once(state: &AppState) {
+    let now = state.now();
+    let due_before = now.plus_seconds(-state.settings().key_rotation_seconds);
+    let outcome = state
+        .keyring()
+        .rotate(
+            state.store(),
+            RotateWhen::NewestOlderThan(due_before),
+            &AuditContext::system(now),
+        )
+        .await;
+    if let Err(error) = outcome {
+        tracing::warn!(?error, "key maintenance failed; retrying shortly");
+    }
+    let retention = now.plus_seconds(-state.settings().usage_retention_days * 86_400);
+    if let Err(error) = state.store().compact_usage(retention).await {
+        tracing::warn!(?error, "deleting old usage aggregates failed");
+    }
+    // Verifiers accept a JWT a little past its `exp` (leeway, 60 s by default), so an
+    // entry is kept a while after it stops mattering.
+    match state
+        .store()
+        .compact_revocations(now.plus_seconds(-COMPACTION_MARGIN_SECONDS))
+        .await
+    {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(removed, "compacted the revocation log"),
+        Err(error) => tracing::warn!(?error, "compacting the revocation log failed"),
     }
 }
 

@@ -1,5 +1,12 @@
-//! The application state shared by every handler: the store, the secret codec, the
-//! signing keys, the caches and the settings. Handlers receive it through axum's `State`.
+//! The application state shared by every handler: the store, the clock, the secret
+//! codec, the signing keys, the caches and the settings. Handlers receive it through
+//! axum's `State`.
+//!
+//! Policy: every decision that depends on the time of day (expiry, lifetimes, the key
+//! rotation schedule, audit and usage timestamps, retention) takes its `now` from
+//! [`AppState::now`], which asks the injected [`Clock`]. Waits and timeouts that are
+//! about the machine rather than the domain (the listener's, the caches' freshness, the
+//! throttle's windows) keep using `Instant`.
 
 use crate::audit::AuditQueue;
 use crate::cache::{CachedToken, Lookup, TokenCache};
@@ -10,13 +17,13 @@ use crate::revocation::RevocationHub;
 use aws_lc_rs::rand::SystemRandom;
 use latchkey_core::audit::AuditMacKey;
 use latchkey_core::cidr::IpNet;
+use latchkey_core::clock::Clock;
 use latchkey_core::secret::SecretCodec;
 use latchkey_core::store::Store;
 use latchkey_core::token::Token;
 use latchkey_core::usable::{self, Standing};
 use latchkey_core::{PermissionSet, Timestamp, TokenId};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Settings the handlers consult.
 #[derive(Debug, Clone)]
@@ -53,6 +60,7 @@ pub struct AppState {
 
 struct Inner {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     codec: SecretCodec,
     rng: SystemRandom,
     settings: Settings,
@@ -68,6 +76,8 @@ struct Inner {
 pub struct Parts {
     /// The store.
     pub store: Arc<dyn Store>,
+    /// Where [`AppState::now`] reads the time.
+    pub clock: Arc<dyn Clock>,
     /// Prefix and pepper.
     pub codec: SecretCodec,
     /// Settings.
@@ -92,6 +102,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 store: parts.store,
+                clock: parts.clock,
                 codec: parts.codec,
                 rng: SystemRandom::new(),
                 settings: parts.settings,
@@ -157,13 +168,9 @@ impl AppState {
         &self.inner.revocations
     }
 
-    /// The current time. The only place the server reads the clock.
+    /// The current time, from the injected clock. The only place the server asks it.
     pub fn now(&self) -> Timestamp {
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
-        Timestamp::from_millis(i64::try_from(millis).unwrap_or(i64::MAX))
+        self.inner.clock.now()
     }
 
     /// A token with its effective permissions, from the cache or the store.

@@ -97,7 +97,10 @@ mod verifier;
 
 pub use error::{DiscoveryError, InvalidReason, VerifyError};
 pub use layer::{ClientAddress, VerifyLayer, VerifyService, bearer_token};
-pub use options::{Clock, Credential, SystemClock, VerifierOptions};
+// The clock lives in latchkey-core, so the server, the gateway and a verifier can share
+// one; verifier users keep finding it here.
+pub use latchkey_core::clock::{Clock, SystemClock};
+pub use options::{Credential, VerifierOptions};
 pub use principal::{Principal, Scopes, TokenKind};
 pub use replica::{ReplicaMetrics, ReplicaOptions, RevocationReplica, StaleReason};
 pub use revocation::{NoRevocationList, Revocation, RevocationCheck};

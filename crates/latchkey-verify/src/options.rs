@@ -7,31 +7,12 @@
 
 use crate::revocation::{NoRevocationList, RevocationCheck};
 use crate::transport::ClientIdentity;
-use latchkey_core::Timestamp;
+use latchkey_core::clock::{Clock, SystemClock};
 use latchkey_core::jwt::Algorithm;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// A source of the current time.
-pub trait Clock: Send + Sync + 'static {
-    /// Now.
-    fn now(&self) -> Timestamp;
-}
-
-/// The operating system's clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        Timestamp::from_millis(millis)
-    }
-}
+use std::time::Duration;
 
 /// The verifier's own credential for introspection: a `latchkey` tenant api key holding
 /// `latchkey:introspect`. Its `Debug` never shows it.

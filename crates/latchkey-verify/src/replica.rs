@@ -47,11 +47,12 @@ mod table;
 
 use crate::error::DiscoveryError;
 use crate::http::Http;
-use crate::options::{Clock, Credential, SystemClock, millis};
+use crate::options::{Credential, millis};
 use crate::revocation::{Revocation, RevocationCheck};
 use crate::transport::{self, ClientIdentity, TransportPolicy};
 use crate::verifier::Evictor;
 use follow::{Entry, Follower, Kind};
+use latchkey_core::clock::{Clock, SystemClock};
 use latchkey_core::usable::Standing;
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
 use std::collections::HashMap;

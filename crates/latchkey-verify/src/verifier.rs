@@ -24,12 +24,13 @@ use crate::jwk::parse_jwks;
 use crate::jwt::{self, Expectations};
 use crate::keys::{KeySource, KeyStore};
 use crate::narrow::{self, Narrowable, Narrowed};
-use crate::options::{Clock, VerifierOptions, millis};
+use crate::options::{VerifierOptions, millis};
 use crate::principal::Principal;
 use crate::revocation::{Revocation, RevocationCheck};
 use crate::transport::{self, PlainHttp, TransportPolicy};
 use axum::http::HeaderMap;
 use latchkey_core::cidr::IpNet;
+use latchkey_core::clock::Clock;
 use latchkey_core::jwt::{Algorithm, b64url_decode};
 use latchkey_core::secret::{SecretCodec, SecretPrefix, SecretType};
 use latchkey_core::usable::Refusal;
@@ -313,6 +314,12 @@ impl Verifier {
     /// ([`VerifierOptions::trusted_proxies`]).
     pub fn trusted_proxies(&self) -> &[IpNet] {
         &self.inner.trusted_proxies
+    }
+
+    /// The clock this verifier judges expiry by ([`VerifierOptions::clock`]), for
+    /// callers whose own decisions must agree with it.
+    pub fn clock(&self) -> &dyn Clock {
+        self.inner.clock.as_ref()
     }
 
     /// The issuer tokens must come from.

@@ -22,7 +22,7 @@ use latchkey_core::secret::{SecretCodec, SecretPrefix, SecretType};
 use latchkey_core::usable::Standing;
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, TokenId, UserId};
 use latchkey_gateway::{Gateway, GatewayConfig, GatewayDeps, UsageOptions};
-use latchkey_verify::{Revocation, RevocationCheck, Verifier};
+use latchkey_verify::{Clock, Revocation, RevocationCheck, SystemClock, Verifier};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -739,7 +739,19 @@ impl TestGateway {
         routes: &str,
         usage: UsageOptions,
     ) -> Self {
-        Self::start_configured(server, upstream, routes, "", usage).await
+        Self::start_configured(server, upstream, routes, "", usage, Arc::new(SystemClock)).await
+    }
+
+    /// A gateway with the usual routes whose verifier reads time from `clock`.
+    pub async fn start_on_clock(clock: Arc<dyn Clock>) -> Self {
+        let server = FakeServer::start().await;
+        let upstream = FakeUpstream::start("one").await;
+        let routes = routes(&upstream.url, &closed_port().await);
+        let usage = UsageOptions {
+            flush_interval: Duration::from_millis(50),
+            ..UsageOptions::default()
+        };
+        Self::start_configured(server, upstream, &routes, "", usage, clock).await
     }
 
     /// A gateway with the usual routes and `settings` (top-level keys, one a line).
@@ -751,7 +763,8 @@ impl TestGateway {
             flush_interval: Duration::from_millis(50),
             ..UsageOptions::default()
         };
-        Self::start_configured(server, upstream, &routes, settings, usage).await
+        let clock = Arc::new(SystemClock);
+        Self::start_configured(server, upstream, &routes, settings, usage, clock).await
     }
 
     async fn start_configured(
@@ -760,12 +773,14 @@ impl TestGateway {
         routes: &str,
         settings: &str,
         usage: UsageOptions,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         let routes = format!("{settings}\n{routes}");
         let config = GatewayConfig::from_toml(&Self::config_text(&server, &routes)).unwrap();
         let key = TestKey::new("ed-1");
         let deny = DenyList::new();
-        let options = config.verifier_options(deny.clone()).unwrap();
+        let mut options = config.verifier_options(deny.clone()).unwrap();
+        options.clock = clock;
         let verifier = Verifier::from_jwks(&server.url, &key.jwks(), options).unwrap();
         let deps = GatewayDeps { verifier, usage };
         let gateway = Gateway::build(config, deps).unwrap();

@@ -6,8 +6,10 @@ use crate::support::{
 };
 use hyper::{Method, StatusCode};
 use latchkey_core::Timestamp;
+use latchkey_core::clock::{Clock, ManualClock};
 use latchkey_gateway::UsageOptions;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[tokio::test]
@@ -183,4 +185,31 @@ async fn shutdown_stops_listening_and_sends_the_pending_usage() {
     assert_eq!(server.usage_total(), 2);
     assert_eq!(gateway.stats().usage.pending_entries, 0);
     assert!(tokio::net::TcpStream::connect(address).await.is_err());
+}
+
+#[tokio::test]
+async fn one_clock_dates_the_usage_and_judges_the_token() {
+    // Five minutes ahead of the wall clock: within the test token's fifteen minutes.
+    let clock = Arc::new(ManualClock::starting_now());
+    clock.advance(Duration::from_secs(300));
+    let gw = TestGateway::start_on_clock(clock.clone()).await;
+    let token = gw.token("reports:read");
+    let answer = gw.get("/reports", Some(&token.bearer())).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    eventually(|| gw.server.usage_total() >= 1).await;
+    let posts = gw.server.usage_posts();
+    let entry = &posts[0].body["entries"][0];
+    assert_eq!(entry["token_id"], token.id);
+    let last = Timestamp::parse_rfc3339(entry["last_used_at"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        last,
+        clock.now(),
+        "the request is dated by the verifier's clock"
+    );
+
+    // Past the token's expiry and the 60 s leeway by that same clock: refused.
+    clock.advance(Duration::from_secs(900));
+    let answer = gw.get("/reports", Some(&token.bearer())).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(gw.gateway.stats().requests, 2);
 }

@@ -100,7 +100,9 @@ async fn every_mutating_request_writes_exactly_one_event_with_its_five_ws(app: T
     ];
     for (method, path, body, action, tenant, target) in steps {
         let before = total(&app).await;
-        let started = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
+        let now = i128::from(app.now().millis()) * 1_000_000;
+        let started = time::OffsetDateTime::from_unix_timestamp_nanos(now).unwrap()
+            - time::Duration::seconds(1);
         let reply = app.call(method, &path, Some(&app.root_key), body).await;
         assert!(reply.status < 300, "{path}: {}", reply.text);
         assert_eq!(

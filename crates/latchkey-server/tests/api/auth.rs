@@ -78,10 +78,7 @@ async fn a_revoked_key_no_longer_authenticates(app: TestApp) {
 
 async fn an_expired_key_no_longer_authenticates(app: TestApp) {
     app.create_tenant("acme").await;
-    let soon = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(1500);
-    let expires_at = soon
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
+    let expires_at = app.in_millis(1500).to_rfc3339();
     let created = app
         .create_tenant_token(
             "acme",
@@ -92,7 +89,7 @@ async fn an_expired_key_no_longer_authenticates(app: TestApp) {
     app.call(Method::GET, "/v1/tenants/acme", Some(key), None)
         .await
         .assert_status(200);
-    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    app.clock.advance(std::time::Duration::from_millis(1600));
     let reply = app
         .call(Method::GET, "/v1/tenants/acme", Some(key), None)
         .await;

@@ -1,6 +1,7 @@
 //! `TestApp`: a real server on port 0 over a fresh SQLite directory or a fresh PostgreSQL
 //! database, with typed helpers for the calls most tests make.
 
+use latchkey_core::clock::{Clock, ManualClock};
 use latchkey_server::{Application, Config};
 use reqwest::Method;
 use reqwest::header::HeaderMap;
@@ -9,7 +10,7 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, Once, OnceLock};
+use std::sync::{Arc, Mutex, Once, OnceLock};
 use tempfile::TempDir;
 
 pub const POSTGRES_ENV: &str = "LATCHKEY_TEST_POSTGRES_URL";
@@ -114,6 +115,11 @@ pub struct TestApp {
     pub root_key: String,
     pub data_dir: TempDir,
     pub database_url: String,
+    /// The server's clock. It starts at the wall clock's now and stands still until a
+    /// test moves it: expiry, lifetimes and schedules are tested by moving it.
+    pub clock: Arc<ManualClock>,
+    /// The running server's maintenance, for [`Self::maintain`]; `None` on a probe.
+    maintenance: Option<latchkey_server::Maintenance>,
     client: reqwest::Client,
     postgres_db: Option<String>,
 }
@@ -203,6 +209,8 @@ impl TestApp {
             root_key,
             data_dir: tempfile::tempdir().expect("temp dir"),
             database_url: String::new(),
+            clock: Arc::new(ManualClock::starting_now()),
+            maintenance: None,
             client: reqwest::Client::new(),
             postgres_db: None,
         }
@@ -236,24 +244,56 @@ impl TestApp {
         .await
     }
 
-    /// A second server on this one's database, pepper and master key: a replica.
+    /// A second server on this one's database, pepper and master key, and on its clock:
+    /// a replica.
     pub async fn replica(&self, configure: impl FnOnce(&mut Config)) -> Self {
         let pepper = self.data_dir.path().join("pepper");
         let master = self.data_dir.path().join("master.key");
         let url = self.database_url.clone();
-        let mut replica = Self::start(Some(url), None, move |config| {
-            config.pepper_file = Some(pepper);
-            config.master_key_file = Some(master);
-            configure(config);
-        })
-        .await;
+        let mut replica =
+            Self::start_on_clock(Some(url), None, self.clock.clone(), move |config| {
+                config.pepper_file = Some(pepper);
+                config.master_key_file = Some(master);
+                configure(config);
+            })
+            .await;
         replica.root_key = self.root_key.clone();
         replica
+    }
+
+    /// The server's now, by its clock.
+    pub fn now(&self) -> latchkey_core::Timestamp {
+        self.clock.now()
+    }
+
+    /// The server's time `millis` from now, by its clock.
+    pub fn in_millis(&self, millis: i64) -> latchkey_core::Timestamp {
+        latchkey_core::Timestamp::from_millis(self.now().millis() + millis)
+    }
+
+    /// Runs one round of the server's maintenance (key schedule, retention,
+    /// compaction) now, at the clock's time, instead of waiting for the next one.
+    pub async fn maintain(&self) {
+        self.maintenance
+            .as_ref()
+            .expect("a probe has no server to maintain")
+            .run_once()
+            .await;
     }
 
     async fn start(
         database_url: Option<String>,
         postgres_db: Option<String>,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
+        let clock = Arc::new(ManualClock::starting_now());
+        Self::start_on_clock(database_url, postgres_db, clock, configure).await
+    }
+
+    async fn start_on_clock(
+        database_url: Option<String>,
+        postgres_db: Option<String>,
+        clock: Arc<ManualClock>,
         configure: impl FnOnce(&mut Config),
     ) -> Self {
         sqlx::any::install_default_drivers();
@@ -271,7 +311,10 @@ impl TestApp {
         };
         configure(&mut config);
         let database_url = config.database_url();
-        let app = Application::build(config).await.expect("build app");
+        let app = Application::build_with_clock(config, clock.clone())
+            .await
+            .expect("build app");
+        let maintenance = app.maintenance();
         let tls = app.tls();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let base = format!("{scheme}://127.0.0.1:{}", app.port());
@@ -289,6 +332,8 @@ impl TestApp {
             root_key,
             data_dir,
             database_url,
+            clock,
+            maintenance: Some(maintenance),
             client: reqwest::Client::builder()
                 .user_agent("latchkey-tests")
                 .build()

@@ -239,10 +239,7 @@ async fn unusable_clients_get_invalid_client(app: TestApp) {
         "invalid_client",
     );
     // Expired.
-    let soon = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(1200);
-    let expires_at = soon
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
+    let expires_at = app.in_millis(1200).to_rfc3339();
     let (eid, esecret) = app
         .client("acme", json!({ "expires_at": expires_at }))
         .await;
@@ -252,7 +249,7 @@ async fn unusable_clients_get_invalid_client(app: TestApp) {
         fresh.body["expires_in"].as_i64().unwrap() <= 2,
         "capped at the token's expiry"
     );
-    tokio::time::sleep(std::time::Duration::from_millis(2300)).await;
+    app.clock.advance(std::time::Duration::from_millis(2300));
     assert_oauth_error(
         &app.exchange(&eid, &esecret, &[]).await,
         401,

@@ -150,7 +150,12 @@ async fn scheduled_rotation_happens_once_across_replicas() {
         return;
     };
     let b = a.replica(|c| c.key_rotation_seconds = 2).await;
-    tokio::time::sleep(Duration::from_secs(7)).await;
+    // Three periods pass on the replicas' shared clock; after each, both look at the
+    // schedule at once (their own rounds may run meanwhile too).
+    for _ in 0..3 {
+        a.clock.advance(Duration::from_millis(2100));
+        tokio::join!(a.maintain(), b.maintain());
+    }
     let db = a.db().await;
     let rotations: Vec<i64> =
         sqlx::query_scalar("SELECT at FROM audit_events WHERE action = 'key.rotated' ORDER BY seq")
@@ -159,6 +164,7 @@ async fn scheduled_rotation_happens_once_across_replicas() {
             .unwrap();
     // Two at first start, then at most one per period (and never two at once).
     assert!(rotations.len() >= 3, "the schedule rotated: {rotations:?}");
+    assert_eq!(rotations.len(), 5, "one per period: {rotations:?}");
     for pair in rotations[2..].windows(2) {
         assert!(
             pair[1] - pair[0] >= 2000,

@@ -8,10 +8,11 @@
 use super::Shared;
 use super::sse::{SseEvent, SseParser};
 use crate::http::{Http, HttpError, describe};
-use crate::options::{Clock, Credential};
+use crate::options::Credential;
 use crate::replica::ReplicaOptions;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use latchkey_core::Timestamp;
+use latchkey_core::clock::Clock;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

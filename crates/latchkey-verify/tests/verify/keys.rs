@@ -1,7 +1,7 @@
 //! Discovery and the key cache: what makes the verifier fetch the JWKS, and what never
 //! does.
 
-use crate::support::{Fixture, Issuer, ManualClock, TestKey, header, sign};
+use crate::support::{Fixture, Issuer, TestKey, header, manual_clock, sign};
 use latchkey_verify::{DiscoveryError, InvalidReason, Verifier, VerifierOptions, VerifyError};
 use serde_json::json;
 use std::sync::Arc;
@@ -184,7 +184,7 @@ async fn discovery_insists_on_the_exact_issuer() {
 async fn discovery_refuses_a_key_set_with_no_usable_key() {
     let key = TestKey::ed25519("k");
     let issuer = Issuer::start(&[&key]).await;
-    let clock = ManualClock::new();
+    let clock = manual_clock();
     let only_rsa = VerifierOptions {
         algorithms: vec![latchkey_core::jwt::Algorithm::RS256],
         clock: Arc::clone(&clock) as _,

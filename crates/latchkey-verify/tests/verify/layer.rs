@@ -5,7 +5,7 @@ use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, Response, StatusCode, header};
 use axum::routing::get;
-use latchkey_verify::{Principal, Revocation, Scopes};
+use latchkey_verify::{Clock, Principal, Revocation, Scopes};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -74,7 +74,7 @@ async fn another_authorization_scheme_counts_as_no_token() {
 async fn an_invalid_token_gets_an_invalid_token_challenge() {
     let f = Fixture::start().await;
     let mut expired = f.claims();
-    expired["exp"] = (f.clock.seconds() - 3600).into();
+    expired["exp"] = (f.clock.now().unix_seconds() - 3600).into();
     let token = crate::support::sign(&f.ed, &crate::support::header(&f.ed), &expired);
     for bad in [
         format!("Bearer {token}"),

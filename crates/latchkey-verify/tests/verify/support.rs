@@ -21,7 +21,7 @@ use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, To
 use latchkey_verify::{Clock, Credential, Revocation, RevocationCheck, Verifier, VerifierOptions};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -188,29 +188,12 @@ pub fn api_key() -> (String, TokenId) {
     (issued.secret.expose().to_owned(), id)
 }
 
-/// Time that moves only when told to; starts at the real time so tokens signed with
-/// `unix_now()` are current.
-#[derive(Debug)]
-pub struct ManualClock(AtomicI64);
+pub use latchkey_core::clock::ManualClock;
 
-impl ManualClock {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self(AtomicI64::new(unix_now() * 1000)))
-    }
-
-    pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
-    }
-
-    pub fn seconds(&self) -> i64 {
-        self.0.load(Ordering::SeqCst) / 1000
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::from_millis(self.0.load(Ordering::SeqCst))
-    }
+/// Time that moves only when told to; starts at the real time (whole seconds) so tokens
+/// signed with `unix_now()` are current.
+pub fn manual_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(Timestamp::from_millis(unix_now() * 1000)))
 }
 
 /// Scripted grant state: role permissions and members' roles, by name.
@@ -525,7 +508,7 @@ impl Fixture {
             TestKey::rs256("rs-1"),
         );
         let issuer = Issuer::start(&[&ed, &es, &rs]).await;
-        let clock = ManualClock::new();
+        let clock = manual_clock();
         let mut options = issuer.options(&clock);
         tweak(&mut options);
         let verifier = issuer.verifier(options).await;
@@ -541,7 +524,7 @@ impl Fixture {
 
     /// Valid claims for this issuer at the clock's time.
     pub fn claims(&self) -> Value {
-        claims(&self.issuer.url, self.clock.seconds())
+        claims(&self.issuer.url, self.clock.now().unix_seconds())
     }
 
     /// A valid access token signed by `key`.
