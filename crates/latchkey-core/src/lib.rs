@@ -18,6 +18,7 @@ pub mod store;
 pub mod timestamp;
 pub mod token;
 pub mod usable;
+pub mod usage;
 
 pub use ids::{FieldError, RoleName, TenantId, TokenId, UserId};
 pub use permission::{Permission, PermissionSet};
