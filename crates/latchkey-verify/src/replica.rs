@@ -51,6 +51,7 @@ use crate::options::{Clock, Credential, SystemClock, millis};
 use crate::revocation::{Evictor, Revocation, RevocationCheck};
 use crate::transport::{self, ClientIdentity, TransportPolicy};
 use follow::{Entry, Follower, Kind};
+use latchkey_core::store::FeedKind;
 use latchkey_core::usable::Standing;
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
 use std::collections::HashMap;
@@ -468,7 +469,7 @@ impl GrantState {
     /// can only take away from a grant, never add to it.
     fn apply(&mut self, entry: &Entry) {
         match entry.kind {
-            Kind::Role => {
+            Kind::Known(FeedKind::Role) => {
                 let Ok(role) = RoleName::parse(&entry.subject) else {
                     return;
                 };
@@ -480,7 +481,7 @@ impl GrantState {
                     .collect();
                 self.roles.insert(role, permissions);
             }
-            Kind::Member => {
+            Kind::Known(FeedKind::Member) => {
                 let (Some(Ok(tenant)), Ok(user)) = (
                     entry.tenant_id.as_deref().map(TenantId::parse),
                     UserId::parse(&entry.subject),
@@ -727,13 +728,13 @@ impl Shared {
                 continue;
             }
             let kind = match &entry.kind {
-                Kind::Token => TOKEN,
-                Kind::Jti => JTI,
-                Kind::Family => {
+                Kind::Known(FeedKind::Token) => TOKEN,
+                Kind::Known(FeedKind::Jti) => JTI,
+                Kind::Known(FeedKind::Family) => {
                     (last, applied) = (entry.seq, applied + 1);
                     continue;
                 }
-                Kind::Role | Kind::Member => {
+                Kind::Known(FeedKind::Role | FeedKind::Member) => {
                     (last, applied) = (entry.seq, applied + 1);
                     self.state
                         .write()
