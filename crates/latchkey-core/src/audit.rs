@@ -55,11 +55,132 @@ impl AuditContext {
     }
 }
 
+/// Declares [`AuditAction`] from one table of variants and wire names, so the name a
+/// variant writes and the name it is read back from cannot drift apart.
+macro_rules! audit_actions {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// What an audit event records (docs/API.md, "Audit (the five Ws)").
+        ///
+        /// Writers name one of the known variants; the wire and storage form is the
+        /// dotted name of [`AuditAction::as_str`]. A stored name this version does not
+        /// know (written by a newer server, or by hand) reads as [`AuditAction::Other`]
+        /// with its text unchanged, so the trail stays readable and the event hashes
+        /// exactly as it was written. `Other` never holds a known name: parsing one
+        /// always gives its variant, so each name has one value.
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub enum AuditAction {
+            $($(#[$doc])* $variant,)*
+            /// A name this version does not write, kept as stored.
+            Other(UnknownAction),
+        }
+
+        impl AuditAction {
+            /// Every action this version writes.
+            pub const KNOWN: &'static [AuditAction] = &[$(Self::$variant,)*];
+
+            /// The dotted wire and storage name.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(Self::$variant => $name,)*
+                    Self::Other(unknown) => unknown.as_str(),
+                }
+            }
+
+            /// The action named `text`: a known variant, or [`AuditAction::Other`].
+            pub fn parse(text: &str) -> Self {
+                match text {
+                    $($name => Self::$variant,)*
+                    _ => Self::Other(UnknownAction(text.to_owned())),
+                }
+            }
+        }
+    };
+}
+
+audit_actions! {
+    /// A tenant was created (the system tenant at bootstrap too).
+    TenantCreated => "tenant.created",
+    /// A tenant was deleted, and its tokens revoked.
+    TenantDeleted => "tenant.deleted",
+    /// A permission was put into the catalogue.
+    PermissionPut => "permission.put",
+    /// A role was created or replaced.
+    RolePut => "role.put",
+    /// A membership was created or replaced.
+    MembershipPut => "membership.put",
+    /// A membership ended.
+    MembershipRemoved => "membership.removed",
+    /// A user was deleted everywhere.
+    UserDeleted => "user.deleted",
+    /// A token was created.
+    TokenCreated => "token.created",
+    /// A token's name changed.
+    TokenRenamed => "token.renamed",
+    /// A token was revoked.
+    TokenRevoked => "token.revoked",
+    /// One access token was revoked by its `jti` (RFC 7009).
+    AccessTokenRevoked => "access_token.revoked",
+    /// A refresh-token family was revoked (RFC 7009).
+    RefreshRevoked => "refresh.revoked",
+    /// A used refresh token was presented again: its family is revoked.
+    RefreshReused => "refresh.reused",
+    /// A signing key was rotated in.
+    KeyRotated => "key.rotated",
+    /// A token was used from an address for the first time.
+    TokenFirstSeenIp => "token.first_seen_ip",
+    /// Client credentials were exchanged for access tokens.
+    TokenExchanged => "token.exchanged",
+    /// A refresh token was exchanged for a new access token.
+    TokenRefreshed => "token.refreshed",
+    /// An authentication failed; `details.reason` says why.
+    AuthFailed => "auth.failed",
+}
+
+/// The name of an [`AuditAction::Other`]: a stored action this version does not know.
+/// Only [`AuditAction::parse`] makes one, and only of a name no variant has.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UnknownAction(String);
+
+impl UnknownAction {
+    /// The name as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for AuditAction {
+    fn from(text: String) -> Self {
+        match Self::parse(&text) {
+            // Keep the stored string rather than copying it again.
+            Self::Other(_) => Self::Other(UnknownAction(text)),
+            known => known,
+        }
+    }
+}
+
+impl fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for AuditAction {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AuditAction {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <String as serde::Deserialize>::deserialize(deserializer).map(Self::from)
+    }
+}
+
 /// What happened, to what.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct AuditEvent {
-    /// A dotted action name such as `token.created`.
-    pub action: std::borrow::Cow<'static, str>,
+    /// What happened, such as [`AuditAction::TokenCreated`] (`token.created`).
+    pub action: AuditAction,
     /// The tenant concerned, if any.
     pub tenant_id: Option<String>,
     /// The object acted on (a token id, a role name, a user id).
@@ -70,9 +191,9 @@ pub struct AuditEvent {
 
 impl AuditEvent {
     /// An event with no details.
-    pub fn new(action: &'static str, tenant_id: Option<&str>, target: Option<String>) -> Self {
+    pub fn new(action: AuditAction, tenant_id: Option<&str>, target: Option<String>) -> Self {
         Self {
-            action: std::borrow::Cow::Borrowed(action),
+            action,
             tenant_id: tenant_id.map(str::to_owned),
             target,
             details: serde_json::Value::Object(serde_json::Map::new()),
@@ -474,12 +595,12 @@ mod tests {
     fn the_chain_hash_depends_on_every_field_and_the_previous_hash() {
         let at = Timestamp::from_millis(1);
         let context = AuditContext::system(at);
-        let event = AuditEvent::new("token.created", Some("acme"), Some("t1".into()));
+        let event = AuditEvent::new(AuditAction::TokenCreated, Some("acme"), Some("t1".into()));
         let base = chain_hash(&GENESIS_HASH, 1, &context, &event);
         assert_eq!(base.len(), 32);
         assert_ne!(base, chain_hash(&[1u8; 32], 1, &context, &event));
         assert_ne!(base, chain_hash(&GENESIS_HASH, 2, &context, &event));
-        let other = AuditEvent::new("token.revoked", Some("acme"), Some("t1".into()));
+        let other = AuditEvent::new(AuditAction::TokenRevoked, Some("acme"), Some("t1".into()));
         assert_ne!(base, chain_hash(&GENESIS_HASH, 1, &context, &other));
         let later = AuditContext::system(Timestamp::from_millis(2));
         assert_ne!(base, chain_hash(&GENESIS_HASH, 1, &later, &event));
@@ -489,7 +610,7 @@ mod tests {
     fn the_canonical_encoding_is_a_compact_json_array_in_field_order() {
         let mut context = AuditContext::new("t0", Timestamp::from_millis(7));
         context.ip = Some("203.0.113.9".into());
-        let event = AuditEvent::new("token.exchanged", Some("acme"), Some("t1".into()))
+        let event = AuditEvent::new(AuditAction::TokenExchanged, Some("acme"), Some("t1".into()))
             .with_details(serde_json::json!({"z": 1, "a": "\"q\""}));
         let mut out = Vec::new();
         let details = write_canonical(&mut out, 3, &context, &event);
@@ -498,6 +619,84 @@ mod tests {
             String::from_utf8(out).unwrap(),
             r#"[3,7,"token.exchanged","t0",null,"acme","t1","203.0.113.9",null,{"a":"\"q\"","z":1}]"#
         );
+    }
+
+    /// The names the server writes, as docs/API.md ("Audit (the five Ws)") lists them.
+    const WRITTEN: [&str; 18] = [
+        "tenant.created",
+        "tenant.deleted",
+        "permission.put",
+        "role.put",
+        "membership.put",
+        "membership.removed",
+        "user.deleted",
+        "token.created",
+        "token.renamed",
+        "token.revoked",
+        "access_token.revoked",
+        "refresh.revoked",
+        "refresh.reused",
+        "key.rotated",
+        "token.first_seen_ip",
+        "token.exchanged",
+        "token.refreshed",
+        "auth.failed",
+    ];
+
+    #[test]
+    fn every_action_the_server_writes_round_trips_through_its_wire_name() {
+        let names: Vec<&str> = AuditAction::KNOWN.iter().map(AuditAction::as_str).collect();
+        assert_eq!(names, WRITTEN, "the wire names stay exactly these");
+        for action in AuditAction::KNOWN {
+            let name = action.as_str();
+            assert_eq!(&AuditAction::parse(name), action, "{name}");
+            assert_eq!(&AuditAction::from(name.to_owned()), action, "{name}");
+            assert_eq!(action.to_string(), name);
+            let json = serde_json::to_string(action).unwrap();
+            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(&serde_json::from_str::<AuditAction>(&json).unwrap(), action);
+            assert!(!matches!(action, AuditAction::Other(_)), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_stored_action_reads_as_it_is_and_hashes_as_its_text() {
+        let stored = "token.teleported";
+        let action = AuditAction::parse(stored);
+        assert!(matches!(&action, AuditAction::Other(name) if name.as_str() == stored));
+        assert_eq!(action.as_str(), stored);
+        assert_eq!(action.to_string(), stored);
+        assert_eq!(AuditAction::from(stored.to_owned()), action);
+        assert!(!AuditAction::KNOWN.contains(&action));
+        let record = serde_json::json!({"action": stored, "tenant_id": null, "target": null,
+            "details": {}});
+        let event: AuditEvent = serde_json::from_value(record.clone()).unwrap();
+        assert_eq!(event.action, action);
+        assert_eq!(serde_json::to_value(&event).unwrap(), record);
+        // The canonical encoding carries the stored text, so the chain still verifies.
+        let mut out = Vec::new();
+        write_canonical(
+            &mut out,
+            1,
+            &AuditContext::new("t0", Timestamp::from_millis(7)),
+            &event,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"[1,7,"token.teleported","t0",null,null,null,null,null,{}]"#
+        );
+    }
+
+    #[test]
+    fn a_known_name_never_reads_as_an_unknown_action() {
+        assert_eq!(AuditAction::parse("auth.failed"), AuditAction::AuthFailed);
+        // Names are exact: another case or a stray space is some other action.
+        for near in ["Auth.failed", "auth.failed ", "auth_failed", ""] {
+            let action = AuditAction::parse(near);
+            assert!(matches!(&action, AuditAction::Other(_)), "{near:?}");
+            assert_ne!(action, AuditAction::AuthFailed);
+            assert_eq!(action.as_str(), near);
+        }
     }
 
     #[test]
@@ -547,7 +746,8 @@ mod tests {
         (1..=n)
             .map(|seq| {
                 let context = AuditContext::system(Timestamp::from_millis(seq));
-                let event = AuditEvent::new("tenant.created", None, Some(format!("t{seq}")));
+                let event =
+                    AuditEvent::new(AuditAction::TenantCreated, None, Some(format!("t{seq}")));
                 let hash = chain_hash(&previous, seq, &context, &event);
                 ChainLink {
                     seq,

@@ -3,10 +3,11 @@
 //! strict base64url (RFC 7515 §2: no padding, URL-safe alphabet only, canonical trailing
 //! bits), so a token has exactly one accepted encoding.
 
+use crate::token::TokenKind;
 use serde::{Deserialize, Serialize};
 
-/// `knd` of a long-lived JWT (token kind `jwt`).
-pub const JWT_KIND: &str = "jwt";
+/// `knd` of a long-lived JWT: the name of token kind `jwt`.
+pub const JWT_KIND: &str = TokenKind::Jwt.as_str();
 
 /// `typ` of every latchkey access token (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
@@ -109,6 +110,15 @@ pub struct Claims {
     /// does not know the client's address refuses a JWT carrying it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ipa: Vec<String>,
+}
+
+impl Claims {
+    /// True for the claims of a long-lived JWT (`"knd":"jwt"`, token kind `jwt`); false
+    /// for an access token from `/oauth/token`, which has no `knd`, and for any `knd`
+    /// latchkey does not write.
+    pub fn is_long_lived(&self) -> bool {
+        self.knd.as_deref() == Some(JWT_KIND)
+    }
 }
 
 /// A JWT's `aud`: one string, or an array of them (RFC 7519 §4.1.3).
@@ -257,6 +267,26 @@ mod tests {
         assert!(!text.contains("exp") && !text.contains("uid"));
         assert!(text.contains("\"tkt\":\"tenant\"") && text.contains("\"knd\":\"jwt\""));
         assert!(text.contains("\"rol\":[]") && !text.contains("prm") && !text.contains("ipa"));
+    }
+
+    #[test]
+    fn only_knd_jwt_makes_claims_long_lived() {
+        let mut claims: Claims = serde_json::from_value(serde_json::json!({
+            "iss": "i", "sub": "t", "aud": "i", "iat": 1, "nbf": 1, "jti": "j",
+            "client_id": "t", "scope": "", "tid": "acme", "tkt": "tenant", "knd": "jwt"
+        }))
+        .unwrap();
+        assert!(claims.is_long_lived());
+        for other in [
+            None,
+            Some("JWT"),
+            Some("api_key"),
+            Some("client_credentials"),
+            Some(""),
+        ] {
+            claims.knd = other.map(str::to_owned);
+            assert!(!claims.is_long_lived(), "{other:?}");
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod store;
 pub mod timestamp;
 pub mod token;
 pub mod usable;
+pub mod usage;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{FieldError, RoleName, TenantId, TokenId, UserId};

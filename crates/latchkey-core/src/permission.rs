@@ -40,7 +40,22 @@ impl Permission {
 
     /// True for the permissions only the system tenant's tokens may hold.
     pub fn is_system_only(&self) -> bool {
-        self.0 == ADMIN || self.0 == INTROSPECT
+        self.is_admin() || self.is_introspect()
+    }
+
+    /// True for `latchkey:admin`.
+    pub fn is_admin(&self) -> bool {
+        self.0 == ADMIN
+    }
+
+    /// True for `latchkey:manage`.
+    pub fn is_manage(&self) -> bool {
+        self.0 == MANAGE
+    }
+
+    /// True for `latchkey:introspect`.
+    pub fn is_introspect(&self) -> bool {
+        self.0 == INTROSPECT
     }
 }
 
@@ -158,9 +173,7 @@ pub fn check_caller_grant(
         return Err(GrantError::SystemOnly(permission.clone()));
     }
     if let Authority::Manager(_) = caller
-        && let Some(permission) = requested
-            .iter()
-            .find(|p| p.is_builtin() && p.as_str() != MANAGE)
+        && let Some(permission) = requested.iter().find(|p| p.is_builtin() && !p.is_manage())
     {
         return Err(GrantError::NotHeld {
             grantor: "the calling credential".to_owned(),
@@ -243,6 +256,41 @@ mod tests {
             err.to_string(),
             "user u_42 does not hold a:w in tenant acme"
         );
+    }
+
+    type Test = fn(&Permission) -> bool;
+
+    #[test]
+    fn each_builtin_is_recognised_by_its_own_test_only() {
+        let tests: [(&str, Test); 3] = [
+            (ADMIN, Permission::is_admin),
+            (MANAGE, Permission::is_manage),
+            (INTROSPECT, Permission::is_introspect),
+        ];
+        for (name, _) in tests {
+            let permission = Permission::parse(name).unwrap();
+            let matching: Vec<&str> = tests
+                .iter()
+                .filter(|(_, is)| is(&permission))
+                .map(|(n, _)| *n)
+                .collect();
+            assert_eq!(matching, [name]);
+            assert!(permission.is_builtin());
+        }
+        // Look-alikes are ordinary permissions.
+        for name in [
+            "latchkey:admins",
+            "latchkey:manage:x",
+            "reports:read",
+            "latchkey",
+        ] {
+            let permission = Permission::parse(name).unwrap();
+            assert!(tests.iter().all(|(_, is)| !is(&permission)), "{name}");
+            assert!(
+                !permission.is_builtin() && !permission.is_system_only(),
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub enum TokenKind {
 
 impl TokenKind {
     /// The wire and storage name.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::ClientCredentials => "client_credentials",
             Self::ApiKey => "api_key",

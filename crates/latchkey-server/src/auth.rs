@@ -17,13 +17,12 @@ use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
-use latchkey_core::PermissionSet;
 use latchkey_core::audit::AuditContext;
-use latchkey_core::jwt::JWT_KIND;
 use latchkey_core::permission::{ADMIN, Authority, INTROSPECT, MANAGE, parse_scope};
 use latchkey_core::secret::{SecretFormatError, SecretType};
 use latchkey_core::token::TokenKind;
 use latchkey_core::usable::{Client, narrow};
+use latchkey_core::{Permission, PermissionSet};
 use latchkey_core::{TenantId, TokenId, UserId};
 use std::sync::Arc;
 
@@ -80,10 +79,9 @@ impl FromRequestParts<AppState> for Caller {
         let (cached, granted, meta) = authenticate_bearer(parts, state).await?;
         let token = &cached.record.token;
         let tenant = token.owner.tenant_id().clone();
-        let holds = |name| granted.iter().any(|p| p.as_str() == name);
-        let authority = if tenant.is_system() && holds(ADMIN) {
+        let authority = if tenant.is_system() && granted.iter().any(Permission::is_admin) {
             Authority::Admin
-        } else if holds(MANAGE) {
+        } else if granted.iter().any(Permission::is_manage) {
             Authority::Manager(tenant.clone())
         } else {
             return Err(ApiError::InsufficientScope(MANAGE));
@@ -175,8 +173,7 @@ async fn authenticate_access_token(
         .token(id)
         .await?
         .ok_or_else(|| ApiError::invalid_token("invalid credential"))?;
-    let long_lived = claims.knd.as_deref() == Some(JWT_KIND);
-    if long_lived != (cached.record.token.kind == TokenKind::Jwt) {
+    if claims.is_long_lived() != (cached.record.token.kind == TokenKind::Jwt) {
         return Err(ApiError::invalid_token("invalid credential"));
     }
     let grant = cached
@@ -245,9 +242,7 @@ impl FromRequestParts<AppState> for ServiceCaller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
         let (cached, granted, meta) = authenticate_bearer(parts, state).await?;
         let allowed = cached.record.token.owner.tenant_id().is_system()
-            && granted
-                .iter()
-                .any(|p| p.as_str() == INTROSPECT || p.as_str() == ADMIN);
+            && granted.iter().any(|p| p.is_introspect() || p.is_admin());
         if !allowed {
             return Err(ApiError::InsufficientScope(INTROSPECT));
         }

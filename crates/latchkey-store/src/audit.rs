@@ -121,7 +121,7 @@ async fn append_links(
             insert = insert
                 .bind(link.seq)
                 .bind(context.at.millis())
-                .bind(event.action.as_ref())
+                .bind(event.action.as_str())
                 .bind(context.actor.as_str())
                 .bind(context.actor_user.as_deref())
                 .bind(event.tenant_id.as_deref())

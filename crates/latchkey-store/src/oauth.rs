@@ -4,21 +4,28 @@
 
 use crate::error::{TxResult, from_sqlx};
 use crate::sql::{SqlStore, append_revocation};
-use latchkey_core::audit::{AuditContext, AuditEvent};
+use latchkey_core::audit::{AuditAction, AuditContext, AuditEvent};
 use latchkey_core::secret::StoredSecret;
 use latchkey_core::store::{
     FeedKind, RefreshFamily, RefreshOutcome, RefreshRecord, RevocationEntry, RotateWhen,
     SigningKeyRecord, StoreError, StoreResult,
 };
+use latchkey_core::token::TokenKind;
 use latchkey_core::{Timestamp, TokenId};
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-/// Keys beyond the newest three are kept only while a live long-lived JWT needs them.
-const LIVE_JWT_KIDS: &str = "SELECT signing_kid FROM tokens WHERE kind = 'jwt' \
-    AND signing_kid IS NOT NULL AND revoked_at IS NULL \
-    AND (expires_at IS NULL OR expires_at > $1)";
+/// Keys beyond the newest three are kept only while a live long-lived JWT needs them:
+/// the query of their kids, `$1` being now.
+fn live_jwt_kids() -> String {
+    format!(
+        "SELECT signing_kid FROM tokens WHERE kind = '{}' \
+         AND signing_kid IS NOT NULL AND revoked_at IS NULL \
+         AND (expires_at IS NULL OR expires_at > $1)",
+        TokenKind::Jwt.as_str()
+    )
+}
 
 fn signing_key(row: &AnyRow) -> Result<SigningKeyRecord, sqlx::Error> {
     Ok(SigningKeyRecord {
@@ -141,7 +148,8 @@ impl SqlStore {
         let sql = format!(
             "SELECT kid, seq, alg, created_at, private_sealed, public_jwk FROM signing_keys \
              WHERE seq > (SELECT COALESCE(MAX(seq), 0) - 3 FROM signing_keys) \
-             OR kid IN ({LIVE_JWT_KIDS}) ORDER BY seq DESC"
+             OR kid IN ({}) ORDER BY seq DESC",
+            live_jwt_kids()
         );
         let found = sqlx::query(&sql)
             .bind(now.millis())
@@ -201,14 +209,15 @@ impl SqlStore {
         .execute(&mut *tx)
         .await?;
         let retired = sqlx::query(&format!(
-            "DELETE FROM signing_keys WHERE seq <= $2 AND kid NOT IN ({LIVE_JWT_KIDS})"
+            "DELETE FROM signing_keys WHERE seq <= $2 AND kid NOT IN ({})",
+            live_jwt_kids()
         ))
         .bind(ctx.at.millis())
         .bind(seq - 3)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let event = AuditEvent::new("key.rotated", None, Some(key.kid.clone()))
+        let event = AuditEvent::new(AuditAction::KeyRotated, None, Some(key.kid.clone()))
             .with_details(json!({ "alg": key.alg, "keys_retired": retired }));
         self.audit_in(&mut tx, ctx, event).await?;
         tx.commit().await?;
@@ -310,7 +319,7 @@ impl SqlStore {
         let family = family.ok_or_else(|| StoreError::Internal("refresh token vanished".into()))?;
         let family = token_id(&family)?;
         if revoke_family_in(&mut tx, family, ctx.at).await? {
-            let event = AuditEvent::new("refresh.reused", None, Some(family.to_string()))
+            let event = AuditEvent::new(AuditAction::RefreshReused, None, Some(family.to_string()))
                 .with_details(json!({ "refresh_token_id": used }));
             self.audit_in(&mut tx, ctx, event).await?;
         }
@@ -326,7 +335,8 @@ impl SqlStore {
         let mut tx = self.writer.begin().await?;
         let revoked = revoke_family_in(&mut tx, family, ctx.at).await?;
         if revoked {
-            let event = AuditEvent::new("refresh.revoked", None, Some(family.to_string()));
+            let event =
+                AuditEvent::new(AuditAction::RefreshRevoked, None, Some(family.to_string()));
             self.audit_in(&mut tx, ctx, event).await?;
         }
         tx.commit().await?;
@@ -343,7 +353,8 @@ impl SqlStore {
     ) -> TxResult<()> {
         let mut tx = self.writer.begin().await?;
         let known: Option<i64> =
-            sqlx::query_scalar("SELECT seq FROM revocations WHERE kind = 'jti' AND subject = $1")
+            sqlx::query_scalar("SELECT seq FROM revocations WHERE kind = $1 AND subject = $2")
+                .bind(FeedKind::Jti.as_str())
                 .bind(jti.to_owned())
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -358,7 +369,7 @@ impl SqlStore {
             )
             .await?;
             let event = AuditEvent::new(
-                "access_token.revoked",
+                AuditAction::AccessTokenRevoked,
                 Some(tenant),
                 Some(token.to_string()),
             )
@@ -410,9 +421,10 @@ impl SqlStore {
 
     pub(crate) async fn read_revoked_jtis(&self, now: Timestamp) -> StoreResult<Vec<String>> {
         sqlx::query_scalar(
-            "SELECT subject FROM revocations WHERE kind = 'jti' \
-             AND (expires_at IS NULL OR expires_at > $1)",
+            "SELECT subject FROM revocations WHERE kind = $1 \
+             AND (expires_at IS NULL OR expires_at > $2)",
         )
+        .bind(FeedKind::Jti.as_str())
         .bind(now.millis())
         .fetch_all(&self.reader)
         .await

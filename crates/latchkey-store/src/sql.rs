@@ -5,7 +5,7 @@
 use crate::error::{TxError, TxResult, from_sqlx};
 use crate::rows::{self, TOKEN_COLUMNS, join};
 use async_trait::async_trait;
-use latchkey_core::audit::{AuditContext, AuditEvent, AuditMacKey};
+use latchkey_core::audit::{AuditAction, AuditContext, AuditEvent, AuditMacKey};
 use latchkey_core::store::{
     AuditFilter, AuditHead, AuditRecord, FeedKind, Membership, Page, PageRequest, PermissionDef,
     RefreshFamily, RefreshOutcome, RefreshRecord, RevocationEntry, RoleDef, RotateWhen,
@@ -212,7 +212,7 @@ async fn revoke_where(
         let kind: String = row.try_get("kind")?;
         let token_expiry: Option<i64> = row.try_get("expires_at")?;
         let ttl: i64 = row.try_get("access_token_ttl_seconds")?;
-        let matters_until = if kind == TokenKind::Jwt.as_str() {
+        let matters_until = if TokenKind::parse(&kind) == Some(TokenKind::Jwt) {
             token_expiry
         } else {
             let last_jwt = at.plus_seconds(ttl).millis();
@@ -261,7 +261,7 @@ async fn insert_token(conn: &mut AnyConnection, record: &TokenRecord) -> TxResul
 
 fn token_created_event(token: &Token) -> AuditEvent {
     AuditEvent::new(
-        "token.created",
+        AuditAction::TokenCreated,
         Some(token.owner.tenant_id().as_str()),
         Some(token.id.to_string()),
     )
@@ -413,7 +413,7 @@ impl SqlStore {
             return Ok(false);
         }
         let tenant_event = AuditEvent::new(
-            "tenant.created",
+            AuditAction::TenantCreated,
             Some(system.id.as_str()),
             Some(system.id.to_string()),
         )
@@ -442,7 +442,7 @@ impl SqlStore {
             return Err(StoreError::Conflict(format!("tenant {}", tenant.id)).into());
         }
         let event = AuditEvent::new(
-            "tenant.created",
+            AuditAction::TenantCreated,
             Some(tenant.id.as_str()),
             Some(tenant.id.to_string()),
         )
@@ -480,8 +480,12 @@ impl SqlStore {
         for user in &members {
             append_member_state(&mut tx, id.as_str(), user, ctx.at).await?;
         }
-        let event = AuditEvent::new("tenant.deleted", Some(id.as_str()), Some(id.to_string()))
-            .with_details(json!({ "tokens_revoked": revoked }));
+        let event = AuditEvent::new(
+            AuditAction::TenantDeleted,
+            Some(id.as_str()),
+            Some(id.to_string()),
+        )
+        .with_details(json!({ "tokens_revoked": revoked }));
         self.audit_in(&mut tx, ctx, event).await?;
         tx.commit().await?;
         Ok(true)
@@ -535,7 +539,7 @@ impl SqlStore {
         .bind(0i64)
         .execute(&mut *tx)
         .await?;
-        let event = AuditEvent::new("permission.put", None, Some(def.name.to_string()))
+        let event = AuditEvent::new(AuditAction::PermissionPut, None, Some(def.name.to_string()))
             .with_details(json!({ "description": def.description }));
         self.audit_in(&mut tx, ctx, event).await?;
         tx.commit().await?;
@@ -565,9 +569,10 @@ impl SqlStore {
                 .await?;
         }
         append_role_state(&mut tx, role.name.as_str(), ctx.at).await?;
-        let event = AuditEvent::new("role.put", None, Some(role.name.to_string())).with_details(
-            json!({ "permissions": role.permissions, "description": role.description }),
-        );
+        let event = AuditEvent::new(AuditAction::RolePut, None, Some(role.name.to_string()))
+            .with_details(
+                json!({ "permissions": role.permissions, "description": role.description }),
+            );
         self.audit_in(&mut tx, ctx, event).await?;
         tx.commit().await?;
         Ok(())
@@ -612,7 +617,7 @@ impl SqlStore {
         }
         append_member_state(&mut tx, tenant.as_str(), user.as_str(), ctx.at).await?;
         let event = AuditEvent::new(
-            "membership.put",
+            AuditAction::MembershipPut,
             Some(tenant.as_str()),
             Some(user.to_string()),
         )
@@ -654,7 +659,7 @@ impl SqlStore {
         )
         .await?;
         let event = AuditEvent::new(
-            "membership.removed",
+            AuditAction::MembershipRemoved,
             Some(tenant.as_str()),
             Some(user.to_string()),
         )
@@ -691,9 +696,10 @@ impl SqlStore {
         for tenant in &tenants {
             append_member_state(&mut tx, tenant, user.as_str(), ctx.at).await?;
         }
-        let event = AuditEvent::new("user.deleted", None, Some(user.to_string())).with_details(
-            json!({ "tenants": tenants, "tokens_revoked": revoked, "tokens_deleted": deleted }),
-        );
+        let event = AuditEvent::new(AuditAction::UserDeleted, None, Some(user.to_string()))
+            .with_details(
+                json!({ "tenants": tenants, "tokens_revoked": revoked, "tokens_deleted": deleted }),
+            );
         self.audit_in(&mut tx, ctx, event).await?;
         tx.commit().await?;
         Ok(true)
@@ -747,7 +753,7 @@ impl SqlStore {
             .execute(&mut *tx)
             .await?;
         let event = AuditEvent::new(
-            "token.renamed",
+            AuditAction::TokenRenamed,
             Some(before.token.owner.tenant_id().as_str()),
             Some(id.to_string()),
         )
@@ -766,7 +772,7 @@ impl SqlStore {
         };
         if !revoked.is_empty() {
             let event = AuditEvent::new(
-                "token.revoked",
+                AuditAction::TokenRevoked,
                 Some(record.token.owner.tenant_id().as_str()),
                 Some(id.to_string()),
             );

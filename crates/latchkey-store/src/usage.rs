@@ -9,7 +9,7 @@
 
 use crate::error::{TxResult, from_sqlx};
 use crate::sql::SqlStore;
-use latchkey_core::audit::{AuditContext, AuditEvent};
+use latchkey_core::audit::{AuditAction, AuditContext, AuditEvent};
 use latchkey_core::store::{StoreResult, UsageRecord};
 use latchkey_core::{Timestamp, TokenId};
 use serde_json::json;
@@ -72,7 +72,7 @@ impl SqlStore {
             .await?
             .rows_affected();
             if first == 1 {
-                let event = AuditEvent::new("token.first_seen_ip", Some(&tenant), Some(id))
+                let event = AuditEvent::new(AuditAction::TokenFirstSeenIp, Some(&tenant), Some(id))
                     .with_details(json!({ "ip": record.client_ip, "route": record.route }));
                 self.audit_in(&mut tx, ctx, event).await?;
             }

@@ -18,7 +18,7 @@ use crate::narrow::GrantBasis;
 use crate::principal::{Principal, TokenKind};
 use latchkey_core::cidr::IpNet;
 use latchkey_core::jwt::{
-    ACCESS_TOKEN_TYPE, Algorithm, Claims, Header, TokenOwnerType, b64url_decode,
+    ACCESS_TOKEN_TYPE, Algorithm, Claims, Header, JWT_KIND, TokenOwnerType, b64url_decode,
 };
 use latchkey_core::permission::parse_scope;
 use latchkey_core::{TenantId, Timestamp, TokenId, UserId};
@@ -163,7 +163,7 @@ pub(crate) fn check_claims(
     check_types(&map)?;
     let long_lived = match map.get("knd").and_then(Value::as_str) {
         None => false,
-        Some("jwt") => true,
+        Some(JWT_KIND) => true,
         Some(_) => return Err(InvalidReason::InvalidClaim("knd")),
     };
     if let Some(name) = REQUIRED_CLAIMS.iter().find(|n| !map.contains_key(**n)) {

@@ -12,17 +12,9 @@ use latchkey_core::{PermissionSet, TenantId, TokenId, UserId};
 use serde::Serialize;
 use std::sync::Arc;
 
-/// How the token was presented (docs/API.md, "Tokens").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenKind {
-    /// A short-lived access token from `/oauth/token`.
-    ClientCredentials,
-    /// An opaque api key, checked through introspection.
-    ApiKey,
-    /// A long-lived signed JWT (`"knd":"jwt"`).
-    Jwt,
-}
+/// How the token was presented (docs/API.md, "Tokens"): the server's own token kind,
+/// re-exported so a principal's kind and a token's compare as one type.
+pub use latchkey_core::token::TokenKind;
 
 /// The verified caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -53,6 +53,7 @@ use crate::transport::{self, ClientIdentity, TransportPolicy};
 use crate::verifier::Evictor;
 use follow::{Entry, Follower, Kind};
 use latchkey_core::clock::{Clock, SystemClock};
+use latchkey_core::store::FeedKind;
 use latchkey_core::usable::Standing;
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
 use std::collections::HashMap;
@@ -470,7 +471,7 @@ impl GrantState {
     /// can only take away from a grant, never add to it.
     fn apply(&mut self, entry: &Entry) {
         match entry.kind {
-            Kind::Role => {
+            Kind::Known(FeedKind::Role) => {
                 let Ok(role) = RoleName::parse(&entry.subject) else {
                     return;
                 };
@@ -482,7 +483,7 @@ impl GrantState {
                     .collect();
                 self.roles.insert(role, permissions);
             }
-            Kind::Member => {
+            Kind::Known(FeedKind::Member) => {
                 let (Some(Ok(tenant)), Ok(user)) = (
                     entry.tenant_id.as_deref().map(TenantId::parse),
                     UserId::parse(&entry.subject),
@@ -729,13 +730,13 @@ impl Shared {
                 continue;
             }
             let kind = match &entry.kind {
-                Kind::Token => TOKEN,
-                Kind::Jti => JTI,
-                Kind::Family => {
+                Kind::Known(FeedKind::Token) => TOKEN,
+                Kind::Known(FeedKind::Jti) => JTI,
+                Kind::Known(FeedKind::Family) => {
                     (last, applied) = (entry.seq, applied + 1);
                     continue;
                 }
-                Kind::Role | Kind::Member => {
+                Kind::Known(FeedKind::Role | FeedKind::Member) => {
                     (last, applied) = (entry.seq, applied + 1);
                     self.state
                         .write()

@@ -7,6 +7,7 @@
 use anyhow::{Context, bail};
 use axum::Json;
 use axum::routing::get;
+use latchkey_core::permission::INTROSPECT;
 use latchkey_gateway::{GatewayConfig, assemble};
 use latchkey_server::{Application, Config};
 use serde_json::{Value, json};
@@ -179,7 +180,7 @@ pub async fn run() -> anyhow::Result<()> {
             "create the gateway's credential (latchkey:introspect)",
             post,
             "/v1/tenants/latchkey/tokens",
-            json!({ "name": "gateway", "kind": "api_key", "permissions": ["latchkey:introspect"] }),
+            json!({ "name": "gateway", "kind": "api_key", "permissions": [INTROSPECT] }),
         )
         .await?["api_key"]
         .as_str()

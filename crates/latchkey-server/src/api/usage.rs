@@ -17,6 +17,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use latchkey_core::audit::AuditContext;
 use latchkey_core::store::UsageRecord;
+use latchkey_core::usage::{UsageGroup, is_status_class};
 use latchkey_core::{Timestamp, TokenId};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -67,10 +68,7 @@ fn check(index: usize, entry: &Entry, minute: Timestamp) -> ApiResult<()> {
             "must be an HTTP method in capitals",
         ));
     }
-    if !matches!(
-        entry.status_class.as_str(),
-        "1xx" | "2xx" | "3xx" | "4xx" | "5xx"
-    ) {
+    if !is_status_class(&entry.status_class) {
         return Err(ApiError::field(
             field("status_class"),
             "must be one of 1xx … 5xx",
@@ -153,16 +151,6 @@ pub async fn ingest(
     Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": kept }))))
 }
 
-/// How `GET /v1/tokens/{id}/usage` groups its series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum GroupBy {
-    Route,
-    Ip,
-    Status,
-    Method,
-    Day,
-}
-
 /// `GET /v1/tokens/{id}/usage?since=&until=&group_by=route|ip|status|method|day`: the
 /// "how" of a token — totals and per-minute series (per-day for `day`) for each group,
 /// plus when and where it was last used. The window defaults to the last 24 hours and
@@ -177,7 +165,7 @@ pub async fn token_usage(
     let now = state.now();
     let mut until = now;
     let mut since = None;
-    let mut group_by = GroupBy::Route;
+    let mut group_by = UsageGroup::Route;
     let time = |field: &str, value: &str| {
         Timestamp::parse_rfc3339(value)
             .ok_or_else(|| ApiError::field(field, "must be an RFC 3339 timestamp"))
@@ -187,19 +175,9 @@ pub async fn token_usage(
             "since" => since = Some(time("since", &value)?),
             "until" => until = time("until", &value)?,
             "group_by" => {
-                group_by = match value.as_str() {
-                    "route" => GroupBy::Route,
-                    "ip" => GroupBy::Ip,
-                    "status" => GroupBy::Status,
-                    "method" => GroupBy::Method,
-                    "day" => GroupBy::Day,
-                    _ => {
-                        return Err(ApiError::field(
-                            "group_by",
-                            "must be route, ip, status, method or day",
-                        ));
-                    }
-                }
+                group_by = UsageGroup::parse(&value).ok_or_else(|| {
+                    ApiError::field("group_by", "must be route, ip, status, method or day")
+                })?;
             }
             other => {
                 return Err(ApiError::field(
@@ -227,11 +205,11 @@ pub async fn token_usage(
         // Ingestion keeps counts positive; a stored negative one is damage, read as none.
         let count = record.count.max(0);
         let (key, bucket) = match group_by {
-            GroupBy::Route => (record.route.clone(), record.minute),
-            GroupBy::Ip => (record.client_ip.clone(), record.minute),
-            GroupBy::Status => (record.status_class.clone(), record.minute),
-            GroupBy::Method => (record.method.clone(), record.minute),
-            GroupBy::Day => {
+            UsageGroup::Route => (record.route.clone(), record.minute),
+            UsageGroup::Ip => (record.client_ip.clone(), record.minute),
+            UsageGroup::Status => (record.status_class.clone(), record.minute),
+            UsageGroup::Method => (record.method.clone(), record.minute),
+            UsageGroup::Day => {
                 let day = day_of(record.minute);
                 let text = day.to_rfc3339();
                 (text.get(..10).unwrap_or(&text).to_owned(), day)
@@ -256,13 +234,7 @@ pub async fn token_usage(
         "token_id": token.id,
         "since": since,
         "until": until,
-        "group_by": match group_by {
-            GroupBy::Route => "route",
-            GroupBy::Ip => "ip",
-            GroupBy::Status => "status",
-            GroupBy::Method => "method",
-            GroupBy::Day => "day",
-        },
+        "group_by": group_by.as_str(),
         "total": total,
         "last_used_at": token.last_used_at,
         "last_used_ip": token.last_used_ip,

@@ -13,7 +13,7 @@ use crate::extract::user_agent;
 use axum::http::HeaderValue;
 use latchkey_core::Timestamp;
 use latchkey_core::TokenId;
-use latchkey_core::audit::{AuditContext, AuditEvent};
+use latchkey_core::audit::{AuditAction, AuditContext, AuditEvent};
 use latchkey_core::permission::format_scope;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -119,7 +119,7 @@ impl Grants {
             at: first.issued_at,
         };
         let mut event = AuditEvent::new(
-            "token.exchanged",
+            AuditAction::TokenExchanged,
             Some(token.owner.tenant_id().as_str()),
             Some(token.id.to_string()),
         )
@@ -236,7 +236,7 @@ mod tests {
 
     fn other_event() -> Recorded {
         let context = AuditContext::new("x", Timestamp::from_millis(5));
-        let event = AuditEvent::new("auth.failed", Some("acme"), None);
+        let event = AuditEvent::new(AuditAction::AuthFailed, Some("acme"), None);
         Recorded::Event(Box::new((context, event)))
     }
 
@@ -257,7 +257,7 @@ mod tests {
             .iter()
             .map(|(context, event)| {
                 (
-                    event.action.as_ref(),
+                    event.action.as_str(),
                     context.ip.as_deref(),
                     &event.details["jti"],
                 )

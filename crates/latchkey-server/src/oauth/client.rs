@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use latchkey_core::TokenId;
-use latchkey_core::audit::{AuditContext, AuditEvent};
+use latchkey_core::audit::{AuditAction, AuditContext, AuditEvent};
 use latchkey_core::secret::{SecretType, StoredSecret};
 use latchkey_core::token::TokenKind;
 use serde_json::json;
@@ -209,7 +209,7 @@ pub async fn record_failure(
         user_agent: meta.user_agent,
         at: state.now(),
     };
-    let event = AuditEvent::new("auth.failed", tenant, Some(context.actor.clone()))
+    let event = AuditEvent::new(AuditAction::AuthFailed, tenant, Some(context.actor.clone()))
         .with_details(json!({ "reason": reason, "endpoint": parts.uri.path() }));
     state.audit().record(context, event).await;
 }

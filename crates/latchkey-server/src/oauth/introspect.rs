@@ -22,12 +22,11 @@ use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use latchkey_core::PermissionSet;
-use latchkey_core::jwt::JWT_KIND;
-use latchkey_core::permission::{ADMIN, INTROSPECT, format_scope, parse_scope};
+use latchkey_core::permission::{format_scope, parse_scope};
 use latchkey_core::secret::SecretType;
 use latchkey_core::token::TokenKind;
 use latchkey_core::usable::{Client, narrow};
+use latchkey_core::{Permission, PermissionSet};
 use serde_json::{Map, Value, json};
 use std::net::IpAddr;
 
@@ -63,15 +62,15 @@ async fn answer(state: &AppState, request: Request) -> OAuthResult<Value> {
             ApiError::InvalidToken { description, .. } => OAuthError::invalid_token(description),
             other => OAuthError::from(other),
         })?;
-    let holds = |name| caller.effective.iter().any(|p| p.as_str() == name);
+    let holds = |is: fn(&Permission) -> bool| caller.effective.iter().any(is);
     let system = caller.record.token.owner.tenant_id().is_system();
-    if !system || !(holds(INTROSPECT) || holds(ADMIN)) {
+    if !system || !(holds(Permission::is_introspect) || holds(Permission::is_admin)) {
         return Err(OAuthError::insufficient_scope(
             "introspection requires latchkey:introspect",
         ));
     }
     let client = match form.get("client_ip")? {
-        Some(_) if !holds(INTROSPECT) => {
+        Some(_) if !holds(Permission::is_introspect) => {
             return Err(OAuthError::invalid_request(
                 "client_ip may be given only by a caller holding latchkey:introspect",
             ));
@@ -79,7 +78,7 @@ async fn answer(state: &AppState, request: Request) -> OAuthResult<Value> {
         Some(text) => Client::Address(text.parse::<IpAddr>().map_err(|_| {
             OAuthError::invalid_request("client_ip must be an IPv4 or IPv6 address")
         })?),
-        None if holds(INTROSPECT) => Client::JudgedByCaller,
+        None if holds(Permission::is_introspect) => Client::JudgedByCaller,
         None => crate::auth::client(client_addr(&parts, state)),
     };
     let token = form.require("token")?;
@@ -195,8 +194,7 @@ async fn inspect_jwt(
     let Some(token) = state.token(id).await? else {
         return Ok(None);
     };
-    let long_lived = claims.knd.as_deref() == Some(JWT_KIND);
-    if long_lived != (token.record.token.kind == TokenKind::Jwt) {
+    if claims.is_long_lived() != (token.record.token.kind == TokenKind::Jwt) {
         return Ok(None);
     }
     let Ok(grant) = token.usable(now, client) else {

@@ -76,7 +76,7 @@ pub fn verify(
     }
     match claims.exp {
         Some(exp) if exp <= now_seconds => Err(Rejected::Expired),
-        None if claims.knd.as_deref() != Some("jwt") => Err(Rejected::Invalid),
+        None if !claims.is_long_lived() => Err(Rejected::Invalid),
         _ => Ok(claims),
     }
 }

@@ -12,8 +12,8 @@ use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use latchkey_core::audit::{AuditContext, AuditEvent};
-use latchkey_core::jwt::{Audience, Claims, TokenOwnerType};
+use latchkey_core::audit::{AuditAction, AuditContext, AuditEvent};
+use latchkey_core::jwt::{Audience, Claims, JWT_KIND, TokenOwnerType};
 use latchkey_core::permission::{format_scope, parse_scope};
 use latchkey_core::secret::{Secret, SecretType};
 use latchkey_core::store::{RefreshFamily, RefreshOutcome, RefreshRecord};
@@ -145,7 +145,7 @@ pub fn claims_for(
         tid: token.owner.tenant_id().to_string(),
         uid,
         tkt,
-        knd: long_lived.then(|| "jwt".to_owned()),
+        knd: long_lived.then(|| JWT_KIND.to_owned()),
         rol: Some(token.roles.iter().map(ToString::to_string).collect()),
         prm: Some(token.permissions.iter().map(ToString::to_string).collect()),
         ipa: token.ip_allowlist.iter().map(ToString::to_string).collect(),
@@ -315,7 +315,7 @@ async fn refresh(state: &AppState, parts: &Parts, form: &Form) -> OAuthResult<Re
     match state.store().rotate_refresh(record.id, &next, &ctx).await? {
         RefreshOutcome::Rotated => {
             let event = AuditEvent::new(
-                "token.refreshed",
+                AuditAction::TokenRefreshed,
                 Some(token.owner.tenant_id().as_str()),
                 Some(token.id.to_string()),
             )

@@ -4,7 +4,9 @@
 use crate::both_backends;
 use crate::helpers::{TestApp, captured_logs};
 use aws_lc_rs::hmac;
-use latchkey_core::audit::{Break, BreakReason, ChainLink, ChainVerifier, chain_hash, hex, unhex};
+use latchkey_core::audit::{
+    AuditAction, Break, BreakReason, ChainLink, ChainVerifier, chain_hash, hex, unhex,
+};
 use latchkey_core::store::AuditRecord;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -23,6 +25,7 @@ both_backends!(
     a_deleted_tail_shows_against_the_stored_head_until_the_head_is_moved_back,
     the_mac_key_never_reaches_a_log_or_a_response,
     events_from_before_macs_are_legacy_and_new_events_are_signed,
+    an_action_this_version_does_not_write_still_reads_as_stored,
 );
 
 /// A request and the event it must write: method, path, body, action, tenant, target.
@@ -753,4 +756,61 @@ async fn every_exchange_is_recorded_and_alike_ones_share_an_event(app: TestApp) 
         .as_i64()
         .unwrap();
     assert_eq!(total(&app).await, created + events.len() as i64);
+}
+
+/// An event whose action a newer server (or a hand) wrote: stored as text, it must list,
+/// filter and export as that text, and hash exactly as it was written.
+async fn an_action_this_version_does_not_write_still_reads_as_stored(app: TestApp) {
+    app.create_tenant("acme").await;
+    let last = total(&app).await;
+    let links = chain_of(&app.get("/v1/audit/chain?after=0").await.text);
+    let mut link = links.into_iter().find(|l| l.seq == last).unwrap();
+    assert_eq!(link.event.action, AuditAction::TenantCreated);
+    link.event.action = AuditAction::parse("tenant.teleported");
+    assert!(matches!(link.event.action, AuditAction::Other(_)));
+    let hash = chain_hash(&link.prev_hash, last, &link.context, &link.event);
+    let db = app.db().await;
+    sqlx::query("UPDATE audit_events SET action = 'tenant.teleported', hash = $1 WHERE seq = $2")
+        .bind(hash.clone())
+        .bind(last)
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE chain_heads SET hash = $1 WHERE name = 'audit' AND seq = $2")
+        .bind(hash)
+        .bind(last)
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    let listed = app.get("/v1/audit?action=tenant.teleported").await;
+    listed.assert_status(200);
+    let items = listed.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["seq"], json!(last));
+    assert_eq!(items[0]["action"], "tenant.teleported");
+    assert_eq!(items[0]["target"], "acme");
+    // The known events around it still read as their own actions.
+    let created = app.get("/v1/audit?action=tenant.created").await.body["items"].clone();
+    assert!(
+        created
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["seq"] != json!(last)),
+        "{created}"
+    );
+    assert_eq!(newest(&app).await["action"], "tenant.teleported");
+    // The export reads, and its links hold: the unknown action hashes as its text.
+    let export = chain_of(&app.get("/v1/audit/chain?after=0").await.text);
+    assert_eq!(
+        export.last().unwrap().event.action.as_str(),
+        "tenant.teleported"
+    );
+    assert_eq!(first_broken_link(&app).await, None);
+    // Only the MAC, made over the hash of what was first written, tells.
+    assert_eq!(
+        verdict(&app).await["first_broken"],
+        json!({ "seq": last, "reason": "mac" })
+    );
 }

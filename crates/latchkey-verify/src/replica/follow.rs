@@ -13,6 +13,7 @@ use crate::replica::ReplicaOptions;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use latchkey_core::Timestamp;
 use latchkey_core::clock::Clock;
+use latchkey_core::store::FeedKind;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,17 +22,13 @@ use std::time::Duration;
 /// Largest page body accepted: 10 000 entries of about 200 bytes, with room to spare.
 const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
 
-/// What an entry names.
+/// What an entry names: one of the server's feed kinds, or one this version does not
+/// know.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(from = "String")]
 pub(super) enum Kind {
-    Token,
-    Jti,
-    Family,
-    /// A role's permissions now.
-    Role,
-    /// A member's roles now.
-    Member,
+    /// A kind this version knows (docs/API.md, "Revocation feed").
+    Known(FeedKind),
     /// A kind this version does not know, by name. It may carry state that narrows
     /// grants, so the replica cannot go on without it: it turns stale for good.
     Other(String),
@@ -39,14 +36,7 @@ pub(super) enum Kind {
 
 impl From<String> for Kind {
     fn from(name: String) -> Self {
-        match name.as_str() {
-            "token" => Self::Token,
-            "jti" => Self::Jti,
-            "family" => Self::Family,
-            "role" => Self::Role,
-            "member" => Self::Member,
-            _ => Self::Other(name),
-        }
+        FeedKind::parse(&name).map_or(Self::Other(name), Self::Known)
     }
 }
 
@@ -435,7 +425,7 @@ mod tests {
                  "expires_at":"2026-11-28T10:15:00Z"}"#,
         )
         .unwrap();
-        assert_eq!((entry.seq, entry.kind), (7, Kind::Jti));
+        assert_eq!((entry.seq, entry.kind), (7, Kind::Known(FeedKind::Jti)));
         assert_eq!(
             entry.expires_at,
             Timestamp::parse_rfc3339("2026-11-28T10:15:00Z")
@@ -455,7 +445,7 @@ mod tests {
                  "permissions":["reports:read"]}"#,
         )
         .unwrap();
-        assert_eq!(role.kind, Kind::Role);
+        assert_eq!(role.kind, Kind::Known(FeedKind::Role));
         assert_eq!(role.permissions, Some(vec!["reports:read".to_owned()]));
         let member: Entry = parse(
             br#"{"seq":10,"kind":"member","subject":"u_1","tenant_id":"acme",
@@ -464,7 +454,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             (member.kind, member.tenant_id.as_deref(), member.roles),
-            (Kind::Member, Some("acme"), Some(vec![]))
+            (Kind::Known(FeedKind::Member), Some("acme"), Some(vec![]))
         );
     }
 }

@@ -15,6 +15,7 @@ use super::output::{emit, fields, items, paragraph, table, text, thousands};
 use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
 use latchkey_core::Timestamp;
+use latchkey_core::token::TokenKind;
 use reqwest::Method;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -510,7 +511,7 @@ fn what(token: &Value) -> Vec<String> {
     }
     parts.push(listing("permissions", &token["permissions"], "none"));
     parts.push(listing("allowlist", &token["ip_allowlist"], "any address"));
-    if token["kind"] == "client_credentials" {
+    if token["kind"] == TokenKind::ClientCredentials.as_str() {
         parts.push(clause(format!(
             "access tokens {} s",
             text(&token["access_token_ttl_seconds"])

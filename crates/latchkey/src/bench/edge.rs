@@ -23,6 +23,7 @@ use super::load::{self, Outcome, Plan, Target};
 use super::report;
 use crate::admin::client::{Client, Credential};
 use anyhow::{Context, bail};
+use latchkey_core::permission::{ADMIN, INTROSPECT};
 use reqwest::Method;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -79,7 +80,7 @@ pub async fn run(
         .send(
             Method::POST,
             &["v1", "tenants", "latchkey", "tokens"],
-            &json!({ "name": "bench gateway", "kind": "api_key", "permissions": ["latchkey:introspect"] }),
+            &json!({ "name": "bench gateway", "kind": "api_key", "permissions": [INTROSPECT] }),
         )
         .await?["api_key"]
         .as_str()
@@ -263,7 +264,7 @@ async fn revoker_key(client: &Client) -> anyhow::Result<String> {
         .send(
             Method::POST,
             &["v1", "tenants", "latchkey", "tokens"],
-            &json!({ "name": "bench revoker", "kind": "api_key", "permissions": ["latchkey:admin"] }),
+            &json!({ "name": "bench revoker", "kind": "api_key", "permissions": [ADMIN] }),
         )
         .await?["api_key"]
         .as_str()

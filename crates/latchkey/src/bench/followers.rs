@@ -25,6 +25,8 @@ use hyper::body::Bytes;
 use hyper::header::{ACCEPT, AUTHORIZATION, HOST};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use latchkey_core::permission::INTROSPECT;
+use latchkey_core::store::FeedKind;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -91,7 +93,7 @@ pub async fn run(
         .send(
             Method::POST,
             &["v1", "tenants", "latchkey", "tokens"],
-            &json!({ "name": "bench followers", "kind": "api_key", "permissions": ["latchkey:introspect"] }),
+            &json!({ "name": "bench followers", "kind": "api_key", "permissions": [INTROSPECT] }),
         )
         .await?["api_key"]
         .as_str()
@@ -220,7 +222,7 @@ async fn follow(
                 if permit.take().is_some() {
                     events.send(Event::Connected)?;
                 }
-            } else if event["kind"] == "token" {
+            } else if event["kind"] == FeedKind::Token.as_str() {
                 if let Some(subject) = event["subject"].as_str() {
                     events.send(Event::Seen(subject.to_owned(), at))?;
                 }

@@ -9,6 +9,7 @@
 
 use crate::admin::client::{Client, Credential};
 use anyhow::{Context, anyhow};
+use latchkey_core::permission::INTROSPECT;
 use reqwest::Method;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{Value, json};
@@ -17,7 +18,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 const PERMISSION: &str = "bench:read";
 const ROLE: &str = "bench-reader";
-const INTROSPECT: &str = "latchkey:introspect";
 const SYSTEM_TENANT: &str = "latchkey";
 
 /// The credentials the runs present.
