@@ -1,11 +1,18 @@
 #!/usr/bin/env python3
-"""Import cycles between the top-level modules of each crate (docs/DESIGN.md).
+"""Import cycles between the top-level modules of each crate, and layers that must not
+look up (docs/DESIGN.md).
 
 For every crate under crates/, reads the Rust files of src/, outside their
 `#[cfg(test)]` modules, and collects each `crate::MODULE` path a module names (in
 `use` lines and inline). It prints every group of top-level modules that import each
-other in a ring (a strongly connected component of more than one module) and exits 1
-when there is one, 0 when there is none.
+other in a ring (a strongly connected component of more than one module).
+
+It then checks the layers in LAYERS: no file of a lower layer names the layer above
+it (`crate::http`) or the crates only that layer may use (axum, hyper, tower). In
+latchkey-server, the service layer (src/service.rs, src/service/) knows nothing of
+HTTP.
+
+Exits 1 when it finds a cycle or a layer breach, 0 otherwise.
 
 Usage: scripts/module-cycles.py [CRATE …]   (default: every crate)
 """
@@ -103,6 +110,41 @@ def cycles(edges):
     return found
 
 
+# crate -> (lower layer, what it must not name)
+LAYERS = {
+    "latchkey-server": (
+        "service",
+        [
+            re.compile(r"\bcrate::http\b"),
+            re.compile(r"\bcrate::\{[^}]*\bhttp\b"),
+            re.compile(r"\bsuper::(super::)*(http\b|\{[^}]*\bhttp\b)"),
+            re.compile(r"\b(axum|hyper|hyper_util|tower|tower_http)::"),
+        ],
+    ),
+}
+
+
+def layer_breaches(crate):
+    """(file, line number, line) of every line of the lower layer that names what it
+    must not."""
+    rule = LAYERS.get(crate.name)
+    if rule is None:
+        return []
+    layer, forbidden = rule
+    src = crate / "src"
+    files = [src / f"{layer}.rs"] + sorted((src / layer).rglob("*.rs"))
+    found = []
+    for path in files:
+        if not path.is_file():
+            continue
+        text = without_tests(path.read_text())
+        for number, line in enumerate(text.splitlines(), 1):
+            code = line.split("//", 1)[0]
+            if any(pattern.search(code) for pattern in forbidden):
+                found.append((path.relative_to(ROOT), number, line.strip()))
+    return found
+
+
 def main(names):
     crates = sorted(p for p in (ROOT / "crates").iterdir() if (p / "src").is_dir())
     if names:
@@ -122,8 +164,12 @@ def main(names):
             print(f"{crate.name}: {len(component)} modules import each other: "
                   f"{', '.join(component)}")
             print(f"  {'; '.join(links)}")
+        for path, number, line in layer_breaches(crate):
+            failed = True
+            print(f"{path}:{number}: the {LAYERS[crate.name][0]} layer names a layer above it: {line}")
     if not failed:
-        print(f"no import cycles between top-level modules ({len(crates)} crates)")
+        print(f"no import cycles between top-level modules and no layer breaches "
+              f"({len(crates)} crates)")
     return 1 if failed else 0
 
 

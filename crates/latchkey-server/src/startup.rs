@@ -1,16 +1,16 @@
 //! Building and running the server: open the store, load the pepper, create the system
 //! tenant and root key on first start, bind the listener and serve it (`listener`).
 
-use crate::api::router;
-use crate::audit::AuditQueue;
-use crate::cache::TokenCache;
 use crate::config::Config;
+use crate::http::listener::{self, Limits};
+use crate::http::router;
 use crate::keyfile;
-use crate::listener::{self, Limits};
-use crate::oauth::KeyRing;
-use crate::oauth::keys::MasterKey;
-use crate::oauth::throttle::{self, Throttle};
-use crate::state::{AppState, Parts, Settings};
+use crate::service::audit::AuditQueue;
+use crate::service::cache::TokenCache;
+use crate::service::keyring::KeyRing;
+use crate::service::keys::MasterKey;
+use crate::service::state::{AppState, Parts, Settings};
+use crate::service::throttle::{self, Throttle};
 use anyhow::Context;
 use latchkey_core::audit::{AuditContext, AuditMacKey};
 use latchkey_core::clock::{Clock, SystemClock};

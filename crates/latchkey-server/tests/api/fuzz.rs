@@ -9,7 +9,7 @@
 use crate::both_backends_with;
 use crate::helpers::{Reply, TestApp, basic, encode};
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use latchkey_server::Config;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
@@ -28,6 +28,8 @@ both_backends_with!(
     any_authorization_header_on_the_token_endpoint_gets_400_or_401,
     a_client_authenticates_however_it_form_encodes_its_basic_credentials,
     a_cursor_that_decodes_to_a_nul_is_a_400,
+    a_query_parameter_named_twice_is_refused_and_changes_nothing,
+    an_audit_cursor_has_the_one_spelling_of_every_cursor,
     an_error_description_echoing_client_text_keeps_to_rfc6749_characters,
 );
 
@@ -730,6 +732,77 @@ async fn a_cursor_that_decodes_to_a_nul_is_a_400(app: TestApp) {
                 .assert_status(200);
         }
     }
+}
+
+/// A parameter named twice would let a proxy that reads the first and a server that
+/// reads the last disagree on one request (docs/API.md, "Reading request input"): every
+/// query refuses it, naming it, before the handler acts.
+async fn a_query_parameter_named_twice_is_refused_and_changes_nothing(app: TestApp) {
+    let token = acme_with_token(&app).await;
+    for (path, field) in [
+        ("/v1/tenants?limit=1&limit=200", "limit"),
+        (
+            "/v1/tenants/acme/tokens?cursor=YQ&limit=2&cursor=Yg",
+            "cursor",
+        ),
+        (
+            "/v1/audit?action=token.created&action=token.revoked",
+            "action",
+        ),
+        ("/v1/revocations?after=0&after=5", "after"),
+        ("/v1/audit/chain?limit=1&limit=2", "limit"),
+        (
+            &format!("/v1/tokens/{token}/usage?group_by=ip&group_by=route"),
+            "group_by",
+        ),
+    ] {
+        let reply = app.get(path).await;
+        reply.assert_problem(400, "invalid-field");
+        assert_eq!(reply.body["field"], field, "{path}");
+    }
+    let reply = app
+        .delete(&format!("/v1/tokens/{token}?timeout_ms=1&timeout_ms=2"))
+        .await;
+    reply.assert_problem(400, "invalid-field");
+    assert_eq!(reply.body["field"], "timeout_ms");
+    let shown = app.get(&format!("/v1/tokens/{token}")).await;
+    assert!(shown.body["revoked_at"].is_null(), "{}", shown.text);
+    // Controls: each parameter once is read.
+    let page = app.get("/v1/tenants?limit=1").await;
+    page.assert_status(200);
+    assert_eq!(page.body["items"].as_array().unwrap().len(), 1);
+    app.get("/v1/revocations?after=0").await.assert_status(200);
+    app.delete(&format!("/v1/tokens/{token}?timeout_ms=1"))
+        .await
+        .assert_status(204);
+    let shown = app.get(&format!("/v1/tokens/{token}")).await;
+    assert!(shown.body["revoked_at"].is_string(), "{}", shown.text);
+}
+
+/// The audit trail's cursor is spelled like every other list's (base64url of the sort
+/// key, here a positive seq); the bare seq it once was, or a key that is no seq, is no
+/// cursor this server issued.
+async fn an_audit_cursor_has_the_one_spelling_of_every_cursor(app: TestApp) {
+    acme_with_token(&app).await;
+    // `5` is a bare seq; `YQ` is base64url for "a", `MA` for "0", `LTE` for "-1".
+    for cursor in ["5", "YQ", "MA", "LTE"] {
+        let reply = app.get(&format!("/v1/audit?cursor={cursor}")).await;
+        reply.assert_problem(400, "invalid-field");
+        assert_eq!(reply.body["field"], "cursor", "{cursor}");
+    }
+    // Control: the cursor the server issues pages, and looks like the tenants' one.
+    let first = app.get("/v1/audit?limit=1").await;
+    first.assert_status(200);
+    let cursor = first.body["next_cursor"].as_str().unwrap().to_owned();
+    let seq = first.body["items"][0]["seq"].as_i64().unwrap();
+    assert_eq!(
+        cursor,
+        URL_SAFE_NO_PAD.encode(seq.to_string()),
+        "the audit cursor is base64url of the last seq"
+    );
+    let next = app.get(&format!("/v1/audit?limit=1&cursor={cursor}")).await;
+    next.assert_status(200);
+    assert!(next.body["items"][0]["seq"].as_i64().unwrap() < seq);
 }
 
 /// Text filters of the audit list reach the store as they are, and PostgreSQL refuses

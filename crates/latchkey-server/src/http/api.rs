@@ -1,0 +1,9 @@
+//! The management API's handlers (docs/API.md, "Endpoints"), one module per resource.
+
+pub(crate) mod catalogue;
+pub(crate) mod health;
+pub(crate) mod keys;
+pub(crate) mod members;
+pub(crate) mod tenants;
+pub(crate) mod tokens;
+pub(crate) mod usage;

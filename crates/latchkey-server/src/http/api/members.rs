@@ -1,0 +1,105 @@
+//! Memberships: which roles a user holds in a tenant. Removing a membership revokes the
+//! user's personal tokens there; deleting a user does so everywhere and removes them.
+
+use super::tenants::visible_tenant;
+use crate::http::auth::Caller;
+use crate::http::extract::{ApiJson, ListQuery, Query};
+use crate::http::problem::{ApiError, ApiResult};
+use crate::http::{ListBody, path_param};
+use crate::service::state::AppState;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use latchkey_core::permission::check_caller_grant;
+use latchkey_core::store::Membership;
+use latchkey_core::{RoleName, UserId};
+use serde::Deserialize;
+
+const MAX_ROLES: usize = 64;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutMembership {
+    roles: Vec<RoleName>,
+}
+
+pub async fn put(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tid, uid)): Path<(String, String)>,
+    ApiJson(body): ApiJson<PutMembership>,
+) -> ApiResult<Json<Membership>> {
+    let tenant = visible_tenant(&state, &caller, &tid).await?;
+    let user = path_param("user_id", &uid, UserId::parse)?;
+    let mut roles = body.roles;
+    roles.sort();
+    roles.dedup();
+    if roles.len() > MAX_ROLES {
+        return Err(ApiError::field(
+            "roles",
+            format!("must hold at most {MAX_ROLES} roles"),
+        ));
+    }
+    // A manager cannot hand out, through roles, what it could not put on a token.
+    let granted = state.store().role_permissions(&roles).await?;
+    check_caller_grant(&caller.authority, &tenant.id, &granted)?;
+    let membership = state
+        .store()
+        .put_membership(&tenant.id, &user, &roles, &caller.audit(&state))
+        .await?;
+    state.auth_changed();
+    Ok(Json(membership))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tid): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<ListBody<Membership>>> {
+    let tenant = visible_tenant(&state, &caller, &tid).await?;
+    let page = state
+        .store()
+        .list_memberships(&tenant.id, &query.into())
+        .await?;
+    Ok(Json(page.into()))
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tid, uid)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let tenant = visible_tenant(&state, &caller, &tid).await?;
+    let user = path_param("user_id", &uid, UserId::parse)?;
+    let removed = state
+        .store()
+        .remove_membership(&tenant.id, &user, &caller.audit(&state))
+        .await?;
+    if !removed {
+        return Err(ApiError::NotFound(format!(
+            "user {user} in tenant {}",
+            tenant.id
+        )));
+    }
+    state.auth_changed();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn delete_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(uid): Path<String>,
+) -> ApiResult<StatusCode> {
+    let user = path_param("user_id", &uid, UserId::parse)?;
+    caller.require_admin()?;
+    if !state
+        .store()
+        .delete_user(&user, &caller.audit(&state))
+        .await?
+    {
+        return Err(ApiError::NotFound(format!("user {user}")));
+    }
+    state.auth_changed();
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,102 @@
+//! Tenants: created, listed and deleted by `latchkey:admin`; a tenant's own managers may
+//! read it. Deleting a tenant revokes and removes all its tokens.
+
+use crate::http::auth::Caller;
+use crate::http::extract::{ApiJson, ListQuery, Query};
+use crate::http::problem::{ApiError, ApiResult};
+use crate::http::{ListBody, path_param};
+use crate::service::state::AppState;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use latchkey_core::TenantId;
+use latchkey_core::store::Tenant;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    id: TenantId,
+    name: Option<String>,
+}
+
+/// Checks a display name: 1–200 characters, no control characters.
+pub fn display_name(field: &str, text: &str) -> ApiResult<String> {
+    latchkey_core::token::TokenName::parse(text)
+        .map(|name| name.as_str().to_owned())
+        .map_err(|error| ApiError::field(field, error))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateTenant>,
+) -> ApiResult<(StatusCode, Json<Tenant>)> {
+    caller.require_admin()?;
+    let name = match &body.name {
+        Some(name) => display_name("name", name)?,
+        None => body.id.to_string(),
+    };
+    let tenant = Tenant {
+        id: body.id,
+        name,
+        created_at: state.now(),
+    };
+    state
+        .store()
+        .create_tenant(&tenant, &caller.audit(&state))
+        .await?;
+    Ok((StatusCode::CREATED, Json(tenant)))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<ListBody<Tenant>>> {
+    caller.require_admin()?;
+    let page = state.store().list_tenants(&query.into()).await?;
+    Ok(Json(page.into()))
+}
+
+/// Loads a tenant the caller may see, or answers 404.
+pub async fn visible_tenant(state: &AppState, caller: &Caller, raw: &str) -> ApiResult<Tenant> {
+    let id = path_param("tenant_id", raw, TenantId::parse)?;
+    caller.require_tenant(&id)?;
+    state
+        .store()
+        .get_tenant(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("tenant {id}")))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tid): Path<String>,
+) -> ApiResult<Json<Tenant>> {
+    Ok(Json(visible_tenant(&state, &caller, &tid).await?))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tid): Path<String>,
+) -> ApiResult<StatusCode> {
+    let tenant = visible_tenant(&state, &caller, &tid).await?;
+    caller.require_admin()?;
+    if tenant.id.is_system() {
+        return Err(ApiError::Protected(
+            "the system tenant `latchkey` cannot be deleted".to_owned(),
+        ));
+    }
+    if !state
+        .store()
+        .delete_tenant(&tenant.id, &caller.audit(&state))
+        .await?
+    {
+        return Err(ApiError::NotFound(format!("tenant {}", tenant.id)));
+    }
+    state.auth_changed();
+    Ok(StatusCode::NO_CONTENT)
+}

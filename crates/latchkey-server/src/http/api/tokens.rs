@@ -1,0 +1,442 @@
+//! Tenant and personal tokens: create (the secret is in this response and nowhere
+//! else, ever), list, read, rename (the only change a token admits) and revoke.
+
+use super::tenants::visible_tenant;
+use crate::http::auth::Caller;
+use crate::http::extract::{ApiJson, ListQuery, Query, query_param};
+use crate::http::problem::{ApiError, ApiResult};
+use crate::http::{ListBody, path_param};
+use crate::service::state::AppState;
+use crate::service::tokens::{self, NewToken};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use latchkey_core::cidr::IpNet;
+use latchkey_core::permission::{self, Authority, check_caller_grant, check_user_grant};
+use latchkey_core::store::TokenOwnerFilter;
+use latchkey_core::token::{IMMUTABLE_FIELDS, MUTABLE_FIELD, Owner, Token, TokenKind, TokenName};
+use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+const MAX_ITEMS: usize = 64;
+
+/// The body of both create endpoints. Personal tokens take neither `roles` nor
+/// `created_by`: their owner is their creator and they hold no roles.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    name: TokenName,
+    kind: TokenKind,
+    roles: Option<Vec<RoleName>>,
+    #[serde(default)]
+    permissions: Vec<Permission>,
+    #[serde(default)]
+    expires_at: Option<Timestamp>,
+    #[serde(default)]
+    access_token_ttl_seconds: Option<u32>,
+    #[serde(default)]
+    ip_allowlist: Vec<IpNet>,
+    created_by: Option<UserId>,
+    #[serde(default)]
+    refresh_tokens: bool,
+}
+
+fn sorted_unique<T: Ord>(field: &str, mut items: Vec<T>) -> ApiResult<Vec<T>> {
+    items.sort();
+    items.dedup();
+    if items.len() > MAX_ITEMS {
+        return Err(ApiError::field(
+            field,
+            format!("must hold at most {MAX_ITEMS} entries"),
+        ));
+    }
+    Ok(items)
+}
+
+/// Everything a new token needs, checked, before the grant checks.
+struct Draft {
+    owner: Owner,
+    /// What the token grants at creation: the scope of a long-lived JWT.
+    effective: PermissionSet,
+    roles: Vec<RoleName>,
+    permissions: Vec<Permission>,
+    created_by: Option<UserId>,
+    body: CreateToken,
+}
+
+impl Draft {
+    fn check_values(&self, state: &AppState) -> ApiResult<()> {
+        let now = state.now();
+        if self.body.expires_at.is_some_and(|expiry| expiry <= now) {
+            return Err(ApiError::value("expires_at", "must be in the future"));
+        }
+        let max = state.settings().max_access_token_ttl_seconds;
+        if let Some(ttl) = self.body.access_token_ttl_seconds
+            && !(1..=max).contains(&ttl)
+        {
+            return Err(ApiError::value(
+                "access_token_ttl_seconds",
+                format!("must be between 1 and {max}"),
+            ));
+        }
+        if self.body.refresh_tokens && self.body.kind != TokenKind::ClientCredentials {
+            return Err(ApiError::value(
+                "refresh_tokens",
+                "only client_credentials tokens can use refresh tokens",
+            ));
+        }
+        if self.body.ip_allowlist.len() > MAX_ITEMS {
+            return Err(ApiError::field(
+                "ip_allowlist",
+                format!("must hold at most {MAX_ITEMS} entries"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub async fn create_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tid): Path<String>,
+    ApiJson(mut body): ApiJson<CreateToken>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let tenant = visible_tenant(&state, &caller, &tid).await?;
+    let draft = Draft {
+        owner: Owner::Tenant {
+            tenant_id: tenant.id.clone(),
+        },
+        effective: PermissionSet::new(),
+        roles: sorted_unique("roles", body.roles.take().unwrap_or_default())?,
+        permissions: sorted_unique("permissions", std::mem::take(&mut body.permissions))?,
+        created_by: body.created_by.take(),
+        body,
+    };
+    draft.check_values(&state)?;
+    let requested = requested_permissions(&state, &draft).await?;
+    check_caller_grant(&caller.authority, &tenant.id, &requested)?;
+    if let Some(user) = &draft.created_by {
+        let holds = member_permissions(&state, &tenant.id, user).await?;
+        check_user_grant(user, &tenant.id, &holds, &requested)?;
+    }
+    let mut draft = draft;
+    draft.effective =
+        permission::effective_for_tenant_token(&tenant.id, &requested, &PermissionSet::new());
+    mint(&state, &caller, draft).await
+}
+
+pub async fn create_personal(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tid, uid)): Path<(String, String)>,
+    ApiJson(mut body): ApiJson<CreateToken>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let tenant = visible_tenant(&state, &caller, &tid).await?;
+    let user = path_param("user_id", &uid, UserId::parse)?;
+    if body.roles.is_some() {
+        return Err(ApiError::field("roles", "personal tokens hold no roles"));
+    }
+    if body.created_by.is_some() {
+        return Err(ApiError::field(
+            "created_by",
+            "the owner of a personal token is its creator",
+        ));
+    }
+    let holds = state
+        .store()
+        .get_membership(&tenant.id, &user)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("user {user} in tenant {}", tenant.id)))?
+        .permission_set();
+    let draft = Draft {
+        owner: Owner::User {
+            tenant_id: tenant.id.clone(),
+            user_id: user.clone(),
+        },
+        effective: PermissionSet::new(),
+        roles: Vec::new(),
+        permissions: sorted_unique("permissions", std::mem::take(&mut body.permissions))?,
+        created_by: Some(user.clone()),
+        body,
+    };
+    draft.check_values(&state)?;
+    let requested = requested_permissions(&state, &draft).await?;
+    check_caller_grant(&caller.authority, &tenant.id, &requested)?;
+    check_user_grant(&user, &tenant.id, &holds, &requested)?;
+    let mut draft = draft;
+    draft.effective = permission::effective_for_personal_token(&tenant.id, &requested, &holds);
+    mint(&state, &caller, draft).await
+}
+
+/// The token's permissions together with its roles' current permissions; refuses
+/// unknown roles and permissions.
+async fn requested_permissions(state: &AppState, draft: &Draft) -> ApiResult<PermissionSet> {
+    state
+        .store()
+        .check_permissions_exist(&draft.permissions)
+        .await?;
+    let mut requested = state.store().role_permissions(&draft.roles).await?;
+    requested.extend(draft.permissions.iter().cloned());
+    Ok(requested)
+}
+
+async fn member_permissions(
+    state: &AppState,
+    tenant: &TenantId,
+    user: &UserId,
+) -> ApiResult<PermissionSet> {
+    let membership = state.store().get_membership(tenant, user).await?;
+    membership
+        .map(|m| m.permission_set())
+        .ok_or_else(|| ApiError::UnknownMember {
+            detail: format!("created_by: user {user} is not a member of tenant {tenant}"),
+            user: user.to_string(),
+        })
+}
+
+/// Makes the token and answers with its secret once.
+async fn mint(
+    state: &AppState,
+    caller: &Caller,
+    draft: Draft,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let mut ctx = caller.audit(state);
+    if draft.created_by.is_some() {
+        ctx.actor_user = draft.created_by.as_ref().map(ToString::to_string);
+    }
+    let new = NewToken {
+        kind: draft.body.kind,
+        owner: draft.owner,
+        name: draft.body.name,
+        roles: draft.roles,
+        permissions: draft.permissions,
+        created_by: draft.created_by,
+        expires_at: draft.body.expires_at,
+        ip_allowlist: draft.body.ip_allowlist,
+        access_token_ttl_seconds: draft.body.access_token_ttl_seconds,
+        refresh_tokens: draft.body.refresh_tokens,
+        effective: draft.effective,
+    };
+    let minted = tokens::mint(state, &ctx, new).await?;
+    let token = &minted.record.token;
+    let mut body = json!({ "token": token });
+    if let Value::Object(map) = &mut body {
+        match (token.kind, minted.secret) {
+            (TokenKind::ClientCredentials, Some(secret)) => {
+                map.insert("client_id".into(), json!(token.id));
+                map.insert("client_secret".into(), json!(secret.expose()));
+            }
+            (TokenKind::ApiKey, Some(secret)) => {
+                map.insert("api_key".into(), json!(secret.expose()));
+            }
+            _ => {
+                map.insert("jwt".into(), json!(minted.jwt));
+            }
+        }
+    }
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+pub async fn list_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tid): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<ListBody<Token>>> {
+    let tenant = visible_tenant(&state, &caller, &tid).await?;
+    let filter = TokenOwnerFilter::Tenant(tenant.id);
+    list(&state, &caller, &filter, query).await
+}
+
+pub async fn list_personal(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tid, uid)): Path<(String, String)>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<ListBody<Token>>> {
+    let tenant = visible_tenant(&state, &caller, &tid).await?;
+    let user = path_param("user_id", &uid, UserId::parse)?;
+    let filter = TokenOwnerFilter::User(tenant.id, user);
+    list(&state, &caller, &filter, query).await
+}
+
+/// A page of tokens, without those the caller may not act on (a manager never sees
+/// tokens holding `latchkey:admin` or `latchkey:introspect`; a page may then hold fewer
+/// items than `limit`, and its cursor still continues after the last token read).
+async fn list(
+    state: &AppState,
+    caller: &Caller,
+    filter: &TokenOwnerFilter,
+    query: ListQuery,
+) -> ApiResult<Json<ListBody<Token>>> {
+    let mut page = state.store().list_tokens(filter, &query.into()).await?;
+    if caller.authority != Authority::Admin {
+        let mut kept = Vec::with_capacity(page.items.len());
+        for token in page.items {
+            if !holds_system_permission(state, &token).await? {
+                kept.push(token);
+            }
+        }
+        page.items = kept;
+    }
+    Ok(Json(page.into()))
+}
+
+/// Whether `token` grants `latchkey:admin` or `latchkey:introspect`, which are stronger
+/// than `latchkey:manage`: a manager, even of the system tenant, neither sees nor acts on
+/// such a token, so it cannot disarm the admin keys or the gateways' credentials
+/// (docs/API.md, "Who may call the management API"). Only system-tenant tokens can.
+async fn holds_system_permission(state: &AppState, token: &Token) -> ApiResult<bool> {
+    if !token.owner.tenant_id().is_system() {
+        return Ok(false);
+    }
+    Ok(state
+        .token(token.id)
+        .await?
+        .is_none_or(|cached| cached.holds_system_permission()))
+}
+
+/// Loads a token the caller may see, or answers 404 as if it did not exist.
+pub(crate) async fn visible_token(
+    state: &AppState,
+    caller: &Caller,
+    raw: &str,
+) -> ApiResult<Token> {
+    let id = path_param("token_id", raw, TokenId::parse)?;
+    let not_found = || ApiError::NotFound(format!("token {id}"));
+    let record = state.store().get_token(id).await?.ok_or_else(not_found)?;
+    if !caller.authority.covers(record.token.owner.tenant_id())
+        || (caller.authority != Authority::Admin
+            && holds_system_permission(state, &record.token).await?)
+    {
+        return Err(not_found());
+    }
+    Ok(record.token)
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Token>> {
+    Ok(Json(visible_token(&state, &caller, &id).await?))
+}
+
+/// Only `name` may change. Any other token field is refused as immutable (422), any
+/// other key as unknown (400), before anything is written.
+pub async fn rename(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Map<String, Value>>,
+) -> ApiResult<Json<Token>> {
+    let token = visible_token(&state, &caller, &id).await?;
+    let mut keys: Vec<&String> = body
+        .keys()
+        .filter(|k| k.as_str() != MUTABLE_FIELD)
+        .collect();
+    keys.sort();
+    if let Some(key) = keys.iter().find(|k| IMMUTABLE_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::ImmutableField((*key).clone()));
+    }
+    if let Some(key) = keys.first() {
+        return Err(ApiError::field(key.as_str(), "is not a field of a token"));
+    }
+    let name = body
+        .get(MUTABLE_FIELD)
+        .ok_or_else(|| ApiError::field(MUTABLE_FIELD, "is required"))?;
+    let name = name
+        .as_str()
+        .ok_or_else(|| ApiError::field(MUTABLE_FIELD, "must be a string"))
+        .and_then(|text| TokenName::parse(text).map_err(|e| ApiError::field(MUTABLE_FIELD, e)))?;
+    let renamed = state
+        .store()
+        .rename_token(token.id, &name, &caller.audit(&state))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("token {}", token.id)))?;
+    state.auth_changed();
+    Ok(Json(renamed))
+}
+
+/// The query of `DELETE /v1/tokens/{id}`: `wait=propagated`, and how long to wait.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RevokeQuery {
+    wait: Option<Propagated>,
+    timeout_ms: TimeoutMs,
+}
+
+/// `wait`: only `propagated`.
+#[derive(Debug, Clone, Copy)]
+pub struct Propagated;
+
+impl Propagated {
+    fn parse(text: &str) -> Result<Self, &'static str> {
+        (text == "propagated")
+            .then_some(Self)
+            .ok_or("must be `propagated`")
+    }
+}
+
+query_param!(Propagated);
+
+/// `timeout_ms`: 1–30,000, default 5,000.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeoutMs(u64);
+
+impl Default for TimeoutMs {
+    fn default() -> Self {
+        Self(5_000)
+    }
+}
+
+impl TimeoutMs {
+    fn parse(text: &str) -> Result<Self, &'static str> {
+        text.parse()
+            .ok()
+            .filter(|n| (1..=30_000).contains(n))
+            .map(Self)
+            .ok_or("must be from 1 to 30000")
+    }
+}
+
+query_param!(TimeoutMs);
+
+/// `DELETE /v1/tokens/{id}`: 204. With `?wait=propagated` (and optionally
+/// `timeout_ms`, default 5000, at most 30000) it answers 200 only once every follower of
+/// the revocation feed connected to this server has acknowledged the revocation, or the
+/// timeout passed, saying how many acknowledged out of how many were connected.
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<RevokeQuery>,
+) -> ApiResult<axum::response::Response> {
+    let token = visible_token(&state, &caller, &id).await?;
+    let revoked = state
+        .store()
+        .revoke_token(token.id, &caller.audit(&state))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("token {}", token.id)))?;
+    state.auth_changed();
+    if query.wait.is_none() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    // Our entry is at or below the head once the revocation has committed.
+    let (_, head) = state.store().revocations_after(i64::MAX, 1).await?;
+    let progress = state
+        .revocations()
+        .wait_for(head, std::time::Duration::from_millis(query.timeout_ms.0))
+        .await;
+    Ok(Json(json!({
+        "token_id": revoked.id,
+        "revoked_at": revoked.revoked_at,
+        "seq": head,
+        "connected": progress.connected,
+        "acknowledged": progress.acknowledged,
+        "propagated": progress.acknowledged == progress.connected,
+    }))
+    .into_response())
+}

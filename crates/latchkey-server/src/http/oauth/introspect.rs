@@ -1,0 +1,132 @@
+//! `POST /oauth/introspect` (RFC 7662) for access JWTs, long-lived JWTs, api keys and
+//! refresh tokens. The caller is a resource server or gateway presenting its own api key
+//! with `latchkey:introspect` (or `latchkey:admin`). Anything not active at this instant
+//! (unknown, malformed, expired, revoked, a revoked parent token, a user who left, an
+//! address its allowlist refuses) answers exactly `{"active":false}`. An active answer's
+//! `scope` is what the credential grants now: its scope narrowed to what its token grants
+//! now (docs/API.md, "When a token is usable"), and it carries the grant's basis (`rol`,
+//! `prm`) and the allowlist (`ip_allowlist`) so a verifier can keep narrowing it.
+//!
+//! The address judged: a `client_ip` parameter from a caller holding
+//! `latchkey:introspect`; without one, that caller enforces the returned `ip_allowlist`
+//! itself (a gateway caches answers per credential, not per client). A caller holding
+//! only `latchkey:admin` is judged by its own address.
+
+use super::client::OAuthRequest;
+use super::error::{OAuthError, OAuthResult};
+use crate::http::auth::bearer;
+use crate::service::credentials::authenticate_api_key;
+use crate::service::error::Error;
+use crate::service::introspection::{self, Active, Presented};
+use crate::service::state::AppState;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use latchkey_core::Permission;
+use latchkey_core::permission::format_scope;
+use latchkey_core::usable::Client;
+use serde_json::{Map, Value, json};
+use std::net::IpAddr;
+
+/// The introspection endpoint.
+pub async fn introspect(State(state): State<AppState>, request: Request) -> Response {
+    match answer(&state, request).await {
+        Ok(body) => {
+            let mut response = axum::Json(body).into_response();
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn answer(state: &AppState, request: Request) -> OAuthResult<Value> {
+    let request = OAuthRequest::read(state, request).await?;
+    let credential = bearer(&request.parts.headers).map_err(|_| {
+        OAuthError::invalid_token("a bearer credential with latchkey:introspect is required")
+    })?;
+    let caller = authenticate_api_key(state, credential, &request.meta)
+        .await
+        .map_err(|error| match error {
+            Error::InvalidCredential(reason) => OAuthError::invalid_token(reason),
+            other => OAuthError::from(other),
+        })?;
+    let form = &request.form;
+    let holds = |is: fn(&Permission) -> bool| caller.effective.iter().any(is);
+    let system = caller.record.token.owner.tenant_id().is_system();
+    if !system || !(holds(Permission::is_introspect) || holds(Permission::is_admin)) {
+        return Err(OAuthError::insufficient_scope(
+            "introspection requires latchkey:introspect",
+        ));
+    }
+    let client = match form.get("client_ip")? {
+        Some(_) if !holds(Permission::is_introspect) => {
+            return Err(OAuthError::invalid_request(
+                "client_ip may be given only by a caller holding latchkey:introspect",
+            ));
+        }
+        Some(text) => Client::Address(text.parse::<IpAddr>().map_err(|_| {
+            OAuthError::invalid_request("client_ip must be an IPv4 or IPv6 address")
+        })?),
+        None if holds(Permission::is_introspect) => Client::JudgedByCaller,
+        None => request.meta.judged(),
+    };
+    let token = form.require("token")?;
+    Ok(
+        match introspection::introspect(state, token, client).await? {
+            Some(active) => Value::Object(answer_for(state, &active)),
+            None => json!({ "active": false }),
+        },
+    )
+}
+
+/// The members every active answer has; `scope` is what the credential grants now.
+fn answer_for(state: &AppState, active: &Active) -> Map<String, Value> {
+    let token = &active.token.record.token;
+    let scope = &active.scope;
+    let mut body = Map::new();
+    body.insert("active".into(), json!(true));
+    body.insert("scope".into(), json!(format_scope(scope)));
+    body.insert("client_id".into(), json!(token.id));
+    body.insert("sub".into(), json!(token.id));
+    body.insert("tid".into(), json!(token.owner.tenant_id()));
+    if let Some(user) = token.owner.user_id() {
+        body.insert("uid".into(), json!(user));
+    }
+    body.insert("token_type".into(), json!("Bearer"));
+    body.insert("iss".into(), json!(state.settings().public_url));
+    // Extension members, as in the JWT claims: what the grant is computed from, so a
+    // verifier can narrow a cached answer when a role or membership changes.
+    body.insert("rol".into(), json!(token.roles));
+    body.insert("prm".into(), json!(token.permissions));
+    // The networks the token may be used from, so that a caller that passed no
+    // `client_ip` (a gateway) can enforce them against the client it sees.
+    if !token.ip_allowlist.is_empty() {
+        body.insert("ip_allowlist".into(), json!(token.ip_allowlist));
+    }
+    match &active.kind {
+        Presented::ApiKey => {
+            body.insert("iat".into(), json!(token.created_at.unix_seconds()));
+            if let Some(expiry) = token.expires_at {
+                body.insert("exp".into(), json!(expiry.unix_seconds()));
+            }
+        }
+        Presented::RefreshToken { iat, exp } => {
+            body.insert("token_type".into(), json!("refresh_token"));
+            body.insert("iat".into(), json!(iat));
+            body.insert("exp".into(), json!(exp));
+        }
+        Presented::Jwt(claims) => {
+            body.insert("iat".into(), json!(claims.iat));
+            body.insert("nbf".into(), json!(claims.nbf));
+            body.insert("aud".into(), json!(claims.aud));
+            body.insert("jti".into(), json!(claims.jti));
+            if let Some(exp) = claims.exp {
+                body.insert("exp".into(), json!(exp));
+            }
+        }
+    }
+    body
+}

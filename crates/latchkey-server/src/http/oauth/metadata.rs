@@ -1,0 +1,45 @@
+//! RFC 8414 authorization-server metadata and the JWKS.
+
+use crate::service::state::AppState;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// `GET /.well-known/oauth-authorization-server`.
+pub async fn metadata(State(state): State<AppState>) -> Response {
+    let issuer = &state.settings().public_url;
+    let algorithms = state.keyring().keys().algorithms();
+    let body = json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{issuer}/oauth/token"),
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "introspection_endpoint": format!("{issuer}/oauth/introspect"),
+        "revocation_endpoint": format!("{issuer}/oauth/revoke"),
+        "grant_types_supported": ["client_credentials", "refresh_token"],
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["bearer"],
+        "access_token_signing_alg_values_supported": algorithms,
+    });
+    cacheable(body.to_string(), "application/json")
+}
+
+/// `GET /.well-known/jwks.json`: the next, current and previous public keys.
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    cacheable(state.keyring().keys().jwks().to_owned(), "application/json")
+}
+
+fn cacheable(body: String, content_type: &'static str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Verifiers refetch on an unknown kid, and the next key is published a rotation
+    // ahead, so a short public cache lifetime is safe.
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    response
+}

@@ -1,0 +1,211 @@
+//! `POST /oauth/token`: `client_credentials` and `refresh_token` grants.
+//!
+//! A request is read once into an [`OAuthRequest`] (head, form, client address and
+//! agent); each grant then reads top to bottom: authenticate the client, work out the
+//! scope and audience, issue, record, answer.
+
+use super::client::{Form, OAuthRequest};
+use super::error::{OAuthError, OAuthResult};
+use crate::service::audit::Exchange;
+use crate::service::credentials::{self, Failure, client_context};
+use crate::service::issuer::{self, Issued, reload_deny_list};
+use crate::service::state::AppState;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use latchkey_core::audit::{AuditAction, AuditEvent};
+use latchkey_core::permission::{format_scope, parse_scope};
+use latchkey_core::secret::{Secret, SecretType};
+use latchkey_core::store::{RefreshFamily, RefreshOutcome};
+use latchkey_core::{PermissionSet, TokenId};
+use serde_json::{Value, json};
+
+/// The token endpoint.
+pub async fn token(State(state): State<AppState>, request: Request) -> Response {
+    match grant(&state, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Anything but POST.
+pub async fn wrong_method() -> OAuthError {
+    OAuthError::method_not_allowed()
+}
+
+async fn grant(state: &AppState, request: Request) -> OAuthResult<Response> {
+    let request = OAuthRequest::read(state, request).await?;
+    match request.form.require("grant_type")? {
+        "client_credentials" => client_credentials(state, &request).await,
+        "refresh_token" => refresh(state, &request).await,
+        other => Err(OAuthError::unsupported_grant_type(
+            &other.chars().take(64).collect::<String>(),
+        )),
+    }
+}
+
+/// The `scope` parameter, if given: what the client asks to narrow its grant to.
+fn requested_scope(form: &Form) -> OAuthResult<Option<PermissionSet>> {
+    form.get("scope")?
+        .map(|text| parse_scope(text).map_err(|e| OAuthError::invalid_scope(format!("scope {e}"))))
+        .transpose()
+}
+
+/// Narrows `granted` to `requested`, which may not ask for more.
+fn narrow(requested: Option<PermissionSet>, granted: &PermissionSet) -> OAuthResult<PermissionSet> {
+    let Some(requested) = requested else {
+        return Ok(granted.clone());
+    };
+    if let Some(extra) = requested.difference(granted).next() {
+        return Err(OAuthError::invalid_scope(format!(
+            "scope {extra} is not granted to this client"
+        )));
+    }
+    Ok(requested)
+}
+
+/// The `resource` parameter (RFC 8707): one of the configured audiences, or none.
+fn resource<'f>(state: &AppState, form: &'f Form) -> OAuthResult<Option<&'f str>> {
+    match form.get("resource")? {
+        None => Ok(None),
+        Some(resource) if state.settings().audiences.iter().any(|a| a == resource) => {
+            Ok(Some(resource))
+        }
+        Some(_) => Err(OAuthError::invalid_target(
+            "resource is not an audience of this server",
+        )),
+    }
+}
+
+fn respond(issued: &Issued, scope: &PermissionSet, refresh: Option<Secret>) -> Response {
+    let mut body = json!({
+        "access_token": issued.jwt,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+        "scope": format_scope(scope),
+    });
+    if let (Some(secret), Value::Object(map)) = (refresh, &mut body) {
+        map.insert("refresh_token".into(), json!(secret.expose()));
+    }
+    let mut response = axum::Json(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+async fn client_credentials(state: &AppState, request: &OAuthRequest) -> OAuthResult<Response> {
+    let client = request.authenticate(state).await?;
+    let token = &client.record.token;
+    let requested = requested_scope(&request.form)?;
+    let asked = requested.is_some();
+    let scope = narrow(requested, &client.effective)?;
+    let resource = resource(state, &request.form)?;
+    let issued = issuer::issue(state, token, &scope, resource)?;
+    let refresh = if token.refresh_tokens {
+        let now = state.now();
+        let family = RefreshFamily {
+            id: TokenId::generate(state.rng()).map_err(OAuthError::internal)?,
+            token_id: token.id,
+            created_at: now,
+            expires_at: now.plus_seconds(state.settings().refresh_token_lifetime_seconds),
+            revoked_at: None,
+            scope: format_scope(&scope),
+            // Empty: no `resource` was asked for (docs/API.md, "Audiences").
+            audience: resource.unwrap_or_default().to_owned(),
+        };
+        let (secret, first) = issuer::new_refresh(state, family.id, &issued)?;
+        let ctx = client_context(state, &request.meta, token);
+        state
+            .store()
+            .start_refresh_family(&family, &first, state.settings().max_refresh_families, &ctx)
+            .await?;
+        Some((secret, family.id))
+    } else {
+        None
+    };
+    let (secret, refresh_family) = refresh.unzip();
+    let response = respond(&issued, &scope, secret);
+    let exchange = Exchange {
+        ip: request.meta.ip,
+        user_agent: request.meta.user_agent.clone(),
+        scope: asked.then(|| format_scope(&scope)),
+        client,
+        audience: resource
+            .unwrap_or(&state.settings().default_audience)
+            .to_owned(),
+        jti: issued.jti,
+        // The access token's `iat`.
+        issued_at: issued.expires_at.plus_seconds(-issued.expires_in),
+        expires_in: issued.expires_in,
+        refresh_family,
+    };
+    state.audit().exchanged(exchange).await;
+    Ok(response)
+}
+
+async fn refresh(state: &AppState, request: &OAuthRequest) -> OAuthResult<Response> {
+    let client = request.authenticate(state).await?;
+    let token = &client.record.token;
+    let invalid = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
+    let presented = request.form.require("refresh_token")?;
+    let parsed = state.codec().parse(presented).map_err(|_| invalid())?;
+    let (SecretType::RefreshToken, Some(id)) = (parsed.kind, parsed.id) else {
+        return Err(invalid());
+    };
+    let (record, family) = state.store().get_refresh(id).await?.ok_or_else(invalid)?;
+    let genuine = state.codec().verify(&parsed, &record.secret) && family.token_id == token.id;
+    if !genuine || family.revoked_at.is_some() || family.expires_at <= state.now() {
+        let failure = Failure {
+            client_id: &token.id.to_string(),
+            tenant: Some(token.owner.tenant_id().as_str()),
+            reason: "invalid_refresh_token",
+        };
+        credentials::record_failure(state, &request.meta, request.endpoint(), failure).await;
+        return Err(invalid());
+    }
+    let ctx = client_context(state, &request.meta, token);
+    if record.used_at.is_some() {
+        // Reuse of a rotated token: somebody else holds a copy. End the whole family.
+        state.store().revoke_refresh_family(family.id, &ctx).await?;
+        reload_deny_list(state).await;
+        return Err(OAuthError::invalid_grant(
+            "the refresh token was already used; its family is revoked",
+        ));
+    }
+    let family_scope = parse_scope(&family.scope).map_err(OAuthError::internal)?;
+    let still_granted: PermissionSet = family_scope
+        .intersection(&client.effective)
+        .cloned()
+        .collect();
+    let scope = narrow(requested_scope(&request.form)?, &still_granted)?;
+    // Families started before the empty value meant "no resource" hold the default
+    // audience itself.
+    let resource = Some(family.audience.as_str())
+        .filter(|a| !a.is_empty() && *a != state.settings().default_audience);
+    let issued = issuer::issue(state, token, &scope, resource)?;
+    let (secret, next) = issuer::new_refresh(state, family.id, &issued)?;
+    match state.store().rotate_refresh(record.id, &next, &ctx).await? {
+        RefreshOutcome::Rotated => {
+            let event = AuditEvent::new(
+                AuditAction::TokenRefreshed,
+                Some(token.owner.tenant_id().as_str()),
+                Some(token.id.to_string()),
+            )
+            .with_details(json!({
+                "refresh_family": family.id,
+                "scope": format_scope(&scope),
+                "jti": issued.jti,
+                "expires_at": issued.expires_at,
+            }));
+            state.audit().record(ctx, event).await;
+            Ok(respond(&issued, &scope, Some(secret)))
+        }
+        RefreshOutcome::Reused => {
+            reload_deny_list(state).await;
+            Err(OAuthError::invalid_grant(
+                "the refresh token was already used; its family is revoked",
+            ))
+        }
+    }
+}

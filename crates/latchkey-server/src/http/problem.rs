@@ -1,0 +1,345 @@
+//! The one place where failures become HTTP responses on the management API: RFC 9457
+//! `application/problem+json` with a stable `type` URN per failure, plus RFC 6750
+//! `WWW-Authenticate` challenges on 401 and 403.
+//!
+//! The documented set of problem types (docs/API.md repeats it):
+//! `invalid-token` 401, `insufficient-scope` 403, `permission-not-held` 403,
+//! `invalid-field` 400, `invalid-body` 400, `payload-too-large` 413, `not-found` 404,
+//! `already-exists` 409, `protected-resource` 409, `immutable-field` 422,
+//! `unknown-role` 422, `unknown-permission` 422, `unknown-member` 422,
+//! `reserved-permission` 422, `invalid-value` 422, `unavailable` 503, `internal` 500.
+//!
+//! Internal failures reach the client as a bare 500; their cause goes to the log.
+
+use crate::service::error as service;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use latchkey_core::permission::GrantError;
+use latchkey_core::store::StoreError;
+use serde_json::{Map, Value, json};
+
+/// Why a follower endpoint refused a request without a client certificate, in both
+/// error formats.
+pub const CLIENT_CERTIFICATE_REQUIRED: &str =
+    "this endpoint needs a client certificate from the server's tls_client_ca_file (mutual TLS)";
+
+/// The URN prefix of every problem type.
+pub const PROBLEM_PREFIX: &str = "urn:latchkey:problem:";
+
+/// A refusal or failure of a management request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No usable credential; `challenge_error` is false when none was presented at all.
+    #[error("{description}")]
+    InvalidToken {
+        /// Why, in words safe to show.
+        description: String,
+        /// Whether to add `error="invalid_token"` to the challenge.
+        challenge_error: bool,
+    },
+    /// The credential lacks the permission the operation needs.
+    #[error("this operation requires {0}")]
+    InsufficientScope(&'static str),
+    /// A grant asked for more than its grantor holds.
+    #[error("{detail}")]
+    PermissionNotHeld {
+        /// The whole sentence.
+        detail: String,
+        /// The permission.
+        permission: String,
+    },
+    /// A field failed its format check.
+    #[error("`{field}` {reason}")]
+    InvalidField {
+        /// The field's name or JSON path.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The body is not the JSON the endpoint takes.
+    #[error("{0}")]
+    InvalidBody(String),
+    /// The body is over the limit.
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// Nothing here, or nothing the caller may see.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The id is taken.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Mutual TLS is on and the connection presented no certificate from
+    /// `tls_client_ca_file`.
+    #[error("{}", CLIENT_CERTIFICATE_REQUIRED)]
+    ClientCertificateRequired,
+    /// A built-in resource cannot be changed.
+    #[error("{0}")]
+    Protected(String),
+    /// A rename touched another field.
+    #[error("only `name` can change; `{0}` is immutable")]
+    ImmutableField(String),
+    /// A role named in the request does not exist.
+    #[error("role {0} does not exist")]
+    UnknownRole(String),
+    /// A permission named in the request is not in the catalogue.
+    #[error("permission {0} is not in the catalogue")]
+    UnknownPermission(String),
+    /// A user named in the request is not a member of the tenant.
+    #[error("{detail}")]
+    UnknownMember {
+        /// The sentence.
+        detail: String,
+        /// The user.
+        user: String,
+    },
+    /// A system-only permission asked for outside the system tenant.
+    #[error("{detail}")]
+    ReservedPermission {
+        /// The sentence.
+        detail: String,
+        /// The permission.
+        permission: String,
+    },
+    /// A well-formed value that the operation cannot accept.
+    #[error("`{field}` {reason}")]
+    InvalidValue {
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// The store cannot be reached.
+    #[error("the service is temporarily unavailable")]
+    Unavailable(String),
+    /// Our fault.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A 400 naming `field`.
+    pub fn field(field: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Self::InvalidField {
+            field: field.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A 422 naming `field`.
+    pub fn value(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidValue {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The 401 for a credential that was presented but is no good.
+    pub fn invalid_token(description: impl Into<String>) -> Self {
+        Self::InvalidToken {
+            description: description.into(),
+            challenge_error: true,
+        }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use ApiError::*;
+        match self {
+            InvalidToken { .. } => (
+                StatusCode::UNAUTHORIZED,
+                "invalid-token",
+                "Invalid or missing credential",
+            ),
+            InsufficientScope(_) => (
+                StatusCode::FORBIDDEN,
+                "insufficient-scope",
+                "Insufficient scope",
+            ),
+            PermissionNotHeld { .. } => (
+                StatusCode::FORBIDDEN,
+                "permission-not-held",
+                "Permission not held",
+            ),
+            InvalidField { .. } => (StatusCode::BAD_REQUEST, "invalid-field", "Invalid field"),
+            InvalidBody(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid-body",
+                "Invalid request body",
+            ),
+            PayloadTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Request body too large",
+            ),
+            NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ClientCertificateRequired => (
+                StatusCode::FORBIDDEN,
+                "client-certificate-required",
+                "Client certificate required",
+            ),
+            AlreadyExists(_) => (StatusCode::CONFLICT, "already-exists", "Already exists"),
+            Protected(_) => (
+                StatusCode::CONFLICT,
+                "protected-resource",
+                "Protected resource",
+            ),
+            ImmutableField(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "immutable-field",
+                "Field is immutable",
+            ),
+            UnknownRole(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown-role",
+                "Unknown role",
+            ),
+            UnknownPermission(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown-permission",
+                "Unknown permission",
+            ),
+            UnknownMember { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown-member",
+                "Unknown member",
+            ),
+            ReservedPermission { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "reserved-permission",
+                "Reserved permission",
+            ),
+            InvalidValue { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-value",
+                "Invalid value",
+            ),
+            Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+            ),
+            Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+            ),
+        }
+    }
+
+    /// Extension members that name what the problem is about.
+    fn extensions(&self) -> Map<String, Value> {
+        use ApiError::*;
+        let mut map = Map::new();
+        let mut put = |key: &str, value: &str| {
+            map.insert(key.to_owned(), Value::String(value.to_owned()));
+        };
+        match self {
+            InvalidField { field, .. } | InvalidValue { field, .. } | ImmutableField(field) => {
+                put("field", field)
+            }
+            PermissionNotHeld { permission, .. }
+            | ReservedPermission { permission, .. }
+            | UnknownPermission(permission) => put("permission", permission),
+            UnknownRole(role) => put("role", role),
+            UnknownMember { user, .. } => put("user_id", user),
+            InsufficientScope(scope) => put("scope", scope),
+            _ => {}
+        }
+        map
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, title) = self.parts();
+        match &self {
+            Self::Internal(cause) => tracing::error!(%cause, "internal error"),
+            Self::Unavailable(cause) => tracing::warn!(%cause, "store unavailable"),
+            _ => {}
+        }
+        let mut body = json!({
+            "type": format!("{PROBLEM_PREFIX}{code}"),
+            "title": title,
+            "status": status.as_u16(),
+            "detail": self.to_string(),
+        });
+        if let Value::Object(map) = &mut body {
+            map.extend(self.extensions());
+        }
+        let mut response = (status, body.to_string()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        let challenge = match &self {
+            Self::InvalidToken {
+                description,
+                challenge_error: true,
+            } => Some(format!(
+                "Bearer realm=\"latchkey\", error=\"invalid_token\", error_description=\"{}\"",
+                description.replace('"', "'")
+            )),
+            Self::InvalidToken { .. } => Some("Bearer realm=\"latchkey\"".to_owned()),
+            Self::InsufficientScope(scope) => Some(format!(
+                "Bearer realm=\"latchkey\", error=\"insufficient_scope\", scope=\"{scope}\""
+            )),
+            _ => None,
+        };
+        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict(what) => Self::AlreadyExists(format!("{what} already exists")),
+            StoreError::UnknownTenant(tenant) => Self::NotFound(format!("tenant {tenant}")),
+            StoreError::UnknownRole(role) => Self::UnknownRole(role.to_string()),
+            StoreError::UnknownPermission(p) => Self::UnknownPermission(p.to_string()),
+            StoreError::NotMember(user, tenant) => Self::UnknownMember {
+                detail: format!("user {user} is not a member of tenant {tenant}"),
+                user: user.to_string(),
+            },
+            StoreError::Protected(what) => {
+                Self::Protected(format!("{what} is built in and cannot be changed"))
+            }
+            StoreError::Unavailable(cause) => Self::Unavailable(cause),
+            StoreError::Internal(cause) => Self::Internal(cause),
+        }
+    }
+}
+
+impl From<service::Error> for ApiError {
+    fn from(error: service::Error) -> Self {
+        match error {
+            service::Error::Store(error) => error.into(),
+            service::Error::InvalidCredential(reason) => Self::invalid_token(reason),
+            service::Error::Internal(cause) => Self::Internal(cause),
+        }
+    }
+}
+
+impl From<GrantError> for ApiError {
+    fn from(error: GrantError) -> Self {
+        let detail = error.to_string();
+        match error {
+            GrantError::SystemOnly(permission) => Self::ReservedPermission {
+                detail,
+                permission: permission.to_string(),
+            },
+            GrantError::NotHeld { permission, .. } => Self::PermissionNotHeld {
+                detail,
+                permission: permission.to_string(),
+            },
+        }
+    }
+}
+
+/// Shorthand for handler results.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,218 @@
+//! The application state shared by every handler: the store, the clock, the secret
+//! codec, the signing keys, the caches and the settings. Handlers receive it through
+//! axum's `State`.
+//!
+//! Policy: every decision that depends on the time of day (expiry, lifetimes, the key
+//! rotation schedule, audit and usage timestamps, retention) takes its `now` from
+//! [`AppState::now`], which asks the injected [`Clock`]. Waits and timeouts that are
+//! about the machine rather than the domain (the listener's, the caches' freshness, the
+//! throttle's windows) keep using `Instant`.
+
+use crate::service::audit::AuditQueue;
+use crate::service::cache::{CachedToken, Lookup, TokenCache};
+use crate::service::error::Result;
+use crate::service::keyring::KeyRing;
+use crate::service::revocation::RevocationHub;
+use crate::service::throttle::Throttle;
+use aws_lc_rs::rand::SystemRandom;
+use latchkey_core::audit::AuditMacKey;
+use latchkey_core::cidr::IpNet;
+use latchkey_core::clock::Clock;
+use latchkey_core::secret::SecretCodec;
+use latchkey_core::store::Store;
+use latchkey_core::token::Token;
+use latchkey_core::usable::{self, Standing};
+use latchkey_core::{PermissionSet, Timestamp, TokenId};
+use std::sync::Arc;
+
+/// Settings the handlers consult.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The public URL (`iss`).
+    pub public_url: String,
+    /// The audiences a `resource` parameter may name.
+    pub audiences: Vec<String>,
+    /// The `aud` when no `resource` is given.
+    pub default_audience: String,
+    /// Default lifetime of access tokens.
+    pub default_access_token_ttl_seconds: u32,
+    /// The most a token may ask for.
+    pub max_access_token_ttl_seconds: u32,
+    /// Absolute lifetime of a refresh-token family.
+    pub refresh_token_lifetime_seconds: i64,
+    /// Active refresh families per token; the oldest goes first.
+    pub max_refresh_families: u32,
+    /// Signing keys rotate this often.
+    pub key_rotation_seconds: i64,
+    /// Usage aggregates are kept this long.
+    pub usage_retention_days: i64,
+    /// Peers whose `X-Forwarded-For` names the client (docs/API.md, "Audit (the five Ws)").
+    pub trusted_proxies: Vec<IpNet>,
+    /// `tls_client_ca_file` is set: the follower endpoints need a client certificate.
+    pub mutual_tls: bool,
+}
+
+/// Shared state, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    codec: SecretCodec,
+    rng: SystemRandom,
+    settings: Settings,
+    keyring: KeyRing,
+    tokens: TokenCache,
+    throttle: Throttle,
+    revocations: RevocationHub,
+    audit: AuditQueue,
+    audit_key: AuditMacKey,
+}
+
+/// The parts [`AppState::new`] assembles.
+pub struct Parts {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Where [`AppState::now`] reads the time.
+    pub clock: Arc<dyn Clock>,
+    /// Prefix and pepper.
+    pub codec: SecretCodec,
+    /// Settings.
+    pub settings: Settings,
+    /// Signing keys.
+    pub keyring: KeyRing,
+    /// Token cache.
+    pub tokens: TokenCache,
+    /// Failed-authentication throttle.
+    pub throttle: Throttle,
+    /// How often the revocation stream sends a heartbeat.
+    pub heartbeat: std::time::Duration,
+    /// Group commit of authentication events.
+    pub audit: AuditQueue,
+    /// The key of the audit events' MACs, derived from the master key.
+    pub audit_key: AuditMacKey,
+}
+
+impl AppState {
+    /// Assembles the state.
+    pub fn new(parts: Parts) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store: parts.store,
+                clock: parts.clock,
+                codec: parts.codec,
+                rng: SystemRandom::new(),
+                settings: parts.settings,
+                keyring: parts.keyring,
+                tokens: parts.tokens,
+                throttle: parts.throttle,
+                revocations: RevocationHub::new(parts.heartbeat),
+                audit: parts.audit,
+                audit_key: parts.audit_key,
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    /// The secret codec (prefix and pepper).
+    pub fn codec(&self) -> &SecretCodec {
+        &self.inner.codec
+    }
+
+    /// The randomness source.
+    pub fn rng(&self) -> &SystemRandom {
+        &self.inner.rng
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// Signing keys and the jti deny list.
+    pub fn keyring(&self) -> &KeyRing {
+        &self.inner.keyring
+    }
+
+    /// The failed-authentication throttle.
+    pub fn throttle(&self) -> &Throttle {
+        &self.inner.throttle
+    }
+
+    /// Call after any change that can affect authentication: forgets cached tokens and
+    /// wakes the revocation feed's followers.
+    pub fn auth_changed(&self) {
+        self.inner.tokens.clear();
+        self.inner.revocations.wake();
+    }
+
+    /// Group commit of authentication events.
+    pub fn audit(&self) -> &AuditQueue {
+        &self.inner.audit
+    }
+
+    /// The key of the audit events' MACs; it never leaves the server.
+    pub fn audit_key(&self) -> &AuditMacKey {
+        &self.inner.audit_key
+    }
+
+    /// The revocation feed's wake-up signal.
+    pub fn revocations(&self) -> &RevocationHub {
+        &self.inner.revocations
+    }
+
+    /// The current time, from the injected clock. The only place the server asks it.
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// A token with its effective permissions, from the cache or the store.
+    pub async fn token(&self, id: TokenId) -> Result<Lookup> {
+        if let Some(hit) = self.inner.tokens.get(id) {
+            return Ok(hit);
+        }
+        let generation = self.inner.tokens.generation();
+        let loaded = match self.store().get_token(id).await? {
+            None => None,
+            Some(record) => {
+                let (effective, member) = self.effective_permissions(&record.token).await?;
+                Some(Arc::new(CachedToken {
+                    record,
+                    effective,
+                    member,
+                }))
+            }
+        };
+        self.inner.tokens.put(id, loaded.clone(), generation);
+        Ok(loaded)
+    }
+
+    /// What `token` grants right now (docs/API.md, "When a token is usable"), through
+    /// [`usable::grant_now`] with what the store says of its roles and user now. The
+    /// flag is false for a personal token whose user is no longer a member.
+    async fn effective_permissions(&self, token: &Token) -> Result<(PermissionSet, bool)> {
+        let tenant = token.owner.tenant_id();
+        let standing = match token.owner.user_id() {
+            None => Standing::Tenant {
+                role_permissions: self.store().role_permissions(&token.roles).await?,
+            },
+            Some(user) => match self.store().get_membership(tenant, user).await? {
+                Some(membership) => Standing::Member {
+                    holds: membership.permission_set(),
+                },
+                None => Standing::Departed,
+            },
+        };
+        Ok(match usable::grant_now(token, &standing) {
+            Some(grant) => (grant, true),
+            None => (PermissionSet::new(), false),
+        })
+    }
+}
