@@ -24,7 +24,6 @@ use std::sync::Arc;
 /// An authenticated management caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The credential's token id.
     pub token_id: TokenId,
     /// The user of a personal credential.
     pub user: Option<UserId>,
@@ -128,7 +127,6 @@ async fn authenticate(
 /// A gateway or resource server: a system-tenant credential holding
 /// `latchkey:introspect` (or `latchkey:admin`). Reads the revocation feed and sends usage.
 pub struct ServiceCaller {
-    /// The credential's token id.
     pub token_id: TokenId,
     /// Where the request came from.
     pub meta: ClientMeta,

@@ -45,7 +45,6 @@ pub enum ApiError {
     PermissionNotHeld {
         /// The whole sentence.
         detail: String,
-        /// The permission.
         permission: String,
     },
     /// A field failed its format check.
@@ -87,25 +86,19 @@ pub enum ApiError {
     /// A user named in the request is not a member of the tenant.
     #[error("{detail}")]
     UnknownMember {
-        /// The sentence.
         detail: String,
-        /// The user.
         user: String,
     },
     /// A system-only permission asked for outside the system tenant.
     #[error("{detail}")]
     ReservedPermission {
-        /// The sentence.
         detail: String,
-        /// The permission.
         permission: String,
     },
     /// A well-formed value that the operation cannot accept.
     #[error("`{field}` {reason}")]
     InvalidValue {
-        /// The field.
         field: String,
-        /// Why.
         reason: String,
     },
     /// The store cannot be reached.
@@ -341,5 +334,4 @@ impl From<GrantError> for ApiError {
     }
 }
 
-/// Shorthand for handler results.
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -32,5 +32,4 @@ impl Error {
     }
 }
 
-/// Shorthand for service results.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 /// An active credential.
 pub struct Active {
-    /// Its token.
     pub token: Arc<CachedToken>,
     /// What it grants now.
     pub scope: PermissionSet,

@@ -28,11 +28,8 @@ pub fn audience_for(state: &AppState, resource: Option<&str>, scope: &Permission
 
 /// A signed access token and what the response says of it.
 pub struct Issued {
-    /// The JWT.
     pub jwt: String,
-    /// Its `jti`.
     pub jti: String,
-    /// Its expiry.
     pub expires_at: Timestamp,
     /// Seconds until then.
     pub expires_in: i64,

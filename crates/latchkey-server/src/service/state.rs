@@ -74,17 +74,13 @@ struct Inner {
 
 /// The parts [`AppState::new`] assembles.
 pub struct Parts {
-    /// The store.
     pub store: Arc<dyn Store>,
     /// Where [`AppState::now`] reads the time.
     pub clock: Arc<dyn Clock>,
     /// Prefix and pepper.
     pub codec: SecretCodec,
-    /// Settings.
     pub settings: Settings,
-    /// Signing keys.
     pub keyring: KeyRing,
-    /// Token cache.
     pub tokens: TokenCache,
     /// Failed-authentication throttle.
     pub throttle: Throttle,
@@ -97,7 +93,6 @@ pub struct Parts {
 }
 
 impl AppState {
-    /// Assembles the state.
     pub fn new(parts: Parts) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -116,7 +111,6 @@ impl AppState {
         }
     }
 
-    /// The store.
     pub fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
     }
@@ -131,7 +125,6 @@ impl AppState {
         &self.inner.rng
     }
 
-    /// The settings.
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
     }

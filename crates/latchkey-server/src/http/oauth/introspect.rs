@@ -28,7 +28,6 @@ use latchkey_core::usable::Client;
 use serde_json::{Map, Value, json};
 use std::net::IpAddr;
 
-/// The introspection endpoint.
 pub async fn introspect(State(state): State<AppState>, request: Request) -> Response {
     match answer(&state, request).await {
         Ok(body) => {

@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use latchkey_core::Timestamp;
 use latchkey_core::secret::SecretType;
 
-/// The revocation endpoint.
 pub async fn revoke(State(state): State<AppState>, request: Request) -> Response {
     match run(&state, request).await {
         Ok(()) => {

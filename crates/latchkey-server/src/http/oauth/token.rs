@@ -20,7 +20,6 @@ use latchkey_core::store::{RefreshFamily, RefreshOutcome};
 use latchkey_core::{PermissionSet, TokenId};
 use serde_json::{Value, json};
 
-/// The token endpoint.
 pub async fn token(State(state): State<AppState>, request: Request) -> Response {
     match grant(&state, request).await {
         Ok(response) => response,

@@ -23,7 +23,6 @@ use std::sync::Arc;
 
 /// A successful client-credentials exchange.
 pub struct Exchange {
-    /// The client.
     pub client: Arc<CachedToken>,
     /// The client's address.
     pub ip: Option<IpAddr>,
