@@ -48,7 +48,7 @@ impl Algorithm {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
     /// The signing algorithm.
-    pub alg: String,
+    pub alg: Algorithm,
     /// Always `at+jwt`.
     pub typ: String,
     /// The signing key's id in the JWKS.

@@ -109,7 +109,7 @@ pub struct SigningKeyRecord {
     /// Creation order; assigned by the store.
     pub seq: i64,
     /// The JOSE algorithm.
-    pub alg: String,
+    pub alg: crate::jwt::Algorithm,
     /// Creation time.
     pub created_at: Timestamp,
     /// AES-256-GCM nonce and ciphertext of the private key.
@@ -123,7 +123,9 @@ impl std::fmt::Debug for SigningKeyRecord {
         write!(
             f,
             "SigningKeyRecord({}, {}, seq {})",
-            self.kid, self.alg, self.seq
+            self.kid,
+            self.alg.as_str(),
+            self.seq
         )
     }
 }

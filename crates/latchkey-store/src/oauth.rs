@@ -2,9 +2,10 @@
 //! replicas), refresh-token families (rotated on every use, revoked whole on reuse) and
 //! single access tokens on the deny list.
 
-use crate::error::{TxResult, from_sqlx};
+use crate::error::{TxResult, corrupt, from_sqlx};
 use crate::sql::{SqlStore, append_revocation};
 use latchkey_core::audit::{AuditAction, AuditContext, AuditEvent};
+use latchkey_core::jwt::Algorithm;
 use latchkey_core::secret::StoredSecret;
 use latchkey_core::store::{
     FeedKind, RefreshFamily, RefreshOutcome, RefreshRecord, RevocationEntry, RotateWhen,
@@ -31,7 +32,10 @@ fn signing_key(row: &AnyRow) -> Result<SigningKeyRecord, sqlx::Error> {
     Ok(SigningKeyRecord {
         kid: row.try_get("kid")?,
         seq: row.try_get("seq")?,
-        alg: row.try_get("alg")?,
+        alg: {
+            let alg: String = row.try_get("alg")?;
+            Algorithm::parse(&alg).ok_or_else(|| corrupt("signing key algorithm", &alg))?
+        },
         created_at: Timestamp::from_millis(row.try_get("created_at")?),
         private_sealed: row.try_get("private_sealed")?,
         public_jwk: row.try_get("public_jwk")?,
@@ -202,7 +206,7 @@ impl SqlStore {
         )
         .bind(key.kid.clone())
         .bind(seq)
-        .bind(key.alg.clone())
+        .bind(key.alg.as_str())
         .bind(key.created_at.millis())
         .bind(key.private_sealed.clone())
         .bind(key.public_jwk.clone())

@@ -85,22 +85,13 @@ pub enum ApiError {
     UnknownPermission(String),
     /// A user named in the request is not a member of the tenant.
     #[error("{detail}")]
-    UnknownMember {
-        detail: String,
-        user: String,
-    },
+    UnknownMember { detail: String, user: String },
     /// A system-only permission asked for outside the system tenant.
     #[error("{detail}")]
-    ReservedPermission {
-        detail: String,
-        permission: String,
-    },
+    ReservedPermission { detail: String, permission: String },
     /// A well-formed value that the operation cannot accept.
     #[error("`{field}` {reason}")]
-    InvalidValue {
-        field: String,
-        reason: String,
-    },
+    InvalidValue { field: String, reason: String },
     /// The store cannot be reached.
     #[error("the service is temporarily unavailable")]
     Unavailable(String),

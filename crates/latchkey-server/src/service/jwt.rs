@@ -12,7 +12,7 @@ const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Signs `claims` with `key`.
 pub fn sign(key: &SigningKey, claims: &Claims) -> Result<String, Error> {
     let header = Header {
-        alg: key.alg.as_str().to_owned(),
+        alg: key.alg,
         typ: ACCESS_TOKEN_TYPE.to_owned(),
         kid: key.kid.clone(),
     };
@@ -61,7 +61,7 @@ pub fn verify(
     let header_bytes = b64url_decode(header_b64).ok_or(Rejected::Invalid)?;
     let header: Header = serde_json::from_slice(&header_bytes).map_err(|_| Rejected::Invalid)?;
     let key = keys.find(&header.kid).ok_or(Rejected::Invalid)?;
-    if header.alg != key.alg.as_str() || header.typ != ACCESS_TOKEN_TYPE {
+    if header.alg != key.alg || header.typ != ACCESS_TOKEN_TYPE {
         return Err(Rejected::Invalid);
     }
     let signature = b64url_decode(signature_b64).ok_or(Rejected::Invalid)?;

@@ -156,7 +156,7 @@ pub fn generate(
     Ok(SigningKeyRecord {
         kid: kid.clone(),
         seq: 0,
-        alg: alg.as_str().to_owned(),
+        alg,
         created_at: now,
         private_sealed: master.seal(&kid, &pkcs8)?,
         public_jwk: key.jwk.to_string(),
@@ -165,8 +165,7 @@ pub fn generate(
 
 /// Opens a stored key.
 pub fn open(master: &MasterKey, record: &SigningKeyRecord) -> Result<SigningKey, Error> {
-    let alg = Algorithm::parse(&record.alg)
-        .ok_or_else(|| Error::Internal(format!("unknown key algorithm {}", record.alg)))?;
+    let alg = record.alg;
     let pkcs8 = master.open(&record.kid, &record.private_sealed)?;
     load(&record.kid, alg, &pkcs8)
 }
