@@ -156,7 +156,7 @@ pub struct RefreshFamily {
     /// When it was revoked.
     pub revoked_at: Option<Timestamp>,
     /// The scope granted at its start; refreshes keep it.
-    pub scope: String,
+    pub scope: crate::PermissionSet,
     /// The audience granted at its start.
     pub audience: String,
 }

@@ -6,6 +6,7 @@ use crate::error::{TxResult, corrupt, from_sqlx};
 use crate::sql::{SqlStore, append_revocation};
 use latchkey_core::audit::{AuditAction, AuditContext, AuditEvent};
 use latchkey_core::jwt::Algorithm;
+use latchkey_core::permission::{format_scope, parse_scope};
 use latchkey_core::secret::StoredSecret;
 use latchkey_core::store::{
     FeedKind, RefreshFamily, RefreshOutcome, RefreshRecord, RevocationEntry, RotateWhen,
@@ -70,7 +71,10 @@ fn refresh_pair(row: &AnyRow) -> Result<(RefreshRecord, RefreshFamily), sqlx::Er
         revoked_at: row
             .try_get::<Option<i64>, _>("family_revoked_at")?
             .map(Timestamp::from_millis),
-        scope: row.try_get("scope")?,
+        scope: {
+            let scope: String = row.try_get("scope")?;
+            parse_scope(&scope).map_err(|error| corrupt("refresh family scope", error))?
+        },
         audience: row.try_get("audience")?,
     };
     Ok((record, family))
@@ -255,7 +259,7 @@ impl SqlStore {
         .bind(family.token_id.to_string())
         .bind(created_at)
         .bind(family.expires_at.millis())
-        .bind(family.scope.clone())
+        .bind(format_scope(&family.scope))
         .bind(family.audience.clone())
         .execute(&mut *tx)
         .await?;

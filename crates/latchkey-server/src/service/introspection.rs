@@ -103,10 +103,7 @@ async fn inspect_secret(
             let Ok(grant) = token.usable(now, client) else {
                 return Ok(None);
             };
-            let Ok(scope) = parse_scope(&family.scope) else {
-                return Ok(None);
-            };
-            let scope = narrow(&scope, grant);
+            let scope = narrow(&family.scope, grant);
             Ok(Some(Active {
                 token,
                 scope,

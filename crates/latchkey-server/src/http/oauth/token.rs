@@ -98,7 +98,7 @@ async fn client_credentials(state: &AppState, request: &OAuthRequest) -> OAuthRe
     let token = &client.record.token;
     let requested = requested_scope(&request.form)?;
     let asked = requested.is_some();
-    let scope = narrow(requested, &client.effective)?;
+    let mut scope = narrow(requested, &client.effective)?;
     let resource = resource(state, &request.form)?;
     let issued = issuer::issue(state, token, &scope, resource)?;
     let refresh = if token.refresh_tokens {
@@ -109,7 +109,8 @@ async fn client_credentials(state: &AppState, request: &OAuthRequest) -> OAuthRe
             created_at: now,
             expires_at: now.plus_seconds(state.settings().refresh_token_lifetime_seconds),
             revoked_at: None,
-            scope: format_scope(&scope),
+            // Lent to the family while it is stored, then taken back: no copy.
+            scope: std::mem::take(&mut scope),
             // Empty: no `resource` was asked for (docs/API.md, "Audiences").
             audience: resource.unwrap_or_default().to_owned(),
         };
@@ -119,6 +120,7 @@ async fn client_credentials(state: &AppState, request: &OAuthRequest) -> OAuthRe
             .store()
             .start_refresh_family(&family, &first, state.settings().max_refresh_families, &ctx)
             .await?;
+        scope = family.scope;
         Some((secret, family.id))
     } else {
         None
@@ -172,8 +174,8 @@ async fn refresh(state: &AppState, request: &OAuthRequest) -> OAuthResult<Respon
             "the refresh token was already used; its family is revoked",
         ));
     }
-    let family_scope = parse_scope(&family.scope).map_err(OAuthError::internal)?;
-    let still_granted: PermissionSet = family_scope
+    let still_granted: PermissionSet = family
+        .scope
         .intersection(&client.effective)
         .cloned()
         .collect();
