@@ -9,6 +9,7 @@
 //! the wall clock, and no rule here calls it.
 
 pub mod audit;
+pub mod bearer;
 pub mod cidr;
 pub mod clock;
 pub mod encoding;

@@ -16,6 +16,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use latchkey_core::audit::AuditContext;
+use latchkey_core::bearer::BearerError;
 use latchkey_core::permission::{ADMIN, Authority, INTROSPECT, MANAGE};
 use latchkey_core::{Permission, PermissionSet};
 use latchkey_core::{TenantId, TokenId, UserId};
@@ -89,27 +90,20 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The credential of an `Authorization: Bearer` header (RFC 6750 §2.1).
+/// The credential of an `Authorization: Bearer` header, read by core's one parser
+/// (`latchkey_core::bearer`, RFC 6750 §2.1).
 pub fn bearer(headers: &HeaderMap) -> ApiResult<&str> {
-    let missing = || ApiError::InvalidToken {
-        description: "a bearer credential is required".to_owned(),
-        challenge_error: false,
-    };
-    let value = headers.get(header::AUTHORIZATION).ok_or_else(missing)?;
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::invalid_token("malformed Authorization header"))?;
-    let (scheme, credential) = value
-        .split_once(' ')
-        .ok_or_else(|| ApiError::invalid_token("malformed Authorization header"))?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(missing());
-    }
-    let credential = credential.trim();
-    if credential.is_empty() {
-        return Err(missing());
-    }
-    Ok(credential)
+    let values = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .map(|value| value.to_str().ok());
+    latchkey_core::bearer::bearer(values).map_err(|error| match error {
+        BearerError::Missing => ApiError::InvalidToken {
+            description: "a bearer credential is required".to_owned(),
+            challenge_error: false,
+        },
+        BearerError::Malformed => ApiError::invalid_token("malformed Authorization header"),
+    })
 }
 
 /// Authenticates the bearer credential of a request (an api key or one of our JWTs) and

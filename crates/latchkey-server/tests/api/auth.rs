@@ -14,6 +14,7 @@ both_backends!(
     a_key_without_manage_or_admin_gets_insufficient_scope,
     a_key_outside_its_ip_allowlist_is_refused,
     an_access_jwt_with_manage_authenticates_within_its_scope,
+    two_authorization_headers_are_refused_wherever_a_bearer_is_read,
 );
 
 async fn a_missing_credential_gets_a_bare_bearer_challenge(app: TestApp) {
@@ -220,4 +221,49 @@ async fn an_access_jwt_with_manage_authenticates_within_its_scope(app: TestApp) 
         .await;
     reply.assert_problem(401, "invalid-token");
     assert_eq!(reply.body["detail"], "credential revoked");
+}
+
+/// A proxy that reads one `Authorization` header and a server that reads the other
+/// would disagree on who is calling: two headers are malformed (docs/API.md, "Who may
+/// call"), on the management API and at introspection, even when both are the same
+/// good key, and nothing is created.
+async fn two_authorization_headers_are_refused_wherever_a_bearer_is_read(app: TestApp) {
+    let good = format!("Bearer {}", app.root_key);
+    let reply = app
+        .send(
+            app.request(Method::POST, "/v1/tenants")
+                .header("authorization", &good)
+                .header("authorization", &good)
+                .json(&json!({ "id": "twice" })),
+        )
+        .await;
+    reply.assert_problem(401, "invalid-token");
+    assert!(
+        reply
+            .header("www-authenticate")
+            .contains("error=\"invalid_token\"")
+    );
+    app.get("/v1/tenants/twice")
+        .await
+        .assert_problem(404, "not-found");
+    let reply = app
+        .send(
+            app.request(Method::POST, "/oauth/introspect")
+                .header("authorization", &good)
+                .header("authorization", "Bearer other")
+                .form(&[("token", "anything")]),
+        )
+        .await;
+    reply.assert_status(401);
+    assert_eq!(reply.body["error"], "invalid_token");
+    // Controls: one header is read, in any case of the scheme, after any run of spaces.
+    let reply = app
+        .send(
+            app.request(Method::POST, "/v1/tenants")
+                .header("authorization", format!("bearer   {}", app.root_key))
+                .json(&json!({ "id": "once" })),
+        )
+        .await;
+    reply.assert_status(201);
+    app.get("/v1/tenants/once").await.assert_status(200);
 }
