@@ -13,12 +13,13 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_core::audit::{AuditAction, AuditContext, AuditEvent};
-use latchkey_core::jwt::{Audience, Claims, JWT_KIND, TokenOwnerType};
+use latchkey_core::jwt::{Audience, TokenOwnerType};
 use latchkey_core::permission::{format_scope, parse_scope};
 use latchkey_core::secret::{Secret, SecretType};
 use latchkey_core::store::{RefreshFamily, RefreshOutcome, RefreshRecord};
 use latchkey_core::token::Token;
 use latchkey_core::{Permission, PermissionSet, Timestamp, TokenId};
+use latchkey_wire::{Claims, JwtKind};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -145,7 +146,7 @@ pub fn claims_for(
         tid: token.owner.tenant_id().to_string(),
         uid,
         tkt,
-        knd: long_lived.then(|| JWT_KIND.to_owned()),
+        knd: long_lived.then_some(JwtKind::Jwt),
         rol: Some(token.roles.iter().map(ToString::to_string).collect()),
         prm: Some(token.permissions.iter().map(ToString::to_string).collect()),
         ipa: token.ip_allowlist.iter().map(ToString::to_string).collect(),
