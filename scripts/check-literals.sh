@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # check-literals.sh: token kinds and permission names are typed values of latchkey-core
-# (TokenKind, JWT_KIND, Claims::is_long_lived, Permission::is_admin and its siblings, the
-# ADMIN / MANAGE / INTROSPECT constants). Outside core's own src, code compares against
-# those, never against the wire strings.
+# (TokenKind, Permission::is_admin and its siblings, the ADMIN / MANAGE / INTROSPECT
+# constants) and of latchkey-wire (JwtKind, Claims::is_long_lived). Outside core's own
+# src, code compares against those, never against the wire strings.
 #
 # It greps crates/*/src except crates/latchkey-core/src, skipping test code: files named
 # tests.rs or proptests.rs, and everything from a file's first `#[cfg(test)]` on (test
@@ -23,8 +23,8 @@ patterns=(
   "\"${kinds}\"\)?[[:space:]]*[=!]="
   "Some\(\"${kinds}\"\)[[:space:]]*(=>|\|)"
   "\"latchkey:(admin|manage|introspect)\""
-  "as_str\(\)[[:space:]]*[=!]=[[:space:]]*(ADMIN|MANAGE|INTROSPECT|JWT_KIND)\b"
-  "\b(ADMIN|MANAGE|INTROSPECT|JWT_KIND)[[:space:]]*[=!]=[[:space:]]*[a-z_.]+\.as_str\(\)"
+  "as_str\(\)[[:space:]]*[=!]=[[:space:]]*(ADMIN|MANAGE|INTROSPECT)\b"
+  "\b(ADMIN|MANAGE|INTROSPECT)[[:space:]]*[=!]=[[:space:]]*[a-z_.]+\.as_str\(\)"
   "\[\"kind\"\][[:space:]]*[=!]=[[:space:]]*\""
 )
 anywhere="$(IFS='|'; echo "${patterns[*]}")"

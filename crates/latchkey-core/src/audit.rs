@@ -15,7 +15,6 @@
 //! tell apart from the real one; only a head anchored elsewhere catches it
 //! (`latchkey audit verify --expect-head`, README.md, Audit).
 
-use crate::store::AuditRecord;
 use crate::timestamp::Timestamp;
 use aws_lc_rs::{digest, hmac};
 use serde::Serialize;
@@ -205,6 +204,26 @@ impl AuditEvent {
         self.details = details;
         self
     }
+}
+
+/// An audit event as stored: the event, its context, and its place in the chain.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct AuditRecord {
+    /// Position in the chain.
+    pub seq: i64,
+    /// Who, from where, when.
+    #[serde(flatten)]
+    pub context: AuditContext,
+    /// What happened, to what.
+    #[serde(flatten)]
+    pub event: AuditEvent,
+    /// The previous event's hash, hex.
+    pub prev_hash: String,
+    /// This event's chain hash, hex.
+    pub hash: String,
+    /// The HMAC-SHA256 of the chain hash under the server's audit MAC key, hex; `None`
+    /// for an event written before MACs existed.
+    pub mac: Option<String>,
 }
 
 /// The hash of the event before the first one.

@@ -1,13 +1,10 @@
 //! The access-token model shared by the issuer (server) and the verifiers: the JOSE
-//! header, the RFC 9068 claims with latchkey's own (`tid`, `uid`, `tkt`, `knd`), and
-//! strict base64url (RFC 7515 §2: no padding, URL-safe alphabet only, canonical trailing
-//! bits), so a token has exactly one accepted encoding.
+//! header and its algorithms, the values of the `aud` and `tkt` claims, and strict
+//! base64url (RFC 7515 §2: no padding, URL-safe alphabet only, canonical trailing bits),
+//! so a token has exactly one accepted encoding. The claims themselves are a wire type,
+//! `latchkey_wire::Claims`.
 
-use crate::token::TokenKind;
 use serde::{Deserialize, Serialize};
-
-/// `knd` of a long-lived JWT: the name of token kind `jwt`.
-pub const JWT_KIND: &str = TokenKind::Jwt.as_str();
 
 /// `typ` of every latchkey access token (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
@@ -63,62 +60,6 @@ pub enum TokenOwnerType {
     Tenant,
     /// A personal token.
     User,
-}
-
-/// The claims of a latchkey access token (docs/API.md, "Access tokens").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
-    /// The issuer: the server's public URL.
-    pub iss: String,
-    /// The token id.
-    pub sub: String,
-    /// The audience: the `resource` asked for, or the default audience (and the issuer
-    /// too when the grant holds a built-in permission; docs/API.md, "Audiences").
-    pub aud: Audience,
-    /// Expiry, seconds since the epoch; absent on long-lived JWTs without expiry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exp: Option<i64>,
-    /// Issued at.
-    pub iat: i64,
-    /// Not before.
-    pub nbf: i64,
-    /// A fresh UUID v4 per issued JWT.
-    pub jti: String,
-    /// The token id (the OAuth client id).
-    pub client_id: String,
-    /// Space-separated effective permissions.
-    pub scope: String,
-    /// The tenant.
-    pub tid: String,
-    /// The user, on personal tokens only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uid: Option<String>,
-    /// `tenant` or `user`.
-    pub tkt: TokenOwnerType,
-    /// `jwt` on long-lived JWTs (token kind `jwt`); absent on access tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub knd: Option<String>,
-    /// The token's roles: what its grant is computed from, so a verifier can narrow
-    /// `scope` to what the token grants now. Absent only on JWTs issued before latchkey
-    /// wrote it, which verifiers check by introspection.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rol: Option<Vec<String>>,
-    /// The token's direct permissions, beside `rol`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prm: Option<Vec<String>>,
-    /// The token's IP allowlist (CIDR networks); absent when it has none. A verifier that
-    /// does not know the client's address refuses a JWT carrying it.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ipa: Vec<String>,
-}
-
-impl Claims {
-    /// True for the claims of a long-lived JWT (`"knd":"jwt"`, token kind `jwt`); false
-    /// for an access token from `/oauth/token`, which has no `knd`, and for any `knd`
-    /// latchkey does not write.
-    pub fn is_long_lived(&self) -> bool {
-        self.knd.as_deref() == Some(JWT_KIND)
-    }
 }
 
 /// A JWT's `aud`: one string, or an array of them (RFC 7519 §4.1.3).
@@ -241,52 +182,6 @@ mod tests {
         assert_eq!(b64url_decode("+/8"), None, "standard alphabet");
         assert_eq!(b64url_decode("Q Q"), None, "white space");
         assert_eq!(b64url_decode("QUJDR"), None, "impossible length");
-    }
-
-    #[test]
-    fn claims_omit_absent_optional_members() {
-        let claims = Claims {
-            iss: "http://127.0.0.1:7700".into(),
-            sub: "t".into(),
-            aud: "http://127.0.0.1:7700".into(),
-            exp: None,
-            iat: 1,
-            nbf: 1,
-            jti: "j".into(),
-            client_id: "t".into(),
-            scope: "a:r".into(),
-            tid: "acme".into(),
-            uid: None,
-            tkt: TokenOwnerType::Tenant,
-            knd: Some("jwt".into()),
-            rol: Some(vec![]),
-            prm: None,
-            ipa: vec![],
-        };
-        let text = serde_json::to_string(&claims).unwrap();
-        assert!(!text.contains("exp") && !text.contains("uid"));
-        assert!(text.contains("\"tkt\":\"tenant\"") && text.contains("\"knd\":\"jwt\""));
-        assert!(text.contains("\"rol\":[]") && !text.contains("prm") && !text.contains("ipa"));
-    }
-
-    #[test]
-    fn only_knd_jwt_makes_claims_long_lived() {
-        let mut claims: Claims = serde_json::from_value(serde_json::json!({
-            "iss": "i", "sub": "t", "aud": "i", "iat": 1, "nbf": 1, "jti": "j",
-            "client_id": "t", "scope": "", "tid": "acme", "tkt": "tenant", "knd": "jwt"
-        }))
-        .unwrap();
-        assert!(claims.is_long_lived());
-        for other in [
-            None,
-            Some("JWT"),
-            Some("api_key"),
-            Some("client_credentials"),
-            Some(""),
-        ] {
-            claims.knd = other.map(str::to_owned);
-            assert!(!claims.is_long_lived(), "{other:?}");
-        }
     }
 
     #[test]

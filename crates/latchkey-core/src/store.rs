@@ -4,7 +4,7 @@
 //! Backends live in `latchkey-store`; the server holds an `Arc<dyn Store>` and never
 //! learns which database it talks to.
 
-use crate::audit::AuditContext;
+use crate::audit::{AuditContext, AuditRecord};
 use crate::ids::{RoleName, TenantId, TokenId, UserId};
 use crate::permission::{Permission, PermissionSet};
 use crate::timestamp::Timestamp;
@@ -281,26 +281,6 @@ pub struct UsageRecord {
     pub count: i64,
     /// The last of them.
     pub last_used_at: Timestamp,
-}
-
-/// An audit event as stored: the event, its context, and its place in the chain.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct AuditRecord {
-    /// Position in the chain.
-    pub seq: i64,
-    /// Who, from where, when.
-    #[serde(flatten)]
-    pub context: crate::audit::AuditContext,
-    /// What happened, to what.
-    #[serde(flatten)]
-    pub event: crate::audit::AuditEvent,
-    /// The previous event's hash, hex.
-    pub prev_hash: String,
-    /// This event's chain hash, hex.
-    pub hash: String,
-    /// The HMAC-SHA256 of the chain hash under the server's audit MAC key, hex; `None`
-    /// for an event written before MACs existed.
-    pub mac: Option<String>,
 }
 
 /// The stored head of the audit chain.

@@ -11,9 +11,9 @@ use crate::error::{TxResult, corrupt, from_sqlx};
 use crate::sql::SqlStore;
 use latchkey_core::Timestamp;
 use latchkey_core::audit::{
-    AuditContext, AuditEvent, AuditMacKey, hex, link_hash, write_canonical,
+    AuditContext, AuditEvent, AuditMacKey, AuditRecord, hex, link_hash, write_canonical,
 };
-use latchkey_core::store::{AuditFilter, AuditHead, AuditRecord, Page, PageRequest, StoreResult};
+use latchkey_core::store::{AuditFilter, AuditHead, Page, PageRequest, StoreResult};
 use sqlx::AnyConnection;
 use sqlx::Row;
 use sqlx::any::AnyRow;

@@ -5,11 +5,11 @@
 use crate::error::{TxError, TxResult, from_sqlx};
 use crate::rows::{self, TOKEN_COLUMNS, join};
 use async_trait::async_trait;
-use latchkey_core::audit::{AuditAction, AuditContext, AuditEvent, AuditMacKey};
+use latchkey_core::audit::{AuditAction, AuditContext, AuditEvent, AuditMacKey, AuditRecord};
 use latchkey_core::store::{
-    AuditFilter, AuditHead, AuditRecord, FeedKind, Membership, Page, PageRequest, PermissionDef,
-    RefreshFamily, RefreshOutcome, RefreshRecord, RevocationEntry, RoleDef, RotateWhen,
-    SigningKeyRecord, Store, StoreError, StoreResult, Tenant, TokenOwnerFilter, UsageRecord,
+    AuditFilter, AuditHead, FeedKind, Membership, Page, PageRequest, PermissionDef, RefreshFamily,
+    RefreshOutcome, RefreshRecord, RevocationEntry, RoleDef, RotateWhen, SigningKeyRecord, Store,
+    StoreError, StoreResult, Tenant, TokenOwnerFilter, UsageRecord,
 };
 use latchkey_core::token::{Owner, Token, TokenKind, TokenName, TokenRecord};
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};

@@ -17,11 +17,10 @@ use crate::json::{JsonError, parse_object};
 use crate::narrow::GrantBasis;
 use crate::principal::{Principal, TokenKind};
 use latchkey_core::cidr::IpNet;
-use latchkey_core::jwt::{
-    ACCESS_TOKEN_TYPE, Algorithm, Claims, Header, JWT_KIND, TokenOwnerType, b64url_decode,
-};
+use latchkey_core::jwt::{ACCESS_TOKEN_TYPE, Algorithm, Header, TokenOwnerType, b64url_decode};
 use latchkey_core::permission::parse_scope;
 use latchkey_core::{TenantId, Timestamp, TokenId, UserId};
+use latchkey_wire::{Claims, JwtKind};
 use serde_json::{Map, Value};
 
 /// What a token must match.
@@ -161,10 +160,10 @@ pub(crate) fn check_claims(
 ) -> Result<CheckedClaims, InvalidReason> {
     let mut map = parse_object(payload).map_err(json_error)?;
     check_types(&map)?;
-    let long_lived = match map.get("knd").and_then(Value::as_str) {
+    let long_lived = match map.get("knd").and_then(Value::as_str).map(JwtKind::parse) {
         None => false,
-        Some(JWT_KIND) => true,
-        Some(_) => return Err(InvalidReason::InvalidClaim("knd")),
+        Some(JwtKind::Jwt) => true,
+        Some(JwtKind::Unknown(_)) => return Err(InvalidReason::InvalidClaim("knd")),
     };
     if let Some(name) = REQUIRED_CLAIMS.iter().find(|n| !map.contains_key(**n)) {
         return Err(InvalidReason::MissingClaim(name));

@@ -10,6 +10,7 @@ use axum::routing::get;
 use latchkey_core::permission::INTROSPECT;
 use latchkey_gateway::{GatewayConfig, assemble};
 use latchkey_server::{Application, Config};
+use latchkey_wire::{CreatedToken, TokenResponse};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -159,33 +160,27 @@ pub async fn run() -> anyhow::Result<()> {
         json!({ "id": "acme", "name": "Acme Inc." }),
     )
     .await?;
-    let created = tour
-        .admin(
+    let created: CreatedToken = serde_json::from_value(
+        tour.admin(
             "create a client_credentials token with role viewer",
             post.clone(),
             "/v1/tenants/acme/tokens",
             json!({ "name": "ci deploy", "kind": "client_credentials", "roles": ["viewer"] }),
         )
-        .await?;
-    let client_id = created["client_id"]
-        .as_str()
-        .context("client_id")?
-        .to_owned();
-    let client_secret = created["client_secret"]
-        .as_str()
-        .context("client_secret")?
-        .to_owned();
-    let gateway_key = tour
-        .admin(
+        .await?,
+    )?;
+    let client_id = created.client_id.context("client_id")?.to_string();
+    let client_secret = created.client_secret.context("client_secret")?;
+    let gateway: CreatedToken = serde_json::from_value(
+        tour.admin(
             "create the gateway's credential (latchkey:introspect)",
             post,
             "/v1/tenants/latchkey/tokens",
             json!({ "name": "gateway", "kind": "api_key", "permissions": [INTROSPECT] }),
         )
-        .await?["api_key"]
-        .as_str()
-        .context("api_key")?
-        .to_owned();
+        .await?,
+    )?;
+    let gateway_key = gateway.api_key.context("api_key")?;
 
     let started = Instant::now();
     let upstream = upstream().await?;
@@ -208,7 +203,7 @@ pub async fn run() -> anyhow::Result<()> {
     );
 
     let started = Instant::now();
-    let granted: Value = tour
+    let granted: TokenResponse = tour
         .http
         .post(format!("{server}/oauth/token"))
         .basic_auth(&client_id, Some(&client_secret))
@@ -216,16 +211,15 @@ pub async fn run() -> anyhow::Result<()> {
         .send()
         .await?
         .json()
-        .await?;
-    let jwt = granted["access_token"]
-        .as_str()
-        .context("access_token")?
-        .to_owned();
+        .await
+        .context("access_token")?;
+    // Quoted, as the JSON string it came as.
     tour.say(
         "exchange client credentials for a JWT",
         started,
-        &format!("scope {}", granted["scope"]),
+        &format!("scope {:?}", granted.scope),
     );
+    let jwt = granted.access_token;
 
     let get = reqwest::Method::GET;
     tour.through_gateway(

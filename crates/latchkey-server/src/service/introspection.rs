@@ -7,11 +7,11 @@ use crate::service::error::Result;
 use crate::service::jwt;
 use crate::service::state::AppState;
 use latchkey_core::PermissionSet;
-use latchkey_core::jwt::Claims;
 use latchkey_core::permission::parse_scope;
 use latchkey_core::secret::SecretType;
 use latchkey_core::token::TokenKind;
 use latchkey_core::usable::{Client, narrow};
+use latchkey_wire::Claims;
 use std::sync::Arc;
 
 /// An active credential.

@@ -4,12 +4,13 @@
 use crate::service::error::{Error, Result};
 use crate::service::jwt;
 use crate::service::state::AppState;
-use latchkey_core::jwt::{Audience, Claims, JWT_KIND, TokenOwnerType};
+use latchkey_core::jwt::{Audience, TokenOwnerType};
 use latchkey_core::permission::format_scope;
 use latchkey_core::secret::{Secret, SecretType};
 use latchkey_core::store::RefreshRecord;
 use latchkey_core::token::Token;
 use latchkey_core::{Permission, PermissionSet, Timestamp, TokenId};
+use latchkey_wire::{Claims, JwtKind};
 
 /// The `aud` of a JWT (docs/API.md, "Audiences"): exactly the `resource` asked for; else
 /// the default audience, with the issuer too when `scope` holds a built-in permission,
@@ -66,7 +67,7 @@ pub fn claims_for(
         tid: token.owner.tenant_id().to_string(),
         uid,
         tkt,
-        knd: long_lived.then(|| JWT_KIND.to_owned()),
+        knd: long_lived.then_some(JwtKind::Jwt),
         rol: Some(token.roles.iter().map(ToString::to_string).collect()),
         prm: Some(token.permissions.iter().map(ToString::to_string).collect()),
         ipa: token.ip_allowlist.iter().map(ToString::to_string).collect(),

@@ -4,7 +4,8 @@
 
 use super::keys::{KeySet, SigningKey};
 use crate::service::error::Error;
-use latchkey_core::jwt::{ACCESS_TOKEN_TYPE, Claims, Header, b64url_decode, b64url_encode};
+use latchkey_core::jwt::{ACCESS_TOKEN_TYPE, Header, b64url_decode, b64url_encode};
+use latchkey_wire::Claims;
 
 /// Tokens longer than this are not ours.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;

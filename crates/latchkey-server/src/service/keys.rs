@@ -283,7 +283,7 @@ pub struct KeySet {
 /// claims. A signature check costs about 40 µs and a lookup well under 1; expiry and
 /// revocation are still checked on every use.
 pub struct VerifiedTokens {
-    entries: std::sync::Mutex<std::collections::HashMap<String, Arc<latchkey_core::jwt::Claims>>>,
+    entries: std::sync::Mutex<std::collections::HashMap<String, Arc<latchkey_wire::Claims>>>,
 }
 
 const VERIFIED_CAPACITY: usize = 50_000;
@@ -296,12 +296,12 @@ impl VerifiedTokens {
     }
 
     /// The claims of a token verified before.
-    pub fn get(&self, token: &str) -> Option<Arc<latchkey_core::jwt::Claims>> {
+    pub fn get(&self, token: &str) -> Option<Arc<latchkey_wire::Claims>> {
         self.entries.lock().ok()?.get(token).cloned()
     }
 
     /// Remembers a verified token; forgets everything when full.
-    pub fn put(&self, token: &str, claims: Arc<latchkey_core::jwt::Claims>) {
+    pub fn put(&self, token: &str, claims: Arc<latchkey_wire::Claims>) {
         if let Ok(mut entries) = self.entries.lock() {
             if entries.len() >= VERIFIED_CAPACITY {
                 entries.clear();

@@ -5,9 +5,8 @@ use crate::both_backends;
 use crate::helpers::{TestApp, captured_logs};
 use aws_lc_rs::hmac;
 use latchkey_core::audit::{
-    AuditAction, Break, BreakReason, ChainLink, ChainVerifier, chain_hash, hex, unhex,
+    AuditAction, AuditRecord, Break, BreakReason, ChainLink, ChainVerifier, chain_hash, hex, unhex,
 };
-use latchkey_core::store::AuditRecord;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;

@@ -11,8 +11,7 @@ use super::client::Client;
 use super::output::{emit, items, table, text};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use latchkey_core::audit::{Break, ChainLink, ChainVerifier, hex, unhex};
-use latchkey_core::store::AuditRecord;
+use latchkey_core::audit::{AuditRecord, Break, ChainLink, ChainVerifier, hex, unhex};
 use serde_json::{Value, json};
 
 const CHAIN_PAGE: u32 = 5_000;

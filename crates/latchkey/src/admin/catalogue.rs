@@ -6,8 +6,8 @@ use super::Format;
 use super::client::Client;
 use super::output::{emit, items, table, text};
 use clap::Subcommand;
+use latchkey_wire::{PutPermission, PutRole};
 use reqwest::Method;
-use serde::Serialize;
 
 #[derive(Debug, Subcommand)]
 pub enum PermissionCommand {
@@ -40,19 +40,6 @@ pub enum RoleCommand {
     List,
 }
 
-#[derive(Serialize)]
-struct PutPermission<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct PutRole<'a> {
-    permissions: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'a str>,
-}
-
 pub async fn run_permission(
     client: &Client,
     format: Format,
@@ -60,9 +47,7 @@ pub async fn run_permission(
 ) -> anyhow::Result<()> {
     match command {
         PermissionCommand::Put { name, description } => {
-            let body = PutPermission {
-                description: description.as_deref(),
-            };
+            let body = PutPermission { description };
             let permission = client
                 .send(Method::PUT, &["v1", "permissions", &name], &body)
                 .await?;
@@ -99,8 +84,8 @@ pub async fn run_role(client: &Client, format: Format, command: RoleCommand) -> 
             description,
         } => {
             let body = PutRole {
-                permissions: &permissions,
-                description: description.as_deref(),
+                permissions,
+                description,
             };
             let role = client
                 .send(Method::PUT, &["v1", "roles", &name], &body)

@@ -2,8 +2,9 @@
 //! percent-encoded), sends the bearer credential, follows list pagination, and turns
 //! RFC 9457 problem responses and transport failures into one-line errors.
 //!
-//! Request bodies are typed (`Serialize`); responses stay `serde_json::Value`, so the CLI
-//! shows whatever the server sends without a second copy of its types.
+//! Request bodies are latchkey-wire's types. Responses arrive as `serde_json::Value`, so
+//! `--json` shows whatever the server sent; text output reads them as wire types where a
+//! command picks fields from them (`output::emit_read`).
 
 use anyhow::{Context, anyhow, bail};
 use reqwest::{Method, RequestBuilder, StatusCode, Url};

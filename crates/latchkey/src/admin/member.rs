@@ -6,8 +6,8 @@ use super::Format;
 use super::client::{Client, printable};
 use super::output::{emit, items, table, text};
 use clap::Subcommand;
+use latchkey_wire::PutMembership;
 use reqwest::Method;
-use serde::Serialize;
 
 #[derive(Debug, Subcommand)]
 pub enum MemberCommand {
@@ -35,11 +35,6 @@ pub enum MemberCommand {
     },
 }
 
-#[derive(Serialize)]
-struct PutMembership<'a> {
-    roles: &'a [String],
-}
-
 pub async fn run(client: &Client, format: Format, command: MemberCommand) -> anyhow::Result<()> {
     match command {
         MemberCommand::Put {
@@ -49,7 +44,7 @@ pub async fn run(client: &Client, format: Format, command: MemberCommand) -> any
         } => {
             let path = ["v1", "tenants", &tenant, "users", &user];
             let membership = client
-                .send(Method::PUT, &path, &PutMembership { roles: &roles })
+                .send(Method::PUT, &path, &PutMembership { roles })
                 .await?;
             emit(format, &membership, |m| {
                 format!(

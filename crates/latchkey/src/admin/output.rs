@@ -4,6 +4,8 @@
 
 use super::Format;
 use super::client::printable;
+use anyhow::Context;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// Prints `value` as JSON, or as the text `render` makes of it.
@@ -12,6 +14,24 @@ pub fn emit(format: Format, value: &Value, render: impl FnOnce(&Value) -> String
         Format::Json => println!("{value:#}"),
         Format::Text => println!("{}", render(value)),
     }
+}
+
+/// Prints `value` as JSON, as the server sent it, or as the text `render` makes of it
+/// read as the wire type `T` (latchkey-wire, docs/API.md).
+pub fn emit_read<T: DeserializeOwned>(
+    format: Format,
+    value: &Value,
+    render: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
+    match format {
+        Format::Json => println!("{value:#}"),
+        Format::Text => {
+            let read = T::deserialize(value)
+                .context("the server's answer is not in the shape docs/API.md gives")?;
+            println!("{}", render(&read));
+        }
+    }
+    Ok(())
 }
 
 /// A value as one line of text.

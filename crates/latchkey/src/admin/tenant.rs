@@ -4,8 +4,8 @@ use super::Format;
 use super::client::Client;
 use super::output::{emit, items, table, text};
 use clap::Subcommand;
+use latchkey_wire::CreateTenant;
 use reqwest::Method;
-use serde::Serialize;
 
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
@@ -21,20 +21,10 @@ pub enum TenantCommand {
     List,
 }
 
-#[derive(Serialize)]
-struct CreateTenant<'a> {
-    id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-}
-
 pub async fn run(client: &Client, format: Format, command: TenantCommand) -> anyhow::Result<()> {
     match command {
         TenantCommand::Create { id, name } => {
-            let body = CreateTenant {
-                id: &id,
-                name: name.as_deref(),
-            };
+            let body = CreateTenant { id, name };
             let tenant = client.send(Method::POST, &["v1", "tenants"], &body).await?;
             emit(format, &tenant, |t| {
                 format!("created tenant {} ({})", text(&t["id"]), text(&t["name"]))

@@ -11,13 +11,13 @@
 
 use super::Format;
 use super::client::{Client, printable};
-use super::output::{emit, fields, items, paragraph, table, text, thousands};
+use super::output::{emit, emit_read, fields, items, paragraph, table, text, thousands};
 use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
-use latchkey_core::Timestamp;
-use latchkey_core::token::TokenKind;
+use latchkey_core::token::{Owner, TokenKind};
+use latchkey_core::{Timestamp, UserId};
+use latchkey_wire::{CreateToken, CreatedToken, Page, RenameToken, TokenResource};
 use reqwest::Method;
-use serde::Serialize;
 use serde_json::{Value, json};
 
 /// The longest usage window the server answers, in days.
@@ -101,9 +101,8 @@ pub struct CreateArgs {
     refresh_tokens: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 #[value(rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
 enum Kind {
     /// A client id and secret, exchanged at /oauth/token for short-lived JWTs.
     ClientCredentials,
@@ -113,28 +112,21 @@ enum Kind {
     Jwt,
 }
 
-/// The create body; `roles` and `created_by` are left out of personal tokens.
-#[derive(Debug, Serialize)]
-struct CreateToken<'a> {
-    name: &'a str,
-    kind: Kind,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    roles: Option<&'a [String]>,
-    permissions: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    expires_at: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    access_token_ttl_seconds: Option<u32>,
-    ip_allowlist: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    created_by: Option<&'a str>,
-    refresh_tokens: bool,
+impl From<Kind> for TokenKind {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::ClientCredentials => Self::ClientCredentials,
+            Kind::ApiKey => Self::ApiKey,
+            Kind::Jwt => Self::Jwt,
+        }
+    }
 }
 
 impl CreateArgs {
     /// The path and body of the create request; refuses flags a personal token cannot
-    /// take before anything is sent.
-    fn request(&self) -> anyhow::Result<(Vec<&str>, CreateToken<'_>)> {
+    /// take before anything is sent. `roles` and `created_by` are left out of personal
+    /// tokens.
+    fn request(&self) -> anyhow::Result<(Vec<&str>, CreateToken)> {
         let mut path = vec!["v1", "tenants", self.tenant.as_str()];
         let personal = match &self.user {
             Some(user) => {
@@ -157,23 +149,18 @@ impl CreateArgs {
         };
         path.push("tokens");
         let body = CreateToken {
-            name: &self.name,
-            kind: self.kind,
-            roles: (!personal).then_some(self.roles.as_slice()),
-            permissions: &self.permissions,
-            expires_at: self.expires_at.as_deref(),
+            name: self.name.clone(),
+            kind: self.kind.into(),
+            roles: (!personal).then(|| self.roles.clone()),
+            permissions: self.permissions.clone(),
+            expires_at: self.expires_at.clone(),
             access_token_ttl_seconds: self.ttl,
-            ip_allowlist: &self.ip_allowlist,
-            created_by: self.created_by.as_deref(),
+            ip_allowlist: self.ip_allowlist.clone(),
+            created_by: self.created_by.clone(),
             refresh_tokens: self.refresh_tokens,
         };
         Ok((path, body))
     }
-}
-
-#[derive(Serialize)]
-struct Rename<'a> {
-    name: &'a str,
 }
 
 pub async fn run(client: &Client, format: Format, command: TokenCommand) -> anyhow::Result<()> {
@@ -181,7 +168,7 @@ pub async fn run(client: &Client, format: Format, command: TokenCommand) -> anyh
         TokenCommand::Create(args) => {
             let (path, body) = args.request()?;
             let created = client.send(Method::POST, &path, &body).await?;
-            emit(format, &created, created_text);
+            emit_read(format, &created, created_text)?;
         }
         TokenCommand::List { tenant, user } => {
             let mut path = vec!["v1", "tenants", tenant.as_str()];
@@ -190,7 +177,7 @@ pub async fn run(client: &Client, format: Format, command: TokenCommand) -> anyh
             }
             path.push("tokens");
             let list = client.list_all(&path).await?;
-            emit(format, &list, list_text);
+            emit_read(format, &list, list_text)?;
         }
         TokenCommand::Show { id, days } => {
             let report = show(client, &id, days).await?;
@@ -198,15 +185,11 @@ pub async fn run(client: &Client, format: Format, command: TokenCommand) -> anyh
         }
         TokenCommand::Rename { id, name } => {
             let token = client
-                .send(
-                    Method::PATCH,
-                    &["v1", "tokens", &id],
-                    &Rename { name: &name },
-                )
+                .send(Method::PATCH, &["v1", "tokens", &id], &RenameToken { name })
                 .await?;
-            emit(format, &token, |t| {
-                format!("renamed token {} to {:?}", text(&t["id"]), text(&t["name"]))
-            });
+            emit_read(format, &token, |t: &TokenResource| {
+                format!("renamed token {} to {:?}", t.id, printable(t.name.as_str()))
+            })?;
         }
         TokenCommand::Revoke { id } => {
             client.delete(&["v1", "tokens", &id]).await?;
@@ -220,31 +203,44 @@ pub async fn run(client: &Client, format: Format, command: TokenCommand) -> anyh
 }
 
 /// Who owns a token, in words: `tenant acme` or `user u_42 in tenant acme`.
-fn owner(token: &Value) -> String {
-    let owner = &token["owner"];
-    match owner["user_id"].as_str() {
-        Some(_) => format!(
-            "user {} in tenant {}",
-            text(&owner["user_id"]),
-            text(&owner["tenant_id"])
-        ),
-        None => format!("tenant {}", text(&owner["tenant_id"])),
+fn owner_words(tenant: &str, user: Option<&str>) -> String {
+    match user {
+        Some(user) => format!("user {user} in tenant {tenant}"),
+        None => format!("tenant {tenant}"),
     }
 }
 
-fn created_text(created: &Value) -> String {
-    let token = &created["token"];
+fn owner(owner: &Owner) -> String {
+    owner_words(
+        owner.tenant_id().as_str(),
+        owner.user_id().map(UserId::as_str),
+    )
+}
+
+/// An instant as text, `-` when there is none.
+fn instant(at: Option<Timestamp>) -> String {
+    at.map_or_else(|| "-".to_owned(), Timestamp::to_rfc3339)
+}
+
+fn created_text(created: &CreatedToken) -> String {
+    let token = &created.token;
     let summary = format!(
         "created {} token {} ({:?}) for {}",
-        text(&token["kind"]),
-        text(&token["id"]),
-        text(&token["name"]),
-        owner(token)
+        token.kind.as_str(),
+        token.id,
+        printable(token.name.as_str()),
+        owner(&token.owner)
     );
-    let secrets: Vec<(&str, String)> = ["client_id", "client_secret", "api_key", "jwt"]
-        .into_iter()
-        .filter_map(|key| created[key].as_str().map(|value| (key, printable(value))))
-        .collect();
+    let client_id = created.client_id.map(|id| id.to_string());
+    let secrets: Vec<(&str, String)> = [
+        ("client_id", client_id.as_deref()),
+        ("client_secret", created.client_secret.as_deref()),
+        ("api_key", created.api_key.as_deref()),
+        ("jwt", created.jwt.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| value.map(|value| (key, printable(value))))
+    .collect();
     if secrets.iter().all(|(key, _)| *key == "client_id") {
         return format!("{summary}\nwarning: the server returned no secret for this token");
     }
@@ -255,17 +251,18 @@ fn created_text(created: &Value) -> String {
     )
 }
 
-fn list_text(list: &Value) -> String {
-    let rows = items(list)
+fn list_text(list: &Page<TokenResource>) -> String {
+    let rows = list
+        .items
         .iter()
         .map(|t| {
             vec![
-                text(&t["id"]),
-                text(&t["kind"]),
-                text(&t["name"]),
-                owner(t),
-                text(&t["expires_at"]),
-                text(&t["revoked_at"]),
+                t.id.to_string(),
+                t.kind.as_str().to_owned(),
+                printable(t.name.as_str()),
+                owner(&t.owner),
+                instant(t.expires_at),
+                instant(t.revoked_at),
             ]
         })
         .collect();
@@ -451,7 +448,13 @@ fn header(token: &Value) -> Vec<String> {
             text(&token["name"]),
             text(&token["kind"])
         )),
-        clause(owner(token)),
+        clause(owner_words(
+            &text(&token["owner"]["tenant_id"]),
+            token["owner"]["user_id"]
+                .as_str()
+                .map(|_| text(&token["owner"]["user_id"]))
+                .as_deref(),
+        )),
     ];
     if !token["secret_hint"].is_null() {
         parts.push(clause(format!("secret {}", text(&token["secret_hint"]))));

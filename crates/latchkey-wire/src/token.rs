@@ -1,0 +1,136 @@
+//! Tokens on the management API (docs/API.md, "Tokens"): the resource that reads and
+//! lists show, the create response that carries the secret once, and the create and
+//! rename bodies.
+
+use latchkey_core::cidr::IpNet;
+use latchkey_core::token::{Owner, Token, TokenKind, TokenName};
+use latchkey_core::{Permission, RoleName, Timestamp, TokenId, UserId};
+use serde::{Deserialize, Serialize};
+
+/// A token as `GET /v1/tokens/{id}`, the lists and a rename show it. It never holds a
+/// secret; `secret_hint` names its type and last four characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResource {
+    /// The token id, also its OAuth `client_id`.
+    pub id: TokenId,
+    /// How it is presented.
+    pub kind: TokenKind,
+    /// The tenant, or the user in a tenant, it belongs to.
+    pub owner: Owner,
+    /// Display name, the only field that can change.
+    pub name: TokenName,
+    /// Roles whose current permissions it carries; always empty on personal tokens.
+    pub roles: Vec<RoleName>,
+    /// Permissions granted directly.
+    pub permissions: Vec<Permission>,
+    /// The user who stands behind it: given for tenant tokens, the owner for personal
+    /// ones.
+    pub created_by: Option<UserId>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// After this instant it no longer authenticates; `null` for never.
+    pub expires_at: Option<Timestamp>,
+    /// When it was revoked; `null` while it is not.
+    pub revoked_at: Option<Timestamp>,
+    /// The last successful authentication.
+    pub last_used_at: Option<Timestamp>,
+    /// The client address of that authentication.
+    pub last_used_ip: Option<String>,
+    /// Client networks it may be used from; empty means anywhere.
+    pub ip_allowlist: Vec<IpNet>,
+    /// Lifetime of the access tokens it is exchanged for, in seconds.
+    pub access_token_ttl_seconds: u32,
+    /// Whether exchanges also issue rotating refresh tokens.
+    pub refresh_tokens: bool,
+    /// Type and last four characters of its secret (`lk_sk_…k9Qz`).
+    pub secret_hint: Option<String>,
+}
+
+impl From<Token> for TokenResource {
+    fn from(token: Token) -> Self {
+        Self {
+            id: token.id,
+            kind: token.kind,
+            owner: token.owner,
+            name: token.name,
+            roles: token.roles,
+            permissions: token.permissions,
+            created_by: token.created_by,
+            created_at: token.created_at,
+            expires_at: token.expires_at,
+            revoked_at: token.revoked_at,
+            last_used_at: token.last_used_at,
+            last_used_ip: token.last_used_ip,
+            ip_allowlist: token.ip_allowlist,
+            access_token_ttl_seconds: token.access_token_ttl_seconds,
+            refresh_tokens: token.refresh_tokens,
+            secret_hint: token.secret_hint,
+        }
+    }
+}
+
+/// The answer to a create (201): the token, and its secret, in this response and
+/// nowhere else, ever. Which member holds the secret follows the kind: `client_id` and
+/// `client_secret` for `client_credentials`, `api_key` for `api_key`, `jwt` for `jwt`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedToken {
+    /// The token as reads show it.
+    pub token: TokenResource,
+    /// The client id of a `client_credentials` token: its token id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<TokenId>,
+    /// The client secret of a `client_credentials` token (`lk_sk_…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// The key of an `api_key` token (`lk_ak_…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    /// The signed long-lived JWT of a `jwt` token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<String>,
+}
+
+/// The body of both create endpoints, `POST /v1/tenants/{tid}/tokens` and
+/// `POST /v1/tenants/{tid}/users/{uid}/tokens`. Only `name` and `kind` are required; a
+/// personal token takes neither `roles` nor `created_by`.
+///
+/// Values are the client's text: the server parses and checks them, and names the field
+/// it refuses (docs/API.md, "Problem types").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// Display name, 1–200 characters.
+    pub name: String,
+    /// How the token is presented.
+    pub kind: TokenKind,
+    /// Roles whose permissions the token carries (tenant tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    /// Permissions granted directly.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    /// When the token stops working, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Lifetime of the access tokens it is exchanged for, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_ttl_seconds: Option<u32>,
+    /// Client networks it may be used from (CIDR); empty means anywhere.
+    #[serde(default)]
+    pub ip_allowlist: Vec<String>,
+    /// The member who stands behind a tenant token; it may hold only what they hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// Whether exchanges also issue rotating refresh tokens (`client_credentials` only).
+    #[serde(default)]
+    pub refresh_tokens: bool,
+}
+
+/// The body of `PATCH /v1/tokens/{id}`: a new display name, the only change a token
+/// admits. The server refuses any other token field as `immutable-field`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameToken {
+    /// The new name.
+    pub name: String,
+}
