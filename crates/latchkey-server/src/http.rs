@@ -30,7 +30,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use latchkey_core::ids::FieldError;
 use latchkey_core::store::{Page, PageRequest};
-use serde::Serialize;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// The whole HTTP application.
@@ -155,19 +154,12 @@ async fn not_found() -> ApiError {
     ApiError::NotFound("resource".to_owned())
 }
 
-/// A list response: `{"items": […], "next_cursor": "…" | null}`.
-#[derive(Debug, Serialize)]
-pub struct ListBody<T> {
-    items: Vec<T>,
-    next_cursor: Option<String>,
-}
-
-impl<T> From<Page<T>> for ListBody<T> {
-    fn from(page: Page<T>) -> Self {
-        Self {
-            items: page.items,
-            next_cursor: page.next.as_deref().map(Cursor::encode),
-        }
+/// A list response (`latchkey_wire::Page`): the store's page with its items as the
+/// wire shows them, and the key of the last one as an opaque cursor.
+pub fn page_body<T, U: From<T>>(page: Page<T>) -> latchkey_wire::Page<U> {
+    latchkey_wire::Page {
+        items: page.items.into_iter().map(U::from).collect(),
+        next_cursor: page.next.as_deref().map(Cursor::encode),
     }
 }
 

@@ -1,15 +1,16 @@
 //! Reading and verifying the audit trail (docs/API.md, "The audit trail"):
 //! `GET /v1/audit`, `/v1/audit/head`, `/v1/audit/chain` and `/v1/audit/verify`.
 
-use crate::http::ListBody;
 use crate::http::auth::Caller;
 use crate::http::extract::{Cursor, Limit, Query, Seq, Text, Time};
+use crate::http::page_body;
 use crate::http::problem::{ApiError, ApiResult};
 use crate::service::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use latchkey_core::audit::AuditRecord;
 use latchkey_core::permission::Authority;
 use latchkey_core::store::{AuditFilter, PageRequest};
 use serde::Deserialize;
@@ -79,7 +80,7 @@ pub async fn list(
 ) -> ApiResult<impl IntoResponse> {
     let (filter, page) = filter_and_page(query, &caller)?;
     let found = state.store().list_audit(&filter, &page).await?;
-    Ok(Json(ListBody::from(found)))
+    Ok(Json(page_body::<_, AuditRecord>(found)))
 }
 
 /// `GET /v1/audit/head`: the head's seq and hash, to anchor elsewhere (catches

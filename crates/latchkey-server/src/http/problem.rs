@@ -16,7 +16,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_core::permission::GrantError;
 use latchkey_core::store::StoreError;
-use serde_json::{Map, Value, json};
+use latchkey_wire::Problem;
 
 /// Why a follower endpoint refused a request without a client certificate, in both
 /// error formats.
@@ -209,26 +209,34 @@ impl ApiError {
         }
     }
 
-    /// Extension members that name what the problem is about.
-    fn extensions(&self) -> Map<String, Value> {
+    /// The problem document (docs/API.md, "Problem types"), with the extension member
+    /// that names what the problem is about.
+    fn body(&self, status: StatusCode, code: &str, title: &str) -> Problem {
         use ApiError::*;
-        let mut map = Map::new();
-        let mut put = |key: &str, value: &str| {
-            map.insert(key.to_owned(), Value::String(value.to_owned()));
+        let mut problem = Problem {
+            r#type: format!("{PROBLEM_PREFIX}{code}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            field: None,
+            permission: None,
+            role: None,
+            user_id: None,
+            scope: None,
         };
         match self {
             InvalidField { field, .. } | InvalidValue { field, .. } | ImmutableField(field) => {
-                put("field", field)
+                problem.field = Some(field.clone())
             }
             PermissionNotHeld { permission, .. }
             | ReservedPermission { permission, .. }
-            | UnknownPermission(permission) => put("permission", permission),
-            UnknownRole(role) => put("role", role),
-            UnknownMember { user, .. } => put("user_id", user),
-            InsufficientScope(scope) => put("scope", scope),
+            | UnknownPermission(permission) => problem.permission = Some(permission.clone()),
+            UnknownRole(role) => problem.role = Some(role.clone()),
+            UnknownMember { user, .. } => problem.user_id = Some(user.clone()),
+            InsufficientScope(scope) => problem.scope = Some((*scope).to_owned()),
             _ => {}
         }
-        map
+        problem
     }
 }
 
@@ -240,16 +248,8 @@ impl IntoResponse for ApiError {
             Self::Unavailable(cause) => tracing::warn!(%cause, "store unavailable"),
             _ => {}
         }
-        let mut body = json!({
-            "type": format!("{PROBLEM_PREFIX}{code}"),
-            "title": title,
-            "status": status.as_u16(),
-            "detail": self.to_string(),
-        });
-        if let Value::Object(map) = &mut body {
-            map.extend(self.extensions());
-        }
-        let mut response = (status, body.to_string()).into_response();
+        let body = serde_json::to_string(&self.body(status, code, title)).unwrap_or_default();
+        let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,

@@ -5,7 +5,7 @@ use super::tenants::visible_tenant;
 use crate::http::auth::Caller;
 use crate::http::extract::{ApiJson, ListQuery, Query};
 use crate::http::problem::{ApiError, ApiResult};
-use crate::http::{ListBody, path_param};
+use crate::http::{page_body, path_param};
 use crate::service::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use latchkey_core::permission::check_caller_grant;
 use latchkey_core::store::Membership;
 use latchkey_core::{RoleName, UserId};
+use latchkey_wire::Page;
 use serde::Deserialize;
 
 const MAX_ROLES: usize = 64;
@@ -56,13 +57,13 @@ pub async fn list(
     caller: Caller,
     Path(tid): Path<String>,
     Query(query): Query<ListQuery>,
-) -> ApiResult<Json<ListBody<Membership>>> {
+) -> ApiResult<Json<Page<Membership>>> {
     let tenant = visible_tenant(&state, &caller, &tid).await?;
     let page = state
         .store()
         .list_memberships(&tenant.id, &query.into())
         .await?;
-    Ok(Json(page.into()))
+    Ok(Json(page_body(page)))
 }
 
 pub async fn remove(

@@ -4,13 +4,14 @@
 use crate::http::auth::Caller;
 use crate::http::extract::{ApiJson, ListQuery, Query};
 use crate::http::problem::{ApiError, ApiResult};
-use crate::http::{ListBody, path_param};
+use crate::http::{page_body, path_param};
 use crate::service::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use latchkey_core::TenantId;
 use latchkey_core::store::Tenant;
+use latchkey_wire::Page;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -53,10 +54,10 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Query(query): Query<ListQuery>,
-) -> ApiResult<Json<ListBody<Tenant>>> {
+) -> ApiResult<Json<Page<Tenant>>> {
     caller.require_admin()?;
     let page = state.store().list_tenants(&query.into()).await?;
-    Ok(Json(page.into()))
+    Ok(Json(page_body(page)))
 }
 
 /// Loads a tenant the caller may see, or answers 404.

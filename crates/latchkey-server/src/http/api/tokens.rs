@@ -5,7 +5,7 @@ use super::tenants::visible_tenant;
 use crate::http::auth::Caller;
 use crate::http::extract::{ApiJson, ListQuery, Query, query_param};
 use crate::http::problem::{ApiError, ApiResult};
-use crate::http::{ListBody, path_param};
+use crate::http::{page_body, path_param};
 use crate::service::state::AppState;
 use crate::service::tokens::{self, NewToken};
 use axum::Json;
@@ -17,6 +17,7 @@ use latchkey_core::permission::{self, Authority, check_caller_grant, check_user_
 use latchkey_core::store::TokenOwnerFilter;
 use latchkey_core::token::{IMMUTABLE_FIELDS, MUTABLE_FIELD, Owner, Token, TokenKind, TokenName};
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
+use latchkey_wire::{CreatedToken, Page, TokenResource};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -102,7 +103,7 @@ pub async fn create_tenant(
     caller: Caller,
     Path(tid): Path<String>,
     ApiJson(mut body): ApiJson<CreateToken>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     let tenant = visible_tenant(&state, &caller, &tid).await?;
     let draft = Draft {
         owner: Owner::Tenant {
@@ -132,7 +133,7 @@ pub async fn create_personal(
     caller: Caller,
     Path((tid, uid)): Path<(String, String)>,
     ApiJson(mut body): ApiJson<CreateToken>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     let tenant = visible_tenant(&state, &caller, &tid).await?;
     let user = path_param("user_id", &uid, UserId::parse)?;
     if body.roles.is_some() {
@@ -201,7 +202,7 @@ async fn mint(
     state: &AppState,
     caller: &Caller,
     draft: Draft,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     let mut ctx = caller.audit(state);
     if draft.created_by.is_some() {
         ctx.actor_user = draft.created_by.as_ref().map(ToString::to_string);
@@ -220,21 +221,23 @@ async fn mint(
         effective: draft.effective,
     };
     let minted = tokens::mint(state, &ctx, new).await?;
-    let token = &minted.record.token;
-    let mut body = json!({ "token": token });
-    if let Value::Object(map) = &mut body {
-        match (token.kind, minted.secret) {
-            (TokenKind::ClientCredentials, Some(secret)) => {
-                map.insert("client_id".into(), json!(token.id));
-                map.insert("client_secret".into(), json!(secret.expose()));
-            }
-            (TokenKind::ApiKey, Some(secret)) => {
-                map.insert("api_key".into(), json!(secret.expose()));
-            }
-            _ => {
-                map.insert("jwt".into(), json!(minted.jwt));
-            }
+    let token = minted.record.token;
+    let id = token.id;
+    let secret = minted.secret.map(|secret| secret.expose().to_owned());
+    let mut body = CreatedToken {
+        token: token.into(),
+        client_id: None,
+        client_secret: None,
+        api_key: None,
+        jwt: minted.jwt,
+    };
+    match body.token.kind {
+        TokenKind::ClientCredentials => {
+            body.client_id = Some(id);
+            body.client_secret = secret;
         }
+        TokenKind::ApiKey => body.api_key = secret,
+        TokenKind::Jwt => {}
     }
     Ok((StatusCode::CREATED, Json(body)))
 }
@@ -244,7 +247,7 @@ pub async fn list_tenant(
     caller: Caller,
     Path(tid): Path<String>,
     Query(query): Query<ListQuery>,
-) -> ApiResult<Json<ListBody<Token>>> {
+) -> ApiResult<Json<Page<TokenResource>>> {
     let tenant = visible_tenant(&state, &caller, &tid).await?;
     let filter = TokenOwnerFilter::Tenant(tenant.id);
     list(&state, &caller, &filter, query).await
@@ -255,7 +258,7 @@ pub async fn list_personal(
     caller: Caller,
     Path((tid, uid)): Path<(String, String)>,
     Query(query): Query<ListQuery>,
-) -> ApiResult<Json<ListBody<Token>>> {
+) -> ApiResult<Json<Page<TokenResource>>> {
     let tenant = visible_tenant(&state, &caller, &tid).await?;
     let user = path_param("user_id", &uid, UserId::parse)?;
     let filter = TokenOwnerFilter::User(tenant.id, user);
@@ -270,7 +273,7 @@ async fn list(
     caller: &Caller,
     filter: &TokenOwnerFilter,
     query: ListQuery,
-) -> ApiResult<Json<ListBody<Token>>> {
+) -> ApiResult<Json<Page<TokenResource>>> {
     let mut page = state.store().list_tokens(filter, &query.into()).await?;
     if caller.authority != Authority::Admin {
         let mut kept = Vec::with_capacity(page.items.len());
@@ -281,7 +284,7 @@ async fn list(
         }
         page.items = kept;
     }
-    Ok(Json(page.into()))
+    Ok(Json(page_body(page)))
 }
 
 /// Whether `token` grants `latchkey:admin` or `latchkey:introspect`, which are stronger
@@ -320,8 +323,8 @@ pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<Json<Token>> {
-    Ok(Json(visible_token(&state, &caller, &id).await?))
+) -> ApiResult<Json<TokenResource>> {
+    Ok(Json(visible_token(&state, &caller, &id).await?.into()))
 }
 
 /// Only `name` may change. Any other token field is refused as immutable (422), any
@@ -331,7 +334,7 @@ pub async fn rename(
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Map<String, Value>>,
-) -> ApiResult<Json<Token>> {
+) -> ApiResult<Json<TokenResource>> {
     let token = visible_token(&state, &caller, &id).await?;
     let mut keys: Vec<&String> = body
         .keys()
@@ -357,7 +360,7 @@ pub async fn rename(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("token {}", token.id)))?;
     state.auth_changed();
-    Ok(Json(renamed))
+    Ok(Json(renamed.into()))
 }
 
 /// The query of `DELETE /v1/tokens/{id}`: `wait=propagated`, and how long to wait.

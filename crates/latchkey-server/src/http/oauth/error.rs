@@ -7,7 +7,7 @@ use crate::service::error as service;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_core::store::StoreError;
-use serde_json::json;
+use latchkey_wire::OAuthErrorBody;
 
 /// An OAuth error response.
 #[derive(Debug)]
@@ -179,7 +179,10 @@ impl From<service::Error> for OAuthError {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": self.error, "error_description": self.description });
+        let body = OAuthErrorBody {
+            error: self.error.to_owned(),
+            error_description: self.description,
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

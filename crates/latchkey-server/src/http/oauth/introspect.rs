@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use latchkey_core::Permission;
 use latchkey_core::permission::format_scope;
 use latchkey_core::usable::Client;
-use serde_json::{Map, Value, json};
+use latchkey_wire::IntrospectionResponse;
 use std::net::IpAddr;
 
 pub async fn introspect(State(state): State<AppState>, request: Request) -> Response {
@@ -41,7 +41,7 @@ pub async fn introspect(State(state): State<AppState>, request: Request) -> Resp
     }
 }
 
-async fn answer(state: &AppState, request: Request) -> OAuthResult<Value> {
+async fn answer(state: &AppState, request: Request) -> OAuthResult<IntrospectionResponse> {
     let request = OAuthRequest::read(state, request).await?;
     let credential = bearer(&request.parts.headers).map_err(|_| {
         OAuthError::invalid_token("a bearer credential with latchkey:introspect is required")
@@ -75,56 +75,50 @@ async fn answer(state: &AppState, request: Request) -> OAuthResult<Value> {
     let token = form.require("token")?;
     Ok(
         match introspection::introspect(state, token, client).await? {
-            Some(active) => Value::Object(answer_for(state, &active)),
-            None => json!({ "active": false }),
+            Some(active) => answer_for(state, &active),
+            None => IntrospectionResponse::inactive(),
         },
     )
 }
 
-/// The members every active answer has; `scope` is what the credential grants now.
-fn answer_for(state: &AppState, active: &Active) -> Map<String, Value> {
+/// The answer for an active credential (docs/API.md, "Introspection"); `scope` is what
+/// it grants now.
+fn answer_for(state: &AppState, active: &Active) -> IntrospectionResponse {
     let token = &active.token.record.token;
-    let scope = &active.scope;
-    let mut body = Map::new();
-    body.insert("active".into(), json!(true));
-    body.insert("scope".into(), json!(format_scope(scope)));
-    body.insert("client_id".into(), json!(token.id));
-    body.insert("sub".into(), json!(token.id));
-    body.insert("tid".into(), json!(token.owner.tenant_id()));
-    if let Some(user) = token.owner.user_id() {
-        body.insert("uid".into(), json!(user));
-    }
-    body.insert("token_type".into(), json!("Bearer"));
-    body.insert("iss".into(), json!(state.settings().public_url));
-    // Extension members, as in the JWT claims: what the grant is computed from, so a
-    // verifier can narrow a cached answer when a role or membership changes.
-    body.insert("rol".into(), json!(token.roles));
-    body.insert("prm".into(), json!(token.permissions));
-    // The networks the token may be used from, so that a caller that passed no
-    // `client_ip` (a gateway) can enforce them against the client it sees.
-    if !token.ip_allowlist.is_empty() {
-        body.insert("ip_allowlist".into(), json!(token.ip_allowlist));
-    }
+    let mut body = IntrospectionResponse {
+        active: true,
+        scope: Some(format_scope(&active.scope)),
+        client_id: Some(token.id),
+        sub: Some(token.id),
+        tid: Some(token.owner.tenant_id().clone()),
+        uid: token.owner.user_id().cloned(),
+        token_type: Some("Bearer".to_owned()),
+        iss: Some(state.settings().public_url.clone()),
+        // Extension members, as in the JWT claims: what the grant is computed from, so
+        // a verifier can narrow a cached answer when a role or membership changes.
+        rol: Some(token.roles.clone()),
+        prm: Some(token.permissions.clone()),
+        // The networks the token may be used from, so that a caller that passed no
+        // `client_ip` (a gateway) can enforce them against the client it sees.
+        ip_allowlist: token.ip_allowlist.clone(),
+        ..IntrospectionResponse::default()
+    };
     match &active.kind {
         Presented::ApiKey => {
-            body.insert("iat".into(), json!(token.created_at.unix_seconds()));
-            if let Some(expiry) = token.expires_at {
-                body.insert("exp".into(), json!(expiry.unix_seconds()));
-            }
+            body.iat = Some(token.created_at.unix_seconds());
+            body.exp = token.expires_at.map(|expiry| expiry.unix_seconds());
         }
         Presented::RefreshToken { iat, exp } => {
-            body.insert("token_type".into(), json!("refresh_token"));
-            body.insert("iat".into(), json!(iat));
-            body.insert("exp".into(), json!(exp));
+            body.token_type = Some("refresh_token".to_owned());
+            body.iat = Some(*iat);
+            body.exp = Some(*exp);
         }
         Presented::Jwt(claims) => {
-            body.insert("iat".into(), json!(claims.iat));
-            body.insert("nbf".into(), json!(claims.nbf));
-            body.insert("aud".into(), json!(claims.aud));
-            body.insert("jti".into(), json!(claims.jti));
-            if let Some(exp) = claims.exp {
-                body.insert("exp".into(), json!(exp));
-            }
+            body.iat = Some(claims.iat);
+            body.nbf = Some(claims.nbf);
+            body.aud = Some(claims.aud.clone());
+            body.jti = Some(claims.jti.clone());
+            body.exp = claims.exp;
         }
     }
     body

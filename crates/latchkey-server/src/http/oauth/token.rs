@@ -18,7 +18,8 @@ use latchkey_core::permission::{format_scope, parse_scope};
 use latchkey_core::secret::{Secret, SecretType};
 use latchkey_core::store::{RefreshFamily, RefreshOutcome};
 use latchkey_core::{PermissionSet, TokenId};
-use serde_json::{Value, json};
+use latchkey_wire::TokenResponse;
+use serde_json::json;
 
 pub async fn token(State(state): State<AppState>, request: Request) -> Response {
     match grant(&state, request).await {
@@ -77,15 +78,13 @@ fn resource<'f>(state: &AppState, form: &'f Form) -> OAuthResult<Option<&'f str>
 }
 
 fn respond(issued: &Issued, scope: &PermissionSet, refresh: Option<Secret>) -> Response {
-    let mut body = json!({
-        "access_token": issued.jwt,
-        "token_type": "Bearer",
-        "expires_in": issued.expires_in,
-        "scope": format_scope(scope),
-    });
-    if let (Some(secret), Value::Object(map)) = (refresh, &mut body) {
-        map.insert("refresh_token".into(), json!(secret.expose()));
-    }
+    let body = TokenResponse {
+        access_token: issued.jwt.clone(),
+        token_type: "Bearer".to_owned(),
+        expires_in: issued.expires_in,
+        scope: format_scope(scope),
+        refresh_token: refresh.map(|secret| secret.expose().to_owned()),
+    };
     let mut response = axum::Json(body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
