@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
-"""Heap allocations per client-credentials grant, counted by valgrind's DHAT in a real
-`latchkey serve` (docs/BENCHMARKS.md, "Allocations on the token path").
+"""Heap allocations (valgrind's DHAT) and instructions (cachegrind) per
+client-credentials grant in a real `latchkey serve` (docs/BENCHMARKS.md, "Allocations
+and instructions on the token path"). Both are counts, not times: they do not move with
+the load of a shared machine, so two builds compare to the allocation and to within a
+fraction of a percent of instructions.
 
 For each binary given, starts `valgrind --tool=dhat BINARY serve` on a fresh SQLite data
 directory on loopback, creates a tenant and a client_credentials token through the
 management API, sends WARMUP grants and then GRANTS more over one kept-alive
 connection, and stops the server. It runs this twice, with GRANTS and with none, so
 that start-up, setup and warm-up cancel out: the difference of DHAT's total block
-counts divided by GRANTS is what one grant allocates, its audit event included.
-Prints one line per binary, and exits 1 if a run fails.
+counts divided by GRANTS is what one grant allocates, its audit event included; the
+same again under cachegrind gives the instructions one grant executes, the server's
+threads together. Prints one line per binary, and exits 1 if a run fails.
 
 Usage: scripts/allocs-per-grant.py [--grants N] [--warmup N] NAME=BINARY ...
 Needs valgrind (Debian: apt-get install valgrind). Slow: valgrind runs the server
@@ -51,15 +55,16 @@ def call(conn, method, path, body=None, headers=None):
     return reply.status, data
 
 
-def run(binary, grants, warmup, workdir):
+def run(binary, grants, warmup, workdir, tool):
     data_dir = workdir / "data"
     data_dir.mkdir()
     root_file = workdir / "root.key"
-    dhat_file = workdir / "dhat.json"
+    out_file = workdir / "profile.out"
     port = free_port()
+    output = "--dhat-out-file" if tool == "dhat" else "--cachegrind-out-file"
     server = subprocess.Popen(
         [
-            "valgrind", "--tool=dhat", f"--dhat-out-file={dhat_file}", "--quiet",
+            "valgrind", f"--tool={tool}", f"{output}={out_file}", "--quiet",
             binary, "serve", "--listen", f"127.0.0.1:{port}",
             "--data-dir", str(data_dir), "--root-key-file", str(root_file),
         ],
@@ -96,8 +101,13 @@ def run(binary, grants, warmup, workdir):
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=300)
-    profile = json.loads(dhat_file.read_text())
-    return sum(pp["tb"] for pp in profile["pps"]), sum(pp["tbk"] for pp in profile["pps"])
+    if tool == "dhat":
+        profile = json.loads(out_file.read_text())
+        return sum(pp["tbk"] for pp in profile["pps"]), sum(pp["tb"] for pp in profile["pps"])
+    for line in out_file.read_text().splitlines():
+        if line.startswith("summary:"):
+            return int(line.split()[1]), 0
+    raise RuntimeError("cachegrind wrote no summary")
 
 
 def main():
@@ -106,19 +116,23 @@ def main():
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("binaries", nargs="+", metavar="NAME=BINARY")
     args = parser.parse_args()
-    print(f"{'binary':<12} {'allocations/grant':>18} {'bytes/grant':>12}  ({args.grants} grants, "
-          f"{args.warmup} warm-up, {os.cpu_count()} cores)")
+    print(f"{'binary':<12} {'allocations/grant':>18} {'bytes/grant':>12} "
+          f"{'instructions/grant':>19}  ({args.grants} grants, {args.warmup} warm-up, "
+          f"{os.cpu_count()} cores)")
     failed = False
     for spec in args.binaries:
         name, _, binary = spec.partition("=")
         try:
-            counts = []
-            for grants in (args.grants, 0):
-                with tempfile.TemporaryDirectory() as tmp:
-                    counts.append(run(binary, grants, args.warmup, pathlib.Path(tmp)))
-            (bytes_n, blocks_n), (bytes_0, blocks_0) = counts
-            print(f"{name:<12} {(blocks_n - blocks_0) / args.grants:>18.1f} "
-                  f"{(bytes_n - bytes_0) / args.grants:>12.0f}")
+            per_grant = []
+            for tool in ("dhat", "cachegrind"):
+                counts = []
+                for grants in (args.grants, 0):
+                    with tempfile.TemporaryDirectory() as tmp:
+                        counts.append(run(binary, grants, args.warmup, pathlib.Path(tmp), tool))
+                (first_n, second_n), (first_0, second_0) = counts
+                per_grant += [(first_n - first_0) / args.grants, (second_n - second_0) / args.grants]
+            blocks, size, instructions, _ = per_grant
+            print(f"{name:<12} {blocks:>18.1f} {size:>12.0f} {instructions:>19.0f}")
         except Exception as error:  # a failed run names its binary and goes on
             failed = True
             print(f"{name:<12} failed: {error}", file=sys.stderr)

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Client-credentials grants per second of two server binaries, measured as users run
+# them and in one run: each `latchkey serve` is its own process pinned to core 0 (fresh
+# SQLite data directory), h2load is pinned to core 1, and the rounds alternate between
+# the two servers (the second goes first in even rounds) so both see the same machine.
+# Prints every round and the medians (docs/BENCHMARKS.md).
+#
+#   scripts/ab-grants.sh BASE_BINARY CANDIDATE_BINARY
+#   ROUNDS=7 DURATION=10 CONNECTIONS=32 scripts/ab-grants.sh old/latchkey new/latchkey
+#
+# Needs h2load (Debian: nghttp2-client), taskset, curl and python3; 2 cores or more.
+set -euo pipefail
+base_bin=$(realpath "$1")
+cand_bin=$(realpath "$2")
+rounds="${ROUNDS:-5}"
+duration="${DURATION:-10}"
+connections="${CONNECTIONS:-32}"
+for tool in h2load taskset curl python3; do
+  command -v "$tool" >/dev/null || { echo "ab-grants: $tool is missing" >&2; exit 2; }
+done
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+cd "$work"
+
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+# start NAME BINARY: a server on a free port; sets $address and writes NAME.form.
+start() {
+  local name=$1 bin=$2 port root created
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir "$name"
+  RUST_LOG=warn taskset -c 0 "$bin" serve --listen "127.0.0.1:$port" \
+    --data-dir "$work/$name" --root-key-file "$work/$name.root" 2> "$work/$name.log" &
+  pids+=($!)
+  for _ in $(seq 1 100); do [ -s "$work/$name.root" ] && break; sleep 0.1; done
+  root=$(cat "$work/$name.root")
+  address="127.0.0.1:$port"
+  curl -q -sS --fail -H "authorization: Bearer $root" -H 'content-type: application/json' \
+    -d '{"id":"acme"}' "http://$address/v1/tenants" >/dev/null
+  created=$(curl -q -sS --fail -H "authorization: Bearer $root" \
+    -H 'content-type: application/json' -d '{"name":"ab","kind":"client_credentials"}' \
+    "http://$address/v1/tenants/acme/tokens")
+  printf 'grant_type=client_credentials&client_id=%s&client_secret=%s' \
+    "$(json '["client_id"]' <<< "$created")" "$(json '["client_secret"]' <<< "$created")" \
+    > "$name.form"
+}
+
+start base "$base_bin"
+base_address=$address
+start candidate "$cand_bin"
+cand_address=$address
+
+# load NAME ADDRESS: one h2load run; prints its requests/s, fails on any failed request.
+load() {
+  local out
+  out=$(taskset -c 1 h2load --h1 -c "$connections" -D "$duration" --warm-up-time 2 \
+    -d "$1.form" -H 'content-type: application/x-www-form-urlencoded' \
+    "http://$2/oauth/token" 2>&1)
+  grep -q ' 0 failed, 0 errored' <<< "$out" || { echo "$out" >&2; exit 1; }
+  awk '/^finished in/ { gsub(",", "", $4); print int($4) }' <<< "$out"
+}
+
+printf '%-6s %14s %14s\n' round "base grants/s" "cand. grants/s"
+base_runs=(); cand_runs=()
+for round in $(seq 1 "$rounds"); do
+  if (( round % 2 )); then
+    b=$(load base "$base_address"); c=$(load candidate "$cand_address")
+  else
+    c=$(load candidate "$cand_address"); b=$(load base "$base_address")
+  fi
+  base_runs+=("$b"); cand_runs+=("$c")
+  printf '%-6s %14s %14s\n' "$round" "$b" "$c"
+done
+python3 - "${base_runs[*]}" "${cand_runs[*]}" <<'EOF'
+import statistics, sys
+base = statistics.median(int(x) for x in sys.argv[1].split())
+cand = statistics.median(int(x) for x in sys.argv[2].split())
+print(f"median {base:14.0f} {cand:14.0f}   change {100 * (cand - base) / base:+.1f}%")
+EOF
