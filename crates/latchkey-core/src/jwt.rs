@@ -4,6 +4,8 @@
 //! so a token has exactly one accepted encoding. The claims themselves are a wire type,
 //! `latchkey_wire::Claims`.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
 /// `typ` of every latchkey access token (RFC 9068 §2.1).
@@ -97,26 +99,14 @@ impl From<&str> for Audience {
     }
 }
 
-const B64_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 /// base64url without padding.
 pub fn b64url_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            out.push(char::from(
-                B64_ALPHABET[((n >> (18 - 6 * i)) & 63) as usize],
-            ));
-        }
-    }
-    out
+    URL_SAFE_NO_PAD.encode(data)
+}
+
+/// Appends `data` to `out` in base64url without padding.
+pub fn b64url_encode_into(data: &[u8], out: &mut String) {
+    URL_SAFE_NO_PAD.encode_string(data, out);
 }
 
 fn b64_value(c: u8) -> Option<u32> {

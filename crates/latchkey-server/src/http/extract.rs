@@ -469,8 +469,15 @@ pub fn form_pairs(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn percent_decode(text: &str) -> String {
+/// One `application/x-www-form-urlencoded` name or value, decoded (docs/API.md,
+/// "Reading request input"): `+` is a space, `%` and two hex digits a byte, any other
+/// `%` itself; bytes that are not UTF-8 read as U+FFFD.
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
+    // Most names and values (ids, secrets, grant types) need no decoding at all.
+    if !bytes.iter().any(|b| matches!(b, b'+' | b'%')) {
+        return text.to_owned();
+    }
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -494,7 +501,8 @@ fn percent_decode(text: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out)
+        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
 }
 
 #[cfg(test)]

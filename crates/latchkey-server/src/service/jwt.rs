@@ -4,7 +4,7 @@
 
 use super::keys::{KeySet, SigningKey};
 use crate::service::error::Error;
-use latchkey_core::jwt::{ACCESS_TOKEN_TYPE, Header, b64url_decode, b64url_encode};
+use latchkey_core::jwt::{ACCESS_TOKEN_TYPE, Header, b64url_decode, b64url_encode_into};
 use latchkey_wire::Claims;
 
 /// Tokens longer than this are not ours.
@@ -17,19 +17,28 @@ pub fn sign(key: &SigningKey, claims: &Claims) -> Result<String, Error> {
         typ: ACCESS_TOKEN_TYPE.to_owned(),
         kid: key.kid.clone(),
     };
-    let mut token = segment(&header)?;
+    // One buffer for the JSON of each part, one for the token: about 1 KiB in all.
+    let mut json = Vec::with_capacity(512);
+    let mut token = String::with_capacity(1024);
+    segment(&header, &mut json, &mut token)?;
     token.push('.');
-    token.push_str(&segment(claims)?);
+    segment(claims, &mut json, &mut token)?;
     let signature = key.sign(token.as_bytes())?;
     token.push('.');
-    token.push_str(&b64url_encode(&signature));
+    b64url_encode_into(&signature, &mut token);
     Ok(token)
 }
 
-fn segment<T: serde::Serialize>(value: &T) -> Result<String, Error> {
-    serde_json::to_vec(value)
-        .map(|bytes| b64url_encode(&bytes))
-        .map_err(Error::internal)
+/// Appends `value`'s JSON to `token` in base64url, through the reused buffer `json`.
+fn segment<T: serde::Serialize>(
+    value: &T,
+    json: &mut Vec<u8>,
+    token: &mut String,
+) -> Result<(), Error> {
+    json.clear();
+    serde_json::to_writer(&mut *json, value).map_err(Error::internal)?;
+    b64url_encode_into(json, token);
+    Ok(())
 }
 
 /// Why one of our own tokens was not accepted.

@@ -4,7 +4,7 @@
 //! (`service::credentials`); every refusal is the same `invalid_client`.
 
 use super::error::{OAuthError, OAuthResult};
-use crate::http::extract::{BODY_LIMIT, client_meta, form_pairs};
+use crate::http::extract::{BODY_LIMIT, client_meta, form_pairs, percent_decode};
 use crate::service::cache::CachedToken;
 use crate::service::client::ClientMeta;
 use crate::service::credentials::{self, ClientCredentials, ClientRefused};
@@ -148,15 +148,9 @@ fn decode_basic(encoded: &str) -> OAuthResult<ClientCredentials> {
         .split_once(':')
         .ok_or_else(OAuthError::invalid_client)?;
     // RFC 6749 §2.3.1: both halves are form-urlencoded before Basic encoding.
-    let decode = |text: &str| {
-        form_pairs(&format!("v={text}"))
-            .pop()
-            .map(|(_, v)| v)
-            .unwrap_or_default()
-    };
     Ok(ClientCredentials {
-        client_id: decode(id),
-        secret: decode(secret),
+        client_id: percent_decode(id),
+        secret: percent_decode(secret),
     })
 }
 

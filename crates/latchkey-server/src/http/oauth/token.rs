@@ -77,16 +77,30 @@ fn resource<'f>(state: &AppState, form: &'f Form) -> OAuthResult<Option<&'f str>
     }
 }
 
-fn respond(issued: &Issued, scope: &PermissionSet, refresh: Option<Secret>) -> Response {
+/// The answer (RFC 6749 §5.1), serialised once into a buffer sized for the JWT.
+fn respond(
+    access_token: String,
+    expires_in: i64,
+    scope: &PermissionSet,
+    refresh: Option<Secret>,
+) -> Response {
+    let mut bytes = Vec::with_capacity(access_token.len() + 256);
     let body = TokenResponse {
-        access_token: issued.jwt.clone(),
+        access_token,
         token_type: "Bearer".to_owned(),
-        expires_in: issued.expires_in,
+        expires_in,
         scope: format_scope(scope),
         refresh_token: refresh.map(|secret| secret.expose().to_owned()),
     };
-    let mut response = axum::Json(body).into_response();
+    if let Err(error) = serde_json::to_writer(&mut bytes, &body) {
+        return OAuthError::internal(error).into_response();
+    }
+    let mut response = bytes.into_response();
     let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     response
@@ -125,7 +139,13 @@ async fn client_credentials(state: &AppState, request: &OAuthRequest) -> OAuthRe
         None
     };
     let (secret, refresh_family) = refresh.unzip();
-    let response = respond(&issued, &scope, secret);
+    let Issued {
+        jwt,
+        jti,
+        expires_at,
+        expires_in,
+    } = issued;
+    let response = respond(jwt, expires_in, &scope, secret);
     let exchange = Exchange {
         ip: request.meta.ip,
         user_agent: request.meta.user_agent.clone(),
@@ -134,10 +154,10 @@ async fn client_credentials(state: &AppState, request: &OAuthRequest) -> OAuthRe
         audience: resource
             .unwrap_or(&state.settings().default_audience)
             .to_owned(),
-        jti: issued.jti,
+        jti,
         // The access token's `iat`.
-        issued_at: issued.expires_at.plus_seconds(-issued.expires_in),
-        expires_in: issued.expires_in,
+        issued_at: expires_at.plus_seconds(-expires_in),
+        expires_in,
         refresh_family,
     };
     state.audit().exchanged(exchange).await;
@@ -199,7 +219,7 @@ async fn refresh(state: &AppState, request: &OAuthRequest) -> OAuthResult<Respon
                 "expires_at": issued.expires_at,
             }));
             state.audit().record(ctx, event).await;
-            Ok(respond(&issued, &scope, Some(secret)))
+            Ok(respond(issued.jwt, issued.expires_in, &scope, Some(secret)))
         }
         RefreshOutcome::Reused => {
             reload_deny_list(state).await;
