@@ -81,7 +81,7 @@ fn event(item: FeedItem) -> Event {
         FeedItem::Entry(entry) => Event::default()
             .id(entry.seq.to_string())
             .event("revocation")
-            .data(json!(entry).to_string()),
+            .data(entry.json.as_str()),
         FeedItem::Heartbeat { head } => Event::default()
             .event("heartbeat")
             .data(json!({ "head": head }).to_string()),

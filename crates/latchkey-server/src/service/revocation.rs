@@ -17,15 +17,55 @@
 
 use crate::service::error::Result;
 use crate::service::state::AppState;
-use latchkey_core::store::RevocationEntry;
+use latchkey_core::store::{RevocationEntry, Store};
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 /// Entries a follower reads from the log at a time.
 const PAGE: u32 = 500;
+
+/// Entries the shared tail keeps: a follower at most this far behind the head is served
+/// from memory; one further behind reads the store until it catches up.
+const TAIL_CAPACITY: usize = 4_096;
+
+/// A revocation entry, encoded once for every follower that sends it.
+#[derive(Debug)]
+pub struct EncodedEntry {
+    /// Its seq, the event id.
+    pub seq: i64,
+    /// Its JSON, the event data.
+    pub json: String,
+}
+
+impl EncodedEntry {
+    fn new(entry: &RevocationEntry) -> Arc<Self> {
+        Arc::new(Self {
+            seq: entry.seq,
+            json: serde_json::json!(entry).to_string(),
+        })
+    }
+}
+
+/// The recent end of the log, read once per wake-up for all followers. Without it every
+/// connected follower read the store on every wake-up: a thousand followers meant a
+/// thousand queries and encodings per revocation.
+#[derive(Default)]
+struct Tail {
+    /// Read at least once.
+    loaded: bool,
+    /// The wake-up generation it was last read at.
+    generation: u64,
+    /// Every entry of the log with a seq above this one, up to `end`, is in `entries`.
+    start: i64,
+    /// The last seq read.
+    end: i64,
+    /// The log's head at the last read.
+    head: i64,
+    entries: VecDeque<Arc<EncodedEntry>>,
+}
 
 /// Wakes the followers of the feed, and knows how far each connected follower has
 /// applied it (for `DELETE /v1/tokens/{id}?wait=propagated`).
@@ -35,6 +75,7 @@ pub struct RevocationHub {
     subscribers: Mutex<HashMap<Uuid, i64>>,
     acks: watch::Sender<u64>,
     closing: watch::Sender<bool>,
+    tail: tokio::sync::Mutex<Tail>,
 }
 
 /// How far the connected followers of this server have applied the feed.
@@ -55,6 +96,7 @@ impl RevocationHub {
             subscribers: Mutex::new(HashMap::new()),
             acks: watch::Sender::new(0),
             closing: watch::Sender::new(false),
+            tail: tokio::sync::Mutex::new(Tail::default()),
         }
     }
 
@@ -133,6 +175,64 @@ impl RevocationHub {
     pub fn wake(&self) {
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
     }
+
+    /// The entries after `after` (at most `PAGE` of them) and the log's head. Followers
+    /// at most `TAIL_CAPACITY` entries behind are served from the shared tail, which one
+    /// of them reads from the store once per wake-up while the others wait for it;
+    /// followers further behind read the store themselves.
+    async fn entries_after(
+        &self,
+        store: &dyn Store,
+        after: i64,
+    ) -> Result<(Vec<Arc<EncodedEntry>>, i64)> {
+        let mut tail = self.tail.lock().await;
+        // The generation before the read: a wake-up during the read makes the next call
+        // read again.
+        let generation = *self.wake.borrow();
+        if !tail.loaded {
+            let (_, head) = store.revocations_after(i64::MAX, 1).await?;
+            *tail = Tail {
+                loaded: true,
+                generation,
+                start: head,
+                end: head,
+                head,
+                entries: VecDeque::new(),
+            };
+        } else if tail.generation != generation {
+            loop {
+                let (entries, head) = store.revocations_after(tail.end, PAGE).await?;
+                tail.head = head;
+                let full = entries.len() == PAGE as usize;
+                for entry in &entries {
+                    tail.end = tail.end.max(entry.seq);
+                    tail.entries.push_back(EncodedEntry::new(entry));
+                }
+                while tail.entries.len() > TAIL_CAPACITY {
+                    if let Some(dropped) = tail.entries.pop_front() {
+                        tail.start = dropped.seq;
+                    }
+                }
+                if !full {
+                    break;
+                }
+            }
+            tail.generation = generation;
+        }
+        if after < tail.start {
+            drop(tail);
+            let (entries, head) = store.revocations_after(after, PAGE).await?;
+            return Ok((entries.iter().map(EncodedEntry::new).collect(), head));
+        }
+        let first = tail.entries.partition_point(|entry| entry.seq <= after);
+        let entries = tail
+            .entries
+            .range(first..)
+            .take(PAGE as usize)
+            .cloned()
+            .collect();
+        Ok((entries, tail.head))
+    }
 }
 
 /// What a follower of the feed receives, in order: one [`FeedItem::Hello`], then entries
@@ -147,8 +247,8 @@ pub enum FeedItem {
         /// The id for acknowledgements.
         subscriber: Uuid,
     },
-    /// The next entry after the last one sent.
-    Entry(RevocationEntry),
+    /// The next entry after the last one sent, encoded.
+    Entry(Arc<EncodedEntry>),
     /// Nothing new for a heartbeat interval.
     Heartbeat {
         /// The log's head seq.
@@ -199,7 +299,7 @@ pub struct Follower {
     wake: watch::Receiver<u64>,
     after: i64,
     head: i64,
-    pending: VecDeque<RevocationEntry>,
+    pending: VecDeque<Arc<EncodedEntry>>,
     heartbeat: tokio::time::Interval,
     greeted: bool,
 }
@@ -223,7 +323,8 @@ impl Follower {
             }
             // Mark the wake-up seen before reading, so a commit after the read wakes us.
             self.wake.borrow_and_update();
-            match self.state.store().revocations_after(self.after, PAGE).await {
+            let hub = self.state.revocations();
+            match hub.entries_after(self.state.store(), self.after).await {
                 Ok((entries, head)) => {
                     self.head = head;
                     if !entries.is_empty() {

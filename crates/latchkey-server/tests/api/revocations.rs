@@ -13,6 +13,7 @@ both_backends!(
     the_stream_replays_follows_live_and_resumes_after_the_last_event_id,
     compaction_drops_entries_that_can_match_nothing,
     a_revocation_can_wait_until_every_follower_acknowledged_it,
+    many_followers_at_different_places_each_get_every_entry_once_in_order,
 );
 
 /// One SSE event: its name, id and data.
@@ -326,6 +327,8 @@ async fn a_revocation_can_wait_until_every_follower_acknowledged_it(app: TestApp
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_shutdown_ends_the_streams_instead_of_waiting_for_them() {
+    // Without a TestApp nothing else in this test installs reqwest's TLS provider.
+    latchkey_verify::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let config = latchkey_server::Config {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -362,4 +365,71 @@ async fn a_graceful_shutdown_ends_the_streams_instead_of_waiting_for_them() {
         .await
         .unwrap();
     assert!(matches!(end, Ok(None) | Err(_)));
+}
+
+/// The stream serves followers that are caught up from one shared read of the log per
+/// wake-up (docs/API.md, "The revocation feed"); the sharing must not cost any follower
+/// an entry, repeat one or reorder them, whether it started at the beginning, in the
+/// middle or at the head, and whether entries arrive one by one or in a burst.
+async fn many_followers_at_different_places_each_get_every_entry_once_in_order(app: TestApp) {
+    app.create_tenant("acme").await;
+    let mut expected = Vec::new();
+    for n in 0..3 {
+        expected.push(revoked_token(&app, &format!("before {n}")).await);
+    }
+    let mut followers = Vec::new();
+    for (index, after) in [0, 0, 1, 2, 3, 3, 3, 3].into_iter().enumerate() {
+        let mut stream = SseReader::open(&app, &format!("?after={after}"), None).await;
+        assert_eq!(stream.next().await.event, "heartbeat", "follower {index}");
+        followers.push((after, stream));
+    }
+    // One by one, each followed by a burst committed back to back.
+    expected.push(revoked_token(&app, "single").await);
+    let burst = revoked_at_once(&app, 5).await;
+    expected.extend(burst);
+    let total = expected.len();
+    for (index, (after, stream)) in followers.iter_mut().enumerate() {
+        let mut seen = Vec::new();
+        for _ in *after as usize..total {
+            let event = stream.next_revocation().await;
+            seen.push((
+                event.id.clone().unwrap().parse::<i64>().unwrap(),
+                event.data["subject"].as_str().unwrap().to_owned(),
+            ));
+        }
+        let seqs: Vec<i64> = seen.iter().map(|(seq, _)| *seq).collect();
+        let wanted: Vec<i64> = ((*after + 1)..=total as i64).collect();
+        assert_eq!(seqs, wanted, "follower {index} from {after}");
+        let subjects: std::collections::BTreeSet<&str> =
+            seen.iter().map(|(_, subject)| subject.as_str()).collect();
+        let expected_subjects: std::collections::BTreeSet<&str> = expected[*after as usize..]
+            .iter()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(subjects, expected_subjects, "follower {index} from {after}");
+    }
+    // Control: the page endpoint, which reads the store itself, agrees.
+    let page = app.get("/v1/revocations?after=0").await;
+    assert_eq!(page.body["entries"].as_array().unwrap().len(), total);
+    assert_eq!(page.body["head"], total);
+}
+
+/// Revokes `n` new tokens concurrently; returns their ids.
+async fn revoked_at_once(app: &TestApp, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for index in 0..n {
+        let created = app
+            .create_tenant_token(
+                "acme",
+                json!({ "name": format!("burst {index}"), "kind": "api_key" }),
+            )
+            .await;
+        ids.push(created["token"]["id"].as_str().unwrap().to_owned());
+    }
+    let paths: Vec<String> = ids.iter().map(|id| format!("/v1/tokens/{id}")).collect();
+    let revokes = paths.iter().map(|path| app.delete(path));
+    for reply in futures_util::future::join_all(revokes).await {
+        reply.assert_status(204);
+    }
+    ids
 }
