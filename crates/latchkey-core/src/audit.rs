@@ -117,6 +117,9 @@ audit_actions! {
     TokenRenamed => "token.renamed",
     /// A token was revoked.
     TokenRevoked => "token.revoked",
+    /// A token was rolled: a successor made, and the token revoked when its grace
+    /// window ends.
+    TokenRolled => "token.rolled",
     /// One access token was revoked by its `jti` (RFC 7009).
     AccessTokenRevoked => "access_token.revoked",
     /// A refresh-token family was revoked (RFC 7009).
@@ -641,7 +644,7 @@ mod tests {
     }
 
     /// The names the server writes, as docs/API.md ("Audit (the five Ws)") lists them.
-    const WRITTEN: [&str; 18] = [
+    const WRITTEN: [&str; 19] = [
         "tenant.created",
         "tenant.deleted",
         "permission.put",
@@ -652,6 +655,7 @@ mod tests {
         "token.created",
         "token.renamed",
         "token.revoked",
+        "token.rolled",
         "access_token.revoked",
         "refresh.revoked",
         "refresh.reused",

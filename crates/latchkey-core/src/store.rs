@@ -189,6 +189,21 @@ pub enum RefreshOutcome {
     Reused,
 }
 
+/// The result of rolling a token ([`Store::roll_token`]). On any refusal nothing was
+/// written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollOutcome {
+    /// The successor is stored; the old token as it is now (`rolled_to`, `revokes_at`,
+    /// and revoked when the window was empty).
+    Rolled(Box<Token>),
+    /// There is no such token.
+    NotFound,
+    /// The token was rolled before.
+    AlreadyRolled,
+    /// The token is revoked or expired.
+    Revoked,
+}
+
 /// What an entry of the revocation feed names (docs/API.md, "Revocation feed").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -435,6 +450,21 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes a token at `ctx.at`; revoking a revoked token changes nothing. `None` when
     /// there is no such token.
     async fn revoke_token(&self, id: TokenId, ctx: &AuditContext) -> StoreResult<Option<Token>>;
+    /// Rolls token `old` (docs/API.md, "Rolling a token"): stores `successor` (whose
+    /// `rolled_from` is `old`) with its `token.created` event, marks `old` with
+    /// `rolled_to` and `revokes_at`, and records `token.rolled`, in one transaction. A
+    /// `revokes_at` at or before `ctx.at` revokes `old` at once (reason `rolled`). Refuses
+    /// a token that is rolled, revoked or expired at `ctx.at`, writing nothing.
+    async fn roll_token(
+        &self,
+        old: TokenId,
+        successor: &TokenRecord,
+        revokes_at: Timestamp,
+        ctx: &AuditContext,
+    ) -> StoreResult<RollOutcome>;
+    /// Revokes, with reason `rolled`, every rolled token whose grace window ended at or
+    /// before `ctx.at`. Returns the ids it revoked.
+    async fn revoke_rolled(&self, ctx: &AuditContext) -> StoreResult<Vec<TokenId>>;
 
     /// The signing keys to publish: the three newest (next, current, previous) and any
     /// older key that signed a long-lived JWT still alive at `now`. Newest first.

@@ -42,6 +42,43 @@ impl TokenKind {
     }
 }
 
+/// Why a token was revoked (docs/API.md, "Tokens").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokedReason {
+    /// Revoked by a caller, or with its tenant, membership or user.
+    Revoked,
+    /// Its roll's grace window ended.
+    Rolled,
+    /// Its secret was reported leaked.
+    Leaked,
+    /// It went unused for longer than its tenant allows.
+    Unused,
+}
+
+impl RevokedReason {
+    /// The wire and storage name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Revoked => "revoked",
+            Self::Rolled => "rolled",
+            Self::Leaked => "leaked",
+            Self::Unused => "unused",
+        }
+    }
+
+    /// The inverse of [`RevokedReason::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "revoked" => Some(Self::Revoked),
+            "rolled" => Some(Self::Rolled),
+            "leaked" => Some(Self::Leaked),
+            "unused" => Some(Self::Unused),
+            _ => None,
+        }
+    }
+}
+
 /// Who owns a token.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -117,7 +154,7 @@ impl<'de> Deserialize<'de> for TokenName {
 }
 
 /// The fields of a token resource that can never change after creation.
-pub const IMMUTABLE_FIELDS: [&str; 17] = [
+pub const IMMUTABLE_FIELDS: [&str; 21] = [
     "id",
     "kind",
     "owner",
@@ -127,6 +164,10 @@ pub const IMMUTABLE_FIELDS: [&str; 17] = [
     "created_at",
     "expires_at",
     "revoked_at",
+    "revoked_reason",
+    "rolled_from",
+    "rolled_to",
+    "revokes_at",
     "last_used_at",
     "last_used_ip",
     "ip_allowlist",
@@ -163,6 +204,14 @@ pub struct Token {
     pub expires_at: Option<Timestamp>,
     /// When it was revoked.
     pub revoked_at: Option<Timestamp>,
+    /// Why it was revoked; `None` while it is not.
+    pub revoked_reason: Option<RevokedReason>,
+    /// The token it was rolled from: this one is its successor.
+    pub rolled_from: Option<TokenId>,
+    /// The token it was rolled to: its successor.
+    pub rolled_to: Option<TokenId>,
+    /// When a roll's grace window ends and it is revoked (never after `expires_at`).
+    pub revokes_at: Option<Timestamp>,
     /// The last successful authentication.
     pub last_used_at: Option<Timestamp>,
     /// The client IP of that authentication.

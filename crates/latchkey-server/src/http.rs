@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
                 .patch(tokens::rename)
                 .delete(tokens::revoke),
         )
+        .route("/v1/tokens/{id}/roll", post(tokens::roll))
         .route("/v1/keys/rotate", post(keys::rotate))
         // A gateway's batch outgrows the 64 KiB of every other body (docs/API.md).
         .route(

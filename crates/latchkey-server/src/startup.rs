@@ -275,10 +275,10 @@ async fn maintain(state: AppState) {
 /// One round of maintenance at the clock's now: rotates signing keys on schedule
 /// (exactly once across replicas: the store checks the schedule under its rotation
 /// lock) and reloads the key set and the jti deny list, which another replica may have
-/// changed; deletes usage past retention and compacts the revocation log. A running
-/// server does this every few seconds; a test that moves the clock calls it to see
-/// the schedule act without waiting for the next round. Failures are logged, and the
-/// next round retries.
+/// changed; revokes rolled tokens whose grace window ended; deletes usage past
+/// retention and compacts the revocation log. A running server does this every few
+/// seconds; a test that moves the clock calls it to see the schedule act without
+/// waiting for the next round. Failures are logged, and the next round retries.
 /// One server's maintenance, run on demand: for a program (or a test) that moved the
 /// server's clock and wants the key schedule and the deny list acted on now rather
 /// than at the next round.
@@ -305,6 +305,23 @@ pub(crate) async fn maintain_once(state: &AppState) {
         .await;
     if let Err(error) = outcome {
         tracing::warn!(?error, "key maintenance failed; retrying shortly");
+    }
+    // A rolled token whose grace window has ended is revoked like any revocation
+    // (docs/API.md, "Rolling a token").
+    match state
+        .store()
+        .revoke_rolled(&AuditContext::system(now))
+        .await
+    {
+        Ok(revoked) if revoked.is_empty() => {}
+        Ok(revoked) => {
+            state.auth_changed();
+            tracing::info!(
+                count = revoked.len(),
+                "revoked rolled tokens at the end of their grace"
+            );
+        }
+        Err(error) => tracing::warn!(?error, "revoking rolled tokens failed; retrying shortly"),
     }
     let retention = now.plus_seconds(-state.settings().usage_retention_days * 86_400);
     if let Err(error) = state.store().compact_usage(retention).await {
@@ -350,6 +367,10 @@ async fn bootstrap(state: &AppState) -> anyhow::Result<Option<Secret>> {
             created_at: now,
             expires_at: None,
             revoked_at: None,
+            revoked_reason: None,
+            rolled_from: None,
+            rolled_to: None,
+            revokes_at: None,
             last_used_at: None,
             last_used_ip: None,
             ip_allowlist: Vec::new(),

@@ -5,14 +5,15 @@ use crate::error::corrupt;
 use latchkey_core::cidr::IpNet;
 use latchkey_core::secret::StoredSecret;
 use latchkey_core::store::{Membership, Tenant};
-use latchkey_core::token::{Owner, Token, TokenKind, TokenName, TokenRecord};
+use latchkey_core::token::{Owner, RevokedReason, Token, TokenKind, TokenName, TokenRecord};
 use latchkey_core::{Permission, RoleName, TenantId, Timestamp, TokenId, UserId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 pub(crate) const TOKEN_COLUMNS: &str = "id, kind, tenant_id, user_id, name, roles, permissions, \
     created_by, created_at, expires_at, revoked_at, last_used_at, last_used_ip, ip_allowlist, \
-    access_token_ttl_seconds, refresh_tokens, secret_salt, secret_hash, secret_hint, signing_kid";
+    access_token_ttl_seconds, refresh_tokens, secret_salt, secret_hash, secret_hint, signing_kid, \
+    revoked_reason, rolled_from, rolled_to, revokes_at";
 
 pub(crate) fn tenant_id(text: &str) -> Result<TenantId, sqlx::Error> {
     TenantId::parse(text).map_err(|e| corrupt("tenant id", e))
@@ -79,6 +80,19 @@ pub(crate) fn token_record(row: &AnyRow) -> Result<TokenRecord, sqlx::Error> {
         IpNet::parse(net).map_err(|e| corrupt("allowlist", e))
     })?;
     let ttl: i64 = row.try_get("access_token_ttl_seconds")?;
+    let linked = |column: &str| -> Result<Option<TokenId>, sqlx::Error> {
+        row.try_get::<Option<String>, _>(column)?
+            .map(|text| TokenId::parse(&text).map_err(|e| corrupt("token id", e)))
+            .transpose()
+    };
+    let revoked_at = timestamp(row.try_get("revoked_at")?);
+    // A revocation written by a server older than migration 0008 names no reason: it was
+    // a plain one.
+    let revoked_reason = row
+        .try_get::<Option<String>, _>("revoked_reason")?
+        .map(|text| RevokedReason::parse(&text).ok_or_else(|| corrupt("revoked reason", &text)))
+        .transpose()?
+        .or(revoked_at.map(|_| RevokedReason::Revoked));
     let created_by = row
         .try_get::<Option<String>, _>("created_by")?
         .map(|u| user_id(&u))
@@ -93,7 +107,11 @@ pub(crate) fn token_record(row: &AnyRow) -> Result<TokenRecord, sqlx::Error> {
         created_by,
         created_at: Timestamp::from_millis(row.try_get("created_at")?),
         expires_at: timestamp(row.try_get("expires_at")?),
-        revoked_at: timestamp(row.try_get("revoked_at")?),
+        revoked_at,
+        revoked_reason,
+        rolled_from: linked("rolled_from")?,
+        rolled_to: linked("rolled_to")?,
+        revokes_at: timestamp(row.try_get("revokes_at")?),
         last_used_at: timestamp(row.try_get("last_used_at")?),
         last_used_ip: row.try_get("last_used_ip")?,
         ip_allowlist: allowlist,

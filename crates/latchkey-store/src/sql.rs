@@ -8,10 +8,10 @@ use async_trait::async_trait;
 use latchkey_core::audit::{AuditAction, AuditContext, AuditEvent, AuditMacKey, AuditRecord};
 use latchkey_core::store::{
     AuditFilter, AuditHead, FeedKind, Membership, Page, PageRequest, PermissionDef, RefreshFamily,
-    RefreshOutcome, RefreshRecord, RevocationEntry, RoleDef, RotateWhen, SigningKeyRecord, Store,
-    StoreError, StoreResult, Tenant, TokenOwnerFilter, UsageRecord,
+    RefreshOutcome, RefreshRecord, RevocationEntry, RoleDef, RollOutcome, RotateWhen,
+    SigningKeyRecord, Store, StoreError, StoreResult, Tenant, TokenOwnerFilter, UsageRecord,
 };
-use latchkey_core::token::{Owner, Token, TokenKind, TokenName, TokenRecord};
+use latchkey_core::token::{Owner, RevokedReason, Token, TokenKind, TokenName, TokenRecord};
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
 use serde_json::json;
 use sqlx::any::AnyRow;
@@ -184,8 +184,8 @@ async fn append_member_state(
     Ok(())
 }
 
-/// Marks the tokens selected by `filter` revoked at `at` and logs each on the deny list.
-/// Returns the ids it revoked.
+/// Marks the tokens selected by `filter` revoked at `at` for `reason` and logs each on
+/// the deny list. Returns the ids it revoked.
 ///
 /// Each entry's `expires_at` is when it stops mattering (the compaction rule): a
 /// long-lived JWT matters until the token's own expiry (forever without one); any other
@@ -195,9 +195,13 @@ async fn revoke_where(
     filter: &str,
     binds: &[&str],
     at: Timestamp,
+    reason: RevokedReason,
 ) -> TxResult<Vec<String>> {
+    // The reason is one of core's fixed names, never client text.
+    let reason = reason.as_str();
     let sql = format!(
-        "UPDATE tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND {filter} \
+        "UPDATE tokens SET revoked_at = $1, revoked_reason = '{reason}' \
+         WHERE revoked_at IS NULL AND {filter} \
          RETURNING id, tenant_id, kind, expires_at, access_token_ttl_seconds"
     );
     let mut query = sqlx::query(&sql).bind(at.millis());
@@ -230,7 +234,7 @@ async fn insert_token(conn: &mut AnyConnection, record: &TokenRecord) -> TxResul
     let sql = format!(
         "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES \
          ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-         $20)"
+         $20, $21, $22, $23, $24)"
     );
     let allowlist: Vec<String> = token.ip_allowlist.iter().map(ToString::to_string).collect();
     sqlx::query(&sql)
@@ -254,6 +258,10 @@ async fn insert_token(conn: &mut AnyConnection, record: &TokenRecord) -> TxResul
         .bind(record.secret.as_ref().map(|s| s.hash.clone()))
         .bind(token.secret_hint.clone())
         .bind(record.signing_kid.clone())
+        .bind(token.revoked_reason.map(|r| r.as_str().to_owned()))
+        .bind(token.rolled_from.map(|id| id.to_string()))
+        .bind(token.rolled_to.map(|id| id.to_string()))
+        .bind(token.revokes_at.map(Timestamp::millis))
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -460,7 +468,14 @@ impl SqlStore {
         if !tenant_exists(&mut tx, id).await? {
             return Ok(false);
         }
-        let revoked = revoke_where(&mut tx, "tenant_id = $2", &[id.as_str()], ctx.at).await?;
+        let revoked = revoke_where(
+            &mut tx,
+            "tenant_id = $2",
+            &[id.as_str()],
+            ctx.at,
+            RevokedReason::Revoked,
+        )
+        .await?;
         let members = sqlx::query_scalar::<_, String>(
             "SELECT user_id FROM memberships WHERE tenant_id = $1 ORDER BY user_id",
         )
@@ -656,6 +671,7 @@ impl SqlStore {
             "tenant_id = $2 AND user_id = $3",
             &[tenant.as_str(), user.as_str()],
             ctx.at,
+            RevokedReason::Revoked,
         )
         .await?;
         let event = AuditEvent::new(
@@ -678,7 +694,14 @@ impl SqlStore {
         .bind(user.as_str().to_owned())
         .fetch_all(&mut *tx)
         .await?;
-        let revoked = revoke_where(&mut tx, "user_id = $2", &[user.as_str()], ctx.at).await?;
+        let revoked = revoke_where(
+            &mut tx,
+            "user_id = $2",
+            &[user.as_str()],
+            ctx.at,
+            RevokedReason::Revoked,
+        )
+        .await?;
         let deleted = sqlx::query("DELETE FROM tokens WHERE user_id = $1")
             .bind(user.as_str().to_owned())
             .execute(&mut *tx)
@@ -706,10 +729,24 @@ impl SqlStore {
     }
 
     async fn tx_create_token(&self, record: &TokenRecord, ctx: &AuditContext) -> TxResult<()> {
-        let token = &record.token;
         let mut tx = self.writer.begin().await?;
+        self.create_token_in(&mut tx, record, ctx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores a new token with its `token.created` event inside the caller's
+    /// transaction, after checking its tenant, its user's membership, its roles and its
+    /// permissions.
+    async fn create_token_in(
+        &self,
+        tx: &mut AnyConnection,
+        record: &TokenRecord,
+        ctx: &AuditContext,
+    ) -> TxResult<()> {
+        let token = &record.token;
         let tenant = token.owner.tenant_id();
-        if !tenant_exists(&mut tx, tenant).await? {
+        if !tenant_exists(&mut *tx, tenant).await? {
             return Err(StoreError::UnknownTenant(tenant.clone()).into());
         }
         if let Owner::User { tenant_id, user_id } = &token.owner {
@@ -728,13 +765,110 @@ impl SqlStore {
                 return Err(StoreError::NotMember(user_id.clone(), tenant_id.clone()).into());
             }
         }
-        require_roles(&mut tx, &token.roles).await?;
-        require_permissions(&mut tx, &token.permissions).await?;
-        insert_token(&mut tx, record).await?;
-        self.audit_in(&mut tx, ctx, token_created_event(token))
+        require_roles(&mut *tx, &token.roles).await?;
+        require_permissions(&mut *tx, &token.permissions).await?;
+        insert_token(&mut *tx, record).await?;
+        self.audit_in(&mut *tx, ctx, token_created_event(token))
             .await?;
-        tx.commit().await?;
         Ok(())
+    }
+
+    async fn tx_roll_token(
+        &self,
+        old: TokenId,
+        successor: &TokenRecord,
+        revokes_at: Timestamp,
+        ctx: &AuditContext,
+    ) -> TxResult<RollOutcome> {
+        let mut tx = self.writer.begin().await?;
+        // One conditional update both checks and claims the token, so two concurrent
+        // rolls cannot both succeed.
+        let claimed = sqlx::query(
+            "UPDATE tokens SET rolled_to = $1, revokes_at = $2 \
+             WHERE id = $3 AND rolled_to IS NULL AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $4)",
+        )
+        .bind(successor.token.id.to_string())
+        .bind(revokes_at.millis())
+        .bind(old.to_string())
+        .bind(ctx.at.millis())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            return Ok(match select_token(&mut tx, old).await? {
+                None => RollOutcome::NotFound,
+                Some(record) if record.token.rolled_to.is_some() => RollOutcome::AlreadyRolled,
+                Some(_) => RollOutcome::Revoked,
+            });
+        }
+        self.create_token_in(&mut tx, successor, ctx).await?;
+        let Some(before) = select_token(&mut tx, old).await? else {
+            return Ok(RollOutcome::NotFound);
+        };
+        let tenant = before.token.owner.tenant_id().as_str().to_owned();
+        let event = AuditEvent::new(
+            AuditAction::TokenRolled,
+            Some(&tenant),
+            Some(old.to_string()),
+        )
+        .with_details(json!({ "successor": successor.token.id, "revokes_at": revokes_at }));
+        self.audit_in(&mut tx, ctx, event).await?;
+        if revokes_at <= ctx.at {
+            self.revoke_rolled_in(&mut tx, &[old.to_string()], ctx)
+                .await?;
+        }
+        let after = select_token(&mut tx, old).await?;
+        tx.commit().await?;
+        Ok(after.map_or(RollOutcome::NotFound, |record| {
+            RollOutcome::Rolled(Box::new(record.token))
+        }))
+    }
+
+    /// Revokes `ids` (those still unrevoked) with reason `rolled`, each with its
+    /// `token.revoked` event, inside the caller's transaction. Returns the ids revoked.
+    async fn revoke_rolled_in(
+        &self,
+        tx: &mut AnyConnection,
+        ids: &[String],
+        ctx: &AuditContext,
+    ) -> TxResult<Vec<String>> {
+        let mut revoked = Vec::with_capacity(ids.len());
+        for id in ids {
+            let done = revoke_where(tx, "id = $2", &[id], ctx.at, RevokedReason::Rolled).await?;
+            let tenant: Option<String> =
+                sqlx::query_scalar("SELECT tenant_id FROM tokens WHERE id = $1")
+                    .bind(id.clone())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let (false, Some(tenant)) = (done.is_empty(), tenant) {
+                let event =
+                    AuditEvent::new(AuditAction::TokenRevoked, Some(&tenant), Some(id.clone()))
+                        .with_details(json!({ "reason": RevokedReason::Rolled }));
+                self.audit_in(&mut *tx, ctx, event).await?;
+                revoked.extend(done);
+            }
+        }
+        Ok(revoked)
+    }
+
+    async fn tx_revoke_rolled(&self, ctx: &AuditContext) -> TxResult<Vec<TokenId>> {
+        let mut tx = self.writer.begin().await?;
+        let due: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM tokens WHERE revokes_at <= $1 AND revoked_at IS NULL ORDER BY id",
+        )
+        .bind(ctx.at.millis())
+        .fetch_all(&mut *tx)
+        .await?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let revoked = self.revoke_rolled_in(&mut tx, &due, ctx).await?;
+        tx.commit().await?;
+        Ok(revoked
+            .iter()
+            .map(|id| TokenId::parse(id).map_err(|e| crate::error::corrupt("token id", e)))
+            .collect::<Result<_, _>>()?)
     }
 
     async fn tx_rename_token(
@@ -766,7 +900,14 @@ impl SqlStore {
 
     async fn tx_revoke_token(&self, id: TokenId, ctx: &AuditContext) -> TxResult<Option<Token>> {
         let mut tx = self.writer.begin().await?;
-        let revoked = revoke_where(&mut tx, "id = $2", &[&id.to_string()], ctx.at).await?;
+        let revoked = revoke_where(
+            &mut tx,
+            "id = $2",
+            &[&id.to_string()],
+            ctx.at,
+            RevokedReason::Revoked,
+        )
+        .await?;
         let Some(record) = select_token(&mut tx, id).await? else {
             return Ok(None);
         };
@@ -1055,6 +1196,20 @@ impl Store for SqlStore {
 
     async fn revoke_token(&self, id: TokenId, ctx: &AuditContext) -> StoreResult<Option<Token>> {
         retrying!(self.tx_revoke_token(id, ctx))
+    }
+
+    async fn roll_token(
+        &self,
+        old: TokenId,
+        successor: &TokenRecord,
+        revokes_at: Timestamp,
+        ctx: &AuditContext,
+    ) -> StoreResult<RollOutcome> {
+        retrying!(self.tx_roll_token(old, successor, revokes_at, ctx))
+    }
+
+    async fn revoke_rolled(&self, ctx: &AuditContext) -> StoreResult<Vec<TokenId>> {
+        retrying!(self.tx_revoke_rolled(ctx))
     }
 
     async fn signing_keys(&self, now: Timestamp) -> StoreResult<Vec<SigningKeyRecord>> {

@@ -29,7 +29,7 @@ pub use oauth::{IntrospectionResponse, OAuthErrorBody, TokenResponse};
 pub use page::Page;
 pub use problem::Problem;
 pub use tenant::{CreateTenant, PutMembership};
-pub use token::{CreateToken, CreatedToken, RenameToken, TokenResource};
+pub use token::{CreateToken, CreatedToken, RenameToken, RollToken, TokenResource};
 
 #[cfg(test)]
 mod tests;

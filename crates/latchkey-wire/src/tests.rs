@@ -59,6 +59,10 @@ fn the_token_resource_writes_what_the_server_writes_for_a_token() {
         created_at: Timestamp::from_millis(1_764_385_200_123),
         expires_at: None,
         revoked_at: Some(Timestamp::from_millis(1_764_385_300_000)),
+        revoked_reason: Some(latchkey_core::token::RevokedReason::Revoked),
+        rolled_from: None,
+        rolled_to: None,
+        revokes_at: None,
         last_used_at: None,
         last_used_ip: None,
         ip_allowlist: vec![latchkey_core::cidr::IpNet::parse("2001:db8::/32").unwrap()],
@@ -157,4 +161,13 @@ fn introspection_answers_are_active_with_members_or_exactly_inactive() {
     );
     let inactive: IntrospectionResponse = serde_json::from_str(r#"{"active":false}"#).unwrap();
     assert_eq!(inactive, IntrospectionResponse::inactive());
+}
+
+#[test]
+fn the_roll_body_is_the_documented_one_and_every_member_is_optional() {
+    let roll: RollToken = round_trip("RollToken");
+    assert_eq!(roll.grace_seconds, Some(86_400));
+    let empty: RollToken = serde_json::from_value(json!({})).unwrap();
+    assert_eq!(serde_json::to_value(empty).unwrap(), json!({}));
+    assert!(serde_json::from_value::<RollToken>(json!({"grace": 1})).is_err());
 }

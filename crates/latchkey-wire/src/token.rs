@@ -3,7 +3,7 @@
 //! rename bodies.
 
 use latchkey_core::cidr::IpNet;
-use latchkey_core::token::{Owner, Token, TokenKind, TokenName};
+use latchkey_core::token::{Owner, RevokedReason, Token, TokenKind, TokenName};
 use latchkey_core::{Permission, RoleName, Timestamp, TokenId, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +32,15 @@ pub struct TokenResource {
     pub expires_at: Option<Timestamp>,
     /// When it was revoked; `null` while it is not.
     pub revoked_at: Option<Timestamp>,
+    /// Why it was revoked (`revoked`, `rolled`, `leaked`, `unused`); `null` while it is
+    /// not.
+    pub revoked_reason: Option<RevokedReason>,
+    /// The token this one was rolled from; `null` unless it is a successor.
+    pub rolled_from: Option<TokenId>,
+    /// The token this one was rolled to; `null` unless it was rolled.
+    pub rolled_to: Option<TokenId>,
+    /// When a roll's grace window ends and this token is revoked; `null` unless rolled.
+    pub revokes_at: Option<Timestamp>,
     /// The last successful authentication.
     pub last_used_at: Option<Timestamp>,
     /// The client address of that authentication.
@@ -59,6 +68,10 @@ impl From<Token> for TokenResource {
             created_at: token.created_at,
             expires_at: token.expires_at,
             revoked_at: token.revoked_at,
+            revoked_reason: token.revoked_reason,
+            rolled_from: token.rolled_from,
+            rolled_to: token.rolled_to,
+            revokes_at: token.revokes_at,
             last_used_at: token.last_used_at,
             last_used_ip: token.last_used_ip,
             ip_allowlist: token.ip_allowlist,
@@ -124,6 +137,19 @@ pub struct CreateToken {
     /// Whether exchanges also issue rotating refresh tokens (`client_credentials` only).
     #[serde(default)]
     pub refresh_tokens: bool,
+}
+
+/// The body of `POST /v1/tokens/{id}/roll`: how long the old token keeps working, and
+/// optionally a new expiry for the successor (which otherwise keeps the old one's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollToken {
+    /// Seconds the old token keeps working, 0–2,592,000; 86,400 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_seconds: Option<u32>,
+    /// When the successor stops working, RFC 3339; the old token's expiry when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 /// The body of `PATCH /v1/tokens/{id}`: a new display name, the only change a token

@@ -5,7 +5,8 @@
 //! The documented set of problem types (docs/API.md repeats it):
 //! `invalid-token` 401, `insufficient-scope` 403, `permission-not-held` 403,
 //! `invalid-field` 400, `invalid-body` 400, `payload-too-large` 413, `not-found` 404,
-//! `already-exists` 409, `protected-resource` 409, `immutable-field` 422,
+//! `already-exists` 409, `already-rolled` 409, `revoked` 409, `protected-resource` 409,
+//! `immutable-field` 422,
 //! `unknown-role` 422, `unknown-permission` 422, `unknown-member` 422,
 //! `reserved-permission` 422, `invalid-value` 422, `unavailable` 503, `internal` 500.
 //!
@@ -67,6 +68,12 @@ pub enum ApiError {
     /// The id is taken.
     #[error("{0}")]
     AlreadyExists(String),
+    /// A roll of a token that was rolled already.
+    #[error("{0} was rolled already; roll its successor instead")]
+    AlreadyRolled(String),
+    /// A roll of a token that is revoked or expired.
+    #[error("{0} is revoked or expired")]
+    Revoked(String),
     /// Mutual TLS is on and the connection presented no certificate from
     /// `tls_client_ca_file`.
     #[error("{}", CLIENT_CERTIFICATE_REQUIRED)]
@@ -161,6 +168,8 @@ impl ApiError {
                 "Client certificate required",
             ),
             AlreadyExists(_) => (StatusCode::CONFLICT, "already-exists", "Already exists"),
+            AlreadyRolled(_) => (StatusCode::CONFLICT, "already-rolled", "Already rolled"),
+            Revoked(_) => (StatusCode::CONFLICT, "revoked", "Revoked"),
             Protected(_) => (
                 StatusCode::CONFLICT,
                 "protected-resource",

@@ -1,6 +1,7 @@
 //! Making a token (docs/API.md, "Tokens"): its id, its secret (shown once, stored
 //! peppered and hashed), and for a long-lived JWT the JWT itself, signed with what the
-//! token grants at creation. The caller has checked the values and the grant.
+//! token grants at creation. The caller has checked the values and the grant. Rolling a
+//! token (docs/API.md, "Rolling a token") makes its successor the same way.
 
 use crate::service::error::{Error, Result};
 use crate::service::issuer;
@@ -8,6 +9,7 @@ use crate::service::state::AppState;
 use latchkey_core::audit::AuditContext;
 use latchkey_core::cidr::IpNet;
 use latchkey_core::secret::{Secret, SecretType};
+use latchkey_core::store::RollOutcome;
 use latchkey_core::token::{Owner, Token, TokenKind, TokenName, TokenRecord};
 use latchkey_core::{Permission, PermissionSet, RoleName, Timestamp, TokenId, UserId};
 
@@ -35,6 +37,29 @@ pub struct NewToken {
     pub refresh_tokens: bool,
     /// What it grants now: the scope of a long-lived JWT.
     pub effective: PermissionSet,
+    /// The token it succeeds, when it is made by a roll.
+    pub rolled_from: Option<TokenId>,
+}
+
+impl NewToken {
+    /// The successor of `old`: the identical grant under the same name, with
+    /// `expires_at` (the old token's unless given) and `effective`, what `old` grants now.
+    pub fn successor(old: &Token, expires_at: Option<Timestamp>, effective: PermissionSet) -> Self {
+        Self {
+            kind: old.kind,
+            owner: old.owner.clone(),
+            name: old.name.clone(),
+            roles: old.roles.clone(),
+            permissions: old.permissions.clone(),
+            created_by: old.created_by.clone(),
+            expires_at: expires_at.or(old.expires_at),
+            ip_allowlist: old.ip_allowlist.clone(),
+            access_token_ttl_seconds: Some(old.access_token_ttl_seconds),
+            refresh_tokens: old.refresh_tokens,
+            effective,
+            rolled_from: Some(old.id),
+        }
+    }
 }
 
 /// A token just made, with what is shown once.
@@ -50,6 +75,41 @@ pub struct Minted {
 /// Generates the id and secret, signs a long-lived JWT, and stores the token with its
 /// audit event (`ctx`).
 pub async fn mint(state: &AppState, ctx: &AuditContext, new: NewToken) -> Result<Minted> {
+    let minted = make(state, ctx, new)?;
+    state.store().create_token(&minted.record, ctx).await?;
+    Ok(minted)
+}
+
+/// The result of [`roll`].
+pub enum Rolled {
+    /// The successor, stored.
+    Made(Box<Minted>),
+    /// The store refused the roll, and wrote nothing.
+    Refused(RollOutcome),
+}
+
+/// Makes `new` (see [`NewToken::successor`]) and stores it as the successor of `old`,
+/// which is revoked at `revokes_at`, in one transaction with their audit events.
+pub async fn roll(
+    state: &AppState,
+    ctx: &AuditContext,
+    old: TokenId,
+    new: NewToken,
+    revokes_at: Timestamp,
+) -> Result<Rolled> {
+    let minted = make(state, ctx, new)?;
+    let outcome = state
+        .store()
+        .roll_token(old, &minted.record, revokes_at, ctx)
+        .await?;
+    Ok(match outcome {
+        RollOutcome::Rolled(_) => Rolled::Made(Box::new(minted)),
+        refused => Rolled::Refused(refused),
+    })
+}
+
+/// Generates the id and secret and signs a long-lived JWT; stores nothing.
+fn make(state: &AppState, ctx: &AuditContext, new: NewToken) -> Result<Minted> {
     let id = TokenId::generate(state.rng()).map_err(Error::internal)?;
     let secret_type = match new.kind {
         TokenKind::ClientCredentials => Some(SecretType::ClientSecret),
@@ -71,6 +131,10 @@ pub async fn mint(state: &AppState, ctx: &AuditContext, new: NewToken) -> Result
         created_at: ctx.at,
         expires_at: new.expires_at,
         revoked_at: None,
+        revoked_reason: None,
+        rolled_from: new.rolled_from,
+        rolled_to: None,
+        revokes_at: None,
         last_used_at: None,
         last_used_ip: None,
         ip_allowlist: new.ip_allowlist,
@@ -107,7 +171,6 @@ pub async fn mint(state: &AppState, ctx: &AuditContext, new: NewToken) -> Result
         secret: stored,
         signing_kid,
     };
-    state.store().create_token(&record, ctx).await?;
     Ok(Minted {
         record,
         secret,

@@ -24,6 +24,7 @@ mod oauth;
 mod proxies;
 mod replicas;
 mod revocations;
+mod roll;
 mod secrets;
 mod tenants;
 mod throttle;

@@ -1,8 +1,9 @@
-//! `latchkey token …`: create, list, show, rename and revoke tenant and personal tokens.
+//! `latchkey token …`: create, list, show, rename, revoke and roll tenant and personal
+//! tokens.
 //!
-//! Secrets: the create response is the only one that carries a secret, and `create` is
-//! the only command that prints one, once, labelled and with a warning. Everything else
-//! shows at most the server's `secret_hint`.
+//! Secrets: the create and roll responses are the only ones that carry a secret, and
+//! `create` and `roll` are the only commands that print one, once, labelled and with a
+//! warning. Everything else shows at most the server's `secret_hint`.
 //!
 //! `show` answers the five Ws of a token on one screen: WHO created it (its
 //! `token.created` audit event), WHEN, WHAT it grants, WHERE it was used from and HOW
@@ -16,7 +17,7 @@ use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
 use latchkey_core::token::{Owner, TokenKind};
 use latchkey_core::{Timestamp, UserId};
-use latchkey_wire::{CreateToken, CreatedToken, Page, RenameToken, TokenResource};
+use latchkey_wire::{CreateToken, CreatedToken, Page, RenameToken, RollToken, TokenResource};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -62,6 +63,38 @@ pub enum TokenCommand {
         /// The token id.
         id: String,
     },
+    /// Roll a token: make a successor with the same grant and print its secret once; the
+    /// old token keeps working for the grace window, then is revoked.
+    Roll {
+        /// The token id.
+        id: String,
+        /// How long the old token keeps working: 30s, 15m, 2h, 1d (at most 30d; 0s
+        /// revokes it at once).
+        #[arg(long, default_value = "1d", value_parser = grace_seconds)]
+        grace: u32,
+        /// When the successor stops working, RFC 3339; the old token's expiry otherwise.
+        #[arg(long, value_name = "RFC3339")]
+        expires_at: Option<String>,
+    },
+}
+
+/// A grace window such as `30s`, `15m`, `2h` or `1d`, in seconds. The server checks the
+/// range (docs/API.md, "Rolling a token").
+fn grace_seconds(text: &str) -> Result<u32, String> {
+    let unit_at = text.len().saturating_sub(1);
+    let (count, unit) = text.split_at(unit_at);
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err("must be a number followed by s, m, h or d, e.g. 1d".to_owned()),
+    };
+    count
+        .parse::<u32>()
+        .ok()
+        .and_then(|count| count.checked_mul(scale))
+        .ok_or_else(|| format!("{count:?} is not a whole number of {unit} that fits"))
 }
 
 #[derive(Debug, Args)]
@@ -197,6 +230,26 @@ pub async fn run(client: &Client, format: Format, command: TokenCommand) -> anyh
             if format == Format::Text {
                 println!("revoked token {id}");
             }
+        }
+        TokenCommand::Roll {
+            id,
+            grace,
+            expires_at,
+        } => {
+            let body = RollToken {
+                grace_seconds: Some(grace),
+                expires_at,
+            };
+            let rolled = client
+                .send(Method::POST, &["v1", "tokens", &id, "roll"], &body)
+                .await?;
+            emit_read(format, &rolled, |created: &CreatedToken| {
+                format!(
+                    "rolled token {id}: it is revoked after {grace} s of grace, or at its expiry \
+                     if sooner\n{}",
+                    created_text(created)
+                )
+            })?;
         }
     }
     Ok(())
@@ -495,14 +548,26 @@ fn who(token: &Value, created: &Value) -> Vec<String> {
 }
 
 fn when(token: &Value) -> Vec<String> {
-    clauses(
-        vec![
-            clause(format!("created {}", text(&token["created_at"]))),
-            clause(format!("expires {}", or(&token["expires_at"], "never"))),
-            clause(format!("revoked {}", or(&token["revoked_at"], "no"))),
-        ],
-        " ·",
-    )
+    let mut when = vec![
+        clause(format!("created {}", text(&token["created_at"]))),
+        clause(format!("expires {}", or(&token["expires_at"], "never"))),
+        clause(format!("revoked {}", or(&token["revoked_at"], "no"))),
+    ];
+    // A roll's links, only on tokens that have them (docs/API.md, "Rolling a token").
+    if !token["rolled_from"].is_null() {
+        when.push(clause(format!(
+            "rolled from {}",
+            text(&token["rolled_from"])
+        )));
+    }
+    if !token["rolled_to"].is_null() {
+        when.push(clause(format!(
+            "rolled to {}, revokes at {}",
+            text(&token["rolled_to"]),
+            text(&token["revokes_at"])
+        )));
+    }
+    clauses(when, " ·")
 }
 
 /// What the token grants; exchange settings only where it is exchanged.
@@ -575,6 +640,23 @@ mod tests {
     struct Cli {
         #[command(subcommand)]
         command: TokenCommand,
+    }
+
+    #[test]
+    fn a_grace_window_reads_seconds_minutes_hours_and_days() {
+        assert_eq!(grace_seconds("30s"), Ok(30));
+        assert_eq!(grace_seconds("15m"), Ok(900));
+        assert_eq!(grace_seconds("2h"), Ok(7_200));
+        assert_eq!(grace_seconds("1d"), Ok(86_400));
+        assert_eq!(grace_seconds("0s"), Ok(0));
+        for bad in ["", "d", "1", "1w", "-1d", "1.5h", "99999999999d"] {
+            assert!(grace_seconds(bad).is_err(), "{bad}");
+        }
+        let cli = Cli::try_parse_from(["token", "roll", "t1"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            TokenCommand::Roll { grace: 86_400, .. }
+        ));
     }
 
     fn create(args: &[&str]) -> CreateArgs {

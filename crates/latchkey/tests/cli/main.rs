@@ -656,6 +656,68 @@ fn revoke_then_show_reports_revoked_at() {
     assert!(server.json(&["token", "show", other_id])["token"]["revoked_at"].is_string());
 }
 
+#[test]
+fn token_roll_prints_the_successors_secret_once_and_json_prints_the_raw_body() {
+    let server = Server::start().with_acme();
+    let created = server.create_ci_deploy(&[]);
+    let id = labelled(&created, "client_id").to_owned();
+    let old_secret = labelled(&created, "client_secret").to_owned();
+
+    let rolled = server.run(&["token", "roll", &id, "--grace", "2h"]).ok();
+    assert!(
+        rolled.starts_with(&format!("rolled token {id}: ")),
+        "{rolled}"
+    );
+    assert!(rolled.contains("7200 s"), "{rolled}");
+    let new_id = labelled(&rolled, "client_id").to_owned();
+    let secret = labelled(&rolled, "client_secret").to_owned();
+    assert!(
+        secret.starts_with("lk_sk_") && secret != old_secret,
+        "{rolled}"
+    );
+    assert_eq!(rolled.matches(&secret).count(), 1, "{rolled}");
+    assert!(rolled.contains("shown only this once"), "{rolled}");
+    let old = server.json(&["token", "show", &id]);
+    assert_eq!(old["token"]["rolled_to"], new_id.as_str());
+    let shown = server.run(&["token", "show", &id]).ok();
+    let revokes_at = old["token"]["revokes_at"].as_str().unwrap();
+    assert!(
+        section(&shown, "WHEN")
+            .ends_with(&format!(" · rolled to {new_id}, revokes at {revokes_at}")),
+        "{shown}"
+    );
+    let new = server.json(&["token", "show", &new_id]);
+    assert_eq!(new["token"]["rolled_from"], id.as_str());
+    assert_eq!(new["token"]["name"], "ci deploy");
+
+    let again = server.run(&["token", "roll", &id]).fails();
+    assert!(again.ends_with("(409 already-rolled)"), "{again}");
+    let bad = server
+        .run(&["token", "roll", &new_id, "--grace", "1w"])
+        .fails();
+    assert!(bad.contains("--grace"), "{bad}");
+
+    let raw = server.json(&[
+        "token",
+        "roll",
+        &new_id,
+        "--grace",
+        "0s",
+        "--expires-at",
+        "2099-01-01T00:00:00Z",
+    ]);
+    assert!(raw["client_secret"].as_str().unwrap().starts_with("lk_sk_"));
+    assert_eq!(raw["token"]["rolled_from"], new_id.as_str());
+    assert!(
+        raw["token"]["expires_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2099-01-01T00:00:00")
+    );
+    let revoked = server.json(&["token", "show", &new_id]);
+    assert_eq!(revoked["token"]["revoked_reason"], "rolled");
+}
+
 /// Sends `batch` to `POST /v1/usage` as a gateway holding `credential` would.
 fn report_usage(server: &Server, credential: &str, batch: &Value) {
     let url = format!("{}/v1/usage", server.url);

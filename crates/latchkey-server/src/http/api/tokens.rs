@@ -1,5 +1,6 @@
 //! Tenant and personal tokens: create (the secret is in this response and nowhere
-//! else, ever), list, read, rename (the only change a token admits) and revoke.
+//! else, ever), list, read, rename (the only change a token admits), revoke, and roll
+//! (a successor with the same grant; docs/API.md, "Rolling a token").
 
 use super::tenants::visible_tenant;
 use crate::http::auth::Caller;
@@ -7,14 +8,14 @@ use crate::http::extract::{ApiJson, ListQuery, Query, query_param};
 use crate::http::problem::{ApiError, ApiResult};
 use crate::http::{page_body, path_param};
 use crate::service::state::AppState;
-use crate::service::tokens::{self, NewToken};
+use crate::service::tokens::{self, Minted, NewToken, Rolled};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use latchkey_core::cidr::IpNet;
 use latchkey_core::permission::{self, Authority, check_caller_grant, check_user_grant};
-use latchkey_core::store::TokenOwnerFilter;
+use latchkey_core::store::{RollOutcome, TokenOwnerFilter};
 use latchkey_core::token::{IMMUTABLE_FIELDS, MUTABLE_FIELD, Owner, Token, TokenKind, TokenName};
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
 use latchkey_wire::{CreatedToken, Page, TokenResource};
@@ -219,8 +220,14 @@ async fn mint(
         access_token_ttl_seconds: draft.body.access_token_ttl_seconds,
         refresh_tokens: draft.body.refresh_tokens,
         effective: draft.effective,
+        rolled_from: None,
     };
     let minted = tokens::mint(state, &ctx, new).await?;
+    Ok(created(minted))
+}
+
+/// The 201 of a create or a roll: the token and its secret, in the member its kind names.
+fn created(minted: Minted) -> (StatusCode, Json<CreatedToken>) {
     let token = minted.record.token;
     let id = token.id;
     let secret = minted.secret.map(|secret| secret.expose().to_owned());
@@ -239,7 +246,73 @@ async fn mint(
         TokenKind::ApiKey => body.api_key = secret,
         TokenKind::Jwt => {}
     }
-    Ok((StatusCode::CREATED, Json(body)))
+    (StatusCode::CREATED, Json(body))
+}
+
+/// The longest grace window of a roll: 30 days.
+const MAX_GRACE_SECONDS: i64 = 2_592_000;
+
+/// The body of `POST /v1/tokens/{id}/roll`. `grace_seconds` is read wide so that a
+/// negative window is refused as out of range, like one too long.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollToken {
+    #[serde(default)]
+    grace_seconds: Option<i64>,
+    #[serde(default)]
+    expires_at: Option<Timestamp>,
+}
+
+/// `POST /v1/tokens/{id}/roll`: 201 with the successor and its secret, as a create.
+/// Whoever may read the token may roll it; nothing is written on a refusal.
+pub async fn roll(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RollToken>,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+    let old = visible_token(&state, &caller, &id).await?;
+    let ctx = caller.audit(&state);
+    let now = ctx.at;
+    let grace = body.grace_seconds.unwrap_or(86_400);
+    if !(0..=MAX_GRACE_SECONDS).contains(&grace) {
+        return Err(ApiError::value(
+            "grace_seconds",
+            format!("must be between 0 and {MAX_GRACE_SECONDS}"),
+        ));
+    }
+    if body.expires_at.is_some_and(|expiry| expiry <= now) {
+        return Err(ApiError::value("expires_at", "must be in the future"));
+    }
+    let refused = |outcome| match outcome {
+        RollOutcome::AlreadyRolled => ApiError::AlreadyRolled(format!("token {}", old.id)),
+        RollOutcome::Revoked => ApiError::Revoked(format!("token {}", old.id)),
+        RollOutcome::NotFound | RollOutcome::Rolled(_) => {
+            ApiError::NotFound(format!("token {}", old.id))
+        }
+    };
+    if old.rolled_to.is_some() {
+        return Err(refused(RollOutcome::AlreadyRolled));
+    }
+    if !old.is_active(now) {
+        return Err(refused(RollOutcome::Revoked));
+    }
+    // A long-lived JWT successor is signed with what the old token grants now.
+    let effective = state
+        .token(old.id)
+        .await?
+        .map(|cached| cached.effective.clone())
+        .unwrap_or_default();
+    let revokes_at = old.expires_at.map_or(now.plus_seconds(grace), |expiry| {
+        expiry.min(now.plus_seconds(grace))
+    });
+    let new = NewToken::successor(&old, body.expires_at, effective);
+    let outcome = tokens::roll(&state, &ctx, old.id, new, revokes_at).await?;
+    state.auth_changed();
+    match outcome {
+        Rolled::Made(minted) => Ok(created(*minted)),
+        Rolled::Refused(outcome) => Err(refused(outcome)),
+    }
 }
 
 pub async fn list_tenant(
