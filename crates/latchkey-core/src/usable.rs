@@ -64,8 +64,13 @@ impl TokenView for Token {
         self.revoked_at.is_some()
     }
 
+    /// A rolled token stops authenticating at the end of its grace window (`revokes_at`)
+    /// at the latest, even before maintenance has revoked it through the feed.
     fn expires_at(&self) -> Option<Timestamp> {
-        self.expires_at
+        match (self.expires_at, self.revokes_at) {
+            (Some(expiry), Some(end)) => Some(expiry.min(end)),
+            (expiry, end) => expiry.or(end),
+        }
     }
 
     fn ip_allowlist(&self) -> &[IpNet] {

@@ -138,6 +138,12 @@ async fn both_secrets_work_through_the_grace_window_then_only_the_successor(app:
     app.maintain().await;
     access_token(&app.exchange(&old_id, old_secret, &[]).await);
     app.clock.advance(Duration::from_secs(2));
+    // Past the window the server refuses the old secret at once, before maintenance
+    // has revoked it through the feed.
+    app.exchange(&old_id, old_secret, &[])
+        .await
+        .assert_status(401);
+    access_token(&app.exchange(&new_id, new_secret, &[]).await);
     app.maintain().await;
     app.exchange(&old_id, old_secret, &[])
         .await
