@@ -7,12 +7,19 @@
 #
 #   scripts/ab-grants.sh BASE_BINARY CANDIDATE_BINARY
 #   ROUNDS=7 DURATION=10 CONNECTIONS=32 scripts/ab-grants.sh old/latchkey new/latchkey
+#   KIND=introspect scripts/ab-grants.sh old/latchkey new/latchkey
+#
+# KIND=introspect measures RFC 7662 introspection of an access JWT instead, by a caller
+# holding latchkey:introspect (the answer a gateway without a deny-list replica asks
+# for on every new token).
 #
 # Needs h2load (Debian: nghttp2-client), taskset, curl and python3; 2 cores or more.
 set -euo pipefail
 base_bin=$(realpath "$1")
 cand_bin=$(realpath "$2")
 rounds="${ROUNDS:-5}"
+kind="${KIND:-grants}"
+case "$kind" in grants|introspect) ;; *) echo "ab-grants: KIND is grants or introspect" >&2; exit 2;; esac
 duration="${DURATION:-10}"
 connections="${CONNECTIONS:-32}"
 for tool in h2load taskset curl python3; do
@@ -49,6 +56,17 @@ start() {
   printf 'grant_type=client_credentials&client_id=%s&client_secret=%s' \
     "$(json '["client_id"]' <<< "$created")" "$(json '["client_secret"]' <<< "$created")" \
     > "$name.form"
+  if [ "$kind" = introspect ]; then
+    local jwt key
+    jwt=$(curl -q -sS --fail -H 'content-type: application/x-www-form-urlencoded' \
+      --data @"$name.form" "http://$address/oauth/token" | json '["access_token"]')
+    key=$(curl -q -sS --fail -H "authorization: Bearer $root" \
+      -H 'content-type: application/json' \
+      -d '{"name":"ab gateway","kind":"api_key","permissions":["latchkey:introspect"]}' \
+      "http://$address/v1/tenants/latchkey/tokens" | json '["api_key"]')
+    printf 'token=%s' "$jwt" > "$name.form"
+    printf '%s' "$key" > "$name.key"
+  fi
 }
 
 start base "$base_bin"
@@ -58,15 +76,19 @@ cand_address=$address
 
 # load NAME ADDRESS: one h2load run; prints its requests/s, fails on any failed request.
 load() {
-  local out
+  local out path=/oauth/token auth=()
+  if [ "$kind" = introspect ]; then
+    path=/oauth/introspect
+    auth=(-H "authorization: Bearer $(cat "$1.key")")
+  fi
   out=$(taskset -c 1 h2load --h1 -c "$connections" -D "$duration" --warm-up-time 2 \
-    -d "$1.form" -H 'content-type: application/x-www-form-urlencoded' \
-    "http://$2/oauth/token" 2>&1)
+    -d "$1.form" -H 'content-type: application/x-www-form-urlencoded' "${auth[@]}" \
+    "http://$2$path" 2>&1)
   grep -q ' 0 failed, 0 errored' <<< "$out" || { echo "$out" >&2; exit 1; }
   awk '/^finished in/ { gsub(",", "", $4); print int($4) }' <<< "$out"
 }
 
-printf '%-6s %14s %14s\n' round "base grants/s" "cand. grants/s"
+printf '%-6s %14s %14s\n' round "base $kind/s" "cand. $kind/s"
 base_runs=(); cand_runs=()
 for round in $(seq 1 "$rounds"); do
   if (( round % 2 )); then
