@@ -22,25 +22,15 @@ kind="${KIND:-grants}"
 case "$kind" in grants|introspect) ;; *) echo "ab-grants: KIND is grants or introspect" >&2; exit 2;; esac
 duration="${DURATION:-10}"
 connections="${CONNECTIONS:-32}"
-for tool in h2load taskset curl python3; do
-  command -v "$tool" >/dev/null || { echo "ab-grants: $tool is missing" >&2; exit 2; }
-done
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
+bench_require "$base_bin" "$cand_bin" h2load taskset curl python3
 cd "$work"
-
-json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 # start NAME BINARY: a server on a free port; sets $address and writes NAME.form.
 start() {
   local name=$1 bin=$2 port root created
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   mkdir "$name"
   RUST_LOG=warn taskset -c 0 "$bin" serve --listen "127.0.0.1:$port" \
     --data-dir "$work/$name" --root-key-file "$work/$name.root" 2> "$work/$name.log" &

@@ -23,24 +23,11 @@ rounds="${ROUNDS:-3}"
 duration="${DURATION:-10}"
 connections="${CONNECTIONS:-32}"
 tokens="${TOKENS:-10000}"
-for tool in "$bin" nginx wrk taskset curl python3; do
-  command -v "$tool" >/dev/null || [ -x "$tool" ] || {
-    echo "bench-gateway-vs-nginx: $tool is missing" >&2; exit 2; }
-done
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/bench-lib.sh
+. "$repo/scripts/bench-lib.sh"
+bench_require "$bin" nginx wrk taskset curl python3
 cd "$work"
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 wait_port() {
   for _ in $(seq 1 300); do
     curl -q -s -o /dev/null "http://127.0.0.1:$1/" && return 0

@@ -34,20 +34,9 @@ done
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 bin=${LATCHKEY_BIN:-$top/target/release/latchkey}
-for tool in "$bin" h2load openssl curl python3; do
-  command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 2; }
-done
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-# Nothing of the caller's shell may change what is measured.
-while IFS= read -r var; do unset "$var"; done < <(env | sed -n 's/^\(LATCHKEY_[A-Z_]*\)=.*/\1/p')
+# shellcheck source=scripts/bench-lib.sh
+. "$top/scripts/bench-lib.sh"
+bench_require "$bin" h2load openssl curl python3
 
 # A private CA and a certificate for 127.0.0.1 (P-256, as most deployments use).
 cd "$work"
@@ -71,7 +60,6 @@ address_of() {
   echo "no 'listening on $scheme://' in $log:" >&2; cat "$log" >&2; exit 1
 }
 
-json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 # start_server NAME SCHEME [ARGS…]: starts a server, sets $address and $root.
 start_server() {
