@@ -67,3 +67,17 @@ proptest! {
         }
     }
 }
+
+/// Each half of a Basic credential is one form-encoded value (RFC 6749 §2.3.1): a raw
+/// `&` or `=` in it is text, not a separator, so no part of what the client sent is
+/// dropped before the secret is checked.
+#[test]
+fn a_raw_ampersand_or_equals_in_a_basic_half_is_kept_as_text() {
+    let presented = decode_basic(&STANDARD.encode("id&x=1:se=cr&et")).unwrap();
+    assert_eq!(presented.client_id, "id&x=1");
+    assert_eq!(presented.secret, "se=cr&et");
+    // Control: the encoded spellings decode to the same text.
+    let presented = decode_basic(&STANDARD.encode("id%26x%3D1:se%3Dcr%26et")).unwrap();
+    assert_eq!(presented.client_id, "id&x=1");
+    assert_eq!(presented.secret, "se=cr&et");
+}
