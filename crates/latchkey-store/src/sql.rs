@@ -803,13 +803,10 @@ impl SqlStore {
             });
         }
         self.create_token_in(&mut tx, successor, ctx).await?;
-        let Some(before) = select_token(&mut tx, old).await? else {
-            return Ok(RollOutcome::NotFound);
-        };
-        let tenant = before.token.owner.tenant_id().as_str().to_owned();
+        // The successor has the old token's owner, so its tenant.
         let event = AuditEvent::new(
             AuditAction::TokenRolled,
-            Some(&tenant),
+            Some(successor.token.owner.tenant_id().as_str()),
             Some(old.to_string()),
         )
         .with_details(json!({ "successor": successor.token.id, "revokes_at": revokes_at }));
