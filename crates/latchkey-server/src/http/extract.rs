@@ -61,6 +61,15 @@ impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S> for
                     ApiError::InvalidBody(rejection.body_text())
                 }
             })?;
+        // Every request body of the API is an object (docs/API.md, "Reading request
+        // input"): serde would read a derived struct from an array, member by position.
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
+            // Not JSON at all is said as such; any other JSON value is not an object.
+            parse_json::<serde::de::IgnoredAny>(&bytes)?;
+            return Err(ApiError::InvalidBody(
+                "the request body must be a JSON object".to_owned(),
+            ));
+        }
         parse_json(&bytes).map(ApiJson)
     }
 }
