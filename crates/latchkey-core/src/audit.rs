@@ -111,6 +111,8 @@ audit_actions! {
     MembershipRemoved => "membership.removed",
     /// A user was deleted everywhere.
     UserDeleted => "user.deleted",
+    /// A tenant's policy was set (docs/API.md, "Tenant policies").
+    PolicyPut => "policy.put",
     /// A token was created.
     TokenCreated => "token.created",
     /// A token's name changed.
@@ -644,7 +646,7 @@ mod tests {
     }
 
     /// The names the server writes, as docs/API.md ("Audit (the five Ws)") lists them.
-    const WRITTEN: [&str; 19] = [
+    const WRITTEN: [&str; 20] = [
         "tenant.created",
         "tenant.deleted",
         "permission.put",
@@ -652,6 +654,7 @@ mod tests {
         "membership.put",
         "membership.removed",
         "user.deleted",
+        "policy.put",
         "token.created",
         "token.renamed",
         "token.revoked",

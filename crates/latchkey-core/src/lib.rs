@@ -17,6 +17,7 @@ pub mod forwarded;
 pub mod ids;
 pub mod jwt;
 pub mod permission;
+pub mod policy;
 pub mod secret;
 pub mod store;
 pub mod timestamp;

@@ -204,6 +204,26 @@ pub enum RollOutcome {
     Revoked,
 }
 
+/// A tenant's own policy as stored (docs/API.md, "Tenant policies").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPolicy {
+    /// Its rules.
+    pub policy: crate::policy::TenantPolicy,
+    /// When it was last set.
+    pub updated_at: Timestamp,
+}
+
+/// A successful authentication of a token, as the batched `last_used_at` update takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenUse {
+    /// The token.
+    pub token_id: TokenId,
+    /// When.
+    pub at: Timestamp,
+    /// From where, when known.
+    pub ip: Option<String>,
+}
+
 /// What an entry of the revocation feed names (docs/API.md, "Revocation feed").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -465,6 +485,40 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes, with reason `rolled`, every rolled token whose grace window ended at or
     /// before `ctx.at`. Returns the ids it revoked.
     async fn revoke_rolled(&self, ctx: &AuditContext) -> StoreResult<Vec<TokenId>>;
+
+    /// A tenant's own policy; `None` when it never set one.
+    async fn get_policy(&self, tenant: &TenantId) -> StoreResult<Option<StoredPolicy>>;
+    /// Replaces a tenant's policy, with its `policy.put` event;
+    /// [`StoreError::UnknownTenant`] when there is no such tenant.
+    async fn put_policy(
+        &self,
+        tenant: &TenantId,
+        policy: &crate::policy::TenantPolicy,
+        ctx: &AuditContext,
+    ) -> StoreResult<StoredPolicy>;
+    /// Every tenant's own policy, by tenant id.
+    async fn list_policies(&self) -> StoreResult<Vec<(TenantId, crate::policy::TenantPolicy)>>;
+    /// Tokens neither revoked nor expired at `now`, of one tenant or of all (`None`),
+    /// whose last use (their creation when never used) is at or before `idle_since`
+    /// (`None`: any): least recently used first, at most `limit`.
+    async fn live_tokens(
+        &self,
+        tenant: Option<&TenantId>,
+        idle_since: Option<Timestamp>,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Token>>;
+    /// Revokes, with reason `unused` and a `token.revoked` event each, those of
+    /// `tokens` still unrevoked and still unused since their instant: a use recorded
+    /// meanwhile saves a token. Returns the ids revoked.
+    async fn revoke_unused(
+        &self,
+        tokens: &[(TokenId, Timestamp)],
+        ctx: &AuditContext,
+    ) -> StoreResult<Vec<TokenId>>;
+    /// Moves each token's `last_used_at` (and `last_used_ip`, when given) forward to its
+    /// use, in one transaction; never backward.
+    async fn touch_tokens(&self, uses: &[TokenUse]) -> StoreResult<()>;
 
     /// The signing keys to publish: the three newest (next, current, previous) and any
     /// older key that signed a long-lived JWT still alive at `now`. Newest first.

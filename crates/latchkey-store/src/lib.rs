@@ -13,6 +13,7 @@ mod audit;
 mod backend;
 mod error;
 mod oauth;
+mod policy;
 mod rows;
 mod sql;
 mod usage;

@@ -6,10 +6,12 @@ use crate::error::{TxError, TxResult, from_sqlx};
 use crate::rows::{self, TOKEN_COLUMNS, join};
 use async_trait::async_trait;
 use latchkey_core::audit::{AuditAction, AuditContext, AuditEvent, AuditMacKey, AuditRecord};
+use latchkey_core::policy::TenantPolicy;
 use latchkey_core::store::{
     AuditFilter, AuditHead, FeedKind, Membership, Page, PageRequest, PermissionDef, RefreshFamily,
     RefreshOutcome, RefreshRecord, RevocationEntry, RoleDef, RollOutcome, RotateWhen,
-    SigningKeyRecord, Store, StoreError, StoreResult, Tenant, TokenOwnerFilter, UsageRecord,
+    SigningKeyRecord, Store, StoreError, StoreResult, StoredPolicy, Tenant, TokenOwnerFilter,
+    TokenUse, UsageRecord,
 };
 use latchkey_core::token::{Owner, RevokedReason, Token, TokenKind, TokenName, TokenRecord};
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
@@ -190,7 +192,7 @@ async fn append_member_state(
 /// Each entry's `expires_at` is when it stops mattering (the compaction rule): a
 /// long-lived JWT matters until the token's own expiry (forever without one); any other
 /// token's JWTs were all issued before `at` and live at most its access-token lifetime.
-async fn revoke_where(
+pub(crate) async fn revoke_where(
     conn: &mut AnyConnection,
     filter: &str,
     binds: &[&str],
@@ -296,7 +298,7 @@ async fn select_token(conn: &mut AnyConnection, id: TokenId) -> TxResult<Option<
     Ok(row.as_ref().map(rows::token_record).transpose()?)
 }
 
-async fn tenant_exists(conn: &mut AnyConnection, tenant: &TenantId) -> TxResult<bool> {
+pub(crate) async fn tenant_exists(conn: &mut AnyConnection, tenant: &TenantId) -> TxResult<bool> {
     let found = sqlx::query("SELECT 1 AS one FROM tenants WHERE id = $1")
         .bind(tenant.as_str().to_owned())
         .fetch_optional(&mut *conn)
@@ -946,7 +948,7 @@ impl SqlStore {
     }
 }
 
-fn decode_all<T>(
+pub(crate) fn decode_all<T>(
     found: Vec<AnyRow>,
     decode: fn(&AnyRow) -> Result<T, sqlx::Error>,
 ) -> StoreResult<Vec<T>> {
@@ -1207,6 +1209,45 @@ impl Store for SqlStore {
 
     async fn revoke_rolled(&self, ctx: &AuditContext) -> StoreResult<Vec<TokenId>> {
         retrying!(self.tx_revoke_rolled(ctx))
+    }
+
+    async fn get_policy(&self, tenant: &TenantId) -> StoreResult<Option<StoredPolicy>> {
+        self.read_policy(tenant).await
+    }
+
+    async fn put_policy(
+        &self,
+        tenant: &TenantId,
+        policy: &TenantPolicy,
+        ctx: &AuditContext,
+    ) -> StoreResult<StoredPolicy> {
+        retrying!(self.tx_put_policy(tenant, policy, ctx))
+    }
+
+    async fn list_policies(&self) -> StoreResult<Vec<(TenantId, TenantPolicy)>> {
+        self.read_policies().await
+    }
+
+    async fn live_tokens(
+        &self,
+        tenant: Option<&TenantId>,
+        idle_since: Option<Timestamp>,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Token>> {
+        self.read_live_tokens(tenant, idle_since, now, limit).await
+    }
+
+    async fn revoke_unused(
+        &self,
+        tokens: &[(TokenId, Timestamp)],
+        ctx: &AuditContext,
+    ) -> StoreResult<Vec<TokenId>> {
+        retrying!(self.tx_revoke_unused(tokens, ctx))
+    }
+
+    async fn touch_tokens(&self, uses: &[TokenUse]) -> StoreResult<()> {
+        retrying!(self.tx_touch_tokens(uses))
     }
 
     async fn signing_keys(&self, now: Timestamp) -> StoreResult<Vec<SigningKeyRecord>> {
