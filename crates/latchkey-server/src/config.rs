@@ -2,6 +2,7 @@
 //! variables and flags (the CLI merges those). Every key is documented in the README.
 
 use latchkey_core::cidr::IpNet;
+use latchkey_core::policy::TenantPolicy;
 use latchkey_listener::TlsFiles;
 use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
@@ -89,6 +90,9 @@ pub struct Config {
     pub tls_client_ca_file: Option<PathBuf>,
     /// A TLS handshake must finish within this long.
     pub tls_handshake_timeout_seconds: u64,
+    /// `[policy_floor]`: the operator's tenant policy, which binds every tenant and
+    /// which tenants' own policies may only tighten (docs/API.md, "Tenant policies").
+    pub policy_floor: TenantPolicy,
 }
 
 impl Default for Config {
@@ -127,6 +131,7 @@ impl Default for Config {
             tls_key_file: None,
             tls_client_ca_file: None,
             tls_handshake_timeout_seconds: 10,
+            policy_floor: TenantPolicy::default(),
         }
     }
 }
@@ -175,6 +180,12 @@ impl Config {
             (Some(_), None) => return Err("tls_cert_file is set without tls_key_file".to_owned()),
             (None, Some(_)) => return Err("tls_key_file is set without tls_cert_file".to_owned()),
             _ => {}
+        }
+        if let Err(error) = self
+            .policy_floor
+            .validate(self.max_access_token_ttl_seconds)
+        {
+            return Err(format!("policy_floor.{} {}", error.field, error.reason));
         }
         if self.tls_client_ca_file.is_some() && self.tls_cert_file.is_none() {
             return Err(
@@ -380,5 +391,34 @@ mod tests {
             error.contains("trusted_proxies: `nope` is not an IP address"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_policy_floor_is_read_from_toml_and_checked_like_a_tenants_policy() {
+        assert!(Config::default().policy_floor.is_empty());
+        let config = Config::from_toml(
+            "[policy_floor]\nmax_token_lifetime_days = 365\nrequire_expiry = true\n\
+             allowed_kinds = [\"client_credentials\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.policy_floor.max_token_lifetime_days, Some(365));
+        assert!(config.policy_floor.require_expiry);
+        config.validate().unwrap();
+
+        let zero = Config::from_toml("[policy_floor]\nrevoke_unused_after_days = 0\n").unwrap();
+        assert_eq!(
+            zero.validate().unwrap_err(),
+            "policy_floor.revoke_unused_after_days must be between 1 and 3650"
+        );
+        let ttl = Config::from_toml(
+            "max_access_token_ttl_seconds = 600\n[policy_floor]\nmax_access_token_ttl_seconds = 601\n",
+        )
+        .unwrap();
+        assert!(
+            ttl.validate()
+                .unwrap_err()
+                .starts_with("policy_floor.max_access_token_ttl_seconds")
+        );
+        assert!(Config::from_toml("[policy_floor]\nmax_lifetime = 3\n").is_err());
     }
 }

@@ -21,7 +21,7 @@ use crate::http::listener::ClientCertificate;
 use crate::http::oauth::error::OAuthError;
 use crate::http::problem::{ApiError, ApiResult};
 use crate::service::state::AppState;
-use api::{catalogue, health, keys, members, tenants, tokens, usage};
+use api::{catalogue, health, keys, members, policy, tenants, tokens, usage};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, header};
@@ -40,6 +40,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/tenants/{tid}",
             get(tenants::show).delete(tenants::delete),
+        )
+        .route(
+            "/v1/tenants/{tid}/policy",
+            get(policy::show).put(policy::put),
         )
         .route("/v1/permissions", get(catalogue::list_permissions))
         .route("/v1/permissions/{name}", put(catalogue::put_permission))

@@ -9,6 +9,7 @@ use crate::service::audit::AuditQueue;
 use crate::service::cache::TokenCache;
 use crate::service::keyring::KeyRing;
 use crate::service::keys::MasterKey;
+use crate::service::policy;
 use crate::service::state::{AppState, Parts, Settings};
 use crate::service::throttle::{self, Throttle};
 use anyhow::Context;
@@ -119,6 +120,7 @@ impl Application {
             usage_retention_days: config.usage_retention_days.max(1),
             trusted_proxies: config.trusted_proxies.clone(),
             mutual_tls: config.tls_client_ca_file.is_some(),
+            policy_floor: config.policy_floor.clone(),
         };
         let store: Arc<dyn latchkey_core::store::Store> = Arc::new(store);
         let audit = AuditQueue::start(store.clone(), config.audit_authentications);
@@ -260,6 +262,10 @@ impl Application {
 /// (which another replica may have changed).
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How often the unused-token sweep runs (docs/API.md, "Tenant policies"); a policy
+/// speaks in days, and the sweep reads every live token of the tenants it binds.
+const UNUSED_SWEEP_INTERVAL_MS: i64 = 10 * 60 * 1000;
+
 /// How long a deny-list entry outlives the last credential it matches.
 const COMPACTION_MARGIN_SECONDS: i64 = 300;
 
@@ -322,6 +328,15 @@ pub(crate) async fn maintain_once(state: &AppState) {
             );
         }
         Err(error) => tracing::warn!(?error, "revoking rolled tokens failed; retrying shortly"),
+    }
+    // Uses first, so that the sweep below sees them.
+    state.uses().flush(state.store()).await;
+    if state.unused_sweep_due(now, UNUSED_SWEEP_INTERVAL_MS) {
+        match policy::sweep_unused(state, now).await {
+            Ok(revoked) if revoked.is_empty() => {}
+            Ok(revoked) => tracing::info!(count = revoked.len(), "revoked unused tokens"),
+            Err(error) => tracing::warn!(?error, "the unused-token sweep failed; retrying later"),
+        }
     }
     let retention = now.plus_seconds(-state.settings().usage_retention_days * 86_400);
     if let Err(error) = state.store().compact_usage(retention).await {

@@ -32,4 +32,7 @@ pub struct Problem {
     /// The permission the operation needs: `insufficient-scope`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The policy rule, as its field name: `policy-violation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }

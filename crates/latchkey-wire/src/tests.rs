@@ -171,3 +171,35 @@ fn the_roll_body_is_the_documented_one_and_every_member_is_optional() {
     assert_eq!(serde_json::to_value(empty).unwrap(), json!({}));
     assert!(serde_json::from_value::<RollToken>(json!({"grace": 1})).is_err());
 }
+
+#[test]
+fn a_policy_reads_and_writes_as_documented() {
+    let put: PutPolicy = round_trip("PutPolicy");
+    assert_eq!(put.max_token_lifetime_days, Some(90));
+    assert_eq!(
+        put.allowed_kinds,
+        Some(vec!["client_credentials".to_owned(), "api_key".to_owned()])
+    );
+    let resource: PolicyResource = round_trip("PolicyResource");
+    assert_eq!(resource.effective.max_access_token_ttl_seconds, Some(3600));
+    let violations = resource.violations.expect("a PUT's answer has violations");
+    assert_eq!(violations.total, 1);
+    assert_eq!(
+        violations.tokens[0].rules,
+        vec![
+            latchkey_core::policy::PolicyRule::MaxTokenLifetimeDays,
+            latchkey_core::policy::PolicyRule::RequireExpiry
+        ]
+    );
+    // A GET's answer has no `violations` member at all.
+    let read = PolicyResource {
+        violations: None,
+        ..resource
+    };
+    assert!(
+        serde_json::to_value(read)
+            .unwrap()
+            .get("violations")
+            .is_none()
+    );
+}

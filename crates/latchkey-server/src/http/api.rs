@@ -4,6 +4,7 @@ pub(crate) mod catalogue;
 pub(crate) mod health;
 pub(crate) mod keys;
 pub(crate) mod members;
+pub(crate) mod policy;
 pub(crate) mod tenants;
 pub(crate) mod tokens;
 pub(crate) mod usage;

@@ -8,7 +8,8 @@
 //! `already-exists` 409, `already-rolled` 409, `revoked` 409, `protected-resource` 409,
 //! `immutable-field` 422,
 //! `unknown-role` 422, `unknown-permission` 422, `unknown-member` 422,
-//! `reserved-permission` 422, `invalid-value` 422, `unavailable` 503, `internal` 500.
+//! `reserved-permission` 422, `invalid-value` 422, `policy-violation` 422,
+//! `unavailable` 503, `internal` 500.
 //!
 //! Internal failures reach the client as a bare 500; their cause goes to the log.
 
@@ -68,6 +69,14 @@ pub enum ApiError {
     /// The id is taken.
     #[error("{0}")]
     AlreadyExists(String),
+    /// A token to be made breaks its tenant's policy.
+    #[error("{detail}")]
+    PolicyViolation {
+        /// The rule, as its policy field.
+        rule: &'static str,
+        /// The whole sentence.
+        detail: String,
+    },
     /// A roll of a token that was rolled already.
     #[error("{0} was rolled already; roll its successor instead")]
     AlreadyRolled(String),
@@ -205,6 +214,11 @@ impl ApiError {
                 "invalid-value",
                 "Invalid value",
             ),
+            PolicyViolation { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "policy-violation",
+                "Policy violation",
+            ),
             Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -232,6 +246,7 @@ impl ApiError {
             role: None,
             user_id: None,
             scope: None,
+            rule: None,
         };
         match self {
             InvalidField { field, .. } | InvalidValue { field, .. } | ImmutableField(field) => {
@@ -243,6 +258,7 @@ impl ApiError {
             UnknownRole(role) => problem.role = Some(role.clone()),
             UnknownMember { user, .. } => problem.user_id = Some(user.clone()),
             InsufficientScope(scope) => problem.scope = Some((*scope).to_owned()),
+            PolicyViolation { rule, .. } => problem.rule = Some((*rule).to_owned()),
             _ => {}
         }
         problem
@@ -313,6 +329,10 @@ impl From<service::Error> for ApiError {
         match error {
             service::Error::Store(error) => error.into(),
             service::Error::InvalidCredential(reason) => Self::invalid_token(reason),
+            service::Error::PolicyViolation(violation) => Self::PolicyViolation {
+                rule: violation.rule.as_str(),
+                detail: violation.detail,
+            },
             service::Error::Internal(cause) => Self::Internal(cause),
         }
     }

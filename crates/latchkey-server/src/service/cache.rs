@@ -7,7 +7,11 @@
 use latchkey_core::token::TokenRecord;
 use latchkey_core::{PermissionSet, TokenId};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// How often one cached token passes a use on to `last_used_at`: a minute, so
+/// `last_used_at` is exact to a minute (docs/API.md, "Tenant policies").
+pub const USE_RECORD_INTERVAL_MS: i64 = 60_000;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,9 +24,36 @@ pub struct CachedToken {
     pub effective: PermissionSet,
     /// False for a personal token whose user has left the tenant.
     pub member: bool,
+    /// When this copy last passed a use on to the store's `last_used_at` (unix
+    /// milliseconds): see [`CachedToken::due_for_use_record`].
+    touched: AtomicI64,
 }
 
 impl CachedToken {
+    /// A token with what it grants now.
+    pub fn new(record: TokenRecord, effective: PermissionSet, member: bool) -> Self {
+        Self {
+            record,
+            effective,
+            member,
+            touched: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// True at most once per [`USE_RECORD_INTERVAL_MS`] for this copy: whether a use at
+    /// `now` should be passed on to the store's `last_used_at`. A token used thousands
+    /// of times a second costs the store one update per interval, and the hot path one
+    /// atomic load.
+    pub fn due_for_use_record(&self, now: latchkey_core::Timestamp) -> bool {
+        let now = now.millis();
+        let last = self.touched.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= USE_RECORD_INTERVAL_MS
+            && self
+                .touched
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
     /// What the token grants now, or `None` when its user has left the tenant: the
     /// `grant` that [`latchkey_core::usable::usable`] takes.
     pub fn grant(&self) -> Option<&PermissionSet> {

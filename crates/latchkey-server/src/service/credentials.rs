@@ -83,6 +83,7 @@ async fn authenticate_access_token(
         .map_err(|refusal| Error::invalid_credential(refusal.to_string()))?;
     let scope = parse_scope(&claims.scope).map_err(|_| refused())?;
     let granted = narrow(&scope, grant);
+    state.used(&cached, meta.ip);
     Ok((cached, granted))
 }
 
@@ -120,6 +121,7 @@ pub async fn authenticate_api_key(
     cached
         .usable(state.now(), meta.judged())
         .map_err(|refusal| Error::invalid_credential(refusal.to_string()))?;
+    state.used(&cached, meta.ip);
     Ok(cached)
 }
 
@@ -164,6 +166,7 @@ pub async fn authenticate_client(
     match check(state, presented, meta).await? {
         Ok(token) => {
             state.throttle().succeeded(token.record.token.id, meta.ip);
+            state.used(&token, meta.ip);
             Ok(Ok(token))
         }
         Err((reason, tenant)) => {

@@ -14,6 +14,10 @@ pub enum Error {
     /// The presented credential cannot be used; the reason is safe to show its sender.
     #[error("{0}")]
     InvalidCredential(Cow<'static, str>),
+    /// A token to be made breaks its tenant's policy (docs/API.md, "Tenant
+    /// policies"); nothing was written.
+    #[error("{}", .0.detail)]
+    PolicyViolation(latchkey_core::policy::Violation),
     /// Our fault: a key that does not load, no signing key, a value that does not
     /// serialise. The cause goes to the log, never to the client.
     #[error("internal error: {0}")]

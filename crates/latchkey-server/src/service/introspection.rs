@@ -45,10 +45,20 @@ pub async fn introspect(
     client: Client,
 ) -> Result<Option<Active>> {
     let prefix = format!("{}_", state.codec().prefix().as_str());
-    if presented.starts_with(&prefix) {
-        return inspect_secret(state, presented, client).await;
+    let active = if presented.starts_with(&prefix) {
+        inspect_secret(state, presented, client).await?
+    } else {
+        inspect_jwt(state, presented, client).await?
+    };
+    // An active answer is a use of the token (docs/API.md, "Tenant policies").
+    if let Some(active) = &active {
+        let ip = match client {
+            Client::Address(ip) => Some(ip),
+            Client::Unknown | Client::JudgedByCaller => None,
+        };
+        state.used(&active.token, ip);
     }
-    inspect_jwt(state, presented, client).await
+    Ok(active)
 }
 
 async fn inspect_secret(

@@ -14,6 +14,7 @@ use crate::service::error::Result;
 use crate::service::keyring::KeyRing;
 use crate::service::revocation::RevocationHub;
 use crate::service::throttle::Throttle;
+use crate::service::used::UseLog;
 use aws_lc_rs::rand::SystemRandom;
 use latchkey_core::audit::AuditMacKey;
 use latchkey_core::cidr::IpNet;
@@ -24,6 +25,7 @@ use latchkey_core::token::Token;
 use latchkey_core::usable::{self, Standing};
 use latchkey_core::{PermissionSet, Timestamp, TokenId};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Settings the handlers consult.
 #[derive(Debug, Clone)]
@@ -50,6 +52,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpNet>,
     /// `tls_client_ca_file` is set: the follower endpoints need a client certificate.
     pub mutual_tls: bool,
+    /// The operator's `[policy_floor]`, which every tenant's policy tightens.
+    pub policy_floor: latchkey_core::policy::TenantPolicy,
 }
 
 /// Shared state, cheap to clone.
@@ -70,6 +74,9 @@ struct Inner {
     revocations: RevocationHub,
     audit: AuditQueue,
     audit_key: AuditMacKey,
+    uses: UseLog,
+    /// When the next unused-token sweep is due (unix milliseconds of the clock).
+    next_unused_sweep: AtomicI64,
 }
 
 /// The parts [`AppState::new`] assembles.
@@ -107,6 +114,8 @@ impl AppState {
                 revocations: RevocationHub::new(parts.heartbeat),
                 audit: parts.audit,
                 audit_key: parts.audit_key,
+                uses: UseLog::default(),
+                next_unused_sweep: AtomicI64::new(i64::MIN),
             }),
         }
     }
@@ -161,6 +170,34 @@ impl AppState {
         &self.inner.revocations
     }
 
+    /// The uses of tokens not yet written to `last_used_at`.
+    pub fn uses(&self) -> &UseLog {
+        &self.inner.uses
+    }
+
+    /// Notes a successful authentication of `token` from `ip` (docs/API.md, "Tenant
+    /// policies": what "used" means).
+    pub fn used(&self, token: &CachedToken, ip: Option<std::net::IpAddr>) {
+        self.inner.uses.used(token, self.now(), ip);
+    }
+
+    /// True when the unused-token sweep is due at `now`; then the next is due
+    /// `interval_ms` later.
+    pub fn unused_sweep_due(&self, now: Timestamp, interval_ms: i64) -> bool {
+        let due = self.inner.next_unused_sweep.load(Ordering::Relaxed);
+        now.millis() >= due
+            && self
+                .inner
+                .next_unused_sweep
+                .compare_exchange(
+                    due,
+                    now.millis().saturating_add(interval_ms),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
     /// The current time, from the injected clock. The only place the server asks it.
     pub fn now(&self) -> Timestamp {
         self.inner.clock.now()
@@ -176,11 +213,7 @@ impl AppState {
             None => None,
             Some(record) => {
                 let (effective, member) = self.effective_permissions(&record.token).await?;
-                Some(Arc::new(CachedToken {
-                    record,
-                    effective,
-                    member,
-                }))
+                Some(Arc::new(CachedToken::new(record, effective, member)))
             }
         };
         self.inner.tokens.put(id, loaded.clone(), generation);

@@ -5,6 +5,7 @@
 
 use crate::service::error::{Error, Result};
 use crate::service::issuer;
+use crate::service::policy;
 use crate::service::state::AppState;
 use latchkey_core::audit::AuditContext;
 use latchkey_core::cidr::IpNet;
@@ -72,9 +73,10 @@ pub struct Minted {
     pub jwt: Option<String>,
 }
 
-/// Generates the id and secret, signs a long-lived JWT, and stores the token with its
-/// audit event (`ctx`).
-pub async fn mint(state: &AppState, ctx: &AuditContext, new: NewToken) -> Result<Minted> {
+/// Checks `new` against its tenant's policy, generates the id and secret, signs a
+/// long-lived JWT, and stores the token with its audit event (`ctx`).
+pub async fn mint(state: &AppState, ctx: &AuditContext, mut new: NewToken) -> Result<Minted> {
+    policy::admit(state, &mut new, ctx.at).await?;
     let minted = make(state, ctx, new)?;
     state.store().create_token(&minted.record, ctx).await?;
     Ok(minted)
@@ -97,6 +99,8 @@ pub async fn roll(
     new: NewToken,
     revokes_at: Timestamp,
 ) -> Result<Rolled> {
+    let mut new = new;
+    policy::admit(state, &mut new, ctx.at).await?;
     let minted = make(state, ctx, new)?;
     let outcome = state
         .store()

@@ -21,6 +21,7 @@ mod files;
 mod fuzz;
 mod members;
 mod oauth;
+mod policies;
 mod proxies;
 mod replicas;
 mod revocations;

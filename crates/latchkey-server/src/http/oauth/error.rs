@@ -172,6 +172,9 @@ impl From<service::Error> for OAuthError {
         match error {
             service::Error::Store(error) => error.into(),
             service::Error::InvalidCredential(_) => Self::invalid_client(),
+            // No OAuth endpoint makes a token; were one to, the client may not learn
+            // its tenant's rules from it.
+            service::Error::PolicyViolation(violation) => Self::internal(violation.detail),
             service::Error::Internal(cause) => Self::internal(cause),
         }
     }

@@ -212,15 +212,15 @@ mod tests {
             refresh_tokens: false,
             secret_hint: None,
         };
-        Arc::new(CachedToken {
-            record: TokenRecord {
+        Arc::new(CachedToken::new(
+            TokenRecord {
                 token,
                 secret: None,
                 signing_kid: None,
             },
-            effective: PermissionSet::new(),
-            member: true,
-        })
+            PermissionSet::new(),
+            true,
+        ))
     }
 
     fn exchange(client: &Arc<CachedToken>, ip: &str, jti: &str, at: i64) -> Recorded {

@@ -1,0 +1,72 @@
+//! Tenant policies on the management API (docs/API.md, "Tenant policies"): the body of
+//! `PUT /v1/tenants/{tid}/policy` and the resource both `GET` and `PUT` answer with.
+
+use latchkey_core::policy::{PolicyRule, TenantPolicy};
+use latchkey_core::token::{Owner, TokenKind, TokenName};
+use latchkey_core::{TenantId, Timestamp, TokenId};
+use serde::{Deserialize, Serialize};
+
+/// The body of `PUT /v1/tenants/{tid}/policy`: the whole policy, in the client's text.
+/// An absent rule is no rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutPolicy {
+    /// Tokens must expire at most this many days after they are made.
+    #[serde(default)]
+    pub max_token_lifetime_days: Option<i64>,
+    /// Tokens must have an expiry.
+    #[serde(default)]
+    pub require_expiry: bool,
+    /// Only these kinds may be made.
+    #[serde(default)]
+    pub allowed_kinds: Option<Vec<String>>,
+    /// Tokens must name an IP allowlist.
+    #[serde(default)]
+    pub require_ip_allowlist: bool,
+    /// Tokens unused this many days are revoked.
+    #[serde(default)]
+    pub revoke_unused_after_days: Option<i64>,
+    /// Client-credentials tokens' access tokens live at most this long.
+    #[serde(default)]
+    pub max_access_token_ttl_seconds: Option<i64>,
+}
+
+/// A tenant's policy: its own rules, the rules in force once the operator's floor is
+/// applied, and, in the answer to a `PUT`, the live tokens that break them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyResource {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The tenant's own rules, as last set (all unset when never set).
+    pub policy: TenantPolicy,
+    /// The rules in force: the tenant's, tightened by the operator's floor.
+    pub effective: TenantPolicy,
+    /// When the tenant's policy was last set; `null` when never.
+    pub updated_at: Option<Timestamp>,
+    /// Only in the answer to a `PUT`: the live tokens that break the rules in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violations: Option<PolicyViolations>,
+}
+
+/// The live tokens that break a policy: the first 100, and how many in all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyViolations {
+    /// How many live tokens break it.
+    pub total: u64,
+    /// The first of them (at most 100), least recently used first.
+    pub tokens: Vec<PolicyBreach>,
+}
+
+/// One token that breaks a policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyBreach {
+    /// The token.
+    pub id: TokenId,
+    /// Its display name.
+    pub name: TokenName,
+    /// Its kind.
+    pub kind: TokenKind,
+    /// Its owner.
+    pub owner: Owner,
+    /// The rules it breaks.
+    pub rules: Vec<PolicyRule>,
+}
