@@ -70,7 +70,7 @@ pub enum TokenCommand {
         id: String,
         /// How long the old token keeps working: 30s, 15m, 2h, 1d (at most 30d; 0s
         /// revokes it at once).
-        #[arg(long, default_value = "1d", value_parser = grace_seconds)]
+        #[arg(long, default_value = "1d", value_parser = duration_seconds)]
         grace: u32,
         /// When the successor stops working, RFC 3339; the old token's expiry otherwise.
         #[arg(long, value_name = "RFC3339")]
@@ -78,9 +78,10 @@ pub enum TokenCommand {
     },
 }
 
-/// A grace window such as `30s`, `15m`, `2h` or `1d`, in seconds. The server checks the
-/// range (docs/API.md, "Rolling a token").
-fn grace_seconds(text: &str) -> Result<u32, String> {
+/// A duration such as `30s`, `15m`, `2h` or `1d` (a grace window, a lifetime), in
+/// seconds. The server checks the range (docs/API.md, "Rolling a token", "Tenant
+/// policies").
+pub(super) fn duration_seconds(text: &str) -> Result<u32, String> {
     let unit_at = text.len().saturating_sub(1);
     let (count, unit) = text.split_at(unit_at);
     let scale = match unit {
@@ -644,13 +645,13 @@ mod tests {
 
     #[test]
     fn a_grace_window_reads_seconds_minutes_hours_and_days() {
-        assert_eq!(grace_seconds("30s"), Ok(30));
-        assert_eq!(grace_seconds("15m"), Ok(900));
-        assert_eq!(grace_seconds("2h"), Ok(7_200));
-        assert_eq!(grace_seconds("1d"), Ok(86_400));
-        assert_eq!(grace_seconds("0s"), Ok(0));
+        assert_eq!(duration_seconds("30s"), Ok(30));
+        assert_eq!(duration_seconds("15m"), Ok(900));
+        assert_eq!(duration_seconds("2h"), Ok(7_200));
+        assert_eq!(duration_seconds("1d"), Ok(86_400));
+        assert_eq!(duration_seconds("0s"), Ok(0));
         for bad in ["", "d", "1", "1w", "-1d", "1.5h", "99999999999d"] {
-            assert!(grace_seconds(bad).is_err(), "{bad}");
+            assert!(duration_seconds(bad).is_err(), "{bad}");
         }
         let cli = Cli::try_parse_from(["token", "roll", "t1"]).unwrap();
         assert!(matches!(

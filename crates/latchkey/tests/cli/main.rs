@@ -947,3 +947,66 @@ fn bench_measures_the_three_runs_against_a_server_it_starts() {
         assert!(written.contains(&format!("| {run} | ")), "{written}");
     }
 }
+
+#[test]
+fn tenant_policy_set_replaces_the_policy_names_its_breaches_and_show_reads_it() {
+    let server = Server::start().with_acme();
+    let open = server.json(&[
+        "token", "create", "--tenant", "acme", "--name", "open", "--kind", "api_key", "--role",
+        "viewer",
+    ]);
+    let open_id = open["token"]["id"].as_str().unwrap().to_owned();
+
+    let set = server
+        .run(&[
+            "tenant",
+            "policy",
+            "set",
+            "acme",
+            "--max-lifetime",
+            "90d",
+            "--allowed-kinds",
+            "client_credentials,api_key",
+            "--revoke-unused-after",
+            "60d",
+            "--max-access-token-ttl",
+            "15m",
+        ])
+        .ok();
+    assert!(set.starts_with("policy of tenant acme (set "), "{set}");
+    assert!(set.contains("max lifetime:"), "{set}");
+    assert!(set.contains("90d"), "{set}");
+    assert!(set.contains("client_credentials, api_key"), "{set}");
+    assert!(set.contains("900s"), "{set}");
+    assert!(set.contains("1 live token(s) break it"), "{set}");
+    assert!(set.contains(&open_id), "{set}");
+    assert!(set.contains("max_token_lifetime_days"), "{set}");
+
+    let shown = server.json(&["tenant", "policy", "show", "acme"]);
+    assert_eq!(shown["policy"]["max_token_lifetime_days"], 90);
+    assert_eq!(shown["policy"]["revoke_unused_after_days"], 60);
+    assert_eq!(shown["policy"]["max_access_token_ttl_seconds"], 900);
+    assert!(shown.get("violations").is_none());
+
+    // A create that breaks it is refused, naming the type.
+    let refused = server
+        .run(&[
+            "token", "create", "--tenant", "acme", "--name", "jwt", "--kind", "jwt", "--role",
+            "viewer",
+        ])
+        .fails();
+    assert!(refused.ends_with("(422 policy-violation)"), "{refused}");
+
+    // `set` with no rules replaces the policy with an empty one.
+    let cleared = server.json(&["tenant", "policy", "set", "acme"]);
+    assert_eq!(cleared["policy"]["max_token_lifetime_days"], Value::Null);
+    assert_eq!(cleared["violations"]["total"], 0);
+    let bad = server
+        .run(&["tenant", "policy", "set", "acme", "--max-lifetime", "36h"])
+        .fails();
+    assert!(bad.contains("whole days"), "{bad}");
+    let range = server
+        .run(&["tenant", "policy", "set", "acme", "--max-lifetime", "0d"])
+        .fails();
+    assert!(range.ends_with("(422 invalid-value)"), "{range}");
+}
