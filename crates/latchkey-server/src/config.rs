@@ -89,6 +89,12 @@ pub struct Config {
     pub tls_client_ca_file: Option<PathBuf>,
     /// A TLS handshake must finish within this long.
     pub tls_handshake_timeout_seconds: u64,
+    /// Requests a minute from one address to `POST /v1/leaks` before 429.
+    pub leak_reports_per_minute: u32,
+    /// A scanning partner's public-keys document (docs/SECRET_SCANNING.md): with it,
+    /// `POST /v1/leaks/github` takes reports signed by those keys. Read and checked at
+    /// start; a bad file stops the start.
+    pub leak_report_public_keys_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -127,6 +133,8 @@ impl Default for Config {
             tls_key_file: None,
             tls_client_ca_file: None,
             tls_handshake_timeout_seconds: 10,
+            leak_reports_per_minute: 10,
+            leak_report_public_keys_file: None,
         }
     }
 }
@@ -170,6 +178,9 @@ impl Config {
                 "max_connections must be from 1 to {MAX_CONNECTIONS}, not {}",
                 self.max_connections
             ));
+        }
+        if self.leak_reports_per_minute == 0 {
+            return Err("leak_reports_per_minute must be at least 1".to_owned());
         }
         match (&self.tls_cert_file, &self.tls_key_file) {
             (Some(_), None) => return Err("tls_cert_file is set without tls_key_file".to_owned()),
@@ -370,6 +381,28 @@ mod tests {
             let error = Config::from_toml(text).unwrap_err();
             assert!(error.contains(key), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn leak_reports_are_limited_per_address_and_partner_keys_are_optional() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(config.leak_reports_per_minute, 10);
+        assert_eq!(config.leak_report_public_keys_file, None);
+        let set = Config::from_toml(
+            "leak_reports_per_minute = 3\nleak_report_public_keys_file = \"keys.json\"",
+        )
+        .unwrap();
+        set.validate().unwrap();
+        assert_eq!(set.leak_reports_per_minute, 3);
+        assert_eq!(
+            set.leak_report_public_keys_file,
+            Some(PathBuf::from("keys.json"))
+        );
+        let error = Config::from_toml("leak_reports_per_minute = 0")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(error, "leak_reports_per_minute must be at least 1");
     }
 
     #[test]

@@ -9,8 +9,9 @@ use crate::service::audit::AuditQueue;
 use crate::service::cache::TokenCache;
 use crate::service::keyring::KeyRing;
 use crate::service::keys::MasterKey;
+use crate::service::leaks::{LeakIntake, PartnerKeys};
 use crate::service::state::{AppState, Parts, Settings};
-use crate::service::throttle::{self, Throttle};
+use crate::service::throttle::{self, RequestLimit, Throttle};
 use anyhow::Context;
 use latchkey_core::audit::{AuditContext, AuditMacKey};
 use latchkey_core::clock::{Clock, SystemClock};
@@ -81,6 +82,12 @@ impl Application {
             Some(files) => Some(ServerTls::load(files, Protocols::Http1)?),
             None => None,
         };
+        let partner = config
+            .leak_report_public_keys_file
+            .as_deref()
+            .map(PartnerKeys::load)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!(e))?;
         let tcp = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -137,6 +144,10 @@ impl Application {
                 ip: config.ip_failures_per_minute,
             }),
             heartbeat: Duration::from_secs(config.revocation_heartbeat_seconds.max(1)),
+            leaks: LeakIntake {
+                limit: RequestLimit::new(config.leak_reports_per_minute),
+                partner,
+            },
         });
         let waker = state.clone();
         if let Some(listener) =
@@ -380,6 +391,7 @@ async fn bootstrap(state: &AppState) -> anyhow::Result<Option<Secret>> {
         },
         secret: Some(issued.stored),
         signing_kid: None,
+        secret_lookup: Some(issued.lookup),
     };
     let created = state
         .store()

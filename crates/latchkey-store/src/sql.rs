@@ -7,9 +7,10 @@ use crate::rows::{self, TOKEN_COLUMNS, join};
 use async_trait::async_trait;
 use latchkey_core::audit::{AuditAction, AuditContext, AuditEvent, AuditMacKey, AuditRecord};
 use latchkey_core::store::{
-    AuditFilter, AuditHead, FeedKind, Membership, Page, PageRequest, PermissionDef, RefreshFamily,
-    RefreshOutcome, RefreshRecord, RevocationEntry, RoleDef, RollOutcome, RotateWhen,
-    SigningKeyRecord, Store, StoreError, StoreResult, Tenant, TokenOwnerFilter, UsageRecord,
+    AuditFilter, AuditHead, FeedKind, LeakReport, LeakedCredential, Membership, Page, PageRequest,
+    PermissionDef, RefreshFamily, RefreshOutcome, RefreshRecord, RevocationEntry, RoleDef,
+    RollOutcome, RotateWhen, SigningKeyRecord, Store, StoreError, StoreResult, Tenant,
+    TokenOwnerFilter, UsageRecord,
 };
 use latchkey_core::token::{Owner, RevokedReason, Token, TokenKind, TokenName, TokenRecord};
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
@@ -190,7 +191,7 @@ async fn append_member_state(
 /// Each entry's `expires_at` is when it stops mattering (the compaction rule): a
 /// long-lived JWT matters until the token's own expiry (forever without one); any other
 /// token's JWTs were all issued before `at` and live at most its access-token lifetime.
-async fn revoke_where(
+pub(crate) async fn revoke_where(
     conn: &mut AnyConnection,
     filter: &str,
     binds: &[&str],
@@ -234,7 +235,7 @@ async fn insert_token(conn: &mut AnyConnection, record: &TokenRecord) -> TxResul
     let sql = format!(
         "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES \
          ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-         $20, $21, $22, $23, $24)"
+         $20, $21, $22, $23, $24, $25)"
     );
     let allowlist: Vec<String> = token.ip_allowlist.iter().map(ToString::to_string).collect();
     sqlx::query(&sql)
@@ -262,6 +263,7 @@ async fn insert_token(conn: &mut AnyConnection, record: &TokenRecord) -> TxResul
         .bind(token.rolled_from.map(|id| id.to_string()))
         .bind(token.rolled_to.map(|id| id.to_string()))
         .bind(token.revokes_at.map(Timestamp::millis))
+        .bind(record.secret_lookup.clone())
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -287,7 +289,10 @@ fn token_created_event(token: &Token) -> AuditEvent {
     }))
 }
 
-async fn select_token(conn: &mut AnyConnection, id: TokenId) -> TxResult<Option<TokenRecord>> {
+pub(crate) async fn select_token(
+    conn: &mut AnyConnection,
+    id: TokenId,
+) -> TxResult<Option<TokenRecord>> {
     let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1");
     let row = sqlx::query(&sql)
         .bind(id.to_string())
@@ -1207,6 +1212,19 @@ impl Store for SqlStore {
 
     async fn revoke_rolled(&self, ctx: &AuditContext) -> StoreResult<Vec<TokenId>> {
         retrying!(self.tx_revoke_rolled(ctx))
+    }
+
+    async fn find_token_by_lookup(&self, lookup: &[u8]) -> StoreResult<Option<TokenRecord>> {
+        self.read_token_by_lookup(lookup).await
+    }
+
+    async fn revoke_leaked(
+        &self,
+        leaked: &LeakedCredential,
+        report: &LeakReport,
+        ctx: &AuditContext,
+    ) -> StoreResult<bool> {
+        retrying!(self.tx_revoke_leaked(leaked, report, ctx))
     }
 
     async fn signing_keys(&self, now: Timestamp) -> StoreResult<Vec<SigningKeyRecord>> {

@@ -12,6 +12,7 @@ use crate::service::audit::AuditQueue;
 use crate::service::cache::{CachedToken, Lookup, TokenCache};
 use crate::service::error::Result;
 use crate::service::keyring::KeyRing;
+use crate::service::leaks::LeakIntake;
 use crate::service::revocation::RevocationHub;
 use crate::service::throttle::Throttle;
 use aws_lc_rs::rand::SystemRandom;
@@ -70,6 +71,7 @@ struct Inner {
     revocations: RevocationHub,
     audit: AuditQueue,
     audit_key: AuditMacKey,
+    leaks: LeakIntake,
 }
 
 /// The parts [`AppState::new`] assembles.
@@ -90,6 +92,8 @@ pub struct Parts {
     pub audit: AuditQueue,
     /// The key of the audit events' MACs, derived from the master key.
     pub audit_key: AuditMacKey,
+    /// The leak endpoints' limit and partner keys.
+    pub leaks: LeakIntake,
 }
 
 impl AppState {
@@ -107,6 +111,7 @@ impl AppState {
                 revocations: RevocationHub::new(parts.heartbeat),
                 audit: parts.audit,
                 audit_key: parts.audit_key,
+                leaks: parts.leaks,
             }),
         }
     }
@@ -154,6 +159,11 @@ impl AppState {
     /// The key of the audit events' MACs; it never leaves the server.
     pub fn audit_key(&self) -> &AuditMacKey {
         &self.inner.audit_key
+    }
+
+    /// The leak endpoints' limit and the scanning partner's keys.
+    pub fn leaks(&self) -> &LeakIntake {
+        &self.inner.leaks
     }
 
     /// The revocation feed's wake-up signal.
