@@ -240,6 +240,21 @@ async fn a_leaked_client_secret_is_found_by_its_lookup_value(app: TestApp) {
         .await
         .assert_status(200);
     assert_eq!(app.audit_count("token.leaked").await, 1);
+
+    // Rolled once, such a token has a successor whose secret a report finds.
+    let rolled = app
+        .post(
+            &format!("/v1/tokens/{old_id}/roll"),
+            json!({ "grace_seconds": 60 }),
+        )
+        .await;
+    rolled.assert_status(201);
+    let successor = rolled.body["token"]["id"].as_str().unwrap().to_owned();
+    let successor_secret = rolled.body["client_secret"].as_str().unwrap().to_owned();
+    assert_accepted(&report(&app, json!({ "secret": successor_secret })).await);
+    assert_leaked(&app, &successor).await;
+    assert_active(&token(&app, &old_id).await);
+    assert_eq!(app.audit_count("token.leaked").await, 2);
 }
 
 async fn leaked_jwts_and_refresh_tokens_are_revoked(app: TestApp) {
