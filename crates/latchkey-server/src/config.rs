@@ -95,6 +95,12 @@ pub struct Config {
     /// `POST /v1/leaks/github` takes reports signed by those keys. Read and checked at
     /// start; a bad file stops the start.
     pub leak_report_public_keys_file: Option<PathBuf>,
+    /// The same document served at a URL (`https://`, or `http://` on loopback),
+    /// beside or instead of the file: read at start (a failure stops the start) and
+    /// every `leak_report_public_keys_refresh_seconds` after.
+    pub leak_report_public_keys_url: Option<String>,
+    /// How often the keys at `leak_report_public_keys_url` are read again.
+    pub leak_report_public_keys_refresh_seconds: u64,
 }
 
 impl Default for Config {
@@ -135,6 +141,8 @@ impl Default for Config {
             tls_handshake_timeout_seconds: 10,
             leak_reports_per_minute: 10,
             leak_report_public_keys_file: None,
+            leak_report_public_keys_url: None,
+            leak_report_public_keys_refresh_seconds: 3600,
         }
     }
 }
@@ -142,6 +150,10 @@ impl Default for Config {
 /// The longest read timeout accepted: beyond an hour a slow client is not being
 /// limited at all, and the value is more likely a typo.
 pub const MAX_READ_TIMEOUT_SECONDS: u64 = 3_600;
+
+/// The longest interval between two reads of a scanning partner's keys: a week, past
+/// which a rotated-out key would be trusted too long.
+pub const MAX_KEYS_REFRESH_SECONDS: u64 = 7 * 86_400;
 
 /// The most connections accepted; each costs a file descriptor and some memory, so a
 /// larger value is a typo rather than a plan.
@@ -181,6 +193,12 @@ impl Config {
         }
         if self.leak_reports_per_minute == 0 {
             return Err("leak_reports_per_minute must be at least 1".to_owned());
+        }
+        if !(1..=MAX_KEYS_REFRESH_SECONDS).contains(&self.leak_report_public_keys_refresh_seconds) {
+            return Err(format!(
+                "leak_report_public_keys_refresh_seconds must be from 1 to {MAX_KEYS_REFRESH_SECONDS}, not {}",
+                self.leak_report_public_keys_refresh_seconds
+            ));
         }
         match (&self.tls_cert_file, &self.tls_key_file) {
             (Some(_), None) => return Err("tls_cert_file is set without tls_key_file".to_owned()),
@@ -403,6 +421,21 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(error, "leak_reports_per_minute must be at least 1");
+        assert_eq!(config.leak_report_public_keys_url, None);
+        assert_eq!(config.leak_report_public_keys_refresh_seconds, 3600);
+        for (text, value) in [("0", 0), ("604801", 604_801)] {
+            let error =
+                Config::from_toml(&format!("leak_report_public_keys_refresh_seconds = {text}"))
+                    .unwrap()
+                    .validate()
+                    .unwrap_err();
+            assert_eq!(
+                error,
+                format!(
+                    "leak_report_public_keys_refresh_seconds must be from 1 to 604800, not {value}"
+                )
+            );
+        }
     }
 
     #[test]

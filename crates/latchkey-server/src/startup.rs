@@ -9,6 +9,7 @@ use crate::service::audit::AuditQueue;
 use crate::service::cache::TokenCache;
 use crate::service::keyring::KeyRing;
 use crate::service::keys::MasterKey;
+use crate::service::leaks::remote::RemoteKeys;
 use crate::service::leaks::{LeakIntake, PartnerKeys};
 use crate::service::state::{AppState, Parts, Settings};
 use crate::service::throttle::{self, RequestLimit, Throttle};
@@ -88,6 +89,14 @@ impl Application {
             .map(PartnerKeys::load)
             .transpose()
             .map_err(|e| anyhow::anyhow!(e))?;
+        let remote = match config.leak_report_public_keys_url.as_deref() {
+            Some(url) => Some(
+                RemoteKeys::fetch_first(url)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))?,
+            ),
+            None => None,
+        };
         let tcp = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -147,8 +156,14 @@ impl Application {
             leaks: LeakIntake {
                 limit: RequestLimit::new(config.leak_reports_per_minute),
                 partner,
+                remote: remote.clone(),
             },
         });
+        if let Some(remote) = &remote {
+            remote.spawn_refresh(Duration::from_secs(
+                config.leak_report_public_keys_refresh_seconds,
+            ));
+        }
         let waker = state.clone();
         if let Some(listener) =
             latchkey_store::spawn_revocation_listener(&database_url, move || {

@@ -11,7 +11,8 @@
 //! they learn that the secret they hold was valid, which is the moment it stops being.
 //!
 //! Reports from a scanning partner are signed: [`PartnerKeys`] holds its ECDSA P-256
-//! public keys, read from `leak_report_public_keys_file` at start.
+//! public keys, read from `leak_report_public_keys_file` at start, and [`remote`] those
+//! of `leak_report_public_keys_url`, refreshed.
 
 use crate::service::error::{Error, Result};
 use crate::service::issuer::reload_deny_list;
@@ -26,8 +27,10 @@ use latchkey_core::secret::SecretType;
 use latchkey_core::store::{LeakReport, LeakedCredential};
 use latchkey_core::token::{TokenKind, TokenRecord};
 use latchkey_core::{Timestamp, TokenId};
+use remote::RemoteKeys;
 use serde::Deserialize;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Longer strings are no credential of ours (a JWT is the longest, at most 8 KiB).
 const MAX_PRESENTED_BYTES: usize = 8 * 1024;
@@ -35,14 +38,47 @@ const MAX_PRESENTED_BYTES: usize = 8 * 1024;
 /// The most of a reporter's `url`, `source` or `type` the audit trail keeps.
 const MAX_REPORT_TEXT_CHARS: usize = 2048;
 
+pub mod remote;
+
 /// What the leak endpoints need beside the rest of the state: the per-address limit of
 /// `POST /v1/leaks` and the scanning partner's keys, when configured.
 pub struct LeakIntake {
     /// Requests a minute from one address to `POST /v1/leaks`.
     pub limit: RequestLimit,
-    /// The scanning partner's keys (`leak_report_public_keys_file`); without them the
-    /// partner endpoint answers `not-configured`.
+    /// The scanning partner's keys from `leak_report_public_keys_file`.
     pub partner: Option<PartnerKeys>,
+    /// The scanning partner's keys from `leak_report_public_keys_url`, refreshed.
+    pub remote: Option<Arc<RemoteKeys>>,
+}
+
+impl LeakIntake {
+    /// Whether partner reports are on: some key source is configured. Without one the
+    /// partner endpoint answers `not-configured`.
+    pub fn takes_partner_reports(&self) -> bool {
+        self.partner.is_some() || self.remote.is_some()
+    }
+
+    /// Checks a partner's signature against the key its identifier names, in the file
+    /// or, failing that, at the URL.
+    pub fn verify_partner(
+        &self,
+        key_id: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> std::result::Result<(), SignatureRefused> {
+        let from_file = self
+            .partner
+            .as_ref()
+            .map_or(Err(SignatureRefused::UnknownKey), |keys| {
+                keys.verify(key_id, signature, body)
+            });
+        match (from_file, &self.remote) {
+            (Err(SignatureRefused::UnknownKey), Some(remote)) => {
+                remote.current().verify(key_id, signature, body)
+            }
+            (outcome, _) => outcome,
+        }
+    }
 }
 
 /// What a report of one string came to.

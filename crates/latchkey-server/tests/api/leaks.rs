@@ -654,3 +654,130 @@ async fn a_bad_partner_key_file_stops_the_start() {
         );
     }
 }
+
+/// A loopback host serving a key document that the test may replace, as a scanning
+/// partner's key URL does.
+async fn key_host(document: Arc<std::sync::Mutex<(u16, String)>>) -> String {
+    async fn serve(
+        axum::extract::State(document): axum::extract::State<Arc<std::sync::Mutex<(u16, String)>>>,
+    ) -> (axum::http::StatusCode, String) {
+        let (status, body) = document.lock().unwrap().clone();
+        (axum::http::StatusCode::from_u16(status).unwrap(), body)
+    }
+    let app = axum::Router::new()
+        .route("/keys", axum::routing::get(serve))
+        .with_state(document);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/keys", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+fn key_document(entries: &[(&str, &EcdsaKeyPair)]) -> String {
+    let keys: Vec<Value> = entries
+        .iter()
+        .map(|(id, pair)| json!({ "key_identifier": id, "key": pem_of(pair), "is_current": true }))
+        .collect();
+    json!({ "public_keys": keys }).to_string()
+}
+
+/// Keys read from a URL verify reports, and a refresh picks up the partner's new key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partner_keys_are_read_from_a_url_and_refreshed() {
+    let partner = partner();
+    let document = Arc::new(std::sync::Mutex::new((
+        200,
+        key_document(&[("k-url", &partner.current)]),
+    )));
+    let url = key_host(document.clone()).await;
+    let app = TestApp::sqlite_with(|config| {
+        config.leak_report_public_keys_url = Some(url.clone());
+        config.leak_report_public_keys_refresh_seconds = 1;
+    })
+    .await;
+    acme(&app).await;
+    let (id, key) = api_key(&app).await;
+    let body =
+        json!([{ "token": key, "type": "latchkey_api_key", "url": "u", "source": "content" }])
+            .to_string();
+    let reply = post_partner(
+        &app,
+        "k-url",
+        &sign(&partner.current, body.as_bytes()),
+        body,
+    )
+    .await;
+    reply.assert_status(200);
+    assert_eq!(reply.body[0]["label"], "true_positive");
+    assert_leaked(&app, &id).await;
+
+    // A key the document does not list yet is refused; once it is listed, and the
+    // server has read the document again, it counts. A failed read keeps the last keys.
+    let garbage = json!([{ "token": "garbage" }]).to_string();
+    let by_new = sign(&partner.previous, garbage.as_bytes());
+    post_partner(&app, "k-next", &by_new, garbage.clone())
+        .await
+        .assert_problem(401, "invalid-signature");
+    *document.lock().unwrap() = (
+        200,
+        key_document(&[("k-url", &partner.current), ("k-next", &partner.previous)]),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = post_partner(&app, "k-next", &by_new, garbage.clone()).await;
+        if reply.status == 200 {
+            assert_eq!(reply.body[0]["label"], "false_positive");
+            break;
+        }
+        reply.assert_problem(401, "invalid-signature");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the refresh reads the new key"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    *document.lock().unwrap() = (500, "down".to_owned());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    post_partner(&app, "k-next", &by_new, garbage)
+        .await
+        .assert_status(200);
+}
+
+/// A key URL that is not https (beyond loopback), or that does not serve a good key
+/// document at start, stops the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_partner_key_url_stops_the_start() {
+    let document = Arc::new(std::sync::Mutex::new((500, "down".to_owned())));
+    let down = key_host(document.clone()).await;
+    let big = key_host(Arc::new(std::sync::Mutex::new((
+        200,
+        format!(
+            "{{\"public_keys\":[],\"pad\":\"{}\"}}",
+            "x".repeat(70 * 1024)
+        ),
+    ))))
+    .await;
+    for (url, expected) in [
+        ("http://192.0.2.1/keys".to_owned(), "must be https://"),
+        (down, "answered 500"),
+        (big, "is larger than 65536 bytes"),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: data.path().to_path_buf(),
+            leak_report_public_keys_url: Some(url.clone()),
+            ..Config::default()
+        };
+        let error = match Application::build(config).await {
+            Ok(_) => panic!("the server started with {url}"),
+            Err(error) => format!("{error:#}"),
+        };
+        assert!(
+            error.contains("leak_report_public_keys_url") && error.contains(expected),
+            "{url}: {error}"
+        );
+    }
+}

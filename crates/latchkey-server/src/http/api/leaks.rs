@@ -87,12 +87,13 @@ pub async fn github(
     headers: HeaderMap,
     request: Request,
 ) -> ApiResult<Response> {
-    let Some(keys) = state.leaks().partner.as_ref() else {
+    if !state.leaks().takes_partner_reports() {
         return Err(ApiError::NotConfigured(
-            "scanning-partner reports are off: the server has no leak_report_public_keys_file"
+            "scanning-partner reports are off: the server has no leak_report_public_keys_file \
+             or leak_report_public_keys_url"
                 .to_owned(),
         ));
-    };
+    }
     let body = Bytes::from_request(request, &state)
         .await
         .map_err(|rejection| {
@@ -103,7 +104,9 @@ pub async fn github(
             }
         })?;
     let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-    keys.verify(header(KEY_ID_HEADER), header(SIGNATURE_HEADER), &body)
+    state
+        .leaks()
+        .verify_partner(header(KEY_ID_HEADER), header(SIGNATURE_HEADER), &body)
         .map_err(|refused| ApiError::InvalidSignature(refused.to_string()))?;
     let batch: Vec<PartnerReport> = parse_json(&body)?;
     let ctx = reporter(&state, &meta, PARTNER_REPORTER);
