@@ -14,7 +14,7 @@
 //! public keys, read from `leak_report_public_keys_file` at start, and [`remote`] those
 //! of `leak_report_public_keys_url`, refreshed.
 
-use crate::service::error::{Error, Result};
+use crate::service::error::Result;
 use crate::service::issuer::reload_deny_list;
 use crate::service::jwt;
 use crate::service::state::AppState;
@@ -262,13 +262,12 @@ struct KeyDocument {
     public_keys: Vec<KeyEntry>,
 }
 
+/// One key of the document. `is_current` is not read: every listed key is accepted, so
+/// that reports signed just before a partner's rotation still count.
 #[derive(Deserialize)]
 struct KeyEntry {
     key_identifier: String,
     key: String,
-    #[serde(default)]
-    #[allow(dead_code)]
-    is_current: bool,
 }
 
 /// Why a partner's signature was refused; the text is safe to show the caller.
@@ -350,12 +349,6 @@ fn pem_public_key(pem: &str) -> Option<Vec<u8>> {
         .strip_suffix("-----END PUBLIC KEY-----")?;
     let base64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
     STANDARD.decode(base64).ok()
-}
-
-impl From<SignatureRefused> for Error {
-    fn from(refused: SignatureRefused) -> Self {
-        Error::invalid_credential(refused.to_string())
-    }
 }
 
 #[cfg(test)]
