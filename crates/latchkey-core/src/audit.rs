@@ -122,6 +122,8 @@ audit_actions! {
     /// A token was rolled: a successor made, and the token revoked when its grace
     /// window ends.
     TokenRolled => "token.rolled",
+    /// A credential was reported leaked and revoked; `details` say where it was seen.
+    TokenLeaked => "token.leaked",
     /// One access token was revoked by its `jti` (RFC 7009).
     AccessTokenRevoked => "access_token.revoked",
     /// A refresh-token family was revoked (RFC 7009).
@@ -646,7 +648,7 @@ mod tests {
     }
 
     /// The names the server writes, as docs/API.md ("Audit (the five Ws)") lists them.
-    const WRITTEN: [&str; 20] = [
+    const WRITTEN: [&str; 21] = [
         "tenant.created",
         "tenant.deleted",
         "permission.put",
@@ -659,6 +661,7 @@ mod tests {
         "token.renamed",
         "token.revoked",
         "token.rolled",
+        "token.leaked",
         "access_token.revoked",
         "refresh.revoked",
         "refresh.reused",

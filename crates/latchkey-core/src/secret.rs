@@ -10,6 +10,12 @@
 //! and a denial-of-service lever without adding security; the pepper, kept out of the
 //! database, makes a stolen database useless for offline guessing. Verification compares
 //! in constant time.
+//!
+//! A client secret carries no id, so a leaked one could not be found by its text alone.
+//! New secrets of every kind therefore also keep a lookup value,
+//! `HMAC-SHA256(pepper, "lookup" ‖ secret)`, indexed: without the pepper it reveals
+//! nothing, and with 256 bits of secret behind it there is nothing to guess
+//! (docs/SECRET_SCANNING.md).
 
 use crate::encoding::{base62_decode, base62_encode, checksum, is_base62};
 pub use crate::ids::RandomError;
@@ -21,6 +27,8 @@ use std::fmt;
 const SECRET_CHARS: usize = 43;
 const ID_CHARS: usize = 22;
 const CHECKSUM_CHARS: usize = 6;
+/// What a lookup value's message starts with, where a salted hash has its salt.
+const LOOKUP_LABEL: &[u8] = b"lookup";
 
 /// The deployment's secret prefix (`lk` by default): 1–16 characters of `[a-z0-9]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +133,8 @@ pub struct IssuedSecret {
     pub secret: Secret,
     /// What the store keeps.
     pub stored: StoredSecret,
+    /// The indexed lookup value ([`SecretCodec::lookup`]): how a leaked secret is found.
+    pub lookup: Vec<u8>,
 }
 
 /// What the store keeps of a secret: a random salt and the peppered HMAC.
@@ -217,9 +227,11 @@ impl SecretCodec {
         let mut salt = vec![0u8; 16];
         rng.fill(&mut salt).map_err(|_| RandomError)?;
         let hash = self.seal(&salt, &secret_part);
+        let lookup = self.lookup_of(&secret_part);
         Ok(IssuedSecret {
             secret: Secret(text),
             stored: StoredSecret { salt, hash },
+            lookup,
         })
     }
 
@@ -260,6 +272,21 @@ impl SecretCodec {
         message.extend_from_slice(&stored.salt);
         message.extend_from_slice(presented.secret_part.as_bytes());
         hmac::verify(&self.pepper, &message, &stored.hash).is_ok()
+    }
+
+    /// The lookup value of `presented`: `HMAC-SHA256(pepper, "lookup" ‖ secret)`. It
+    /// finds the token of a secret that embeds no id (a client secret reported leaked);
+    /// the secret is still verified against its salted hash afterwards. Its message is
+    /// 49 bytes and a salted hash's 59, so the two never sign the same input.
+    pub fn lookup(&self, presented: &ParsedSecret) -> Vec<u8> {
+        self.lookup_of(&presented.secret_part)
+    }
+
+    fn lookup_of(&self, secret_part: &str) -> Vec<u8> {
+        let mut context = hmac::Context::with_key(&self.pepper);
+        context.update(LOOKUP_LABEL);
+        context.update(secret_part.as_bytes());
+        context.sign().as_ref().to_vec()
     }
 
     fn seal(&self, salt: &[u8], secret_part: &str) -> Vec<u8> {
@@ -359,6 +386,41 @@ mod tests {
         assert!(!codec().verify(&parsed, &other.stored));
         let peppered = SecretCodec::new(SecretPrefix::default(), &[8u8; 32]);
         assert!(!peppered.verify(&parsed, &issued.stored));
+    }
+
+    #[test]
+    fn the_lookup_value_finds_the_secret_and_depends_on_the_pepper() {
+        let rng = SystemRandom::new();
+        let issued = codec()
+            .generate(SecretType::ClientSecret, id(), &rng)
+            .unwrap();
+        let parsed = codec().parse(issued.secret.expose()).unwrap();
+        assert_eq!(codec().lookup(&parsed), issued.lookup);
+        assert_eq!(issued.lookup.len(), 32);
+        // Neither the salted hash nor another secret's value, nor another pepper's.
+        assert_ne!(issued.lookup, issued.stored.hash);
+        let other = codec()
+            .generate(SecretType::ClientSecret, id(), &rng)
+            .unwrap();
+        assert_ne!(other.lookup, issued.lookup);
+        let peppered = SecretCodec::new(SecretPrefix::default(), &[8u8; 32]);
+        assert_ne!(peppered.lookup(&parsed), issued.lookup);
+        // The same secret issued twice has two salts but one lookup value.
+        let again = generate_fixed(&codec(), [3u8; 32], [1u8; 16]);
+        let twice = generate_fixed(&codec(), [3u8; 32], [2u8; 16]);
+        assert_eq!(again.lookup, twice.lookup);
+        assert_ne!(again.stored.hash, twice.stored.hash);
+    }
+
+    fn generate_fixed(codec: &SecretCodec, random: [u8; 32], salt: [u8; 16]) -> IssuedSecret {
+        let slices: [&[u8]; 2] = [&random, &salt];
+        let rng = aws_lc_rs::test::rand::FixedSliceSequenceRandom {
+            bytes: &slices,
+            current: std::cell::UnsafeCell::new(0),
+        };
+        codec
+            .generate(SecretType::ClientSecret, id(), &rng)
+            .unwrap()
     }
 
     #[test]

@@ -224,6 +224,41 @@ pub struct TokenUse {
     pub ip: Option<String>,
 }
 
+/// What a leak report found (docs/API.md, "Leak reports"), checked: the secret verified
+/// or the JWT's signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeakedCredential {
+    /// A token's own secret (an api key, a client secret, a long-lived JWT): the token.
+    Token(TokenId),
+    /// A refresh token: its whole family, and the access tokens issued from it.
+    RefreshFamily(TokenId),
+    /// One access token: its `jti`, on the deny list until it expires.
+    AccessToken {
+        /// The JWT's `jti`.
+        jti: String,
+        /// The token it was issued to.
+        token_id: TokenId,
+        /// That token's tenant.
+        tenant: TenantId,
+        /// Its `exp`.
+        expires_at: Timestamp,
+    },
+}
+
+/// Where a leaked secret was seen, as its reporter says: what the `token.leaked` audit
+/// event records. Never the secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LeakReport {
+    /// Where it was found.
+    pub url: Option<String>,
+    /// Which kind of place (a scanning partner's `source`, e.g. `content`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The scanning partner's name for the kind of secret.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub secret_type: Option<String>,
+}
+
 /// What an entry of the revocation feed names (docs/API.md, "Revocation feed").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -519,6 +554,20 @@ pub trait Store: Send + Sync + 'static {
     /// Moves each token's `last_used_at` (and `last_used_ip`, when given) forward to its
     /// use, in one transaction; never backward.
     async fn touch_tokens(&self, uses: &[TokenUse]) -> StoreResult<()>;
+    /// The token whose secret has this lookup value (`SecretCodec::lookup`; only tokens
+    /// made since migration 0010 have one).
+    async fn find_token_by_lookup(&self, lookup: &[u8]) -> StoreResult<Option<TokenRecord>>;
+    /// Revokes what a leak report found, in one transaction with its revocation-log
+    /// entries and audit events: a token with reason `leaked` (`token.revoked`), a
+    /// refresh family (`refresh.revoked`) or one access token (`access_token.revoked`),
+    /// each followed by `token.leaked` carrying `report`. Returns false, writing nothing,
+    /// when it was revoked already or does not exist: a second report changes nothing.
+    async fn revoke_leaked(
+        &self,
+        leaked: &LeakedCredential,
+        report: &LeakReport,
+        ctx: &AuditContext,
+    ) -> StoreResult<bool>;
 
     /// The signing keys to publish: the three newest (next, current, previous) and any
     /// older key that signed a long-lived JWT still alive at `now`. Newest first.

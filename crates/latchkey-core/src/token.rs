@@ -242,4 +242,8 @@ pub struct TokenRecord {
     pub secret: Option<StoredSecret>,
     /// The key that signed a long-lived JWT; it stays published while the token lives.
     pub signing_kid: Option<String>,
+    /// The indexed lookup value of its secret (`SecretCodec::lookup`), by which a leaked
+    /// secret is found; `None` for kinds without a secret and for secrets made before
+    /// migration 0010 (docs/SECRET_SCANNING.md).
+    pub secret_lookup: Option<Vec<u8>>,
 }

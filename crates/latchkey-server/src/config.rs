@@ -93,6 +93,18 @@ pub struct Config {
     /// `[policy_floor]`: the operator's tenant policy, which binds every tenant and
     /// which tenants' own policies may only tighten (docs/API.md, "Tenant policies").
     pub policy_floor: TenantPolicy,
+    /// Requests a minute from one address to `POST /v1/leaks` before 429.
+    pub leak_reports_per_minute: u32,
+    /// A scanning partner's public-keys document (docs/SECRET_SCANNING.md): with it,
+    /// `POST /v1/leaks/github` takes reports signed by those keys. Read and checked at
+    /// start; a bad file stops the start.
+    pub leak_report_public_keys_file: Option<PathBuf>,
+    /// The same document served at a URL (`https://`, or `http://` on loopback),
+    /// beside or instead of the file: read at start (a failure stops the start) and
+    /// every `leak_report_public_keys_refresh_seconds` after.
+    pub leak_report_public_keys_url: Option<String>,
+    /// How often the keys at `leak_report_public_keys_url` are read again.
+    pub leak_report_public_keys_refresh_seconds: u64,
 }
 
 impl Default for Config {
@@ -132,6 +144,10 @@ impl Default for Config {
             tls_client_ca_file: None,
             tls_handshake_timeout_seconds: 10,
             policy_floor: TenantPolicy::default(),
+            leak_reports_per_minute: 10,
+            leak_report_public_keys_file: None,
+            leak_report_public_keys_url: None,
+            leak_report_public_keys_refresh_seconds: 3600,
         }
     }
 }
@@ -139,6 +155,10 @@ impl Default for Config {
 /// The longest read timeout accepted: beyond an hour a slow client is not being
 /// limited at all, and the value is more likely a typo.
 pub const MAX_READ_TIMEOUT_SECONDS: u64 = 3_600;
+
+/// The longest interval between two reads of a scanning partner's keys: a week, past
+/// which a rotated-out key would be trusted too long.
+pub const MAX_KEYS_REFRESH_SECONDS: u64 = 7 * 86_400;
 
 /// The most connections accepted; each costs a file descriptor and some memory, so a
 /// larger value is a typo rather than a plan.
@@ -174,6 +194,15 @@ impl Config {
             return Err(format!(
                 "max_connections must be from 1 to {MAX_CONNECTIONS}, not {}",
                 self.max_connections
+            ));
+        }
+        if self.leak_reports_per_minute == 0 {
+            return Err("leak_reports_per_minute must be at least 1".to_owned());
+        }
+        if !(1..=MAX_KEYS_REFRESH_SECONDS).contains(&self.leak_report_public_keys_refresh_seconds) {
+            return Err(format!(
+                "leak_report_public_keys_refresh_seconds must be from 1 to {MAX_KEYS_REFRESH_SECONDS}, not {}",
+                self.leak_report_public_keys_refresh_seconds
             ));
         }
         match (&self.tls_cert_file, &self.tls_key_file) {
@@ -380,6 +409,43 @@ mod tests {
         ] {
             let error = Config::from_toml(text).unwrap_err();
             assert!(error.contains(key), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn leak_reports_are_limited_per_address_and_partner_keys_are_optional() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(config.leak_reports_per_minute, 10);
+        assert_eq!(config.leak_report_public_keys_file, None);
+        let set = Config::from_toml(
+            "leak_reports_per_minute = 3\nleak_report_public_keys_file = \"keys.json\"",
+        )
+        .unwrap();
+        set.validate().unwrap();
+        assert_eq!(set.leak_reports_per_minute, 3);
+        assert_eq!(
+            set.leak_report_public_keys_file,
+            Some(PathBuf::from("keys.json"))
+        );
+        let error = Config::from_toml("leak_reports_per_minute = 0")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(error, "leak_reports_per_minute must be at least 1");
+        assert_eq!(config.leak_report_public_keys_url, None);
+        assert_eq!(config.leak_report_public_keys_refresh_seconds, 3600);
+        for (text, value) in [("0", 0), ("604801", 604_801)] {
+            let error =
+                Config::from_toml(&format!("leak_report_public_keys_refresh_seconds = {text}"))
+                    .unwrap()
+                    .validate()
+                    .unwrap_err();
+            assert_eq!(
+                error,
+                format!(
+                    "leak_report_public_keys_refresh_seconds must be from 1 to 604800, not {value}"
+                )
+            );
         }
     }
 

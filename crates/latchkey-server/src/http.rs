@@ -21,7 +21,7 @@ use crate::http::listener::ClientCertificate;
 use crate::http::oauth::error::OAuthError;
 use crate::http::problem::{ApiError, ApiResult};
 use crate::service::state::AppState;
-use api::{catalogue, health, keys, members, policy, tenants, tokens, usage};
+use api::{catalogue, health, keys, leaks, members, policy, tenants, tokens, usage};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, header};
@@ -82,6 +82,12 @@ pub fn router(state: AppState) -> Router {
                 .route_layer(followers()),
         )
         .route("/v1/tokens/{id}/usage", get(usage::token_usage))
+        // Leak reports (docs/API.md, "Leak reports"); a partner's batch may reach 1 MiB.
+        .route("/v1/leaks", post(leaks::report))
+        .route(
+            "/v1/leaks/github",
+            post(leaks::github).layer(DefaultBodyLimit::max(leaks::PARTNER_BODY_LIMIT)),
+        )
         .route("/v1/audit", get(audit::list))
         .route("/v1/audit/head", get(audit::head))
         .route("/v1/audit/chain", get(audit::chain))

@@ -9,9 +9,11 @@ use crate::service::audit::AuditQueue;
 use crate::service::cache::TokenCache;
 use crate::service::keyring::KeyRing;
 use crate::service::keys::MasterKey;
+use crate::service::leaks::remote::RemoteKeys;
+use crate::service::leaks::{LeakIntake, PartnerKeys};
 use crate::service::policy;
 use crate::service::state::{AppState, Parts, Settings};
-use crate::service::throttle::{self, Throttle};
+use crate::service::throttle::{self, RequestLimit, Throttle};
 use anyhow::Context;
 use latchkey_core::audit::{AuditContext, AuditMacKey};
 use latchkey_core::clock::{Clock, SystemClock};
@@ -82,6 +84,20 @@ impl Application {
             Some(files) => Some(ServerTls::load(files, Protocols::Http1)?),
             None => None,
         };
+        let partner = config
+            .leak_report_public_keys_file
+            .as_deref()
+            .map(PartnerKeys::load)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let remote = match config.leak_report_public_keys_url.as_deref() {
+            Some(url) => Some(
+                RemoteKeys::fetch_first(url)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))?,
+            ),
+            None => None,
+        };
         let tcp = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -139,7 +155,17 @@ impl Application {
                 ip: config.ip_failures_per_minute,
             }),
             heartbeat: Duration::from_secs(config.revocation_heartbeat_seconds.max(1)),
+            leaks: LeakIntake {
+                limit: RequestLimit::new(config.leak_reports_per_minute),
+                partner,
+                remote: remote.clone(),
+            },
         });
+        if let Some(remote) = &remote {
+            remote.spawn_refresh(Duration::from_secs(
+                config.leak_report_public_keys_refresh_seconds,
+            ));
+        }
         let waker = state.clone();
         if let Some(listener) =
             latchkey_store::spawn_revocation_listener(&database_url, move || {
@@ -395,6 +421,7 @@ async fn bootstrap(state: &AppState) -> anyhow::Result<Option<Secret>> {
         },
         secret: Some(issued.stored),
         signing_kid: None,
+        secret_lookup: Some(issued.lookup),
     };
     let created = state
         .store()

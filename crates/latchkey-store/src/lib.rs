@@ -12,6 +12,7 @@
 mod audit;
 mod backend;
 mod error;
+mod leaks;
 mod oauth;
 mod policy;
 mod rows;

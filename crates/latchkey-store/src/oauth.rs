@@ -100,7 +100,7 @@ async fn insert_refresh(conn: &mut AnyConnection, record: &RefreshRecord) -> TxR
 
 /// Revokes a family and puts the access tokens issued from it that may still be alive on
 /// the deny list. False when the family is unknown or already revoked.
-async fn revoke_family_in(
+pub(crate) async fn revoke_family_in(
     conn: &mut AnyConnection,
     family: TokenId,
     at: Timestamp,
@@ -145,6 +145,36 @@ async fn revoke_family_in(
         let expires: i64 = row.try_get("access_expires_at")?;
         append_revocation(conn, FeedKind::Jti, &jti, &tenant, at, Some(expires)).await?;
     }
+    Ok(true)
+}
+
+/// Puts `jti` on the deny list until `expires_at` inside the caller's transaction.
+/// False when it was there already.
+pub(crate) async fn revoke_jti_in(
+    conn: &mut AnyConnection,
+    jti: &str,
+    tenant: &str,
+    at: Timestamp,
+    expires_at: Timestamp,
+) -> TxResult<bool> {
+    let known: Option<i64> =
+        sqlx::query_scalar("SELECT seq FROM revocations WHERE kind = $1 AND subject = $2")
+            .bind(FeedKind::Jti.as_str())
+            .bind(jti.to_owned())
+            .fetch_optional(&mut *conn)
+            .await?;
+    if known.is_some() {
+        return Ok(false);
+    }
+    append_revocation(
+        conn,
+        FeedKind::Jti,
+        jti,
+        tenant,
+        at,
+        Some(expires_at.millis()),
+    )
+    .await?;
     Ok(true)
 }
 
@@ -360,22 +390,7 @@ impl SqlStore {
         ctx: &AuditContext,
     ) -> TxResult<()> {
         let mut tx = self.writer.begin().await?;
-        let known: Option<i64> =
-            sqlx::query_scalar("SELECT seq FROM revocations WHERE kind = $1 AND subject = $2")
-                .bind(FeedKind::Jti.as_str())
-                .bind(jti.to_owned())
-                .fetch_optional(&mut *tx)
-                .await?;
-        if known.is_none() {
-            append_revocation(
-                &mut tx,
-                FeedKind::Jti,
-                jti,
-                tenant,
-                ctx.at,
-                Some(expires_at.millis()),
-            )
-            .await?;
+        if revoke_jti_in(&mut tx, jti, tenant, ctx.at, expires_at).await? {
             let event = AuditEvent::new(
                 AuditAction::AccessTokenRevoked,
                 Some(tenant),

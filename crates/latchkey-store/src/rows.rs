@@ -13,7 +13,7 @@ use sqlx::any::AnyRow;
 pub(crate) const TOKEN_COLUMNS: &str = "id, kind, tenant_id, user_id, name, roles, permissions, \
     created_by, created_at, expires_at, revoked_at, last_used_at, last_used_ip, ip_allowlist, \
     access_token_ttl_seconds, refresh_tokens, secret_salt, secret_hash, secret_hint, signing_kid, \
-    revoked_reason, rolled_from, rolled_to, revokes_at";
+    revoked_reason, rolled_from, rolled_to, revokes_at, secret_lookup";
 
 pub(crate) fn tenant_id(text: &str) -> Result<TenantId, sqlx::Error> {
     TenantId::parse(text).map_err(|e| corrupt("tenant id", e))
@@ -129,6 +129,7 @@ pub(crate) fn token_record(row: &AnyRow) -> Result<TokenRecord, sqlx::Error> {
         token,
         secret,
         signing_kid: row.try_get("signing_kid")?,
+        secret_lookup: row.try_get("secret_lookup")?,
     })
 }
 

@@ -8,10 +8,10 @@ use async_trait::async_trait;
 use latchkey_core::audit::{AuditAction, AuditContext, AuditEvent, AuditMacKey, AuditRecord};
 use latchkey_core::policy::TenantPolicy;
 use latchkey_core::store::{
-    AuditFilter, AuditHead, FeedKind, Membership, Page, PageRequest, PermissionDef, RefreshFamily,
-    RefreshOutcome, RefreshRecord, RevocationEntry, RoleDef, RollOutcome, RotateWhen,
-    SigningKeyRecord, Store, StoreError, StoreResult, StoredPolicy, Tenant, TokenOwnerFilter,
-    TokenUse, UsageRecord,
+    AuditFilter, AuditHead, FeedKind, LeakReport, LeakedCredential, Membership, Page, PageRequest,
+    PermissionDef, RefreshFamily, RefreshOutcome, RefreshRecord, RevocationEntry, RoleDef,
+    RollOutcome, RotateWhen, SigningKeyRecord, Store, StoreError, StoreResult, StoredPolicy,
+    Tenant, TokenOwnerFilter, TokenUse, UsageRecord,
 };
 use latchkey_core::token::{Owner, RevokedReason, Token, TokenKind, TokenName, TokenRecord};
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
@@ -236,7 +236,7 @@ async fn insert_token(conn: &mut AnyConnection, record: &TokenRecord) -> TxResul
     let sql = format!(
         "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES \
          ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-         $20, $21, $22, $23, $24)"
+         $20, $21, $22, $23, $24, $25)"
     );
     let allowlist: Vec<String> = token.ip_allowlist.iter().map(ToString::to_string).collect();
     sqlx::query(&sql)
@@ -264,6 +264,7 @@ async fn insert_token(conn: &mut AnyConnection, record: &TokenRecord) -> TxResul
         .bind(token.rolled_from.map(|id| id.to_string()))
         .bind(token.rolled_to.map(|id| id.to_string()))
         .bind(token.revokes_at.map(Timestamp::millis))
+        .bind(record.secret_lookup.clone())
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -289,7 +290,10 @@ fn token_created_event(token: &Token) -> AuditEvent {
     }))
 }
 
-async fn select_token(conn: &mut AnyConnection, id: TokenId) -> TxResult<Option<TokenRecord>> {
+pub(crate) async fn select_token(
+    conn: &mut AnyConnection,
+    id: TokenId,
+) -> TxResult<Option<TokenRecord>> {
     let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1");
     let row = sqlx::query(&sql)
         .bind(id.to_string())
@@ -1248,6 +1252,19 @@ impl Store for SqlStore {
 
     async fn touch_tokens(&self, uses: &[TokenUse]) -> StoreResult<()> {
         retrying!(self.tx_touch_tokens(uses))
+    }
+
+    async fn find_token_by_lookup(&self, lookup: &[u8]) -> StoreResult<Option<TokenRecord>> {
+        self.read_token_by_lookup(lookup).await
+    }
+
+    async fn revoke_leaked(
+        &self,
+        leaked: &LeakedCredential,
+        report: &LeakReport,
+        ctx: &AuditContext,
+    ) -> StoreResult<bool> {
+        retrying!(self.tx_revoke_leaked(leaked, report, ctx))
     }
 
     async fn signing_keys(&self, now: Timestamp) -> StoreResult<Vec<SigningKeyRecord>> {

@@ -3,6 +3,7 @@
 pub(crate) mod catalogue;
 pub(crate) mod health;
 pub(crate) mod keys;
+pub(crate) mod leaks;
 pub(crate) mod members;
 pub(crate) mod policy;
 pub(crate) mod tenants;

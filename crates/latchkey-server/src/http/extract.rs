@@ -37,30 +37,7 @@ impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S> for
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|mime| {
-                let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json" || mime.ends_with("+json")
-            })
-            .unwrap_or(false);
-        if !is_json {
-            return Err(ApiError::InvalidBody(
-                "expected a JSON body with Content-Type: application/json".to_owned(),
-            ));
-        }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge(LIMIT)
-                } else {
-                    ApiError::InvalidBody(rejection.body_text())
-                }
-            })?;
+        let bytes = json_body::<S, LIMIT>(request, state).await?;
         // Every request body of the API is an object (docs/API.md, "Reading request
         // input"): serde would read a derived struct from an array, member by position.
         if bytes.trim_ascii_start().first() != Some(&b'{') {
@@ -72,6 +49,51 @@ impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S> for
         }
         parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// Any JSON value deserialized into `T`, for the one endpoint that must answer every
+/// JSON body alike (`POST /v1/leaks`); otherwise as [`ApiJson`].
+#[derive(Debug)]
+pub struct AnyJson<T, const LIMIT: usize = BODY_LIMIT>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S> for AnyJson<T, LIMIT> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = json_body::<S, LIMIT>(request, state).await?;
+        parse_json(&bytes).map(AnyJson)
+    }
+}
+
+/// The bytes of a body sent as JSON, within `LIMIT`.
+async fn json_body<S: Send + Sync, const LIMIT: usize>(
+    request: Request,
+    state: &S,
+) -> Result<Bytes, ApiError> {
+    let is_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || mime.ends_with("+json")
+        })
+        .unwrap_or(false);
+    if !is_json {
+        return Err(ApiError::InvalidBody(
+            "expected a JSON body with Content-Type: application/json".to_owned(),
+        ));
+    }
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(LIMIT)
+            } else {
+                ApiError::InvalidBody(rejection.body_text())
+            }
+        })
 }
 
 /// Deserializes `bytes`, naming the failing field by its JSON path.

@@ -9,7 +9,8 @@
 //! `immutable-field` 422,
 //! `unknown-role` 422, `unknown-permission` 422, `unknown-member` 422,
 //! `reserved-permission` 422, `invalid-value` 422, `policy-violation` 422,
-//! `unavailable` 503, `internal` 500.
+//! `unavailable` 503, `internal` 500; for leak reports (docs/API.md, "Leak reports"):
+//! `too-many-requests` 429, `invalid-signature` 401, `not-configured` 404.
 //!
 //! Internal failures reach the client as a bare 500; their cause goes to the log.
 
@@ -114,6 +115,17 @@ pub enum ApiError {
     /// Our fault.
     #[error("internal error")]
     Internal(String),
+    /// This address sent too many requests to an endpoint open to anyone: retry after
+    /// this many seconds.
+    #[error("too many requests from this address; retry after {0} seconds")]
+    TooManyRequests(u64),
+    /// A signed request whose signature is missing, names no known key, or does not
+    /// verify.
+    #[error("{0}")]
+    InvalidSignature(String),
+    /// The endpoint needs a setting this server does not have.
+    #[error("{0}")]
+    NotConfigured(String),
 }
 
 impl ApiError {
@@ -229,6 +241,17 @@ impl ApiError {
                 "internal",
                 "Internal error",
             ),
+            TooManyRequests(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-requests",
+                "Too many requests",
+            ),
+            InvalidSignature(_) => (
+                StatusCode::UNAUTHORIZED,
+                "invalid-signature",
+                "Invalid signature",
+            ),
+            NotConfigured(_) => (StatusCode::NOT_FOUND, "not-configured", "Not configured"),
         }
     }
 
@@ -299,6 +322,9 @@ impl IntoResponse for ApiError {
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Self::TooManyRequests(wait) = &self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*wait));
         }
         response
     }

@@ -12,6 +12,7 @@ use crate::service::audit::AuditQueue;
 use crate::service::cache::{CachedToken, Lookup, TokenCache};
 use crate::service::error::Result;
 use crate::service::keyring::KeyRing;
+use crate::service::leaks::LeakIntake;
 use crate::service::revocation::RevocationHub;
 use crate::service::throttle::Throttle;
 use crate::service::used::UseLog;
@@ -77,6 +78,7 @@ struct Inner {
     uses: UseLog,
     /// When the next unused-token sweep is due (unix milliseconds of the clock).
     next_unused_sweep: AtomicI64,
+    leaks: LeakIntake,
 }
 
 /// The parts [`AppState::new`] assembles.
@@ -97,6 +99,8 @@ pub struct Parts {
     pub audit: AuditQueue,
     /// The key of the audit events' MACs, derived from the master key.
     pub audit_key: AuditMacKey,
+    /// The leak endpoints' limit and partner keys.
+    pub leaks: LeakIntake,
 }
 
 impl AppState {
@@ -116,6 +120,7 @@ impl AppState {
                 audit_key: parts.audit_key,
                 uses: UseLog::default(),
                 next_unused_sweep: AtomicI64::new(i64::MIN),
+                leaks: parts.leaks,
             }),
         }
     }
@@ -163,6 +168,11 @@ impl AppState {
     /// The key of the audit events' MACs; it never leaves the server.
     pub fn audit_key(&self) -> &AuditMacKey {
         &self.inner.audit_key
+    }
+
+    /// The leak endpoints' limit and the scanning partner's keys.
+    pub fn leaks(&self) -> &LeakIntake {
+        &self.inner.leaks
     }
 
     /// The revocation feed's wake-up signal.

@@ -155,6 +155,41 @@ impl Throttle {
     }
 }
 
+/// A limit on every request from one address to an endpoint anyone may call without
+/// credentials (`POST /v1/leaks`, docs/API.md, "Leak reports"): its answers are all the
+/// same, so there are no failures to count, only requests. In the same bounded
+/// one-minute windows as the failure buckets.
+pub struct RequestLimit {
+    per_ip: Mutex<Bounded<IpAddr, Window>>,
+    limit: u32,
+}
+
+impl RequestLimit {
+    /// At most `limit` requests a minute from one address.
+    pub fn new(limit: u32) -> Self {
+        Self {
+            per_ip: Mutex::new(Bounded::default()),
+            limit,
+        }
+    }
+
+    /// Counts one request from `ip`: `Some(seconds to wait)` when the address has had
+    /// its `limit` this minute (the refused request is not counted). An unknown address
+    /// (no connect info) is never limited.
+    pub fn take(&self, ip: Option<IpAddr>) -> Option<u64> {
+        self.take_at(ip, Instant::now())
+    }
+
+    fn take_at(&self, ip: Option<IpAddr>, now: Instant) -> Option<u64> {
+        let ip = ip?;
+        if let Some(wait) = lookup(&self.per_ip, &ip, now, self.limit) {
+            return Some(wait);
+        }
+        bump(&self.per_ip, ip, now);
+        None
+    }
+}
+
 /// A map of at most [`MAX_TRACKED`] keys. When it is full, dropping its stale entries
 /// walks all of them, so that walk runs at most once per [`PURGE_INTERVAL`]: a flood of
 /// new keys (random client ids, many addresses) cannot make every request pay for it
@@ -339,6 +374,22 @@ mod tests {
             throttle.blocked_at(Some(victim), ip("192.0.2.50"), after),
             None
         );
+    }
+
+    #[test]
+    fn a_request_limit_counts_every_request_per_address_for_a_minute() {
+        let limit = RequestLimit::new(2);
+        let now = Instant::now();
+        assert_eq!(limit.take_at(ip("192.0.2.1"), now), None);
+        assert_eq!(limit.take_at(ip("192.0.2.1"), now), None);
+        assert_eq!(limit.take_at(ip("192.0.2.1"), now), Some(60));
+        // Another address has its own window; no address is never limited.
+        assert_eq!(limit.take_at(ip("192.0.2.2"), now), None);
+        for _ in 0..5 {
+            assert_eq!(limit.take_at(None, now), None);
+        }
+        assert_eq!(limit.take_at(ip("192.0.2.1"), now + WINDOW / 4), Some(45));
+        assert_eq!(limit.take_at(ip("192.0.2.1"), now + WINDOW), None);
     }
 
     #[test]

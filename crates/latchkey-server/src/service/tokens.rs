@@ -168,12 +168,14 @@ fn make(state: &AppState, ctx: &AuditContext, new: NewToken) -> Result<Minted> {
     if let Some((jwt, _)) = &long_lived {
         token.secret_hint = Some(format!("jwt…{}", &jwt[jwt.len().saturating_sub(4)..]));
     }
-    let (secret, stored) = issued.map(|i| (i.secret, i.stored)).unzip();
+    let (secret, kept) = issued.map(|i| (i.secret, (i.stored, i.lookup))).unzip();
+    let (stored, lookup) = kept.unzip();
     let (jwt, signing_kid) = long_lived.unzip();
     let record = TokenRecord {
         token,
         secret: stored,
         signing_kid,
+        secret_lookup: lookup,
     };
     Ok(Minted {
         record,

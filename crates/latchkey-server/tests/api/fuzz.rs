@@ -39,6 +39,7 @@ both_backends_with!(
 fn unthrottled(config: &mut Config) {
     config.client_failures_per_minute = 1_000_000;
     config.ip_failures_per_minute = 1_000_000;
+    config.leak_reports_per_minute = 1_000_000;
     config.audiences = vec!["https://reports.example".to_owned()];
 }
 
@@ -428,6 +429,7 @@ async fn any_body_on_a_json_endpoint_gets_a_success_or_a_problem(app: TestApp) {
         ),
         (Method::PATCH, format!("/v1/tokens/{token}")),
         (Method::POST, "/v1/revocations/ack".to_owned()),
+        (Method::POST, "/v1/leaks".to_owned()),
     ];
     let cases = (0..endpoints.len(), content_type(), body_bytes());
     run(256, cases, |(i, content_type, body)| {

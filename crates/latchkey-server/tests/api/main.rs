@@ -19,6 +19,7 @@ mod boundary;
 mod catalogue;
 mod files;
 mod fuzz;
+mod leaks;
 mod members;
 mod oauth;
 mod policies;

@@ -217,6 +217,7 @@ mod tests {
                 token,
                 secret: None,
                 signing_kid: None,
+                secret_lookup: None,
             },
             PermissionSet::new(),
             true,

@@ -1,0 +1,167 @@
+//! Where a tenant's tokens may be used from (docs/API.md, "Where tokens may be used
+//! from"): the `network` rules of a tenant policy, and the one judgement every verifier
+//! makes with them — the server at exchange, api-key authentication and introspection,
+//! the gateway and latchkey-verify on every request.
+//!
+//! A deny wins over an allow; an absent allow list allows every address. A token's own
+//! `ip_allowlist` narrows further (the usability rule in [`crate::usable`]) and never
+//! widens what the tenant allows.
+
+use crate::cidr::IpNet;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// The most networks one list may hold.
+pub const MAX_NETWORKS: usize = 10_000;
+
+/// A tenant's network rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkRules {
+    /// Only these networks; `None` allows every address.
+    #[serde(default)]
+    pub allow: Option<Vec<IpNet>>,
+    /// Never these networks, whatever `allow` says.
+    #[serde(default)]
+    pub deny: Vec<IpNet>,
+}
+
+/// Why the rules refuse a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NetworkRefusal {
+    /// Its address is denied, or not allowed, or unknown where rules apply.
+    #[error("the tenant does not allow this client's network")]
+    NetworkNotAllowed,
+}
+
+impl NetworkRefusal {
+    /// The `reason` of the `auth.failed` audit event.
+    pub fn audit_reason(self) -> &'static str {
+        match self {
+            Self::NetworkNotAllowed => "network_not_allowed",
+        }
+    }
+}
+
+impl NetworkRules {
+    /// True when the rules restrict nothing.
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_none() && self.deny.is_empty()
+    }
+
+    /// Checks the lists on their own: bounded, and allowing at least something.
+    /// Returns the field at fault (`network.allow`, …) and why.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        for (field, list) in [
+            ("network.allow", self.allow.as_deref().unwrap_or_default()),
+            ("network.deny", self.deny.as_slice()),
+        ] {
+            if list.len() > MAX_NETWORKS {
+                return Err((field, format!("must hold at most {MAX_NETWORKS} networks")));
+            }
+        }
+        if let Some(allow) = &self.allow {
+            if allow.is_empty() {
+                return Err((
+                    "network.allow",
+                    "allows no network; null allows every address".to_owned(),
+                ));
+            }
+            if allow
+                .iter()
+                .all(|net| self.deny.iter().any(|denied| denied.covers(net)))
+            {
+                return Err((
+                    "network.deny",
+                    "denies every network network.allow allows, so nothing is allowed"
+                        .to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Judges a client whose address is `ip`; `None` is a client whose address is not
+    /// known here, which rules refuse (fail closed).
+    pub fn admits(&self, ip: Option<IpAddr>) -> Result<(), NetworkRefusal> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        let ip = ip.ok_or(NetworkRefusal::NetworkNotAllowed)?;
+        if self.deny.iter().any(|net| net.contains(ip)) {
+            return Err(NetworkRefusal::NetworkNotAllowed);
+        }
+        if let Some(allow) = &self.allow
+            && !allow.iter().any(|net| net.contains(ip))
+        {
+            return Err(NetworkRefusal::NetworkNotAllowed);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|n| IpNet::parse(n).unwrap()).collect()
+    }
+
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().unwrap())
+    }
+
+    #[test]
+    fn a_deny_wins_over_an_allow_and_no_allow_list_allows_all() {
+        let rules = NetworkRules {
+            allow: Some(nets(&["10.0.0.0/8", "2001:db8::/32"])),
+            deny: nets(&["10.66.0.0/16"]),
+        };
+        assert_eq!(rules.admits(ip("10.1.2.3")), Ok(()));
+        assert_eq!(rules.admits(ip("2001:db8::1")), Ok(()));
+        // IPv4-mapped IPv6 is the IPv4 address, in both lists.
+        assert_eq!(rules.admits(ip("::ffff:10.1.2.3")), Ok(()));
+        for refused in ["10.66.0.1", "::ffff:10.66.0.1", "192.0.2.1", "2001:db9::1"] {
+            assert_eq!(
+                rules.admits(ip(refused)),
+                Err(NetworkRefusal::NetworkNotAllowed),
+                "{refused}"
+            );
+        }
+        assert_eq!(rules.admits(None), Err(NetworkRefusal::NetworkNotAllowed));
+
+        let deny_only = NetworkRules {
+            allow: None,
+            deny: nets(&["192.0.2.0/24"]),
+        };
+        assert_eq!(deny_only.admits(ip("198.51.100.7")), Ok(()));
+        assert!(deny_only.admits(ip("192.0.2.9")).is_err());
+        // No rules: every client, even one whose address is unknown.
+        assert_eq!(NetworkRules::default().admits(None), Ok(()));
+    }
+
+    #[test]
+    fn rules_that_allow_nothing_are_refused() {
+        let empty = NetworkRules {
+            allow: Some(vec![]),
+            deny: vec![],
+        };
+        assert_eq!(empty.validate().unwrap_err().0, "network.allow");
+        let covered = NetworkRules {
+            allow: Some(nets(&["10.1.0.0/16", "10.2.0.0/16"])),
+            deny: nets(&["10.0.0.0/8"]),
+        };
+        assert_eq!(covered.validate().unwrap_err().0, "network.deny");
+        let partly = NetworkRules {
+            allow: Some(nets(&["10.0.0.0/8"])),
+            deny: nets(&["10.1.0.0/16"]),
+        };
+        assert_eq!(partly.validate(), Ok(()));
+        let huge = NetworkRules {
+            allow: None,
+            deny: vec![IpNet::parse("10.0.0.1").unwrap(); MAX_NETWORKS + 1],
+        };
+        assert_eq!(huge.validate().unwrap_err().0, "network.deny");
+    }
+}
