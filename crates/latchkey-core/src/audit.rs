@@ -136,6 +136,34 @@ audit_actions! {
     TokenRefreshed => "token.refreshed",
     /// An authentication failed; `details.reason` says why.
     AuthFailed => "auth.failed",
+    /// A webhook endpoint was created (docs/API.md, "Webhooks").
+    WebhookCreated => "webhook.created",
+    /// A webhook endpoint was deleted with its pending deliveries.
+    WebhookDeleted => "webhook.deleted",
+    /// The server disabled a webhook endpoint whose deliveries kept failing.
+    WebhookDisabled => "webhook.disabled",
+}
+
+/// The audit actions a webhook can subscribe to (docs/API.md, "Webhooks"). Named by
+/// text so that an action another part of the server adds (`token.leaked`) needs no
+/// change here.
+pub const WEBHOOK_EVENTS: &[&str] = &[
+    "token.created",
+    "token.revoked",
+    "token.rolled",
+    "token.leaked",
+    "token.expiring",
+    "token.first_seen_ip",
+];
+
+impl AuditAction {
+    /// True for the actions webhooks receive. Cheap enough for every appended event:
+    /// the hot paths (`token.exchanged`, `auth.failed`) are refused by the first
+    /// comparisons of short strings, with no query.
+    pub fn is_webhook_event(&self) -> bool {
+        let name = self.as_str();
+        name.starts_with("token.") && WEBHOOK_EVENTS.contains(&name)
+    }
 }
 
 /// The name of an [`AuditAction::Other`]: a stored action this version does not know.
@@ -644,7 +672,7 @@ mod tests {
     }
 
     /// The names the server writes, as docs/API.md ("Audit (the five Ws)") lists them.
-    const WRITTEN: [&str; 19] = [
+    const WRITTEN: [&str; 22] = [
         "tenant.created",
         "tenant.deleted",
         "permission.put",
@@ -664,7 +692,28 @@ mod tests {
         "token.exchanged",
         "token.refreshed",
         "auth.failed",
+        "webhook.created",
+        "webhook.deleted",
+        "webhook.disabled",
     ];
+
+    #[test]
+    fn only_the_documented_token_events_reach_webhooks() {
+        for name in WEBHOOK_EVENTS {
+            assert!(AuditAction::parse(name).is_webhook_event(), "{name}");
+        }
+        for name in [
+            "token.exchanged",
+            "token.refreshed",
+            "token.renamed",
+            "auth.failed",
+            "webhook.created",
+            "tenant.created",
+            "token.created.x",
+        ] {
+            assert!(!AuditAction::parse(name).is_webhook_event(), "{name}");
+        }
+    }
 
     #[test]
     fn every_action_the_server_writes_round_trips_through_its_wire_name() {

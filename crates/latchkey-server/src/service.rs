@@ -18,3 +18,4 @@ pub(crate) mod revocation;
 pub(crate) mod state;
 pub(crate) mod throttle;
 pub(crate) mod tokens;
+pub(crate) mod webhooks;

@@ -119,6 +119,8 @@ impl Application {
             usage_retention_days: config.usage_retention_days.max(1),
             trusted_proxies: config.trusted_proxies.clone(),
             mutual_tls: config.tls_client_ca_file.is_some(),
+            webhook_allow_private_targets: config.webhook_allow_private_targets,
+            webhook_poll_interval: Duration::from_millis(config.webhook_poll_interval_ms),
         };
         let store: Arc<dyn latchkey_core::store::Store> = Arc::new(store);
         let audit = AuditQueue::start(store.clone(), config.audit_authentications);
@@ -229,6 +231,14 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let maintenance = tokio::spawn(maintain(self.state.clone()));
+        // The webhook outbox survives a stop: what is not sent now is sent after the next
+        // start, by this server or another replica (docs/API.md, "Webhooks").
+        let (stop_webhooks, webhooks_stopped) = tokio::sync::watch::channel(false);
+        let webhooks = tokio::spawn(crate::service::webhooks::run(
+            self.state.clone(),
+            crate::http::outbound::post,
+            webhooks_stopped,
+        ));
         let flush = self.state.clone();
         let closer = self.state.clone();
         let app = router(self.state);
@@ -248,6 +258,13 @@ impl Application {
         };
         listener::serve(self.listener, app, shutdown).await;
         maintenance.abort();
+        // Attempts under way are recorded before the server stops, within a bound; one
+        // cut off is sent again once its lease ends (at least once).
+        let _ = stop_webhooks.send(true);
+        let abort = webhooks.abort_handle();
+        if tokio::time::timeout(WEBHOOK_DRAIN, webhooks).await.is_err() {
+            abort.abort();
+        }
         if let Some(watch) = watch {
             watch.abort();
         }
@@ -259,6 +276,9 @@ impl Application {
 /// How often a server looks at the key schedule and reloads keys and the jti deny list
 /// (which another replica may have changed).
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long a stopping server waits for the webhook attempts under way.
+const WEBHOOK_DRAIN: Duration = Duration::from_secs(10);
 
 /// How long a deny-list entry outlives the last credential it matches.
 const COMPACTION_MARGIN_SECONDS: i64 = 300;

@@ -16,6 +16,7 @@ mod oauth;
 mod rows;
 mod sql;
 mod usage;
+mod webhooks;
 
 pub use backend::{Backend, StoreOptions, connect, spawn_revocation_listener};
 pub use sql::SqlStore;

@@ -10,6 +10,7 @@ use latchkey_core::store::{
     AuditFilter, AuditHead, FeedKind, Membership, Page, PageRequest, PermissionDef, RefreshFamily,
     RefreshOutcome, RefreshRecord, RevocationEntry, RoleDef, RollOutcome, RotateWhen,
     SigningKeyRecord, Store, StoreError, StoreResult, Tenant, TokenOwnerFilter, UsageRecord,
+    Webhook, WebhookAttemptOutcome, WebhookDelivery, WebhookRecord,
 };
 use latchkey_core::token::{Owner, RevokedReason, Token, TokenKind, TokenName, TokenRecord};
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
@@ -296,7 +297,7 @@ async fn select_token(conn: &mut AnyConnection, id: TokenId) -> TxResult<Option<
     Ok(row.as_ref().map(rows::token_record).transpose()?)
 }
 
-async fn tenant_exists(conn: &mut AnyConnection, tenant: &TenantId) -> TxResult<bool> {
+pub(crate) async fn tenant_exists(conn: &mut AnyConnection, tenant: &TenantId) -> TxResult<bool> {
     let found = sqlx::query("SELECT 1 AS one FROM tenants WHERE id = $1")
         .bind(tenant.as_str().to_owned())
         .fetch_optional(&mut *conn)
@@ -1302,6 +1303,56 @@ impl Store for SqlStore {
 
     async fn compact_usage(&self, before: Timestamp) -> StoreResult<u64> {
         retrying!(self.tx_compact_usage(before))
+    }
+
+    async fn create_webhook(&self, record: &WebhookRecord, ctx: &AuditContext) -> StoreResult<()> {
+        retrying!(self.tx_create_webhook(record, ctx))
+    }
+
+    async fn get_webhook(&self, id: TokenId) -> StoreResult<Option<WebhookRecord>> {
+        self.read_webhook(id)
+            .await
+            .map_err(TxError::into_store_error)
+    }
+
+    async fn list_webhooks(
+        &self,
+        tenant: Option<&TenantId>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Webhook>> {
+        self.read_webhooks(tenant, page)
+            .await
+            .map_err(TxError::into_store_error)
+    }
+
+    async fn delete_webhook(&self, id: TokenId, ctx: &AuditContext) -> StoreResult<bool> {
+        retrying!(self.tx_delete_webhook(id, ctx))
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        id: TokenId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<WebhookDelivery>> {
+        self.read_webhook_deliveries(id, page)
+            .await
+            .map_err(TxError::into_store_error)
+    }
+
+    async fn lease_webhook_delivery(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<Option<(WebhookRecord, WebhookDelivery)>> {
+        retrying!(self.tx_lease_webhook_delivery(now, lease_until))
+    }
+
+    async fn finish_webhook_attempt(
+        &self,
+        outcome: &WebhookAttemptOutcome,
+        ctx: &AuditContext,
+    ) -> StoreResult<()> {
+        retrying!(self.tx_finish_webhook_attempt(outcome, ctx))
     }
 
     async fn append_audit(&self, events: &[(AuditContext, AuditEvent)]) -> StoreResult<()> {

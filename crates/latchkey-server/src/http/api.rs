@@ -7,3 +7,4 @@ pub(crate) mod members;
 pub(crate) mod tenants;
 pub(crate) mod tokens;
 pub(crate) mod usage;
+pub(crate) mod webhooks;

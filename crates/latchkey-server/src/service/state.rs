@@ -50,6 +50,10 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpNet>,
     /// `tls_client_ca_file` is set: the follower endpoints need a client certificate.
     pub mutual_tls: bool,
+    /// Webhooks may target non-public addresses (docs/API.md, "Webhooks").
+    pub webhook_allow_private_targets: bool,
+    /// How often the webhook sender looks for due deliveries.
+    pub webhook_poll_interval: std::time::Duration,
 }
 
 /// Shared state, cheap to clone.

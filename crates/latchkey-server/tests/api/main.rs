@@ -32,3 +32,4 @@ mod tls;
 mod tokens;
 mod usage;
 mod verifier;
+mod webhooks;
