@@ -136,6 +136,9 @@ audit_actions! {
     TokenRefreshed => "token.refreshed",
     /// An authentication failed; `details.reason` says why.
     AuthFailed => "auth.failed",
+    /// A token expires within 7 days, or within 1 day (`details.days`); written once
+    /// for each by the maintenance round.
+    TokenExpiring => "token.expiring",
     /// A webhook endpoint was created (docs/API.md, "Webhooks").
     WebhookCreated => "webhook.created",
     /// A webhook endpoint was deleted with its pending deliveries.
@@ -672,7 +675,7 @@ mod tests {
     }
 
     /// The names the server writes, as docs/API.md ("Audit (the five Ws)") lists them.
-    const WRITTEN: [&str; 22] = [
+    const WRITTEN: [&str; 23] = [
         "tenant.created",
         "tenant.deleted",
         "permission.put",
@@ -692,6 +695,7 @@ mod tests {
         "token.exchanged",
         "token.refreshed",
         "auth.failed",
+        "token.expiring",
         "webhook.created",
         "webhook.deleted",
         "webhook.disabled",

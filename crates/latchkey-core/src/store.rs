@@ -679,6 +679,11 @@ pub trait Store: Send + Sync + 'static {
         ctx: &AuditContext,
     ) -> StoreResult<()>;
 
+    /// Writes a `token.expiring` event (docs/API.md, "Webhooks") for each unrevoked
+    /// token whose `expires_at` is within 7 days, and again within 1 day, of `ctx.at`,
+    /// once per token and window across replicas. Returns how many it wrote.
+    async fn notify_expiring(&self, ctx: &AuditContext) -> StoreResult<u64>;
+
     /// Appends events to the audit chain in one transaction (group commit).
     async fn append_audit(
         &self,

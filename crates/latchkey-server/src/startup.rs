@@ -343,6 +343,17 @@ pub(crate) async fn maintain_once(state: &AppState) {
         }
         Err(error) => tracing::warn!(?error, "revoking rolled tokens failed; retrying shortly"),
     }
+    // Each token's expiry is announced a week and a day ahead, once (docs/API.md,
+    // "Webhooks").
+    match state
+        .store()
+        .notify_expiring(&AuditContext::system(now))
+        .await
+    {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "announced expiring tokens"),
+        Err(error) => tracing::warn!(?error, "announcing expiring tokens failed"),
+    }
     let retention = now.plus_seconds(-state.settings().usage_retention_days * 86_400);
     if let Err(error) = state.store().compact_usage(retention).await {
         tracing::warn!(?error, "deleting old usage aggregates failed");

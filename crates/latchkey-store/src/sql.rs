@@ -1355,6 +1355,10 @@ impl Store for SqlStore {
         retrying!(self.tx_finish_webhook_attempt(outcome, ctx))
     }
 
+    async fn notify_expiring(&self, ctx: &AuditContext) -> StoreResult<u64> {
+        retrying!(self.tx_notify_expiring(ctx))
+    }
+
     async fn append_audit(&self, events: &[(AuditContext, AuditEvent)]) -> StoreResult<()> {
         retrying!(self.tx_append_audit(events))
     }

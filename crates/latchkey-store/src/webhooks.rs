@@ -490,3 +490,67 @@ impl SqlStore {
         Ok(())
     }
 }
+
+/// The windows before `expires_at` that a `token.expiring` event announces, in days,
+/// nearest first: a token already within a day gets the 1-day event only.
+const EXPIRY_WINDOWS: [i64; 2] = [1, 7];
+
+/// Tokens announced per window and round; the next round takes the rest.
+const EXPIRY_BATCH: i64 = 1000;
+
+impl SqlStore {
+    pub(crate) async fn tx_notify_expiring(&self, ctx: &AuditContext) -> TxResult<u64> {
+        let mut tx = self.writer.begin().await?;
+        let mut written = 0;
+        for days in EXPIRY_WINDOWS {
+            let due = sqlx::query(
+                "SELECT id, tenant_id, expires_at FROM tokens \
+                 WHERE revoked_at IS NULL AND expires_at > $1 AND expires_at <= $2 \
+                 AND NOT EXISTS (SELECT 1 FROM token_expiry_notices n \
+                                 WHERE n.token_id = tokens.id AND n.days = $3) \
+                 ORDER BY expires_at LIMIT $4",
+            )
+            .bind(ctx.at.millis())
+            .bind(ctx.at.plus_seconds(days * 86_400).millis())
+            .bind(days)
+            .bind(EXPIRY_BATCH)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &due {
+                let id: String = row.try_get("id")?;
+                let tenant: String = row.try_get("tenant_id")?;
+                let expires_at = Timestamp::from_millis(row.try_get("expires_at")?);
+                // Another replica's round may have claimed it: only the claim writes.
+                let claimed = sqlx::query(
+                    "INSERT INTO token_expiry_notices (token_id, days) VALUES ($1, $2) \
+                     ON CONFLICT (token_id, days) DO NOTHING",
+                )
+                .bind(id.clone())
+                .bind(days)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if claimed != 1 {
+                    continue;
+                }
+                // Within a day is within a week too: no later 7-day event.
+                for wider in EXPIRY_WINDOWS.iter().filter(|w| **w > days) {
+                    sqlx::query(
+                        "INSERT INTO token_expiry_notices (token_id, days) VALUES ($1, $2) \
+                         ON CONFLICT (token_id, days) DO NOTHING",
+                    )
+                    .bind(id.clone())
+                    .bind(*wider)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let event = AuditEvent::new(AuditAction::TokenExpiring, Some(&tenant), Some(id))
+                    .with_details(json!({ "expires_at": expires_at, "days": days }));
+                self.audit_in(&mut tx, ctx, event).await?;
+                written += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+}

@@ -31,6 +31,7 @@ both_backends_with!(
     a_tenant_managers_webhook_sees_only_its_tenants_events,
     repeated_failures_disable_the_endpoint_and_say_why,
     deleting_a_webhook_removes_its_deliveries,
+    an_expiring_token_is_announced_a_week_and_a_day_ahead_once_each,
 );
 
 both_backends!(
@@ -891,4 +892,73 @@ async fn two_replicas_deliver_each_event_once_and_in_order() {
     for received in &got {
         assert_signed(received, &secret);
     }
+}
+
+async fn an_expiring_token_is_announced_a_week_and_a_day_ahead_once_each(app: TestApp) {
+    app.create_tenant("acme").await;
+    let receiver = Receiver::start(0).await;
+    create_webhook(
+        &app,
+        &app.root_key,
+        json!({ "url": receiver.url, "events": ["token.expiring"] }),
+    )
+    .await;
+    let day = 86_400_000;
+    let expiring = app
+        .create_tenant_token(
+            "acme",
+            json!({ "name": "soon", "kind": "api_key", "expires_at": app.in_millis(6 * day) }),
+        )
+        .await;
+    let expiring_id = expiring["token"]["id"].as_str().unwrap().to_owned();
+    // Controls: one expiring later than a week, one revoked, one that never expires.
+    app.create_tenant_token(
+        "acme",
+        json!({ "name": "later", "kind": "api_key", "expires_at": app.in_millis(30 * day) }),
+    )
+    .await;
+    let revoked = app
+        .create_tenant_token(
+            "acme",
+            json!({ "name": "gone", "kind": "api_key", "expires_at": app.in_millis(2 * day) }),
+        )
+        .await;
+    app.delete(&format!(
+        "/v1/tokens/{}",
+        revoked["token"]["id"].as_str().unwrap()
+    ))
+    .await
+    .assert_status(204);
+    app.create_tenant_token("acme", json!({ "name": "forever", "kind": "api_key" }))
+        .await;
+
+    app.maintain().await;
+    app.maintain().await;
+    let got = receiver.wait_for(1).await;
+    let body = got[0].json();
+    assert_eq!(body["type"], "token.expiring");
+    assert_eq!(body["data"]["token_id"], expiring_id.as_str());
+    assert_eq!(body["data"]["details"]["days"], 7);
+    assert_eq!(
+        body["data"]["details"]["expires_at"],
+        expiring["token"]["expires_at"]
+    );
+    assert_eq!(app.audit_count("token.expiring").await, 1);
+
+    app.clock.advance(Duration::from_secs(5 * 86_400 + 3_600));
+    app.maintain().await;
+    app.maintain().await;
+    let got = receiver.wait_for(2).await;
+    assert_eq!(got[1].json()["data"]["details"]["days"], 1);
+    assert_eq!(got[1].json()["data"]["token_id"], expiring_id.as_str());
+    // Past its expiry nothing more is said.
+    app.clock.advance(Duration::from_secs(2 * 86_400));
+    app.maintain().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.got().len(), 2);
+    assert_eq!(app.audit_count("token.expiring").await, 2);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM token_expiry_notices").await,
+        2
+    );
 }

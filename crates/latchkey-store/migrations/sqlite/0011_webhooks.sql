@@ -55,3 +55,12 @@ CREATE TABLE webhook_attempts (
     PRIMARY KEY (webhook_id, seq, attempt),
     FOREIGN KEY (webhook_id, seq) REFERENCES webhook_deliveries (webhook_id, seq) ON DELETE CASCADE
 );
+
+-- The token.expiring events sent: one per token and window (7 days, 1 day before
+-- expires_at), so each is written once across restarts and replicas.
+CREATE TABLE token_expiry_notices (
+    token_id TEXT NOT NULL,
+    days BIGINT NOT NULL,
+    PRIMARY KEY (token_id, days)
+);
+CREATE INDEX tokens_by_expires_at ON tokens (expires_at);
