@@ -493,6 +493,20 @@ mod tests {
     }
 
     #[test]
+    fn the_worked_example_of_docs_api_md_signs_as_shown() {
+        let secret: Vec<u8> = (0u8..32).collect();
+        assert_eq!(
+            format!("{SECRET_PREFIX}{}", STANDARD.encode(&secret)),
+            "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+        );
+        let body = r#"{"data":{"actor":"b55f9849-b477-4e0f-9926-1ee499e7d1c3","actor_user":null,"details":{},"tenant_id":"acme","token_id":"7f3c0a1e-2b4d-4c6e-8f00-123456789abc"},"timestamp":"2026-11-30T12:00:00Z","type":"token.revoked"}"#;
+        assert_eq!(
+            signature(&secret, &message_id(42), 1_764_504_000, body),
+            "v1,F1LsJwMadNpYEeJD32duo/SoydXBmDtO7cEvIKKnl8E="
+        );
+    }
+
+    #[test]
     fn backoff_doubles_from_five_seconds_to_an_hour() {
         let waits: Vec<i64> = (1..=12).map(backoff_seconds).collect();
         assert_eq!(
