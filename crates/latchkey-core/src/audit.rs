@@ -145,6 +145,10 @@ audit_actions! {
     WebhookDeleted => "webhook.deleted",
     /// The server disabled a webhook endpoint whose deliveries kept failing.
     WebhookDisabled => "webhook.disabled",
+    /// A test ping was queued for a webhook endpoint (re-enabling it).
+    WebhookPinged => "webhook.pinged",
+    /// A delivery was queued again by hand (re-enabling its endpoint).
+    WebhookRedelivered => "webhook.redelivered",
 }
 
 /// The audit actions a webhook can subscribe to (docs/API.md, "Webhooks"). Named by
@@ -675,7 +679,7 @@ mod tests {
     }
 
     /// The names the server writes, as docs/API.md ("Audit (the five Ws)") lists them.
-    const WRITTEN: [&str; 23] = [
+    const WRITTEN: [&str; 25] = [
         "tenant.created",
         "tenant.deleted",
         "permission.put",
@@ -699,6 +703,8 @@ mod tests {
         "webhook.created",
         "webhook.deleted",
         "webhook.disabled",
+        "webhook.pinged",
+        "webhook.redelivered",
     ];
 
     #[test]

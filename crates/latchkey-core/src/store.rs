@@ -679,6 +679,20 @@ pub trait Store: Send + Sync + 'static {
         ctx: &AuditContext,
     ) -> StoreResult<()>;
 
+    /// Queues a `webhook.ping` delivery for webhook `id` alone, with a `webhook.pinged`
+    /// event, and re-enables the webhook if it was disabled. Returns the delivery's seq;
+    /// `None` when there is no such webhook.
+    async fn ping_webhook(&self, id: TokenId, ctx: &AuditContext) -> StoreResult<Option<i64>>;
+    /// Queues delivery `seq` of webhook `id` again, due at `ctx.at` (its attempts kept),
+    /// with a `webhook.redelivered` event, and re-enables the webhook if it was
+    /// disabled. False when there is no such delivery.
+    async fn redeliver_webhook(
+        &self,
+        id: TokenId,
+        seq: i64,
+        ctx: &AuditContext,
+    ) -> StoreResult<bool>;
+
     /// Writes a `token.expiring` event (docs/API.md, "Webhooks") for each unrevoked
     /// token whose `expires_at` is within 7 days, and again within 1 day, of `ctx.at`,
     /// once per token and window across replicas. Returns how many it wrote.

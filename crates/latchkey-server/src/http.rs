@@ -85,6 +85,11 @@ pub fn router(state: AppState) -> Router {
             get(webhooks::show).delete(webhooks::delete),
         )
         .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/v1/webhooks/{id}/ping", post(webhooks::ping))
+        .route(
+            "/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
+            post(webhooks::redeliver),
+        )
         .route("/v1/audit", get(audit::list))
         .route("/v1/audit/head", get(audit::head))
         .route("/v1/audit/chain", get(audit::chain))

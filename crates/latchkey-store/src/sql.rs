@@ -1355,6 +1355,19 @@ impl Store for SqlStore {
         retrying!(self.tx_finish_webhook_attempt(outcome, ctx))
     }
 
+    async fn ping_webhook(&self, id: TokenId, ctx: &AuditContext) -> StoreResult<Option<i64>> {
+        retrying!(self.tx_ping_webhook(id, ctx))
+    }
+
+    async fn redeliver_webhook(
+        &self,
+        id: TokenId,
+        seq: i64,
+        ctx: &AuditContext,
+    ) -> StoreResult<bool> {
+        retrying!(self.tx_redeliver_webhook(id, seq, ctx))
+    }
+
     async fn notify_expiring(&self, ctx: &AuditContext) -> StoreResult<u64> {
         retrying!(self.tx_notify_expiring(ctx))
     }

@@ -554,3 +554,90 @@ impl SqlStore {
         Ok(written)
     }
 }
+
+/// Clears a webhook's disabled state and failure count: someone asked for a delivery.
+async fn enable(conn: &mut AnyConnection, id: &str) -> TxResult<()> {
+    sqlx::query(
+        "UPDATE webhooks SET disabled_at = NULL, disabled_reason = NULL, failed_in_a_row = 0 \
+         WHERE id = $1",
+    )
+    .bind(id.to_owned())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+impl SqlStore {
+    pub(crate) async fn tx_ping_webhook(
+        &self,
+        id: TokenId,
+        ctx: &AuditContext,
+    ) -> TxResult<Option<i64>> {
+        let mut tx = self.writer.begin().await?;
+        let text = id.to_string();
+        let Some(record) = select_webhook(&mut tx, &text).await? else {
+            return Ok(None);
+        };
+        enable(&mut tx, &text).await?;
+        let tenant = record.webhook.tenant_id.as_ref().map(TenantId::as_str);
+        let event = AuditEvent::new(AuditAction::WebhookPinged, tenant, Some(text.clone()));
+        self.audit_in(&mut tx, ctx, event).await?;
+        // The head moved under this transaction's lock: it is the event just written,
+        // whose seq orders the ping among the webhook's deliveries.
+        let seq: i64 = sqlx::query_scalar("SELECT seq FROM chain_heads WHERE name = 'audit'")
+            .fetch_one(&mut *tx)
+            .await?;
+        let payload = json!({
+            "type": "webhook.ping",
+            "timestamp": ctx.at,
+            "data": { "webhook_id": text },
+        })
+        .to_string();
+        sqlx::query(
+            "INSERT INTO webhook_deliveries \
+             (webhook_id, seq, event, payload, created_at, status, attempts, next_attempt_at) \
+             VALUES ($1, $2, 'webhook.ping', $3, $4, 'pending', 0, $4)",
+        )
+        .bind(text)
+        .bind(seq)
+        .bind(payload)
+        .bind(ctx.at.millis())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(seq))
+    }
+
+    pub(crate) async fn tx_redeliver_webhook(
+        &self,
+        id: TokenId,
+        seq: i64,
+        ctx: &AuditContext,
+    ) -> TxResult<bool> {
+        let mut tx = self.writer.begin().await?;
+        let text = id.to_string();
+        let Some(record) = select_webhook(&mut tx, &text).await? else {
+            return Ok(false);
+        };
+        let queued = sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1, \
+             finished_at = NULL WHERE webhook_id = $2 AND seq = $3",
+        )
+        .bind(ctx.at.millis())
+        .bind(text.clone())
+        .bind(seq)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if queued != 1 {
+            return Ok(false);
+        }
+        enable(&mut tx, &text).await?;
+        let tenant = record.webhook.tenant_id.as_ref().map(TenantId::as_str);
+        let event = AuditEvent::new(AuditAction::WebhookRedelivered, tenant, Some(text))
+            .with_details(json!({ "seq": seq }));
+        self.audit_in(&mut tx, ctx, event).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}

@@ -32,6 +32,7 @@ both_backends_with!(
     repeated_failures_disable_the_endpoint_and_say_why,
     deleting_a_webhook_removes_its_deliveries,
     an_expiring_token_is_announced_a_week_and_a_day_ahead_once_each,
+    a_ping_and_a_redelivery_are_sent_on_request_and_enable_the_webhook,
 );
 
 both_backends!(
@@ -517,6 +518,16 @@ async fn repeated_failures_disable_the_endpoint_and_say_why(app: TestApp) {
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.got().len(), 5);
+    // Once the receiver is fixed, a ping enables the webhook again and is delivered.
+    receiver.fail_next.store(0, Ordering::SeqCst);
+    app.post(&format!("/v1/webhooks/{hook_id}/ping"), json!({}))
+        .await
+        .assert_status(202);
+    let got = receiver.wait_for(6).await;
+    assert_eq!(got[5].json()["type"], "webhook.ping");
+    let shown = app.get(&format!("/v1/webhooks/{hook_id}")).await;
+    assert_eq!(shown.body["disabled_at"], Value::Null);
+    assert_eq!(shown.body["disabled_reason"], Value::Null);
 }
 
 async fn deleting_a_webhook_removes_its_deliveries(app: TestApp) {
@@ -961,4 +972,88 @@ async fn an_expiring_token_is_announced_a_week_and_a_day_ahead_once_each(app: Te
         count(&app, "SELECT COUNT(*) FROM token_expiry_notices").await,
         2
     );
+}
+
+async fn a_ping_and_a_redelivery_are_sent_on_request_and_enable_the_webhook(app: TestApp) {
+    app.create_tenant("acme").await;
+    app.create_tenant("globex").await;
+    let receiver = Receiver::start(0).await;
+    let created = create_webhook(
+        &app,
+        &app.root_key,
+        json!({ "url": receiver.url, "events": ["token.revoked"], "tenant_id": "acme" }),
+    )
+    .await;
+    let secret = created["secret"].as_str().unwrap();
+    let hook_id = created["webhook"]["id"].as_str().unwrap().to_owned();
+    let pinged = app
+        .post(&format!("/v1/webhooks/{hook_id}/ping"), json!({}))
+        .await;
+    pinged.assert_status(202);
+    let ping_id = pinged.body["id"].as_str().unwrap().to_owned();
+    let got = receiver.wait_for(1).await;
+    assert_signed(&got[0], secret);
+    assert_eq!(got[0].id, ping_id);
+    assert_eq!(got[0].json()["type"], "webhook.ping");
+    assert_eq!(got[0].json()["data"]["webhook_id"], hook_id.as_str());
+    wait_for_deliveries(&app, &hook_id, all_delivered).await;
+
+    let again = app
+        .post(
+            &format!("/v1/webhooks/{hook_id}/deliveries/{ping_id}/redeliver"),
+            json!({}),
+        )
+        .await;
+    again.assert_status(202);
+    assert_eq!(again.body["id"], ping_id.as_str());
+    let got = receiver.wait_for(2).await;
+    assert_eq!(got[1].id, ping_id);
+    assert_eq!(got[1].body, got[0].body);
+    assert_signed(&got[1], secret);
+    let items = wait_for_deliveries(&app, &hook_id, |items| {
+        items[0]["attempts"]
+            .as_array()
+            .is_some_and(|a| a.len() == 2)
+    })
+    .await;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["status"], "delivered");
+    assert_eq!(app.audit_count("webhook.pinged").await, 1);
+    assert_eq!(app.audit_count("webhook.redelivered").await, 1);
+
+    // Refusals change nothing: an unknown delivery, a malformed id, another tenant's
+    // manager.
+    app.post(
+        &format!("/v1/webhooks/{hook_id}/deliveries/evt_999999/redeliver"),
+        json!({}),
+    )
+    .await
+    .assert_problem(404, "not-found");
+    app.post(
+        &format!("/v1/webhooks/{hook_id}/deliveries/nope/redeliver"),
+        json!({}),
+    )
+    .await
+    .assert_problem(400, "invalid-field");
+    let outsider = app.manager_key("globex").await;
+    for path in [
+        format!("/v1/webhooks/{hook_id}/ping"),
+        format!("/v1/webhooks/{hook_id}/deliveries/{ping_id}/redeliver"),
+    ] {
+        app.call(Method::POST, &path, Some(&outsider), Some(json!({})))
+            .await
+            .assert_problem(404, "not-found");
+    }
+    let insider = app.manager_key("acme").await;
+    app.call(
+        Method::POST,
+        &format!("/v1/webhooks/{hook_id}/ping"),
+        Some(&insider),
+        Some(json!({})),
+    )
+    .await
+    .assert_status(202);
+    receiver.wait_for(3).await;
+    assert_eq!(app.audit_count("webhook.pinged").await, 2);
+    assert_eq!(app.audit_count("webhook.redelivered").await, 1);
 }

@@ -219,3 +219,56 @@ pub async fn deliveries(
     }
     Ok(Json(body))
 }
+
+/// The answer to a ping or a redelivery: the delivery queued, by its `webhook-id`.
+#[derive(Debug, Serialize)]
+pub struct Queued {
+    id: String,
+}
+
+/// Queues a `webhook.ping` for the webhook alone; a disabled webhook is enabled again.
+pub async fn ping(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Queued>)> {
+    let webhook = visible_webhook(&state, &caller, &id).await?;
+    let seq = state
+        .store()
+        .ping_webhook(webhook.id, &caller.audit(&state))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("webhook {}", webhook.id)))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Queued {
+            id: webhooks::message_id(seq),
+        }),
+    ))
+}
+
+/// Queues a delivery again, due now; a disabled webhook is enabled again.
+pub async fn redeliver(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, delivery)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<Queued>)> {
+    let webhook = visible_webhook(&state, &caller, &id).await?;
+    let seq = delivery
+        .strip_prefix("evt_")
+        .and_then(|digits| digits.parse::<i64>().ok())
+        .filter(|seq| *seq > 0)
+        .ok_or_else(|| ApiError::field("delivery_id", "must be a delivery id such as evt_42"))?;
+    if !state
+        .store()
+        .redeliver_webhook(webhook.id, seq, &caller.audit(&state))
+        .await?
+    {
+        return Err(ApiError::NotFound(format!("delivery {delivery}")));
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Queued {
+            id: webhooks::message_id(seq),
+        }),
+    ))
+}
