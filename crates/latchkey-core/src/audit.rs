@@ -149,6 +149,8 @@ audit_actions! {
     WebhookPinged => "webhook.pinged",
     /// A delivery was queued again by hand (re-enabling its endpoint).
     WebhookRedelivered => "webhook.redelivered",
+    /// A webhook's signing secret was replaced; the old one signs too for a while.
+    WebhookSecretRotated => "webhook.secret_rotated",
 }
 
 /// The audit actions a webhook can subscribe to (docs/API.md, "Webhooks"). Named by
@@ -679,7 +681,7 @@ mod tests {
     }
 
     /// The names the server writes, as docs/API.md ("Audit (the five Ws)") lists them.
-    const WRITTEN: [&str; 25] = [
+    const WRITTEN: [&str; 26] = [
         "tenant.created",
         "tenant.deleted",
         "permission.put",
@@ -705,6 +707,7 @@ mod tests {
         "webhook.disabled",
         "webhook.pinged",
         "webhook.redelivered",
+        "webhook.secret_rotated",
     ];
 
     #[test]

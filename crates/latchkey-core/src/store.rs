@@ -317,6 +317,8 @@ pub struct Webhook {
     pub disabled_at: Option<Timestamp>,
     /// Why it was disabled.
     pub disabled_reason: Option<String>,
+    /// After a secret rotation: until when the previous secret signs too.
+    pub previous_secret_expires_at: Option<Timestamp>,
 }
 
 /// A webhook as stored: the endpoint and its signing secret sealed under the master key.
@@ -326,6 +328,9 @@ pub struct WebhookRecord {
     pub webhook: Webhook,
     /// AES-256-GCM nonce and ciphertext of the secret.
     pub secret_sealed: Vec<u8>,
+    /// The previous secret, sealed, while it still signs (until
+    /// `previous_secret_expires_at`).
+    pub previous_secret_sealed: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for WebhookRecord {
@@ -692,6 +697,17 @@ pub trait Store: Send + Sync + 'static {
         seq: i64,
         ctx: &AuditContext,
     ) -> StoreResult<bool>;
+
+    /// Replaces webhook `id`'s secret with `sealed`, keeping the current one as the
+    /// previous secret, which signs too until `previous_until`, with a
+    /// `webhook.secret_rotated` event. `None` when there is no such webhook.
+    async fn rotate_webhook_secret(
+        &self,
+        id: TokenId,
+        sealed: &[u8],
+        previous_until: Timestamp,
+        ctx: &AuditContext,
+    ) -> StoreResult<Option<Webhook>>;
 
     /// Writes a `token.expiring` event (docs/API.md, "Webhooks") for each unrevoked
     /// token whose `expires_at` is within 7 days, and again within 1 day, of `ctx.at`,

@@ -87,6 +87,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route("/v1/webhooks/{id}/ping", post(webhooks::ping))
         .route(
+            "/v1/webhooks/{id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
+        .route(
             "/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
             post(webhooks::redeliver),
         )

@@ -1368,6 +1368,16 @@ impl Store for SqlStore {
         retrying!(self.tx_redeliver_webhook(id, seq, ctx))
     }
 
+    async fn rotate_webhook_secret(
+        &self,
+        id: TokenId,
+        sealed: &[u8],
+        previous_until: Timestamp,
+        ctx: &AuditContext,
+    ) -> StoreResult<Option<Webhook>> {
+        retrying!(self.tx_rotate_webhook_secret(id, sealed, previous_until, ctx))
+    }
+
     async fn notify_expiring(&self, ctx: &AuditContext) -> StoreResult<u64> {
         retrying!(self.tx_notify_expiring(ctx))
     }

@@ -21,7 +21,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 const WEBHOOK_COLUMNS: &str = "id, tenant_id, url, secret_sealed, created_at, created_by, \
-    disabled_at, disabled_reason";
+    disabled_at, disabled_reason, previous_secret_sealed, previous_secret_until";
 
 const DELIVERY_COLUMNS: &str =
     "webhook_id, seq, event, payload, created_at, status, next_attempt_at, finished_at";
@@ -87,8 +87,12 @@ fn webhook_record(row: &AnyRow, events: Vec<String>) -> Result<WebhookRecord, sq
                 .try_get::<Option<i64>, _>("disabled_at")?
                 .map(Timestamp::from_millis),
             disabled_reason: row.try_get("disabled_reason")?,
+            previous_secret_expires_at: row
+                .try_get::<Option<i64>, _>("previous_secret_until")?
+                .map(Timestamp::from_millis),
         },
         secret_sealed: row.try_get("secret_sealed")?,
+        previous_secret_sealed: row.try_get("previous_secret_sealed")?,
     })
 }
 
@@ -189,7 +193,8 @@ impl SqlStore {
         }
         let id = hook.id.to_string();
         sqlx::query(&format!(
-            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL)"
+            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, NULL, NULL)"
         ))
         .bind(id.clone())
         .bind(hook.tenant_id.as_ref().map(|t| t.as_str().to_owned()))
@@ -639,5 +644,41 @@ impl SqlStore {
         self.audit_in(&mut tx, ctx, event).await?;
         tx.commit().await?;
         Ok(true)
+    }
+}
+
+impl SqlStore {
+    pub(crate) async fn tx_rotate_webhook_secret(
+        &self,
+        id: TokenId,
+        sealed: &[u8],
+        previous_until: Timestamp,
+        ctx: &AuditContext,
+    ) -> TxResult<Option<Webhook>> {
+        let mut tx = self.writer.begin().await?;
+        let text = id.to_string();
+        let Some(record) = select_webhook(&mut tx, &text).await? else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "UPDATE webhooks SET previous_secret_sealed = secret_sealed, \
+             previous_secret_until = $1, secret_sealed = $2 WHERE id = $3",
+        )
+        .bind(previous_until.millis())
+        .bind(sealed.to_vec())
+        .bind(text.clone())
+        .execute(&mut *tx)
+        .await?;
+        let tenant = record.webhook.tenant_id.as_ref().map(TenantId::as_str);
+        let event = AuditEvent::new(
+            AuditAction::WebhookSecretRotated,
+            tenant,
+            Some(text.clone()),
+        )
+        .with_details(json!({ "previous_secret_expires_at": previous_until }));
+        self.audit_in(&mut tx, ctx, event).await?;
+        let after = select_webhook(&mut tx, &text).await?;
+        tx.commit().await?;
+        Ok(after.map(|record| record.webhook))
     }
 }

@@ -180,12 +180,29 @@ pub fn seal_secret(state: &AppState, id: TokenId, secret: &[u8]) -> Result<Vec<u
     state.keyring().master().seal(&seal_label(id), secret)
 }
 
-fn open_secret(state: &AppState, record: &WebhookRecord) -> Result<Vec<u8>> {
-    state
-        .keyring()
-        .master()
-        .open(&seal_label(record.webhook.id), &record.secret_sealed)
-        .map_err(|_| Error::internal("a webhook secret does not open under this master key"))
+/// The secrets that sign a delivery at `at`: the current one, and after a rotation
+/// the previous one until its time is up (docs/API.md, "Webhooks").
+fn signing_secrets(
+    state: &AppState,
+    record: &WebhookRecord,
+    at: Timestamp,
+) -> Result<Vec<Vec<u8>>> {
+    let open = |sealed: &[u8]| {
+        state
+            .keyring()
+            .master()
+            .open(&seal_label(record.webhook.id), sealed)
+            .map_err(|_| Error::internal("a webhook secret does not open under this master key"))
+    };
+    let mut secrets = vec![open(&record.secret_sealed)?];
+    let previous_live = record
+        .webhook
+        .previous_secret_expires_at
+        .is_some_and(|until| at < until);
+    if let (true, Some(previous)) = (previous_live, &record.previous_secret_sealed) {
+        secrets.push(open(previous)?);
+    }
+    Ok(secrets)
 }
 
 /// The `webhook-signature` value: `v1,` and the base64 HMAC-SHA256 of
@@ -287,8 +304,8 @@ async fn deliver_due(state: &AppState, post: Post, stop: &tokio::sync::watch::Re
 async fn attempt(state: &AppState, post: Post, record: &WebhookRecord, delivery: &WebhookDelivery) {
     let at = state.now();
     let started = Instant::now();
-    let sent = match open_secret(state, record) {
-        Ok(secret) => send(state, post, record, delivery, &secret, at).await,
+    let sent = match signing_secrets(state, record, at) {
+        Ok(secrets) => send(state, post, record, delivery, &secrets, at).await,
         Err(error) => {
             tracing::error!(webhook = %record.webhook.id, %error, "cannot sign a delivery");
             Err("the server cannot open this webhook's secret".to_owned())
@@ -355,7 +372,7 @@ async fn send(
     post: Post,
     record: &WebhookRecord,
     delivery: &WebhookDelivery,
-    secret: &[u8],
+    secrets: &[Vec<u8>],
     at: Timestamp,
 ) -> std::result::Result<u16, String> {
     let target = parse_url(&record.webhook.url)?;
@@ -365,7 +382,13 @@ async fn send(
         .map_err(|_| "resolving the host timed out".to_owned())??;
     let id = message_id(delivery.seq);
     let timestamp = at.millis().div_euclid(1000);
-    let signature = signature(secret, &id, timestamp, &delivery.payload);
+    // One `v1,` value per live secret, space-separated: a receiver that has the new
+    // secret or still the old one verifies either.
+    let signature = secrets
+        .iter()
+        .map(|secret| signature(secret, &id, timestamp, &delivery.payload))
+        .collect::<Vec<_>>()
+        .join(" ");
     post(Outbound {
         address,
         target,

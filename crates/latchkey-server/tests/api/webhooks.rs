@@ -33,6 +33,7 @@ both_backends_with!(
     deleting_a_webhook_removes_its_deliveries,
     an_expiring_token_is_announced_a_week_and_a_day_ahead_once_each,
     a_ping_and_a_redelivery_are_sent_on_request_and_enable_the_webhook,
+    a_rotated_secret_signs_beside_the_old_one_until_the_overlap_ends,
 );
 
 both_backends!(
@@ -125,9 +126,9 @@ impl Receiver {
     }
 }
 
-/// Checks a request's signature with an HMAC computed here, from the shown secret.
-#[track_caller]
-fn assert_signed(received: &Received, secret: &str) {
+/// True when one of the request's signatures is the HMAC computed here from the shown
+/// secret.
+fn verifies(received: &Received, secret: &str) -> bool {
     let key = STANDARD
         .decode(secret.strip_prefix("whsec_").expect("a whsec_ secret"))
         .unwrap();
@@ -135,9 +136,15 @@ fn assert_signed(received: &Received, secret: &str) {
     let signed = format!("{}.{}.{}", received.id, received.timestamp, received.body);
     let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &key), signed.as_bytes());
     let expected = format!("v1,{}", STANDARD.encode(tag.as_ref()));
+    received.signature.split(' ').any(|value| value == expected)
+}
+
+/// Checks a request's signature with an HMAC computed here, from the shown secret.
+#[track_caller]
+fn assert_signed(received: &Received, secret: &str) {
     assert!(
-        received.signature.split(' ').any(|value| value == expected),
-        "signature {} is not {expected}",
+        verifies(received, secret),
+        "signature {} is not by {secret}",
         received.signature
     );
     assert!(received.timestamp.parse::<i64>().is_ok());
@@ -1056,4 +1063,56 @@ async fn a_ping_and_a_redelivery_are_sent_on_request_and_enable_the_webhook(app:
     receiver.wait_for(3).await;
     assert_eq!(app.audit_count("webhook.pinged").await, 2);
     assert_eq!(app.audit_count("webhook.redelivered").await, 1);
+}
+
+async fn a_rotated_secret_signs_beside_the_old_one_until_the_overlap_ends(app: TestApp) {
+    app.create_tenant("acme").await;
+    app.create_tenant("globex").await;
+    let receiver = Receiver::start(0).await;
+    let created = create_webhook(
+        &app,
+        &app.root_key,
+        json!({ "url": receiver.url, "events": ["token.created"], "tenant_id": "acme" }),
+    )
+    .await;
+    let old = created["secret"].as_str().unwrap().to_owned();
+    let hook_id = created["webhook"]["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/webhooks/{hook_id}/rotate-secret");
+    // Refusals first: they change nothing.
+    for overlap in [-1, 7 * 86_400 + 1] {
+        let reply = app.post(&path, json!({ "overlap_seconds": overlap })).await;
+        reply.assert_problem(422, "invalid-value");
+        assert_eq!(reply.body["field"], "overlap_seconds");
+    }
+    let outsider = app.manager_key("globex").await;
+    app.call(Method::POST, &path, Some(&outsider), Some(json!({})))
+        .await
+        .assert_problem(404, "not-found");
+    assert_eq!(app.audit_count("webhook.secret_rotated").await, 0);
+
+    let rotated = app.post(&path, json!({ "overlap_seconds": 3600 })).await;
+    rotated.assert_status(200);
+    let new = rotated.body["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    assert_eq!(
+        rotated.body["webhook"]["previous_secret_expires_at"],
+        json!(app.in_millis(3_600_000))
+    );
+    assert_eq!(app.audit_count("webhook.secret_rotated").await, 1);
+    let audit = app.get("/v1/audit?action=webhook.secret_rotated").await;
+    assert!(!audit.text.contains(&new[6..]) && !audit.text.contains(&old[6..]));
+
+    app.create_tenant_token("acme", json!({ "name": "during", "kind": "api_key" }))
+        .await;
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0].signature.split(' ').count(), 2);
+    assert!(verifies(&got[0], &new) && verifies(&got[0], &old));
+
+    app.clock.advance(Duration::from_secs(3601));
+    app.create_tenant_token("acme", json!({ "name": "after", "kind": "api_key" }))
+        .await;
+    let got = receiver.wait_for(2).await;
+    assert_eq!(got[1].signature.split(' ').count(), 1);
+    assert!(verifies(&got[1], &new));
+    assert!(!verifies(&got[1], &old), "the old secret no longer signs");
 }

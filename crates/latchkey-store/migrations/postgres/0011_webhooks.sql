@@ -15,7 +15,10 @@ CREATE TABLE webhooks (
     disabled_at BIGINT,
     disabled_reason TEXT,
     failed_in_a_row BIGINT NOT NULL DEFAULT 0,
-    lease_until BIGINT NOT NULL DEFAULT 0
+    lease_until BIGINT NOT NULL DEFAULT 0,
+    -- After a rotation the old secret signs too, beside the new one, until this time.
+    previous_secret_sealed BYTEA,
+    previous_secret_until BIGINT
 );
 
 -- The events an endpoint subscribes to.

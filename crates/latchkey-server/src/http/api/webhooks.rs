@@ -104,9 +104,11 @@ pub async fn create(
         created_by: caller.token_id.to_string(),
         disabled_at: None,
         disabled_reason: None,
+        previous_secret_expires_at: None,
     };
     let record = WebhookRecord {
         secret_sealed: webhooks::seal_secret(&state, id, &bytes)?,
+        previous_secret_sealed: None,
         webhook,
     };
     state.store().create_webhook(&record, &ctx).await?;
@@ -271,4 +273,47 @@ pub async fn redeliver(
             id: webhooks::message_id(seq),
         }),
     ))
+}
+
+/// The longest the previous secret may keep signing after a rotation.
+const MAX_OVERLAP_SECONDS: i64 = 7 * 86_400;
+/// How long it does when the request does not say.
+const DEFAULT_OVERLAP_SECONDS: i64 = 86_400;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    #[serde(default)]
+    overlap_seconds: Option<i64>,
+}
+
+/// Replaces the secret and shows the new one, once. Until `overlap_seconds` have passed
+/// each delivery carries a signature with the old secret too, so receivers can switch
+/// at their own pace.
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RotateSecret>,
+) -> ApiResult<Json<CreatedWebhook>> {
+    let webhook = visible_webhook(&state, &caller, &id).await?;
+    let overlap = body.overlap_seconds.unwrap_or(DEFAULT_OVERLAP_SECONDS);
+    if !(0..=MAX_OVERLAP_SECONDS).contains(&overlap) {
+        return Err(ApiError::value(
+            "overlap_seconds",
+            format!("must be from 0 to {MAX_OVERLAP_SECONDS}"),
+        ));
+    }
+    let (secret, bytes) = webhooks::generate_secret(&state)?;
+    let sealed = webhooks::seal_secret(&state, webhook.id, &bytes)?;
+    let ctx = caller.audit(&state);
+    let rotated = state
+        .store()
+        .rotate_webhook_secret(webhook.id, &sealed, ctx.at.plus_seconds(overlap), &ctx)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("webhook {}", webhook.id)))?;
+    Ok(Json(CreatedWebhook {
+        webhook: rotated,
+        secret,
+    }))
 }
