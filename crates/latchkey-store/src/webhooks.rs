@@ -334,6 +334,20 @@ impl SqlStore {
         now: Timestamp,
         lease_until: Timestamp,
     ) -> TxResult<Option<(WebhookRecord, WebhookDelivery)>> {
+        // Most rounds find nothing due: asked of a reader, they take no write lock
+        // (SQLite's one writer serves the hot paths' commits).
+        let due = sqlx::query(
+            "SELECT 1 AS one FROM webhooks w WHERE w.disabled_at IS NULL \
+             AND w.lease_until <= $1 AND EXISTS (SELECT 1 FROM webhook_deliveries d \
+             WHERE d.webhook_id = w.id AND d.status = 'pending' AND d.next_attempt_at <= $1) \
+             LIMIT 1",
+        )
+        .bind(now.millis())
+        .fetch_optional(&self.reader)
+        .await?;
+        if due.is_none() {
+            return Ok(None);
+        }
         let mut tx = self.writer.begin().await?;
         // PostgreSQL: replicas skip the rows another is leasing right now; SQLite has
         // one writer, and the conditional UPDATE below settles any race between files.

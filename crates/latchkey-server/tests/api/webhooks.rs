@@ -34,6 +34,7 @@ both_backends_with!(
     an_expiring_token_is_announced_a_week_and_a_day_ahead_once_each,
     a_ping_and_a_redelivery_are_sent_on_request_and_enable_the_webhook,
     a_rotated_secret_signs_beside_the_old_one_until_the_overlap_ends,
+    a_token_first_seen_from_an_address_is_delivered_from_usage_ingest,
 );
 
 both_backends!(
@@ -1115,4 +1116,53 @@ async fn a_rotated_secret_signs_beside_the_old_one_until_the_overlap_ends(app: T
     assert_eq!(got[1].signature.split(' ').count(), 1);
     assert!(verifies(&got[1], &new));
     assert!(!verifies(&got[1], &old), "the old secret no longer signs");
+}
+
+async fn a_token_first_seen_from_an_address_is_delivered_from_usage_ingest(app: TestApp) {
+    app.create_tenant("acme").await;
+    let receiver = Receiver::start(0).await;
+    create_webhook(
+        &app,
+        &app.root_key,
+        json!({ "url": receiver.url, "events": ["token.first_seen_ip"] }),
+    )
+    .await;
+    let token = app
+        .create_tenant_token("acme", json!({ "name": "ci", "kind": "api_key" }))
+        .await;
+    let token_id = token["token"]["id"].as_str().unwrap();
+    let gateway = app.introspection_key().await;
+    let minute = app.in_millis(-3_600_000).millis();
+    let minute = latchkey_core::Timestamp::from_millis(minute - minute.rem_euclid(60_000));
+    let entry = |ip: &str| {
+        json!({ "token_id": token_id, "route": "/reports", "method": "GET",
+                "status_class": "2xx", "client_ip": ip, "count": 1,
+                "last_used_at": minute.plus_seconds(5).to_rfc3339() })
+    };
+    let batch = json!({ "window_start": minute.to_rfc3339(),
+                        "entries": [entry("203.0.113.7"), entry("203.0.113.7")] });
+    app.call(
+        Method::POST,
+        "/v1/usage",
+        Some(&gateway),
+        Some(batch.clone()),
+    )
+    .await
+    .assert_status(202);
+    let got = receiver.wait_for(1).await;
+    let body = got[0].json();
+    assert_eq!(body["type"], "token.first_seen_ip");
+    assert_eq!(body["data"]["token_id"], token_id);
+    assert_eq!(body["data"]["tenant_id"], "acme");
+    assert_eq!(body["data"]["details"]["ip"], "203.0.113.7");
+    // The same address again is not new: nothing more is sent.
+    app.call(Method::POST, "/v1/usage", Some(&gateway), Some(batch))
+        .await
+        .assert_status(202);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.got().len(), 1);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM webhook_deliveries").await,
+        1
+    );
 }
