@@ -270,34 +270,45 @@ pub async fn run(state: AppState, post: Post, mut stop: tokio::sync::watch::Rece
 }
 
 /// Leases endpoints with a due delivery, one at a time, and sends each its oldest
-/// pending delivery, several endpoints at once, until none is due or `stop` is true.
+/// pending delivery, several endpoints at once. Each finished attempt frees its
+/// endpoint, which is leased again at once if its next delivery is due, so a backlog
+/// drains without waiting for the next round. Returns when nothing is due and nothing
+/// is under way, or once `stop` is true and the attempts under way are recorded.
 async fn deliver_due(state: &AppState, post: Post, stop: &tokio::sync::watch::Receiver<bool>) {
     let mut running = tokio::task::JoinSet::new();
-    while !*stop.borrow() {
-        while running.len() >= PARALLEL_ENDPOINTS {
-            running.join_next().await;
+    loop {
+        let mut leased_none = true;
+        if running.len() < PARALLEL_ENDPOINTS && !*stop.borrow() {
+            let now = state.now();
+            match state
+                .store()
+                .lease_webhook_delivery(now, now.plus_seconds(LEASE_SECONDS))
+                .await
+            {
+                Ok(Some((record, delivery))) => {
+                    leased_none = false;
+                    let state = state.clone();
+                    running.spawn(async move { attempt(&state, post, &record, &delivery).await });
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(
+                        ?error,
+                        "leasing a webhook delivery failed; retrying shortly"
+                    );
+                    while running.join_next().await.is_some() {}
+                    return;
+                }
+            }
         }
-        let now = state.now();
-        let leased = state
-            .store()
-            .lease_webhook_delivery(now, now.plus_seconds(LEASE_SECONDS))
-            .await;
-        match leased {
-            Ok(Some((record, delivery))) => {
-                let state = state.clone();
-                running.spawn(async move { attempt(&state, post, &record, &delivery).await });
-            }
-            Ok(None) => break,
-            Err(error) => {
-                tracing::warn!(
-                    ?error,
-                    "leasing a webhook delivery failed; retrying shortly"
-                );
-                break;
-            }
+        if !leased_none {
+            continue;
+        }
+        // Nothing more to lease now: wait for an attempt to finish, then look again.
+        if running.join_next().await.is_none() {
+            return;
         }
     }
-    while running.join_next().await.is_some() {}
 }
 
 /// One attempt at `delivery`, recorded whatever its outcome.

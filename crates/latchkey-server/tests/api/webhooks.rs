@@ -37,6 +37,17 @@ both_backends_with!(
     a_token_first_seen_from_an_address_is_delivered_from_usage_ingest,
 );
 
+/// Rounds two seconds apart: a backlog must drain within one.
+fn slow_rounds(config: &mut Config) {
+    config.webhook_allow_private_targets = true;
+    config.webhook_poll_interval_ms = 2000;
+}
+
+both_backends_with!(
+    slow_rounds;
+    a_backlog_drains_within_one_round,
+);
+
 both_backends!(
     bad_webhooks_are_refused_and_change_nothing,
     a_name_resolving_to_loopback_is_refused_at_delivery,
@@ -1165,4 +1176,56 @@ async fn a_token_first_seen_from_an_address_is_delivered_from_usage_ingest(app: 
         count(&app, "SELECT COUNT(*) FROM webhook_deliveries").await,
         1
     );
+}
+
+async fn a_backlog_drains_within_one_round(app: TestApp) {
+    app.create_tenant("acme").await;
+    let receiver = Receiver::start(usize::MAX).await;
+    let created = create_webhook(
+        &app,
+        &app.root_key,
+        json!({ "url": receiver.url, "events": ["token.created"] }),
+    )
+    .await;
+    let hook_id = created["webhook"]["id"].as_str().unwrap().to_owned();
+    for n in 0..10 {
+        app.create_tenant_token(
+            "acme",
+            json!({ "name": format!("t{n}"), "kind": "api_key" }),
+        )
+        .await;
+    }
+    // The head fails and holds the rest back until its retry is due.
+    receiver.wait_for(1).await;
+    wait_for_deliveries(&app, &hook_id, |items| {
+        items.len() == 10
+            && items[9]["attempts"]
+                .as_array()
+                .is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    receiver.fail_next.store(0, Ordering::SeqCst);
+    app.clock.advance(Duration::from_secs(60));
+    let first = std::time::Instant::now();
+    receiver.wait_for(2).await;
+    let started = std::time::Instant::now();
+    let got = receiver.wait_for(11).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the other nine follow in the same round, not one a round: {:?} (round began {:?} ago)",
+        started.elapsed(),
+        first.elapsed()
+    );
+    let names: Vec<String> = got[1..]
+        .iter()
+        .map(|r| {
+            r.json()["data"]["details"]["name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let expected: Vec<String> = (0..10).map(|n| format!("t{n}")).collect();
+    assert_eq!(names, expected);
+    wait_for_deliveries(&app, &hook_id, all_delivered).await;
 }
