@@ -35,6 +35,7 @@ both_backends_with!(
     a_ping_and_a_redelivery_are_sent_on_request_and_enable_the_webhook,
     a_rotated_secret_signs_beside_the_old_one_until_the_overlap_ends,
     a_token_first_seen_from_an_address_is_delivered_from_usage_ingest,
+    a_redirect_is_not_followed_and_fails_the_attempt,
 );
 
 /// Rounds two seconds apart: a backlog must drain within one.
@@ -1228,4 +1229,46 @@ async fn a_backlog_drains_within_one_round(app: TestApp) {
     let expected: Vec<String> = (0..10).map(|n| format!("t{n}")).collect();
     assert_eq!(names, expected);
     wait_for_deliveries(&app, &hook_id, all_delivered).await;
+}
+
+async fn a_redirect_is_not_followed_and_fails_the_attempt(app: TestApp) {
+    app.create_tenant("acme").await;
+    // The attack: a receiver that answers 307 towards another address (an internal
+    // service, say) to make the server POST there.
+    let internal = Receiver::start(0).await;
+    let location = internal.url.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirector = format!("http://{}/hook", listener.local_addr().unwrap());
+    let app_router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let location = location.clone();
+            async move { (StatusCode::TEMPORARY_REDIRECT, [("location", location)]) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app_router).await });
+    let created = create_webhook(
+        &app,
+        &app.root_key,
+        json!({ "url": redirector, "events": ["token.created"] }),
+    )
+    .await;
+    let hook_id = created["webhook"]["id"].as_str().unwrap().to_owned();
+    app.create_tenant_token("acme", json!({ "name": "t", "kind": "api_key" }))
+        .await;
+    let items = wait_for_deliveries(&app, &hook_id, |items| {
+        items[0]["attempts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    let attempt = &items[0]["attempts"][0];
+    assert_eq!(attempt["status_code"], 307);
+    assert_eq!(attempt["error"], "HTTP 307: redirects are not followed");
+    assert_eq!(items[0]["status"], "pending");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        internal.got().is_empty(),
+        "the redirect target was never called"
+    );
 }
