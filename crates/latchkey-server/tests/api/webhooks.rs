@@ -591,6 +591,27 @@ async fn deleting_a_webhook_removes_its_deliveries(app: TestApp) {
     app.clock.advance(Duration::from_secs(3600));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.got().len(), 1);
+
+    // A tenant's webhooks go with the tenant.
+    app.create_tenant("gone").await;
+    let created = create_webhook(
+        &app,
+        &app.root_key,
+        json!({ "url": receiver.url, "events": ["token.created"], "tenant_id": "gone" }),
+    )
+    .await;
+    let gone_id = created["webhook"]["id"].as_str().unwrap().to_owned();
+    app.delete("/v1/tenants/gone").await.assert_status(204);
+    app.get(&format!("/v1/webhooks/{gone_id}"))
+        .await
+        .assert_problem(404, "not-found");
+    for table in ["webhooks", "webhook_events"] {
+        assert_eq!(
+            count(&app, &format!("SELECT COUNT(*) FROM {table}")).await,
+            0,
+            "{table}"
+        );
+    }
 }
 
 async fn bad_webhooks_are_refused_and_change_nothing(app: TestApp) {
