@@ -140,6 +140,50 @@ audit_actions! {
     TokenRefreshed => "token.refreshed",
     /// An authentication failed; `details.reason` says why.
     AuthFailed => "auth.failed",
+    /// A token expires within 7 days, or within 1 day (`details.days`); written once
+    /// for each by the maintenance round.
+    TokenExpiring => "token.expiring",
+    /// A webhook endpoint was created (docs/API.md, "Webhooks").
+    WebhookCreated => "webhook.created",
+    /// A webhook endpoint was deleted with its pending deliveries.
+    WebhookDeleted => "webhook.deleted",
+    /// The server disabled a webhook endpoint whose deliveries kept failing.
+    WebhookDisabled => "webhook.disabled",
+    /// A test ping was queued for a webhook endpoint (re-enabling it).
+    WebhookPinged => "webhook.pinged",
+    /// A delivery was queued again by hand (re-enabling its endpoint).
+    WebhookRedelivered => "webhook.redelivered",
+    /// A webhook's signing secret was replaced; the old one signs too for a while.
+    WebhookSecretRotated => "webhook.secret_rotated",
+}
+
+/// The audit actions a webhook can subscribe to (docs/API.md, "Webhooks"). Named by
+/// text so that an action another part of the server adds (`token.leaked`) needs no
+/// change here.
+pub const WEBHOOK_EVENTS: &[&str] = &[
+    "token.created",
+    "token.revoked",
+    "token.rolled",
+    "token.leaked",
+    "token.expiring",
+    "token.first_seen_ip",
+];
+
+impl AuditAction {
+    /// True for the actions webhooks receive. Cheap enough for every appended event:
+    /// the hot paths (`token.exchanged`, `token.refreshed`, `auth.failed`) are refused
+    /// by their variant, and no other action costs more than a few short comparisons;
+    /// none costs a query.
+    pub fn is_webhook_event(&self) -> bool {
+        match self {
+            // The authentication events, written by the thousand a second: no strings.
+            Self::TokenExchanged | Self::TokenRefreshed | Self::AuthFailed => false,
+            _ => {
+                let name = self.as_str();
+                name.starts_with("token.") && WEBHOOK_EVENTS.contains(&name)
+            }
+        }
+    }
 }
 
 /// The name of an [`AuditAction::Other`]: a stored action this version does not know.
@@ -648,7 +692,7 @@ mod tests {
     }
 
     /// The names the server writes, as docs/API.md ("Audit (the five Ws)") lists them.
-    const WRITTEN: [&str; 21] = [
+    const WRITTEN: [&str; 28] = [
         "tenant.created",
         "tenant.deleted",
         "permission.put",
@@ -670,7 +714,32 @@ mod tests {
         "token.exchanged",
         "token.refreshed",
         "auth.failed",
+        "token.expiring",
+        "webhook.created",
+        "webhook.deleted",
+        "webhook.disabled",
+        "webhook.pinged",
+        "webhook.redelivered",
+        "webhook.secret_rotated",
     ];
+
+    #[test]
+    fn only_the_documented_token_events_reach_webhooks() {
+        for name in WEBHOOK_EVENTS {
+            assert!(AuditAction::parse(name).is_webhook_event(), "{name}");
+        }
+        for name in [
+            "token.exchanged",
+            "token.refreshed",
+            "token.renamed",
+            "auth.failed",
+            "webhook.created",
+            "tenant.created",
+            "token.created.x",
+        ] {
+            assert!(!AuditAction::parse(name).is_webhook_event(), "{name}");
+        }
+    }
 
     #[test]
     fn every_action_the_server_writes_round_trips_through_its_wire_name() {

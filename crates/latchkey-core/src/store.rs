@@ -353,6 +353,111 @@ pub struct UsageRecord {
     pub last_used_at: Timestamp,
 }
 
+/// A webhook endpoint (docs/API.md, "Webhooks"). Its id is a UUID like a token's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Webhook {
+    /// The endpoint's id.
+    pub id: TokenId,
+    /// The one tenant whose events it receives; `None`: every tenant's (admins only).
+    pub tenant_id: Option<TenantId>,
+    /// Where deliveries are POSTed.
+    pub url: String,
+    /// The events it subscribes to, sorted.
+    pub events: Vec<String>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// The credential (token id) that created it.
+    pub created_by: String,
+    /// When the server disabled it after repeated failures; it then receives nothing.
+    pub disabled_at: Option<Timestamp>,
+    /// Why it was disabled.
+    pub disabled_reason: Option<String>,
+    /// After a secret rotation: until when the previous secret signs too.
+    pub previous_secret_expires_at: Option<Timestamp>,
+}
+
+/// A webhook as stored: the endpoint and its signing secret sealed under the master key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookRecord {
+    /// The endpoint.
+    pub webhook: Webhook,
+    /// AES-256-GCM nonce and ciphertext of the secret.
+    pub secret_sealed: Vec<u8>,
+    /// The previous secret, sealed, while it still signs (until
+    /// `previous_secret_expires_at`).
+    pub previous_secret_sealed: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for WebhookRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WebhookRecord({:?})", self.webhook)
+    }
+}
+
+/// One try at sending a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebhookAttempt {
+    /// 1 for the first try.
+    pub attempt: i64,
+    /// When it started.
+    pub at: Timestamp,
+    /// How long it took.
+    pub duration_ms: i64,
+    /// The receiver's HTTP status, when it answered.
+    pub status_code: Option<i64>,
+    /// Why it failed, when it did (never a secret).
+    pub error: Option<String>,
+}
+
+/// One event to send to one endpoint: a row of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebhookDelivery {
+    /// The endpoint.
+    pub webhook_id: TokenId,
+    /// The audit event's seq: an endpoint's deliveries go out in this order.
+    pub seq: i64,
+    /// The event type (`token.created`, …).
+    pub event: String,
+    /// The JSON body sent, exactly.
+    pub payload: String,
+    /// When the event happened.
+    pub created_at: Timestamp,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    /// When the next try is due, while pending.
+    pub next_attempt_at: Timestamp,
+    /// When it was delivered or given up.
+    pub finished_at: Option<Timestamp>,
+    /// The tries so far, oldest first.
+    pub attempts: Vec<WebhookAttempt>,
+}
+
+/// What became of a delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryNext {
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Try again at this time.
+    RetryAt(Timestamp),
+    /// It failed for long enough: give up and move on to the next delivery.
+    Failed,
+}
+
+/// The result of one attempt, to record ([`Store::finish_webhook_attempt`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookAttemptOutcome {
+    /// The endpoint.
+    pub webhook_id: TokenId,
+    /// The delivery.
+    pub seq: i64,
+    /// The attempt.
+    pub attempt: WebhookAttempt,
+    /// What becomes of the delivery.
+    pub next: DeliveryNext,
+    /// Disable the endpoint when this many deliveries in a row have failed for good.
+    pub disable_after: i64,
+}
+
 /// The stored head of the audit chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditHead {
@@ -645,6 +750,72 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<UsageRecord>>;
     /// Deletes usage aggregates of minutes before `before`; returns how many.
     async fn compact_usage(&self, before: Timestamp) -> StoreResult<u64>;
+
+    /// Stores a webhook endpoint with its `webhook.created` event.
+    async fn create_webhook(&self, record: &WebhookRecord, ctx: &AuditContext) -> StoreResult<()>;
+    /// One webhook with its sealed secret.
+    async fn get_webhook(&self, id: TokenId) -> StoreResult<Option<WebhookRecord>>;
+    /// Webhooks by id: those of `tenant` only (not the all-tenant ones), or all of them.
+    async fn list_webhooks(
+        &self,
+        tenant: Option<&TenantId>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Webhook>>;
+    /// Deletes a webhook with its deliveries, recording `webhook.deleted`. False when
+    /// there was no such webhook.
+    async fn delete_webhook(&self, id: TokenId, ctx: &AuditContext) -> StoreResult<bool>;
+    /// A webhook's deliveries with their attempts, newest first; `page.after` is a seq.
+    async fn webhook_deliveries(
+        &self,
+        id: TokenId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<WebhookDelivery>>;
+    /// Leases one enabled webhook whose oldest pending delivery is due at `now` and
+    /// that no replica holds, until `lease_until`, and returns it with that delivery.
+    /// On PostgreSQL replicas skip each other's locked rows (`FOR UPDATE SKIP LOCKED`).
+    async fn lease_webhook_delivery(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<Option<(WebhookRecord, WebhookDelivery)>>;
+    /// Records an attempt, moves the delivery on (delivered, retry later, failed),
+    /// disables the endpoint after `disable_after` failed deliveries in a row (with a
+    /// `webhook.disabled` event at `ctx`), and releases the lease.
+    async fn finish_webhook_attempt(
+        &self,
+        outcome: &WebhookAttemptOutcome,
+        ctx: &AuditContext,
+    ) -> StoreResult<()>;
+
+    /// Queues a `webhook.ping` delivery for webhook `id` alone, with a `webhook.pinged`
+    /// event, and re-enables the webhook if it was disabled. Returns the delivery's seq;
+    /// `None` when there is no such webhook.
+    async fn ping_webhook(&self, id: TokenId, ctx: &AuditContext) -> StoreResult<Option<i64>>;
+    /// Queues delivery `seq` of webhook `id` again, due at `ctx.at` (its attempts kept),
+    /// with a `webhook.redelivered` event, and re-enables the webhook if it was
+    /// disabled. False when there is no such delivery.
+    async fn redeliver_webhook(
+        &self,
+        id: TokenId,
+        seq: i64,
+        ctx: &AuditContext,
+    ) -> StoreResult<bool>;
+
+    /// Replaces webhook `id`'s secret with `sealed`, keeping the current one as the
+    /// previous secret, which signs too until `previous_until`, with a
+    /// `webhook.secret_rotated` event. `None` when there is no such webhook.
+    async fn rotate_webhook_secret(
+        &self,
+        id: TokenId,
+        sealed: &[u8],
+        previous_until: Timestamp,
+        ctx: &AuditContext,
+    ) -> StoreResult<Option<Webhook>>;
+
+    /// Writes a `token.expiring` event (docs/API.md, "Webhooks") for each unrevoked
+    /// token whose `expires_at` is within 7 days, and again within 1 day, of `ctx.at`,
+    /// once per token and window across replicas. Returns how many it wrote.
+    async fn notify_expiring(&self, ctx: &AuditContext) -> StoreResult<u64>;
 
     /// Appends events to the audit chain in one transaction (group commit).
     async fn append_audit(

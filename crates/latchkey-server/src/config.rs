@@ -105,6 +105,12 @@ pub struct Config {
     pub leak_report_public_keys_url: Option<String>,
     /// How often the keys at `leak_report_public_keys_url` are read again.
     pub leak_report_public_keys_refresh_seconds: u64,
+    /// Let webhooks target loopback, private, link-local and other non-public addresses
+    /// (docs/API.md, "Webhooks"). Off by default: a tenant manager's webhook could
+    /// otherwise probe the network the server sits in.
+    pub webhook_allow_private_targets: bool,
+    /// How often each server looks for webhook deliveries that are due.
+    pub webhook_poll_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -148,6 +154,8 @@ impl Default for Config {
             leak_report_public_keys_file: None,
             leak_report_public_keys_url: None,
             leak_report_public_keys_refresh_seconds: 3600,
+            webhook_allow_private_targets: false,
+            webhook_poll_interval_ms: 1000,
         }
     }
 }
@@ -203,6 +211,12 @@ impl Config {
             return Err(format!(
                 "leak_report_public_keys_refresh_seconds must be from 1 to {MAX_KEYS_REFRESH_SECONDS}, not {}",
                 self.leak_report_public_keys_refresh_seconds
+            ));
+        }
+        if !(10..=60_000).contains(&self.webhook_poll_interval_ms) {
+            return Err(format!(
+                "webhook_poll_interval_ms must be from 10 to 60000, not {}",
+                self.webhook_poll_interval_ms
             ));
         }
         match (&self.tls_cert_file, &self.tls_key_file) {
@@ -447,6 +461,33 @@ mod tests {
                 )
             );
         }
+    }
+
+    #[test]
+    fn webhooks_refuse_private_targets_and_poll_every_second_by_default() {
+        let config = Config::from_toml("").unwrap();
+        assert!(!config.webhook_allow_private_targets);
+        assert_eq!(config.webhook_poll_interval_ms, 1000);
+        for (text, message) in [
+            (
+                "webhook_poll_interval_ms = 0",
+                "webhook_poll_interval_ms must be from 10 to 60000, not 0",
+            ),
+            (
+                "webhook_poll_interval_ms = 3600000",
+                "webhook_poll_interval_ms must be from 10 to 60000, not 3600000",
+            ),
+        ] {
+            let error = Config::from_toml(text).unwrap().validate().unwrap_err();
+            assert_eq!(error, message, "{text}");
+        }
+        let set = Config::from_toml(
+            "webhook_allow_private_targets = true\nwebhook_poll_interval_ms = 50",
+        )
+        .unwrap();
+        set.validate().unwrap();
+        assert!(set.webhook_allow_private_targets);
+        assert_eq!(set.webhook_poll_interval_ms, 50);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub(crate) mod auth;
 pub(crate) mod extract;
 pub(crate) mod listener;
 pub(crate) mod oauth;
+pub(crate) mod outbound;
 pub(crate) mod problem;
 pub(crate) mod revocation;
 
@@ -21,7 +22,7 @@ use crate::http::listener::ClientCertificate;
 use crate::http::oauth::error::OAuthError;
 use crate::http::problem::{ApiError, ApiResult};
 use crate::service::state::AppState;
-use api::{catalogue, health, keys, leaks, members, policy, tenants, tokens, usage};
+use api::{catalogue, health, keys, leaks, members, policy, tenants, tokens, usage, webhooks};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, header};
@@ -87,6 +88,21 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/leaks/github",
             post(leaks::github).layer(DefaultBodyLimit::max(leaks::PARTNER_BODY_LIMIT)),
+        )
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::show).delete(webhooks::delete),
+        )
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/v1/webhooks/{id}/ping", post(webhooks::ping))
+        .route(
+            "/v1/webhooks/{id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
+        .route(
+            "/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
+            post(webhooks::redeliver),
         )
         .route("/v1/audit", get(audit::list))
         .route("/v1/audit/head", get(audit::head))

@@ -21,3 +21,4 @@ pub(crate) mod state;
 pub(crate) mod throttle;
 pub(crate) mod tokens;
 pub(crate) mod used;
+pub(crate) mod webhooks;

@@ -137,6 +137,8 @@ impl Application {
             trusted_proxies: config.trusted_proxies.clone(),
             mutual_tls: config.tls_client_ca_file.is_some(),
             policy_floor: config.policy_floor.clone(),
+            webhook_allow_private_targets: config.webhook_allow_private_targets,
+            webhook_poll_interval: Duration::from_millis(config.webhook_poll_interval_ms),
         };
         let store: Arc<dyn latchkey_core::store::Store> = Arc::new(store);
         let audit = AuditQueue::start(store.clone(), config.audit_authentications);
@@ -257,6 +259,14 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let maintenance = tokio::spawn(maintain(self.state.clone()));
+        // The webhook outbox survives a stop: what is not sent now is sent after the next
+        // start, by this server or another replica (docs/API.md, "Webhooks").
+        let (stop_webhooks, webhooks_stopped) = tokio::sync::watch::channel(false);
+        let webhooks = tokio::spawn(crate::service::webhooks::run(
+            self.state.clone(),
+            crate::http::outbound::post,
+            webhooks_stopped,
+        ));
         let flush = self.state.clone();
         let closer = self.state.clone();
         let app = router(self.state);
@@ -276,6 +286,13 @@ impl Application {
         };
         listener::serve(self.listener, app, shutdown).await;
         maintenance.abort();
+        // Attempts under way are recorded before the server stops, within a bound; one
+        // cut off is sent again once its lease ends (at least once).
+        let _ = stop_webhooks.send(true);
+        let abort = webhooks.abort_handle();
+        if tokio::time::timeout(WEBHOOK_DRAIN, webhooks).await.is_err() {
+            abort.abort();
+        }
         if let Some(watch) = watch {
             watch.abort();
         }
@@ -291,6 +308,9 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the unused-token sweep runs (docs/API.md, "Tenant policies"); a policy
 /// speaks in days, and the sweep reads every live token of the tenants it binds.
 const UNUSED_SWEEP_INTERVAL_MS: i64 = 10 * 60 * 1000;
+
+/// How long a stopping server waits for the webhook attempts under way.
+const WEBHOOK_DRAIN: Duration = Duration::from_secs(10);
 
 /// How long a deny-list entry outlives the last credential it matches.
 const COMPACTION_MARGIN_SECONDS: i64 = 300;
@@ -363,6 +383,17 @@ pub(crate) async fn maintain_once(state: &AppState) {
             Ok(revoked) => tracing::info!(count = revoked.len(), "revoked unused tokens"),
             Err(error) => tracing::warn!(?error, "the unused-token sweep failed; retrying later"),
         }
+    }
+    // Each token's expiry is announced a week and a day ahead, once (docs/API.md,
+    // "Webhooks").
+    match state
+        .store()
+        .notify_expiring(&AuditContext::system(now))
+        .await
+    {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "announced expiring tokens"),
+        Err(error) => tracing::warn!(?error, "announcing expiring tokens failed"),
     }
     let retention = now.plus_seconds(-state.settings().usage_retention_days * 86_400);
     if let Err(error) = state.store().compact_usage(retention).await {

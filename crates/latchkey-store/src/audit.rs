@@ -139,6 +139,13 @@ async fn append_links(
         .bind(&previous[..])
         .execute(&mut *conn)
         .await?;
+    // The outbox of the webhooks (docs/API.md, "Webhooks"), in the same transaction:
+    // only for the actions a webhook can receive, so every other event costs no query.
+    for (link, (context, event)) in links.iter().zip(events) {
+        if event.action.is_webhook_event() {
+            crate::webhooks::enqueue(conn, link.seq, context, event).await?;
+        }
+    }
     Ok(())
 }
 

@@ -18,6 +18,7 @@ mod policy;
 mod rows;
 mod sql;
 mod usage;
+mod webhooks;
 
 pub use backend::{Backend, StoreOptions, connect, spawn_revocation_listener};
 pub use sql::SqlStore;

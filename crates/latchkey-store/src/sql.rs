@@ -11,7 +11,8 @@ use latchkey_core::store::{
     AuditFilter, AuditHead, FeedKind, LeakReport, LeakedCredential, Membership, Page, PageRequest,
     PermissionDef, RefreshFamily, RefreshOutcome, RefreshRecord, RevocationEntry, RoleDef,
     RollOutcome, RotateWhen, SigningKeyRecord, Store, StoreError, StoreResult, StoredPolicy,
-    Tenant, TokenOwnerFilter, TokenUse, UsageRecord,
+    Tenant, TokenOwnerFilter, TokenUse, UsageRecord, Webhook, WebhookAttemptOutcome,
+    WebhookDelivery, WebhookRecord,
 };
 use latchkey_core::token::{Owner, RevokedReason, Token, TokenKind, TokenName, TokenRecord};
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
@@ -1360,6 +1361,83 @@ impl Store for SqlStore {
 
     async fn compact_usage(&self, before: Timestamp) -> StoreResult<u64> {
         retrying!(self.tx_compact_usage(before))
+    }
+
+    async fn create_webhook(&self, record: &WebhookRecord, ctx: &AuditContext) -> StoreResult<()> {
+        retrying!(self.tx_create_webhook(record, ctx))
+    }
+
+    async fn get_webhook(&self, id: TokenId) -> StoreResult<Option<WebhookRecord>> {
+        self.read_webhook(id)
+            .await
+            .map_err(TxError::into_store_error)
+    }
+
+    async fn list_webhooks(
+        &self,
+        tenant: Option<&TenantId>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Webhook>> {
+        self.read_webhooks(tenant, page)
+            .await
+            .map_err(TxError::into_store_error)
+    }
+
+    async fn delete_webhook(&self, id: TokenId, ctx: &AuditContext) -> StoreResult<bool> {
+        retrying!(self.tx_delete_webhook(id, ctx))
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        id: TokenId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<WebhookDelivery>> {
+        self.read_webhook_deliveries(id, page)
+            .await
+            .map_err(TxError::into_store_error)
+    }
+
+    async fn lease_webhook_delivery(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<Option<(WebhookRecord, WebhookDelivery)>> {
+        retrying!(self.tx_lease_webhook_delivery(now, lease_until))
+    }
+
+    async fn finish_webhook_attempt(
+        &self,
+        outcome: &WebhookAttemptOutcome,
+        ctx: &AuditContext,
+    ) -> StoreResult<()> {
+        retrying!(self.tx_finish_webhook_attempt(outcome, ctx))
+    }
+
+    async fn ping_webhook(&self, id: TokenId, ctx: &AuditContext) -> StoreResult<Option<i64>> {
+        retrying!(self.tx_ping_webhook(id, ctx))
+    }
+
+    async fn redeliver_webhook(
+        &self,
+        id: TokenId,
+        seq: i64,
+        ctx: &AuditContext,
+    ) -> StoreResult<bool> {
+        retrying!(self.tx_redeliver_webhook(id, seq, ctx))
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        id: TokenId,
+        sealed: &[u8],
+        previous_until: Timestamp,
+        ctx: &AuditContext,
+    ) -> StoreResult<Option<Webhook>> {
+        retrying!(self.tx_rotate_webhook_secret(id, sealed, previous_until, ctx))
+    }
+
+    async fn notify_expiring(&self, ctx: &AuditContext) -> StoreResult<u64> {
+        retrying!(self.tx_notify_expiring(ctx))
     }
 
     async fn append_audit(&self, events: &[(AuditContext, AuditEvent)]) -> StoreResult<()> {

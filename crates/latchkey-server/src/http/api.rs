@@ -9,3 +9,4 @@ pub(crate) mod policy;
 pub(crate) mod tenants;
 pub(crate) mod tokens;
 pub(crate) mod usage;
+pub(crate) mod webhooks;

@@ -33,6 +33,11 @@ impl KeyRing {
         }
     }
 
+    /// The master key, which also seals webhook secrets (`service::webhooks`).
+    pub fn master(&self) -> &MasterKey {
+        &self.master
+    }
+
     /// The published keys.
     pub fn keys(&self) -> Arc<KeySet> {
         self.keys

@@ -85,7 +85,9 @@ impl MasterKey {
         Ok(Self(LessSafeKey::new(unbound)))
     }
 
-    fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+    /// Seals `plaintext` with `kid` (a key id, or another label that binds the
+    /// ciphertext to its row) as associated data: nonce then ciphertext and tag.
+    pub(crate) fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new()
             .fill(&mut nonce)
@@ -103,7 +105,8 @@ impl MasterKey {
         Ok(out)
     }
 
-    fn open(&self, kid: &str, sealed: &[u8]) -> Result<Vec<u8>, Error> {
+    /// Opens what [`MasterKey::seal`] sealed with the same `kid`.
+    pub(crate) fn open(&self, kid: &str, sealed: &[u8]) -> Result<Vec<u8>, Error> {
         let wrong = || {
             Error::Internal(format!(
                 "signing key {kid} does not open under this master key"

@@ -55,6 +55,10 @@ pub struct Settings {
     pub mutual_tls: bool,
     /// The operator's `[policy_floor]`, which every tenant's policy tightens.
     pub policy_floor: latchkey_core::policy::TenantPolicy,
+    /// Webhooks may target non-public addresses (docs/API.md, "Webhooks").
+    pub webhook_allow_private_targets: bool,
+    /// How often the webhook sender looks for due deliveries.
+    pub webhook_poll_interval: std::time::Duration,
 }
 
 /// Shared state, cheap to clone.

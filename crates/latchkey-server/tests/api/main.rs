@@ -34,3 +34,4 @@ mod tls;
 mod tokens;
 mod usage;
 mod verifier;
+mod webhooks;
