@@ -13,6 +13,11 @@
 # holding latchkey:introspect (the answer a gateway without a deny-list replica asks
 # for on every new token).
 #
+# CANDIDATE_WEBHOOKS=N gives the candidate server N webhooks subscribed to every event
+# (docs/API.md, "Webhooks"), made after its client: the cost of the outbox on grants.
+# Pass the same binary twice to measure it alone:
+#   CANDIDATE_WEBHOOKS=10 scripts/ab-grants.sh target/release/latchkey target/release/latchkey
+#
 # Needs h2load (Debian: nghttp2-client), taskset, curl and python3; 2 cores or more.
 set -euo pipefail
 base_bin=$(realpath "$1")
@@ -46,6 +51,14 @@ start() {
   printf 'grant_type=client_credentials&client_id=%s&client_secret=%s' \
     "$(json '["client_id"]' <<< "$created")" "$(json '["client_secret"]' <<< "$created")" \
     > "$name.form"
+  if [ "$name" = candidate ]; then
+    for i in $(seq 1 "${CANDIDATE_WEBHOOKS:-0}"); do
+      # Never reached: a grant writes no event a webhook hears.
+      curl -q -sS --fail -H "authorization: Bearer $root" -H 'content-type: application/json' \
+        -d "{\"url\":\"https://hook-$i.invalid/latchkey\",\"events\":[\"token.created\",\"token.revoked\",\"token.rolled\",\"token.leaked\",\"token.expiring\",\"token.first_seen_ip\"]}" \
+        "http://$address/v1/webhooks" >/dev/null
+    done
+  fi
   if [ "$kind" = introspect ]; then
     local jwt key
     jwt=$(curl -q -sS --fail -H 'content-type: application/x-www-form-urlencoded' \

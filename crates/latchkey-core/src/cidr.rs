@@ -51,6 +51,13 @@ impl IpNet {
         ip.is_ipv4() == self.addr.is_ipv4() && self.masked(ip) == bits(self.addr)
     }
 
+    /// True when every address of `other` lies in this network.
+    pub fn covers(&self, other: &IpNet) -> bool {
+        self.prefix <= other.prefix
+            && self.addr.is_ipv4() == other.addr.is_ipv4()
+            && self.contains(other.addr)
+    }
+
     fn masked(&self, ip: IpAddr) -> u128 {
         let width = if ip.is_ipv4() { 32 } else { 128 };
         let host_bits = u32::from(width - self.prefix);

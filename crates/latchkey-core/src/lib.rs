@@ -16,6 +16,7 @@ pub mod encoding;
 pub mod forwarded;
 pub mod ids;
 pub mod jwt;
+pub mod network;
 pub mod permission;
 pub mod policy;
 pub mod secret;

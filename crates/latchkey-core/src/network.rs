@@ -73,8 +73,7 @@ impl NetworkRules {
             {
                 return Err((
                     "network.deny",
-                    "denies every network network.allow allows, so nothing is allowed"
-                        .to_owned(),
+                    "denies every network network.allow allows, so nothing is allowed".to_owned(),
                 ));
             }
         }

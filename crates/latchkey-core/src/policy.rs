@@ -6,6 +6,7 @@
 //! rules in force — the *effective* policy — are the stricter of the two, rule by rule.
 
 use crate::Timestamp;
+use crate::network::NetworkRules;
 use crate::token::TokenKind;
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,10 @@ pub struct TenantPolicy {
     /// Client-credentials tokens' access tokens live at most this long.
     #[serde(default)]
     pub max_access_token_ttl_seconds: Option<u32>,
+    /// Where the tenant's tokens may be used from (docs/API.md, "Where tokens may be
+    /// used from").
+    #[serde(default)]
+    pub network: NetworkRules,
 }
 
 /// A rule of a policy, named as its field.
@@ -113,8 +118,12 @@ pub struct PolicyError {
 
 impl PolicyError {
     fn new(field: PolicyRule, reason: impl Into<String>) -> Self {
+        Self::at(field.as_str(), reason)
+    }
+
+    fn at(field: &'static str, reason: impl Into<String>) -> Self {
         Self {
-            field: field.as_str(),
+            field,
             reason: reason.into(),
         }
     }
@@ -182,7 +191,9 @@ impl TenantPolicy {
                 "binds only client_credentials tokens, which allowed_kinds forbids",
             ));
         }
-        Ok(())
+        self.network
+            .validate()
+            .map_err(|(field, reason)| PolicyError::at(field, reason))
     }
 
     /// Refuses a tenant policy that loosens `floor`, rule by rule: a bound the floor
@@ -259,6 +270,13 @@ impl TenantPolicy {
                 self.max_access_token_ttl_seconds,
                 other.max_access_token_ttl_seconds,
             ),
+            // The floor holds no network rules (the server refuses them there): an
+            // operator restricts networks at its edge, for every tenant alike.
+            network: if self.network.is_empty() {
+                other.network.clone()
+            } else {
+                self.network.clone()
+            },
         }
     }
 
@@ -390,6 +408,7 @@ mod tests {
             require_ip_allowlist: true,
             revoke_unused_after_days: Some(30),
             max_access_token_ttl_seconds: Some(600),
+            network: NetworkRules::default(),
         };
         assert_eq!(rules(&policy, &token), vec![]);
 

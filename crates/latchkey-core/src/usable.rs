@@ -20,6 +20,7 @@
 
 use crate::cidr::{self, IpNet};
 use crate::ids::{RoleName, TenantId, UserId};
+use crate::network::{NetworkRefusal, NetworkRules};
 use crate::permission::{self, Permission, PermissionSet};
 use crate::timestamp::Timestamp;
 use crate::token::Token;
@@ -145,6 +146,11 @@ pub enum Refusal {
     /// It has an allowlist, and the client's address is not known here.
     #[error("credential has an IP allowlist and the client address is unknown")]
     AddressUnknown,
+    /// Its tenant's network rules refuse the client's address (or the address is not
+    /// known here). Said to the client as the allowlist's refusal is, so the client
+    /// does not learn which rule matched.
+    #[error("credential not allowed from this address")]
+    NetworkNotAllowed,
 }
 
 impl Refusal {
@@ -156,6 +162,7 @@ impl Refusal {
             Self::UserLeft => "user_left_tenant",
             Self::AddressNotAllowed => "ip_not_allowed",
             Self::AddressUnknown => "ip_unknown",
+            Self::NetworkNotAllowed => "network_not_allowed",
         }
     }
 }
@@ -186,6 +193,20 @@ pub fn usable<'g>(
         }
     }
     Ok(grant)
+}
+
+/// The tenant's network rules (docs/API.md, "Where tokens may be used from") applied
+/// to `client`: an unknown address is refused where there are rules (fail closed); a
+/// client judged by the caller is left to it.
+pub fn admitted(network: &NetworkRules, client: Client) -> Result<(), Refusal> {
+    let ip = match client {
+        Client::Address(ip) => Some(ip),
+        Client::Unknown => None,
+        Client::JudgedByCaller => return Ok(()),
+    };
+    network.admits(ip).map_err(|refusal| match refusal {
+        NetworkRefusal::NetworkNotAllowed => Refusal::NetworkNotAllowed,
+    })
 }
 
 /// A credential's scope as it stands now: what it was issued with, cut down to what its

@@ -230,6 +230,12 @@ impl Config {
         {
             return Err(format!("policy_floor.{} {}", error.field, error.reason));
         }
+        if !self.policy_floor.network.is_empty() {
+            return Err(
+                "policy_floor takes no network rules: restrict networks at your edge, or in each tenant's policy"
+                    .to_owned(),
+            );
+        }
         if self.tls_client_ca_file.is_some() && self.tls_cert_file.is_none() {
             return Err(
                 "tls_client_ca_file needs tls_cert_file and tls_key_file: client certificates are checked only when latchkey serves TLS itself"
@@ -527,5 +533,13 @@ mod tests {
                 .starts_with("policy_floor.max_access_token_ttl_seconds")
         );
         assert!(Config::from_toml("[policy_floor]\nmax_lifetime = 3\n").is_err());
+        let networks =
+            Config::from_toml("[policy_floor.network]\ndeny = [\"10.0.0.0/8\"]\n").unwrap();
+        assert!(
+            networks
+                .validate()
+                .unwrap_err()
+                .contains("no network rules")
+        );
     }
 }

@@ -24,6 +24,11 @@ pub enum InvalidReason {
     /// address, so the allowlist cannot be enforced.
     #[error("the token has an IP allowlist and the client address is unknown")]
     AddressUnknown,
+    /// The token's tenant does not allow the client's network (docs/API.md, "Where
+    /// tokens may be used from"). Said as the allowlist's refusal is, so the client does
+    /// not learn which rule matched.
+    #[error("the token is not allowed from this address")]
+    NetworkNotAllowed,
     /// A personal token whose user is no longer a member of its tenant.
     #[error("the token's user has left its tenant")]
     UserLeft,

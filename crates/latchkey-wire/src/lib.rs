@@ -28,7 +28,7 @@ pub use catalogue::{PutPermission, PutRole};
 pub use claims::{Claims, JwtKind};
 pub use oauth::{IntrospectionResponse, OAuthErrorBody, TokenResponse};
 pub use page::Page;
-pub use policy::{PolicyBreach, PolicyResource, PolicyViolations, PutPolicy};
+pub use policy::{PolicyBreach, PolicyResource, PolicyViolations, PutNetwork, PutPolicy};
 pub use problem::Problem;
 pub use tenant::{CreateTenant, PutMembership};
 pub use token::{CreateToken, CreatedToken, RenameToken, RollToken, TokenResource};

@@ -28,6 +28,20 @@ pub struct PutPolicy {
     /// Client-credentials tokens' access tokens live at most this long.
     #[serde(default)]
     pub max_access_token_ttl_seconds: Option<i64>,
+    /// Where the tenant's tokens may be used from; absent is no rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<PutNetwork>,
+}
+
+/// The `network` rules of a [`PutPolicy`], in the client's text (CIDR networks).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutNetwork {
+    /// Only these networks; absent or `null` allows every address.
+    #[serde(default)]
+    pub allow: Option<Vec<String>>,
+    /// Never these networks.
+    #[serde(default)]
+    pub deny: Vec<String>,
 }
 
 /// A tenant's policy: its own rules, the rules in force once the operator's floor is

@@ -176,12 +176,16 @@ fn the_roll_body_is_the_documented_one_and_every_member_is_optional() {
 fn a_policy_reads_and_writes_as_documented() {
     let put: PutPolicy = round_trip("PutPolicy");
     assert_eq!(put.max_token_lifetime_days, Some(90));
+    let network = put.network.expect("the example sets network rules");
+    assert_eq!(network.deny, vec!["203.0.113.128/25".to_owned()]);
     assert_eq!(
         put.allowed_kinds,
         Some(vec!["client_credentials".to_owned(), "api_key".to_owned()])
     );
     let resource: PolicyResource = round_trip("PolicyResource");
     assert_eq!(resource.effective.max_access_token_ttl_seconds, Some(3600));
+    assert_eq!(resource.policy.network.allow, None);
+    assert_eq!(resource.policy.network.deny.len(), 1);
     let violations = resource.violations.expect("a PUT's answer has violations");
     assert_eq!(violations.total, 1);
     assert_eq!(

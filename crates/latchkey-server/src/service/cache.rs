@@ -4,6 +4,7 @@
 //! membership changes, deletions) clears the cache at once, and the time limit bounds how
 //! long another replica's change can go unseen.
 
+use latchkey_core::network::NetworkRules;
 use latchkey_core::token::TokenRecord;
 use latchkey_core::{PermissionSet, TokenId};
 use std::collections::HashMap;
@@ -24,6 +25,8 @@ pub struct CachedToken {
     pub effective: PermissionSet,
     /// False for a personal token whose user has left the tenant.
     pub member: bool,
+    /// Its tenant's network rules.
+    pub network: Arc<NetworkRules>,
     /// When this copy last passed a use on to the store's `last_used_at` (unix
     /// milliseconds): see [`CachedToken::due_for_use_record`].
     touched: AtomicI64,
@@ -36,8 +39,15 @@ impl CachedToken {
             record,
             effective,
             member,
+            network: Arc::default(),
             touched: AtomicI64::new(i64::MIN),
         }
+    }
+
+    /// The token under its tenant's network rules.
+    pub fn with_network(mut self, network: Arc<NetworkRules>) -> Self {
+        self.network = network;
+        self
     }
 
     /// True at most once per [`USE_RECORD_INTERVAL_MS`] for this copy: whether a use at
@@ -61,13 +71,16 @@ impl CachedToken {
     }
 
     /// The one usability rule (docs/API.md, "When a token is usable") applied to this
-    /// token at `now` for `client`.
+    /// token at `now` for `client`, and its tenant's network rules (docs/API.md, "Where
+    /// tokens may be used from").
     pub fn usable(
         &self,
         now: latchkey_core::Timestamp,
         client: latchkey_core::usable::Client,
     ) -> Result<&PermissionSet, latchkey_core::usable::Refusal> {
-        latchkey_core::usable::usable(&self.record.token, now, client, self.grant())
+        let grant = latchkey_core::usable::usable(&self.record.token, now, client, self.grant())?;
+        latchkey_core::usable::admitted(&self.network, client)?;
+        Ok(grant)
     }
 
     /// True when the token grants a permission stronger than `latchkey:manage`

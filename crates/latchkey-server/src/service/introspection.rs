@@ -39,10 +39,13 @@ pub enum Presented {
 }
 
 /// What `presented` is and grants now, judged for `client`; `None` when not active.
+/// When `client` is left to the caller, its tenant's network rules judge `caller`, the
+/// caller's own address (docs/API.md, "Where tokens may be used from").
 pub async fn introspect(
     state: &AppState,
     presented: &str,
     client: Client,
+    caller: Client,
 ) -> Result<Option<Active>> {
     let prefix = format!("{}_", state.codec().prefix().as_str());
     let active = if presented.starts_with(&prefix) {
@@ -50,6 +53,10 @@ pub async fn introspect(
     } else {
         inspect_jwt(state, presented, client).await?
     };
+    let active = active.filter(|active| {
+        client != Client::JudgedByCaller
+            || latchkey_core::usable::admitted(&active.token.network, caller).is_ok()
+    });
     // An active answer is a use of the token (docs/API.md, "Tenant policies").
     if let Some(active) = &active {
         let ip = match client {

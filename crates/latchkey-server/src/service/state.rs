@@ -227,7 +227,19 @@ impl AppState {
             None => None,
             Some(record) => {
                 let (effective, member) = self.effective_permissions(&record.token).await?;
-                Some(Arc::new(CachedToken::new(record, effective, member)))
+                let network = match self
+                    .store()
+                    .get_policy(record.token.owner.tenant_id())
+                    .await?
+                {
+                    Some(stored) if !stored.policy.network.is_empty() => {
+                        Arc::new(stored.policy.network)
+                    }
+                    _ => Arc::default(),
+                };
+                Some(Arc::new(
+                    CachedToken::new(record, effective, member).with_network(network),
+                ))
             }
         };
         self.inner.tokens.put(id, loaded.clone(), generation);

@@ -21,6 +21,7 @@ mod files;
 mod fuzz;
 mod leaks;
 mod members;
+mod networks;
 mod oauth;
 mod policies;
 mod proxies;

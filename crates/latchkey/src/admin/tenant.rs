@@ -7,7 +7,7 @@ use super::output::{emit, emit_read, fields, items, table, text};
 use super::token::duration_seconds;
 use clap::{Args, Subcommand};
 use latchkey_core::policy::TenantPolicy;
-use latchkey_wire::{CreateTenant, PolicyResource, PutPolicy};
+use latchkey_wire::{CreateTenant, PolicyResource, PutNetwork, PutPolicy};
 use reqwest::Method;
 
 #[derive(Debug, Subcommand)]
@@ -64,6 +64,12 @@ pub struct PolicyRules {
     /// Client-credentials tokens' access tokens live at most this long, e.g. 15m.
     #[arg(long, value_parser = duration_seconds)]
     max_access_token_ttl: Option<u32>,
+    /// Tokens may be used only from these networks (CIDR, comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    allow_network: Vec<String>,
+    /// Tokens may never be used from these networks (CIDR); a deny wins over an allow.
+    #[arg(long, value_delimiter = ',')]
+    deny_network: Vec<String>,
 }
 
 /// A duration in whole days, such as `90d`.
@@ -84,6 +90,12 @@ impl From<PolicyRules> for PutPolicy {
             require_ip_allowlist: rules.require_ip_allowlist,
             revoke_unused_after_days: rules.revoke_unused_after,
             max_access_token_ttl_seconds: rules.max_access_token_ttl.map(i64::from),
+            network: (!rules.allow_network.is_empty() || !rules.deny_network.is_empty()).then(
+                || PutNetwork {
+                    allow: (!rules.allow_network.is_empty()).then_some(rules.allow_network),
+                    deny: rules.deny_network,
+                },
+            ),
         }
     }
 }
@@ -117,6 +129,33 @@ fn rules_text(policy: &TenantPolicy) -> Vec<(&'static str, String)> {
         (
             "max access token ttl",
             bound(policy.max_access_token_ttl_seconds, "s"),
+        ),
+        (
+            "allowed networks",
+            policy
+                .network
+                .allow
+                .as_ref()
+                .map_or("all".to_owned(), |nets| {
+                    nets.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }),
+        ),
+        (
+            "denied networks",
+            if policy.network.deny.is_empty() {
+                "-".to_owned()
+            } else {
+                let nets: Vec<String> = policy
+                    .network
+                    .deny
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                nets.join(", ")
+            },
         ),
     ]
 }

@@ -997,6 +997,35 @@ fn tenant_policy_set_replaces_the_policy_names_its_breaches_and_show_reads_it() 
         .fails();
     assert!(refused.ends_with("(422 policy-violation)"), "{refused}");
 
+    // Network rules.
+    let networks = server.json(&[
+        "tenant",
+        "policy",
+        "set",
+        "acme",
+        "--allow-network",
+        "203.0.113.0/24,2001:db8::/32",
+        "--deny-network",
+        "203.0.113.128/25",
+    ]);
+    assert_eq!(
+        networks["policy"]["network"],
+        serde_json::json!({"allow": ["203.0.113.0/24", "2001:db8::/32"], "deny": ["203.0.113.128/25"]})
+    );
+    let text = server.run(&["tenant", "policy", "show", "acme"]).ok();
+    assert!(text.contains("203.0.113.0/24, 2001:db8::/32"), "{text}");
+    let bad_net = server
+        .run(&[
+            "tenant",
+            "policy",
+            "set",
+            "acme",
+            "--allow-network",
+            "10.0.0.1/8",
+        ])
+        .fails();
+    assert!(bad_net.ends_with("(400 invalid-field)"), "{bad_net}");
+
     // `set` with no rules replaces the policy with an empty one.
     let cleared = server.json(&["tenant", "policy", "set", "acme"]);
     assert_eq!(cleared["policy"]["max_token_lifetime_days"], Value::Null);

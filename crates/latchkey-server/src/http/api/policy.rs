@@ -11,6 +11,7 @@ use crate::service::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use latchkey_core::TenantId;
+use latchkey_core::network::NetworkRules;
 use latchkey_core::policy::TenantPolicy;
 use latchkey_core::store::StoredPolicy;
 use latchkey_core::token::TokenKind;
@@ -34,6 +35,8 @@ pub struct PolicyBody {
     revoke_unused_after_days: Option<i64>,
     #[serde(default)]
     max_access_token_ttl_seconds: Option<i64>,
+    #[serde(default)]
+    network: NetworkRules,
 }
 
 impl PolicyBody {
@@ -61,6 +64,7 @@ impl PolicyBody {
                 "max_access_token_ttl_seconds",
                 self.max_access_token_ttl_seconds,
             )?,
+            network: self.network,
         })
     }
 }
@@ -121,6 +125,8 @@ pub async fn put(
         .store()
         .put_policy(&tenant, &policy, &caller.audit(&state))
         .await?;
+    // Cached tokens carry their tenant's network rules.
+    state.auth_changed();
     let mut answer = resource(&state, tenant.clone(), Some(stored));
     let (listed, total) = policy::breaches(&state, &tenant, &answer.effective, state.now()).await?;
     answer.violations = Some(PolicyViolations {

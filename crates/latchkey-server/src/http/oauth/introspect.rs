@@ -74,7 +74,7 @@ async fn answer(state: &AppState, request: Request) -> OAuthResult<Introspection
     };
     let token = form.require("token")?;
     Ok(
-        match introspection::introspect(state, token, client).await? {
+        match introspection::introspect(state, token, client, request.meta.judged()).await? {
             Some(active) => answer_for(state, &active),
             None => IntrospectionResponse::inactive(),
         },

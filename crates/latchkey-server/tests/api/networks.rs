@@ -1,0 +1,230 @@
+//! A tenant's network rules (docs/API.md, "Where tokens may be used from"): a denied or
+//! unlisted address is refused at exchange, on the management API and at
+//! introspection, an allowed one passes, a change applies at once, a forged
+//! `X-Forwarded-For` from an untrusted peer changes nothing, and rules that are
+//! malformed or allow nothing are refused without a change.
+
+use crate::both_backends_with;
+use crate::helpers::{Reply, TestApp, basic, encode};
+use latchkey_core::cidr::IpNet;
+use latchkey_server::Config;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// The tests reach the server from 127.0.0.1, which this configuration trusts, and
+/// name the client's address in `X-Forwarded-For`.
+fn behind_loopback_proxy(config: &mut Config) {
+    config.trusted_proxies = vec![IpNet::parse("127.0.0.1/32").unwrap()];
+}
+
+both_backends_with!(behind_loopback_proxy;
+    denied_and_unlisted_addresses_are_refused_everywhere_the_server_verifies,
+    a_rule_change_applies_at_once_and_bad_rules_change_nothing,
+    a_forged_forwarded_address_from_an_untrusted_peer_changes_nothing,
+);
+
+const ALLOWED: &str = "203.0.113.9";
+const DENIED: &str = "203.0.113.200";
+const UNLISTED: &str = "198.51.100.7";
+
+fn rules() -> Value {
+    json!({ "network": { "allow": ["203.0.113.0/24"], "deny": ["203.0.113.128/25"] } })
+}
+
+async fn exchange_via(app: &TestApp, id: &str, secret: &str, client: &str) -> Reply {
+    let request = app
+        .request(Method::POST, "/oauth/token")
+        .header("authorization", basic(id, secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-forwarded-for", client)
+        .body("grant_type=client_credentials");
+    app.send(request).await
+}
+
+async fn read_tenant_via(app: &TestApp, key: &str, client: &str) -> Reply {
+    let request = app
+        .request(Method::GET, "/v1/tenants/acme")
+        .bearer_auth(key)
+        .header("x-forwarded-for", client);
+    app.send(request).await
+}
+
+/// Introspects `token` as `key`, the caller at `caller`, with an optional `client_ip`.
+async fn introspect_via(
+    app: &TestApp,
+    key: &str,
+    token: &str,
+    caller: &str,
+    client_ip: Option<&str>,
+) -> bool {
+    let mut body = format!("token={}", encode(token));
+    if let Some(ip) = client_ip {
+        body.push_str(&format!("&client_ip={ip}"));
+    }
+    let request = app
+        .request(Method::POST, "/oauth/introspect")
+        .bearer_auth(key)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-forwarded-for", caller)
+        .body(body);
+    let reply = app.send(request).await;
+    reply.assert_status(200);
+    reply.body["active"].as_bool().unwrap()
+}
+
+async fn acme_with_rules(app: &TestApp) -> (String, String, String) {
+    app.seed_catalogue().await;
+    app.create_tenant("acme").await;
+    let (id, secret) = app.client("acme", json!({ "roles": ["viewer"] })).await;
+    let manager = app.manager_key("acme").await;
+    let reply = app.put("/v1/tenants/acme/policy", rules()).await;
+    reply.assert_status(200);
+    assert_eq!(reply.body["policy"]["network"], rules()["network"]);
+    (id, secret, manager)
+}
+
+async fn denied_and_unlisted_addresses_are_refused_everywhere_the_server_verifies(app: TestApp) {
+    let (id, secret, manager) = acme_with_rules(&app).await;
+    // The exchange.
+    let granted = exchange_via(&app, &id, &secret, ALLOWED).await;
+    granted.assert_status(200);
+    let jwt = granted.body["access_token"].as_str().unwrap().to_owned();
+    for refused in [DENIED, UNLISTED] {
+        let reply = exchange_via(&app, &id, &secret, refused).await;
+        assert_eq!(reply.status, 401, "{refused}: {}", reply.text);
+        assert_eq!(reply.body["error"], "invalid_client");
+    }
+    let failures = app
+        .wait_for_audit("action=auth.failed&tenant_id=acme", 2)
+        .await;
+    for failure in &failures {
+        assert_eq!(failure["details"]["reason"], "network_not_allowed");
+    }
+    assert_eq!(failures[0]["ip"], UNLISTED);
+    assert_eq!(failures[1]["ip"], DENIED);
+
+    // The management API, with an api key of the tenant.
+    read_tenant_via(&app, &manager, ALLOWED)
+        .await
+        .assert_status(200);
+    for refused in [DENIED, UNLISTED] {
+        let reply = read_tenant_via(&app, &manager, refused).await;
+        reply.assert_problem(401, "invalid-token");
+        // The client is not told which rule refused it.
+        assert_eq!(
+            reply.body["detail"],
+            "credential not allowed from this address"
+        );
+    }
+
+    // Introspection judges `client_ip`, or else the caller's own address.
+    let gateway = app.introspection_key().await;
+    assert!(introspect_via(&app, &gateway, &jwt, UNLISTED, Some(ALLOWED)).await);
+    assert!(!introspect_via(&app, &gateway, &jwt, ALLOWED, Some(DENIED)).await);
+    assert!(!introspect_via(&app, &gateway, &jwt, ALLOWED, Some(UNLISTED)).await);
+    assert!(introspect_via(&app, &gateway, &jwt, ALLOWED, None).await);
+    assert!(!introspect_via(&app, &gateway, &jwt, UNLISTED, None).await);
+
+    // The control: another tenant's tokens are not bound by acme's rules.
+    app.create_tenant("globex").await;
+    let (other_id, other_secret) = app.client("globex", json!({})).await;
+    exchange_via(&app, &other_id, &other_secret, UNLISTED)
+        .await
+        .assert_status(200);
+}
+
+async fn a_rule_change_applies_at_once_and_bad_rules_change_nothing(app: TestApp) {
+    let (id, secret, _) = acme_with_rules(&app).await;
+    let set = app.get("/v1/tenants/acme/policy").await.body;
+    for (body, status, code, field) in [
+        (
+            json!({ "network": { "allow": ["203.0.113.0/33"] } }),
+            400,
+            "invalid-field",
+            "network.allow[0]",
+        ),
+        (
+            json!({ "network": { "deny": ["10.0.0.1/8"] } }),
+            400,
+            "invalid-field",
+            "network.deny[0]",
+        ),
+        (
+            json!({ "network": { "allow": "10.0.0.0/8" } }),
+            400,
+            "invalid-field",
+            "network.allow",
+        ),
+        (
+            json!({ "network": { "allow": [] } }),
+            422,
+            "invalid-value",
+            "network.allow",
+        ),
+        (
+            json!({ "network": { "allow": ["10.1.0.0/16"], "deny": ["10.0.0.0/8"] } }),
+            422,
+            "invalid-value",
+            "network.deny",
+        ),
+        (
+            json!({ "network": { "allowed": ["10.0.0.0/8"] } }),
+            400,
+            "invalid-field",
+            "network.allowed",
+        ),
+    ] {
+        let reply = app.put("/v1/tenants/acme/policy", body.clone()).await;
+        reply.assert_problem(status, code);
+        assert_eq!(reply.body["field"], field, "{body}");
+    }
+    let unchanged = app.get("/v1/tenants/acme/policy").await.body;
+    assert_eq!(unchanged, set);
+    exchange_via(&app, &id, &secret, UNLISTED)
+        .await
+        .assert_status(401);
+
+    // Lifting the rules lets the same client in at once, and setting them again shuts
+    // it out at once: cached tokens carry their tenant's rules and are dropped.
+    app.put("/v1/tenants/acme/policy", json!({}))
+        .await
+        .assert_status(200);
+    exchange_via(&app, &id, &secret, UNLISTED)
+        .await
+        .assert_status(200);
+    app.put("/v1/tenants/acme/policy", rules())
+        .await
+        .assert_status(200);
+    exchange_via(&app, &id, &secret, UNLISTED)
+        .await
+        .assert_status(401);
+}
+
+async fn a_forged_forwarded_address_from_an_untrusted_peer_changes_nothing(app: TestApp) {
+    let (id, secret, _) = acme_with_rules(&app).await;
+    // 127.0.0.2 is not a trusted proxy: what it says of the client is ignored, and it
+    // is itself the client, which the rules do not allow.
+    let untrusted = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let forged = untrusted
+        .post(format!("{}/oauth/token", app.base))
+        .header("authorization", basic(&id, &secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-forwarded-for", ALLOWED)
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let failure = app
+        .wait_for_audit("action=auth.failed&tenant_id=acme", 1)
+        .await;
+    assert_eq!(failure[0]["ip"], "127.0.0.2");
+    assert_eq!(failure[0]["details"]["reason"], "network_not_allowed");
+    // The control: through the trusted proxy, the same address is allowed.
+    exchange_via(&app, &id, &secret, ALLOWED)
+        .await
+        .assert_status(200);
+}
