@@ -521,6 +521,18 @@ impl TestApp {
     }
 
     /// `grant_type=client_credentials` with `client_secret_basic`, plus `extra` parameters.
+    /// A client-credentials exchange through a proxy that says the client is at
+    /// `forwarded_for` (`X-Forwarded-For`).
+    pub async fn exchange_via(&self, client_id: &str, secret: &str, forwarded_for: &str) -> Reply {
+        let request = self
+            .request(Method::POST, "/oauth/token")
+            .header("authorization", basic(client_id, secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-forwarded-for", forwarded_for)
+            .body("grant_type=client_credentials");
+        self.send(request).await
+    }
+
     pub async fn exchange(&self, client_id: &str, secret: &str, extra: &[(&str, &str)]) -> Reply {
         let mut pairs = vec![("grant_type", "client_credentials")];
         pairs.extend_from_slice(extra);

@@ -31,16 +31,6 @@ fn rules() -> Value {
     json!({ "network": { "allow": ["203.0.113.0/24"], "deny": ["203.0.113.128/25"] } })
 }
 
-async fn exchange_via(app: &TestApp, id: &str, secret: &str, client: &str) -> Reply {
-    let request = app
-        .request(Method::POST, "/oauth/token")
-        .header("authorization", basic(id, secret))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-forwarded-for", client)
-        .body("grant_type=client_credentials");
-    app.send(request).await
-}
-
 async fn read_tenant_via(app: &TestApp, key: &str, client: &str) -> Reply {
     let request = app
         .request(Method::GET, "/v1/tenants/acme")
@@ -86,11 +76,11 @@ async fn acme_with_rules(app: &TestApp) -> (String, String, String) {
 async fn denied_and_unlisted_addresses_are_refused_everywhere_the_server_verifies(app: TestApp) {
     let (id, secret, manager) = acme_with_rules(&app).await;
     // The exchange.
-    let granted = exchange_via(&app, &id, &secret, ALLOWED).await;
+    let granted = app.exchange_via(&id, &secret, ALLOWED).await;
     granted.assert_status(200);
     let jwt = granted.body["access_token"].as_str().unwrap().to_owned();
     for refused in [DENIED, UNLISTED] {
-        let reply = exchange_via(&app, &id, &secret, refused).await;
+        let reply = app.exchange_via(&id, &secret, refused).await;
         assert_eq!(reply.status, 401, "{refused}: {}", reply.text);
         assert_eq!(reply.body["error"], "invalid_client");
     }
@@ -128,7 +118,7 @@ async fn denied_and_unlisted_addresses_are_refused_everywhere_the_server_verifie
     // The control: another tenant's tokens are not bound by acme's rules.
     app.create_tenant("globex").await;
     let (other_id, other_secret) = app.client("globex", json!({})).await;
-    exchange_via(&app, &other_id, &other_secret, UNLISTED)
+    app.exchange_via(&other_id, &other_secret, UNLISTED)
         .await
         .assert_status(200);
 }
@@ -180,7 +170,7 @@ async fn a_rule_change_applies_at_once_and_bad_rules_change_nothing(app: TestApp
     }
     let unchanged = app.get("/v1/tenants/acme/policy").await.body;
     assert_eq!(unchanged, set);
-    exchange_via(&app, &id, &secret, UNLISTED)
+    app.exchange_via(&id, &secret, UNLISTED)
         .await
         .assert_status(401);
 
@@ -189,13 +179,13 @@ async fn a_rule_change_applies_at_once_and_bad_rules_change_nothing(app: TestApp
     app.put("/v1/tenants/acme/policy", json!({}))
         .await
         .assert_status(200);
-    exchange_via(&app, &id, &secret, UNLISTED)
+    app.exchange_via(&id, &secret, UNLISTED)
         .await
         .assert_status(200);
     app.put("/v1/tenants/acme/policy", rules())
         .await
         .assert_status(200);
-    exchange_via(&app, &id, &secret, UNLISTED)
+    app.exchange_via(&id, &secret, UNLISTED)
         .await
         .assert_status(401);
 }
@@ -224,7 +214,7 @@ async fn a_forged_forwarded_address_from_an_untrusted_peer_changes_nothing(app: 
     assert_eq!(failure[0]["ip"], "127.0.0.2");
     assert_eq!(failure[0]["details"]["reason"], "network_not_allowed");
     // The control: through the trusted proxy, the same address is allowed.
-    exchange_via(&app, &id, &secret, ALLOWED)
+    app.exchange_via(&id, &secret, ALLOWED)
         .await
         .assert_status(200);
 }

@@ -2,7 +2,7 @@
 //! `X-Forwarded-For`, and only then. The audit trail, token IP allowlists and the per-IP
 //! throttle all see that address; from any other peer the header changes nothing.
 
-use crate::helpers::{Reply, TestApp, basic, encode};
+use crate::helpers::{Reply, TestApp, encode};
 use crate::{both_backends, both_backends_with};
 use latchkey_core::cidr::IpNet;
 use latchkey_server::Config;
@@ -52,17 +52,6 @@ async fn create_token_via(app: &TestApp, forwarded_for: &str) -> Reply {
         .bearer_auth(&app.root_key)
         .header("x-forwarded-for", forwarded_for)
         .json(&json!({ "name": "ci", "kind": "api_key" }));
-    app.send(request).await
-}
-
-/// A client-credentials exchange sending `forwarded_for`.
-async fn exchange_via(app: &TestApp, id: &str, secret: &str, forwarded_for: &str) -> Reply {
-    let request = app
-        .request(Method::POST, "/oauth/token")
-        .header("authorization", basic(id, secret))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-forwarded-for", forwarded_for)
-        .body("grant_type=client_credentials");
     app.send(request).await
 }
 
@@ -155,19 +144,15 @@ async fn ip_allowlists_check_the_forwarded_client_address(app: TestApp) {
     let (id, secret) = app
         .client("acme", json!({ "ip_allowlist": [ALLOWLIST] }))
         .await;
-    let granted = exchange_via(&app, &id, &secret, CLIENT).await;
+    let granted = app.exchange_via(&id, &secret, CLIENT).await;
     granted.assert_status(200);
     assert!(granted.body["access_token"].is_string());
-    let refused = exchange_via(&app, &id, &secret, OTHER).await;
+    let refused = app.exchange_via(&id, &secret, OTHER).await;
     assert_oauth_error(&refused, 401, "invalid_client");
     // The same answer as any other refusal: an unknown client's.
-    let unknown = exchange_via(
-        &app,
-        "00000000-0000-4000-8000-000000000000",
-        &secret,
-        CLIENT,
-    )
-    .await;
+    let unknown = app
+        .exchange_via("00000000-0000-4000-8000-000000000000", &secret, CLIENT)
+        .await;
     assert_eq!(refused.text, unknown.text);
     let exchanged = wait_for(&app, "token.exchanged", 1).await;
     assert_eq!(exchanged[0]["ip"], CLIENT);
@@ -230,7 +215,7 @@ async fn assert_x_forwarded_for_is_ignored(app: &TestApp) {
     let (id, secret) = app
         .client("acme", json!({ "ip_allowlist": [ALLOWLIST] }))
         .await;
-    let refused = exchange_via(app, &id, &secret, CLIENT).await;
+    let refused = app.exchange_via(&id, &secret, CLIENT).await;
     assert_oauth_error(&refused, 401, "invalid_client");
     let failed = wait_for(app, "auth.failed", 1).await;
     assert_eq!(failed[0]["details"]["reason"], "ip_not_allowed");
@@ -244,19 +229,19 @@ async fn the_per_ip_throttle_counts_forwarded_clients_apart(app: TestApp) {
     let (other_id, other_secret) = app.client("acme", json!({})).await;
     // Two failures from OTHER, under two client ids: only the per-IP limit (2) is reached.
     assert_oauth_error(
-        &exchange_via(&app, &id, &other_secret, OTHER).await,
+        &app.exchange_via(&id, &other_secret, OTHER).await,
         401,
         "invalid_client",
     );
     assert_oauth_error(
-        &exchange_via(&app, &other_id, &secret, OTHER).await,
+        &app.exchange_via(&other_id, &secret, OTHER).await,
         401,
         "invalid_client",
     );
-    let throttled = exchange_via(&app, &id, &secret, OTHER).await;
+    let throttled = app.exchange_via(&id, &secret, OTHER).await;
     assert_oauth_error(&throttled, 429, "invalid_client");
     // The same proxy forwarding another client is not slowed.
-    exchange_via(&app, &id, &secret, CLIENT)
+    app.exchange_via(&id, &secret, CLIENT)
         .await
         .assert_status(200);
     let failed = wait_for(&app, "auth.failed", 3).await;
