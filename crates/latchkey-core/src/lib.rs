@@ -12,6 +12,7 @@ pub mod audit;
 pub mod bearer;
 pub mod cidr;
 pub mod clock;
+pub mod country;
 pub mod encoding;
 pub mod forwarded;
 pub mod ids;
