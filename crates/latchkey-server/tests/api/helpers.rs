@@ -334,8 +334,11 @@ impl TestApp {
             database_url,
             clock,
             maintenance: Some(maintenance),
+            // A request that gets no answer fails its test, naming the request, rather
+            // than hanging the suite.
             client: reqwest::Client::builder()
                 .user_agent("latchkey-tests")
+                .timeout(std::time::Duration::from_secs(60))
                 .build()
                 .expect("an HTTP client"),
             postgres_db,
