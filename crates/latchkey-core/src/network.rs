@@ -4,10 +4,14 @@
 //! the gateway and latchkey-verify on every request.
 //!
 //! A deny wins over an allow; an absent allow list allows every address. A token's own
-//! `ip_allowlist` narrows further (the usability rule in [`crate::usable`]) and never
-//! widens what the tenant allows.
+//! `ip_allowlist` narrows further (the usability rule, docs/API.md "When a token is usable") and never
+//! widens what the tenant allows. Countries come from the operator's GeoIP database: an
+//! address it does not know matches no country, so a country allow list refuses it and
+//! a deny list lets it through; without a database, country rules refuse every client
+//! (fail closed).
 
 use crate::cidr::IpNet;
+use crate::country::CountryCode;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -24,6 +28,12 @@ pub struct NetworkRules {
     /// Never these networks, whatever `allow` says.
     #[serde(default)]
     pub deny: Vec<IpNet>,
+    /// Only clients in these countries; `None` allows every country.
+    #[serde(default)]
+    pub allow_countries: Option<Vec<CountryCode>>,
+    /// Never clients in these countries.
+    #[serde(default)]
+    pub deny_countries: Vec<CountryCode>,
 }
 
 /// Why the rules refuse a client.
@@ -32,6 +42,9 @@ pub enum NetworkRefusal {
     /// Its address is denied, or not allowed, or unknown where rules apply.
     #[error("the tenant does not allow this client's network")]
     NetworkNotAllowed,
+    /// Its country is denied or not allowed, or not known where country rules apply.
+    #[error("the tenant does not allow this client's country")]
+    CountryNotAllowed,
 }
 
 impl NetworkRefusal {
@@ -39,6 +52,7 @@ impl NetworkRefusal {
     pub fn audit_reason(self) -> &'static str {
         match self {
             Self::NetworkNotAllowed => "network_not_allowed",
+            Self::CountryNotAllowed => "country_not_allowed",
         }
     }
 }
@@ -46,7 +60,12 @@ impl NetworkRefusal {
 impl NetworkRules {
     /// True when the rules restrict nothing.
     pub fn is_empty(&self) -> bool {
-        self.allow.is_none() && self.deny.is_empty()
+        self.allow.is_none() && self.deny.is_empty() && !self.has_country_rules()
+    }
+
+    /// True when the rules name countries, which need a GeoIP database.
+    pub fn has_country_rules(&self) -> bool {
+        self.allow_countries.is_some() || !self.deny_countries.is_empty()
     }
 
     /// Checks the lists on their own: bounded, and allowing at least something.
@@ -59,6 +78,21 @@ impl NetworkRules {
             if list.len() > MAX_NETWORKS {
                 return Err((field, format!("must hold at most {MAX_NETWORKS} networks")));
             }
+        }
+        if self.allow_countries.as_ref().is_some_and(Vec::is_empty) {
+            return Err((
+                "network.allow_countries",
+                "allows no country; null allows every country".to_owned(),
+            ));
+        }
+        if let Some(allowed) = &self.allow_countries
+            && allowed.iter().all(|cc| self.deny_countries.contains(cc))
+        {
+            return Err((
+                "network.deny_countries",
+                "denies every country network.allow_countries allows, so nothing is allowed"
+                    .to_owned(),
+            ));
         }
         if let Some(allow) = &self.allow {
             if allow.is_empty() {
@@ -81,8 +115,14 @@ impl NetworkRules {
     }
 
     /// Judges a client whose address is `ip`; `None` is a client whose address is not
-    /// known here, which rules refuse (fail closed).
-    pub fn admits(&self, ip: Option<IpAddr>) -> Result<(), NetworkRefusal> {
+    /// known here, which rules refuse (fail closed). `country` looks an address up in
+    /// the GeoIP database; `None` when there is no database, and then country rules
+    /// refuse every client.
+    pub fn admits(
+        &self,
+        ip: Option<IpAddr>,
+        country: Option<&dyn Fn(IpAddr) -> Option<CountryCode>>,
+    ) -> Result<(), NetworkRefusal> {
         if self.is_empty() {
             return Ok(());
         }
@@ -94,6 +134,18 @@ impl NetworkRules {
             && !allow.iter().any(|net| net.contains(ip))
         {
             return Err(NetworkRefusal::NetworkNotAllowed);
+        }
+        if self.has_country_rules() {
+            let lookup = country.ok_or(NetworkRefusal::CountryNotAllowed)?;
+            let found = lookup(ip);
+            if found.is_some_and(|cc| self.deny_countries.contains(&cc)) {
+                return Err(NetworkRefusal::CountryNotAllowed);
+            }
+            if let Some(allowed) = &self.allow_countries
+                && !found.is_some_and(|cc| allowed.contains(&cc))
+            {
+                return Err(NetworkRefusal::CountryNotAllowed);
+            }
         }
         Ok(())
     }
@@ -116,51 +168,115 @@ mod tests {
         let rules = NetworkRules {
             allow: Some(nets(&["10.0.0.0/8", "2001:db8::/32"])),
             deny: nets(&["10.66.0.0/16"]),
+            ..NetworkRules::default()
         };
-        assert_eq!(rules.admits(ip("10.1.2.3")), Ok(()));
-        assert_eq!(rules.admits(ip("2001:db8::1")), Ok(()));
+        assert_eq!(rules.admits(ip("10.1.2.3"), None), Ok(()));
+        assert_eq!(rules.admits(ip("2001:db8::1"), None), Ok(()));
         // IPv4-mapped IPv6 is the IPv4 address, in both lists.
-        assert_eq!(rules.admits(ip("::ffff:10.1.2.3")), Ok(()));
+        assert_eq!(rules.admits(ip("::ffff:10.1.2.3"), None), Ok(()));
         for refused in ["10.66.0.1", "::ffff:10.66.0.1", "192.0.2.1", "2001:db9::1"] {
             assert_eq!(
-                rules.admits(ip(refused)),
+                rules.admits(ip(refused), None),
                 Err(NetworkRefusal::NetworkNotAllowed),
                 "{refused}"
             );
         }
-        assert_eq!(rules.admits(None), Err(NetworkRefusal::NetworkNotAllowed));
+        assert_eq!(
+            rules.admits(None, None),
+            Err(NetworkRefusal::NetworkNotAllowed)
+        );
 
         let deny_only = NetworkRules {
             allow: None,
             deny: nets(&["192.0.2.0/24"]),
+            ..NetworkRules::default()
         };
-        assert_eq!(deny_only.admits(ip("198.51.100.7")), Ok(()));
-        assert!(deny_only.admits(ip("192.0.2.9")).is_err());
+        assert_eq!(deny_only.admits(ip("198.51.100.7"), None), Ok(()));
+        assert!(deny_only.admits(ip("192.0.2.9"), None).is_err());
         // No rules: every client, even one whose address is unknown.
-        assert_eq!(NetworkRules::default().admits(None), Ok(()));
+        assert_eq!(NetworkRules::default().admits(None, None), Ok(()));
     }
 
     #[test]
     fn rules_that_allow_nothing_are_refused() {
         let empty = NetworkRules {
             allow: Some(vec![]),
-            deny: vec![],
+            ..NetworkRules::default()
         };
         assert_eq!(empty.validate().unwrap_err().0, "network.allow");
         let covered = NetworkRules {
             allow: Some(nets(&["10.1.0.0/16", "10.2.0.0/16"])),
             deny: nets(&["10.0.0.0/8"]),
+            ..NetworkRules::default()
         };
         assert_eq!(covered.validate().unwrap_err().0, "network.deny");
         let partly = NetworkRules {
             allow: Some(nets(&["10.0.0.0/8"])),
             deny: nets(&["10.1.0.0/16"]),
+            ..NetworkRules::default()
         };
         assert_eq!(partly.validate(), Ok(()));
         let huge = NetworkRules {
             allow: None,
             deny: vec![IpNet::parse("10.0.0.1").unwrap(); MAX_NETWORKS + 1],
+            ..NetworkRules::default()
         };
         assert_eq!(huge.validate().unwrap_err().0, "network.deny");
+    }
+
+    #[test]
+    fn countries_are_judged_after_networks_and_fail_closed_without_a_database() {
+        let de = CountryCode::parse("DE").unwrap();
+        let us = CountryCode::parse("US").unwrap();
+        let lookup = |ip: IpAddr| match ip.to_string().as_str() {
+            "203.0.113.9" => Some(de),
+            "198.51.100.7" => Some(us),
+            _ => None,
+        };
+        let deny_de = NetworkRules {
+            deny_countries: vec![de],
+            ..NetworkRules::default()
+        };
+        assert_eq!(
+            deny_de.admits(ip("203.0.113.9"), Some(&lookup)),
+            Err(NetworkRefusal::CountryNotAllowed)
+        );
+        assert_eq!(deny_de.admits(ip("198.51.100.7"), Some(&lookup)), Ok(()));
+        // An address the database does not know matches no country: a deny list lets
+        // it through...
+        assert_eq!(deny_de.admits(ip("192.0.2.1"), Some(&lookup)), Ok(()));
+        let only_us = NetworkRules {
+            allow_countries: Some(vec![us]),
+            ..NetworkRules::default()
+        };
+        assert_eq!(only_us.admits(ip("198.51.100.7"), Some(&lookup)), Ok(()));
+        // ...and an allow list refuses it.
+        for refused in ["203.0.113.9", "192.0.2.1"] {
+            assert_eq!(
+                only_us.admits(ip(refused), Some(&lookup)),
+                Err(NetworkRefusal::CountryNotAllowed),
+                "{refused}"
+            );
+        }
+        // Without a database, country rules refuse every client.
+        assert_eq!(
+            only_us.admits(ip("198.51.100.7"), None),
+            Err(NetworkRefusal::CountryNotAllowed)
+        );
+        assert_eq!(
+            deny_de.admits(ip("198.51.100.7"), None),
+            Err(NetworkRefusal::CountryNotAllowed)
+        );
+        let nothing = NetworkRules {
+            allow_countries: Some(vec![de]),
+            deny_countries: vec![de],
+            ..NetworkRules::default()
+        };
+        assert_eq!(nothing.validate().unwrap_err().0, "network.deny_countries");
+        let empty = NetworkRules {
+            allow_countries: Some(vec![]),
+            ..NetworkRules::default()
+        };
+        assert_eq!(empty.validate().unwrap_err().0, "network.allow_countries");
     }
 }

@@ -151,6 +151,10 @@ pub enum Refusal {
     /// does not learn which rule matched.
     #[error("credential not allowed from this address")]
     NetworkNotAllowed,
+    /// Its tenant's country rules refuse the client. Said as the allowlist's refusal
+    /// is.
+    #[error("credential not allowed from this address")]
+    CountryNotAllowed,
 }
 
 impl Refusal {
@@ -163,6 +167,7 @@ impl Refusal {
             Self::AddressNotAllowed => "ip_not_allowed",
             Self::AddressUnknown => "ip_unknown",
             Self::NetworkNotAllowed => "network_not_allowed",
+            Self::CountryNotAllowed => "country_not_allowed",
         }
     }
 }
@@ -197,16 +202,24 @@ pub fn usable<'g>(
 
 /// The tenant's network rules (docs/API.md, "Where tokens may be used from") applied
 /// to `client`: an unknown address is refused where there are rules (fail closed); a
-/// client judged by the caller is left to it.
-pub fn admitted(network: &NetworkRules, client: Client) -> Result<(), Refusal> {
+/// client judged by the caller is left to it. `country` looks an address up in the
+/// GeoIP database, when there is one.
+pub fn admitted(
+    network: &NetworkRules,
+    client: Client,
+    country: Option<&dyn Fn(IpAddr) -> Option<crate::country::CountryCode>>,
+) -> Result<(), Refusal> {
     let ip = match client {
         Client::Address(ip) => Some(ip),
         Client::Unknown => None,
         Client::JudgedByCaller => return Ok(()),
     };
-    network.admits(ip).map_err(|refusal| match refusal {
-        NetworkRefusal::NetworkNotAllowed => Refusal::NetworkNotAllowed,
-    })
+    network
+        .admits(ip, country)
+        .map_err(|refusal| match refusal {
+            NetworkRefusal::NetworkNotAllowed => Refusal::NetworkNotAllowed,
+            NetworkRefusal::CountryNotAllowed => Refusal::CountryNotAllowed,
+        })
 }
 
 /// A credential's scope as it stands now: what it was issued with, cut down to what its

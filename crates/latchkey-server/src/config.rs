@@ -93,6 +93,9 @@ pub struct Config {
     /// `[policy_floor]`: the operator's tenant policy, which binds every tenant and
     /// which tenants' own policies may only tighten (docs/API.md, "Tenant policies").
     pub policy_floor: TenantPolicy,
+    /// A MaxMind DB country database (`country.iso_code` or `country_code`) for the
+    /// country rules of tenant policies; read at start and again when it changes.
+    pub geoip_database_file: Option<PathBuf>,
     /// Requests a minute from one address to `POST /v1/leaks` before 429.
     pub leak_reports_per_minute: u32,
     /// A scanning partner's public-keys document (docs/SECRET_SCANNING.md): with it,
@@ -150,6 +153,7 @@ impl Default for Config {
             tls_client_ca_file: None,
             tls_handshake_timeout_seconds: 10,
             policy_floor: TenantPolicy::default(),
+            geoip_database_file: None,
             leak_reports_per_minute: 10,
             leak_report_public_keys_file: None,
             leak_report_public_keys_url: None,

@@ -24,6 +24,7 @@ use latchkey_core::store::RotateWhen;
 use latchkey_core::store::Tenant;
 use latchkey_core::token::{Owner, Token, TokenKind, TokenName, TokenRecord};
 use latchkey_core::{Permission, TenantId, TokenId};
+use latchkey_geoip::ReloadingGeoIp;
 use latchkey_listener::{Listener, Protocols, ServerTls};
 use latchkey_store::StoreOptions;
 use std::future::Future;
@@ -142,7 +143,18 @@ impl Application {
         };
         let store: Arc<dyn latchkey_core::store::Store> = Arc::new(store);
         let audit = AuditQueue::start(store.clone(), config.audit_authentications);
+        // The GeoIP database (docs/API.md, "Where tokens may be used from"): a missing or
+        // corrupt file stops the start; a change is picked up within GEOIP_CHECK.
+        let geoip = match &config.geoip_database_file {
+            Some(path) => {
+                let geoip = Arc::new(ReloadingGeoIp::open(path)?);
+                geoip.clone().spawn_watch(GEOIP_CHECK);
+                Some(geoip)
+            }
+            None => None,
+        };
         let state = AppState::new(Parts {
+            geoip,
             clock,
             audit,
             audit_key,
@@ -311,6 +323,9 @@ const UNUSED_SWEEP_INTERVAL_MS: i64 = 10 * 60 * 1000;
 
 /// How long a stopping server waits for the webhook attempts under way.
 const WEBHOOK_DRAIN: Duration = Duration::from_secs(10);
+
+/// How often the GeoIP database file is checked for a change.
+const GEOIP_CHECK: Duration = Duration::from_secs(10);
 
 /// How long a deny-list entry outlives the last credential it matches.
 const COMPACTION_MARGIN_SECONDS: i64 = 300;

@@ -543,7 +543,7 @@ fn refused(refusal: Refusal) -> VerifyError {
     let reason = match refusal {
         Refusal::AddressNotAllowed => InvalidReason::AddressNotAllowed,
         Refusal::AddressUnknown => InvalidReason::AddressUnknown,
-        Refusal::NetworkNotAllowed => InvalidReason::NetworkNotAllowed,
+        Refusal::NetworkNotAllowed | Refusal::CountryNotAllowed => InvalidReason::NetworkNotAllowed,
         Refusal::UserLeft => InvalidReason::UserLeft,
         Refusal::Revoked => InvalidReason::Revoked,
         Refusal::Expired => InvalidReason::Expired,

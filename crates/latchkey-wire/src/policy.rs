@@ -42,6 +42,13 @@ pub struct PutNetwork {
     /// Never these networks.
     #[serde(default)]
     pub deny: Vec<String>,
+    /// Only clients in these countries (ISO 3166-1 alpha-2); absent or `null` allows
+    /// every country.
+    #[serde(default)]
+    pub allow_countries: Option<Vec<String>>,
+    /// Never clients in these countries.
+    #[serde(default)]
+    pub deny_countries: Vec<String>,
 }
 
 /// A tenant's policy: its own rules, the rules in force once the operator's floor is

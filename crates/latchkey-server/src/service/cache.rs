@@ -6,8 +6,11 @@
 
 use latchkey_core::network::NetworkRules;
 use latchkey_core::token::TokenRecord;
+use latchkey_core::usable::{Client, Refusal};
 use latchkey_core::{PermissionSet, TokenId};
+use latchkey_geoip::ReloadingGeoIp;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// How often one cached token passes a use on to `last_used_at`: a minute, so
@@ -27,6 +30,8 @@ pub struct CachedToken {
     pub member: bool,
     /// Its tenant's network rules.
     pub network: Arc<NetworkRules>,
+    /// The GeoIP database, when the rules name countries and the server has one.
+    geoip: Option<Arc<ReloadingGeoIp>>,
     /// When this copy last passed a use on to the store's `last_used_at` (unix
     /// milliseconds): see [`CachedToken::due_for_use_record`].
     touched: AtomicI64,
@@ -40,14 +45,34 @@ impl CachedToken {
             effective,
             member,
             network: Arc::default(),
+            geoip: None,
             touched: AtomicI64::new(i64::MIN),
         }
     }
 
-    /// The token under its tenant's network rules.
-    pub fn with_network(mut self, network: Arc<NetworkRules>) -> Self {
+    /// The token under its tenant's network rules, judged with `geoip` when they name
+    /// countries.
+    pub fn with_network(
+        mut self,
+        network: Arc<NetworkRules>,
+        geoip: Option<Arc<ReloadingGeoIp>>,
+    ) -> Self {
+        self.geoip = geoip.filter(|_| network.has_country_rules());
         self.network = network;
         self
+    }
+
+    /// Its tenant's network rules applied to `client` (docs/API.md, "Where tokens may
+    /// be used from").
+    pub fn admits(&self, client: Client) -> Result<(), Refusal> {
+        let lookup = self
+            .geoip
+            .as_ref()
+            .map(|geoip| move |ip: IpAddr| geoip.country(ip));
+        let lookup = lookup
+            .as_ref()
+            .map(|f| f as &dyn Fn(IpAddr) -> Option<latchkey_core::country::CountryCode>);
+        latchkey_core::usable::admitted(&self.network, client, lookup)
     }
 
     /// True at most once per [`USE_RECORD_INTERVAL_MS`] for this copy: whether a use at
@@ -79,7 +104,7 @@ impl CachedToken {
         client: latchkey_core::usable::Client,
     ) -> Result<&PermissionSet, latchkey_core::usable::Refusal> {
         let grant = latchkey_core::usable::usable(&self.record.token, now, client, self.grant())?;
-        latchkey_core::usable::admitted(&self.network, client)?;
+        self.admits(client)?;
         Ok(grant)
     }
 

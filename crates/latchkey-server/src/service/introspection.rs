@@ -53,10 +53,8 @@ pub async fn introspect(
     } else {
         inspect_jwt(state, presented, client).await?
     };
-    let active = active.filter(|active| {
-        client != Client::JudgedByCaller
-            || latchkey_core::usable::admitted(&active.token.network, caller).is_ok()
-    });
+    let active = active
+        .filter(|active| client != Client::JudgedByCaller || active.token.admits(caller).is_ok());
     // An active answer is a use of the token (docs/API.md, "Tenant policies").
     if let Some(active) = &active {
         let ip = match client {

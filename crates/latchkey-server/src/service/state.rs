@@ -25,6 +25,7 @@ use latchkey_core::store::Store;
 use latchkey_core::token::Token;
 use latchkey_core::usable::{self, Standing};
 use latchkey_core::{PermissionSet, Timestamp, TokenId};
+use latchkey_geoip::ReloadingGeoIp;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -80,6 +81,8 @@ struct Inner {
     audit: AuditQueue,
     audit_key: AuditMacKey,
     uses: UseLog,
+    /// The operator's GeoIP database (`geoip_database_file`), reloaded when it changes.
+    geoip: Option<Arc<ReloadingGeoIp>>,
     /// When the next unused-token sweep is due (unix milliseconds of the clock).
     next_unused_sweep: AtomicI64,
     leaks: LeakIntake,
@@ -87,6 +90,7 @@ struct Inner {
 
 /// The parts [`AppState::new`] assembles.
 pub struct Parts {
+    pub geoip: Option<Arc<ReloadingGeoIp>>,
     pub store: Arc<dyn Store>,
     /// Where [`AppState::now`] reads the time.
     pub clock: Arc<dyn Clock>,
@@ -123,6 +127,7 @@ impl AppState {
                 audit: parts.audit,
                 audit_key: parts.audit_key,
                 uses: UseLog::default(),
+                geoip: parts.geoip,
                 next_unused_sweep: AtomicI64::new(i64::MIN),
                 leaks: parts.leaks,
             }),
@@ -184,6 +189,11 @@ impl AppState {
         &self.inner.revocations
     }
 
+    /// The GeoIP database, when the server has one.
+    pub fn geoip(&self) -> Option<&ReloadingGeoIp> {
+        self.inner.geoip.as_deref()
+    }
+
     /// The uses of tokens not yet written to `last_used_at`.
     pub fn uses(&self) -> &UseLog {
         &self.inner.uses
@@ -238,7 +248,8 @@ impl AppState {
                     _ => Arc::default(),
                 };
                 Some(Arc::new(
-                    CachedToken::new(record, effective, member).with_network(network),
+                    CachedToken::new(record, effective, member)
+                        .with_network(network, self.inner.geoip.clone()),
                 ))
             }
         };

@@ -23,6 +23,25 @@ both_backends_with!(behind_loopback_proxy;
     a_forged_forwarded_address_from_an_untrusted_peer_changes_nothing,
 );
 
+both_backends_with!(behind_loopback_proxy_with_countries;
+    countries_are_judged_with_the_operators_database,
+);
+
+/// Behind the loopback proxy, with a country database made here: 203.0.113.0/24 is in
+/// Germany, 198.51.100.0/24 in the United States, and nothing else is known.
+fn behind_loopback_proxy_with_countries(config: &mut Config) {
+    behind_loopback_proxy(config);
+    let dir = tempfile::tempdir().unwrap().keep();
+    let path = dir.join("countries.mmdb");
+    latchkey_geoip::test_mmdb::write_country_db(
+        &path,
+        &[("203.0.113.0/24", "DE"), ("198.51.100.0/24", "US")],
+        6,
+        latchkey_geoip::test_mmdb::Layout::IsoCode,
+    );
+    config.geoip_database_file = Some(path);
+}
+
 const ALLOWED: &str = "203.0.113.9";
 const DENIED: &str = "203.0.113.200";
 const UNLISTED: &str = "198.51.100.7";
@@ -69,7 +88,11 @@ async fn acme_with_rules(app: &TestApp) -> (String, String, String) {
     let manager = app.manager_key("acme").await;
     let reply = app.put("/v1/tenants/acme/policy", rules()).await;
     reply.assert_status(200);
-    assert_eq!(reply.body["policy"]["network"], rules()["network"]);
+    let network = &reply.body["policy"]["network"];
+    assert_eq!(network["allow"], rules()["network"]["allow"]);
+    assert_eq!(network["deny"], rules()["network"]["deny"]);
+    assert_eq!(network["allow_countries"], Value::Null);
+    assert_eq!(network["deny_countries"], json!([]));
     (id, secret, manager)
 }
 
@@ -163,6 +186,31 @@ async fn a_rule_change_applies_at_once_and_bad_rules_change_nothing(app: TestApp
             "invalid-field",
             "network.allowed",
         ),
+        (
+            json!({ "network": { "deny_countries": ["XX"] } }),
+            400,
+            "invalid-field",
+            "network.deny_countries[0]",
+        ),
+        (
+            json!({ "network": { "allow_countries": ["de"] } }),
+            400,
+            "invalid-field",
+            "network.allow_countries[0]",
+        ),
+        // A well-formed country rule on a server without a GeoIP database.
+        (
+            json!({ "network": { "deny_countries": ["DE"] } }),
+            422,
+            "invalid-value",
+            "network.deny_countries",
+        ),
+        (
+            json!({ "network": { "allow_countries": ["US"] } }),
+            422,
+            "invalid-value",
+            "network.allow_countries",
+        ),
     ] {
         let reply = app.put("/v1/tenants/acme/policy", body.clone()).await;
         reply.assert_problem(status, code);
@@ -215,6 +263,68 @@ async fn a_forged_forwarded_address_from_an_untrusted_peer_changes_nothing(app: 
     assert_eq!(failure[0]["details"]["reason"], "network_not_allowed");
     // The control: through the trusted proxy, the same address is allowed.
     app.exchange_via(&id, &secret, ALLOWED)
+        .await
+        .assert_status(200);
+}
+
+async fn countries_are_judged_with_the_operators_database(app: TestApp) {
+    app.seed_catalogue().await;
+    app.create_tenant("acme").await;
+    let (id, secret) = app.client("acme", json!({ "roles": ["viewer"] })).await;
+    const GERMANY: &str = "203.0.113.9";
+    const STATES: &str = "198.51.100.7";
+    const NOWHERE: &str = "192.0.2.1";
+
+    app.put(
+        "/v1/tenants/acme/policy",
+        json!({ "network": { "deny_countries": ["DE"] } }),
+    )
+    .await
+    .assert_status(200);
+    let granted = app.exchange_via(&id, &secret, STATES).await;
+    granted.assert_status(200);
+    let jwt = granted.body["access_token"].as_str().unwrap().to_owned();
+    // An address the database does not know matches no country: a deny list lets it in.
+    app.exchange_via(&id, &secret, NOWHERE)
+        .await
+        .assert_status(200);
+    let refused = app.exchange_via(&id, &secret, GERMANY).await;
+    assert_eq!(refused.status, 401, "{}", refused.text);
+    assert_eq!(refused.body["error"], "invalid_client");
+    let failure = app
+        .wait_for_audit("action=auth.failed&tenant_id=acme", 1)
+        .await;
+    assert_eq!(failure[0]["details"]["reason"], "country_not_allowed");
+    assert_eq!(failure[0]["ip"], GERMANY);
+    let gateway = app.introspection_key().await;
+    assert!(introspect_via(&app, &gateway, &jwt, STATES, Some(STATES)).await);
+    assert!(!introspect_via(&app, &gateway, &jwt, STATES, Some(GERMANY)).await);
+
+    // An allow list refuses what the database does not know.
+    app.put(
+        "/v1/tenants/acme/policy",
+        json!({ "network": { "allow_countries": ["US"] } }),
+    )
+    .await
+    .assert_status(200);
+    app.exchange_via(&id, &secret, STATES)
+        .await
+        .assert_status(200);
+    for refused in [GERMANY, NOWHERE] {
+        let reply = app.exchange_via(&id, &secret, refused).await;
+        assert_eq!(reply.status, 401, "{refused}: {}", reply.text);
+    }
+    // Networks and countries together: both must pass.
+    app.put(
+        "/v1/tenants/acme/policy",
+        json!({ "network": { "deny": ["198.51.100.0/25"], "allow_countries": ["US"] } }),
+    )
+    .await
+    .assert_status(200);
+    app.exchange_via(&id, &secret, STATES)
+        .await
+        .assert_status(401);
+    app.exchange_via(&id, &secret, "198.51.100.200")
         .await
         .assert_status(200);
 }

@@ -70,6 +70,13 @@ pub struct PolicyRules {
     /// Tokens may never be used from these networks (CIDR); a deny wins over an allow.
     #[arg(long, value_delimiter = ',')]
     deny_network: Vec<String>,
+    /// Tokens may be used only from these countries (ISO codes such as DE; needs the
+    /// server's geoip_database_file).
+    #[arg(long, value_delimiter = ',')]
+    allow_country: Vec<String>,
+    /// Tokens may never be used from these countries.
+    #[arg(long, value_delimiter = ',')]
+    deny_country: Vec<String>,
 }
 
 /// A duration in whole days, such as `90d`.
@@ -90,12 +97,16 @@ impl From<PolicyRules> for PutPolicy {
             require_ip_allowlist: rules.require_ip_allowlist,
             revoke_unused_after_days: rules.revoke_unused_after,
             max_access_token_ttl_seconds: rules.max_access_token_ttl.map(i64::from),
-            network: (!rules.allow_network.is_empty() || !rules.deny_network.is_empty()).then(
-                || PutNetwork {
-                    allow: (!rules.allow_network.is_empty()).then_some(rules.allow_network),
-                    deny: rules.deny_network,
-                },
-            ),
+            network: (!rules.allow_network.is_empty()
+                || !rules.deny_network.is_empty()
+                || !rules.allow_country.is_empty()
+                || !rules.deny_country.is_empty())
+            .then(|| PutNetwork {
+                allow: (!rules.allow_network.is_empty()).then_some(rules.allow_network),
+                deny: rules.deny_network,
+                allow_countries: (!rules.allow_country.is_empty()).then_some(rules.allow_country),
+                deny_countries: rules.deny_country,
+            }),
         }
     }
 }
@@ -142,6 +153,33 @@ fn rules_text(policy: &TenantPolicy) -> Vec<(&'static str, String)> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 }),
+        ),
+        (
+            "allowed countries",
+            policy
+                .network
+                .allow_countries
+                .as_ref()
+                .map_or("all".to_owned(), |ccs| {
+                    ccs.iter()
+                        .map(|cc| cc.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }),
+        ),
+        (
+            "denied countries",
+            if policy.network.deny_countries.is_empty() {
+                "-".to_owned()
+            } else {
+                let ccs: Vec<&str> = policy
+                    .network
+                    .deny_countries
+                    .iter()
+                    .map(|cc| cc.as_str())
+                    .collect();
+                ccs.join(", ")
+            },
         ),
         (
             "denied networks",

@@ -1010,7 +1010,8 @@ fn tenant_policy_set_replaces_the_policy_names_its_breaches_and_show_reads_it() 
     ]);
     assert_eq!(
         networks["policy"]["network"],
-        serde_json::json!({"allow": ["203.0.113.0/24", "2001:db8::/32"], "deny": ["203.0.113.128/25"]})
+        serde_json::json!({"allow": ["203.0.113.0/24", "2001:db8::/32"], "deny": ["203.0.113.128/25"],
+            "allow_countries": null, "deny_countries": []})
     );
     let text = server.run(&["tenant", "policy", "show", "acme"]).ok();
     assert!(text.contains("203.0.113.0/24, 2001:db8::/32"), "{text}");

@@ -121,6 +121,17 @@ pub async fn put(
     policy
         .check_within(&state.settings().policy_floor)
         .map_err(invalid)?;
+    if policy.network.has_country_rules() && state.geoip().is_none() {
+        let field = if policy.network.allow_countries.is_some() {
+            "network.allow_countries"
+        } else {
+            "network.deny_countries"
+        };
+        return Err(ApiError::value(
+            field,
+            "needs a GeoIP database, and this server has none (geoip_database_file)",
+        ));
+    }
     let stored = state
         .store()
         .put_policy(&tenant, &policy, &caller.audit(&state))
