@@ -4,7 +4,7 @@
 //! the gateway and latchkey-verify on every request.
 //!
 //! A deny wins over an allow; an absent allow list allows every address. A token's own
-//! `ip_allowlist` narrows further (the usability rule, docs/API.md "When a token is usable") and never
+//! `ip_allowlist` narrows further (docs/API.md, "When a token is usable") and never
 //! widens what the tenant allows. Countries come from the operator's GeoIP database: an
 //! address it does not know matches no country, so a country allow list refuses it and
 //! a deny list lets it through; without a database, country rules refuse every client
