@@ -273,6 +273,8 @@ pub enum FeedKind {
     Role,
     /// A membership changed: the entry holds the member's roles now (none once it ends).
     Member,
+    /// A tenant's policy changed: the entry holds its network rules now.
+    TenantPolicy,
 }
 
 impl FeedKind {
@@ -284,6 +286,7 @@ impl FeedKind {
             Self::Family => "family",
             Self::Role => "role",
             Self::Member => "member",
+            Self::TenantPolicy => "tenant_policy",
         }
     }
 
@@ -295,6 +298,7 @@ impl FeedKind {
             "family" => Some(Self::Family),
             "role" => Some(Self::Role),
             "member" => Some(Self::Member),
+            "tenant_policy" => Some(Self::TenantPolicy),
             _ => None,
         }
     }
@@ -302,7 +306,7 @@ impl FeedKind {
     /// True for entries that carry state (compacted to the latest per subject) rather
     /// than a revocation.
     pub fn is_state(self) -> bool {
-        matches!(self, Self::Role | Self::Member)
+        matches!(self, Self::Role | Self::Member | Self::TenantPolicy)
     }
 }
 
@@ -329,6 +333,9 @@ pub struct RevocationEntry {
     /// `member` entries: the member's roles now; empty once the membership ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub roles: Option<Vec<String>>,
+    /// `tenant_policy` entries: the tenant's network rules now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::network::NetworkRules>,
 }
 
 /// One aggregate of a gateway's usage batch: how often a token was used in one minute,

@@ -497,5 +497,20 @@ fn revocation_entry(row: &sqlx::any::AnyRow) -> StoreResult<RevocationEntry> {
             .map(Timestamp::from_millis),
         permissions: state_names(kind == FeedKind::Role, "permissions")?,
         roles: state_names(kind == FeedKind::Member, "roles")?,
+        network: if kind == FeedKind::TenantPolicy {
+            let network = state
+                .as_ref()
+                .and_then(|state| state.get("network"))
+                .cloned()
+                .ok_or_else(|| {
+                    StoreError::Internal("tenant_policy entry without `network`".into())
+                })?;
+            Some(
+                serde_json::from_value(network)
+                    .map_err(|e| StoreError::Internal(format!("tenant_policy entry: {e}")))?,
+            )
+        } else {
+            None
+        },
     })
 }

@@ -3,10 +3,10 @@
 
 use crate::error::{TxResult, corrupt, from_sqlx};
 use crate::rows::{self, TOKEN_COLUMNS};
-use crate::sql::{SqlStore, decode_all, revoke_where, tenant_exists};
+use crate::sql::{SqlStore, append_state, decode_all, revoke_where, tenant_exists};
 use latchkey_core::audit::{AuditAction, AuditContext, AuditEvent};
 use latchkey_core::policy::TenantPolicy;
-use latchkey_core::store::{StoreError, StoreResult, StoredPolicy, TokenUse};
+use latchkey_core::store::{FeedKind, StoreError, StoreResult, StoredPolicy, TokenUse};
 use latchkey_core::token::{RevokedReason, Token};
 use latchkey_core::{TenantId, Timestamp, TokenId};
 use serde_json::json;
@@ -80,6 +80,16 @@ impl SqlStore {
         )
         .with_details(json!({ "policy": policy }));
         self.audit_in(&mut tx, ctx, event).await?;
+        // Verifiers judge the network rules themselves: the feed carries them.
+        append_state(
+            &mut tx,
+            FeedKind::TenantPolicy,
+            tenant.as_str(),
+            Some(tenant.as_str()),
+            ctx.at,
+            json!({ "network": policy.network }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(StoredPolicy {
             policy: policy.clone(),

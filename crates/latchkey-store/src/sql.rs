@@ -126,7 +126,7 @@ async fn append_entry(
 /// Appends the state of a role or a membership to the feed, and deletes the older state
 /// entries of the same key: a follower needs only the latest (docs/API.md, "Revocation
 /// feed").
-async fn append_state(
+pub(crate) async fn append_state(
     conn: &mut AnyConnection,
     kind: FeedKind,
     subject: &str,

@@ -13,6 +13,7 @@
 use crate::principal::Principal;
 use crate::revocation::RevocationCheck;
 use latchkey_core::cidr::IpNet;
+use latchkey_core::network::NetworkRules;
 use latchkey_core::usable::{self, Client, Refusal, TokenView};
 use latchkey_core::{Permission, RoleName, TenantId, Timestamp, UserId};
 use std::net::IpAddr;
@@ -135,6 +136,14 @@ pub(crate) fn allowed(
     };
     let client = client.map_or(Client::Unknown, |ip| Client::Address(ip.to_canonical()));
     usable::usable(&view, now, client, Some(&principal.scopes)).map(|_| ())
+}
+
+/// Whether the tenant's network `rules` admit `client` (docs/API.md, "Where tokens may
+/// be used from"): an unknown address is refused, and so is every client of a tenant
+/// whose rules name countries, since this verifier has no GeoIP database (fail closed).
+pub(crate) fn admitted(rules: &NetworkRules, client: Option<IpAddr>) -> Result<(), Refusal> {
+    let client = client.map_or(Client::Unknown, |ip| Client::Address(ip.to_canonical()));
+    usable::admitted(rules, client, None)
 }
 
 /// A verified caller as the usability rule sees it. Never revoked: the deny list

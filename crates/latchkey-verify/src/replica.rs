@@ -53,6 +53,7 @@ use crate::transport::{self, ClientIdentity, TransportPolicy};
 use crate::verifier::Evictor;
 use follow::{Entry, Follower, Kind};
 use latchkey_core::clock::{Clock, SystemClock};
+use latchkey_core::network::NetworkRules;
 use latchkey_core::store::FeedKind;
 use latchkey_core::usable::Standing;
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
@@ -430,6 +431,16 @@ impl RevocationCheck for RevocationReplica {
     fn state_epoch(&self) -> u64 {
         self.shared.state_epoch.load(Ordering::Acquire)
     }
+
+    fn network(&self, tenant: &TenantId) -> Option<Arc<NetworkRules>> {
+        self.shared
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .networks
+            .get(tenant)
+            .cloned()
+    }
 }
 
 /// What every grant is computed from, as the feed last said.
@@ -439,6 +450,8 @@ struct GrantState {
     roles: HashMap<RoleName, PermissionSet>,
     /// A member's roles now, by tenant and user; absent once the membership ended.
     members: HashMap<(TenantId, UserId), Vec<RoleName>>,
+    /// A tenant's network rules now; absent when it has none.
+    networks: HashMap<TenantId, Arc<NetworkRules>>,
 }
 
 impl GrantState {
@@ -500,6 +513,26 @@ impl GrantState {
                     self.members.remove(&(tenant, user));
                 } else {
                     self.members.insert((tenant, user), roles);
+                }
+            }
+            Kind::Known(FeedKind::TenantPolicy) => {
+                let Ok(tenant) = TenantId::parse(&entry.subject) else {
+                    return;
+                };
+                // Rules that do not read refuse every client of the tenant (fail closed)
+                // rather than letting all in.
+                let rules = entry
+                    .network
+                    .clone()
+                    .and_then(|value| serde_json::from_value::<NetworkRules>(value).ok())
+                    .unwrap_or_else(|| NetworkRules {
+                        allow: Some(Vec::new()),
+                        ..NetworkRules::default()
+                    });
+                if rules.is_empty() {
+                    self.networks.remove(&tenant);
+                } else {
+                    self.networks.insert(tenant, Arc::new(rules));
                 }
             }
             _ => {}
@@ -736,7 +769,7 @@ impl Shared {
                     (last, applied) = (entry.seq, applied + 1);
                     continue;
                 }
-                Kind::Known(FeedKind::Role | FeedKind::Member) => {
+                Kind::Known(FeedKind::Role | FeedKind::Member | FeedKind::TenantPolicy) => {
                     (last, applied) = (entry.seq, applied + 1);
                     self.state
                         .write()
@@ -814,4 +847,43 @@ fn unix_seconds(millis: i64) -> u32 {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::follow::Entry;
+    use super::*;
+
+    fn entry(json: &str) -> Entry {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn tenant_policy_entries_set_and_clear_a_tenants_rules_and_unreadable_ones_fail_closed() {
+        let acme = TenantId::parse("acme").unwrap();
+        let mut state = GrantState::default();
+        state.apply(&entry(
+            r#"{"seq":1,"kind":"tenant_policy","subject":"acme","tenant_id":"acme",
+                "network":{"allow":null,"deny":["192.0.2.0/24"],
+                           "allow_countries":null,"deny_countries":[]}}"#,
+        ));
+        let rules = state.networks.get(&acme).expect("acme has rules").clone();
+        assert!(rules.admits("198.51.100.1".parse().ok(), None).is_ok());
+        assert!(rules.admits("192.0.2.1".parse().ok(), None).is_err());
+
+        // A shape this version cannot read refuses every client of that tenant.
+        state.apply(&entry(
+            r#"{"seq":2,"kind":"tenant_policy","subject":"acme","tenant_id":"acme",
+                "network":{"allow":"everything"}}"#,
+        ));
+        let closed = state.networks.get(&acme).unwrap().clone();
+        assert!(closed.admits("198.51.100.1".parse().ok(), None).is_err());
+
+        // Rules that say nothing remove the tenant's entry.
+        state.apply(&entry(
+            r#"{"seq":3,"kind":"tenant_policy","subject":"acme","tenant_id":"acme",
+                "network":{"allow":null,"deny":[],"allow_countries":null,"deny_countries":[]}}"#,
+        ));
+        assert!(!state.networks.contains_key(&acme));
+    }
 }

@@ -14,8 +14,10 @@
 //! expire, long-lived JWTs and api keys get the scope the server narrowed at
 //! introspection.
 
+use latchkey_core::network::NetworkRules;
 use latchkey_core::usable::Standing;
 use latchkey_core::{RoleName, TenantId, TokenId, UserId};
+use std::sync::Arc;
 
 /// What the deny list says about a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +79,14 @@ pub trait RevocationCheck: Send + Sync + 'static {
     /// changed, so the verifier can keep a narrowed caller until it moves.
     fn state_epoch(&self) -> u64 {
         0
+    }
+
+    /// The network rules of `tenant`'s policy as the feed last said (docs/API.md,
+    /// "Where tokens may be used from"); `None` when it has none, or this list does not
+    /// follow them.
+    fn network(&self, tenant: &TenantId) -> Option<Arc<NetworkRules>> {
+        let _ = tenant;
+        None
     }
 }
 

@@ -368,6 +368,9 @@ impl Inner {
             self.verify_api_key(token, now).await?
         };
         narrow::allowed(&principal, client, now).map_err(refused)?;
+        if let Some(rules) = self.revocation.network(&principal.tenant) {
+            narrow::admitted(&rules, client).map_err(refused)?;
+        }
         Ok(principal)
     }
 

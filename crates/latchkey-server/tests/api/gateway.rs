@@ -468,6 +468,83 @@ async fn the_gateway_enforces_a_long_lived_jwts_ip_allowlist_against_its_client(
     );
 }
 
+/// A tenant's network rules reach a running gateway through the feed (docs/API.md,
+/// "Where tokens may be used from"): a long-lived JWT and an api key are refused from a
+/// denied address within the propagation bound, and let in again once the rule goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_network_rule_change_reaches_a_running_gateway() {
+    let app = TestApp::sqlite().await;
+    app.seed_catalogue().await;
+    app.create_tenant("acme").await;
+    let upstream = upstream().await;
+    let edge = gateway(&app, &app.base, upstream, closed_port()).await;
+    let jwt = app
+        .create_tenant_token(
+            "acme",
+            json!({ "name": "edge", "kind": "jwt", "roles": ["viewer"] }),
+        )
+        .await["jwt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = app
+        .create_tenant_token(
+            "acme",
+            json!({ "name": "edge key", "kind": "api_key", "roles": ["viewer"] }),
+        )
+        .await["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for bearer in [&jwt, &key] {
+        assert_eq!(
+            call(&edge.base, "/reports", Some(bearer), "127.0.0.2")
+                .await
+                .0,
+            200
+        );
+    }
+    // Within the bound the revocation tests hold a gateway to.
+    let until = |status: u16, bearer: String| {
+        let base = edge.base.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                if call(&base, "/reports", Some(&bearer), "127.0.0.2").await.0 == status {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the gateway did not answer {status}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    app.put(
+        "/v1/tenants/acme/policy",
+        json!({ "network": { "deny": ["127.0.0.2/32"] } }),
+    )
+    .await
+    .assert_status(200);
+    until(401, jwt.clone()).await;
+    until(401, key.clone()).await;
+    for bearer in [&jwt, &key] {
+        assert_eq!(
+            call(&edge.base, "/reports", Some(bearer), "127.0.0.1")
+                .await
+                .0,
+            200,
+            "control: an address the rule does not deny"
+        );
+    }
+    app.put("/v1/tenants/acme/policy", json!({}))
+        .await
+        .assert_status(200);
+    until(200, jwt).await;
+    until(200, key).await;
+}
+
 /// The deployment of docs/DEPLOYMENT.md: the server's public URL is https (a TLS proxy
 /// in front), and a gateway on the same machine reaches it on loopback.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

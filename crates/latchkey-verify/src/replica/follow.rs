@@ -56,6 +56,10 @@ pub(super) struct Entry {
     /// `member` entries: the member's roles now.
     #[serde(default)]
     pub(super) roles: Option<Vec<String>>,
+    /// `tenant_policy` entries: the tenant's network rules now, read when applied so a
+    /// shape this version does not know fails closed for that tenant alone.
+    #[serde(default)]
+    pub(super) network: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
