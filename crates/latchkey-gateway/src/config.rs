@@ -124,6 +124,11 @@ pub struct GatewayConfig {
     /// upstream see. Empty by default: the TCP peer is the client.
     #[serde(default)]
     pub trusted_proxies: Vec<IpNet>,
+    /// A MaxMind DB country database for the country rules of tenant policies
+    /// (docs/API.md, "Where tokens may be used from"); read at start and again when it
+    /// changes. Without one, tokens of tenants whose rules name countries are refused.
+    #[serde(default)]
+    pub geoip_database_file: Option<PathBuf>,
     /// PEM certificate chain (leaf first) to serve TLS with, beside `tls_key_file`;
     /// clients then speak HTTP/2 or HTTP/1.1, chosen over ALPN. Plain HTTP/1.1 when
     /// unset. Reloaded on SIGHUP and when the file changes.

@@ -26,6 +26,7 @@ use crate::usage::{UsageClient, UsageOptions, UsageReporter};
 use hyper::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
+use latchkey_geoip::ReloadingGeoIp;
 use latchkey_listener::{Accepted, Listener, Protocols, ServerTls, TlsError};
 use latchkey_verify::{
     Credential, ReplicaOptions, RevocationCheck, RevocationReplica, Verifier, VerifierOptions,
@@ -66,7 +67,8 @@ impl GatewayConfig {
     /// keys and long-lived JWTs), its audience, its `trusted_proxies`, and `revocation`
     /// as the deny list —
     /// normally a `RevocationReplica` following `server`'s feed with
-    /// [`max_staleness`](Self::max_staleness).
+    /// [`max_staleness`](Self::max_staleness). With `geoip_database_file` it opens the
+    /// database and watches it on the current tokio runtime.
     pub fn verifier_options(
         &self,
         revocation: Arc<dyn RevocationCheck>,
@@ -80,8 +82,28 @@ impl GatewayConfig {
             tls_ca_file: self.tls_ca_file.clone(),
             tls_client_identity: self.client_identity(),
             allow_insecure_issuer: self.allow_insecure_issuer,
+            geoip: self.geoip()?,
             ..VerifierOptions::default()
         })
+    }
+
+    /// The GeoIP database of `geoip_database_file`, watched for changes every 10 s; a
+    /// missing or corrupt file refuses the configuration.
+    fn geoip(&self) -> Result<Option<Arc<ReloadingGeoIp>>, ConfigError> {
+        let Some(path) = &self.geoip_database_file else {
+            return Ok(None);
+        };
+        let geoip =
+            Arc::new(
+                ReloadingGeoIp::open(path).map_err(|error| ConfigError::BadValue {
+                    field: "geoip_database_file".to_owned(),
+                    reason: error.to_string(),
+                })?,
+            );
+        geoip
+            .clone()
+            .spawn_watch(std::time::Duration::from_secs(10));
+        Ok(Some(geoip))
     }
 }
 

@@ -139,11 +139,19 @@ pub(crate) fn allowed(
 }
 
 /// Whether the tenant's network `rules` admit `client` (docs/API.md, "Where tokens may
-/// be used from"): an unknown address is refused, and so is every client of a tenant
-/// whose rules name countries, since this verifier has no GeoIP database (fail closed).
-pub(crate) fn admitted(rules: &NetworkRules, client: Option<IpAddr>) -> Result<(), Refusal> {
+/// be used from"): an unknown address is refused, and without `geoip` so is every
+/// client of a tenant whose rules name countries (fail closed).
+pub(crate) fn admitted(
+    rules: &NetworkRules,
+    client: Option<IpAddr>,
+    geoip: Option<&latchkey_geoip::ReloadingGeoIp>,
+) -> Result<(), Refusal> {
     let client = client.map_or(Client::Unknown, |ip| Client::Address(ip.to_canonical()));
-    usable::admitted(rules, client, None)
+    let lookup = geoip.map(|geoip| move |ip: IpAddr| geoip.country(ip));
+    let lookup = lookup
+        .as_ref()
+        .map(|f| f as &dyn Fn(IpAddr) -> Option<latchkey_core::country::CountryCode>);
+    usable::admitted(rules, client, lookup)
 }
 
 /// A verified caller as the usability rule sees it. Never revoked: the deny list

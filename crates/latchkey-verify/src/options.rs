@@ -90,6 +90,10 @@ pub struct VerifierOptions {
     /// when it takes the client's address from axum's `ConnectInfo`; from any other
     /// peer the header is ignored. Empty by default: the TCP peer is the client.
     pub trusted_proxies: Vec<latchkey_core::cidr::IpNet>,
+    /// The GeoIP database the country rules of tenant policies are judged with
+    /// (docs/API.md, "Where tokens may be used from"). Without one, every token of a
+    /// tenant whose rules name countries is refused (fail closed).
+    pub geoip: Option<Arc<latchkey_geoip::ReloadingGeoIp>>,
     /// The base URL to reach the server at (`scheme://host[:port]`), when it differs
     /// from the issuer — say the issuer is the public `https://auth.example.com` and
     /// the verifier talks to `http://10.0.0.5:7700` inside the network. Metadata, keys,
@@ -127,6 +131,7 @@ impl Default for VerifierOptions {
             revocation: Arc::new(NoRevocationList),
             clock: Arc::new(SystemClock),
             trusted_proxies: Vec::new(),
+            geoip: None,
             connect: None,
             tls_ca_file: None,
             tls_client_identity: None,
@@ -161,6 +166,10 @@ impl fmt::Debug for VerifierOptions {
             )
             .field("http_timeout", &self.http_timeout)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field(
+                "geoip",
+                &self.geoip.as_ref().map(|geoip| geoip.path().to_owned()),
+            )
             .field("connect", &self.connect)
             .field("tls_ca_file", &self.tls_ca_file)
             .field("tls_client_identity", &self.tls_client_identity)

@@ -90,6 +90,7 @@ pub(crate) struct Inner {
     clock: Arc<dyn Clock>,
     codec: SecretCodec,
     pub(crate) trusted_proxies: Vec<IpNet>,
+    geoip: Option<Arc<latchkey_geoip::ReloadingGeoIp>>,
 }
 
 /// What discovery learnt from the issuer.
@@ -267,6 +268,7 @@ impl Verifier {
                 // Only `parse` is used, which needs no pepper: the pepper is the server's.
                 codec: SecretCodec::new(prefix, &[]),
                 trusted_proxies: options.trusted_proxies,
+                geoip: options.geoip,
             }),
         })
     }
@@ -369,7 +371,7 @@ impl Inner {
         };
         narrow::allowed(&principal, client, now).map_err(refused)?;
         if let Some(rules) = self.revocation.network(&principal.tenant) {
-            narrow::admitted(&rules, client).map_err(refused)?;
+            narrow::admitted(&rules, client, self.geoip.as_deref()).map_err(refused)?;
         }
         Ok(principal)
     }

@@ -212,3 +212,36 @@ async fn a_plain_http_server_beyond_loopback_is_refused_at_start_without_allow_i
     assert!(text.contains("http://10.0.0.5:7700"), "{text}");
     assert!(text.contains("allow_insecure_issuer"), "{text}");
 }
+
+#[tokio::test]
+async fn a_geoip_database_is_opened_with_the_verifier_and_a_bad_one_stops_the_configuration() {
+    let base = format!("{TLS_BASE}server = \"http://127.0.0.1:7700/\"\n");
+    let missing = parse(&format!(
+        "{base}geoip_database_file = \"/nonexistent/countries.mmdb\"\n"
+    ))
+    .unwrap()
+    .verifier_options(std::sync::Arc::new(latchkey_verify::NoRevocationList))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        missing.starts_with("`geoip_database_file`")
+            && missing.contains("/nonexistent/countries.mmdb"),
+        "{missing}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("corrupt.mmdb");
+    std::fs::write(&corrupt, b"not a database").unwrap();
+    let refused = parse(&format!(
+        "{base}geoip_database_file = {:?}\n",
+        corrupt.to_str().unwrap()
+    ))
+    .unwrap()
+    .verifier_options(std::sync::Arc::new(latchkey_verify::NoRevocationList));
+    assert!(refused.is_err());
+    // The control: no database, no GeoIP in the verifier.
+    let options = parse(&base)
+        .unwrap()
+        .verifier_options(std::sync::Arc::new(latchkey_verify::NoRevocationList))
+        .unwrap();
+    assert!(options.geoip.is_none());
+}

@@ -37,6 +37,11 @@ struct Edge {
 
 /// A gateway in front of `upstream`, following `server`'s feed.
 async fn gateway(app: &TestApp, server: &str, upstream: u16, dead: u16) -> Edge {
+    gateway_with(app, server, upstream, dead, "").await
+}
+
+/// [`gateway`] with more top-level settings (TOML lines).
+async fn gateway_with(app: &TestApp, server: &str, upstream: u16, dead: u16, extra: &str) -> Edge {
     let credential = app
         .create_tenant_token(
             "latchkey",
@@ -53,6 +58,7 @@ async fn gateway(app: &TestApp, server: &str, upstream: u16, dead: u16) -> Edge 
         audience = "{audience}"
         credential = "{credential}"
         max_staleness_seconds = 30
+        {extra}
 
         [[route]]
         prefix = "/reports"
@@ -543,6 +549,83 @@ async fn a_tenants_network_rule_change_reaches_a_running_gateway() {
         .assert_status(200);
     until(200, jwt).await;
     until(200, key).await;
+}
+
+/// Country rules at the gateway, with the operator's GeoIP database (here one the test
+/// writes: 127.0.0.2 is in Germany, 127.0.0.1 in the United States): a denied country
+/// is refused, another passes, and a gateway without a database refuses the tenant's
+/// tokens altogether (fail closed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_judges_a_tenants_country_rules_with_its_geoip_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let countries = dir.path().join("countries.mmdb");
+    latchkey_geoip::test_mmdb::write_country_db(
+        &countries,
+        &[("127.0.0.2/32", "DE"), ("127.0.0.1/32", "US")],
+        6,
+        latchkey_geoip::test_mmdb::Layout::IsoCode,
+    );
+    let path = countries.clone();
+    let app = TestApp::sqlite_with(move |config| config.geoip_database_file = Some(path)).await;
+    app.seed_catalogue().await;
+    app.create_tenant("acme").await;
+    let upstream = upstream().await;
+    let extra = format!("geoip_database_file = {:?}", countries.to_str().unwrap());
+    let edge = gateway_with(&app, &app.base, upstream, closed_port(), &extra).await;
+    let blind = gateway(&app, &app.base, upstream, closed_port()).await;
+    let jwt = app
+        .create_tenant_token(
+            "acme",
+            json!({ "name": "edge", "kind": "jwt", "roles": ["viewer"] }),
+        )
+        .await["jwt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        call(&edge.base, "/reports", Some(&jwt), "127.0.0.2")
+            .await
+            .0,
+        200
+    );
+    app.put(
+        "/v1/tenants/acme/policy",
+        json!({ "network": { "deny_countries": ["DE"] } }),
+    )
+    .await
+    .assert_status(200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while call(&edge.base, "/reports", Some(&jwt), "127.0.0.2")
+        .await
+        .0
+        != 401
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway still lets Germany in"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        call(&edge.base, "/reports", Some(&jwt), "127.0.0.1")
+            .await
+            .0,
+        200,
+        "control: the United States are not denied"
+    );
+    // Without a database, a gateway cannot tell: it refuses (fail closed).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while call(&blind.base, "/reports", Some(&jwt), "127.0.0.1")
+        .await
+        .0
+        != 401
+    {
+        assert!(
+            Instant::now() < deadline,
+            "a gateway without a database let a client in"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The deployment of docs/DEPLOYMENT.md: the server's public URL is https (a TLS proxy
