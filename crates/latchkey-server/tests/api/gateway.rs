@@ -474,6 +474,19 @@ async fn the_gateway_enforces_a_long_lived_jwts_ip_allowlist_against_its_client(
     );
 }
 
+/// Waits until the gateway at `base` answers `status` to `bearer` from `from`, within
+/// the 5 s the revocation tests hold a gateway to.
+async fn until_status(base: &str, bearer: &str, from: &str, status: u16) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while call(base, "/reports", Some(bearer), from).await.0 != status {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not answer {status} from {from}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A tenant's network rules reach a running gateway through the feed (docs/API.md,
 /// "Where tokens may be used from"): a long-lived JWT and an api key are refused from a
 /// denied address within the propagation bound, and let in again once the rule goes.
@@ -510,31 +523,14 @@ async fn a_tenants_network_rule_change_reaches_a_running_gateway() {
             200
         );
     }
-    // Within the bound the revocation tests hold a gateway to.
-    let until = |status: u16, bearer: String| {
-        let base = edge.base.clone();
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                if call(&base, "/reports", Some(&bearer), "127.0.0.2").await.0 == status {
-                    return;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "the gateway did not answer {status}"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
     app.put(
         "/v1/tenants/acme/policy",
         json!({ "network": { "deny": ["127.0.0.2/32"] } }),
     )
     .await
     .assert_status(200);
-    until(401, jwt.clone()).await;
-    until(401, key.clone()).await;
+    until_status(&edge.base, &jwt, "127.0.0.2", 401).await;
+    until_status(&edge.base, &key, "127.0.0.2", 401).await;
     for bearer in [&jwt, &key] {
         assert_eq!(
             call(&edge.base, "/reports", Some(bearer), "127.0.0.1")
@@ -547,8 +543,8 @@ async fn a_tenants_network_rule_change_reaches_a_running_gateway() {
     app.put("/v1/tenants/acme/policy", json!({}))
         .await
         .assert_status(200);
-    until(200, jwt).await;
-    until(200, key).await;
+    until_status(&edge.base, &jwt, "127.0.0.2", 200).await;
+    until_status(&edge.base, &key, "127.0.0.2", 200).await;
 }
 
 /// Country rules at the gateway, with the operator's GeoIP database (here one the test
@@ -594,18 +590,7 @@ async fn the_gateway_judges_a_tenants_country_rules_with_its_geoip_database() {
     )
     .await
     .assert_status(200);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while call(&edge.base, "/reports", Some(&jwt), "127.0.0.2")
-        .await
-        .0
-        != 401
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the gateway still lets Germany in"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_status(&edge.base, &jwt, "127.0.0.2", 401).await;
     assert_eq!(
         call(&edge.base, "/reports", Some(&jwt), "127.0.0.1")
             .await
@@ -614,18 +599,7 @@ async fn the_gateway_judges_a_tenants_country_rules_with_its_geoip_database() {
         "control: the United States are not denied"
     );
     // Without a database, a gateway cannot tell: it refuses (fail closed).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while call(&blind.base, "/reports", Some(&jwt), "127.0.0.1")
-        .await
-        .0
-        != 401
-    {
-        assert!(
-            Instant::now() < deadline,
-            "a gateway without a database let a client in"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_status(&blind.base, &jwt, "127.0.0.1", 401).await;
 }
 
 /// The deployment of docs/DEPLOYMENT.md: the server's public URL is https (a TLS proxy
