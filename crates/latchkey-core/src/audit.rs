@@ -134,6 +134,8 @@ audit_actions! {
     KeyRotated => "key.rotated",
     /// A token was used from an address for the first time.
     TokenFirstSeenIp => "token.first_seen_ip",
+    /// A token was used from a country for the first time.
+    TokenFirstSeenCountry => "token.first_seen_country",
     /// Client credentials were exchanged for access tokens.
     TokenExchanged => "token.exchanged",
     /// A refresh token was exchanged for a new access token.
@@ -167,6 +169,7 @@ pub const WEBHOOK_EVENTS: &[&str] = &[
     "token.leaked",
     "token.expiring",
     "token.first_seen_ip",
+    "token.first_seen_country",
 ];
 
 impl AuditAction {
@@ -692,7 +695,7 @@ mod tests {
     }
 
     /// The names the server writes, as docs/API.md ("Audit (the five Ws)") lists them.
-    const WRITTEN: [&str; 28] = [
+    const WRITTEN: [&str; 29] = [
         "tenant.created",
         "tenant.deleted",
         "permission.put",
@@ -711,6 +714,7 @@ mod tests {
         "refresh.reused",
         "key.rotated",
         "token.first_seen_ip",
+        "token.first_seen_country",
         "token.exchanged",
         "token.refreshed",
         "auth.failed",

@@ -358,6 +358,9 @@ pub struct UsageRecord {
     pub count: i64,
     /// The last of them.
     pub last_used_at: Timestamp,
+    /// The client address's country, by the server's GeoIP database at ingest; `None`
+    /// without a database or for an address it does not know.
+    pub country: Option<crate::country::CountryCode>,
 }
 
 /// A webhook endpoint (docs/API.md, "Webhooks"). Its id is a UUID like a token's.
@@ -743,7 +746,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Adds a batch of usage aggregates in one transaction, moves each token's
     /// `last_used_at`/`last_used_ip` forward, and records a `token.first_seen_ip` event the
-    /// first time a token is seen from an address. Records of unknown tokens are skipped.
+    /// first time a token is seen from an address and a `token.first_seen_country` event
+    /// the first time from a country. Records of unknown tokens are skipped.
     /// Returns how many records were kept.
     async fn record_usage(&self, batch: &[UsageRecord], ctx: &AuditContext) -> StoreResult<u64>;
 

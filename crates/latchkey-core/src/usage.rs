@@ -23,11 +23,21 @@ pub enum UsageGroup {
     Method,
     /// The UTC day, with one series point per day.
     Day,
+    /// The client address's country, by the server's GeoIP database (`unknown` without
+    /// one, or for an address it does not know).
+    Country,
 }
 
 impl UsageGroup {
     /// Every grouping, in the order the API documents them.
-    pub const ALL: [UsageGroup; 5] = [Self::Route, Self::Ip, Self::Status, Self::Method, Self::Day];
+    pub const ALL: [UsageGroup; 6] = [
+        Self::Route,
+        Self::Ip,
+        Self::Status,
+        Self::Method,
+        Self::Day,
+        Self::Country,
+    ];
 
     /// The wire name.
     pub fn as_str(self) -> &'static str {
@@ -37,6 +47,7 @@ impl UsageGroup {
             Self::Status => "status",
             Self::Method => "method",
             Self::Day => "day",
+            Self::Country => "country",
         }
     }
 
@@ -53,7 +64,7 @@ mod tests {
     #[test]
     fn every_grouping_round_trips_and_nothing_else_parses() {
         let names: Vec<&str> = UsageGroup::ALL.iter().map(|g| g.as_str()).collect();
-        assert_eq!(names, ["route", "ip", "status", "method", "day"]);
+        assert_eq!(names, ["route", "ip", "status", "method", "day", "country"]);
         for group in UsageGroup::ALL {
             assert_eq!(UsageGroup::parse(group.as_str()), Some(group));
         }

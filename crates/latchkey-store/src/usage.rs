@@ -61,25 +61,77 @@ impl SqlStore {
             .bind(id.clone())
             .execute(&mut *tx)
             .await?;
-            let first = sqlx::query(
-                "INSERT INTO token_ips (token_id, ip, first_seen) VALUES ($1, $2, $3) \
-                 ON CONFLICT (token_id, ip) DO NOTHING",
+            if first_seen(
+                &mut tx,
+                "token_ips",
+                "ip",
+                &id,
+                &record.client_ip,
+                record.last_used_at,
             )
-            .bind(id.clone())
-            .bind(record.client_ip.clone())
-            .bind(record.last_used_at.millis())
-            .execute(&mut *tx)
             .await?
-            .rows_affected();
-            if first == 1 {
-                let event = AuditEvent::new(AuditAction::TokenFirstSeenIp, Some(&tenant), Some(id))
-                    .with_details(json!({ "ip": record.client_ip, "route": record.route }));
+            {
+                let event = AuditEvent::new(
+                    AuditAction::TokenFirstSeenIp,
+                    Some(&tenant),
+                    Some(id.clone()),
+                )
+                .with_details(json!({ "ip": record.client_ip, "route": record.route }));
                 self.audit_in(&mut tx, ctx, event).await?;
+            }
+            if let Some(country) = record.country {
+                if first_seen(
+                    &mut tx,
+                    "token_countries",
+                    "country",
+                    &id,
+                    country.as_str(),
+                    record.last_used_at,
+                )
+                .await?
+                {
+                    let event = AuditEvent::new(
+                        AuditAction::TokenFirstSeenCountry,
+                        Some(&tenant),
+                        Some(id.clone()),
+                    )
+                    .with_details(json!({
+                        "token_id": id,
+                        "country": country.as_str(),
+                        "ip": record.client_ip,
+                    }));
+                    self.audit_in(&mut tx, ctx, event).await?;
+                }
             }
         }
         tx.commit().await?;
         Ok(kept)
     }
+}
+
+/// Records that token `id` was seen with `value` in `table` (`token_ips` by `ip`,
+/// `token_countries` by `country`: names from this file, never client text); true the
+/// first time.
+async fn first_seen(
+    tx: &mut sqlx::AnyConnection,
+    table: &str,
+    column: &str,
+    id: &str,
+    value: &str,
+    at: Timestamp,
+) -> Result<bool, sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO {table} (token_id, {column}, first_seen) VALUES ($1, $2, $3) \
+         ON CONFLICT (token_id, {column}) DO NOTHING"
+    );
+    let inserted = sqlx::query(&sql)
+        .bind(id.to_owned())
+        .bind(value.to_owned())
+        .bind(at.millis())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    Ok(inserted == 1)
 }
 
 /// At most this many aggregates answer one query (a token used from 1,000 addresses on
@@ -119,6 +171,7 @@ impl SqlStore {
                     client_ip: row.try_get("client_ip")?,
                     count: row.try_get("count")?,
                     last_used_at: minute,
+                    country: None,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()

@@ -25,6 +25,7 @@ both_backends_with!(behind_loopback_proxy;
 
 both_backends_with!(behind_loopback_proxy_with_countries;
     countries_are_judged_with_the_operators_database,
+    a_first_use_from_a_new_country_is_an_event_once_and_usage_groups_by_country,
 );
 
 /// Behind the loopback proxy, with a country database made here: 203.0.113.0/24 is in
@@ -327,4 +328,89 @@ async fn countries_are_judged_with_the_operators_database(app: TestApp) {
     app.exchange_via(&id, &secret, "198.51.100.200")
         .await
         .assert_status(200);
+}
+
+async fn a_first_use_from_a_new_country_is_an_event_once_and_usage_groups_by_country(app: TestApp) {
+    app.create_tenant("acme").await;
+    let created = app
+        .create_tenant_token("acme", json!({ "name": "ci", "kind": "api_key" }))
+        .await;
+    let token = created["token"]["id"].as_str().unwrap().to_owned();
+    let gateway = app.introspection_key().await;
+    // A minute the server keeps and its clock has reached.
+    let now = app.now().millis();
+    let minute = latchkey_core::Timestamp::from_millis(now - 3_600_000 - (now % 60_000));
+    let at = |seconds: i64| minute.plus_seconds(seconds).to_rfc3339();
+    let batch = |entries: Vec<(&str, i64)>| {
+        let entries: Vec<Value> = entries
+            .into_iter()
+            .map(|(ip, seconds)| {
+                json!({ "token_id": token, "route": "/reports", "method": "GET",
+                        "status_class": "2xx", "client_ip": ip, "count": 2,
+                        "last_used_at": at(seconds) })
+            })
+            .collect();
+        json!({ "window_start": at(0), "entries": entries })
+    };
+    let send = |body: Value| app.call(Method::POST, "/v1/usage", Some(&gateway), Some(body));
+    // Two addresses in Germany, one in the United States, one the database does not know.
+    send(batch(vec![
+        ("203.0.113.9", 10),
+        ("203.0.113.10", 20),
+        ("198.51.100.7", 30),
+        ("192.0.2.1", 40),
+    ]))
+    .await
+    .assert_status(202);
+    let events = app
+        .wait_for_audit(
+            &format!("action=token.first_seen_country&token_id={token}"),
+            2,
+        )
+        .await;
+    let mut countries: Vec<&str> = events
+        .iter()
+        .map(|event| event["details"]["country"].as_str().unwrap())
+        .collect();
+    countries.sort();
+    assert_eq!(countries, ["DE", "US"]);
+    let germany = events
+        .iter()
+        .find(|event| event["details"]["country"] == "DE")
+        .unwrap();
+    assert_eq!(germany["details"]["ip"], "203.0.113.9");
+    assert_eq!(germany["details"]["token_id"], token.as_str());
+
+    // Germany again, from a third address: no second event.
+    send(batch(vec![("203.0.113.11", 50)]))
+        .await
+        .assert_status(202);
+    assert_eq!(app.audit_count("token.first_seen_country").await, 2);
+
+    let usage = app
+        .get(&format!(
+            "/v1/tokens/{token}/usage?group_by=country&since={}",
+            at(-60)
+        ))
+        .await;
+    usage.assert_status(200);
+    let totals: Vec<(String, i64)> = usage.body["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|group| {
+            (
+                group["key"].as_str().unwrap().to_owned(),
+                group["total"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        totals,
+        [
+            ("DE".to_owned(), 6),
+            ("US".to_owned(), 2),
+            ("unknown".to_owned(), 2)
+        ]
+    );
 }

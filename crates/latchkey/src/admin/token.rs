@@ -339,10 +339,11 @@ async fn show(client: &Client, id: &str, days: u32) -> anyhow::Result<Value> {
         ("action", "token.created".to_owned()),
         ("limit", "1".to_owned()),
     ];
-    let (created, by_ip, by_route) = tokio::try_join!(
+    let (created, by_ip, by_route, by_country) = tokio::try_join!(
         client.get_query_if_allowed(&["v1", "audit"], &creation),
         usage(client, id, &window, "ip"),
         usage(client, id, &window, "route"),
+        usage(client, id, &window, "country"),
     )?;
     let created = created
         .and_then(|page| items(&page).first().cloned())
@@ -355,6 +356,7 @@ async fn show(client: &Client, id: &str, days: u32) -> anyhow::Result<Value> {
             "until": by_ip["until"],
             "by_ip": totals(&by_ip),
             "by_route": totals(&by_route),
+            "by_country": totals(&by_country),
         },
     }))
 }
@@ -416,15 +418,18 @@ fn show_text(report: &Value, days: u32) -> String {
         ("WHO", who(token, &report["created"])),
         ("WHEN", when(token)),
         ("WHAT", what(token)),
-        (
-            "WHERE",
-            used(
+        ("WHERE", {
+            let used = used(
                 "last used from",
                 &token["last_used_ip"],
                 &usage["by_ip"],
                 days,
-            ),
-        ),
+            );
+            match countries(&usage["by_country"]) {
+                Some(countries) => clauses(vec![used, countries], ";"),
+                None => used,
+            }
+        }),
         (
             "HOW",
             used(
@@ -442,6 +447,36 @@ fn show_text(report: &Value, days: u32) -> String {
         text.push_str(&paragraph(heading, 7, &words));
     }
     text
+}
+
+/// `by country: DE (1,204), US (3)` when the server knows any country of the token's
+/// uses (it has a GeoIP database); `None` otherwise.
+fn countries(totals: &Value) -> Option<Vec<String>> {
+    let totals = totals.as_array().map(Vec::as_slice).unwrap_or_default();
+    if totals.iter().all(|total| total["key"] == "unknown") {
+        return None;
+    }
+    let mut words = clause("by country:".to_owned());
+    words.extend(counted(totals));
+    Some(words)
+}
+
+/// `key (count), …` of the first [`LISTED`] totals, and how many more there are.
+fn counted(totals: &[Value]) -> Vec<String> {
+    let mut listed: Vec<Vec<String>> = totals
+        .iter()
+        .take(LISTED)
+        .map(|total| {
+            let count = total["count"]
+                .as_u64()
+                .map_or_else(|| text(&total["count"]), thousands);
+            clause(format!("{} ({count})", text(&total["key"])))
+        })
+        .collect();
+    if totals.len() > LISTED {
+        listed.push(clause(format!("and {} more", totals.len() - LISTED)));
+    }
+    clauses(listed, ",")
 }
 
 /// One clause, kept on one line.
@@ -608,21 +643,8 @@ fn used(lead: &str, last: &Value, totals: &Value, days: u32) -> Vec<String> {
     let recent = if totals.is_empty() {
         clause(format!("no use {period}"))
     } else {
-        let mut listed: Vec<Vec<String>> = totals
-            .iter()
-            .take(LISTED)
-            .map(|total| {
-                let count = total["count"]
-                    .as_u64()
-                    .map_or_else(|| text(&total["count"]), thousands);
-                clause(format!("{} ({count})", text(&total["key"])))
-            })
-            .collect();
-        if totals.len() > LISTED {
-            listed.push(clause(format!("and {} more", totals.len() - LISTED)));
-        }
         let mut words = clause(format!("{period}:"));
-        words.extend(clauses(listed, ","));
+        words.extend(counted(totals));
         words
     };
     clauses(
@@ -841,5 +863,22 @@ HOW    never used"
             shown.lines().all(|line| line.chars().count() <= WIDTH),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn where_names_the_countries_the_server_knows_and_nothing_without_a_database() {
+        let mut report = used_report();
+        report["usage"]["by_country"] =
+            json!([{"key": "DE", "count": 1204}, {"key": "unknown", "count": 3}]);
+        let words = show_text(&report, 30)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            words.contains("(3); by country: DE (1,204), unknown (3) HOW"),
+            "{words}"
+        );
+        report["usage"]["by_country"] = json!([{"key": "unknown", "count": 3}]);
+        assert!(!show_text(&report, 30).contains("by country"));
     }
 }

@@ -838,7 +838,15 @@ fn token_show_answers_who_when_what_where_and_how() {
     assert_eq!(event["actor_user"], "u_42");
     assert_eq!(event["ip"], "127.0.0.1");
     let usage = &report["usage"];
-    assert_eq!(keys(usage), ["by_ip", "by_route", "since", "until"]);
+    assert_eq!(
+        keys(usage),
+        ["by_country", "by_ip", "by_route", "since", "until"]
+    );
+    // This server has no GeoIP database: every use is of an unknown country.
+    assert_eq!(
+        usage["by_country"],
+        json!([{"key": "unknown", "count": 1207}])
+    );
     assert_eq!(
         usage["by_ip"],
         json!([{"key": "203.0.113.9", "count": 1204}, {"key": "198.51.100.7", "count": 3}])

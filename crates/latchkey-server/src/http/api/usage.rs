@@ -138,6 +138,11 @@ pub async fn ingest(
             client_ip: entry.client_ip.to_string(),
             count: entry.count,
             last_used_at: entry.last_used_at,
+            // Resolved here, with the server's one database, so that every gateway's
+            // reports name the same country (docs/API.md, "Where tokens may be used from").
+            country: state
+                .geoip()
+                .and_then(|geoip| geoip.country(entry.client_ip)),
         })
         .collect();
     let ctx = AuditContext {
@@ -168,13 +173,13 @@ impl Grouping {
     fn parse(text: &str) -> Result<Self, &'static str> {
         UsageGroup::parse(text)
             .map(Self)
-            .ok_or("must be route, ip, status, method or day")
+            .ok_or("must be route, ip, status, method, day or country")
     }
 }
 
 query_param!(Grouping);
 
-/// `GET /v1/tokens/{id}/usage?since=&until=&group_by=route|ip|status|method|day`: the
+/// `GET /v1/tokens/{id}/usage?since=&until=&group_by=route|ip|status|method|day|country`: the
 /// "how" of a token — totals and per-minute series (per-day for `day`) for each group,
 /// plus when and where it was last used. The window defaults to the last 24 hours and
 /// is at most 31 days.
@@ -215,6 +220,15 @@ pub async fn token_usage(
                 let day = day_of(record.minute);
                 let text = day.to_rfc3339();
                 (text.get(..10).unwrap_or(&text).to_owned(), day)
+            }
+            UsageGroup::Country => {
+                let country = record
+                    .client_ip
+                    .parse()
+                    .ok()
+                    .and_then(|ip| state.geoip()?.country(ip));
+                let key = country.map_or("unknown".to_owned(), |cc| cc.as_str().to_owned());
+                (key, record.minute)
             }
         };
         let sum = groups.entry(key).or_default().entry(bucket).or_default();
