@@ -18,6 +18,10 @@
 # Pass the same binary twice to measure it alone:
 #   CANDIDATE_WEBHOOKS=10 scripts/ab-grants.sh target/release/latchkey target/release/latchkey
 #
+# CANDIDATE_CONFIG=FILE starts the candidate with `--config FILE` (say, a
+# geoip_database_file), and CANDIDATE_POLICY=FILE puts that JSON as tenant acme's policy
+# (docs/API.md, "Tenant policies"): the cost of network and country rules on grants.
+#
 # Needs h2load (Debian: nghttp2-client), taskset, curl and python3; 2 cores or more.
 set -euo pipefail
 base_bin=$(realpath "$1")
@@ -27,6 +31,8 @@ kind="${KIND:-grants}"
 case "$kind" in grants|introspect) ;; *) echo "ab-grants: KIND is grants or introspect" >&2; exit 2;; esac
 duration="${DURATION:-10}"
 connections="${CONNECTIONS:-32}"
+cand_config="${CANDIDATE_CONFIG:+$(realpath "$CANDIDATE_CONFIG")}"
+cand_policy="${CANDIDATE_POLICY:+$(realpath "$CANDIDATE_POLICY")}"
 # shellcheck source=scripts/bench-lib.sh
 . "$(dirname "$0")/bench-lib.sh"
 bench_require "$base_bin" "$cand_bin" h2load taskset curl python3
@@ -37,7 +43,11 @@ start() {
   local name=$1 bin=$2 port root created
   port=$(free_port)
   mkdir "$name"
-  RUST_LOG=warn taskset -c 0 "$bin" serve --listen "127.0.0.1:$port" \
+  local config=()
+  if [ "$name" = candidate ] && [ -n "$cand_config" ]; then
+    config=(--config "$cand_config")
+  fi
+  RUST_LOG=warn taskset -c 0 "$bin" serve --listen "127.0.0.1:$port" "${config[@]}" \
     --data-dir "$work/$name" --root-key-file "$work/$name.root" 2> "$work/$name.log" &
   pids+=($!)
   for _ in $(seq 1 100); do [ -s "$work/$name.root" ] && break; sleep 0.1; done
@@ -51,6 +61,11 @@ start() {
   printf 'grant_type=client_credentials&client_id=%s&client_secret=%s' \
     "$(json '["client_id"]' <<< "$created")" "$(json '["client_secret"]' <<< "$created")" \
     > "$name.form"
+  if [ "$name" = candidate ] && [ -n "$cand_policy" ]; then
+    curl -q -sS --fail -X PUT -H "authorization: Bearer $root" \
+      -H 'content-type: application/json' --data @"$cand_policy" \
+      "http://$address/v1/tenants/acme/policy" >/dev/null
+  fi
   if [ "$name" = candidate ]; then
     for i in $(seq 1 "${CANDIDATE_WEBHOOKS:-0}"); do
       # Never reached: a grant writes no event a webhook hears.

@@ -75,5 +75,49 @@ fn lookups(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, lookups);
+/// What a verifier adds to a request of a tenant with a 1,000-network policy and
+/// country rules (docs/API.md, "Where tokens may be used from"), the client matching
+/// only the last network (the worst case of the linear scan), beside one Ed25519
+/// signature check, the cost every JWT verification already pays.
+fn policy_beside_a_signature(c: &mut Criterion) {
+    use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+    use latchkey_core::cidr::IpNet;
+    use latchkey_core::country::CountryCode;
+    use latchkey_core::network::NetworkRules;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.mmdb");
+    let owned = networks();
+    let nets: Vec<(&str, &str)> = owned.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+    write_country_db(&path, &nets, 6, Layout::IsoCode);
+    let geoip = ReloadingGeoIp::open(&path).unwrap();
+    let mut allow: Vec<IpNet> = (0..999u32)
+        .map(|i| IpNet::parse(&format!("10.{}.{}.0/24", i / 256, i % 256)).unwrap())
+        .collect();
+    allow.push(IpNet::parse("198.51.100.0/24").unwrap());
+    let rules = NetworkRules {
+        allow: Some(allow),
+        deny: vec![IpNet::parse("192.0.2.0/24").unwrap()],
+        allow_countries: None,
+        deny_countries: vec![CountryCode::parse("KP").unwrap()],
+    };
+    let client: IpAddr = "198.51.100.7".parse().unwrap();
+    let lookup = |ip: IpAddr| geoip.country(ip);
+    assert!(rules.admits(Some(client), Some(&lookup)).is_ok());
+    c.bench_function("policy: 1,000 networks and a country rule", |b| {
+        b.iter(|| black_box(rules.admits(black_box(Some(client)), Some(&lookup))))
+    });
+
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let message = [7u8; 200];
+    let signature = pair.sign(&message);
+    let public = UnparsedPublicKey::new(&ED25519, pair.public_key().as_ref().to_vec());
+    c.bench_function("one Ed25519 signature check", |b| {
+        b.iter(|| black_box(public.verify(black_box(&message), signature.as_ref())))
+    });
+}
+
+criterion_group!(benches, lookups, policy_beside_a_signature);
 criterion_main!(benches);
