@@ -69,6 +69,31 @@ async fn refusal(config: Config) -> String {
     }
 }
 
+/// A GeoIP database that is missing or not a MaxMind DB stops the start, naming the
+/// file (docs/API.md, "Where tokens may be used from").
+#[tokio::test]
+async fn a_missing_or_corrupt_geoip_database_stops_the_start() {
+    let data = tempfile::tempdir().unwrap();
+    let missing = data.path().join("nowhere.mmdb");
+    let mut missing_config = config(data.path());
+    missing_config.geoip_database_file = Some(missing.clone());
+    let refused = refusal(missing_config).await;
+    assert!(
+        refused.contains(&missing.display().to_string()),
+        "{refused}"
+    );
+    let corrupt = data.path().join("corrupt.mmdb");
+    fs::write(&corrupt, b"not a database").unwrap();
+    let mut corrupt_config = config(data.path());
+    corrupt_config.geoip_database_file = Some(corrupt.clone());
+    let refused = refusal(corrupt_config).await;
+    assert!(
+        refused.contains(&corrupt.display().to_string())
+            && refused.contains("not a valid MaxMind DB"),
+        "{refused}"
+    );
+}
+
 #[tokio::test]
 async fn a_pepper_or_master_key_others_can_change_stops_the_start() {
     let data = tempfile::tempdir().unwrap();
