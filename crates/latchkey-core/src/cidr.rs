@@ -70,6 +70,57 @@ impl IpNet {
     }
 }
 
+/// A set of networks that answers membership with one hash lookup per distinct prefix
+/// length of the address's family, however many networks it holds: a tenant's 1,000
+/// networks cost what two or three do (docs/BENCHMARKS.md, "Network and country rules").
+#[derive(Debug, Clone, Default)]
+pub struct NetSet {
+    /// Per family (IPv4 first) and prefix length: the networks' masked bits.
+    lengths: Vec<(bool, u8, std::collections::HashSet<u128>)>,
+}
+
+impl NetSet {
+    /// The set of `nets`.
+    pub fn new(nets: &[IpNet]) -> Self {
+        let mut lengths: Vec<(bool, u8, std::collections::HashSet<u128>)> = Vec::new();
+        for net in nets {
+            let v4 = net.addr.is_ipv4();
+            let key = bits(net.addr);
+            match lengths
+                .iter_mut()
+                .find(|(family, prefix, _)| *family == v4 && *prefix == net.prefix)
+            {
+                Some((_, _, set)) => {
+                    set.insert(key);
+                }
+                None => lengths.push((v4, net.prefix, std::iter::once(key).collect())),
+            }
+        }
+        // Shorter prefixes first: they hold more addresses, so they match more often.
+        lengths.sort_by_key(|(family, prefix, _)| (!*family, *prefix));
+        Self { lengths }
+    }
+
+    /// True when some network of the set holds `ip`, as [`IpNet::contains`] says.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        let v4 = ip.is_ipv4();
+        self.lengths.iter().any(|(family, prefix, set)| {
+            *family == v4
+                && set.contains(
+                    &(IpNet {
+                        addr: ip,
+                        prefix: *prefix,
+                    })
+                    .masked(ip),
+                )
+        })
+    }
+}
+
 fn bits(ip: IpAddr) -> u128 {
     match ip {
         IpAddr::V4(v4) => u128::from(u32::from(v4)),

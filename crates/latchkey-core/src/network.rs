@@ -10,7 +10,7 @@
 //! a deny list lets it through; without a database, country rules refuse every client
 //! (fail closed).
 
-use crate::cidr::IpNet;
+use crate::cidr::{IpNet, NetSet};
 use crate::country::CountryCode;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -34,7 +34,24 @@ pub struct NetworkRules {
     /// Never clients in these countries.
     #[serde(default)]
     pub deny_countries: Vec<CountryCode>,
+    /// `allow` and `deny` as sets, made on the first judgement: the rules are shared
+    /// (`Arc`) by every cached token of the tenant, so once per rule change.
+    #[serde(skip)]
+    sets: Compiled,
 }
+
+/// The sets of a [`NetworkRules`]. Never part of what the rules are: equal rules are
+/// equal whether or not either has judged a client yet.
+#[derive(Debug, Clone, Default)]
+struct Compiled(std::sync::OnceLock<(Option<NetSet>, NetSet)>);
+
+impl PartialEq for Compiled {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Compiled {}
 
 /// Why the rules refuse a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +75,27 @@ impl NetworkRefusal {
 }
 
 impl NetworkRules {
+    /// Rules of these lists.
+    pub fn new(
+        allow: Option<Vec<IpNet>>,
+        deny: Vec<IpNet>,
+        allow_countries: Option<Vec<CountryCode>>,
+        deny_countries: Vec<CountryCode>,
+    ) -> Self {
+        Self {
+            allow,
+            deny,
+            allow_countries,
+            deny_countries,
+            sets: Compiled::default(),
+        }
+    }
+
+    /// Rules that admit no client: what a verifier applies for rules it cannot read.
+    pub fn refusing_everyone() -> Self {
+        Self::new(Some(Vec::new()), Vec::new(), None, Vec::new())
+    }
+
     /// True when the rules restrict nothing.
     pub fn is_empty(&self) -> bool {
         self.allow.is_none() && self.deny.is_empty() && !self.has_country_rules()
@@ -127,11 +165,17 @@ impl NetworkRules {
             return Ok(());
         }
         let ip = ip.ok_or(NetworkRefusal::NetworkNotAllowed)?;
-        if self.deny.iter().any(|net| net.contains(ip)) {
+        let (allow, deny) = self.sets.0.get_or_init(|| {
+            (
+                self.allow.as_deref().map(NetSet::new),
+                NetSet::new(&self.deny),
+            )
+        });
+        if deny.contains(ip) {
             return Err(NetworkRefusal::NetworkNotAllowed);
         }
-        if let Some(allow) = &self.allow
-            && !allow.iter().any(|net| net.contains(ip))
+        if let Some(allow) = allow
+            && !allow.contains(ip)
         {
             return Err(NetworkRefusal::NetworkNotAllowed);
         }
@@ -278,5 +322,63 @@ mod tests {
             ..NetworkRules::default()
         };
         assert_eq!(empty.validate().unwrap_err().0, "network.allow_countries");
+    }
+
+    #[test]
+    fn a_thousand_networks_judge_as_a_scan_would() {
+        // Networks of every length and both families, with a client on each side of
+        // each boundary: the sets answer what a scan of the lists answers.
+        let allow: Vec<IpNet> = (0..1000u32)
+            .map(|i| match i % 4 {
+                0 => IpNet::parse(&format!("10.{}.{}.0/24", i / 256, i % 256)).unwrap(),
+                1 => IpNet::parse(&format!("172.16.{}.{}/32", i / 256, i % 256)).unwrap(),
+                2 => IpNet::parse(&format!("2001:db8:{i:x}::/48")).unwrap(),
+                _ => IpNet::parse(&format!("{}.0.0.0/8", 11 + i % 200)).unwrap(),
+            })
+            .collect();
+        let deny = nets(&["10.0.5.0/24", "12.34.0.0/16", "2001:db8:2::1"]);
+        let rules = NetworkRules {
+            allow: Some(allow.clone()),
+            deny: deny.clone(),
+            ..NetworkRules::default()
+        };
+        let scan = |ip: IpAddr| {
+            !deny.iter().any(|net| net.contains(ip)) && allow.iter().any(|net| net.contains(ip))
+        };
+        for text in [
+            "10.0.4.1",
+            "10.0.5.1",
+            "10.0.6.255",
+            "172.16.0.1",
+            "172.16.0.2",
+            "172.16.3.229",
+            "12.34.5.6",
+            "12.35.5.6",
+            "9.9.9.9",
+            "2001:db8:2::1",
+            "2001:db8:2::2",
+            "2001:db8:3e7::9",
+            "2001:db9::1",
+            "::ffff:10.0.4.1",
+            "::ffff:10.0.5.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "::",
+        ] {
+            let address: IpAddr = text.parse().unwrap();
+            assert_eq!(
+                rules.admits(Some(address), None).is_ok(),
+                scan(address),
+                "{text}"
+            );
+        }
+        // Judging compiles the sets; the rules still equal an uncompiled copy.
+        assert_eq!(rules, rules.clone());
+        let fresh = NetworkRules {
+            allow: Some(allow),
+            deny,
+            ..NetworkRules::default()
+        };
+        assert_eq!(rules, fresh);
     }
 }

@@ -95,12 +95,12 @@ fn policy_beside_a_signature(c: &mut Criterion) {
         .map(|i| IpNet::parse(&format!("10.{}.{}.0/24", i / 256, i % 256)).unwrap())
         .collect();
     allow.push(IpNet::parse("198.51.100.0/24").unwrap());
-    let rules = NetworkRules {
-        allow: Some(allow),
-        deny: vec![IpNet::parse("192.0.2.0/24").unwrap()],
-        allow_countries: None,
-        deny_countries: vec![CountryCode::parse("KP").unwrap()],
-    };
+    let rules = NetworkRules::new(
+        Some(allow),
+        vec![IpNet::parse("192.0.2.0/24").unwrap()],
+        None,
+        vec![CountryCode::parse("KP").unwrap()],
+    );
     let client: IpAddr = "198.51.100.7".parse().unwrap();
     let lookup = |ip: IpAddr| geoip.country(ip);
     assert!(rules.admits(Some(client), Some(&lookup)).is_ok());

@@ -525,10 +525,7 @@ impl GrantState {
                     .network
                     .clone()
                     .and_then(|value| serde_json::from_value::<NetworkRules>(value).ok())
-                    .unwrap_or_else(|| NetworkRules {
-                        allow: Some(Vec::new()),
-                        ..NetworkRules::default()
-                    });
+                    .unwrap_or_else(NetworkRules::refusing_everyone);
                 if rules.is_empty() {
                     self.networks.remove(&tenant);
                 } else {
