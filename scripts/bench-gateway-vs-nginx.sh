@@ -11,6 +11,12 @@
 #   - the gateway on a public route (no token), for the proxy's own cost.
 # Prints every round and the medians, and the ratios issue 16 targets.
 #
+# POLICY=FILE adds a fifth workload: one JWT of a second tenant whose policy is that
+# JSON (docs/API.md, "Tenant policies"), say 1,000 networks and a country rule; with
+# GEOIP=FILE the gateway loads that country database (geoip_database_file). The two
+# one-token columns then give the cost of the rules at the gateway, in one run:
+#   POLICY=/tmp/bench-policy.json GEOIP=/tmp/bench-countries.mmdb scripts/bench-gateway-vs-nginx.sh
+#
 #   scripts/bench-gateway-vs-nginx.sh            # release build in target/release
 #   ROUNDS=5 DURATION=10 CONNECTIONS=32 TOKENS=10000 scripts/bench-gateway-vs-nginx.sh
 #
@@ -23,6 +29,8 @@ rounds="${ROUNDS:-3}"
 duration="${DURATION:-10}"
 connections="${CONNECTIONS:-32}"
 tokens="${TOKENS:-10000}"
+policy="${POLICY:+$(realpath "$POLICY")}"
+geoip="${GEOIP:+$(realpath "$GEOIP")}"
 # shellcheck source=scripts/bench-lib.sh
 . "$repo/scripts/bench-lib.sh"
 bench_require "$bin" nginx wrk taskset curl python3
@@ -72,7 +80,14 @@ nginx_run proxy 0 "server { listen 127.0.0.1:$nginx_port; keepalive_requests 100
 wait_port "$upstream_port"
 wait_port "$nginx_port"
 
-RUST_LOG=warn taskset -c 1 "$bin" serve --listen "127.0.0.1:$server_port" \
+server_config=()
+if [ -n "$geoip" ]; then
+  # Country rules need the server's database too (a policy naming countries is 422
+  # without one).
+  printf 'geoip_database_file = "%s"\n' "$geoip" > "$work/server.toml"
+  server_config=(--config "$work/server.toml")
+fi
+RUST_LOG=warn taskset -c 1 "$bin" serve --listen "127.0.0.1:$server_port" "${server_config[@]}" \
   --data-dir "$work/server" --root-key-file "$work/root.key" 2> "$work/server.log" &
 pids+=($!)
 for _ in $(seq 1 100); do [ -s "$work/root.key" ] && break; sleep 0.1; done
@@ -91,10 +106,25 @@ gateway_key=$(api POST /v1/tenants/latchkey/tokens \
   '{"name":"bench gateway","kind":"api_key","permissions":["latchkey:introspect"]}' \
   | json '["api_key"]')
 
+policy_jwt=""
+if [ -n "$policy" ]; then
+  api POST /v1/tenants '{"id":"ruled"}' >/dev/null
+  api PUT /v1/tenants/ruled/policy "$(cat "$policy")" >/dev/null
+  ruled=$(api POST /v1/tenants/ruled/tokens \
+    '{"name":"ruled client","kind":"client_credentials","permissions":["bench:read"]}')
+  policy_jwt=$(curl -q -sS --fail -u "$(json '["client_id"]' <<< "$ruled"):$(json '["client_secret"]' <<< "$ruled")" \
+    -d grant_type=client_credentials "http://127.0.0.1:$server_port/oauth/token" \
+    | json '["access_token"]')
+fi
+
+geoip_line=""
+if [ -n "$geoip" ]; then geoip_line="geoip_database_file = \"$geoip\""; fi
+
 cat > gateway.toml <<EOF
 listen = "127.0.0.1:$gateway_port"
 server = "http://127.0.0.1:$server_port"
 credential = "$gateway_key"
+$geoip_line
 
 [[route]]
 prefix = "/reports"
@@ -155,19 +185,28 @@ load() {
 taskset -c 1 wrk -t1 -c 1 -d "$(( tokens / 2000 + 2 ))s" -s tokens.lua \
   "http://127.0.0.1:$gateway_port" >/dev/null
 
-printf '%-6s %12s %12s %14s %12s\n' round nginx "gw 1 token" "gw $tokens tok." "gw public"
-declare -a a b c d
+printf '%-6s %12s %12s %14s %12s %12s\n' round nginx "gw 1 token" "gw $tokens tok." "gw public" \
+  "${policy:+gw policy}"
+declare -a a b c d e
 for round in $(seq 1 "$rounds"); do
   a+=("$(load "http://127.0.0.1:$nginx_port/reports")")
   b+=("$(load -H "Authorization: Bearer $jwt" "http://127.0.0.1:$gateway_port/reports")")
   c+=("$(load -s tokens.lua "http://127.0.0.1:$gateway_port")")
   d+=("$(load "http://127.0.0.1:$gateway_port/public")")
-  printf '%-6s %12s %12s %14s %12s\n' "$round" "${a[-1]}" "${b[-1]}" "${c[-1]}" "${d[-1]}"
+  if [ -n "$policy_jwt" ]; then
+    e+=("$(load -H "Authorization: Bearer $policy_jwt" "http://127.0.0.1:$gateway_port/reports")")
+  fi
+  printf '%-6s %12s %12s %14s %12s %12s\n' "$round" "${a[-1]}" "${b[-1]}" "${c[-1]}" "${d[-1]}" \
+    "${e[-1]:-}"
 done
-python3 - "${a[*]}" "${b[*]}" "${c[*]}" "${d[*]}" <<'EOF'
+python3 - "${a[*]}" "${b[*]}" "${c[*]}" "${d[*]}" "${e[*]:-}" <<'EOF'
 import statistics, sys
-nginx, one, many, public = (statistics.median(int(x) for x in arg.split()) for arg in sys.argv[1:])
-print(f"median {nginx:12.0f} {one:12.0f} {many:14.0f} {public:12.0f}")
+nginx, one, many, public = (statistics.median(int(x) for x in arg.split()) for arg in sys.argv[1:5])
+ruled = statistics.median(int(x) for x in sys.argv[5].split()) if sys.argv[5].strip() else None
+print(f"median {nginx:12.0f} {one:12.0f} {many:14.0f} {public:12.0f}"
+      + (f" {ruled:12.0f}" if ruled else ""))
+if ruled:
+    print(f"gateway, policy tenant / one token:  {ruled / one:.2f}")
 print(f"gateway, one token / nginx:          {one / nginx:.2f}  (target >= 0.90)")
 print(f"gateway, many tokens / one token:    {many / one:.2f}  (target >= 0.70)")
 print(f"gateway, public route / nginx:       {public / nginx:.2f}")
