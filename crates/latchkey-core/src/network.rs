@@ -64,16 +64,6 @@ pub enum NetworkRefusal {
     CountryNotAllowed,
 }
 
-impl NetworkRefusal {
-    /// The `reason` of the `auth.failed` audit event.
-    pub fn audit_reason(self) -> &'static str {
-        match self {
-            Self::NetworkNotAllowed => "network_not_allowed",
-            Self::CountryNotAllowed => "country_not_allowed",
-        }
-    }
-}
-
 impl NetworkRules {
     /// Rules of these lists.
     pub fn new(
