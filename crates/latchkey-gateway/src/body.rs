@@ -3,7 +3,7 @@
 
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Bytes;
 use std::error::Error as StdError;
 
 /// Any error a body may carry.
@@ -17,9 +17,4 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> GatewayBody {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed_unsync()
-}
-
-/// An upstream response body, streamed to the client as it arrives.
-pub(crate) fn streamed(body: Incoming) -> GatewayBody {
-    body.map_err(BoxError::from).boxed_unsync()
 }

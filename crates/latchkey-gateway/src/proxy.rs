@@ -7,7 +7,7 @@
 //! whatever phase ended it. The routing table is read once per request, so a reload
 //! in the middle of a request does not change what that request sees.
 
-use crate::body::{BoxError, GatewayBody, streamed};
+use crate::body::{BoxError, GatewayBody};
 use crate::error::ProxyError;
 use crate::headers;
 use crate::path::NormalisedPath;
@@ -150,10 +150,9 @@ where
     parts.version = Version::HTTP_11;
     let progress = Progress::new();
     let request = Request::from_parts(parts, progress.track(body));
-    let response = route.client.send(request, route.timeout, &progress).await?;
-    let (mut parts, body) = response.into_parts();
-    headers::remove_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, streamed(body)))
+    let mut response = route.client.send(request, route.timeout, &progress).await?;
+    headers::remove_hop_by_hop(response.headers_mut());
+    Ok(response)
 }
 
 /// An HTTP/2 client names the host in `:authority`, not in `Host`; the upstream, spoken

@@ -22,26 +22,38 @@
 //! - **One pool per trust.** Routes without `tls_ca_file` share one client, kept
 //!   across reloads; routes naming the same CA file share one client of their own,
 //!   built when the routes are compiled, so a reload re-reads every CA file.
+//! - **A connection goes back to its pool when its answer has been read to the end**,
+//!   most recently used first out; one whose answer was cut off, or that the upstream
+//!   closed, is never reused. A request that a reused connection could not even start
+//!   (the upstream had closed it meanwhile) is retried on another, since none of it was
+//!   sent. Idle connections are closed after a minute, at most 128 are kept per
+//!   upstream.
+//!
+//! The pool is the gateway's own rather than a general-purpose client's: a proxied
+//! request then costs no task spawn, no boxed future and no hashing of the upstream's
+//! name (docs/BENCHMARKS.md, "The gateway against nginx").
 
 use crate::body::{BoxError, GatewayBody};
 use crate::error::ProxyError;
 use crate::listener::BodyStalled;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
-use hyper::{Request, Response};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::client::conn::http1;
+use hyper::http::uri::{Authority, PathAndQuery, Scheme};
+use hyper::{Request, Response, Uri};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use std::error::Error as StdError;
 use std::fmt;
 use std::path::Path;
 use std::pin::{Pin, pin};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
 
 /// Idle keep-alive connections are closed after this long.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -49,15 +61,85 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections kept per upstream.
 const POOL_MAX_IDLE_PER_HOST: usize = 128;
 
+/// How often idle connections past [`POOL_IDLE_TIMEOUT`] are looked for.
+const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(15);
+
 /// A client with its own connection pool, speaking `http://` and `https://`.
 #[derive(Clone)]
 pub(crate) struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, GatewayBody>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tls: TlsConnector,
+    /// Idle connections by upstream; a handful of upstreams, so a list.
+    pools: Mutex<Vec<Pool>>,
+    /// Whether the task closing expired idle connections runs.
+    sweeping: AtomicBool,
+}
+
+/// Where a request goes: the scheme and authority of its URI.
+#[derive(Clone)]
+struct Target {
+    https: bool,
+    authority: Authority,
+}
+
+impl PartialEq for Target {
+    /// Byte for byte: every request of a route names its upstream as the route's
+    /// configuration spelled it, so the case-insensitive comparison of `Authority`
+    /// would only cost more.
+    fn eq(&self, other: &Self) -> bool {
+        self.https == other.https && self.authority.as_str() == other.authority.as_str()
+    }
+}
+
+/// The idle connections to one upstream, the most recently used last.
+struct Pool {
+    target: Target,
+    idle: Vec<Idle>,
+}
+
+struct Idle {
+    sender: http1::SendRequest<GatewayBody>,
+    since: Instant,
 }
 
 impl fmt::Debug for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Upstream")
+    }
+}
+
+impl fmt::Display for Target {
+    /// The scheme and authority, for the log: never a path or query, which may carry
+    /// what a client would not want logged.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.https { "https" } else { "http" };
+        write!(f, "{scheme}://{}", self.authority)
+    }
+}
+
+impl Target {
+    fn of(uri: &Uri) -> Option<Self> {
+        Some(Self {
+            https: uri.scheme() == Some(&Scheme::HTTPS),
+            authority: uri.authority()?.clone(),
+        })
+    }
+
+    /// The host to connect to, without the brackets of an IPv6 literal.
+    fn host(&self) -> &str {
+        let host = self.authority.host();
+        host.strip_prefix('[')
+            .and_then(|inner| inner.strip_suffix(']'))
+            .unwrap_or(host)
+    }
+
+    fn port(&self) -> u16 {
+        self.authority
+            .port_u16()
+            .unwrap_or(if self.https { 443 } else { 80 })
     }
 }
 
@@ -74,67 +156,288 @@ impl Upstream {
                 .and_then(|own| text.strip_prefix(&own).map(str::to_owned))
                 .unwrap_or(text)
         })?;
-        // hyper-rustls writes the ALPN list itself from the protocols enabled, and
-        // refuses a list already set (it panics); with HTTP/1.1 alone it offers none,
-        // which a server reads as HTTP/1.1.
+        // HTTP/1.1 alone: no ALPN is offered, which a server reads as HTTP/1.1.
         tls.alpn_protocols.clear();
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        // The TLS layer above passes `https://` URIs down to connect the TCP stream.
-        http.enforce_http(false);
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .build(connector);
-        Ok(Self { client })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                tls: TlsConnector::from(Arc::new(tls)),
+                pools: Mutex::new(Vec::new()),
+                sweeping: AtomicBool::new(false),
+            }),
+        })
     }
 
-    /// Sends `request` (its body already wrapped by [`Progress::track`]) and waits for
-    /// the response head, for at most `timeout` after the last request frame.
+    /// Sends `request` (its URI absolute, its body already wrapped by
+    /// [`Progress::track`]) and waits for the response head, for at most `timeout`
+    /// after the last request frame. The response body returns the connection to the
+    /// pool once it has been read to its end.
     pub(crate) async fn send(
         &self,
-        request: Request<GatewayBody>,
+        mut request: Request<GatewayBody>,
         timeout: Duration,
         progress: &Progress,
-    ) -> Result<Response<Incoming>, ProxyError> {
-        let target = Origin(request.uri().clone());
-        let mut exchange = pin!(self.client.request(request));
+    ) -> Result<Response<GatewayBody>, ProxyError> {
+        let Some(target) = Target::of(request.uri()) else {
+            tracing::error!("an upstream request without an authority");
+            return Err(ProxyError::Internal);
+        };
+        if !request.headers().contains_key(hyper::header::HOST) {
+            if let Ok(host) = hyper::header::HeaderValue::from_str(target.authority.as_str()) {
+                request.headers_mut().insert(hyper::header::HOST, host);
+            }
+        }
+        origin_form(request.uri_mut());
+        let mut exchange = pin!(self.exchange(&target, request));
         loop {
             let deadline = progress.last() + timeout;
             match tokio::time::timeout_at(deadline, &mut exchange).await {
-                Ok(Ok(response)) => return Ok(response),
-                Ok(Err(error)) => return Err(classify(&error, &target)),
+                Ok(result) => return result,
                 // The client sent more meanwhile: the upstream's clock restarts.
                 Err(_) if progress.last() + timeout > Instant::now() => {}
                 Err(_) => return Err(ProxyError::UpstreamTimeout),
             }
         }
     }
+
+    /// One exchange: a pooled connection, or a new one, and the response head.
+    async fn exchange(
+        &self,
+        target: &Target,
+        mut request: Request<GatewayBody>,
+    ) -> Result<Response<GatewayBody>, ProxyError> {
+        loop {
+            let (mut sender, reused) = match self.checkout(target) {
+                Some(sender) => (sender, true),
+                None => (self.connect(target).await?, false),
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    let (parts, body) = response.into_parts();
+                    let body = Returning {
+                        inner: body,
+                        ended: false,
+                        connection: Some(Connection {
+                            sender,
+                            target: target.clone(),
+                            pool: Arc::downgrade(&self.inner),
+                        }),
+                    };
+                    return Ok(Response::from_parts(parts, body.boxed_unsync()));
+                }
+                Err(mut error) => match error.take_message() {
+                    // Nothing was sent on a connection the upstream had closed: the
+                    // request goes on another.
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(classify(&error.into_error(), target)),
+                },
+            }
+        }
+    }
+
+    /// The most recently used idle connection to `target` that is still open.
+    fn checkout(&self, target: &Target) -> Option<http1::SendRequest<GatewayBody>> {
+        let mut pools = self.inner.lock();
+        let pool = pools.iter_mut().find(|pool| pool.target == *target)?;
+        while let Some(idle) = pool.idle.pop() {
+            if idle.sender.is_ready() && idle.since.elapsed() < POOL_IDLE_TIMEOUT {
+                return Some(idle.sender);
+            }
+        }
+        None
+    }
+
+    /// A new connection to `target`, TLS handshake included; its driver runs as its
+    /// own task until the connection closes.
+    async fn connect(
+        &self,
+        target: &Target,
+    ) -> Result<http1::SendRequest<GatewayBody>, ProxyError> {
+        self.start_sweeping();
+        let tcp = TcpStream::connect((target.host(), target.port()))
+            .await
+            .map_err(|error| {
+                tracing::debug!(upstream = %target, %error, "connecting to the upstream failed");
+                ProxyError::UpstreamUnreachable
+            })?;
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set");
+        }
+        if !target.https {
+            return handshake(target, tcp).await;
+        }
+        let name = ServerName::try_from(target.host().to_owned()).map_err(|error| {
+            tracing::warn!(upstream = %target, %error, "the upstream's host is no TLS server name");
+            ProxyError::UpstreamUnreachable
+        })?;
+        let tls = self.inner.tls.connect(name, tcp).await.map_err(|error| {
+            match tls_failure(&error) {
+                Some(reason) => tracing::warn!(upstream = %target, %reason, "upstream TLS failed; check the route's upstream and tls_ca_file"),
+                None => tracing::debug!(upstream = %target, %error, "the upstream's TLS handshake failed"),
+            }
+            ProxyError::UpstreamUnreachable
+        })?;
+        handshake(target, tls).await
+    }
+
+    /// Starts, once, the task that closes idle connections past their time; it ends
+    /// with the client.
+    fn start_sweeping(&self) {
+        if self.inner.sweeping.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let pools = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(POOL_SWEEP_INTERVAL);
+            loop {
+                ticks.tick().await;
+                let Some(inner) = pools.upgrade() else { return };
+                for pool in inner.lock().iter_mut() {
+                    pool.idle.retain(|idle| {
+                        !idle.sender.is_closed() && idle.since.elapsed() < POOL_IDLE_TIMEOUT
+                    });
+                }
+            }
+        });
+    }
 }
 
-/// The scheme and authority of a request's URI, for the log: never its path or query,
-/// which may carry what a client would not want logged.
-struct Origin(hyper::Uri);
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Vec<Pool>> {
+        // The pool holds no invariant a panic could break half-way.
+        self.pools.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = self.0.scheme_str().unwrap_or("http");
-        match self.0.authority() {
-            Some(authority) => write!(f, "{scheme}://{authority}"),
-            None => write!(f, "{scheme}://?"),
+    /// Puts a connection whose exchange is over back in `target`'s pool, if it can
+    /// take another request.
+    fn checkin(&self, target: Target, sender: http1::SendRequest<GatewayBody>) {
+        if !sender.is_ready() {
+            return;
+        }
+        let idle = Idle {
+            sender,
+            since: Instant::now(),
+        };
+        let mut pools = self.lock();
+        match pools.iter_mut().find(|pool| pool.target == target) {
+            Some(pool) if pool.idle.len() >= POOL_MAX_IDLE_PER_HOST => {}
+            Some(pool) => pool.idle.push(idle),
+            None => pools.push(Pool {
+                target,
+                idle: vec![idle],
+            }),
+        }
+    }
+}
+
+/// The HTTP/1.1 handshake over `io`, and the connection's driver spawned.
+async fn handshake<I>(target: &Target, io: I) -> Result<http1::SendRequest<GatewayBody>, ProxyError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = http1::handshake(TokioIo::new(io)).await.map_err(|error| {
+        tracing::warn!(upstream = %target, %error, "the upstream connection failed");
+        ProxyError::UpstreamUnreachable
+    })?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "an upstream connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// Makes `uri` its origin form (`/path?query`), as HTTP/1.1 sends it to an origin.
+fn origin_form(uri: &mut Uri) {
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *uri = Uri::from(path);
+}
+
+/// A connection lent to one exchange, to go back to its pool.
+struct Connection {
+    sender: http1::SendRequest<GatewayBody>,
+    target: Target,
+    pool: Weak<Inner>,
+}
+
+impl Connection {
+    fn checkin(self) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.checkin(self.target, self.sender);
+        }
+    }
+}
+
+/// An upstream's response body, streamed to the client as it arrives, that returns
+/// its connection to the pool once read to the end. Cut off or failed, it takes the
+/// connection down with it.
+struct Returning {
+    inner: Incoming,
+    ended: bool,
+    connection: Option<Connection>,
+}
+
+impl Returning {
+    fn end(&mut self) {
+        self.ended = true;
+        if let Some(connection) = self.connection.take() {
+            connection.checkin();
+        }
+    }
+}
+
+impl Body for Returning {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if self.inner.is_end_stream() {
+                    self.end();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                self.connection = None;
+                Poll::Ready(Some(Err(error.into())))
+            }
+            Poll::Ready(None) => {
+                self.end();
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Returning {
+    /// A body the server never polled because it was empty (a 204, an answer to
+    /// `HEAD`) was read to its end all the same.
+    fn drop(&mut self) {
+        if self.inner.is_end_stream() {
+            self.end();
         }
     }
 }
 
 /// Decides whose fault a failed exchange with `target` was, and logs what an operator
-/// must fix: TLS refusals and broken exchanges, not refused connections.
-fn classify(error: &hyper_util::client::legacy::Error, target: &Origin) -> ProxyError {
+/// must fix: broken exchanges, not refused connections.
+fn classify(error: &hyper::Error, target: &Target) -> ProxyError {
     let mut source: Option<&(dyn StdError + 'static)> = error.source();
     while let Some(cause) = source {
         if let Some(ClientBodyError(inner)) = cause.downcast_ref::<ClientBodyError>() {
@@ -145,11 +448,7 @@ fn classify(error: &hyper_util::client::legacy::Error, target: &Origin) -> Proxy
         }
         source = cause.source();
     }
-    if let Some(reason) = tls_failure(error) {
-        tracing::warn!(upstream = %target, %reason, "upstream TLS failed; check the route's upstream and tls_ca_file");
-    } else if !error.is_connect() {
-        tracing::warn!(upstream = %target, %error, "upstream exchange failed");
-    }
+    tracing::warn!(upstream = %target, %error, "upstream exchange failed");
     ProxyError::UpstreamUnreachable
 }
 
@@ -293,8 +592,31 @@ mod tests {
     }
 
     #[test]
-    fn the_logged_origin_leaves_out_the_path_and_query() {
+    fn the_logged_target_leaves_out_the_path_and_query() {
         let uri: hyper::Uri = "https://api.internal:8443/a/b?token=x".parse().unwrap();
-        assert_eq!(Origin(uri).to_string(), "https://api.internal:8443");
+        assert_eq!(
+            Target::of(&uri).unwrap().to_string(),
+            "https://api.internal:8443"
+        );
+    }
+
+    #[test]
+    fn a_target_connects_to_its_host_and_port() {
+        let target = |uri: &str| Target::of(&uri.parse().unwrap()).unwrap();
+        assert_eq!(target("http://[::1]:8080/x").host(), "::1");
+        assert_eq!(target("http://[::1]:8080/x").port(), 8080);
+        assert_eq!(target("https://api.internal/x").port(), 443);
+        assert_eq!(target("http://api.internal/x").port(), 80);
+        assert!(Target::of(&"/relative".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn the_upstream_is_sent_the_origin_form() {
+        let mut uri: hyper::Uri = "https://api.internal:8443/a/b?x=%2F".parse().unwrap();
+        origin_form(&mut uri);
+        assert_eq!(uri.to_string(), "/a/b?x=%2F");
+        let mut bare: hyper::Uri = "http://api.internal".parse().unwrap();
+        origin_form(&mut bare);
+        assert_eq!(bare.to_string(), "/");
     }
 }
