@@ -509,8 +509,9 @@ pub fn form_pairs(text: &str) -> Vec<(String, String)> {
 /// `%` itself; bytes that are not UTF-8 read as U+FFFD.
 pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
-    // Most names and values (ids, secrets, grant types) need no decoding at all.
-    if !bytes.iter().any(|b| matches!(b, b'+' | b'%')) {
+    // Most names and values (ids, secrets, grant types, JWTs) need no decoding at all;
+    // a byte slice's `contains` searches a word at a time.
+    if !bytes.contains(&b'+') && !bytes.contains(&b'%') {
         return text.to_owned();
     }
     let mut out = Vec::with_capacity(bytes.len());

@@ -284,9 +284,13 @@ pub struct KeySet {
 
 /// JWTs whose signature, issuer and type were checked against one key set, with their
 /// claims. A signature check costs about 40 µs and a lookup well under 1; expiry and
-/// revocation are still checked on every use.
+/// revocation are still checked on every use. Keys hash with foldhash under a random
+/// seed: SipHash over a JWT's few hundred bytes cost an introspection 2% of its
+/// instructions.
 pub struct VerifiedTokens {
-    entries: std::sync::Mutex<std::collections::HashMap<String, Arc<latchkey_wire::Claims>>>,
+    entries: std::sync::Mutex<
+        std::collections::HashMap<String, Arc<latchkey_wire::Claims>, foldhash::fast::RandomState>,
+    >,
 }
 
 const VERIFIED_CAPACITY: usize = 50_000;
@@ -294,7 +298,7 @@ const VERIFIED_CAPACITY: usize = 50_000;
 impl VerifiedTokens {
     fn new() -> Self {
         Self {
-            entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+            entries: std::sync::Mutex::new(std::collections::HashMap::default()),
         }
     }
 
