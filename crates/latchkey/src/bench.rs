@@ -75,6 +75,11 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", conflicts_with_all = ["edge", "grants_only"],
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     followers: Option<u64>,
+    /// With --followers: run this many server replicas on the --database-url PostgreSQL
+    /// database, the followers spread evenly over them; revocations go through the first.
+    #[arg(long, default_value_t = 1, requires = "followers",
+          value_parser = clap::value_parser!(u64).range(1..=8))]
+    replicas: u64,
     /// With --edge: how many revocations, as many role narrowings and as many synchronous
     /// revocations to time; with --followers: how many revocations to time.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
@@ -97,14 +102,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let revocations = usize::try_from(args.revocations).unwrap_or(usize::MAX);
     if let Some(followers) = args.followers {
+        let replicas = server.replicas(&args).await?;
+        let mut addresses = vec![plan.address];
+        addresses.extend(replicas.iter().map(|replica| replica.address));
+        let mut pids: Vec<u32> = plan.server_pid.into_iter().collect();
+        pids.extend(replicas.iter().filter_map(ChildServer::pid));
         let report = followers::run(
-            plan.address,
+            &addresses,
             server.admin.clone(),
-            plan.server_pid,
+            (pids.len() == addresses.len()).then_some(pids),
             usize::try_from(followers).unwrap_or(usize::MAX),
             revocations,
         )
         .await?;
+        for replica in replicas {
+            replica.stop().await;
+        }
         if let Some(child) = server.child {
             child.stop().await;
         }
@@ -191,6 +204,24 @@ struct ServerUnderTest {
 }
 
 impl ServerUnderTest {
+    /// The replicas beyond this server that `--replicas` asks for, on its database.
+    async fn replicas(&self, args: &BenchArgs) -> anyhow::Result<Vec<ChildServer>> {
+        if args.replicas < 2 {
+            return Ok(Vec::new());
+        }
+        let (Some(child), Some(url)) = (&self.child, args.database_url.as_deref()) else {
+            bail!("--replicas needs a server the bench starts, on --database-url postgres://…");
+        };
+        if !url.starts_with("postgres") {
+            bail!("--replicas needs a PostgreSQL --database-url: replicas share one database");
+        }
+        let mut replicas = Vec::new();
+        for _ in 1..args.replicas {
+            replicas.push(child.replica(url).await?);
+        }
+        Ok(replicas)
+    }
+
     async fn open(args: &BenchArgs) -> anyhow::Result<Self> {
         if let Some(url) = &args.server {
             let admin = args

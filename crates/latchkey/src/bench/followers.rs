@@ -13,6 +13,11 @@
 //! received their first heartbeat; the difference over N is the memory per follower.
 //! Only a server the bench started has a known PID.
 //!
+//! With several replicas on one PostgreSQL database (`--replicas`), the followers are
+//! spread evenly over them and the revocations go through the first: the figure then
+//! includes the hop from one replica to the others through the database, and the memory
+//! is that of every replica together.
+//!
 //! Policy: a follower that fails, or a revocation that does not reach every follower
 //! within 10 s, fails the command; a partial figure would flatter the server.
 
@@ -52,6 +57,8 @@ pub const SPARE_FILES: u64 = 256;
 /// What a fan-out run measured.
 pub struct FanOutReport {
     pub followers: usize,
+    /// Server replicas the followers were spread over.
+    pub replicas: usize,
     /// Revoke-call-returned-to-last-follower latencies, sorted.
     pub latencies: Vec<Duration>,
     /// The server's resident set in KiB before and after connecting the followers.
@@ -68,16 +75,18 @@ enum Event {
     Failed(String),
 }
 
-/// Connects `followers` followers to the server at `server`, then times `revocations`
-/// revocations. `server_pid` is the server's process, for its memory.
+/// Connects `followers` followers spread over the replicas at `servers`, then times
+/// `revocations` revocations made through the first. `server_pids` are the replicas'
+/// processes, for their memory.
 pub async fn run(
-    server: SocketAddr,
+    servers: &[SocketAddr],
     admin: Credential,
-    server_pid: Option<u32>,
+    server_pids: Option<Vec<u32>>,
     followers: usize,
     revocations: usize,
 ) -> anyhow::Result<FanOutReport> {
-    let client = Client::new(&format!("http://{server}"), Some(admin))?;
+    let first = *servers.first().context("no server to follow")?;
+    let client = Client::new(&format!("http://{first}"), Some(admin))?;
     client
         .send(
             Method::PUT,
@@ -110,12 +119,19 @@ pub async fn run(
         .as_i64()
         .context("the revocation feed's head")?;
 
-    let before = server_pid.and_then(resident_kib);
+    let resident = || -> Option<u64> {
+        server_pids
+            .as_ref()?
+            .iter()
+            .map(|&pid| resident_kib(pid))
+            .sum()
+    };
+    let before = resident();
     eprintln!("connecting {followers} followers");
     let (events, mut received) = mpsc::unbounded_channel();
     let connecting = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
     let mut tasks = JoinSet::new();
-    for _ in 0..followers {
+    for server in servers.iter().copied().cycle().take(followers) {
         let (events, key, connecting) = (events.clone(), key.clone(), connecting.clone());
         tasks.spawn(async move {
             if let Err(error) = follow(server, &key, head, &connecting, &events).await {
@@ -138,7 +154,7 @@ pub async fn run(
             ),
         }
     }
-    let after = server_pid.and_then(resident_kib);
+    let after = resident();
 
     eprintln!("running: {revocations} revocations to {followers} followers");
     let mut latencies = Vec::with_capacity(revocations);
@@ -170,6 +186,7 @@ pub async fn run(
     tasks.abort_all();
     Ok(FanOutReport {
         followers,
+        replicas: servers.len(),
         latencies,
         memory: before.zip(after),
     })
@@ -269,9 +286,13 @@ impl FanOutReport {
              and the server processes share them\n- backend: {backend}\n"
         );
         if let Some(summary) = super::report::latency_summary(&self.latencies) {
+            let spread = match self.replicas {
+                1 => String::new(),
+                n => format!(" spread over {n} replicas on one database"),
+            };
             text.push_str(&format!(
-                "\nFan-out to {} followers over {} revocations (revoke call returned → the \
-                 last follower saw the entry): {summary}\n",
+                "\nFan-out to {} followers{spread} over {} revocations (revoke call returned \
+                 → the last follower saw the entry): {summary}\n",
                 self.followers,
                 self.latencies.len()
             ));
@@ -310,6 +331,7 @@ mod tests {
     fn the_report_names_the_fan_out_and_the_memory_per_follower() {
         let report = FanOutReport {
             followers: 4,
+            replicas: 1,
             latencies: vec![Duration::from_millis(1), Duration::from_millis(3)],
             memory: Some((10_240, 10_640)),
         };

@@ -27,6 +27,27 @@ impl ChildServer {
             .prefix("latchkey-bench-")
             .tempdir()
             .context("creating a temporary data directory")?;
+        Self::start_in(data, database_url).await
+    }
+
+    /// Starts another replica of this server: the same database, and a data directory
+    /// holding copies of its pepper and master key, which every replica must share
+    /// (docs/DEPLOYMENT.md).
+    pub async fn replica(&self, database_url: &str) -> anyhow::Result<Self> {
+        let data = tempfile::Builder::new()
+            .prefix("latchkey-bench-")
+            .tempdir()
+            .context("creating a temporary data directory")?;
+        for file in ["pepper", "master.key"] {
+            let from = self._data.path().join(file);
+            let to = data.path().join(file);
+            std::fs::copy(&from, &to)
+                .with_context(|| format!("copying {} for the replica", from.display()))?;
+        }
+        Self::start_in(data, Some(database_url)).await
+    }
+
+    async fn start_in(data: TempDir, database_url: Option<&str>) -> anyhow::Result<Self> {
         let mut command = child::command(&["serve", "--listen", "127.0.0.1:0", "--data-dir"])?;
         command.arg(data.path());
         if let Some(url) = database_url {
