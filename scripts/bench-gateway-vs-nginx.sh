@@ -9,13 +9,23 @@
 #   - the gateway with 10,000 distinct JWTs used round-robin (each one verified once,
 #     then cached; the cache is warmed by one pass before the timed run);
 #   - the gateway on a public route (no token), for the proxy's own cost.
-# Prints every round and the medians, and the ratios issue 16 targets.
+# Prints every round and the medians, and the ratios issue 16 targets. Each run also
+# counts the proxy's CPU time (user + system, from /proc, the process and its children)
+# per request served: on a machine that is not idle, that figure moves much less than
+# requests/s, and its ratio is the throughput ratio a dedicated core would give.
 #
 # POLICY=FILE adds a fifth workload: one JWT of a second tenant whose policy is that
 # JSON (docs/API.md, "Tenant policies"), say 1,000 networks and a country rule; with
 # GEOIP=FILE the gateway loads that country database (geoip_database_file). The two
 # one-token columns then give the cost of the rules at the gateway, in one run:
 #   POLICY=/tmp/bench-policy.json GEOIP=/tmp/bench-countries.mmdb scripts/bench-gateway-vs-nginx.sh
+#
+# CALLGRIND=N counts instructions instead (valgrind's callgrind, which counts the same
+# whatever else the machine runs): nginx's proxy and the gateway run under valgrind, and
+# N requests of each workload go over one kept-alive connection; the counters are zeroed
+# before and dumped after them, so start-up and warm-up are left out. Kernel time is not
+# counted, for either proxy. CALLGRIND_KEEP=DIR keeps the dumps for callgrind_annotate.
+#   CALLGRIND=5000 scripts/bench-gateway-vs-nginx.sh
 #
 #   scripts/bench-gateway-vs-nginx.sh            # release build in target/release
 #   ROUNDS=5 DURATION=10 CONNECTIONS=32 TOKENS=10000 scripts/bench-gateway-vs-nginx.sh
@@ -49,10 +59,23 @@ nginx_port=$(free_port)
 server_port=$(free_port)
 gateway_port=$(free_port)
 
-# nginx NAME CORE SERVER-BLOCK: one nginx with one worker, pinned to CORE.
+callgrind="${CALLGRIND:-}"
+# Under valgrind: the command, with its counters zeroed by callgrind_control later.
+valgrind_for() {
+  if [ -n "$callgrind" ] && [ "$1" != upstream ]; then
+    echo valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$work/$1.callgrind.%p"
+  fi
+}
+[ -z "$callgrind" ] || bench_require valgrind callgrind_control
+
+# nginx NAME CORE SERVER-BLOCK: one nginx with one worker, pinned to CORE (and, under
+# callgrind, no master process).
 nginx_run() {
   mkdir -p "$work/$1"
+  local master=""
+  [ -z "$(valgrind_for "$1")" ] || master="master_process off;"
   cat > "$work/$1/nginx.conf" <<EOF
+$master
 worker_processes 1;
 daemon off;
 pid $work/$1/nginx.pid;
@@ -69,8 +92,10 @@ http {
   $3
 }
 EOF
-  taskset -c "$2" nginx -c "$work/$1/nginx.conf" &
+  # shellcheck disable=SC2046
+  taskset -c "$2" $(valgrind_for "$1") nginx -c "$work/$1/nginx.conf" &
   pids+=($!)
+  eval "pid_$1=$!"
 }
 nginx_run upstream 1 "server { listen 127.0.0.1:$upstream_port; keepalive_requests 1000000;
   location / { return 200 'ok'; } }"
@@ -136,8 +161,10 @@ prefix = "/public"
 upstream = "http://127.0.0.1:$upstream_port"
 public = true
 EOF
-RUST_LOG=warn taskset -c 0 "$bin" gateway --config gateway.toml 2> gateway.log &
+# shellcheck disable=SC2046
+RUST_LOG=warn taskset -c 0 $(valgrind_for gateway) "$bin" gateway --config gateway.toml 2> gateway.log &
 pids+=($!)
+pid_gateway=$!
 wait_port "$gateway_port"
 
 # The JWTs: one for the one-token runs, TOKENS for the round-robin runs.
@@ -174,40 +201,100 @@ for _ in $(seq 1 100); do
 done
 [ "$code" = 200 ] || { echo "the gateway never let the token through ($code)" >&2; cat gateway.log >&2; exit 1; }
 
-# load NAME ARGS…: one wrk run on core 1; prints its requests/s; fails on any error.
+if [ -n "$callgrind" ]; then
+  # count NAME PID URL [TOKEN]: instructions of PID per request of CALLGRIND requests.
+  count() {
+    callgrind_control -z "$2" >/dev/null
+    python3 - "$3" "$callgrind" "${4:-}" <<'EOF'
+import http.client, sys, urllib.parse
+url, count, token = urllib.parse.urlsplit(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+conn = http.client.HTTPConnection(url.hostname, url.port)
+headers = {"Authorization": f"Bearer {token}"} if token else {}
+for _ in range(count):
+    conn.request("GET", url.path, headers=headers)
+    reply = conn.getresponse()
+    reply.read()
+    if reply.status != 200:
+        sys.exit(f"{url.geturl()} answered {reply.status}")
+EOF
+    callgrind_control --dump="$1" "$2" >/dev/null
+    local dump
+    dump=$(ls -t "$work/$1".callgrind.* | head -n 1)
+    # CALLGRIND_KEEP=DIR keeps each dump there, for callgrind_annotate.
+    [ -z "${CALLGRIND_KEEP:-}" ] || cp "$dump" "$CALLGRIND_KEEP/$1-$(basename "$3")-$(basename "$dump")"
+    awk -v n="$callgrind" '/^(summary|totals):/ { print int($2 / n); exit }' "$dump"
+  }
+  gw_pid=$(pgrep -f "callgrind-out-file=$work/gateway" | head -n 1)
+  nginx_pid=$(pgrep -f "callgrind-out-file=$work/proxy" | head -n 1)
+  n=$(count proxy "$nginx_pid" "http://127.0.0.1:$nginx_port/reports")
+  one=$(count gateway "$gw_pid" "http://127.0.0.1:$gateway_port/reports" "$jwt")
+  public=$(count gateway "$gw_pid" "http://127.0.0.1:$gateway_port/public")
+  echo "instructions per request ($callgrind requests, one connection):"
+  echo "  nginx, plain proxy:  $n"
+  echo "  gateway, one JWT:    $one ($(awk -v a="$one" -v b="$n" 'BEGIN { printf "%.2f", a / b }') x nginx)"
+  echo "  gateway, public:     $public ($(awk -v a="$public" -v b="$n" 'BEGIN { printf "%.2f", a / b }') x nginx)"
+  exit 0
+fi
+
+# cpu_ticks PID: the clock ticks of CPU (user + system) used so far by PID and its
+# children (nginx's master and its worker).
+cpu_ticks() {
+  local total=0 pid
+  for pid in "$1" $(pgrep -P "$1" || true); do
+    total=$(( total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0) ))
+  done
+  echo "$total"
+}
+# load PID ARGS…: one wrk run on core 1 against the proxy PID; prints its requests/s
+# and the proxy's CPU µs per request, "rate/cpu"; fails on any error.
 load() {
-  local out
+  local out pid="$1" before after served
+  shift
+  before=$(cpu_ticks "$pid")
   out=$(taskset -c 1 wrk -t1 -c "$connections" -d "${duration}s" "$@" 2>&1)
+  after=$(cpu_ticks "$pid")
   if grep -qE 'Non-2xx|Socket errors' <<< "$out"; then echo "$out" >&2; exit 1; fi
-  awk '/^Requests\/sec:/ { print int($2) }' <<< "$out"
+  served=$(awk '/requests in/ { print $1 }' <<< "$out")
+  awk -v t="$(( after - before ))" -v hz="$(getconf CLK_TCK)" -v n="$served" \
+    '/^Requests\/sec:/ { printf "%d/%.1f\n", $2, t / hz * 1e6 / n }' <<< "$out"
 }
 # Warm the verification cache with every token once.
 taskset -c 1 wrk -t1 -c 1 -d "$(( tokens / 2000 + 2 ))s" -s tokens.lua \
   "http://127.0.0.1:$gateway_port" >/dev/null
 
-printf '%-6s %12s %12s %14s %12s %12s\n' round nginx "gw 1 token" "gw $tokens tok." "gw public" \
+printf '%-6s %16s %16s %18s %16s %16s\n' round nginx "gw 1 token" "gw $tokens tok." "gw public" \
   "${policy:+gw policy}"
 declare -a a b c d e
 for round in $(seq 1 "$rounds"); do
-  a+=("$(load "http://127.0.0.1:$nginx_port/reports")")
-  b+=("$(load -H "Authorization: Bearer $jwt" "http://127.0.0.1:$gateway_port/reports")")
-  c+=("$(load -s tokens.lua "http://127.0.0.1:$gateway_port")")
-  d+=("$(load "http://127.0.0.1:$gateway_port/public")")
+  a+=("$(load "$pid_proxy" "http://127.0.0.1:$nginx_port/reports")")
+  b+=("$(load "$pid_gateway" -H "Authorization: Bearer $jwt" "http://127.0.0.1:$gateway_port/reports")")
+  c+=("$(load "$pid_gateway" -s tokens.lua "http://127.0.0.1:$gateway_port")")
+  d+=("$(load "$pid_gateway" "http://127.0.0.1:$gateway_port/public")")
   if [ -n "$policy_jwt" ]; then
-    e+=("$(load -H "Authorization: Bearer $policy_jwt" "http://127.0.0.1:$gateway_port/reports")")
+    e+=("$(load "$pid_gateway" -H "Authorization: Bearer $policy_jwt" "http://127.0.0.1:$gateway_port/reports")")
   fi
-  printf '%-6s %12s %12s %14s %12s %12s\n' "$round" "${a[-1]}" "${b[-1]}" "${c[-1]}" "${d[-1]}" \
-    "${e[-1]:-}"
+  printf '%-6s %16s %16s %18s %16s %16s\n' "$round" "${a[-1]}" "${b[-1]}" "${c[-1]}" "${d[-1]}" \
+    "${e[@]: -1}"
 done
 python3 - "${a[*]}" "${b[*]}" "${c[*]}" "${d[*]}" "${e[*]:-}" <<'EOF'
 import statistics, sys
-nginx, one, many, public = (statistics.median(int(x) for x in arg.split()) for arg in sys.argv[1:5])
-ruled = statistics.median(int(x) for x in sys.argv[5].split()) if sys.argv[5].strip() else None
-print(f"median {nginx:12.0f} {one:12.0f} {many:14.0f} {public:12.0f}"
-      + (f" {ruled:12.0f}" if ruled else ""))
+def column(arg, part):
+    return statistics.median(float(x.split("/")[part]) for x in arg.split())
+args = sys.argv[1:5]
+nginx, one, many, public = (column(arg, 0) for arg in args)
+cpu = [column(arg, 1) for arg in args]
+ruled = column(sys.argv[5], 0) if sys.argv[5].strip() else None
+print(f"median {nginx:16.0f} {one:16.0f} {many:18.0f} {public:16.0f}"
+      + (f" {ruled:16.0f}" if ruled else ""))
+print("CPU µs per request, medians: "
+      + ", ".join(f"{name} {value:.1f}" for name, value in
+                  zip(["nginx", "gw one token", "gw many tokens", "gw public"], cpu)))
 if ruled:
     print(f"gateway, policy tenant / one token:  {ruled / one:.2f}")
-print(f"gateway, one token / nginx:          {one / nginx:.2f}  (target >= 0.90)")
-print(f"gateway, many tokens / one token:    {many / one:.2f}  (target >= 0.70)")
-print(f"gateway, public route / nginx:       {public / nginx:.2f}")
+print(f"gateway, one token / nginx:          {one / nginx:.2f}  (target >= 0.90)"
+      f"  by CPU per request: {cpu[0] / cpu[1]:.2f}")
+print(f"gateway, many tokens / one token:    {many / one:.2f}  (target >= 0.70)"
+      f"  by CPU per request: {cpu[1] / cpu[2]:.2f}")
+print(f"gateway, public route / nginx:       {public / nginx:.2f}"
+      f"  by CPU per request: {cpu[0] / cpu[3]:.2f}")
 EOF
