@@ -24,11 +24,11 @@ use crate::http::oauth::error::OAuthError;
 use crate::http::problem::{ApiError, ApiResult};
 use crate::service::state::AppState;
 use api::{catalogue, health, keys, leaks, members, policy, tenants, tokens, usage, webhooks};
-use axum::{Extension, Router};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router};
 use latchkey_core::ids::FieldError;
 use latchkey_core::store::{Page, PageRequest};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -70,13 +70,11 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(tokens::roll))
         .routes(routes!(keys::rotate))
         // A gateway's batch outgrows the 64 KiB of every other body (docs/API.md).
-        .routes(
-            routes!(usage::ingest).map(|route| {
-                route
-                    .layer(DefaultBodyLimit::max(USAGE_BODY_LIMIT))
-                    .route_layer(followers())
-            }),
-        )
+        .routes(routes!(usage::ingest).map(|route| {
+            route
+                .layer(DefaultBodyLimit::max(USAGE_BODY_LIMIT))
+                .route_layer(followers())
+        }))
         .routes(routes!(usage::token_usage))
         // Leak reports (docs/API.md, "Leak reports"); a partner's batch may reach 1 MiB.
         .routes(routes!(leaks::report))

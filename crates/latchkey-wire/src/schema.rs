@@ -8,14 +8,18 @@
 
 use latchkey_core::policy::PolicyRule;
 use latchkey_core::token::{RevokedReason, TokenKind};
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::{PartialSchema, ToSchema};
 
 /// Every token kind, as core spells it; the match fails to compile when a kind is added
 /// and not listed.
 pub fn token_kinds() -> [TokenKind; 3] {
-    let all = [TokenKind::ClientCredentials, TokenKind::ApiKey, TokenKind::Jwt];
+    let all = [
+        TokenKind::ClientCredentials,
+        TokenKind::ApiKey,
+        TokenKind::Jwt,
+    ];
     for kind in all {
         match kind {
             TokenKind::ClientCredentials | TokenKind::ApiKey | TokenKind::Jwt => {}

@@ -205,7 +205,10 @@ fn complete(operation: &mut Operation, family: &Family) {
         // client_secret_post carries the credential in the form instead.
         Family::OAuth {
             introspection: false,
-        } => Some(vec![requirement(CLIENT_BASIC), SecurityRequirement::default()]),
+        } => Some(vec![
+            requirement(CLIENT_BASIC),
+            SecurityRequirement::default(),
+        ]),
         Family::Management { public: true } | Family::Public => None,
     };
 }

@@ -46,7 +46,7 @@ fn description(text: String) -> ApiResult<String> {
     operation_id = "permissions_put",
     tag = "catalogue",
     summary = "Define a permission",
-    params(("name" = String, Path, description = "The permission")),
+    params(("name" = String, Path, pattern = "^[a-z0-9_.:-]{1,128}$", description = "The permission")),
     request_body = latchkey_wire::PutPermission,
     responses((status = 200, description = "The permission", body = crate::http::openapi::PermissionSchema), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 422, description = "A value is out of range, unknown or breaks a rule"))
 )]
@@ -91,7 +91,7 @@ pub async fn list_permissions(
     operation_id = "roles_put",
     tag = "catalogue",
     summary = "Define a role",
-    params(("name" = String, Path, description = "The role name")),
+    params(("name" = String, Path, pattern = "^[a-z0-9_.:-]{1,128}$", description = "The role name")),
     request_body = latchkey_wire::PutRole,
     responses((status = 200, description = "The role", body = crate::http::openapi::RoleSchema), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 422, description = "A value is out of range, unknown or breaks a rule"))
 )]

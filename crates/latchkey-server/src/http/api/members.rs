@@ -30,7 +30,7 @@ pub struct PutMembership {
     operation_id = "members_put",
     tag = "tenants",
     summary = "Set a member's roles",
-    params(("tid" = String, Path, description = "The tenant id"), ("uid" = String, Path, description = "The user id")),
+    params(("tid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The tenant id"), ("uid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The user id")),
     request_body = latchkey_wire::PutMembership,
     responses((status = 200, description = "The membership", body = crate::http::openapi::MembershipSchema), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"), (status = 422, description = "A value is out of range, unknown or breaks a rule"))
 )]
@@ -68,7 +68,7 @@ pub async fn put(
     operation_id = "members_list",
     tag = "tenants",
     summary = "List a tenant's members",
-    params(("tid" = String, Path, description = "The tenant id"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1–200, default 50"), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page")),
+    params(("tid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The tenant id"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1–200, default 50"), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page")),
     responses((status = 200, description = "A page of members", body = latchkey_wire::Page<crate::http::openapi::MembershipSchema>), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
 )]
 pub async fn list(
@@ -91,7 +91,7 @@ pub async fn list(
     operation_id = "members_remove",
     tag = "tenants",
     summary = "Remove a member and revoke their personal tokens there",
-    params(("tid" = String, Path, description = "The tenant id"), ("uid" = String, Path, description = "The user id")),
+    params(("tid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The tenant id"), ("uid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The user id")),
     responses((status = 204, description = "Removed"), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
 )]
 pub async fn remove(
@@ -121,7 +121,7 @@ pub async fn remove(
     operation_id = "users_delete",
     tag = "tenants",
     summary = "Delete a user everywhere",
-    params(("uid" = String, Path, description = "The user id")),
+    params(("uid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The user id")),
     responses((status = 204, description = "Deleted"), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
 )]
 pub async fn delete_user(

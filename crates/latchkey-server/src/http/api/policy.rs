@@ -98,7 +98,7 @@ fn resource(state: &AppState, tenant_id: TenantId, stored: Option<StoredPolicy>)
     operation_id = "policy_show",
     tag = "policies",
     summary = "Read a tenant policy",
-    params(("tid" = String, Path, description = "The tenant id")),
+    params(("tid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The tenant id")),
     responses((status = 200, description = "The policy", body = latchkey_wire::PolicyResource), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
 )]
 pub async fn show(
@@ -120,7 +120,7 @@ pub async fn show(
     operation_id = "policy_put",
     tag = "policies",
     summary = "Replace a tenant policy",
-    params(("tid" = String, Path, description = "The tenant id")),
+    params(("tid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The tenant id")),
     request_body = crate::http::openapi::PolicyBodySchema,
     responses((status = 200, description = "The policy and the live tokens that break it", body = latchkey_wire::PolicyResource), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"), (status = 422, description = "A value is out of range, unknown or breaks a rule"))
 )]

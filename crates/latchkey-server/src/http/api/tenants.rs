@@ -95,7 +95,7 @@ pub async fn visible_tenant(state: &AppState, caller: &Caller, raw: &str) -> Api
     operation_id = "tenants_show",
     tag = "tenants",
     summary = "Read a tenant",
-    params(("tid" = String, Path, description = "The tenant id")),
+    params(("tid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The tenant id")),
     responses((status = 200, description = "The tenant", body = crate::http::openapi::TenantSchema), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
 )]
 pub async fn show(
@@ -112,7 +112,7 @@ pub async fn show(
     operation_id = "tenants_delete",
     tag = "tenants",
     summary = "Delete a tenant and revoke its tokens",
-    params(("tid" = String, Path, description = "The tenant id")),
+    params(("tid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The tenant id")),
     responses((status = 204, description = "Deleted"), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
 )]
 pub async fn delete(

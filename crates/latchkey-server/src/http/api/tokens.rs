@@ -105,7 +105,7 @@ impl Draft {
     operation_id = "tokens_create_tenant",
     tag = "tokens",
     summary = "Create a tenant token",
-    params(("tid" = String, Path, description = "The tenant id")),
+    params(("tid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The tenant id")),
     request_body = latchkey_wire::CreateToken,
     responses((status = 201, description = "The token and its secret, shown once", body = latchkey_wire::CreatedToken), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"), (status = 422, description = "A value is out of range, unknown or breaks a rule"))
 )]
@@ -145,7 +145,7 @@ pub async fn create_tenant(
     operation_id = "tokens_create_personal",
     tag = "tokens",
     summary = "Create a personal token",
-    params(("tid" = String, Path, description = "The tenant id"), ("uid" = String, Path, description = "The user id")),
+    params(("tid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The tenant id"), ("uid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The user id")),
     request_body = latchkey_wire::CreateToken,
     responses((status = 201, description = "The token and its secret, shown once", body = latchkey_wire::CreatedToken), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"), (status = 422, description = "A value is out of range, unknown or breaks a rule"))
 )]
@@ -351,7 +351,7 @@ pub async fn roll(
     operation_id = "tokens_list_tenant",
     tag = "tokens",
     summary = "List a tenant's tokens",
-    params(("tid" = String, Path, description = "The tenant id"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1–200, default 50"), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page")),
+    params(("tid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The tenant id"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1–200, default 50"), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page")),
     responses((status = 200, description = "A page of tokens", body = latchkey_wire::Page<latchkey_wire::TokenResource>), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
 )]
 pub async fn list_tenant(
@@ -371,7 +371,7 @@ pub async fn list_tenant(
     operation_id = "tokens_list_personal",
     tag = "tokens",
     summary = "List a user's personal tokens",
-    params(("tid" = String, Path, description = "The tenant id"), ("uid" = String, Path, description = "The user id"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1–200, default 50"), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page")),
+    params(("tid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The tenant id"), ("uid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The user id"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1–200, default 50"), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page")),
     responses((status = 200, description = "A page of tokens", body = latchkey_wire::Page<latchkey_wire::TokenResource>), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
 )]
 pub async fn list_personal(
