@@ -13,6 +13,7 @@ pub(crate) mod auth;
 pub(crate) mod extract;
 pub(crate) mod listener;
 pub(crate) mod oauth;
+pub(crate) mod openapi;
 pub(crate) mod outbound;
 pub(crate) mod problem;
 pub(crate) mod revocation;
@@ -23,135 +24,98 @@ use crate::http::oauth::error::OAuthError;
 use crate::http::problem::{ApiError, ApiResult};
 use crate::service::state::AppState;
 use api::{catalogue, health, keys, leaks, members, policy, tenants, tokens, usage, webhooks};
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::{Extension, Router};
 use latchkey_core::ids::FieldError;
 use latchkey_core::store::{Page, PageRequest};
 use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
-/// The whole HTTP application.
+/// The whole HTTP application, and its OpenAPI document at `/openapi.json`.
+///
+/// Every route is registered with `routes!`, which reads the method and path from the
+/// handler's `#[utoipa::path]` (docs/API.md, "OpenAPI"): a route cannot exist without
+/// its entry in the document. The API tests fail, naming it, for a route added any
+/// other way.
 pub fn router(state: AppState) -> Router {
+    let (router, document) = routes(&state).split_for_parts();
+    let spec = openapi::Spec::new(document);
+    router
+        .layer(Extension(spec))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     let followers = || middleware::from_fn_with_state(state.clone(), require_client_certificate);
-    let management = Router::new()
-        .route("/v1/tenants", get(tenants::list).post(tenants::create))
-        .route(
-            "/v1/tenants/{tid}",
-            get(tenants::show).delete(tenants::delete),
-        )
-        .route(
-            "/v1/tenants/{tid}/policy",
-            get(policy::show).put(policy::put),
-        )
-        .route("/v1/permissions", get(catalogue::list_permissions))
-        .route("/v1/permissions/{name}", put(catalogue::put_permission))
-        .route("/v1/roles", get(catalogue::list_roles))
-        .route("/v1/roles/{name}", put(catalogue::put_role))
-        .route("/v1/tenants/{tid}/users", get(members::list))
-        .route(
-            "/v1/tenants/{tid}/users/{uid}",
-            put(members::put).delete(members::remove),
-        )
-        .route(
-            "/v1/users/{uid}",
-            axum::routing::delete(members::delete_user),
-        )
-        .route(
-            "/v1/tenants/{tid}/tokens",
-            get(tokens::list_tenant).post(tokens::create_tenant),
-        )
-        .route(
-            "/v1/tenants/{tid}/users/{uid}/tokens",
-            get(tokens::list_personal).post(tokens::create_personal),
-        )
-        .route(
-            "/v1/tokens/{id}",
-            get(tokens::show)
-                .patch(tokens::rename)
-                .delete(tokens::revoke),
-        )
-        .route("/v1/tokens/{id}/roll", post(tokens::roll))
-        .route("/v1/keys/rotate", post(keys::rotate))
+    let management = OpenApiRouter::new()
+        .routes(routes!(tenants::list, tenants::create))
+        .routes(routes!(tenants::show, tenants::delete))
+        .routes(routes!(policy::show, policy::put))
+        .routes(routes!(catalogue::list_permissions))
+        .routes(routes!(catalogue::put_permission))
+        .routes(routes!(catalogue::list_roles))
+        .routes(routes!(catalogue::put_role))
+        .routes(routes!(members::list))
+        .routes(routes!(members::put, members::remove))
+        .routes(routes!(members::delete_user))
+        .routes(routes!(tokens::list_tenant, tokens::create_tenant))
+        .routes(routes!(tokens::list_personal, tokens::create_personal))
+        .routes(routes!(tokens::show, tokens::rename, tokens::revoke))
+        .routes(routes!(tokens::roll))
+        .routes(routes!(keys::rotate))
         // A gateway's batch outgrows the 64 KiB of every other body (docs/API.md).
-        .route(
-            "/v1/usage",
-            post(usage::ingest)
+        .routes(routes!(usage::ingest).map(|route| {
+            route
                 .layer(DefaultBodyLimit::max(USAGE_BODY_LIMIT))
-                .route_layer(followers()),
-        )
-        .route("/v1/tokens/{id}/usage", get(usage::token_usage))
+                .route_layer(followers())
+        }))
+        .routes(routes!(usage::token_usage))
         // Leak reports (docs/API.md, "Leak reports"); a partner's batch may reach 1 MiB.
-        .route("/v1/leaks", post(leaks::report))
-        .route(
-            "/v1/leaks/github",
-            post(leaks::github).layer(DefaultBodyLimit::max(leaks::PARTNER_BODY_LIMIT)),
-        )
-        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
-        .route(
-            "/v1/webhooks/{id}",
-            get(webhooks::show).delete(webhooks::delete),
-        )
-        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
-        .route("/v1/webhooks/{id}/ping", post(webhooks::ping))
-        .route(
-            "/v1/webhooks/{id}/rotate-secret",
-            post(webhooks::rotate_secret),
-        )
-        .route(
-            "/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
-            post(webhooks::redeliver),
-        )
-        .route("/v1/audit", get(audit::list))
-        .route("/v1/audit/head", get(audit::head))
-        .route("/v1/audit/chain", get(audit::chain))
-        .route("/v1/audit/verify", get(audit::verify))
-        .route(
-            "/v1/revocations",
-            get(revocation::page).route_layer(followers()),
-        )
-        .route(
-            "/v1/revocations/stream",
-            get(revocation::follow).route_layer(followers()),
-        )
-        .route(
-            "/v1/revocations/ack",
-            post(revocation::ack).route_layer(followers()),
-        )
+        .routes(routes!(leaks::report))
+        .routes(routes!(leaks::github).layer(DefaultBodyLimit::max(leaks::PARTNER_BODY_LIMIT)))
+        .routes(routes!(webhooks::list, webhooks::create))
+        .routes(routes!(webhooks::show, webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::ping))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::redeliver))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::head))
+        .routes(routes!(audit::chain))
+        .routes(routes!(audit::verify::verify))
+        .routes(routes!(revocation::page).map(|route| route.route_layer(followers())))
+        .routes(routes!(revocation::follow).map(|route| route.route_layer(followers())))
+        .routes(routes!(revocation::ack).map(|route| route.route_layer(followers())))
         .fallback(not_found)
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ));
-    let oauth = Router::new()
-        .route(
-            "/oauth/token",
-            post(oauth::token::token).fallback(oauth::token::wrong_method),
-        )
-        .route(
-            "/oauth/introspect",
-            post(oauth::introspect::introspect)
-                .route_layer(followers())
-                .fallback(oauth::token::wrong_method),
-        )
-        .route(
-            "/oauth/revoke",
-            post(oauth::revoke::revoke).fallback(oauth::token::wrong_method),
-        )
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(oauth::metadata::metadata),
-        )
-        .route("/.well-known/jwks.json", get(oauth::metadata::jwks));
-    Router::new()
-        .route("/healthz", get(health::live))
-        .route("/readyz", get(health::ready))
+    let oauth = OpenApiRouter::new()
+        .routes(post_only(routes!(oauth::token::token)))
+        .routes(post_only(
+            routes!(oauth::introspect::introspect).map(|route| route.route_layer(followers())),
+        ))
+        .routes(post_only(routes!(oauth::revoke::revoke)))
+        .routes(routes!(oauth::metadata::metadata))
+        .routes(routes!(oauth::metadata::jwks));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .routes(routes!(openapi::document))
         .merge(oauth)
         .merge(management)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
+}
+
+/// An OAuth endpoint answers any other method with an RFC 6749 error (405).
+fn post_only(route: UtoipaMethodRouter<AppState>) -> UtoipaMethodRouter<AppState> {
+    route.map(|route| route.fallback(oauth::token::wrong_method))
 }
 
 /// With mutual TLS (`tls_client_ca_file`), the endpoints only followers use — the

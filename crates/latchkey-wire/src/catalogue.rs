@@ -3,9 +3,10 @@
 //! server parses and checks them.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// The body of `PUT /v1/permissions/{name}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutPermission {
     /// What the permission allows, for people; empty when absent.
@@ -14,7 +15,7 @@ pub struct PutPermission {
 }
 
 /// The body of `PUT /v1/roles/{name}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutRole {
     /// The permissions the role grants; each must be in the catalogue.

@@ -13,7 +13,8 @@
 //! Response bodies carry latchkey-core's values (`TokenId`, `Timestamp`, …), which the
 //! server wrote from checked data.
 //!
-//! Nothing here performs I/O; the crate depends on latchkey-core and serde only.
+//! Nothing here performs I/O; the crate depends on latchkey-core, serde, and utoipa for
+//! the OpenAPI schema of every body (`ToSchema`, docs/API.md "OpenAPI").
 
 mod catalogue;
 mod claims;
@@ -21,6 +22,7 @@ mod oauth;
 mod page;
 mod policy;
 mod problem;
+pub mod schema;
 mod tenant;
 mod token;
 

@@ -5,9 +5,10 @@ use latchkey_core::cidr::IpNet;
 use latchkey_core::jwt::Audience;
 use latchkey_core::{Permission, RoleName, TenantId, TokenId, UserId};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// The answer of `POST /oauth/token` (RFC 6749 §5.1).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenResponse {
     /// The access JWT.
     pub access_token: String,
@@ -23,7 +24,7 @@ pub struct TokenResponse {
 }
 
 /// An error of the OAuth endpoints (RFC 6749 §5.2).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OAuthErrorBody {
     /// The RFC 6749 error code, e.g. `invalid_client`.
     pub error: String,
@@ -34,7 +35,7 @@ pub struct OAuthErrorBody {
 /// The answer of `POST /oauth/introspect` (RFC 7662 §2.2). Anything not active is
 /// exactly `{"active":false}` ([`IntrospectionResponse::inactive`]); an active answer
 /// has the members docs/API.md, "Introspection", lists.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct IntrospectionResponse {
     /// Whether the credential is usable now.
     pub active: bool,
@@ -42,15 +43,19 @@ pub struct IntrospectionResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
     /// The token id.
+    #[schema(value_type = Option<String>, format = Uuid)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<TokenId>,
     /// The token id.
+    #[schema(value_type = Option<String>, format = Uuid)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<TokenId>,
     /// The token's tenant.
+    #[schema(value_type = Option<String>)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tid: Option<TenantId>,
     /// The user, on personal tokens.
+    #[schema(value_type = Option<String>)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<UserId>,
     /// `Bearer`, or `refresh_token` for a refresh token.
@@ -60,12 +65,15 @@ pub struct IntrospectionResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     /// The token's roles, as the JWT claim `rol`.
+    #[schema(value_type = Option<Vec<String>>)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rol: Option<Vec<RoleName>>,
     /// The token's direct permissions, as the JWT claim `prm`.
+    #[schema(value_type = Option<Vec<String>>)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prm: Option<Vec<Permission>>,
     /// The networks the token may be used from; absent when it has none.
+    #[schema(value_type = Vec<String>)]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ip_allowlist: Vec<IpNet>,
     /// Issued at, seconds since the epoch.
@@ -78,6 +86,7 @@ pub struct IntrospectionResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
     /// The audience (JWTs).
+    #[schema(value_type = Option<crate::schema::AudienceSchema>)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<Audience>,
     /// The JWT id (JWTs).

@@ -5,10 +5,11 @@ use latchkey_core::policy::{PolicyRule, TenantPolicy};
 use latchkey_core::token::{Owner, TokenKind, TokenName};
 use latchkey_core::{TenantId, Timestamp, TokenId};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// The body of `PUT /v1/tenants/{tid}/policy`: the whole policy, in the client's text.
 /// An absent rule is no rule.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PutPolicy {
     /// Tokens must expire at most this many days after they are made.
     #[serde(default)]
@@ -17,6 +18,7 @@ pub struct PutPolicy {
     #[serde(default)]
     pub require_expiry: bool,
     /// Only these kinds may be made.
+    #[schema(value_type = Option<Vec<crate::schema::TokenKindSchema>>)]
     #[serde(default)]
     pub allowed_kinds: Option<Vec<String>>,
     /// Tokens must name an IP allowlist.
@@ -34,7 +36,7 @@ pub struct PutPolicy {
 }
 
 /// The `network` rules of a [`PutPolicy`], in the client's text (CIDR networks).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PutNetwork {
     /// Only these networks; absent or `null` allows every address.
     #[serde(default)]
@@ -53,15 +55,19 @@ pub struct PutNetwork {
 
 /// A tenant's policy: its own rules, the rules in force once the operator's floor is
 /// applied, and, in the answer to a `PUT`, the live tokens that break them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PolicyResource {
     /// The tenant.
+    #[schema(value_type = String)]
     pub tenant_id: TenantId,
     /// The tenant's own rules, as last set (all unset when never set).
+    #[schema(value_type = crate::schema::TenantPolicySchema)]
     pub policy: TenantPolicy,
     /// The rules in force: the tenant's, tightened by the operator's floor.
+    #[schema(value_type = crate::schema::TenantPolicySchema)]
     pub effective: TenantPolicy,
     /// When the tenant's policy was last set; `null` when never.
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub updated_at: Option<Timestamp>,
     /// Only in the answer to a `PUT`: the live tokens that break the rules in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,7 +75,7 @@ pub struct PolicyResource {
 }
 
 /// The live tokens that break a policy: the first 100, and how many in all.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PolicyViolations {
     /// How many live tokens break it.
     pub total: u64,
@@ -78,16 +84,21 @@ pub struct PolicyViolations {
 }
 
 /// One token that breaks a policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PolicyBreach {
     /// The token.
+    #[schema(value_type = String, format = Uuid)]
     pub id: TokenId,
     /// Its display name.
+    #[schema(value_type = String)]
     pub name: TokenName,
     /// Its kind.
+    #[schema(value_type = crate::schema::TokenKindSchema)]
     pub kind: TokenKind,
     /// Its owner.
+    #[schema(value_type = crate::schema::OwnerSchema)]
     pub owner: Owner,
     /// The rules it breaks.
+    #[schema(value_type = Vec<crate::schema::PolicyRuleSchema>)]
     pub rules: Vec<PolicyRule>,
 }

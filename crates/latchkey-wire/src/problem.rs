@@ -2,10 +2,11 @@
 //! "Problem types").
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A problem document. Besides the four standard members it carries, for some types, one
 /// extension member naming what the problem is about; the others are absent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Problem {
     /// `urn:latchkey:problem:` followed by the type, e.g. `not-found`.
     pub r#type: String,

@@ -2,9 +2,10 @@
 //! are the client's text; the server parses and checks them.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// The body of `POST /v1/tenants`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// The tenant id, chosen by the host application: `[A-Za-z0-9._-]`, 1–128.
@@ -16,7 +17,7 @@ pub struct CreateTenant {
 
 /// The body of `PUT /v1/tenants/{tid}/users/{uid}`: the roles the user holds there,
 /// replacing those held before.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutMembership {
     /// The role names.

@@ -207,3 +207,66 @@ fn a_policy_reads_and_writes_as_documented() {
             .is_none()
     );
 }
+
+/// The OpenAPI stand-ins describe what latchkey-core's values serialize to.
+mod schemas {
+    use crate::schema::{policy_rules, revoked_reasons, token_kinds};
+    use latchkey_core::token::Owner;
+    use latchkey_core::{TenantId, UserId};
+    use utoipa::PartialSchema;
+
+    fn enum_values<T: PartialSchema>() -> serde_json::Value {
+        serde_json::to_value(T::schema()).unwrap()["enum"].clone()
+    }
+
+    #[test]
+    fn enumerations_list_what_core_serializes() {
+        let kinds: Vec<_> = token_kinds().iter().map(|k| serde_json::json!(k)).collect();
+        assert_eq!(
+            enum_values::<crate::schema::TokenKindSchema>(),
+            serde_json::json!(kinds)
+        );
+        let reasons: Vec<_> = revoked_reasons()
+            .iter()
+            .map(|r| serde_json::json!(r))
+            .collect();
+        assert_eq!(
+            enum_values::<crate::schema::RevokedReasonSchema>(),
+            serde_json::json!(reasons)
+        );
+        let rules: Vec<_> = policy_rules()
+            .iter()
+            .map(|r| serde_json::json!(r))
+            .collect();
+        assert_eq!(
+            enum_values::<crate::schema::PolicyRuleSchema>(),
+            serde_json::json!(rules)
+        );
+    }
+
+    #[test]
+    fn the_owner_schema_has_the_members_core_writes() {
+        let schema = serde_json::to_value(crate::schema::OwnerSchema::schema()).unwrap();
+        let owner = Owner::User {
+            tenant_id: TenantId::parse("acme").unwrap(),
+            user_id: UserId::parse("u_42").unwrap(),
+        };
+        let written = serde_json::to_value(&owner).unwrap();
+        let variant = schema["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["properties"]["type"]["enum"] == serde_json::json!(["user"]))
+            .expect("a user variant");
+        let mut documented: Vec<_> = variant["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let mut keys: Vec<_> = written.as_object().unwrap().keys().cloned().collect();
+        documented.sort();
+        keys.sort();
+        assert_eq!(documented, keys);
+    }
+}

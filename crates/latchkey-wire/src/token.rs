@@ -6,52 +6,71 @@ use latchkey_core::cidr::IpNet;
 use latchkey_core::token::{Owner, RevokedReason, Token, TokenKind, TokenName};
 use latchkey_core::{Permission, RoleName, Timestamp, TokenId, UserId};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A token as `GET /v1/tokens/{id}`, the lists and a rename show it. It never holds a
 /// secret; `secret_hint` names its type and last four characters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenResource {
     /// The token id, also its OAuth `client_id`.
+    #[schema(value_type = String, format = Uuid)]
     pub id: TokenId,
     /// How it is presented.
+    #[schema(value_type = crate::schema::TokenKindSchema)]
     pub kind: TokenKind,
     /// The tenant, or the user in a tenant, it belongs to.
+    #[schema(value_type = crate::schema::OwnerSchema)]
     pub owner: Owner,
     /// Display name, the only field that can change.
+    #[schema(value_type = String)]
     pub name: TokenName,
     /// Roles whose current permissions it carries; always empty on personal tokens.
+    #[schema(value_type = Vec<String>)]
     pub roles: Vec<RoleName>,
     /// Permissions granted directly.
+    #[schema(value_type = Vec<String>)]
     pub permissions: Vec<Permission>,
     /// The user who stands behind it: given for tenant tokens, the owner for personal
     /// ones.
+    #[schema(value_type = Option<String>, required = true)]
     pub created_by: Option<UserId>,
     /// Creation time.
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     /// After this instant it no longer authenticates; `null` for never.
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub expires_at: Option<Timestamp>,
     /// When it was revoked; `null` while it is not.
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub revoked_at: Option<Timestamp>,
     /// Why it was revoked (`revoked`, `rolled`, `leaked`, `unused`); `null` while it is
     /// not.
+    #[schema(value_type = Option<crate::schema::RevokedReasonSchema>, required = true)]
     pub revoked_reason: Option<RevokedReason>,
     /// The token this one was rolled from; `null` unless it is a successor.
+    #[schema(value_type = Option<String>, format = Uuid, required = true)]
     pub rolled_from: Option<TokenId>,
     /// The token this one was rolled to; `null` unless it was rolled.
+    #[schema(value_type = Option<String>, format = Uuid, required = true)]
     pub rolled_to: Option<TokenId>,
     /// When a roll's grace window ends and this token is revoked; `null` unless rolled.
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub revokes_at: Option<Timestamp>,
     /// The last successful authentication.
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub last_used_at: Option<Timestamp>,
     /// The client address of that authentication.
+    #[schema(required = true)]
     pub last_used_ip: Option<String>,
     /// Client networks it may be used from; empty means anywhere.
+    #[schema(value_type = Vec<String>)]
     pub ip_allowlist: Vec<IpNet>,
     /// Lifetime of the access tokens it is exchanged for, in seconds.
     pub access_token_ttl_seconds: u32,
     /// Whether exchanges also issue rotating refresh tokens.
     pub refresh_tokens: bool,
     /// Type and last four characters of its secret (`lk_sk_…k9Qz`).
+    #[schema(required = true)]
     pub secret_hint: Option<String>,
 }
 
@@ -85,11 +104,12 @@ impl From<Token> for TokenResource {
 /// The answer to a create (201): the token, and its secret, in this response and
 /// nowhere else, ever. Which member holds the secret follows the kind: `client_id` and
 /// `client_secret` for `client_credentials`, `api_key` for `api_key`, `jwt` for `jwt`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CreatedToken {
     /// The token as reads show it.
     pub token: TokenResource,
     /// The client id of a `client_credentials` token: its token id.
+    #[schema(value_type = Option<String>, format = Uuid)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<TokenId>,
     /// The client secret of a `client_credentials` token (`lk_sk_…`).
@@ -109,12 +129,13 @@ pub struct CreatedToken {
 ///
 /// Values are the client's text: the server parses and checks them, and names the field
 /// it refuses (docs/API.md, "Problem types").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// Display name, 1–200 characters.
     pub name: String,
     /// How the token is presented.
+    #[schema(value_type = crate::schema::TokenKindSchema)]
     pub kind: TokenKind,
     /// Roles whose permissions the token carries (tenant tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,6 +144,7 @@ pub struct CreateToken {
     #[serde(default)]
     pub permissions: Vec<String>,
     /// When the token stops working, RFC 3339.
+    #[schema(format = DateTime)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
     /// Lifetime of the access tokens it is exchanged for, in seconds.
@@ -141,20 +163,22 @@ pub struct CreateToken {
 
 /// The body of `POST /v1/tokens/{id}/roll`: how long the old token keeps working, and
 /// optionally a new expiry for the successor (which otherwise keeps the old one's).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollToken {
     /// Seconds the old token keeps working, 0–2,592,000; 86,400 when absent.
+    #[schema(maximum = 2592000)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_seconds: Option<u32>,
     /// When the successor stops working, RFC 3339; the old token's expiry when absent.
+    #[schema(format = DateTime)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
 }
 
 /// The body of `PATCH /v1/tokens/{id}`: a new display name, the only change a token
 /// admits. The server refuses any other token field as `immutable-field`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameToken {
     /// The new name.

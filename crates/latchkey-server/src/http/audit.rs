@@ -16,9 +16,7 @@ use latchkey_core::store::{AuditFilter, PageRequest};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-mod verify;
-
-pub use verify::verify;
+pub(crate) mod verify;
 
 /// The query of `GET /v1/audit`.
 #[derive(Debug, Default, Deserialize)]
@@ -73,6 +71,15 @@ fn filter_and_page(query: AuditQuery, caller: &Caller) -> ApiResult<(AuditFilter
 }
 
 /// `GET /v1/audit`: events, newest first, by a stable cursor.
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    operation_id = "audit_list",
+    tag = "audit",
+    summary = "List audit events, newest first",
+    params(("tenant_id" = Option<String>, Query), ("token_id" = Option<String>, Query), ("actor" = Option<String>, Query), ("action" = Option<String>, Query), ("since" = Option<String>, Query, format = DateTime), ("until" = Option<String>, Query, format = DateTime), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1–200, default 50"), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page")),
+    responses((status = 200, description = "A page of events", body = latchkey_wire::Page<crate::http::openapi::AuditEventSchema>), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -85,6 +92,14 @@ pub async fn list(
 
 /// `GET /v1/audit/head`: the head's seq and hash, to anchor elsewhere (catches
 /// truncation, which a chain alone cannot).
+#[utoipa::path(
+    get,
+    path = "/v1/audit/head",
+    operation_id = "audit_head",
+    tag = "audit",
+    summary = "The audit chain's head",
+    responses((status = 200, description = "The head", body = crate::http::openapi::AuditHeadSchema), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"))
+)]
 pub async fn head(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
     let head = state.store().audit_head().await?;
@@ -102,6 +117,15 @@ pub struct ChainQuery {
 
 /// `GET /v1/audit/chain?after=SEQ&limit=N`: events in chain order with their hashes and
 /// MACs, for `latchkey audit verify` and `export`.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/chain",
+    operation_id = "audit_chain",
+    tag = "audit",
+    summary = "Events in chain order, as JSON lines",
+    params(("after" = Option<i64>, Query, minimum = 0, description = "Events after this seq, default 0"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "1–10,000, default 1,000")),
+    responses((status = 200, description = "One audit event per line", content_type = "application/jsonl", body = String), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"))
+)]
 pub async fn chain(
     State(state): State<AppState>,
     caller: Caller,

@@ -44,6 +44,15 @@ impl FeedQuery {
 }
 
 /// `GET /v1/revocations`.
+#[utoipa::path(
+    get,
+    path = "/v1/revocations",
+    operation_id = "revocations_page",
+    tag = "revocations",
+    summary = "A page of the revocation feed",
+    params(("after" = Option<i64>, Query, minimum = 0, description = "Entries after this seq"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "1–10,000, default 500")),
+    responses((status = 200, description = "Entries and the head seq", body = crate::http::openapi::RevocationPageSchema), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"))
+)]
 pub async fn page(
     State(state): State<AppState>,
     _reader: ServiceCaller,
@@ -59,6 +68,15 @@ pub async fn page(
 }
 
 /// `GET /v1/revocations/stream`.
+#[utoipa::path(
+    get,
+    path = "/v1/revocations/stream",
+    operation_id = "revocations_stream",
+    tag = "revocations",
+    summary = "The revocation feed as Server-Sent Events",
+    params(("after" = Option<i64>, Query, minimum = 0, description = "Entries after this seq"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000), ("Last-Event-ID" = Option<String>, Header, description = "Resume after this seq")),
+    responses((status = 200, description = "`revocation` events (id = seq) and `heartbeat` events", content_type = "text/event-stream", body = String), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"))
+)]
 pub async fn follow(
     State(state): State<AppState>,
     _reader: ServiceCaller,
@@ -98,6 +116,15 @@ pub struct Ack {
 }
 
 /// `POST /v1/revocations/ack`.
+#[utoipa::path(
+    post,
+    path = "/v1/revocations/ack",
+    operation_id = "revocations_ack",
+    tag = "revocations",
+    summary = "Acknowledge entries up to a seq",
+    request_body = crate::http::openapi::AckSchema,
+    responses((status = 204, description = "Acknowledged"), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
+)]
 pub async fn ack(
     State(state): State<AppState>,
     _caller: ServiceCaller,

@@ -23,6 +23,7 @@ mod leaks;
 mod members;
 mod networks;
 mod oauth;
+mod openapi;
 mod policies;
 mod proxies;
 mod replicas;

@@ -40,6 +40,16 @@ fn description(text: String) -> ApiResult<String> {
     Ok(text)
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/permissions/{name}",
+    operation_id = "permissions_put",
+    tag = "catalogue",
+    summary = "Define a permission",
+    params(("name" = String, Path, pattern = "^[a-z0-9_.:-]{1,128}$", description = "The permission")),
+    request_body = latchkey_wire::PutPermission,
+    responses((status = 200, description = "The permission", body = crate::http::openapi::PermissionSchema), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 422, description = "A value is out of range, unknown or breaks a rule"))
+)]
 pub async fn put_permission(
     State(state): State<AppState>,
     caller: Caller,
@@ -59,6 +69,14 @@ pub async fn put_permission(
     Ok(Json(def))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/permissions",
+    operation_id = "permissions_list",
+    tag = "catalogue",
+    summary = "List the permission catalogue",
+    responses((status = 200, description = "Every permission", body = crate::http::openapi::PermissionList), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"))
+)]
 pub async fn list_permissions(
     State(state): State<AppState>,
     _caller: Caller,
@@ -67,6 +85,16 @@ pub async fn list_permissions(
     Ok(Json(json!({ "items": items })))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/roles/{name}",
+    operation_id = "roles_put",
+    tag = "catalogue",
+    summary = "Define a role",
+    params(("name" = String, Path, pattern = "^[a-z0-9_.:-]{1,128}$", description = "The role name")),
+    request_body = latchkey_wire::PutRole,
+    responses((status = 200, description = "The role", body = crate::http::openapi::RoleSchema), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 422, description = "A value is out of range, unknown or breaks a rule"))
+)]
 pub async fn put_role(
     State(state): State<AppState>,
     caller: Caller,
@@ -87,6 +115,14 @@ pub async fn put_role(
     Ok(Json(role))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/roles",
+    operation_id = "roles_list",
+    tag = "catalogue",
+    summary = "List roles",
+    responses((status = 200, description = "Every role", body = crate::http::openapi::RoleList), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"))
+)]
 pub async fn list_roles(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<Value>> {
     let items = state.store().list_roles().await?;
     Ok(Json(json!({ "items": items })))

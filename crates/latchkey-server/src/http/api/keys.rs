@@ -9,6 +9,14 @@ use latchkey_core::store::RotateWhen;
 use serde_json::{Value, json};
 
 /// `POST /v1/keys/rotate`: a new next key; the old next starts signing.
+#[utoipa::path(
+    post,
+    path = "/v1/keys/rotate",
+    operation_id = "keys_rotate",
+    tag = "keys",
+    summary = "Rotate the signing keys",
+    responses((status = 200, description = "The keys now", body = crate::http::openapi::KeyRotationSchema), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"))
+)]
 pub async fn rotate(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
     state

@@ -34,6 +34,15 @@ const PARTNER_REPORTER: &str = "secret_scanning";
 /// 202 `{}`, whether the secret was ours, revoked already, or anything else, so the
 /// answer tells a reporter nothing. A body that is not JSON is 400, and nothing is
 /// looked at.
+#[utoipa::path(
+    post,
+    path = "/v1/leaks",
+    operation_id = "leaks_report",
+    tag = "leaks",
+    summary = "Report a leaked secret",
+    request_body = crate::http::openapi::LeakReportSchema,
+    responses((status = 202, description = "Always the same answer", body = Object), (status = 400, description = "Malformed body, path or query"), (status = 429, description = "Too many reports from this address"))
+)]
 pub async fn report(
     State(state): State<AppState>,
     meta: ClientMeta,
@@ -81,6 +90,16 @@ struct PartnerVerdict {
 /// anything is parsed; a missing, unknown-key or bad signature is 401 and nothing is
 /// revoked. Each entry is labelled `true_positive` when it is a credential this server
 /// issued (revoked now, or already), else `false_positive`.
+#[utoipa::path(
+    post,
+    path = "/v1/leaks/github",
+    operation_id = "leaks_github",
+    tag = "leaks",
+    summary = "Secret-scanning partner reports (signed)",
+    params(("Github-Public-Key-Identifier" = String, Header, description = "The signing key"), ("Github-Public-Key-Signature" = String, Header, description = "Base64 ECDSA P-256 signature of the body")),
+    request_body = Vec<crate::http::openapi::PartnerReportSchema>,
+    responses((status = 200, description = "One verdict per finding", body = Vec<crate::http::openapi::PartnerVerdictSchema>), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "Bad or missing signature"), (status = 404, description = "Partner reports are not configured"))
+)]
 pub async fn github(
     State(state): State<AppState>,
     meta: ClientMeta,

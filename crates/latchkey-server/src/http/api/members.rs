@@ -24,6 +24,16 @@ pub struct PutMembership {
     roles: Vec<RoleName>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{tid}/users/{uid}",
+    operation_id = "members_put",
+    tag = "tenants",
+    summary = "Set a member's roles",
+    params(("tid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The tenant id"), ("uid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The user id")),
+    request_body = latchkey_wire::PutMembership,
+    responses((status = 200, description = "The membership", body = crate::http::openapi::MembershipSchema), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"), (status = 422, description = "A value is out of range, unknown or breaks a rule"))
+)]
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
@@ -52,6 +62,15 @@ pub async fn put(
     Ok(Json(membership))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tid}/users",
+    operation_id = "members_list",
+    tag = "tenants",
+    summary = "List a tenant's members",
+    params(("tid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The tenant id"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1–200, default 50"), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page")),
+    responses((status = 200, description = "A page of members", body = latchkey_wire::Page<crate::http::openapi::MembershipSchema>), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -66,6 +85,15 @@ pub async fn list(
     Ok(Json(page_body(page)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tid}/users/{uid}",
+    operation_id = "members_remove",
+    tag = "tenants",
+    summary = "Remove a member and revoke their personal tokens there",
+    params(("tid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The tenant id"), ("uid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The user id")),
+    responses((status = 204, description = "Removed"), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
+)]
 pub async fn remove(
     State(state): State<AppState>,
     caller: Caller,
@@ -87,6 +115,15 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{uid}",
+    operation_id = "users_delete",
+    tag = "tenants",
+    summary = "Delete a user everywhere",
+    params(("uid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The user id")),
+    responses((status = 204, description = "Deleted"), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
+)]
 pub async fn delete_user(
     State(state): State<AppState>,
     caller: Caller,

@@ -92,6 +92,15 @@ fn resource(state: &AppState, tenant_id: TenantId, stored: Option<StoredPolicy>)
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tid}/policy",
+    operation_id = "policy_show",
+    tag = "policies",
+    summary = "Read a tenant policy",
+    params(("tid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The tenant id")),
+    responses((status = 200, description = "The policy", body = latchkey_wire::PolicyResource), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
+)]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -105,6 +114,16 @@ pub async fn show(
 /// Replaces the whole policy and answers with it and the live tokens that break the
 /// rules now in force. Existing tokens are not changed: the rules bind creates and
 /// rolls, and the unused sweep revokes what the unused rule names.
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{tid}/policy",
+    operation_id = "policy_put",
+    tag = "policies",
+    summary = "Replace a tenant policy",
+    params(("tid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The tenant id")),
+    request_body = crate::http::openapi::PolicyBodySchema,
+    responses((status = 200, description = "The policy and the live tokens that break it", body = latchkey_wire::PolicyResource), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"), (status = 422, description = "A value is out of range, unknown or breaks a rule"))
+)]
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,

@@ -28,6 +28,15 @@ pub fn display_name(field: &str, text: &str) -> ApiResult<String> {
         .map_err(|error| ApiError::field(field, error))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tenants",
+    operation_id = "tenants_create",
+    tag = "tenants",
+    summary = "Create a tenant",
+    request_body = latchkey_wire::CreateTenant,
+    responses((status = 201, description = "The tenant", body = crate::http::openapi::TenantSchema), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 409, description = "Conflicts with the current state"), (status = 422, description = "A value is out of range, unknown or breaks a rule"))
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -50,6 +59,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(tenant)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tenants",
+    operation_id = "tenants_list",
+    tag = "tenants",
+    summary = "List tenants",
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1–200, default 50"), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page")),
+    responses((status = 200, description = "A page of tenants", body = latchkey_wire::Page<crate::http::openapi::TenantSchema>), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"))
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -71,6 +89,15 @@ pub async fn visible_tenant(state: &AppState, caller: &Caller, raw: &str) -> Api
         .ok_or_else(|| ApiError::NotFound(format!("tenant {id}")))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tid}",
+    operation_id = "tenants_show",
+    tag = "tenants",
+    summary = "Read a tenant",
+    params(("tid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The tenant id")),
+    responses((status = 200, description = "The tenant", body = crate::http::openapi::TenantSchema), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
+)]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -79,6 +106,15 @@ pub async fn show(
     Ok(Json(visible_tenant(&state, &caller, &tid).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tid}",
+    operation_id = "tenants_delete",
+    tag = "tenants",
+    summary = "Delete a tenant and revoke its tokens",
+    params(("tid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The tenant id")),
+    responses((status = 204, description = "Deleted"), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,

@@ -99,6 +99,16 @@ impl Draft {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tid}/tokens",
+    operation_id = "tokens_create_tenant",
+    tag = "tokens",
+    summary = "Create a tenant token",
+    params(("tid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The tenant id")),
+    request_body = latchkey_wire::CreateToken,
+    responses((status = 201, description = "The token and its secret, shown once", body = latchkey_wire::CreatedToken), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"), (status = 422, description = "A value is out of range, unknown or breaks a rule"))
+)]
 pub async fn create_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -129,6 +139,16 @@ pub async fn create_tenant(
     mint(&state, &caller, draft).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tid}/users/{uid}/tokens",
+    operation_id = "tokens_create_personal",
+    tag = "tokens",
+    summary = "Create a personal token",
+    params(("tid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The tenant id"), ("uid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The user id")),
+    request_body = latchkey_wire::CreateToken,
+    responses((status = 201, description = "The token and its secret, shown once", body = latchkey_wire::CreatedToken), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"), (status = 422, description = "A value is out of range, unknown or breaks a rule"))
+)]
 pub async fn create_personal(
     State(state): State<AppState>,
     caller: Caller,
@@ -265,6 +285,16 @@ pub struct RollToken {
 
 /// `POST /v1/tokens/{id}/roll`: 201 with the successor and its secret, as a create.
 /// Whoever may read the token may roll it; nothing is written on a refusal.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens/{id}/roll",
+    operation_id = "tokens_roll",
+    tag = "tokens",
+    summary = "Roll a token to a successor",
+    params(("id" = String, Path, format = Uuid, description = "The token id")),
+    request_body = latchkey_wire::RollToken,
+    responses((status = 201, description = "The successor and its secret, shown once", body = latchkey_wire::CreatedToken), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"), (status = 409, description = "Conflicts with the current state"), (status = 422, description = "A value is out of range, unknown or breaks a rule"))
+)]
 pub async fn roll(
     State(state): State<AppState>,
     caller: Caller,
@@ -315,6 +345,15 @@ pub async fn roll(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tid}/tokens",
+    operation_id = "tokens_list_tenant",
+    tag = "tokens",
+    summary = "List a tenant's tokens",
+    params(("tid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The tenant id"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1–200, default 50"), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page")),
+    responses((status = 200, description = "A page of tokens", body = latchkey_wire::Page<latchkey_wire::TokenResource>), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
+)]
 pub async fn list_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -326,6 +365,15 @@ pub async fn list_tenant(
     list(&state, &caller, &filter, query).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tid}/users/{uid}/tokens",
+    operation_id = "tokens_list_personal",
+    tag = "tokens",
+    summary = "List a user's personal tokens",
+    params(("tid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The tenant id"), ("uid" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "The user id"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1–200, default 50"), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page")),
+    responses((status = 200, description = "A page of tokens", body = latchkey_wire::Page<latchkey_wire::TokenResource>), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
+)]
 pub async fn list_personal(
     State(state): State<AppState>,
     caller: Caller,
@@ -392,6 +440,15 @@ pub(crate) async fn visible_token(
     Ok(record.token)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tokens/{id}",
+    operation_id = "tokens_show",
+    tag = "tokens",
+    summary = "Read a token",
+    params(("id" = String, Path, format = Uuid, description = "The token id")),
+    responses((status = 200, description = "The token", body = latchkey_wire::TokenResource), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
+)]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -402,6 +459,16 @@ pub async fn show(
 
 /// Only `name` may change. Any other token field is refused as immutable (422), any
 /// other key as unknown (400), before anything is written.
+#[utoipa::path(
+    patch,
+    path = "/v1/tokens/{id}",
+    operation_id = "tokens_rename",
+    tag = "tokens",
+    summary = "Rename a token (only `name` may change)",
+    params(("id" = String, Path, format = Uuid, description = "The token id")),
+    request_body = latchkey_wire::RenameToken,
+    responses((status = 200, description = "The token", body = latchkey_wire::TokenResource), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"), (status = 422, description = "A value is out of range, unknown or breaks a rule"))
+)]
 pub async fn rename(
     State(state): State<AppState>,
     caller: Caller,
@@ -484,6 +551,15 @@ query_param!(TimeoutMs);
 /// `timeout_ms`, default 5000, at most 30000) it answers 200 only once every follower of
 /// the revocation feed connected to this server has acknowledged the revocation, or the
 /// timeout passed, saying how many acknowledged out of how many were connected.
+#[utoipa::path(
+    delete,
+    path = "/v1/tokens/{id}",
+    operation_id = "tokens_revoke",
+    tag = "tokens",
+    summary = "Revoke a token",
+    params(("id" = String, Path, format = Uuid, description = "The token id"), ("wait" = Option<String>, Query, description = "`propagated`: answer once connected gateways acknowledge"), ("timeout_ms" = Option<u64>, Query, description = "How long to wait for them")),
+    responses((status = 204, description = "Revoked"), (status = 504, description = "Revoked, but not every gateway acknowledged in time"), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,

@@ -111,6 +111,15 @@ fn window_minute(state: &AppState, window_start: Timestamp) -> ApiResult<Timesta
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/usage",
+    operation_id = "usage_ingest",
+    tag = "usage",
+    summary = "Ingest a gateway's usage batch",
+    request_body = crate::http::openapi::UsageBatchSchema,
+    responses((status = 202, description = "Accepted", body = crate::http::openapi::UsageAcceptedSchema), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 413, description = "The batch is too large"))
+)]
 pub async fn ingest(
     State(state): State<AppState>,
     caller: ServiceCaller,
@@ -183,6 +192,15 @@ query_param!(Grouping);
 /// "how" of a token — totals and per-minute series (per-day for `day`) for each group,
 /// plus when and where it was last used. The window defaults to the last 24 hours and
 /// is at most 31 days.
+#[utoipa::path(
+    get,
+    path = "/v1/tokens/{id}/usage",
+    operation_id = "tokens_usage",
+    tag = "usage",
+    summary = "How a token was used",
+    params(("id" = String, Path, format = Uuid, description = "The token id"), ("since" = Option<String>, Query, format = DateTime, description = "Default: 24 hours before `until`"), ("until" = Option<String>, Query, format = DateTime, description = "Default: now"), ("group_by" = Option<crate::http::openapi::UsageGroupingSchema>, Query, description = "Default: route")),
+    responses((status = 200, description = "The usage report", body = crate::http::openapi::TokenUsageSchema), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"), (status = 422, description = "A value is out of range, unknown or breaks a rule"))
+)]
 pub async fn token_usage(
     State(state): State<AppState>,
     caller: Caller,

@@ -79,6 +79,15 @@ async fn scope(
     Ok(Some(tenant))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks",
+    operation_id = "webhooks_create",
+    tag = "webhooks",
+    summary = "Create a webhook",
+    request_body = crate::http::openapi::CreateWebhookSchema,
+    responses((status = 201, description = "The webhook and its secret, shown once", body = crate::http::openapi::CreatedWebhookSchema), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"), (status = 422, description = "A value is out of range, unknown or breaks a rule"))
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -121,6 +130,15 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks",
+    operation_id = "webhooks_list",
+    tag = "webhooks",
+    summary = "List webhooks",
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1–200, default 50"), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page")),
+    responses((status = 200, description = "A page of webhooks", body = latchkey_wire::Page<crate::http::openapi::WebhookSchema>), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"))
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -152,6 +170,15 @@ async fn visible_webhook(state: &AppState, caller: &Caller, raw: &str) -> ApiRes
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/{id}",
+    operation_id = "webhooks_show",
+    tag = "webhooks",
+    summary = "Read a webhook",
+    params(("id" = String, Path, format = Uuid, description = "The webhook id")),
+    responses((status = 200, description = "The webhook", body = crate::http::openapi::WebhookSchema), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
+)]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -160,6 +187,15 @@ pub async fn show(
     Ok(Json(visible_webhook(&state, &caller, &id).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/webhooks/{id}",
+    operation_id = "webhooks_delete",
+    tag = "webhooks",
+    summary = "Delete a webhook",
+    params(("id" = String, Path, format = Uuid, description = "The webhook id")),
+    responses((status = 204, description = "Deleted"), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -194,6 +230,15 @@ impl From<WebhookDelivery> for DeliveryView {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/{id}/deliveries",
+    operation_id = "webhooks_deliveries",
+    tag = "webhooks",
+    summary = "List a webhook's deliveries",
+    params(("id" = String, Path, format = Uuid, description = "The webhook id"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1–200, default 50"), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page")),
+    responses((status = 200, description = "A page of deliveries", body = latchkey_wire::Page<crate::http::openapi::DeliverySchema>), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
+)]
 pub async fn deliveries(
     State(state): State<AppState>,
     caller: Caller,
@@ -229,6 +274,15 @@ pub struct Queued {
 }
 
 /// Queues a `webhook.ping` for the webhook alone; a disabled webhook is enabled again.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{id}/ping",
+    operation_id = "webhooks_ping",
+    tag = "webhooks",
+    summary = "Send a test event",
+    params(("id" = String, Path, format = Uuid, description = "The webhook id")),
+    responses((status = 202, description = "Queued", body = crate::http::openapi::QueuedSchema), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
+)]
 pub async fn ping(
     State(state): State<AppState>,
     caller: Caller,
@@ -249,6 +303,15 @@ pub async fn ping(
 }
 
 /// Queues a delivery again, due now; a disabled webhook is enabled again.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
+    operation_id = "webhooks_redeliver",
+    tag = "webhooks",
+    summary = "Queue a delivery again",
+    params(("id" = String, Path, format = Uuid, description = "The webhook id"), ("delivery" = String, Path, description = "The delivery id (`evt_…`)")),
+    responses((status = 202, description = "Queued", body = crate::http::openapi::QueuedSchema), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"))
+)]
 pub async fn redeliver(
     State(state): State<AppState>,
     caller: Caller,
@@ -290,6 +353,16 @@ pub struct RotateSecret {
 /// Replaces the secret and shows the new one, once. Until `overlap_seconds` have passed
 /// each delivery carries a signature with the old secret too, so receivers can switch
 /// at their own pace.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{id}/rotate-secret",
+    operation_id = "webhooks_rotate_secret",
+    tag = "webhooks",
+    summary = "Replace a webhook's secret",
+    params(("id" = String, Path, format = Uuid, description = "The webhook id")),
+    request_body = crate::http::openapi::RotateSecretSchema,
+    responses((status = 200, description = "The webhook and its new secret, shown once", body = crate::http::openapi::CreatedWebhookSchema), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"), (status = 404, description = "No such resource, or not visible to the caller"), (status = 422, description = "A value is out of range, unknown or breaks a rule"))
+)]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,

@@ -12,6 +12,14 @@ use serde_json::{Value, json};
 
 /// `GET /v1/audit/verify`: `{intact, checked, legacy, head: {seq, hash}, first_broken}`.
 /// It takes no parameters: the verdict is always about the whole chain.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/verify",
+    operation_id = "audit_verify",
+    tag = "audit",
+    summary = "Verify the whole audit chain",
+    responses((status = 200, description = "The verdict", body = crate::http::openapi::AuditVerdictSchema), (status = 400, description = "Malformed body, path or query"), (status = 401, description = "No valid credential"), (status = 403, description = "The credential may not do this"))
+)]
 pub async fn verify(
     State(state): State<AppState>,
     caller: Caller,

@@ -28,6 +28,15 @@ use latchkey_core::usable::Client;
 use latchkey_wire::IntrospectionResponse;
 use std::net::IpAddr;
 
+#[utoipa::path(
+    post,
+    path = "/oauth/introspect",
+    operation_id = "oauth_introspect",
+    tag = "oauth",
+    summary = "Introspect a credential (RFC 7662)",
+    request_body(content = crate::http::openapi::IntrospectRequestSchema, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Whether it is active, and what it grants", body = latchkey_wire::IntrospectionResponse), (status = 400, description = "invalid_request"), (status = 401, description = "invalid_token"), (status = 403, description = "insufficient_scope"), (status = 405, description = "Only POST"))
+)]
 pub async fn introspect(State(state): State<AppState>, request: Request) -> Response {
     match answer(&state, request).await {
         Ok(body) => {

@@ -7,6 +7,14 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 /// `GET /.well-known/oauth-authorization-server`.
+#[utoipa::path(
+    get,
+    path = "/.well-known/oauth-authorization-server",
+    operation_id = "oauth_metadata",
+    tag = "oauth",
+    summary = "Authorization-server metadata (RFC 8414)",
+    responses((status = 200, description = "The metadata", body = crate::http::openapi::MetadataSchema))
+)]
 pub async fn metadata(State(state): State<AppState>) -> Response {
     let issuer = &state.settings().public_url;
     let algorithms = state.keyring().keys().algorithms();
@@ -27,6 +35,14 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /.well-known/jwks.json`: the next, current and previous public keys.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    operation_id = "oauth_jwks",
+    tag = "oauth",
+    summary = "The public signing keys",
+    responses((status = 200, description = "The key set", body = crate::http::openapi::JwksSchema))
+)]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     cacheable(state.keyring().keys().jwks().to_owned(), "application/json")
 }

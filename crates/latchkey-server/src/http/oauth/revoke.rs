@@ -14,6 +14,15 @@ use axum::response::{IntoResponse, Response};
 use latchkey_core::Timestamp;
 use latchkey_core::secret::SecretType;
 
+#[utoipa::path(
+    post,
+    path = "/oauth/revoke",
+    operation_id = "oauth_revoke",
+    tag = "oauth",
+    summary = "Revoke an access or refresh token (RFC 7009)",
+    request_body(content = crate::http::openapi::RevokeRequestSchema, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Revoked, or unknown"), (status = 400, description = "invalid_request"), (status = 401, description = "invalid_client"), (status = 405, description = "Only POST"), (status = 429, description = "Too many failed authentications"))
+)]
 pub async fn revoke(State(state): State<AppState>, request: Request) -> Response {
     match run(&state, request).await {
         Ok(()) => {

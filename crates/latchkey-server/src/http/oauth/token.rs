@@ -21,6 +21,15 @@ use latchkey_core::{PermissionSet, TokenId};
 use latchkey_wire::TokenResponse;
 use serde_json::json;
 
+#[utoipa::path(
+    post,
+    path = "/oauth/token",
+    operation_id = "oauth_token",
+    tag = "oauth",
+    summary = "Issue an access token (RFC 6749)",
+    request_body(content = crate::http::openapi::TokenRequestSchema, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The access token", body = latchkey_wire::TokenResponse), (status = 400, description = "invalid_request, invalid_grant, invalid_scope, invalid_target or unsupported_grant_type"), (status = 401, description = "invalid_client"), (status = 405, description = "Only POST"), (status = 413, description = "The form is too large"), (status = 429, description = "Too many failed authentications"))
+)]
 pub async fn token(State(state): State<AppState>, request: Request) -> Response {
     match grant(&state, request).await {
         Ok(response) => response,
