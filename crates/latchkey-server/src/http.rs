@@ -10,6 +10,7 @@
 mod api;
 pub(crate) mod audit;
 pub(crate) mod auth;
+pub(crate) mod console;
 pub(crate) mod extract;
 pub(crate) mod listener;
 pub(crate) mod oauth;
@@ -22,7 +23,10 @@ use crate::http::listener::ClientCertificate;
 use crate::http::oauth::error::OAuthError;
 use crate::http::problem::{ApiError, ApiResult};
 use crate::service::state::AppState;
-use api::{catalogue, health, keys, leaks, members, policy, tenants, tokens, usage, webhooks};
+use api::{
+    catalogue, console_sessions, health, keys, leaks, members, policy, tenants, tokens, usage,
+    webhooks,
+};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, header};
@@ -104,6 +108,15 @@ pub fn router(state: AppState) -> Router {
             "/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
             post(webhooks::redeliver),
         )
+        // The console (docs/CONSOLE.md): its session URLs, and ending a session.
+        .route(
+            "/v1/tenants/{tid}/users/{uid}/console-sessions",
+            post(console_sessions::create),
+        )
+        .route(
+            "/v1/console-sessions/{id}",
+            axum::routing::delete(console_sessions::delete),
+        )
         .route("/v1/audit", get(audit::list))
         .route("/v1/audit/head", get(audit::head))
         .route("/v1/audit/chain", get(audit::chain))
@@ -149,6 +162,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .merge(oauth)
+        .merge(console::routes(&state))
         .merge(management)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
