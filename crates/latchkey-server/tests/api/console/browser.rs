@@ -26,6 +26,8 @@ fn find_binary(names: &[&str]) -> Option<String> {
 /// A chromedriver process and one browser session in it.
 struct Browser {
     driver: Child,
+    /// Chromium's profile, removed with the browser.
+    _profile: tempfile::TempDir,
     http: reqwest::Client,
     url: String,
 }
@@ -52,6 +54,8 @@ impl Browser {
             .expect("start chromedriver");
         let http = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{port}");
+        let profile = tempfile::tempdir().unwrap();
+        let profile_arg = format!("--user-data-dir={}", profile.path().display());
         for _ in 0..100 {
             if http.get(format!("{base}/status")).send().await.is_ok() {
                 break;
@@ -60,6 +64,7 @@ impl Browser {
         }
         let mut browser = Self {
             driver,
+            _profile: profile,
             http,
             url: base.clone(),
         };
@@ -73,7 +78,7 @@ impl Browser {
                     "goog:chromeOptions": {
                         "binary": chromium,
                         "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                                 "--disable-dev-shm-usage", "--window-size=1280,900"]
+                                 "--disable-dev-shm-usage", "--window-size=1280,900", profile_arg]
                     }
                 }}}),
             )
