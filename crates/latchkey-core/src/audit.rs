@@ -157,6 +157,11 @@ audit_actions! {
     WebhookRedelivered => "webhook.redelivered",
     /// A webhook's signing secret was replaced; the old one signs too for a while.
     WebhookSecretRotated => "webhook.secret_rotated",
+    /// A console session was made (docs/CONSOLE.md): a code for a user, or an
+    /// operator's sign-in.
+    ConsoleSessionCreated => "console.session_created",
+    /// A console session was ended by logout or through the API.
+    ConsoleSessionEnded => "console.session_ended",
 }
 
 /// The audit actions a webhook can subscribe to (docs/API.md, "Webhooks"). Named by

@@ -213,6 +213,49 @@ pub struct StoredPolicy {
     pub updated_at: Timestamp,
 }
 
+/// A console session (docs/CONSOLE.md): who it acts as, and for how long. It starts as
+/// a single-use code and becomes a session when the code is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    /// Its id; audit events of its actions name `console:<id>` as their actor.
+    pub id: TokenId,
+    /// The tenant it acts in (the system tenant for an operator's session).
+    pub tenant_id: TenantId,
+    /// The user it acts as; `None` for an operator signed in with an admin key.
+    pub user_id: Option<UserId>,
+    /// The admin key an operator signed in with, re-checked on every request.
+    pub admin_token_id: Option<TokenId>,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// The credential that made it.
+    pub created_by: String,
+    /// Until when its code may be opened.
+    pub code_expires_at: Timestamp,
+    /// When its code was opened (or the operator signed in).
+    pub opened_at: Option<Timestamp>,
+    /// When it ends at the latest.
+    pub expires_at: Timestamp,
+    /// When it was ended (logout, or revoked through the API).
+    pub ended_at: Option<Timestamp>,
+}
+
+impl ConsoleSession {
+    /// Whether it may act at `now`: opened, not ended, not expired.
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.opened_at.is_some() && self.ended_at.is_none() && now < self.expires_at
+    }
+}
+
+/// How a new console session is reached: by a code to open, or already open with a
+/// cookie (an operator's sign-in). Both hold SHA-256 digests, never the value itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleKey {
+    /// The digest of the single-use code.
+    Code(Vec<u8>),
+    /// The digest of the cookie's secret.
+    Cookie(Vec<u8>),
+}
+
 /// A successful authentication of a token, as the batched `last_used_at` update takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenUse {
@@ -843,4 +886,46 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_chain(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
     /// The head of the chain.
     async fn audit_head(&self) -> StoreResult<AuditHead>;
+
+    /// Stores a console session reached by `key`, with a `console.session_created`
+    /// event; fails with `UnknownTenant` when its tenant is gone.
+    async fn create_console_session(
+        &self,
+        session: &ConsoleSession,
+        key: &ConsoleKey,
+        ctx: &AuditContext,
+    ) -> StoreResult<()>;
+    /// Opens the session whose code digest is `code_hash`, once: binds it to
+    /// `cookie_hash` and ends it at `expires_at` at the latest. `None` when no unopened,
+    /// unexpired code has that digest (a second opening finds none).
+    async fn open_console_session(
+        &self,
+        code_hash: &[u8],
+        cookie_hash: &[u8],
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Option<ConsoleSession>>;
+    /// The session whose cookie digest is `cookie_hash`, live or not.
+    async fn console_session(&self, cookie_hash: &[u8]) -> StoreResult<Option<ConsoleSession>>;
+    /// A session by id, live or not.
+    async fn get_console_session(&self, id: TokenId) -> StoreResult<Option<ConsoleSession>>;
+    /// Ends a session (and forgets what it had yet to show), with a
+    /// `console.session_ended` event; false when it had already ended or is unknown.
+    async fn end_console_session(&self, id: TokenId, ctx: &AuditContext) -> StoreResult<bool>;
+    /// Holds a sealed secret for the one page of `session` that shows it.
+    async fn put_console_reveal(
+        &self,
+        session: TokenId,
+        id: TokenId,
+        sealed: &[u8],
+        expires_at: Timestamp,
+    ) -> StoreResult<()>;
+    /// Takes (reads and deletes) a held secret of `session`; `None` when it was already
+    /// taken, has expired, or belongs to another session.
+    async fn take_console_reveal(
+        &self,
+        session: TokenId,
+        id: TokenId,
+        now: Timestamp,
+    ) -> StoreResult<Option<Vec<u8>>>;
 }

@@ -114,6 +114,11 @@ pub struct Config {
     pub webhook_allow_private_targets: bool,
     /// How often each server looks for webhook deliveries that are due.
     pub webhook_poll_interval_ms: u64,
+    /// Who may frame the console: the sources of its `frame-ancestors` directive
+    /// (docs/CONSOLE.md, "Embedding"). `'none'` (the default) forbids any framing.
+    pub console_frame_ancestors: String,
+    /// Whether operators may sign in at `/console/login` with an admin key.
+    pub console_login: bool,
 }
 
 impl Default for Config {
@@ -160,6 +165,8 @@ impl Default for Config {
             leak_report_public_keys_refresh_seconds: 3600,
             webhook_allow_private_targets: false,
             webhook_poll_interval_ms: 1000,
+            console_frame_ancestors: "'none'".to_owned(),
+            console_login: true,
         }
     }
 }
@@ -207,6 +214,17 @@ impl Config {
                 "max_connections must be from 1 to {MAX_CONNECTIONS}, not {}",
                 self.max_connections
             ));
+        }
+        let ancestors = self.console_frame_ancestors.trim();
+        if ancestors.is_empty()
+            || ancestors
+                .chars()
+                .any(|c| c.is_control() || matches!(c, ';' | ',' | '"'))
+        {
+            return Err(
+                "console_frame_ancestors must be a space-separated list of CSP sources, such as 'none' or https://app.example.com"
+                    .to_owned(),
+            );
         }
         if self.leak_reports_per_minute == 0 {
             return Err("leak_reports_per_minute must be at least 1".to_owned());

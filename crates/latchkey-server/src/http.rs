@@ -10,6 +10,7 @@
 mod api;
 pub(crate) mod audit;
 pub(crate) mod auth;
+pub(crate) mod console;
 pub(crate) mod extract;
 pub(crate) mod listener;
 pub(crate) mod oauth;
@@ -23,7 +24,10 @@ use crate::http::listener::ClientCertificate;
 use crate::http::oauth::error::OAuthError;
 use crate::http::problem::{ApiError, ApiResult};
 use crate::service::state::AppState;
-use api::{catalogue, health, keys, leaks, members, policy, tenants, tokens, usage, webhooks};
+use api::{
+    catalogue, console_sessions, health, keys, leaks, members, policy, tenants, tokens, usage,
+    webhooks,
+};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
@@ -45,7 +49,10 @@ use utoipa_axum::routes;
 pub fn router(state: AppState) -> Router {
     let (router, document) = routes(&state).split_for_parts();
     let spec = openapi::Spec::new(document);
+    // The console's pages are HTML for browsers, not part of the API or its document
+    // (docs/CONSOLE.md).
     router
+        .merge(console::routes(&state))
         .layer(Extension(spec))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -85,6 +92,9 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::ping))
         .routes(routes!(webhooks::rotate_secret))
         .routes(routes!(webhooks::redeliver))
+        // The console (docs/CONSOLE.md): its session URLs, and ending a session.
+        .routes(routes!(console_sessions::create))
+        .routes(routes!(console_sessions::delete))
         .routes(routes!(audit::list))
         .routes(routes!(audit::head))
         .routes(routes!(audit::chain))

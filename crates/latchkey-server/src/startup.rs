@@ -140,6 +140,8 @@ impl Application {
             policy_floor: config.policy_floor.clone(),
             webhook_allow_private_targets: config.webhook_allow_private_targets,
             webhook_poll_interval: Duration::from_millis(config.webhook_poll_interval_ms),
+            console_frame_ancestors: config.console_frame_ancestors.trim().to_owned(),
+            console_login: config.console_login,
         };
         let store: Arc<dyn latchkey_core::store::Store> = Arc::new(store);
         let audit = AuditQueue::start(store.clone(), config.audit_authentications);

@@ -11,6 +11,7 @@
 
 mod audit;
 mod backend;
+mod console;
 mod error;
 mod leaks;
 mod oauth;

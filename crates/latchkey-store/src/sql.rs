@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use latchkey_core::audit::{AuditAction, AuditContext, AuditEvent, AuditMacKey, AuditRecord};
 use latchkey_core::policy::TenantPolicy;
 use latchkey_core::store::{
-    AuditFilter, AuditHead, FeedKind, LeakReport, LeakedCredential, Membership, Page, PageRequest,
-    PermissionDef, RefreshFamily, RefreshOutcome, RefreshRecord, RevocationEntry, RoleDef,
-    RollOutcome, RotateWhen, SigningKeyRecord, Store, StoreError, StoreResult, StoredPolicy,
-    Tenant, TokenOwnerFilter, TokenUse, UsageRecord, Webhook, WebhookAttemptOutcome,
-    WebhookDelivery, WebhookRecord,
+    AuditFilter, AuditHead, ConsoleKey, ConsoleSession, FeedKind, LeakReport, LeakedCredential,
+    Membership, Page, PageRequest, PermissionDef, RefreshFamily, RefreshOutcome, RefreshRecord,
+    RevocationEntry, RoleDef, RollOutcome, RotateWhen, SigningKeyRecord, Store, StoreError,
+    StoreResult, StoredPolicy, Tenant, TokenOwnerFilter, TokenUse, UsageRecord, Webhook,
+    WebhookAttemptOutcome, WebhookDelivery, WebhookRecord,
 };
 use latchkey_core::token::{Owner, RevokedReason, Token, TokenKind, TokenName, TokenRecord};
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
@@ -1458,5 +1458,57 @@ impl Store for SqlStore {
 
     async fn audit_head(&self) -> StoreResult<AuditHead> {
         self.read_audit_head().await
+    }
+
+    async fn create_console_session(
+        &self,
+        session: &ConsoleSession,
+        key: &ConsoleKey,
+        ctx: &AuditContext,
+    ) -> StoreResult<()> {
+        retrying!(self.tx_create_console_session(session, key, ctx))
+    }
+
+    async fn open_console_session(
+        &self,
+        code_hash: &[u8],
+        cookie_hash: &[u8],
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Option<ConsoleSession>> {
+        self.write_open_console_session(code_hash, cookie_hash, expires_at, now)
+            .await
+    }
+
+    async fn console_session(&self, cookie_hash: &[u8]) -> StoreResult<Option<ConsoleSession>> {
+        self.read_console_session_by_cookie(cookie_hash).await
+    }
+
+    async fn get_console_session(&self, id: TokenId) -> StoreResult<Option<ConsoleSession>> {
+        self.read_console_session_by_id(id).await
+    }
+
+    async fn end_console_session(&self, id: TokenId, ctx: &AuditContext) -> StoreResult<bool> {
+        retrying!(self.tx_end_console_session(id, ctx))
+    }
+
+    async fn put_console_reveal(
+        &self,
+        session: TokenId,
+        id: TokenId,
+        sealed: &[u8],
+        expires_at: Timestamp,
+    ) -> StoreResult<()> {
+        self.write_console_reveal(session, id, sealed, expires_at)
+            .await
+    }
+
+    async fn take_console_reveal(
+        &self,
+        session: TokenId,
+        id: TokenId,
+        now: Timestamp,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        self.write_take_console_reveal(session, id, now).await
     }
 }

@@ -2,7 +2,8 @@
 //! upstream and a gateway, all on free loopback ports; then the whole flow, each step
 //! printed with its timing: catalogue, tenant and token; an exchange for a JWT; a call
 //! through the gateway (200); a call without the scope (403); a revocation; the same
-//! call again (401).
+//! call again (401). It ends by printing a console session URL for the demo tenant and
+//! keeps serving until interrupted, so a newcomer can click into the console.
 
 use anyhow::{Context, bail};
 use axum::Json;
@@ -254,5 +255,29 @@ pub async fn run() -> anyhow::Result<()> {
     )
     .await?;
     println!("done: the JWT was refused at the gateway the moment the revocation returned.");
+    tour.admin(
+        "add user demo-user to acme as a viewer",
+        reqwest::Method::PUT,
+        "/v1/tenants/acme/users/demo-user",
+        json!({ "roles": ["viewer"] }),
+    )
+    .await?;
+    let console = tour
+        .admin(
+            "make a console session URL for demo-user",
+            reqwest::Method::POST,
+            "/v1/tenants/acme/users/demo-user/console-sessions",
+            Value::Null,
+        )
+        .await?;
+    let url = console["url"]
+        .as_str()
+        .context("a console session answers with its URL")?;
+    // The URL opens once, within 5 minutes; the server keeps serving until interrupted.
+    println!("console: {url}");
+    println!("open it in a browser within 5 minutes (it works once); Ctrl-C stops the demo.");
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The management API's handlers (docs/API.md, "Endpoints"), one module per resource.
 
 pub(crate) mod catalogue;
+pub(crate) mod console_sessions;
 pub(crate) mod health;
 pub(crate) mod keys;
 pub(crate) mod leaks;

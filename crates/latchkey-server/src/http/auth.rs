@@ -32,6 +32,9 @@ pub struct Caller {
     pub authority: Authority,
     /// Where the request came from.
     pub meta: ClientMeta,
+    /// The console session acting, when the console made this call (docs/CONSOLE.md):
+    /// its audit events name `console:<session id>` as their actor.
+    pub console_session: Option<TokenId>,
 }
 
 impl Caller {
@@ -55,7 +58,10 @@ impl Caller {
     /// The audit context of this request at `state.now()`.
     pub fn audit(&self, state: &AppState) -> AuditContext {
         AuditContext {
-            actor: self.token_id.to_string(),
+            actor: match self.console_session {
+                Some(session) => format!("console:{session}"),
+                None => self.token_id.to_string(),
+            },
             actor_user: self.user.as_ref().map(ToString::to_string),
             ip: self.meta.ip.map(|ip| ip.to_string()),
             user_agent: self.meta.agent(),
@@ -86,6 +92,7 @@ impl FromRequestParts<AppState> for Caller {
             user: token.owner.user_id().cloned(),
             authority,
             meta,
+            console_session: None,
         })
     }
 }

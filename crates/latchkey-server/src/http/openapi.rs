@@ -50,6 +50,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
         (name = "webhooks", description = "Webhook endpoints and deliveries"),
         (name = "leaks", description = "Leaked-secret reports"),
         (name = "keys", description = "Signing keys"),
+        (name = "console", description = "Console sessions (docs/CONSOLE.md)"),
         (name = "oauth", description = "The OAuth 2.0 authorization server"),
         (name = "health", description = "Probes and this document"),
     )
@@ -302,6 +303,19 @@ pub struct PolicyBodySchema {
     max_access_token_ttl_seconds: Option<i64>,
     #[serde(default)]
     network: Option<NetworkRulesSchema>,
+}
+
+/// A console session's single-use URL (docs/CONSOLE.md).
+#[derive(ToSchema)]
+#[schema(as = ConsoleSession)]
+#[allow(dead_code)]
+pub struct ConsoleSessionSchema {
+    #[schema(format = Uuid)]
+    id: String,
+    /// Send the user here; the code in it opens once.
+    url: String,
+    #[schema(format = DateTime)]
+    expires_at: String,
 }
 
 /// A webhook endpoint.

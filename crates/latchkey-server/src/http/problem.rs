@@ -137,6 +137,11 @@ impl ApiError {
         }
     }
 
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
     /// A 422 naming `field`.
     pub fn value(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::InvalidValue {

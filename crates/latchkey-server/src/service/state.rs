@@ -60,6 +60,10 @@ pub struct Settings {
     pub webhook_allow_private_targets: bool,
     /// How often the webhook sender looks for due deliveries.
     pub webhook_poll_interval: std::time::Duration,
+    /// The console's `frame-ancestors` sources (docs/CONSOLE.md, "Embedding").
+    pub console_frame_ancestors: String,
+    /// Whether `/console/login` takes admin keys.
+    pub console_login: bool,
 }
 
 /// Shared state, cheap to clone.

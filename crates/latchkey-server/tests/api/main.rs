@@ -17,6 +17,7 @@ mod auth;
 mod bodies;
 mod boundary;
 mod catalogue;
+mod console;
 mod files;
 mod fuzz;
 mod leaks;

@@ -23,9 +23,74 @@ fn succeeds(args: &[&str]) -> String {
     stdout
 }
 
+/// Runs `latchkey demo` until it prints its console URL, opens that URL once over
+/// HTTP, stops the demo (it keeps serving until interrupted) and answers its output.
+fn demo_until_console() -> String {
+    let mut command = Command::new(BIN);
+    command
+        .arg("demo")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for var in LATCHKEY_VARS {
+        command.env_remove(var);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    let mut url = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        stdout.push_str(&line);
+        stdout.push('\n');
+        if let Some(found) = line.strip_prefix("console: ") {
+            url = Some(found.to_owned());
+            break;
+        }
+    }
+    let url = url.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("the demo printed no console URL:\n{stdout}")
+    });
+    // The URL opens a session: 303 to the console with a cookie, once.
+    let opened = http_get(&url);
+    let again = http_get(&url);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the demo keeps serving"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(opened.starts_with("HTTP/1.1 303"), "{opened}");
+    assert!(
+        opened
+            .to_ascii_lowercase()
+            .contains("set-cookie: lk_console="),
+        "{opened}"
+    );
+    assert!(again.starts_with("HTTP/1.1 410"), "{again}");
+    stdout
+}
+
+/// A bare HTTP/1.1 GET of a loopback URL; answers the response head.
+fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer.split("\r\n\r\n").next().unwrap_or("").to_owned()
+}
+
 #[test]
 fn the_demo_walks_the_whole_flow_and_ends_with_a_refusal() {
-    let stdout = succeeds(&["demo"]);
+    let stdout = demo_until_console();
     for expected in [
         "exchange client credentials for a JWT",
         "200 OK",

@@ -45,6 +45,14 @@ pub struct CreateToken {
     refresh_tokens: bool,
 }
 
+impl CreateToken {
+    /// The same request made on behalf of `user` (the console's tenant tokens).
+    pub fn created_by(mut self, user: UserId) -> Self {
+        self.created_by = Some(user);
+        self
+    }
+}
+
 fn sorted_unique<T: Ord>(field: &str, mut items: Vec<T>) -> ApiResult<Vec<T>> {
     items.sort();
     items.dedup();
