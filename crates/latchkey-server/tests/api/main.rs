@@ -17,6 +17,7 @@ mod auth;
 mod bodies;
 mod boundary;
 mod catalogue;
+mod dpop;
 mod files;
 mod fuzz;
 mod leaks;
