@@ -243,10 +243,7 @@ fn check_types(map: &Map<String, Value>) -> Result<(), InvalidReason> {
     // must not be read as no binding at all.
     if let Some(cnf) = map.get("cnf") {
         let jkt = cnf.as_object().and_then(|cnf| cnf.get("jkt"));
-        if !jkt
-            .and_then(Value::as_str)
-            .is_some_and(|jkt| !jkt.is_empty())
-        {
+        if jkt.and_then(Value::as_str).is_none_or(str::is_empty) {
             return Err(InvalidReason::BadConfirmation);
         }
     }
