@@ -461,7 +461,16 @@ mod tests {
             vec![PolicyRule::MaxTokenLifetimeDays, PolicyRule::RequireExpiry]
         );
         let api_key = candidate(TokenKind::ApiKey);
-        assert_eq!(rules(&policy, &api_key), vec![PolicyRule::AllowedKinds]);
+        // An api key cannot carry a DPoP proof either.
+        assert_eq!(
+            rules(&policy, &api_key),
+            vec![PolicyRule::AllowedKinds, PolicyRule::RequireDpop]
+        );
+        let any_kind = TenantPolicy {
+            allowed_kinds: None,
+            ..policy.clone()
+        };
+        assert_eq!(rules(&any_kind, &api_key), vec![PolicyRule::RequireDpop]);
         let open = Candidate {
             has_ip_allowlist: false,
             ..token
