@@ -18,11 +18,32 @@ pub enum BearerError {
     Malformed,
 }
 
+/// How an access token was presented: RFC 6750's `Bearer`, or RFC 9449's `DPoP` (a
+/// token bound to a key, with a proof of that key beside it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Authorization: Bearer …`.
+    Bearer,
+    /// `Authorization: DPoP …`.
+    Dpop,
+}
+
 /// The credential of the `Authorization` header values `values`, in the order they
 /// came (`None` for a value that is not text).
 pub fn bearer<'a>(
     values: impl IntoIterator<Item = Option<&'a str>>,
 ) -> Result<&'a str, BearerError> {
+    match credential(values)? {
+        (Scheme::Bearer, token) => Ok(token),
+        (Scheme::Dpop, _) => Err(BearerError::Missing),
+    }
+}
+
+/// The scheme and credential of the `Authorization` header values `values`, read as
+/// [`bearer`] reads them, with `DPoP` (in any case) accepted beside `Bearer`.
+pub fn credential<'a>(
+    values: impl IntoIterator<Item = Option<&'a str>>,
+) -> Result<(Scheme, &'a str), BearerError> {
     let mut values = values.into_iter();
     let Some(value) = values.next() else {
         return Err(BearerError::Missing);
@@ -32,14 +53,18 @@ pub fn bearer<'a>(
     }
     let value = value.ok_or(BearerError::Malformed)?;
     let (scheme, credential) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
         return Err(BearerError::Missing);
-    }
+    };
     let credential = credential.trim_start_matches(' ');
     if credential.is_empty() || credential.contains(' ') {
         return Err(BearerError::Malformed);
     }
-    Ok(credential)
+    Ok((scheme, credential))
 }
 
 #[cfg(test)]
@@ -76,6 +101,18 @@ mod tests {
             assert_eq!(one(value), Err(BearerError::Malformed), "{value:?}");
         }
         assert_eq!(bearer([None]), Err(BearerError::Malformed));
+    }
+
+    #[test]
+    fn dpop_is_a_scheme_of_its_own_that_bearer_does_not_read() {
+        assert_eq!(credential([Some("DPoP abc")]), Ok((Scheme::Dpop, "abc")));
+        assert_eq!(credential([Some("dpop  abc")]), Ok((Scheme::Dpop, "abc")));
+        assert_eq!(
+            credential([Some("Bearer abc")]),
+            Ok((Scheme::Bearer, "abc"))
+        );
+        assert_eq!(one("DPoP abc"), Err(BearerError::Missing));
+        assert_eq!(credential([Some("DPoP")]), Err(BearerError::Malformed));
     }
 
     #[test]

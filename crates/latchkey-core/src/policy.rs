@@ -43,6 +43,11 @@ pub struct TenantPolicy {
     /// used from").
     #[serde(default)]
     pub network: NetworkRules,
+    /// Access tokens are issued only against a DPoP proof, bound to its key
+    /// (docs/API.md, "DPoP"); the kinds that cannot carry a proof (`api_key`, `jwt`)
+    /// may not be made.
+    #[serde(default)]
+    pub require_dpop: bool,
 }
 
 /// A rule of a policy, named as its field.
@@ -61,6 +66,8 @@ pub enum PolicyRule {
     RevokeUnusedAfterDays,
     /// `max_access_token_ttl_seconds`.
     MaxAccessTokenTtlSeconds,
+    /// `require_dpop`.
+    RequireDpop,
 }
 
 impl PolicyRule {
@@ -73,6 +80,7 @@ impl PolicyRule {
             Self::RequireIpAllowlist => "require_ip_allowlist",
             Self::RevokeUnusedAfterDays => "revoke_unused_after_days",
             Self::MaxAccessTokenTtlSeconds => "max_access_token_ttl_seconds",
+            Self::RequireDpop => "require_dpop",
         }
     }
 }
@@ -191,6 +199,19 @@ impl TenantPolicy {
                 "binds only client_credentials tokens, which allowed_kinds forbids",
             ));
         }
+        // Only client-credentials tokens can show a proof; a policy that requires one
+        // and allows no such token could never be met.
+        if self.require_dpop
+            && self
+                .allowed_kinds
+                .as_ref()
+                .is_some_and(|kinds| !kinds.contains(&TokenKind::ClientCredentials))
+        {
+            return Err(PolicyError::new(
+                RequireDpop,
+                "binds only client_credentials tokens, which allowed_kinds forbids",
+            ));
+        }
         self.network
             .validate()
             .map_err(|(field, reason)| PolicyError::at(field, reason))
@@ -277,6 +298,7 @@ impl TenantPolicy {
             } else {
                 self.network.clone()
             },
+            require_dpop: self.require_dpop || other.require_dpop,
         }
     }
 
@@ -351,6 +373,15 @@ impl TenantPolicy {
                 detail: format!("token {label} must name an ip_allowlist"),
             });
         }
+        if self.require_dpop && token.kind != TokenKind::ClientCredentials {
+            broken.push(Violation {
+                rule: PolicyRule::RequireDpop,
+                detail: format!(
+                    "token {label} is of kind {}, which cannot carry a DPoP proof; the policy requires DPoP",
+                    token.kind.as_str()
+                ),
+            });
+        }
         if let Some(max) = self.max_access_token_ttl_seconds
             && token.kind == TokenKind::ClientCredentials
             && token.access_token_ttl_seconds > max
@@ -409,6 +440,7 @@ mod tests {
             revoke_unused_after_days: Some(30),
             max_access_token_ttl_seconds: Some(600),
             network: NetworkRules::default(),
+            require_dpop: true,
         };
         assert_eq!(rules(&policy, &token), vec![]);
 
@@ -429,7 +461,16 @@ mod tests {
             vec![PolicyRule::MaxTokenLifetimeDays, PolicyRule::RequireExpiry]
         );
         let api_key = candidate(TokenKind::ApiKey);
-        assert_eq!(rules(&policy, &api_key), vec![PolicyRule::AllowedKinds]);
+        // An api key cannot carry a DPoP proof either.
+        assert_eq!(
+            rules(&policy, &api_key),
+            vec![PolicyRule::AllowedKinds, PolicyRule::RequireDpop]
+        );
+        let any_kind = TenantPolicy {
+            allowed_kinds: None,
+            ..policy.clone()
+        };
+        assert_eq!(rules(&any_kind, &api_key), vec![PolicyRule::RequireDpop]);
         let open = Candidate {
             has_ip_allowlist: false,
             ..token

@@ -159,6 +159,9 @@ pub struct RefreshFamily {
     pub scope: crate::PermissionSet,
     /// The audience granted at its start.
     pub audience: String,
+    /// The RFC 7638 thumbprint of the DPoP key it is bound to, when it was started with
+    /// a proof: every refresh must then come with a proof by that key.
+    pub dpop_jkt: Option<String>,
 }
 
 /// One refresh token of a family.
@@ -748,6 +751,14 @@ pub trait Store: Send + Sync + 'static {
         max_families: u32,
         ctx: &AuditContext,
     ) -> StoreResult<()>;
+    /// Remembers a DPoP proof's replay `key` until `expires_at`, for every replica;
+    /// false when it is remembered already (a replay). Forgets keys expired at `now`.
+    async fn remember_dpop_proof(
+        &self,
+        key: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
     /// A refresh token with its family.
     async fn get_refresh(&self, id: TokenId)
     -> StoreResult<Option<(RefreshRecord, RefreshFamily)>>;

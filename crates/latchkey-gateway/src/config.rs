@@ -23,6 +23,7 @@
 //! # max_connections = 10000          # open client connections; beyond, new ones wait
 //! # audience = "https://api.example.com"  # the `aud` tokens must carry; default: `issuer`
 //! # trusted_proxies = ["10.0.1.0/24"]     # proxies whose X-Forwarded-For names the client
+//! # public_origin = "https://api.example.com"  # the origin clients address; DPoP proofs' htu
 //! # tls_cert_file = "/etc/latchkey/gateway.pem"  # serve TLS (HTTP/2 and HTTP/1.1) with this chain…
 //! # tls_key_file = "/etc/latchkey/gateway.key"   # …and its key; reloaded on SIGHUP and on change
 //! # tls_handshake_timeout_seconds = 10           # a TLS handshake within this
@@ -124,6 +125,13 @@ pub struct GatewayConfig {
     /// upstream see. Empty by default: the TCP peer is the client.
     #[serde(default)]
     pub trusted_proxies: Vec<IpNet>,
+    /// The origin (`https://api.example.com`) clients address the gateway at, when it
+    /// sits behind a TLS-terminating load balancer: the `htu` of a DPoP proof is this
+    /// and the request's path. Unset: `https` when the gateway serves TLS itself, else
+    /// `http`, with the request's `Host` (README.md, "Binding tokens with DPoP").
+    /// `X-Forwarded-Host`/`-Proto` are never read for it.
+    #[serde(default)]
+    pub public_origin: Option<String>,
     /// A MaxMind DB country database for the country rules of tenant policies
     /// (docs/API.md, "Where tokens may be used from"); read at start and again when it
     /// changes. Without one, tokens of tenants whose rules name countries are refused.
@@ -248,6 +256,7 @@ impl fmt::Debug for GatewayConfig {
             .field("body_read_timeout_seconds", &self.body_read_timeout_seconds)
             .field("max_connections", &self.max_connections)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("public_origin", &self.public_origin)
             .field("tls_cert_file", &self.tls_cert_file)
             .field("tls_key_file", &self.tls_key_file)
             .field(

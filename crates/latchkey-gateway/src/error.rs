@@ -154,6 +154,10 @@ fn verify_body(error: &VerifyError) -> (&'static str, String) {
             "temporarily_unavailable",
             "credentials cannot be checked right now; retry shortly".to_owned(),
         ),
+        VerifyError::InvalidDpopProof(_) => (
+            "invalid_dpop_proof",
+            "the DPoP proof is missing or not valid for this request".to_owned(),
+        ),
         // `InvalidToken` and any later variant: say no more than the status does.
         _ => match error.status() {
             StatusCode::SERVICE_UNAVAILABLE => (

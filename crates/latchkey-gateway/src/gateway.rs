@@ -78,6 +78,7 @@ impl GatewayConfig {
             audience: self.audience.clone(),
             revocation,
             trusted_proxies: self.trusted_proxies.clone(),
+            public_origin: self.public_origin.clone(),
             connect: self.connect()?,
             tls_ca_file: self.tls_ca_file.clone(),
             tls_client_identity: self.client_identity(),
@@ -336,6 +337,9 @@ fn needs_restart(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str> 
     // Held by the verifier, which is built once.
     if old.trusted_proxies != new.trusted_proxies {
         changed.push("trusted_proxies");
+    }
+    if old.public_origin != new.public_origin {
+        changed.push("public_origin");
     }
     // The files are read again on SIGHUP; which files they are is fixed at start.
     for (field, old, new) in [

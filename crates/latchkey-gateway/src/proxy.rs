@@ -19,7 +19,7 @@ use hyper::body::{Body, Bytes};
 use hyper::{HeaderMap, Method, Request, Response, Uri, Version};
 use latchkey_core::Timestamp;
 use latchkey_core::forwarded;
-use latchkey_verify::{Principal, Verifier, VerifyError};
+use latchkey_verify::{Principal, Verifier, VerifyError, request_uri};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -82,19 +82,38 @@ pub(crate) fn route(
 /// grants now, usable from `client` (its IP allowlist, if any, holds the address);
 /// `None` on a public route, whose requests are not looked at. A credential whose
 /// allowlist does not hold `client` is refused as an invalid token (401).
+///
+/// A DPoP-bound token needs its proof for `method` and the URI the client addressed
+/// (README.md, "Binding tokens with DPoP"): `public_origin` and the path when it is
+/// set; else the request's own absolute URI (HTTP/2); else `https` when the gateway
+/// serves TLS (`tls`), `http` otherwise, with the `Host` header.
 pub(crate) async fn authenticate(
     verifier: &Verifier,
     route: &Route,
-    headers: &HeaderMap,
+    request: (&Method, &Uri, &HeaderMap),
     client: IpAddr,
+    tls: bool,
 ) -> Result<Option<Arc<Principal>>, ProxyError> {
+    let (method, uri, headers) = request;
     match route.access {
         Access::Public => Ok(None),
-        Access::Token(_) => verifier
-            .authenticate_from(headers, Some(client))
-            .await
-            .map(Some)
-            .map_err(ProxyError::Verify),
+        Access::Token(_) => {
+            let htu = || match (verifier.public_origin(), uri.scheme_str(), tls) {
+                (None, None, true) => {
+                    let host = headers
+                        .get(hyper::header::HOST)
+                        .and_then(|host| host.to_str().ok())
+                        .unwrap_or_default();
+                    format!("https://{host}{}", uri.path())
+                }
+                (origin, _, _) => request_uri(uri, headers, origin),
+            };
+            verifier
+                .authenticate_request(method.as_str(), headers, htu, Some(client))
+                .await
+                .map(Some)
+                .map_err(ProxyError::Verify)
+        }
     }
 }
 
@@ -269,8 +288,9 @@ where
 {
     let (route, path) = route(table, request.uri())?;
     context.route = Some(route.clone());
-    context.principal =
-        authenticate(&shared.verifier, &route, request.headers(), context.client).await?;
+    let head = (request.method(), request.uri(), request.headers());
+    let tls = shared.tls.is_some();
+    context.principal = authenticate(&shared.verifier, &route, head, context.client, tls).await?;
     authorize(&route, request.method(), context.principal.as_deref())?;
     forward(context, &route, &path, request).await
 }

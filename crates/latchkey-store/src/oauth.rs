@@ -76,6 +76,7 @@ fn refresh_pair(row: &AnyRow) -> Result<(RefreshRecord, RefreshFamily), sqlx::Er
             parse_scope(&scope).map_err(|error| corrupt("refresh family scope", error))?
         },
         audience: row.try_get("audience")?,
+        dpop_jkt: row.try_get("dpop_jkt")?,
     };
     Ok((record, family))
 }
@@ -283,7 +284,7 @@ impl SqlStore {
         });
         sqlx::query(
             "INSERT INTO refresh_families (id, token_id, created_at, expires_at, revoked_at, \
-             scope, audience) VALUES ($1, $2, $3, $4, NULL, $5, $6)",
+             scope, audience, dpop_jkt) VALUES ($1, $2, $3, $4, NULL, $5, $6, $7)",
         )
         .bind(family.id.to_string())
         .bind(family.token_id.to_string())
@@ -291,6 +292,7 @@ impl SqlStore {
         .bind(family.expires_at.millis())
         .bind(format_scope(&family.scope))
         .bind(family.audience.clone())
+        .bind(family.dpop_jkt.clone())
         .execute(&mut *tx)
         .await?;
         insert_refresh(&mut tx, first).await?;
@@ -308,6 +310,45 @@ impl SqlStore {
         Ok(())
     }
 
+    /// See `Store::remember_dpop_proof`. The insert is the test: the primary key makes
+    /// two replicas racing on one proof agree that exactly one saw it first.
+    pub(crate) async fn tx_remember_dpop_proof(
+        &self,
+        key: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> TxResult<bool> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("DELETE FROM dpop_proofs WHERE proof_key = $1 AND expires_at <= $2")
+            .bind(key)
+            .bind(now.millis())
+            .execute(&mut *tx)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO dpop_proofs (proof_key, expires_at) VALUES ($1, $2) \
+             ON CONFLICT (proof_key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(expires_at.millis())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        // Expired rows go a few at a time with each new one, so the table stays the
+        // size of one window's proofs without a sweep of its own.
+        if inserted {
+            sqlx::query(
+                "DELETE FROM dpop_proofs WHERE proof_key IN (SELECT proof_key FROM dpop_proofs \
+                 WHERE expires_at <= $1 ORDER BY expires_at LIMIT 8)",
+            )
+            .bind(now.millis())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
     pub(crate) async fn read_refresh(
         &self,
         id: TokenId,
@@ -316,7 +357,7 @@ impl SqlStore {
             "SELECT r.id, r.family_id, r.secret_salt, r.secret_hash, r.jti, r.access_expires_at, \
              r.created_at, r.used_at, f.token_id, f.created_at AS family_created_at, \
              f.expires_at AS family_expires_at, f.revoked_at AS family_revoked_at, f.scope, \
-             f.audience FROM refresh_tokens r JOIN refresh_families f ON f.id = r.family_id \
+             f.audience, f.dpop_jkt FROM refresh_tokens r JOIN refresh_families f ON f.id = r.family_id \
              WHERE r.id = $1",
         )
         .bind(id.to_string())

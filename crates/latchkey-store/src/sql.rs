@@ -1298,6 +1298,15 @@ impl Store for SqlStore {
         self.read_refresh(id).await
     }
 
+    async fn remember_dpop_proof(
+        &self,
+        key: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        retrying!(self.tx_remember_dpop_proof(key, expires_at, now))
+    }
+
     async fn rotate_refresh(
         &self,
         used: TokenId,

@@ -3,7 +3,7 @@
 
 use crate::error::VerifyError;
 use axum::http::{HeaderMap, header};
-use latchkey_core::bearer::{BearerError, bearer};
+use latchkey_core::bearer::{BearerError, Scheme, bearer, credential};
 
 /// The bearer token of `headers`.
 ///
@@ -16,6 +16,19 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, VerifyError> {
         .iter()
         .map(|value| value.to_str().ok());
     bearer(values).map_err(|error| match error {
+        BearerError::Missing => VerifyError::MissingToken,
+        BearerError::Malformed => VerifyError::InvalidRequest,
+    })
+}
+
+/// The token of `headers` with its scheme, `Bearer` or `DPoP` (RFC 9449 §7.1), read as
+/// [`bearer_token`] reads a bearer token.
+pub fn presented_token(headers: &HeaderMap) -> Result<(Scheme, &str), VerifyError> {
+    let values = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .map(|value| value.to_str().ok());
+    credential(values).map_err(|error| match error {
         BearerError::Missing => VerifyError::MissingToken,
         BearerError::Malformed => VerifyError::InvalidRequest,
     })

@@ -8,7 +8,9 @@
 //! it never reaches the client, because telling an attacker which check failed helps them
 //! and helps no honest caller. When the verifier cannot decide (introspection or the
 //! deny list is unreachable or stale) it fails closed with a 503, which is our fault,
-//! not the client's.
+//! not the client's. A DPoP-bound token's refusals follow RFC 9449 §7.1 instead: a 401
+//! with a `DPoP` challenge naming `error="invalid_token"` or `"invalid_dpop_proof"` and
+//! the proof algorithms accepted.
 
 use axum::http::{HeaderValue, Response, StatusCode, header};
 use axum::response::IntoResponse;
@@ -106,6 +108,16 @@ pub enum InvalidReason {
     /// The token needs introspection and this verifier has no introspection credential.
     #[error("this verifier accepts no api keys or long-lived JWTs")]
     IntrospectionNotConfigured,
+    /// A DPoP-bound token (`cnf.jkt`) presented as a bearer token, or where the request
+    /// it came with is not known, so no proof can be checked.
+    #[error("the token is bound to a DPoP key and needs a proof")]
+    DpopBound,
+    /// A token that is not DPoP-bound presented with the `DPoP` scheme.
+    #[error("the token is not bound to a DPoP key")]
+    NotDpopBound,
+    /// `cnf` is not an object with a string `jkt`.
+    #[error("the token's cnf claim is not a DPoP key binding")]
+    BadConfirmation,
 }
 
 /// Why a request was not let through.
@@ -132,6 +144,14 @@ pub enum VerifyError {
     /// unreachable or stale) and fails closed (503).
     #[error("verifier unavailable: {0}")]
     Unavailable(String),
+    /// A token presented with the `DPoP` scheme, or bound to a DPoP key, was refused
+    /// (401, `DPoP error="invalid_token"`).
+    #[error("invalid DPoP token: {0}")]
+    InvalidDpopToken(InvalidReason),
+    /// The DPoP proof of a bound token is missing or invalid (401,
+    /// `DPoP error="invalid_dpop_proof"`; RFC 9449 §7.1).
+    #[error("invalid DPoP proof: {0}")]
+    InvalidDpopProof(crate::dpop::ProofError),
 }
 
 impl From<InvalidReason> for VerifyError {
@@ -144,7 +164,10 @@ impl VerifyError {
     /// The HTTP status this error maps to.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MissingToken | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::MissingToken
+            | Self::InvalidToken(_)
+            | Self::InvalidDpopToken(_)
+            | Self::InvalidDpopProof(_) => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest => StatusCode::BAD_REQUEST,
             Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -173,6 +196,16 @@ impl VerifyError {
                 ))
                 .ok()
             }
+            Self::InvalidDpopToken(_) => Some(HeaderValue::from_static(concat!(
+                "DPoP error=\"invalid_token\", algs=\"",
+                "ES256 EdDSA RS256",
+                "\""
+            ))),
+            Self::InvalidDpopProof(_) => Some(HeaderValue::from_static(concat!(
+                "DPoP error=\"invalid_dpop_proof\", algs=\"",
+                "ES256 EdDSA RS256",
+                "\""
+            ))),
             Self::Unavailable(_) => None,
         }
     }

@@ -150,6 +150,8 @@ pub(crate) struct CheckedClaims {
     pub(crate) principal: Principal,
     pub(crate) basis: Option<GrantBasis>,
     pub(crate) long_lived: bool,
+    /// The DPoP key thumbprint the token is bound to (`cnf.jkt`).
+    pub(crate) jkt: Option<std::sync::Arc<str>>,
 }
 
 /// Checks the decoded payload of a token whose signature has verified.
@@ -192,6 +194,10 @@ pub(crate) fn check_claims(
     } else {
         TokenKind::ClientCredentials
     };
+    let jkt = claims
+        .cnf
+        .as_ref()
+        .map(|cnf| std::sync::Arc::from(cnf.jkt.as_str()));
     let basis = match (&claims.rol, &claims.prm) {
         (None, None) => None,
         (Some(roles), Some(permissions)) => Some(
@@ -206,6 +212,7 @@ pub(crate) fn check_claims(
         principal: principal(claims, kind)?,
         basis,
         long_lived,
+        jkt,
     })
 }
 
@@ -230,6 +237,14 @@ fn check_types(map: &Map<String, Value>) -> Result<(), InvalidReason> {
     for name in TIME_CLAIMS {
         if map.get(name).is_some_and(|v| !v.is_number()) {
             return Err(InvalidReason::ClaimType(name));
+        }
+    }
+    // A binding this verifier cannot honour (no `jkt`, or another confirmation method)
+    // must not be read as no binding at all.
+    if let Some(cnf) = map.get("cnf") {
+        let jkt = cnf.as_object().and_then(|cnf| cnf.get("jkt"));
+        if jkt.and_then(Value::as_str).is_none_or(str::is_empty) {
+            return Err(InvalidReason::BadConfirmation);
         }
     }
     for name in LIST_CLAIMS {

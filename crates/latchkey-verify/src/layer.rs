@@ -13,12 +13,16 @@
 //! [`VerifierOptions::trusted_proxies`](crate::VerifierOptions::trusted_proxies); else
 //! unknown, and then a credential with an IP allowlist is refused (README.md,
 //! "Narrowing and IP allowlists").
+//!
+//! A DPoP-bound token comes with the `DPoP` scheme and a proof for the request's method
+//! and URI (README.md, "Binding tokens with DPoP"); the URI is worked out only for such
+//! requests, so bearer requests pay nothing for it.
 
 use crate::principal::{Principal, Scopes};
 use crate::verifier::Verifier;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{Request, Response, StatusCode};
+use axum::http::{HeaderMap, Request, Response, StatusCode, Uri};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -26,7 +30,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
-pub use crate::bearer::bearer_token;
+pub use crate::bearer::{bearer_token, presented_token};
 
 /// The client's address as the app knows it, for IP allowlists: insert it as a request
 /// extension before the [`VerifyLayer`] runs when the app sits behind its own proxies
@@ -50,6 +54,25 @@ fn client_address<B>(request: &Request<B>, verifier: &Verifier) -> Option<IpAddr
         forwarded,
         verifier.trusted_proxies(),
     ))
+}
+
+/// The absolute URI of `request` as its client addressed it, for a DPoP proof's `htu`:
+/// the configured public origin and the request's path; else the request's own
+/// absolute URI (HTTP/2, or a proxy's absolute-form request); else `http://`, its
+/// `Host` and its path. The query is left out, as `htu` ignores it.
+pub fn request_uri(uri: &Uri, headers: &HeaderMap, origin: Option<&str>) -> String {
+    let path = uri.path();
+    if let Some(origin) = origin {
+        return format!("{origin}{path}");
+    }
+    if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
+        return format!("{scheme}://{authority}{path}");
+    }
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .unwrap_or_default();
+    format!("http://{host}{path}")
 }
 
 /// A tower layer requiring a valid bearer token that meets a scope requirement. Made
@@ -110,7 +133,13 @@ where
         let scopes = self.scopes.clone();
         Box::pin(async move {
             let client = client_address(&request, &verifier);
-            let verified = match verifier.authenticate_from(request.headers(), client).await {
+            let (target, headers) = (request.uri(), request.headers());
+            let uri = || request_uri(target, headers, verifier.public_origin());
+            let method = request.method().as_str();
+            let authenticated = verifier
+                .authenticate_request(method, headers, uri, client)
+                .await;
+            let verified = match authenticated {
                 Ok(principal) => scopes.check(&principal).map(|()| principal),
                 Err(error) => Err(error),
             };

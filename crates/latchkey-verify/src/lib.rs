@@ -79,6 +79,7 @@
 
 mod bearer;
 mod cache;
+pub mod dpop;
 mod error;
 mod http;
 mod introspection;
@@ -96,7 +97,10 @@ mod transport;
 mod verifier;
 
 pub use error::{DiscoveryError, InvalidReason, VerifyError};
-pub use layer::{ClientAddress, VerifyLayer, VerifyService, bearer_token};
+pub use latchkey_core::bearer::Scheme;
+pub use layer::{
+    ClientAddress, VerifyLayer, VerifyService, bearer_token, presented_token, request_uri,
+};
 // The clock lives in latchkey-core, so the server, the gateway and a verifier can share
 // one; verifier users keep finding it here.
 pub use latchkey_core::clock::{Clock, SystemClock};
@@ -105,4 +109,4 @@ pub use principal::{Principal, Scopes, TokenKind};
 pub use replica::{ReplicaMetrics, ReplicaOptions, RevocationReplica, StaleReason};
 pub use revocation::{NoRevocationList, Revocation, RevocationCheck};
 pub use transport::{ClientIdentity, install_crypto_provider, tls_client_config};
-pub use verifier::{Evictor, Verifier};
+pub use verifier::{DpopRequest, Evictor, Verifier};

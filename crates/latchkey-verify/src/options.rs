@@ -110,6 +110,18 @@ pub struct VerifierOptions {
     /// introspection answers then cross the network unprotected; a warning is logged
     /// at start. Loopback addresses never need it.
     pub allow_insecure_issuer: bool,
+    /// The origin (`https://api.example.com`) clients address this resource server at,
+    /// when it differs from what the requests show — behind a TLS-terminating load
+    /// balancer, say. DPoP proofs name it in `htu`; the tower layer joins it with the
+    /// request's path. `None`: the request's own absolute URI, else `http://` and its
+    /// `Host` header (README.md, "Binding tokens with DPoP").
+    pub public_origin: Option<String>,
+    /// How far a DPoP proof's `iat` may be from now, either way (60 s).
+    pub dpop_proof_window: Duration,
+    /// How many DPoP proofs the replay cache remembers at most (1,000,000, about
+    /// 64 MiB when full). When it is full of proofs still inside their window, new
+    /// proofs are refused with a 503 rather than old ones forgotten.
+    pub dpop_replay_capacity: usize,
 }
 
 impl Default for VerifierOptions {
@@ -136,6 +148,9 @@ impl Default for VerifierOptions {
             tls_ca_file: None,
             tls_client_identity: None,
             allow_insecure_issuer: false,
+            public_origin: None,
+            dpop_proof_window: Duration::from_secs(60),
+            dpop_replay_capacity: 1_000_000,
         }
     }
 }
@@ -174,6 +189,9 @@ impl fmt::Debug for VerifierOptions {
             .field("tls_ca_file", &self.tls_ca_file)
             .field("tls_client_identity", &self.tls_client_identity)
             .field("allow_insecure_issuer", &self.allow_insecure_issuer)
+            .field("public_origin", &self.public_origin)
+            .field("dpop_proof_window", &self.dpop_proof_window)
+            .field("dpop_replay_capacity", &self.dpop_replay_capacity)
             .finish_non_exhaustive()
     }
 }

@@ -14,8 +14,9 @@
 //! otherwise introspected, so the server's answer decides. The cache's memory is bounded
 //! by [`VerifierOptions::verified_cache_bytes`].
 
-use crate::bearer::bearer_token;
+use crate::bearer::{bearer_token, presented_token};
 use crate::cache::BoundedCache;
+use crate::dpop::{self, ProofError, ProofExpectations, ReplayCache, Seen};
 use crate::error::{DiscoveryError, InvalidReason, VerifyError};
 use crate::http::Http;
 use crate::introspection::{Introspector, IntrospectorConfig, Outcome, Presented};
@@ -29,6 +30,7 @@ use crate::principal::Principal;
 use crate::revocation::{Revocation, RevocationCheck};
 use crate::transport::{self, PlainHttp, TransportPolicy};
 use axum::http::HeaderMap;
+use latchkey_core::bearer::Scheme;
 use latchkey_core::cidr::IpNet;
 use latchkey_core::clock::Clock;
 use latchkey_core::jwt::{Algorithm, b64url_decode};
@@ -75,6 +77,21 @@ struct CachedJwt {
     /// The key store's epoch when the signature was checked.
     epoch: u64,
     long_lived: bool,
+    /// The DPoP key the token is bound to (`cnf.jkt`).
+    jkt: Option<Arc<str>>,
+}
+
+/// The request a DPoP-bound token came with, as [`Verifier::verify_dpop`] checks its
+/// proof (README.md, "Binding tokens with DPoP").
+#[derive(Debug, Clone, Copy)]
+pub struct DpopRequest<'a> {
+    /// The request's method (`GET`).
+    pub method: &'a str,
+    /// The request's absolute URI as the client addressed it (`https://api.example.com/reports`);
+    /// query and fragment are ignored.
+    pub uri: &'a str,
+    /// The `DPoP` header's value, if the request has exactly one.
+    pub proof: Option<&'a str>,
 }
 
 pub(crate) struct Inner {
@@ -91,6 +108,9 @@ pub(crate) struct Inner {
     codec: SecretCodec,
     pub(crate) trusted_proxies: Vec<IpNet>,
     geoip: Option<Arc<latchkey_geoip::ReloadingGeoIp>>,
+    dpop_window_seconds: i64,
+    dpop_replays: ReplayCache,
+    pub(crate) public_origin: Option<String>,
 }
 
 /// What discovery learnt from the issuer.
@@ -223,6 +243,20 @@ impl Verifier {
         }
         let prefix = SecretPrefix::parse(&options.secret_prefix)
             .map_err(|e| DiscoveryError::BadOption(format!("secret_prefix {e}")))?;
+        let public_origin = options
+            .public_origin
+            .as_deref()
+            .map(|origin| {
+                let bare = reqwest::Url::parse(origin).is_ok_and(|url| {
+                    url.path() == "/" && url.query().is_none() && url.fragment().is_none()
+                });
+                transport::origin(origin).filter(|_| bare).ok_or_else(|| {
+                    DiscoveryError::BadOption(format!(
+                        "public_origin `{origin}`: must be scheme://host[:port], without a path"
+                    ))
+                })
+            })
+            .transpose()?;
         if let Some(uri) = &endpoints.jwks_uri {
             tracing::info!(issuer, jwks_uri = %uri, keys = seed.set.len(), "verifier ready");
         }
@@ -269,6 +303,10 @@ impl Verifier {
                 codec: SecretCodec::new(prefix, &[]),
                 trusted_proxies: options.trusted_proxies,
                 geoip: options.geoip,
+                dpop_window_seconds: i64::try_from(options.dpop_proof_window.as_secs())
+                    .unwrap_or(i64::MAX),
+                dpop_replays: ReplayCache::new(options.dpop_replay_capacity),
+                public_origin,
             }),
         })
     }
@@ -290,11 +328,67 @@ impl Verifier {
         token: &str,
         client: Option<IpAddr>,
     ) -> Result<Arc<Principal>, VerifyError> {
-        let result = self.inner.verify(token, client).await;
+        let result = self.inner.verify(token, client, None).await;
         if let Err(error) = &result {
             tracing::debug!(%error, "credential refused");
         }
         result
+    }
+
+    /// Verifies an access token presented with the `DPoP` scheme (RFC 9449 §7.1): it
+    /// must be bound to a key (`cnf.jkt`), and `request` must carry a proof by that key
+    /// for its method and URI, within the proof window, with `ath` the token's hash and
+    /// a `jti` this verifier has not seen. Refusals are
+    /// [`VerifyError::InvalidDpopToken`] and [`VerifyError::InvalidDpopProof`].
+    pub async fn verify_dpop(
+        &self,
+        token: &str,
+        request: &DpopRequest<'_>,
+        client: Option<IpAddr>,
+    ) -> Result<Arc<Principal>, VerifyError> {
+        let result = match self.inner.verify(token, client, Some(request)).await {
+            Err(VerifyError::InvalidToken(reason)) => Err(VerifyError::InvalidDpopToken(reason)),
+            other => other,
+        };
+        if let Err(error) = &result {
+            tracing::debug!(%error, "DPoP credential refused");
+        }
+        result
+    }
+
+    /// Takes the token from `headers` as [`authenticate_from`](Self::authenticate_from)
+    /// does, and also accepts the `DPoP` scheme with its proof, for a request with
+    /// `method` whose absolute URI `uri` gives (asked for only when the scheme is
+    /// `DPoP`, so bearer requests pay nothing for it).
+    pub async fn authenticate_request(
+        &self,
+        method: &str,
+        headers: &HeaderMap,
+        uri: impl FnOnce() -> String,
+        client: Option<IpAddr>,
+    ) -> Result<Arc<Principal>, VerifyError> {
+        match presented_token(headers)? {
+            (Scheme::Bearer, token) => self.verify_from(token, client).await,
+            (Scheme::Dpop, token) => {
+                let values = headers
+                    .get_all("dpop")
+                    .iter()
+                    .map(|value| value.to_str().ok());
+                let proof = dpop::proof_header(values).map_err(VerifyError::InvalidDpopProof)?;
+                let uri = uri();
+                let request = DpopRequest {
+                    method,
+                    uri: &uri,
+                    proof,
+                };
+                self.verify_dpop(token, &request, client).await
+            }
+        }
+    }
+
+    /// The external origin DPoP proofs name ([`VerifierOptions::public_origin`]).
+    pub fn public_origin(&self) -> Option<&str> {
+        self.inner.public_origin.as_deref()
     }
 
     /// Takes the bearer token from `headers` (RFC 6750 §2.1) and verifies it, the
@@ -359,16 +453,26 @@ impl Inner {
         &self,
         token: &str,
         client: Option<IpAddr>,
+        dpop: Option<&DpopRequest<'_>>,
     ) -> Result<Arc<Principal>, VerifyError> {
         if token.len() > self.max_token_bytes {
             return Err(InvalidReason::TooLarge.into());
         }
         let now = self.clock.now();
-        let principal = if token.contains('.') {
+        let (principal, jkt) = if token.contains('.') {
             self.verify_jwt(token, now).await?
         } else {
-            self.verify_api_key(token, now).await?
+            (self.verify_api_key(token, now).await?, None)
         };
+        // The one branch the bearer path pays for DPoP.
+        match (jkt, dpop) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                return Err(VerifyError::InvalidDpopToken(InvalidReason::NotDpopBound));
+            }
+            (Some(_), None) => return Err(VerifyError::InvalidDpopToken(InvalidReason::DpopBound)),
+            (Some(jkt), Some(request)) => self.check_proof(token, &jkt, request, now)?,
+        }
         narrow::allowed(&principal, client, now).map_err(refused)?;
         if let Some(rules) = self.revocation.network(&principal.tenant) {
             narrow::admitted(&rules, client, self.geoip.as_deref()).map_err(refused)?;
@@ -376,12 +480,52 @@ impl Inner {
         Ok(principal)
     }
 
-    async fn verify_jwt(&self, token: &str, now: Timestamp) -> Result<Arc<Principal>, VerifyError> {
+    /// Checks the DPoP proof of a token bound to `jkt` (README.md, "Binding tokens with
+    /// DPoP"); the replay check comes last, so only an otherwise good proof is remembered.
+    fn check_proof(
+        &self,
+        token: &str,
+        jkt: &str,
+        request: &DpopRequest<'_>,
+        now: Timestamp,
+    ) -> Result<(), VerifyError> {
+        let refused = VerifyError::InvalidDpopProof;
+        let proof = request.proof.ok_or(refused(ProofError::Missing))?;
+        let expect = ProofExpectations {
+            method: request.method,
+            uri: request.uri,
+            access_token: Some(token),
+            now,
+            window_seconds: self.dpop_window_seconds,
+        };
+        let checked = dpop::check_proof(proof, &expect).map_err(refused)?;
+        if checked.jkt != jkt {
+            return Err(refused(ProofError::KeyMismatch));
+        }
+        let until = checked.remember_until_ms(self.dpop_window_seconds);
+        match self
+            .dpop_replays
+            .first_use(&checked.replay_key(), until, now.millis())
+        {
+            Seen::First => Ok(()),
+            Seen::Again => Err(refused(ProofError::Replayed)),
+            Seen::Full => Err(VerifyError::Unavailable(
+                "the DPoP replay cache is full".to_owned(),
+            )),
+        }
+    }
+
+    async fn verify_jwt(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<(Arc<Principal>, Option<Arc<str>>), VerifyError> {
         if let Some(cache) = &self.verified
             && let Some(hit) = cache.get(token.as_bytes(), now.millis())
             && hit.epoch == self.keys.epoch()
         {
-            return self.admit(token, &hit, now).await;
+            let principal = self.admit(token, &hit, now).await?;
+            return Ok((principal, hit.jkt));
         }
         // Read before the key lookup: a key withdrawn meanwhile then leaves this entry
         // with an old epoch, and it is verified afresh next time.
@@ -411,6 +555,7 @@ impl Inner {
             narrowable: Arc::new(Narrowable::new(checked.principal, checked.basis)),
             epoch,
             long_lived: checked.long_lived,
+            jkt: checked.jkt,
         };
         let principal = self.admit(token, &entry, now).await?;
         if let Some(cache) = &self.verified {
@@ -430,7 +575,7 @@ impl Inner {
                 now.millis(),
             );
         }
-        Ok(principal)
+        Ok((principal, entry.jkt))
     }
 
     /// The deny-list (or introspection) decision for a JWT whose signature and claims

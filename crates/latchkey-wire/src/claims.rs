@@ -53,6 +53,17 @@ pub struct Claims {
     /// does not know the client's address refuses a JWT carrying it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ipa: Vec<String>,
+    /// The key the token is bound to (RFC 9449 §6.1), when it was issued for a DPoP
+    /// proof; every use then needs a proof by that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// The `cnf` claim of a DPoP-bound token (RFC 7800 §3.1, RFC 9449 §6.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// The RFC 7638 SHA-256 thumbprint of the proof key, base64url.
+    pub jkt: String,
 }
 
 impl Claims {
@@ -145,6 +156,7 @@ mod tests {
             rol: Some(vec![]),
             prm: None,
             ipa: vec![],
+            cnf: None,
         };
         let text = serde_json::to_string(&claims).unwrap();
         assert!(!text.contains("exp") && !text.contains("uid"));

@@ -27,7 +27,7 @@ mod tenant;
 mod token;
 
 pub use catalogue::{PutPermission, PutRole};
-pub use claims::{Claims, JwtKind};
+pub use claims::{Claims, Confirmation, JwtKind};
 pub use oauth::{IntrospectionResponse, OAuthErrorBody, TokenResponse};
 pub use page::Page;
 pub use policy::{PolicyBreach, PolicyResource, PolicyViolations, PutNetwork, PutPolicy};

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 pub struct TokenResponse {
     /// The access JWT.
     pub access_token: String,
-    /// Always `Bearer`.
+    /// `Bearer`, or `DPoP` for a token bound to the request's DPoP proof key.
     pub token_type: String,
     /// Seconds until the access token expires.
     pub expires_in: i64,
@@ -58,7 +58,7 @@ pub struct IntrospectionResponse {
     #[schema(value_type = Option<String>)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<UserId>,
-    /// `Bearer`, or `refresh_token` for a refresh token.
+    /// `Bearer`, `DPoP` for a DPoP-bound JWT, or `refresh_token` for a refresh token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_type: Option<String>,
     /// The issuer.
@@ -92,6 +92,9 @@ pub struct IntrospectionResponse {
     /// The JWT id (JWTs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
+    /// The key a DPoP-bound JWT is bound to (RFC 9449 §6.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<crate::Confirmation>,
 }
 
 impl IntrospectionResponse {

@@ -33,6 +33,9 @@ pub struct PutPolicy {
     /// Where the tenant's tokens may be used from; absent is no rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<PutNetwork>,
+    /// Access tokens only against a DPoP proof (docs/API.md, "DPoP").
+    #[serde(default)]
+    pub require_dpop: bool,
 }
 
 /// The `network` rules of a [`PutPolicy`], in the client's text (CIDR networks).

@@ -6,6 +6,7 @@
 
 mod auth;
 mod config;
+mod dpop;
 mod edge;
 mod forward;
 mod listener;

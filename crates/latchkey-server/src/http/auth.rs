@@ -16,7 +16,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use latchkey_core::audit::AuditContext;
-use latchkey_core::bearer::BearerError;
+use latchkey_core::bearer::{BearerError, Scheme};
 use latchkey_core::permission::{ADMIN, Authority, INTROSPECT, MANAGE};
 use latchkey_core::{Permission, PermissionSet};
 use latchkey_core::{TenantId, TokenId, UserId};
@@ -120,8 +120,37 @@ async fn authenticate(
     state: &AppState,
 ) -> ApiResult<(Arc<CachedToken>, PermissionSet, ClientMeta)> {
     let meta = client_meta(parts, state);
-    let presented = bearer(&parts.headers)?;
-    let (cached, granted) = credentials::authenticate_bearer(state, presented, &meta).await?;
+    let values = parts
+        .headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .map(|value| value.to_str().ok());
+    let (scheme, presented) =
+        latchkey_core::bearer::credential(values).map_err(|error| match error {
+            BearerError::Missing => ApiError::InvalidToken {
+                description: "a bearer credential is required".to_owned(),
+                challenge_error: false,
+            },
+            BearerError::Malformed => ApiError::invalid_token("malformed Authorization header"),
+        })?;
+    let dpop = match scheme {
+        Scheme::Bearer => None,
+        Scheme::Dpop => {
+            let proofs = parts
+                .headers
+                .get_all("dpop")
+                .iter()
+                .map(|value| value.to_str().ok());
+            let proof = latchkey_verify::dpop::proof_header(proofs)
+                .map_err(|error| ApiError::invalid_token(format!("invalid DPoP proof: {error}")))?;
+            Some(credentials::DpopUse {
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                proof,
+            })
+        }
+    };
+    let (cached, granted) = credentials::authenticate_bearer(state, presented, &meta, dpop).await?;
     Ok((cached, granted, meta))
 }
 

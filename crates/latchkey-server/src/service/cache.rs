@@ -30,6 +30,9 @@ pub struct CachedToken {
     pub member: bool,
     /// Its tenant's network rules.
     pub network: Arc<NetworkRules>,
+    /// Its tenant's policy (or the floor) requires DPoP: no access token without a
+    /// proof (docs/API.md, "DPoP").
+    pub require_dpop: bool,
     /// The GeoIP database, when the rules name countries and the server has one.
     geoip: Option<Arc<ReloadingGeoIp>>,
     /// When this copy last passed a use on to the store's `last_used_at` (unix
@@ -45,6 +48,7 @@ impl CachedToken {
             effective,
             member,
             network: Arc::default(),
+            require_dpop: false,
             geoip: None,
             touched: AtomicI64::new(i64::MIN),
         }

@@ -29,18 +29,99 @@ use std::sync::{Arc, OnceLock};
 
 /// Authenticates a management credential (an api key or one of our JWTs) and returns
 /// its token and what it grants now.
+///
+/// `dpop` is the proof check of the request when it came with the `DPoP` scheme, `None`
+/// for `Bearer`: a DPoP-bound JWT (`cnf.jkt`) is accepted only with a proof by its key
+/// (docs/API.md, "DPoP"), and a credential that is not bound only without one.
 pub async fn authenticate_bearer(
     state: &AppState,
     presented: &str,
     meta: &ClientMeta,
+    dpop: Option<DpopUse<'_>>,
 ) -> Result<(Arc<CachedToken>, PermissionSet)> {
-    if looks_like_jwt(state, presented) {
-        authenticate_access_token(state, presented, meta).await
+    let (cached, granted, jkt) = if looks_like_jwt(state, presented) {
+        authenticate_access_token(state, presented, meta).await?
     } else {
         let cached = authenticate_api_key(state, presented, meta).await?;
         let granted = cached.effective.clone();
-        Ok((cached, granted))
+        (cached, granted, None)
+    };
+    match (jkt, dpop) {
+        (None, None) => {}
+        (Some(_), None) => {
+            return Err(Error::invalid_credential(
+                "the credential is DPoP-bound; present it as `Authorization: DPoP` with a proof",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(Error::invalid_credential(
+                "the credential is not DPoP-bound; present it as a bearer credential",
+            ));
+        }
+        (Some(jkt), Some(dpop)) => check_dpop(state, presented, &jkt, dpop).await?,
     }
+    Ok((cached, granted))
+}
+
+/// The request a DPoP-scheme credential came with.
+#[derive(Debug, Clone, Copy)]
+pub struct DpopUse<'a> {
+    /// The request's method.
+    pub method: &'a str,
+    /// The request's path; the server's public URL gives the rest of `htu`.
+    pub path: &'a str,
+    /// The `DPoP` header, if there is exactly one.
+    pub proof: Option<&'a str>,
+}
+
+/// Checks the proof of a management request made with a token bound to `jkt`, and
+/// remembers it so that no replica accepts it again.
+async fn check_dpop(state: &AppState, token: &str, jkt: &str, dpop: DpopUse<'_>) -> Result<()> {
+    use latchkey_verify::dpop::{ProofError, ProofExpectations, check_proof};
+    let window = DPOP_WINDOW_SECONDS;
+    let refused =
+        |error: ProofError| Error::invalid_credential(format!("invalid DPoP proof: {error}"));
+    let proof = dpop.proof.ok_or(refused(ProofError::Missing))?;
+    let uri = format!("{}{}", state.settings().public_url, dpop.path);
+    let now = state.now();
+    let expect = ProofExpectations {
+        method: dpop.method,
+        uri: &uri,
+        access_token: Some(token),
+        now,
+        window_seconds: window,
+    };
+    let checked = check_proof(proof, &expect).map_err(refused)?;
+    if checked.jkt != jkt {
+        return Err(refused(ProofError::KeyMismatch));
+    }
+    if !first_use_of_proof(state, &checked).await? {
+        return Err(refused(ProofError::Replayed));
+    }
+    Ok(())
+}
+
+/// How far a DPoP proof's `iat` may be from the server's now, either way (docs/API.md,
+/// "DPoP").
+pub const DPOP_WINDOW_SECONDS: i64 = 60;
+
+/// Remembers a checked DPoP proof in the store, for every replica, until the window
+/// would refuse it anyway; false when it was remembered already (a replay).
+pub async fn first_use_of_proof(
+    state: &AppState,
+    checked: &latchkey_verify::dpop::CheckedProof,
+) -> Result<bool> {
+    let key: String = checked
+        .replay_key()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let until =
+        latchkey_core::Timestamp::from_millis(checked.remember_until_ms(DPOP_WINDOW_SECONDS));
+    Ok(state
+        .store()
+        .remember_dpop_proof(&key, until, state.now())
+        .await?)
 }
 
 fn looks_like_jwt(state: &AppState, presented: &str) -> bool {
@@ -54,7 +135,7 @@ async fn authenticate_access_token(
     state: &AppState,
     presented: &str,
     meta: &ClientMeta,
-) -> Result<(Arc<CachedToken>, PermissionSet)> {
+) -> Result<(Arc<CachedToken>, PermissionSet, Option<String>)> {
     let keys = state.keyring().keys();
     let issuer = &state.settings().public_url;
     let claims =
@@ -84,7 +165,11 @@ async fn authenticate_access_token(
     let scope = parse_scope(&claims.scope).map_err(|_| refused())?;
     let granted = narrow(&scope, grant);
     state.used(&cached, meta.ip);
-    Ok((cached, granted))
+    Ok((
+        cached,
+        granted,
+        claims.cnf.as_ref().map(|cnf| cnf.jkt.clone()),
+    ))
 }
 
 /// Checks an api key end to end and returns its token; its grant is `effective`.

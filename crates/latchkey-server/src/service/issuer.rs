@@ -10,7 +10,7 @@ use latchkey_core::secret::{Secret, SecretType};
 use latchkey_core::store::RefreshRecord;
 use latchkey_core::token::Token;
 use latchkey_core::{Permission, PermissionSet, Timestamp, TokenId};
-use latchkey_wire::{Claims, JwtKind};
+use latchkey_wire::{Claims, Confirmation, JwtKind};
 
 /// The `aud` of a JWT (docs/API.md, "Audiences"): exactly the `resource` asked for; else
 /// the default audience, with the issuer too when `scope` holds a built-in permission,
@@ -71,6 +71,7 @@ pub fn claims_for(
         rol: Some(token.roles.iter().map(ToString::to_string).collect()),
         prm: Some(token.permissions.iter().map(ToString::to_string).collect()),
         ipa: token.ip_allowlist.iter().map(ToString::to_string).collect(),
+        cnf: None,
     })
 }
 
@@ -84,12 +85,14 @@ pub fn sign_with_current_key(state: &AppState, claims: &Claims) -> Result<(Strin
 }
 
 /// Signs an access token for `token` with `scope`, for `resource` (or the default
-/// audience). It lives for the token's access-token TTL, and never past the token.
-pub fn issue(
+/// audience). It lives for the token's access-token TTL, and never past the token. With
+/// `jkt` it is bound to the DPoP key of that thumbprint (`cnf.jkt`, docs/API.md, "DPoP").
+pub fn issue_bound(
     state: &AppState,
     token: &Token,
     scope: &PermissionSet,
     resource: Option<&str>,
+    jkt: Option<&str>,
 ) -> Result<Issued> {
     let now = state.now();
     let mut expires_at = now.plus_seconds(i64::from(token.access_token_ttl_seconds));
@@ -97,7 +100,10 @@ pub fn issue(
         expires_at = expires_at.min(token_expiry);
     }
     let audience = audience_for(state, resource, scope);
-    let claims = claims_for(state, token, scope, audience, Some(expires_at), false)?;
+    let mut claims = claims_for(state, token, scope, audience, Some(expires_at), false)?;
+    claims.cnf = jkt.map(|jkt| Confirmation {
+        jkt: jkt.to_owned(),
+    });
     let (jwt, _) = sign_with_current_key(state, &claims)?;
     Ok(Issued {
         jwt,

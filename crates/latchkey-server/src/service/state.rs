@@ -241,20 +241,22 @@ impl AppState {
             None => None,
             Some(record) => {
                 let (effective, member) = self.effective_permissions(&record.token).await?;
-                let network = match self
+                let stored = self
                     .store()
                     .get_policy(record.token.owner.tenant_id())
-                    .await?
-                {
+                    .await?;
+                let require_dpop = self.settings().policy_floor.require_dpop
+                    || stored.as_ref().is_some_and(|s| s.policy.require_dpop);
+                let network = match stored {
                     Some(stored) if !stored.policy.network.is_empty() => {
                         Arc::new(stored.policy.network)
                     }
                     _ => Arc::default(),
                 };
-                Some(Arc::new(
-                    CachedToken::new(record, effective, member)
-                        .with_network(network, self.inner.geoip.clone()),
-                ))
+                let mut cached = CachedToken::new(record, effective, member)
+                    .with_network(network, self.inner.geoip.clone());
+                cached.require_dpop = require_dpop;
+                Some(Arc::new(cached))
             }
         };
         self.inner.tokens.put(id, loaded.clone(), generation);

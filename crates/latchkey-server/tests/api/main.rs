@@ -18,6 +18,7 @@ mod bodies;
 mod boundary;
 mod catalogue;
 mod console;
+mod dpop;
 mod files;
 mod fuzz;
 mod leaks;

@@ -7,6 +7,7 @@
 
 mod attacks;
 mod cache;
+mod dpop;
 mod feed;
 mod fuzz;
 mod introspection;

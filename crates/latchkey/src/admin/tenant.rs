@@ -77,6 +77,10 @@ pub struct PolicyRules {
     /// Tokens may never be used from these countries.
     #[arg(long, value_delimiter = ',')]
     deny_country: Vec<String>,
+    /// Access tokens only against a DPoP proof, bound to its key; no api_key or jwt
+    /// tokens.
+    #[arg(long)]
+    require_dpop: bool,
 }
 
 /// A duration in whole days, such as `90d`.
@@ -107,6 +111,7 @@ impl From<PolicyRules> for PutPolicy {
                 allow_countries: (!rules.allow_country.is_empty()).then_some(rules.allow_country),
                 deny_countries: rules.deny_country,
             }),
+            require_dpop: rules.require_dpop,
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct PolicyBody {
     max_access_token_ttl_seconds: Option<i64>,
     #[serde(default)]
     network: NetworkRules,
+    #[serde(default)]
+    require_dpop: bool,
 }
 
 impl PolicyBody {
@@ -65,6 +67,7 @@ impl PolicyBody {
                 self.max_access_token_ttl_seconds,
             )?,
             network: self.network,
+            require_dpop: self.require_dpop,
         })
     }
 }

@@ -128,6 +128,10 @@ fn answer_for(state: &AppState, active: &Active) -> IntrospectionResponse {
             body.aud = Some(claims.aud.clone());
             body.jti = Some(claims.jti.clone());
             body.exp = claims.exp;
+            if let Some(cnf) = &claims.cnf {
+                body.token_type = Some("DPoP".to_owned());
+                body.cnf = Some(cnf.clone());
+            }
         }
     }
     body

@@ -30,6 +30,8 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": ["bearer"],
         "access_token_signing_alg_values_supported": algorithms,
+        "dpop_signing_alg_values_supported": latchkey_verify::dpop::ALGORITHMS
+            .map(|alg| alg.as_str()),
     });
     cacheable(body.to_string(), "application/json")
 }

@@ -2,11 +2,14 @@
 //!
 //! A request is read once into an [`OAuthRequest`] (head, form, client address and
 //! agent); each grant then reads top to bottom: authenticate the client, work out the
-//! scope and audience, issue, record, answer.
+//! scope and audience, issue, record, answer. A request with a `DPoP` proof
+//! (docs/API.md, "DPoP") gets a token bound to the proof's key, and a refresh family
+//! started so stays bound to it.
 
 use super::client::{Form, OAuthRequest};
 use super::error::{OAuthError, OAuthResult};
 use crate::service::audit::Exchange;
+use crate::service::cache::CachedToken;
 use crate::service::credentials::{self, Failure, client_context};
 use crate::service::issuer::{self, Issued, reload_deny_list};
 use crate::service::state::AppState;
@@ -18,6 +21,7 @@ use latchkey_core::permission::{format_scope, parse_scope};
 use latchkey_core::secret::{Secret, SecretType};
 use latchkey_core::store::{RefreshFamily, RefreshOutcome};
 use latchkey_core::{PermissionSet, TokenId};
+use latchkey_verify::dpop::{self, CheckedProof, ProofExpectations};
 use latchkey_wire::TokenResponse;
 use serde_json::json;
 
@@ -86,17 +90,74 @@ fn resource<'f>(state: &AppState, form: &'f Form) -> OAuthResult<Option<&'f str>
     }
 }
 
+/// The request's `DPoP` proof, checked against this endpoint and remembered so that it
+/// is never accepted twice by any replica; `None` without one. Called once the client
+/// has authenticated, so only a genuine client's proofs take room in the store. A bad
+/// proof is audited as `auth.failed` with reason `invalid_dpop_proof`.
+async fn dpop_proof(
+    state: &AppState,
+    request: &OAuthRequest,
+    client: &CachedToken,
+) -> OAuthResult<Option<CheckedProof>> {
+    let values = request
+        .parts
+        .headers
+        .get_all("dpop")
+        .iter()
+        .map(|value| value.to_str().ok());
+    let checked = match dpop::proof_header(values) {
+        Ok(None) if client.require_dpop => Err(dpop::ProofError::Missing),
+        Ok(None) => return Ok(None),
+        Ok(Some(proof)) => {
+            let uri = format!("{}/oauth/token", state.settings().public_url);
+            let now = state.now();
+            let expect = ProofExpectations {
+                method: "POST",
+                uri: &uri,
+                access_token: None,
+                now,
+                window_seconds: credentials::DPOP_WINDOW_SECONDS,
+            };
+            match dpop::check_proof(proof, &expect) {
+                Ok(checked) => {
+                    if credentials::first_use_of_proof(state, &checked).await? {
+                        Ok(checked)
+                    } else {
+                        Err(dpop::ProofError::Replayed)
+                    }
+                }
+                Err(error) => Err(error),
+            }
+        }
+        Err(error) => Err(error),
+    };
+    match checked {
+        Ok(checked) => Ok(Some(checked)),
+        Err(error) => {
+            let token = &client.record.token;
+            let failure = Failure {
+                client_id: &token.id.to_string(),
+                tenant: Some(token.owner.tenant_id().as_str()),
+                reason: "invalid_dpop_proof",
+            };
+            credentials::record_failure(state, &request.meta, request.endpoint(), failure).await;
+            Err(OAuthError::invalid_dpop_proof(error.to_string()))
+        }
+    }
+}
+
 /// The answer (RFC 6749 §5.1), serialised once into a buffer sized for the JWT.
 fn respond(
     access_token: String,
     expires_in: i64,
     scope: &PermissionSet,
     refresh: Option<Secret>,
+    bound: bool,
 ) -> Response {
     let mut bytes = Vec::with_capacity(access_token.len() + 256);
     let body = TokenResponse {
         access_token,
-        token_type: "Bearer".to_owned(),
+        token_type: if bound { "DPoP" } else { "Bearer" }.to_owned(),
         expires_in,
         scope: format_scope(scope),
         refresh_token: refresh.map(|secret| secret.expose().to_owned()),
@@ -122,7 +183,9 @@ async fn client_credentials(state: &AppState, request: &OAuthRequest) -> OAuthRe
     let asked = requested.is_some();
     let mut scope = narrow(requested, &client.effective)?;
     let resource = resource(state, &request.form)?;
-    let issued = issuer::issue(state, token, &scope, resource)?;
+    let proof = dpop_proof(state, request, &client).await?;
+    let jkt = proof.map(|proof| proof.jkt);
+    let issued = issuer::issue_bound(state, token, &scope, resource, jkt.as_deref())?;
     let refresh = if token.refresh_tokens {
         let now = state.now();
         let family = RefreshFamily {
@@ -135,6 +198,7 @@ async fn client_credentials(state: &AppState, request: &OAuthRequest) -> OAuthRe
             scope: std::mem::take(&mut scope),
             // Empty: no `resource` was asked for (docs/API.md, "Audiences").
             audience: resource.unwrap_or_default().to_owned(),
+            dpop_jkt: jkt.clone(),
         };
         let (secret, first) = issuer::new_refresh(state, family.id, &issued)?;
         let ctx = client_context(state, &request.meta, token);
@@ -154,7 +218,7 @@ async fn client_credentials(state: &AppState, request: &OAuthRequest) -> OAuthRe
         expires_at,
         expires_in,
     } = issued;
-    let response = respond(jwt, expires_in, &scope, secret);
+    let response = respond(jwt, expires_in, &scope, secret, jkt.is_some());
     let exchange = Exchange {
         ip: request.meta.ip,
         user_agent: request.meta.user_agent.clone(),
@@ -193,6 +257,23 @@ async fn refresh(state: &AppState, request: &OAuthRequest) -> OAuthResult<Respon
         credentials::record_failure(state, &request.meta, request.endpoint(), failure).await;
         return Err(invalid());
     }
+    let proof = dpop_proof(state, request, &client).await?;
+    let jkt = proof.map(|proof| proof.jkt);
+    // A family started with a proof is bound to its key (RFC 9449 §5): a refresh
+    // without a proof, or with another key's, is refused before the token is used up.
+    if let Some(bound) = &family.dpop_jkt
+        && jkt.as_ref() != Some(bound)
+    {
+        let failure = Failure {
+            client_id: &token.id.to_string(),
+            tenant: Some(token.owner.tenant_id().as_str()),
+            reason: "invalid_dpop_proof",
+        };
+        credentials::record_failure(state, &request.meta, request.endpoint(), failure).await;
+        return Err(OAuthError::invalid_dpop_proof(
+            "this refresh token is bound to a DPoP key; send a proof made with it",
+        ));
+    }
     let ctx = client_context(state, &request.meta, token);
     if record.used_at.is_some() {
         // Reuse of a rotated token: somebody else holds a copy. End the whole family.
@@ -212,7 +293,7 @@ async fn refresh(state: &AppState, request: &OAuthRequest) -> OAuthResult<Respon
     // audience itself.
     let resource = Some(family.audience.as_str())
         .filter(|a| !a.is_empty() && *a != state.settings().default_audience);
-    let issued = issuer::issue(state, token, &scope, resource)?;
+    let issued = issuer::issue_bound(state, token, &scope, resource, jkt.as_deref())?;
     let (secret, next) = issuer::new_refresh(state, family.id, &issued)?;
     match state.store().rotate_refresh(record.id, &next, &ctx).await? {
         RefreshOutcome::Rotated => {
@@ -228,7 +309,13 @@ async fn refresh(state: &AppState, request: &OAuthRequest) -> OAuthResult<Respon
                 "expires_at": issued.expires_at,
             }));
             state.audit().record(ctx, event).await;
-            Ok(respond(issued.jwt, issued.expires_in, &scope, Some(secret)))
+            Ok(respond(
+                issued.jwt,
+                issued.expires_in,
+                &scope,
+                Some(secret),
+                jkt.is_some(),
+            ))
         }
         RefreshOutcome::Reused => {
             reload_deny_list(state).await;
