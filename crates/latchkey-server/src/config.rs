@@ -114,6 +114,10 @@ pub struct Config {
     pub webhook_allow_private_targets: bool,
     /// How often each server looks for webhook deliveries that are due.
     pub webhook_poll_interval_ms: u64,
+    /// Count requests, grants and introspections and serve them at `/metrics`
+    /// (docs/OPERATIONS.md, "Metrics"). On by default; off records nothing and
+    /// `/metrics` answers 404.
+    pub metrics_enabled: bool,
 }
 
 impl Default for Config {
@@ -160,6 +164,7 @@ impl Default for Config {
             leak_report_public_keys_refresh_seconds: 3600,
             webhook_allow_private_targets: false,
             webhook_poll_interval_ms: 1000,
+            metrics_enabled: true,
         }
     }
 }

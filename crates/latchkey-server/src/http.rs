@@ -12,7 +12,9 @@ pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod extract;
 pub(crate) mod listener;
+pub(crate) mod metrics;
 pub(crate) mod oauth;
+pub(crate) mod observe;
 pub(crate) mod outbound;
 pub(crate) mod problem;
 pub(crate) mod revocation;
@@ -145,12 +147,19 @@ pub fn router(state: AppState) -> Router {
             get(oauth::metadata::metadata),
         )
         .route("/.well-known/jwks.json", get(oauth::metadata::jwks));
-    Router::new()
+    let mut app = Router::new()
         .route("/healthz", get(health::live))
-        .route("/readyz", get(health::ready))
-        .merge(oauth)
+        .route("/readyz", get(health::ready));
+    if state.metrics().enabled() {
+        app = app.route("/metrics", get(metrics::scrape));
+    }
+    app.merge(oauth)
         .merge(management)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            observe::observe,
+        ))
         .with_state(state)
 }
 

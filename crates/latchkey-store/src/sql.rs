@@ -10,8 +10,8 @@ use latchkey_core::policy::TenantPolicy;
 use latchkey_core::store::{
     AuditFilter, AuditHead, FeedKind, LeakReport, LeakedCredential, Membership, Page, PageRequest,
     PermissionDef, RefreshFamily, RefreshOutcome, RefreshRecord, RevocationEntry, RoleDef,
-    RollOutcome, RotateWhen, SigningKeyRecord, Store, StoreError, StoreResult, StoredPolicy,
-    Tenant, TokenOwnerFilter, TokenUse, UsageRecord, Webhook, WebhookAttemptOutcome,
+    RollOutcome, RotateWhen, SigningKeyRecord, Store, StoreError, StoreGauges, StoreResult,
+    StoredPolicy, Tenant, TokenOwnerFilter, TokenUse, UsageRecord, Webhook, WebhookAttemptOutcome,
     WebhookDelivery, WebhookRecord,
 };
 use latchkey_core::token::{Owner, RevokedReason, Token, TokenKind, TokenName, TokenRecord};
@@ -50,11 +50,14 @@ pub struct SqlStore {
     pub(crate) reader: Pool,
     /// Signs every audit event as it is appended.
     pub(crate) audit_key: AuditMacKey,
+    /// `writer` and `reader` are the same pool (PostgreSQL).
+    pub(crate) one_pool: bool,
 }
 
 impl SqlStore {
     pub(crate) fn new(writer: Pool, reader: Pool, audit_key: AuditMacKey) -> Self {
         Self {
+            one_pool: false,
             writer,
             reader,
             audit_key,
@@ -1458,5 +1461,34 @@ impl Store for SqlStore {
 
     async fn audit_head(&self) -> StoreResult<AuditHead> {
         self.read_audit_head().await
+    }
+
+    async fn gauges(&self) -> StoreResult<StoreGauges> {
+        let feed_head: i64 =
+            sqlx::query_scalar("SELECT seq FROM chain_heads WHERE name = 'revocations'")
+                .fetch_one(&self.reader)
+                .await
+                .map_err(from_sqlx)?;
+        let webhook_outbox: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'")
+                .fetch_one(&self.reader)
+                .await
+                .map_err(from_sqlx)?;
+        // On PostgreSQL both are the same pool; on SQLite the writer is a second one.
+        let mut pools = vec![&self.reader];
+        if !self.one_pool {
+            pools.push(&self.writer);
+        }
+        let mut gauges = StoreGauges {
+            feed_head,
+            webhook_outbox,
+            ..StoreGauges::default()
+        };
+        for pool in pools {
+            gauges.connections += pool.size();
+            gauges.idle += u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+            gauges.max_connections += pool.options().get_max_connections();
+        }
+        Ok(gauges)
     }
 }

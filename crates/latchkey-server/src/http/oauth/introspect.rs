@@ -29,7 +29,13 @@ use latchkey_wire::IntrospectionResponse;
 use std::net::IpAddr;
 
 pub async fn introspect(State(state): State<AppState>, request: Request) -> Response {
-    match answer(&state, request).await {
+    let answered = answer(&state, request).await;
+    state.metrics().introspection(match &answered {
+        Ok(body) if body.active => "active",
+        Ok(_) => "inactive",
+        Err(error) => error.code(),
+    });
+    match answered {
         Ok(body) => {
             let mut response = axum::Json(body).into_response();
             response
