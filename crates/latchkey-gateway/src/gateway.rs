@@ -188,7 +188,7 @@ impl Gateway {
                 upstream,
                 usage,
                 counters: Counters::default(),
-                metrics: GatewayMetrics::new(config.metrics_enabled),
+                metrics: Arc::new(GatewayMetrics::new(config.metrics_enabled)),
                 tls,
                 routes: RwLock::new(Arc::new(routes)),
                 started_with: config,
@@ -301,7 +301,8 @@ impl Gateway {
     ) {
         let gateway = self.clone();
         crate::metrics::serve(
-            self.shared.clone(),
+            self.shared.metrics.clone(),
+            self.shared.started_with.metrics_allowed_networks.clone(),
             move || gateway.stats(),
             listener,
             replica,

@@ -8,7 +8,6 @@
 //! nothing is recorded and the endpoint answers 404.
 
 use crate::body::{GatewayBody, full};
-use crate::shared::Shared;
 use crate::stats::GatewayStats;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -16,7 +15,9 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use latchkey_core::cidr::IpNet;
-use latchkey_telemetry::metrics::{self, Cells, Collector, Counter, Encoder, Histogram};
+use latchkey_telemetry::metrics::{
+    self, CONTENT_TYPE, Cells, Collector, Counter, Encoder, Histogram, render,
+};
 use latchkey_verify::{ReplicaMetrics, RevocationReplica};
 use std::convert::Infallible;
 use std::future::Future;
@@ -74,7 +75,7 @@ fn method_label(method: &Method) -> &'static str {
 
 /// One scrape.
 struct Scrape {
-    shared: Arc<Shared>,
+    metrics: Arc<GatewayMetrics>,
     stats: GatewayStats,
     replica: Option<ReplicaMetrics>,
 }
@@ -87,7 +88,7 @@ impl std::fmt::Debug for Scrape {
 
 impl Collector for Scrape {
     fn encode(&self, mut encoder: Encoder) -> Result<(), std::fmt::Error> {
-        let routes = self.shared.metrics.routes.snapshot();
+        let routes = self.metrics.routes.snapshot();
         let mut requests = Vec::new();
         for (route, cell) in &routes {
             for ((method, status), counter) in cell.requests.snapshot() {
@@ -202,13 +203,14 @@ impl Collector for Scrape {
 
 /// Serves `GET /metrics` on `listener` until `shutdown` completes.
 pub(crate) async fn serve(
-    shared: Arc<Shared>,
+    metrics: Arc<GatewayMetrics>,
+    allowed: Vec<IpNet>,
     stats: impl Fn() -> GatewayStats + Send + Sync + 'static,
     listener: TcpListener,
     replica: Option<RevocationReplica>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let allowed: Arc<[IpNet]> = shared.started_with.metrics_allowed_networks.clone().into();
+    let allowed: Arc<[IpNet]> = allowed.into();
     let stats = Arc::new(stats);
     tokio::pin!(shutdown);
     loop {
@@ -223,14 +225,14 @@ pub(crate) async fn serve(
                 }
             },
         };
-        let shared = shared.clone();
+        let metrics = metrics.clone();
         let allowed = allowed.clone();
         let stats = stats.clone();
         let replica = replica.clone();
         let service = service_fn(move |request: Request<Incoming>| {
             let permitted = allowed.iter().any(|net| net.contains(peer.ip()));
-            let answer = answer(&shared, permitted, &request, || Scrape {
-                shared: shared.clone(),
+            let answer = answer(&metrics, permitted, &request, || Scrape {
+                metrics: metrics.clone(),
                 stats: stats(),
                 replica: replica.as_ref().map(RevocationReplica::metrics),
             });
@@ -245,7 +247,7 @@ pub(crate) async fn serve(
 }
 
 fn answer(
-    shared: &Shared,
+    metrics: &GatewayMetrics,
     permitted: bool,
     request: &Request<Incoming>,
     scrape: impl FnOnce() -> Scrape,
@@ -261,7 +263,7 @@ fn answer(
             "this address may not read the metrics\n",
         );
     }
-    if request.uri().path() != "/metrics" || !shared.metrics.enabled {
+    if request.uri().path() != "/metrics" || !metrics.enabled {
         return plain(StatusCode::NOT_FOUND, "not found\n");
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
@@ -271,11 +273,11 @@ fn answer(
             .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
         return response;
     }
-    let text = metrics::render(Arc::new(scrape()));
+    let text = render(Arc::new(scrape()));
     let mut response = Response::new(full(text.into_bytes()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static(metrics::CONTENT_TYPE),
+        header::HeaderValue::from_static(CONTENT_TYPE),
     );
     response
 }

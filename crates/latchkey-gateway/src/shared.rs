@@ -22,7 +22,7 @@ pub(crate) struct Shared {
     pub(crate) usage: Option<Arc<UsageReporter>>,
     pub(crate) counters: Counters,
     /// Counts by route, method and status, and durations (docs/OPERATIONS.md).
-    pub(crate) metrics: GatewayMetrics,
+    pub(crate) metrics: Arc<GatewayMetrics>,
     /// The certificate clients are served, when `tls_cert_file` is set.
     pub(crate) tls: Option<ServerTls>,
     pub(crate) routes: RwLock<Arc<RouteTable>>,

@@ -519,8 +519,7 @@ pub fn check_config(config: &Config) -> anyhow::Result<Vec<String>> {
         ("master_key_file", config.master_key_path(), "master key"),
     ] {
         if path.exists() {
-            keyfile::load_existing(&path, what, &config.data_dir)
-                .with_context(|| format!("{key}"))?;
+            keyfile::load_existing(&path, what, &config.data_dir).context(key)?;
             summary.push(format!("{key}: {} (ok)", path.display()));
         } else {
             summary.push(format!(

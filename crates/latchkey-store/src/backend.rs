@@ -296,16 +296,22 @@ pub async fn backup_sqlite(url: &str, to: &std::path::Path) -> Result<u64, Backu
         .map_err(|e| BackupError::Failed(e.to_string()))
 }
 
+#[cfg(unix)]
 fn create_new_private(path: &std::path::Path) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        options.mode(0o600);
-        let file = options.open(path)?;
-        return file.set_permissions(std::fs::Permissions::from_mode(0o600));
-    }
-    #[cfg(not(unix))]
-    options.open(path).map(|_| ())
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+}
+
+#[cfg(not(unix))]
+fn create_new_private(path: &std::path::Path) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map(|_| ())
 }
