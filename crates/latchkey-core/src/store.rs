@@ -514,6 +514,19 @@ pub struct WebhookAttemptOutcome {
     pub disable_after: i64,
 }
 
+/// What an operator watches of the store (docs/OPERATIONS.md, "Metrics").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreGauges {
+    /// The revocation feed's head sequence number.
+    pub feed_head: i64,
+    /// Webhook deliveries still pending.
+    pub webhook_outbox: i64,
+    /// Open connections of this process's pools, those idle, and the most they open.
+    pub connections: u32,
+    pub idle: u32,
+    pub max_connections: u32,
+}
+
 /// The stored head of the audit chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditHead {
@@ -939,4 +952,6 @@ pub trait Store: Send + Sync + 'static {
         id: TokenId,
         now: Timestamp,
     ) -> StoreResult<Option<Vec<u8>>>;
+    /// The store's gauges, read when metrics are scraped.
+    async fn gauges(&self) -> StoreResult<StoreGauges>;
 }

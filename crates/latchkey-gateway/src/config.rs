@@ -29,6 +29,9 @@
 //! # tls_handshake_timeout_seconds = 10           # a TLS handshake within this
 //! # tls_client_cert_file = "/etc/latchkey/gw-client.pem"  # mutual TLS to an https `server`…
 //! # tls_client_key_file = "/etc/latchkey/gw-client.key"   # …with this certificate and key
+//! # metrics_listen = "127.0.0.1:9100"    # GET /metrics on a listener of its own
+//! # metrics_allowed_networks = ["127.0.0.0/8", "::1"]    # who may scrape it; others 403
+//! # metrics_enabled = true               # false: record nothing (to measure the cost)
 //!
 //! [[route]]
 //! prefix = "/reports"
@@ -155,6 +158,20 @@ pub struct GatewayConfig {
     /// PEM private key of `tls_client_cert_file`.
     #[serde(default)]
     pub tls_client_key_file: Option<PathBuf>,
+    /// Where `GET /metrics` is served, on a listener of its own: on the proxy
+    /// listener every path belongs to the routes (docs/OPERATIONS.md, "Metrics"). No
+    /// metrics endpoint when unset.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// The peers (addresses or CIDR networks) that may scrape `metrics_listen`; any
+    /// other gets 403. Loopback by default.
+    #[serde(default = "default_metrics_allowed_networks")]
+    pub metrics_allowed_networks: Vec<IpNet>,
+    /// Count requests by route, method and status, and their durations. On by default;
+    /// off records nothing (for measuring what metrics cost) and `metrics_listen`
+    /// then answers 404.
+    #[serde(default = "default_true")]
+    pub metrics_enabled: bool,
     /// The routes (`[[route]]` tables), matched by longest prefix.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
@@ -198,6 +215,17 @@ pub struct RouteConfig {
     /// for an `https://` upstream.
     #[serde(default)]
     pub tls_ca_file: Option<PathBuf>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_metrics_allowed_networks() -> Vec<IpNet> {
+    ["127.0.0.0/8", "::1/128"]
+        .into_iter()
+        .filter_map(|net| IpNet::parse(net).ok())
+        .collect()
 }
 
 fn default_max_staleness() -> u64 {
@@ -265,6 +293,9 @@ impl fmt::Debug for GatewayConfig {
             )
             .field("tls_client_cert_file", &self.tls_client_cert_file)
             .field("tls_client_key_file", &self.tls_client_key_file)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("metrics_allowed_networks", &self.metrics_allowed_networks)
+            .field("metrics_enabled", &self.metrics_enabled)
             .field("routes", &self.routes)
             .finish()
     }

@@ -56,6 +56,9 @@ pub(crate) enum ProxyError {
 struct ErrorBody<'a> {
     error: &'a str,
     error_description: String,
+    /// On a 500 only: the request's id, to find the cause in the log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
 }
 
 impl ProxyError {
@@ -104,12 +107,24 @@ impl ProxyError {
         ErrorBody {
             error,
             error_description: description,
+            request_id: None,
         }
     }
 
     /// The complete answer.
+    #[cfg(test)]
     pub(crate) fn into_response(self) -> Response<GatewayBody> {
-        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        self.into_response_for(None)
+    }
+
+    /// The answer, naming `request_id` in the body when it is a 500
+    /// (docs/OPERATIONS.md, "Request ids").
+    pub(crate) fn into_response_for(self, request_id: Option<&str>) -> Response<GatewayBody> {
+        let mut body = self.body();
+        if self == Self::Internal {
+            body.request_id = request_id.map(str::to_owned);
+        }
+        let body = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = Response::new(full(body));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();

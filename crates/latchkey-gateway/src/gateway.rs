@@ -18,6 +18,7 @@
 
 use crate::config::{ConfigError, GatewayConfig};
 use crate::listener::StallGuard;
+use crate::metrics::GatewayMetrics;
 use crate::proxy::handle;
 use crate::route::{RouteTable, default_upstream};
 use crate::shared::Shared;
@@ -188,6 +189,7 @@ impl Gateway {
                 upstream,
                 usage,
                 counters: Counters::default(),
+                metrics: Arc::new(GatewayMetrics::new(config.metrics_enabled)),
                 tls,
                 routes: RwLock::new(Arc::new(routes)),
                 started_with: config,
@@ -289,6 +291,27 @@ impl Gateway {
         self.shared.counters.snapshot(usage)
     }
 
+    /// Serves `GET /metrics` on `listener` (bound to `metrics_listen`) until
+    /// `shutdown` completes; with the deny-list `replica`, its sequence, lag and
+    /// staleness too (docs/OPERATIONS.md, "Metrics").
+    pub async fn serve_metrics(
+        &self,
+        listener: TcpListener,
+        replica: Option<RevocationReplica>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let gateway = self.clone();
+        crate::metrics::serve(
+            self.shared.metrics.clone(),
+            self.shared.started_with.metrics_allowed_networks.clone(),
+            move || gateway.stats(),
+            listener,
+            replica,
+            shutdown,
+        )
+        .await;
+    }
+
     /// The verifier the gateway uses.
     pub fn verifier(&self) -> &Verifier {
         &self.shared.verifier
@@ -362,6 +385,15 @@ fn needs_restart(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str> 
     }
     if old.tls_handshake_timeout_seconds != new.tls_handshake_timeout_seconds {
         changed.push("tls_handshake_timeout_seconds");
+    }
+    if old.metrics_listen != new.metrics_listen {
+        changed.push("metrics_listen");
+    }
+    if old.metrics_allowed_networks != new.metrics_allowed_networks {
+        changed.push("metrics_allowed_networks");
+    }
+    if old.metrics_enabled != new.metrics_enabled {
+        changed.push("metrics_enabled");
     }
     changed
 }

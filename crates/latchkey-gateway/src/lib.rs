@@ -54,6 +54,7 @@ mod error;
 mod gateway;
 pub mod headers;
 mod listener;
+mod metrics;
 mod path;
 mod proxy;
 mod route;

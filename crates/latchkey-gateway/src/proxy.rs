@@ -10,18 +10,23 @@
 use crate::body::{BoxError, GatewayBody};
 use crate::error::ProxyError;
 use crate::headers;
+use crate::metrics::UNMATCHED;
 use crate::path::NormalisedPath;
 use crate::route::{Access, Route, RouteTable};
 use crate::shared::Shared;
 use crate::upstream::Progress;
 use crate::usage::UsageKey;
 use hyper::body::{Body, Bytes};
+use hyper::header::HeaderName;
 use hyper::{HeaderMap, Method, Request, Response, Uri, Version};
 use latchkey_core::Timestamp;
 use latchkey_core::forwarded;
+use latchkey_telemetry::request_id;
 use latchkey_verify::{Principal, Verifier, VerifyError, request_uri};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
 
 /// What the phases learn about a request.
 #[derive(Debug)]
@@ -251,6 +256,7 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
+    let started = Instant::now();
     let table = shared.routes();
     let mut context = RequestContext::new(
         peer,
@@ -258,21 +264,64 @@ where
         request.headers(),
         &shared.verifier,
     );
-    let result = phases(shared, &table, &mut context, request).await;
-    let (response, refused) = match result {
+    // The client's id if sane, else a new one; forwarded upstream, answered in
+    // `X-Request-Id`, and in every log line of the request (docs/OPERATIONS.md).
+    let id = request_id::from_client(request.headers().get(request_id::HEADER));
+    let span = tracing::info_span!(
+        "request",
+        request_id = id.to_str().unwrap_or_default(),
+        method = %context.method,
+        route = tracing::field::Empty,
+        token_id = tracing::field::Empty,
+        tenant = tracing::field::Empty,
+    );
+    let mut request = request;
+    request
+        .headers_mut()
+        .insert(HeaderName::from_static(request_id::HEADER), id.clone());
+    let result = phases(shared, &table, &mut context, request)
+        .instrument(span.clone())
+        .await;
+    let (mut response, refused) = match result {
         Ok(response) => (response, None),
         Err(error) => {
             tracing::debug!(
+                parent: &span,
                 client = %context.client,
-                method = %context.method,
                 status = error.status().as_u16(),
                 ?error,
                 "request answered by the gateway"
             );
-            (error.clone().into_response(), Some(error))
+            (
+                error.clone().into_response_for(id.to_str().ok()),
+                Some(error),
+            )
         }
     };
     record(shared, &context, response.status(), refused.as_ref());
+    let elapsed = started.elapsed();
+    let route = context
+        .route
+        .as_ref()
+        .map_or(UNMATCHED, |route| &*route.prefix);
+    shared
+        .metrics
+        .request(route, &context.method, response.status().as_u16(), elapsed);
+    if let Some(principal) = &context.principal {
+        span.record("token_id", tracing::field::display(principal.token_id));
+        span.record("tenant", tracing::field::display(&principal.tenant));
+    }
+    span.record("route", route);
+    tracing::info!(
+        target: "latchkey::access",
+        parent: &span,
+        status = response.status().as_u16(),
+        duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        "request"
+    );
+    response
+        .headers_mut()
+        .insert(HeaderName::from_static(request_id::HEADER), id);
     response
 }
 

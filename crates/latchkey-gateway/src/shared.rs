@@ -4,6 +4,7 @@
 //! gateway's lifecycle (`gateway`) both read it without importing each other.
 
 use crate::config::GatewayConfig;
+use crate::metrics::GatewayMetrics;
 use crate::route::RouteTable;
 use crate::stats::Counters;
 use crate::upstream::Upstream;
@@ -20,6 +21,8 @@ pub(crate) struct Shared {
     pub(crate) upstream: Upstream,
     pub(crate) usage: Option<Arc<UsageReporter>>,
     pub(crate) counters: Counters,
+    /// Counts by route, method and status, and durations (docs/OPERATIONS.md).
+    pub(crate) metrics: Arc<GatewayMetrics>,
     /// The certificate clients are served, when `tls_cert_file` is set.
     pub(crate) tls: Option<ServerTls>,
     pub(crate) routes: RwLock<Arc<RouteTable>>,

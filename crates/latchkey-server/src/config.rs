@@ -119,6 +119,10 @@ pub struct Config {
     pub console_frame_ancestors: String,
     /// Whether operators may sign in at `/console/login` with an admin key.
     pub console_login: bool,
+    /// Count requests, grants and introspections and serve them at `/metrics`
+    /// (docs/OPERATIONS.md, "Metrics"). On by default; off records nothing and
+    /// `/metrics` answers 404.
+    pub metrics_enabled: bool,
 }
 
 impl Default for Config {
@@ -167,6 +171,7 @@ impl Default for Config {
             webhook_poll_interval_ms: 1000,
             console_frame_ancestors: "'none'".to_owned(),
             console_login: true,
+            metrics_enabled: true,
         }
     }
 }

@@ -13,7 +13,9 @@ pub(crate) mod auth;
 pub(crate) mod console;
 pub(crate) mod extract;
 pub(crate) mod listener;
+pub(crate) mod metrics;
 pub(crate) mod oauth;
+pub(crate) mod observe;
 pub(crate) mod openapi;
 pub(crate) mod outbound;
 pub(crate) mod problem;
@@ -55,6 +57,10 @@ pub fn router(state: AppState) -> Router {
         .merge(console::routes(&state))
         .layer(Extension(spec))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            observe::observe,
+        ))
         .with_state(state)
 }
 
@@ -115,12 +121,15 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(post_only(routes!(oauth::revoke::revoke)))
         .routes(routes!(oauth::metadata::metadata))
         .routes(routes!(oauth::metadata::jwks));
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    let mut app = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
-        .routes(routes!(openapi::document))
-        .merge(oauth)
-        .merge(management)
+        .routes(routes!(openapi::document));
+    // With metrics off, nothing is counted and `/metrics` is not there (docs/OPERATIONS.md).
+    if state.metrics().enabled() {
+        app = app.routes(routes!(metrics::scrape));
+    }
+    app.merge(oauth).merge(management)
 }
 
 /// An OAuth endpoint answers any other method with an RFC 6749 error (405).

@@ -32,6 +32,18 @@ pub fn load_or_create(path: &Path, what: &str, data_dir: &Path) -> anyhow::Resul
     }
 }
 
+/// Reads the key at `path`, which must exist (a break-glass command or a
+/// configuration check must not invent a new pepper or master key).
+pub fn load_existing(path: &Path, what: &str, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    if !path.exists() {
+        anyhow::bail!(
+            "{what} file {} does not exist; is this the server's data directory?",
+            path.display()
+        );
+    }
+    load_or_create(path, what, data_dir)
+}
+
 #[cfg(unix)]
 fn check_mode(
     path: &Path,

@@ -12,4 +12,6 @@ pub(crate) mod service;
 pub(crate) mod startup;
 
 pub use config::Config;
-pub use startup::{Application, CERT_WATCH_INTERVAL, Maintenance};
+pub use startup::{
+    Application, CERT_WATCH_INTERVAL, Maintenance, RECOVER_ACTOR, check_config, recover,
+};

@@ -16,6 +16,7 @@ pub(crate) mod jwt;
 pub(crate) mod keyring;
 pub(crate) mod keys;
 pub(crate) mod leaks;
+pub(crate) mod metrics;
 pub(crate) mod policy;
 pub(crate) mod revocation;
 pub(crate) mod state;

@@ -11,6 +11,7 @@ use crate::service::keyring::KeyRing;
 use crate::service::keys::MasterKey;
 use crate::service::leaks::remote::RemoteKeys;
 use crate::service::leaks::{LeakIntake, PartnerKeys};
+use crate::service::metrics::ServerMetrics;
 use crate::service::policy;
 use crate::service::state::{AppState, Parts, Settings};
 use crate::service::throttle::{self, RequestLimit, Throttle};
@@ -171,6 +172,7 @@ impl Application {
                 ip: config.ip_failures_per_minute,
             }),
             heartbeat: Duration::from_secs(config.revocation_heartbeat_seconds.max(1)),
+            metrics: Arc::new(ServerMetrics::new(config.metrics_enabled)),
             leaks: LeakIntake {
                 limit: RequestLimit::new(config.leak_reports_per_minute),
                 partner,
@@ -433,15 +435,36 @@ pub(crate) async fn maintain_once(state: &AppState) {
 /// tenant exists. Returns the key when it was created.
 async fn bootstrap(state: &AppState) -> anyhow::Result<Option<Secret>> {
     let now = state.now();
-    let id = TokenId::generate(state.rng())?;
-    let issued = state
-        .codec()
-        .generate(SecretType::ApiKey, id, state.rng())?;
+    let (root, secret) = root_record(
+        state.codec(),
+        state.rng(),
+        now,
+        state.settings().default_access_token_ttl_seconds,
+        "root",
+    )?;
     let system = Tenant {
         id: TenantId::system(),
         name: "latchkey".to_owned(),
         created_at: now,
     };
+    let created = state
+        .store()
+        .bootstrap(&system, &root, &AuditContext::system(now))
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrapping the system tenant: {e:?}"))?;
+    Ok(created.then_some(secret))
+}
+
+/// A new api key of the system tenant holding `latchkey:admin`, named `name`.
+fn root_record(
+    codec: &SecretCodec,
+    rng: &dyn aws_lc_rs::rand::SecureRandom,
+    now: latchkey_core::Timestamp,
+    access_token_ttl_seconds: u32,
+    name: &str,
+) -> anyhow::Result<(TokenRecord, Secret)> {
+    let id = TokenId::generate(rng)?;
+    let issued = codec.generate(SecretType::ApiKey, id, rng)?;
     let root = TokenRecord {
         token: Token {
             id,
@@ -449,7 +472,7 @@ async fn bootstrap(state: &AppState) -> anyhow::Result<Option<Secret>> {
             owner: Owner::Tenant {
                 tenant_id: TenantId::system(),
             },
-            name: TokenName::parse("root").map_err(|e| anyhow::anyhow!(e))?,
+            name: TokenName::parse(name).map_err(|e| anyhow::anyhow!(e))?,
             roles: Vec::new(),
             permissions: vec![Permission::parse(ADMIN).map_err(|e| anyhow::anyhow!(e))?],
             created_by: None,
@@ -463,7 +486,7 @@ async fn bootstrap(state: &AppState) -> anyhow::Result<Option<Secret>> {
             last_used_at: None,
             last_used_ip: None,
             ip_allowlist: Vec::new(),
-            access_token_ttl_seconds: state.settings().default_access_token_ttl_seconds,
+            access_token_ttl_seconds,
             refresh_tokens: false,
             secret_hint: Some(issued.secret.hint()),
         },
@@ -471,10 +494,120 @@ async fn bootstrap(state: &AppState) -> anyhow::Result<Option<Secret>> {
         signing_kid: None,
         secret_lookup: Some(issued.lookup),
     };
-    let created = state
-        .store()
-        .bootstrap(&system, &root, &AuditContext::system(now))
+    Ok((root, issued.secret))
+}
+
+/// `latchkey serve --check-config` (docs/OPERATIONS.md, "Checking a configuration"):
+/// everything a start would check without opening the database or taking the port:
+/// the settings, the pepper and master key files (their mode and contents, when they
+/// exist), the signing algorithm and prefix, the TLS files, the GeoIP database and the
+/// partner keys. Returns a summary, one line a setting; the error names the key.
+pub fn check_config(config: &Config) -> anyhow::Result<Vec<String>> {
+    config.validate().map_err(|e| anyhow::anyhow!(e))?;
+    let mut summary = vec![format!("listen: {}", config.listen)];
+    let url = config.database_url();
+    let backend = latchkey_store::Backend::of_url(&url)
+        .map_err(|_| anyhow::anyhow!("database_url must start with sqlite: or postgres://"))?;
+    summary.push(format!(
+        "database: {}",
+        match backend {
+            latchkey_store::Backend::Sqlite => "SQLite",
+            latchkey_store::Backend::Postgres => "PostgreSQL",
+        }
+    ));
+    summary.push(format!("data_dir: {}", config.data_dir.display()));
+    for (key, path, what) in [
+        ("pepper_file", config.pepper_path(), "pepper"),
+        ("master_key_file", config.master_key_path(), "master key"),
+    ] {
+        if path.exists() {
+            keyfile::load_existing(&path, what, &config.data_dir).context(key)?;
+            summary.push(format!("{key}: {} (ok)", path.display()));
+        } else {
+            summary.push(format!(
+                "{key}: {} (absent: created on first start)",
+                path.display()
+            ));
+        }
+    }
+    Algorithm::parse(&config.signing_algorithm).ok_or_else(|| {
+        anyhow::anyhow!(
+            "signing_algorithm must be EdDSA, ES256 or RS256, not {}",
+            config.signing_algorithm
+        )
+    })?;
+    summary.push(format!("signing_algorithm: {}", config.signing_algorithm));
+    SecretPrefix::parse(&config.secret_prefix).map_err(|e| anyhow::anyhow!("secret_prefix {e}"))?;
+    if let Some(files) = config.tls_files() {
+        ServerTls::load(files, Protocols::Http1).context("tls_cert_file / tls_key_file")?;
+        summary.push("tls: certificate and key load".to_owned());
+    }
+    if let Some(path) = &config.geoip_database_file {
+        ReloadingGeoIp::open(path).context("geoip_database_file")?;
+        summary.push(format!("geoip_database_file: {} (ok)", path.display()));
+    }
+    if let Some(path) = &config.leak_report_public_keys_file {
+        PartnerKeys::load(path)
+            .map_err(|e| anyhow::anyhow!("leak_report_public_keys_file: {e}"))?;
+        summary.push(format!(
+            "leak_report_public_keys_file: {} (ok)",
+            path.display()
+        ));
+    }
+    summary.push(format!("metrics_enabled: {}", config.metrics_enabled));
+    Ok(summary)
+}
+
+/// The actor of the audit event `latchkey admin recover` writes.
+pub const RECOVER_ACTOR: &str = "break-glass:recover";
+
+/// `latchkey admin recover` (docs/OPERATIONS.md, "Break-glass recovery"): with the
+/// server's own files (the configuration, the pepper and master key, the database),
+/// creates a new root api key in the system tenant holding `latchkey:admin`, audited
+/// as `token.created` by the actor [`RECOVER_ACTOR`], and returns it to be shown once.
+/// The pepper and master key must exist: new ones would make a key no server accepts.
+pub async fn recover(config: &Config) -> anyhow::Result<Secret> {
+    config.validate().map_err(|e| anyhow::anyhow!(e))?;
+    let data_dir = &config.data_dir;
+    let pepper = keyfile::load_existing(&config.pepper_path(), "pepper", data_dir)?;
+    let master = keyfile::load_existing(&config.master_key_path(), "master key", data_dir)?;
+    let prefix = SecretPrefix::parse(&config.secret_prefix)
+        .map_err(|e| anyhow::anyhow!("secret_prefix {e}"))?;
+    let url = config.database_url();
+    if url.starts_with("sqlite:")
+        && !config.data_dir.join("latchkey.db").exists()
+        && config.database_url.is_none()
+    {
+        anyhow::bail!(
+            "no database in {}; is this the server's data directory?",
+            data_dir.display()
+        );
+    }
+    let options = StoreOptions {
+        max_connections: 1,
+        acquire_timeout: Duration::from_millis(config.database_timeout_ms.max(1)),
+    };
+    let store = latchkey_store::connect(&url, &options, AuditMacKey::derive(&master))
         .await
-        .map_err(|e| anyhow::anyhow!("bootstrapping the system tenant: {e:?}"))?;
-    Ok(created.then_some(issued.secret))
+        .map_err(|e| anyhow::anyhow!("opening the database: {e:?}"))?;
+    let codec = SecretCodec::new(prefix, &pepper);
+    let now = SystemClock.now();
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let name = format!("recovered root {}", now.unix_seconds());
+    let (record, secret) = root_record(
+        &codec,
+        &rng,
+        now,
+        config.default_access_token_ttl_seconds,
+        &name,
+    )?;
+    use latchkey_core::store::Store;
+    let outcome = store
+        .create_token(&record, &AuditContext::new(RECOVER_ACTOR, now))
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the recovery key: {e:?}"));
+    store.close().await;
+    outcome?;
+    tracing::warn!(token_id = %record.token.id, "break-glass: a new root key was created");
+    Ok(secret)
 }

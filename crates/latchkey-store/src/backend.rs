@@ -113,7 +113,9 @@ pub async fn connect(
                 .run(&pool)
                 .await
                 .map_err(|e| StoreError::Internal(e.to_string()))?;
-            Ok(SqlStore::new(pool.clone(), pool, audit_key))
+            let mut store = SqlStore::new(pool.clone(), pool, audit_key);
+            store.one_pool = true;
+            Ok(store)
         }
     }
 }
@@ -226,4 +228,90 @@ pub fn spawn_revocation_listener(
             wake();
         }
     }))
+}
+
+/// Why a backup was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// PostgreSQL is backed up with its own tools.
+    #[error(
+        "latchkey backup copies SQLite databases; back up PostgreSQL with pg_dump (docs/OPERATIONS.md, \"Backups\")"
+    )]
+    Postgres,
+    /// The target exists: a backup never overwrites.
+    #[error("{0} exists; latchkey backup never overwrites a file")]
+    Exists(String),
+    /// The database could not be opened or copied.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Copies the SQLite database at `url` to the new file `to` with `VACUUM INTO`: one
+/// read transaction, so the copy is consistent while a server writes, and every
+/// transaction committed before it began is in it (docs/OPERATIONS.md, "Backups").
+/// `to` is created owner-only (0600) and must not exist. Returns the copy's size.
+pub async fn backup_sqlite(url: &str, to: &std::path::Path) -> Result<u64, BackupError> {
+    use sqlx::{ConnectOptions, Connection};
+    if Backend::of_url(url).map_err(|e| BackupError::Failed(e.to_string()))? == Backend::Postgres {
+        return Err(BackupError::Postgres);
+    }
+    let (database, _) = url.split_once('?').unwrap_or((url, ""));
+    let source = database
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    if !std::path::Path::new(source).is_file() {
+        return Err(BackupError::Failed(format!("no database at {source}")));
+    }
+    if to.exists() {
+        return Err(BackupError::Exists(to.display().to_string()));
+    }
+    // Created empty first, 0600, refusing a file that appeared meanwhile; VACUUM INTO
+    // then fills the empty file and keeps its mode.
+    create_new_private(to).map_err(|error| match error.kind() {
+        std::io::ErrorKind::AlreadyExists => BackupError::Exists(to.display().to_string()),
+        _ => BackupError::Failed(format!("creating {}: {error}", to.display())),
+    })?;
+    let copied = async {
+        let mut connection = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(source)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(30))
+            .connect()
+            .await?;
+        sqlx::query("VACUUM INTO ?")
+            .bind(to.to_string_lossy().into_owned())
+            .execute(&mut connection)
+            .await?;
+        connection.close().await
+    }
+    .await;
+    if let Err(error) = copied {
+        let _ = std::fs::remove_file(to);
+        return Err(BackupError::Failed(format!(
+            "copying the database: {error}"
+        )));
+    }
+    std::fs::metadata(to)
+        .map(|m| m.len())
+        .map_err(|e| BackupError::Failed(e.to_string()))
+}
+
+#[cfg(unix)]
+fn create_new_private(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+}
+
+#[cfg(not(unix))]
+fn create_new_private(path: &std::path::Path) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map(|_| ())
 }

@@ -21,5 +21,7 @@ mod sql;
 mod usage;
 mod webhooks;
 
-pub use backend::{Backend, StoreOptions, connect, spawn_revocation_listener};
+pub use backend::{
+    Backend, BackupError, StoreOptions, backup_sqlite, connect, spawn_revocation_listener,
+};
 pub use sql::SqlStore;

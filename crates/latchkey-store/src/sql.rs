@@ -11,7 +11,7 @@ use latchkey_core::store::{
     AuditFilter, AuditHead, ConsoleKey, ConsoleSession, FeedKind, LeakReport, LeakedCredential,
     Membership, Page, PageRequest, PermissionDef, RefreshFamily, RefreshOutcome, RefreshRecord,
     RevocationEntry, RoleDef, RollOutcome, RotateWhen, SigningKeyRecord, Store, StoreError,
-    StoreResult, StoredPolicy, Tenant, TokenOwnerFilter, TokenUse, UsageRecord, Webhook,
+    StoreGauges, StoreResult, StoredPolicy, Tenant, TokenOwnerFilter, TokenUse, UsageRecord, Webhook,
     WebhookAttemptOutcome, WebhookDelivery, WebhookRecord,
 };
 use latchkey_core::token::{Owner, RevokedReason, Token, TokenKind, TokenName, TokenRecord};
@@ -50,11 +50,14 @@ pub struct SqlStore {
     pub(crate) reader: Pool,
     /// Signs every audit event as it is appended.
     pub(crate) audit_key: AuditMacKey,
+    /// `writer` and `reader` are the same pool (PostgreSQL).
+    pub(crate) one_pool: bool,
 }
 
 impl SqlStore {
     pub(crate) fn new(writer: Pool, reader: Pool, audit_key: AuditMacKey) -> Self {
         Self {
+            one_pool: false,
             writer,
             reader,
             audit_key,

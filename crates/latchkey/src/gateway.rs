@@ -1,7 +1,7 @@
 //! `latchkey gateway --config gateway.toml`: the reverse proxy in front of the vendor's
 //! services, following the server's revocation feed.
 
-use crate::serve::shutdown_signal;
+use crate::serve::{LogFormat, shutdown_signal};
 use anyhow::Context;
 use clap::Args;
 use latchkey_gateway::{GatewayConfig, assemble};
@@ -13,12 +13,23 @@ pub struct GatewayArgs {
     /// The gateway's TOML configuration (routes, upstreams, scopes, the server).
     #[arg(long, env = "LATCHKEY_GATEWAY_CONFIG")]
     config: PathBuf,
+    /// Count requests and serve metrics_listen (true) or record nothing (false)
+    /// [default: the file's metrics_enabled, else true].
+    #[arg(long, env = "LATCHKEY_METRICS_ENABLED")]
+    metrics_enabled: Option<bool>,
+    /// Log lines as text or as one JSON object per line.
+    #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
-    crate::serve::init_logging();
-    let config = GatewayConfig::load(&args.config)?;
+    crate::serve::init_logging(args.log_format);
+    let mut config = GatewayConfig::load(&args.config)?;
+    if let Some(enabled) = args.metrics_enabled {
+        config.metrics_enabled = enabled;
+    }
     let listen = config.listen;
+    let metrics_listen = config.metrics_listen;
     let scheme = if config.tls_files().is_some() {
         "https"
     } else {
@@ -38,6 +49,21 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         gateway.clone(),
         args.config.clone(),
     )?);
+    if let Some(address) = metrics_listen {
+        let metrics = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding metrics_listen {address}"))?;
+        tracing::info!(
+            "gateway metrics on http://{}/metrics",
+            metrics.local_addr()?
+        );
+        let served = gateway.clone();
+        tokio::spawn(async move {
+            served
+                .serve_metrics(metrics, Some(replica), std::future::pending())
+                .await;
+        });
+    }
     gateway.serve(listener, shutdown_signal()).await;
     Ok(())
 }

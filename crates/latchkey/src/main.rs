@@ -6,6 +6,7 @@ mod admin;
 mod bench;
 mod demo;
 mod gateway;
+mod ops;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -33,8 +34,13 @@ enum Command {
     Demo,
     /// Measure grants and introspections per second against a real server on loopback.
     Bench(bench::BenchArgs),
+    /// Copy the SQLite database while the server runs (`--to FILE`, created 0600).
+    Backup(ops::BackupArgs),
+    /// Local administration with the server's own files (break-glass).
+    #[command(subcommand)]
+    Admin(ops::LocalAdmin),
     #[command(flatten)]
-    Admin(admin::AdminCommand),
+    Remote(admin::AdminCommand),
 }
 
 fn main() -> ExitCode {
@@ -58,7 +64,9 @@ fn main() -> ExitCode {
             Command::Gateway(args) => gateway::run(args).await,
             Command::Demo => demo::run().await,
             Command::Bench(args) => bench::run(args).await,
-            Command::Admin(command) => admin::run(command).await,
+            Command::Backup(args) => ops::backup(args).await,
+            Command::Admin(command) => ops::admin(command).await,
+            Command::Remote(command) => admin::run(command).await,
         }
     });
     match result {

@@ -38,18 +38,44 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert-file.
     #[arg(long, env = "LATCHKEY_TLS_KEY_FILE")]
     tls_key_file: Option<PathBuf>,
+    /// Count requests and serve /metrics (true) or record nothing (false)
+    /// [default: the file's metrics_enabled, else true].
+    #[arg(long, env = "LATCHKEY_METRICS_ENABLED")]
+    metrics_enabled: Option<bool>,
+    /// Log lines as text or as one JSON object per line.
+    #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Check the configuration and the key files, print a summary and exit (non-zero
+    /// with the key at fault).
+    #[arg(long)]
+    check_config: bool,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Reads a server TOML file; an error names the file, the key and the reason.
+pub fn read_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Config::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 impl ServeArgs {
     fn into_config(self) -> anyhow::Result<Config> {
         let mut config = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                Config::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-            }
+            Some(path) => read_config(path)?,
             None => Config::default(),
         };
+        if let Some(enabled) = self.metrics_enabled {
+            config.metrics_enabled = enabled;
+        }
         if let Some(listen) = self.listen {
             config.listen = listen;
         }
@@ -81,19 +107,34 @@ impl ServeArgs {
     }
 }
 
-/// Logs to stderr at `RUST_LOG` (default `info`).
-pub fn init_logging() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+/// Logs to stderr at `RUST_LOG` (default `info`), as text or one JSON object per line
+/// (docs/OPERATIONS.md, "Logs").
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging();
+    init_logging(args.log_format);
+    let check = args.check_config;
     let config = args.into_config()?;
+    if check {
+        for line in latchkey_server::check_config(&config)? {
+            println!("{line}");
+        }
+        println!("configuration ok");
+        return Ok(());
+    }
     let app = Application::build(config).await?;
     if let Some(key) = app.root_key() {
         // Shown once, on the first start; a later start prints no key.

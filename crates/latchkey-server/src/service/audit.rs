@@ -72,6 +72,13 @@ impl AuditQueue {
         }
     }
 
+    /// Events waiting to be committed.
+    pub fn depth(&self) -> usize {
+        self.sender
+            .as_ref()
+            .map_or(0, |sender| sender.max_capacity() - sender.capacity())
+    }
+
     /// Returns once everything queued before the call is committed.
     pub async fn flush(&self) {
         if let Some(sender) = &self.sender {

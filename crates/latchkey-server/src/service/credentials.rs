@@ -165,6 +165,7 @@ async fn authenticate_access_token(
     let scope = parse_scope(&claims.scope).map_err(|_| refused())?;
     let granted = narrow(&scope, grant);
     state.used(&cached, meta.ip);
+    identify(&cached);
     Ok((
         cached,
         granted,
@@ -207,7 +208,17 @@ pub async fn authenticate_api_key(
         .usable(state.now(), meta.judged())
         .map_err(|refusal| Error::invalid_credential(refusal.to_string()))?;
     state.used(&cached, meta.ip);
+    identify(&cached);
     Ok(cached)
+}
+
+/// Names the authenticated token and its tenant in the request's span, so the access
+/// log and every later line of the request carry them (docs/OPERATIONS.md, "Logs").
+fn identify(cached: &CachedToken) {
+    let token = &cached.record.token;
+    let span = tracing::Span::current();
+    span.record("token_id", tracing::field::display(token.id));
+    span.record("tenant", tracing::field::display(token.owner.tenant_id()));
 }
 
 /// The id and secret an OAuth client presented, by either method (RFC 6749 §2.3.1).
@@ -252,6 +263,7 @@ pub async fn authenticate_client(
         Ok(token) => {
             state.throttle().succeeded(token.record.token.id, meta.ip);
             state.used(&token, meta.ip);
+            identify(&token);
             Ok(Ok(token))
         }
         Err((reason, tenant)) => {

@@ -105,6 +105,13 @@ impl RevocationHub {
         self.closing.send_replace(true);
     }
 
+    /// Followers connected now.
+    pub fn followers(&self) -> usize {
+        self.subscribers
+            .lock()
+            .map_or(0, |subscribers| subscribers.len())
+    }
+
     fn register(&self) -> Uuid {
         let id = Uuid::new_v4();
         if let Ok(mut subscribers) = self.subscribers.lock() {

@@ -13,6 +13,7 @@ use crate::service::cache::{CachedToken, Lookup, TokenCache};
 use crate::service::error::Result;
 use crate::service::keyring::KeyRing;
 use crate::service::leaks::LeakIntake;
+use crate::service::metrics::ServerMetrics;
 use crate::service::revocation::RevocationHub;
 use crate::service::throttle::Throttle;
 use crate::service::used::UseLog;
@@ -90,6 +91,7 @@ struct Inner {
     /// When the next unused-token sweep is due (unix milliseconds of the clock).
     next_unused_sweep: AtomicI64,
     leaks: LeakIntake,
+    metrics: Arc<ServerMetrics>,
 }
 
 /// The parts [`AppState::new`] assembles.
@@ -113,6 +115,8 @@ pub struct Parts {
     pub audit_key: AuditMacKey,
     /// The leak endpoints' limit and partner keys.
     pub leaks: LeakIntake,
+    /// What requests count (docs/OPERATIONS.md, "Metrics").
+    pub metrics: Arc<ServerMetrics>,
 }
 
 impl AppState {
@@ -134,8 +138,14 @@ impl AppState {
                 geoip: parts.geoip,
                 next_unused_sweep: AtomicI64::new(i64::MIN),
                 leaks: parts.leaks,
+                metrics: parts.metrics,
             }),
         }
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Arc<ServerMetrics> {
+        &self.inner.metrics
     }
 
     pub fn store(&self) -> &dyn Store {

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod deployments;
+mod operations;
 mod readme;
 mod tour;
 

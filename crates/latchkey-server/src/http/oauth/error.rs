@@ -156,7 +156,6 @@ impl OAuthError {
     }
 }
 
-#[cfg(test)]
 impl OAuthError {
     /// The `error` code.
     pub(crate) fn code(&self) -> &'static str {

@@ -38,7 +38,13 @@ use std::net::IpAddr;
     responses((status = 200, description = "Whether it is active, and what it grants", body = latchkey_wire::IntrospectionResponse), (status = 400, description = "invalid_request"), (status = 401, description = "invalid_token"), (status = 403, description = "insufficient_scope"), (status = 405, description = "Only POST"))
 )]
 pub async fn introspect(State(state): State<AppState>, request: Request) -> Response {
-    match answer(&state, request).await {
+    let answered = answer(&state, request).await;
+    state.metrics().introspection(match &answered {
+        Ok(body) if body.active => "active",
+        Ok(_) => "inactive",
+        Err(error) => error.code(),
+    });
+    match answered {
         Ok(body) => {
             let mut response = axum::Json(body).into_response();
             response

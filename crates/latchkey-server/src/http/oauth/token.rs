@@ -48,13 +48,25 @@ pub async fn wrong_method() -> OAuthError {
 
 async fn grant(state: &AppState, request: Request) -> OAuthResult<Response> {
     let request = OAuthRequest::read(state, request).await?;
-    match request.form.require("grant_type")? {
-        "client_credentials" => client_credentials(state, &request).await,
-        "refresh_token" => refresh(state, &request).await,
-        other => Err(OAuthError::unsupported_grant_type(
-            &other.chars().take(64).collect::<String>(),
-        )),
-    }
+    let (grant_type, answered) = match request.form.require("grant_type")? {
+        "client_credentials" => (
+            "client_credentials",
+            client_credentials(state, &request).await,
+        ),
+        "refresh_token" => ("refresh_token", refresh(state, &request).await),
+        other => (
+            "other",
+            Err(OAuthError::unsupported_grant_type(
+                &other.chars().take(64).collect::<String>(),
+            )),
+        ),
+    };
+    // Grants by type and result (docs/OPERATIONS.md, "Metrics").
+    let result = answered
+        .as_ref()
+        .map_or_else(OAuthError::code, |_| "issued");
+    state.metrics().grant(grant_type, result);
+    answered
 }
 
 /// The `scope` parameter, if given: what the client asks to narrow its grant to.
