@@ -114,6 +114,15 @@ pub struct Config {
     pub webhook_allow_private_targets: bool,
     /// How often each server looks for webhook deliveries that are due.
     pub webhook_poll_interval_ms: u64,
+    /// Let trusts name plain-http issuers beyond loopback (docs/API.md, "Trusts").
+    pub trust_allow_insecure_issuers: bool,
+    /// Let trust issuers' documents be fetched from private, link-local and loopback
+    /// addresses (an in-house CI system). Off by default: a trust's issuer could
+    /// otherwise make the server probe the network it sits in.
+    pub trust_allow_private_issuers: bool,
+    /// The least time between two fetches of one issuer's keys when assertions name a
+    /// `kid` the cached set lacks.
+    pub trust_jwks_min_refresh_seconds: u64,
 }
 
 impl Default for Config {
@@ -160,6 +169,9 @@ impl Default for Config {
             leak_report_public_keys_refresh_seconds: 3600,
             webhook_allow_private_targets: false,
             webhook_poll_interval_ms: 1000,
+            trust_allow_insecure_issuers: false,
+            trust_allow_private_issuers: false,
+            trust_jwks_min_refresh_seconds: 10,
         }
     }
 }

@@ -22,7 +22,9 @@ use crate::http::listener::ClientCertificate;
 use crate::http::oauth::error::OAuthError;
 use crate::http::problem::{ApiError, ApiResult};
 use crate::service::state::AppState;
-use api::{catalogue, health, keys, leaks, members, policy, tenants, tokens, usage, webhooks};
+use api::{
+    catalogue, health, keys, leaks, members, policy, tenants, tokens, trusts, usage, webhooks,
+};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, header};
@@ -74,6 +76,16 @@ pub fn router(state: AppState) -> Router {
                 .delete(tokens::revoke),
         )
         .route("/v1/tokens/{id}/roll", post(tokens::roll))
+        .route(
+            "/v1/tenants/{tid}/trusts",
+            get(trusts::list).post(trusts::create),
+        )
+        .route(
+            "/v1/trusts/{id}",
+            get(trusts::show)
+                .patch(trusts::rename)
+                .delete(trusts::revoke),
+        )
         .route("/v1/keys/rotate", post(keys::rotate))
         // A gateway's batch outgrows the 64 KiB of every other body (docs/API.md).
         .route(

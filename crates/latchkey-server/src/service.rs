@@ -9,6 +9,7 @@ pub(crate) mod cache;
 pub(crate) mod client;
 pub(crate) mod credentials;
 pub(crate) mod error;
+pub(crate) mod federation;
 pub(crate) mod introspection;
 pub(crate) mod issuer;
 pub(crate) mod jwt;

@@ -121,7 +121,7 @@ fn bytes(jwk: &Map<String, Value>, name: &'static str) -> Result<Vec<u8>, &'stat
         .ok_or("a key parameter is missing or not base64url")
 }
 
-fn parse_jwk(
+pub(crate) fn parse_jwk(
     jwk: &Map<String, Value>,
     allowed: &[Algorithm],
 ) -> Result<VerifyingKey, &'static str> {

@@ -71,6 +71,7 @@ pub fn claims_for(
         rol: Some(token.roles.iter().map(ToString::to_string).collect()),
         prm: Some(token.permissions.iter().map(ToString::to_string).collect()),
         ipa: token.ip_allowlist.iter().map(ToString::to_string).collect(),
+        trust_id: None,
     })
 }
 

@@ -11,6 +11,7 @@
 use crate::service::audit::AuditQueue;
 use crate::service::cache::{CachedToken, Lookup, TokenCache};
 use crate::service::error::Result;
+use crate::service::federation::IssuerKeys;
 use crate::service::keyring::KeyRing;
 use crate::service::leaks::LeakIntake;
 use crate::service::revocation::RevocationHub;
@@ -60,6 +61,8 @@ pub struct Settings {
     pub webhook_allow_private_targets: bool,
     /// How often the webhook sender looks for due deliveries.
     pub webhook_poll_interval: std::time::Duration,
+    /// Trusts may name plain-http issuers beyond loopback (docs/API.md, "Trusts").
+    pub trust_allow_insecure_issuers: bool,
 }
 
 /// Shared state, cheap to clone.
@@ -86,6 +89,7 @@ struct Inner {
     /// When the next unused-token sweep is due (unix milliseconds of the clock).
     next_unused_sweep: AtomicI64,
     leaks: LeakIntake,
+    issuers: IssuerKeys,
 }
 
 /// The parts [`AppState::new`] assembles.
@@ -109,6 +113,8 @@ pub struct Parts {
     pub audit_key: AuditMacKey,
     /// The leak endpoints' limit and partner keys.
     pub leaks: LeakIntake,
+    /// The trust issuers' key sets.
+    pub issuers: IssuerKeys,
 }
 
 impl AppState {
@@ -130,6 +136,7 @@ impl AppState {
                 geoip: parts.geoip,
                 next_unused_sweep: AtomicI64::new(i64::MIN),
                 leaks: parts.leaks,
+                issuers: parts.issuers,
             }),
         }
     }
@@ -182,6 +189,11 @@ impl AppState {
     /// The leak endpoints' limit and the scanning partner's keys.
     pub fn leaks(&self) -> &LeakIntake {
         &self.inner.leaks
+    }
+
+    /// The trust issuers' key sets (docs/API.md, "The JWT-bearer grant").
+    pub fn issuers(&self) -> &IssuerKeys {
+        &self.inner.issuers
     }
 
     /// The revocation feed's wake-up signal.

@@ -45,7 +45,7 @@ pub struct CreateToken {
     refresh_tokens: bool,
 }
 
-fn sorted_unique<T: Ord>(field: &str, mut items: Vec<T>) -> ApiResult<Vec<T>> {
+pub(crate) fn sorted_unique<T: Ord>(field: &str, mut items: Vec<T>) -> ApiResult<Vec<T>> {
     items.sort();
     items.dedup();
     if items.len() > MAX_ITEMS {
@@ -184,7 +184,7 @@ async fn requested_permissions(state: &AppState, draft: &Draft) -> ApiResult<Per
     Ok(requested)
 }
 
-async fn member_permissions(
+pub(crate) async fn member_permissions(
     state: &AppState,
     tenant: &TenantId,
     user: &UserId,

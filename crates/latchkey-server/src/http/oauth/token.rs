@@ -38,6 +38,7 @@ async fn grant(state: &AppState, request: Request) -> OAuthResult<Response> {
     match request.form.require("grant_type")? {
         "client_credentials" => client_credentials(state, &request).await,
         "refresh_token" => refresh(state, &request).await,
+        super::jwt_bearer::GRANT_TYPE => super::jwt_bearer::grant(state, &request).await,
         other => Err(OAuthError::unsupported_grant_type(
             &other.chars().take(64).collect::<String>(),
         )),
@@ -45,14 +46,17 @@ async fn grant(state: &AppState, request: Request) -> OAuthResult<Response> {
 }
 
 /// The `scope` parameter, if given: what the client asks to narrow its grant to.
-fn requested_scope(form: &Form) -> OAuthResult<Option<PermissionSet>> {
+pub(super) fn requested_scope(form: &Form) -> OAuthResult<Option<PermissionSet>> {
     form.get("scope")?
         .map(|text| parse_scope(text).map_err(|e| OAuthError::invalid_scope(format!("scope {e}"))))
         .transpose()
 }
 
 /// Narrows `granted` to `requested`, which may not ask for more.
-fn narrow(requested: Option<PermissionSet>, granted: &PermissionSet) -> OAuthResult<PermissionSet> {
+pub(super) fn narrow(
+    requested: Option<PermissionSet>,
+    granted: &PermissionSet,
+) -> OAuthResult<PermissionSet> {
     let Some(requested) = requested else {
         return Ok(granted.clone());
     };
@@ -65,7 +69,7 @@ fn narrow(requested: Option<PermissionSet>, granted: &PermissionSet) -> OAuthRes
 }
 
 /// The `resource` parameter (RFC 8707): one of the configured audiences, or none.
-fn resource<'f>(state: &AppState, form: &'f Form) -> OAuthResult<Option<&'f str>> {
+pub(super) fn resource<'f>(state: &AppState, form: &'f Form) -> OAuthResult<Option<&'f str>> {
     match form.get("resource")? {
         None => Ok(None),
         Some(resource) if state.settings().audiences.iter().any(|a| a == resource) => {
@@ -78,7 +82,7 @@ fn resource<'f>(state: &AppState, form: &'f Form) -> OAuthResult<Option<&'f str>
 }
 
 /// The answer (RFC 6749 §5.1), serialised once into a buffer sized for the JWT.
-fn respond(
+pub(super) fn respond(
     access_token: String,
     expires_in: i64,
     scope: &PermissionSet,
