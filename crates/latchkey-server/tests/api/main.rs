@@ -33,6 +33,7 @@ mod tenants;
 mod throttle;
 mod tls;
 mod tokens;
+mod trusts;
 mod usage;
 mod verifier;
 mod webhooks;

@@ -229,7 +229,10 @@ fn choose(
             continue;
         }
         if !trust.subject.matches(subject) {
-            reason = Refused::new("subject_mismatch", "no trust accepts this subject");
+            // The reason kept is the furthest any trust got: audience, subject, claims.
+            if reason.reason == "wrong_audience" {
+                reason = Refused::new("subject_mismatch", "no trust accepts this subject");
+            }
             continue;
         }
         if let Some((name, _)) = trust
