@@ -238,7 +238,8 @@ pub fn check_issuer_url(url: &str, allow_insecure: bool) -> Result<Target, Strin
 
 fn check_url(url: &str, loopback_issuer: bool, allow_insecure: bool) -> Result<Target, String> {
     let target = parse_url(url)?;
-    if !target.https && !(allow_insecure || (loopback_issuer && is_loopback_host(&target.host))) {
+    let plain_allowed = allow_insecure || (loopback_issuer && is_loopback_host(&target.host));
+    if !target.https && !plain_allowed {
         return Err(
             "must be https (plain http only on loopback, or when the operator sets \
              trust_allow_insecure_issuers)"

@@ -157,6 +157,9 @@ async fn jwt_bearer(app: &TestApp, assertion: &str, extra: &[(&str, &str)]) -> R
     app.form("/oauth/token", None, &pairs).await
 }
 
+/// A refusal case: its name, the assertion, and extra form parameters.
+type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>);
+
 #[track_caller]
 fn assert_invalid_grant(reply: &Reply, case: &str) {
     assert_eq!(reply.status, 400, "{case}: {}", reply.text);
@@ -502,7 +505,7 @@ async fn every_bad_assertion_is_refused_with_invalid_grant_and_audited(app: Test
         );
         parts.join(".")
     };
-    let cases: Vec<(&str, String, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "unknown issuer",
             issuer.sign(&with("iss", json!("https://evil.example"))),

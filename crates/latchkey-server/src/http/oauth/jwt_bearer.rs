@@ -57,7 +57,8 @@ struct Refused {
     reason: &'static str,
     description: String,
     issuer: Option<String>,
-    trust: Option<Trust>,
+    /// The trust concerned, when one was found: its id and tenant.
+    trust: Option<(TokenId, latchkey_core::TenantId)>,
 }
 
 impl Refused {
@@ -180,7 +181,7 @@ async fn accept(state: &AppState, request: &OAuthRequest, text: &str) -> Result<
     let trust = choose(request, trusts, &claims, &checked.subject).map_err(with_issuer)?;
     let with_trust = |mut refused: Refused| {
         refused.issuer = Some(issuer.clone());
-        refused.trust = Some(trust.clone());
+        refused.trust = Some((trust.id, trust.tenant_id.clone()));
         refused
     };
     if trust.replay_protection {
@@ -244,7 +245,7 @@ fn choose(
                 "claim_mismatch",
                 format!("the assertion's {name} claim is not the one the trust requires"),
             );
-            reason.trust = Some(trust.clone());
+            reason.trust = Some((trust.id, trust.tenant_id.clone()));
             continue;
         }
         fitting.push(trust);
@@ -337,10 +338,10 @@ async fn audit_failure(state: &AppState, request: &OAuthRequest, refused: &Refus
     let actor = refused
         .trust
         .as_ref()
-        .map_or_else(|| "jwt-bearer".to_owned(), |t| t.id.to_string());
+        .map_or_else(|| "jwt-bearer".to_owned(), |(id, _)| id.to_string());
     let event = AuditEvent::new(
         AuditAction::AuthFailed,
-        refused.trust.as_ref().map(|t| t.tenant_id.as_str()),
+        refused.trust.as_ref().map(|(_, tenant)| tenant.as_str()),
         Some(actor.clone()),
     )
     .with_details(json!({
