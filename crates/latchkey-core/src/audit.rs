@@ -142,6 +142,14 @@ audit_actions! {
     TokenRefreshed => "token.refreshed",
     /// An authentication failed; `details.reason` says why.
     AuthFailed => "auth.failed",
+    /// A trust was created (docs/API.md, "Trusts").
+    TrustCreated => "trust.created",
+    /// A trust's name changed.
+    TrustRenamed => "trust.renamed",
+    /// A trust was revoked, and the access tokens it issued with it.
+    TrustRevoked => "trust.revoked",
+    /// An outside issuer's assertion was exchanged for an access token through a trust.
+    TrustExchanged => "trust.exchanged",
     /// A token expires within 7 days, or within 1 day (`details.days`); written once
     /// for each by the maintenance round.
     TokenExpiring => "token.expiring",
@@ -185,7 +193,10 @@ impl AuditAction {
     pub fn is_webhook_event(&self) -> bool {
         match self {
             // The authentication events, written by the thousand a second: no strings.
-            Self::TokenExchanged | Self::TokenRefreshed | Self::AuthFailed => false,
+            Self::TokenExchanged
+            | Self::TokenRefreshed
+            | Self::AuthFailed
+            | Self::TrustExchanged => false,
             _ => {
                 let name = self.as_str();
                 name.starts_with("token.") && WEBHOOK_EVENTS.contains(&name)

@@ -24,6 +24,7 @@ pub mod secret;
 pub mod store;
 pub mod timestamp;
 pub mod token;
+pub mod trust;
 pub mod usable;
 pub mod usage;
 

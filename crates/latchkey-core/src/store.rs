@@ -695,6 +695,52 @@ pub trait Store: Send + Sync + 'static {
     /// before `ctx.at`. Returns the ids it revoked.
     async fn revoke_rolled(&self, ctx: &AuditContext) -> StoreResult<Vec<TokenId>>;
 
+    /// Stores a new trust with its `trust.created` event; [`StoreError::UnknownTenant`]
+    /// when its tenant is gone.
+    async fn create_trust(
+        &self,
+        trust: &crate::trust::Trust,
+        ctx: &AuditContext,
+    ) -> StoreResult<()>;
+    /// One trust.
+    async fn get_trust(&self, id: TokenId) -> StoreResult<Option<crate::trust::Trust>>;
+    /// The trusts of a tenant, newest first.
+    async fn list_trusts(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<crate::trust::Trust>>;
+    /// The unrevoked trusts whose issuer is exactly `issuer`, of every tenant.
+    async fn trusts_for_issuer(&self, issuer: &str) -> StoreResult<Vec<crate::trust::Trust>>;
+    /// Changes a trust's display name, with its `trust.renamed` event; `None` when there
+    /// is no such trust.
+    async fn rename_trust(
+        &self,
+        id: TokenId,
+        name: &TokenName,
+        ctx: &AuditContext,
+    ) -> StoreResult<Option<crate::trust::Trust>>;
+    /// Revokes a trust at `ctx.at` with its `trust.revoked` event and a `token` entry on
+    /// the revocation feed naming its id (the `client_id` of its access tokens);
+    /// revoking a revoked trust changes nothing. `None` when there is no such trust.
+    async fn revoke_trust(
+        &self,
+        id: TokenId,
+        ctx: &AuditContext,
+    ) -> StoreResult<Option<crate::trust::Trust>>;
+    /// Records that the assertion `jti` of `issuer` was used, to be remembered until
+    /// `expires_at`. False, recording nothing, when it was used before and is still
+    /// remembered at `now` — on any replica sharing the database.
+    async fn use_assertion_jti(
+        &self,
+        issuer: &str,
+        jti: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Forgets assertion `jti`s that expired before `now`; returns how many.
+    async fn prune_assertion_jtis(&self, now: Timestamp) -> StoreResult<u64>;
+
     /// A tenant's own policy; `None` when it never set one.
     async fn get_policy(&self, tenant: &TenantId) -> StoreResult<Option<StoredPolicy>>;
     /// Replaces a tenant's policy, with its `policy.put` event;

@@ -123,6 +123,15 @@ pub struct Config {
     /// (docs/OPERATIONS.md, "Metrics"). On by default; off records nothing and
     /// `/metrics` answers 404.
     pub metrics_enabled: bool,
+    /// Let trusts name plain-http issuers beyond loopback (docs/API.md, "Trusts").
+    pub trust_allow_insecure_issuers: bool,
+    /// Let trust issuers' documents be fetched from private, link-local and loopback
+    /// addresses (an in-house CI system). Off by default: a trust's issuer could
+    /// otherwise make the server probe the network it sits in.
+    pub trust_allow_private_issuers: bool,
+    /// The least time between two fetches of one issuer's keys when assertions name a
+    /// `kid` the cached set lacks.
+    pub trust_jwks_min_refresh_seconds: u64,
 }
 
 impl Default for Config {
@@ -172,6 +181,9 @@ impl Default for Config {
             console_frame_ancestors: "'none'".to_owned(),
             console_login: true,
             metrics_enabled: true,
+            trust_allow_insecure_issuers: false,
+            trust_allow_private_issuers: false,
+            trust_jwks_min_refresh_seconds: 10,
         }
     }
 }

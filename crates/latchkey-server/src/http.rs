@@ -27,8 +27,8 @@ use crate::http::oauth::error::OAuthError;
 use crate::http::problem::{ApiError, ApiResult};
 use crate::service::state::AppState;
 use api::{
-    catalogue, console_sessions, health, keys, leaks, members, policy, tenants, tokens, usage,
-    webhooks,
+    catalogue, console_sessions, health, keys, leaks, members, policy, tenants, tokens, trusts,
+    usage, webhooks,
 };
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, header};
@@ -82,6 +82,9 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(tokens::show, tokens::rename, tokens::revoke))
         .routes(routes!(tokens::roll))
         .routes(routes!(keys::rotate))
+        // Trust relationships (docs/API.md, "Trusts").
+        .routes(routes!(trusts::list, trusts::create))
+        .routes(routes!(trusts::show, trusts::rename, trusts::revoke))
         // A gateway's batch outgrows the 64 KiB of every other body (docs/API.md).
         .routes(routes!(usage::ingest).map(|route| {
             route

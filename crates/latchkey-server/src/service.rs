@@ -10,6 +10,7 @@ pub(crate) mod client;
 pub(crate) mod console;
 pub(crate) mod credentials;
 pub(crate) mod error;
+pub(crate) mod federation;
 pub(crate) mod introspection;
 pub(crate) mod issuer;
 pub(crate) mod jwt;

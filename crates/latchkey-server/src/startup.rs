@@ -7,6 +7,7 @@ use crate::http::router;
 use crate::keyfile;
 use crate::service::audit::AuditQueue;
 use crate::service::cache::TokenCache;
+use crate::service::federation::{FetchPolicy, IssuerKeys};
 use crate::service::keyring::KeyRing;
 use crate::service::keys::MasterKey;
 use crate::service::leaks::remote::RemoteKeys;
@@ -143,6 +144,7 @@ impl Application {
             webhook_poll_interval: Duration::from_millis(config.webhook_poll_interval_ms),
             console_frame_ancestors: config.console_frame_ancestors.trim().to_owned(),
             console_login: config.console_login,
+            trust_allow_insecure_issuers: config.trust_allow_insecure_issuers,
         };
         let store: Arc<dyn latchkey_core::store::Store> = Arc::new(store);
         let audit = AuditQueue::start(store.clone(), config.audit_authentications);
@@ -178,6 +180,14 @@ impl Application {
                 partner,
                 remote: remote.clone(),
             },
+            issuers: IssuerKeys::new(
+                crate::http::outbound::get,
+                FetchPolicy {
+                    allow_insecure: config.trust_allow_insecure_issuers,
+                    allow_private: config.trust_allow_private_issuers,
+                    min_refresh: Duration::from_secs(config.trust_jwks_min_refresh_seconds),
+                },
+            ),
         });
         if let Some(remote) = &remote {
             remote.spawn_refresh(Duration::from_secs(
@@ -413,6 +423,11 @@ pub(crate) async fn maintain_once(state: &AppState) {
         Ok(0) => {}
         Ok(count) => tracing::info!(count, "announced expiring tokens"),
         Err(error) => tracing::warn!(?error, "announcing expiring tokens failed"),
+    }
+    // Assertion `jti`s are kept until their assertion expired (docs/API.md, "The
+    // JWT-bearer grant"); after that a replay fails on `exp` anyway.
+    if let Err(error) = state.store().prune_assertion_jtis(now).await {
+        tracing::warn!(?error, "forgetting expired assertion jtis failed");
     }
     let retention = now.plus_seconds(-state.settings().usage_retention_days * 86_400);
     if let Err(error) = state.store().compact_usage(retention).await {

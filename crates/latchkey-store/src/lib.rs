@@ -18,6 +18,7 @@ mod oauth;
 mod policy;
 mod rows;
 mod sql;
+mod trusts;
 mod usage;
 mod webhooks;
 

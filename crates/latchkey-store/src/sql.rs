@@ -235,6 +235,38 @@ pub(crate) async fn revoke_where(
     Ok(ids)
 }
 
+/// Marks the unrevoked trusts selected by `filter` (its first bind is `$2`) revoked at
+/// `at`, each with a `token` entry on the feed: its access tokens carry its id as their
+/// `client_id`, and the entry matters until the last of them has expired. Returns the
+/// ids it revoked.
+pub(crate) async fn revoke_trusts_where(
+    conn: &mut AnyConnection,
+    filter: &str,
+    bind: &str,
+    at: Timestamp,
+) -> TxResult<Vec<String>> {
+    let sql = format!(
+        "UPDATE trusts SET revoked_at = $1 WHERE revoked_at IS NULL AND {filter} \
+         RETURNING id, tenant_id, access_token_ttl_seconds"
+    );
+    let revoked = sqlx::query(&sql)
+        .bind(at.millis())
+        .bind(bind.to_owned())
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut ids = Vec::with_capacity(revoked.len());
+    for row in revoked {
+        let id: String = row.try_get("id")?;
+        let tenant: String = row.try_get("tenant_id")?;
+        let ttl: i64 = row.try_get("access_token_ttl_seconds")?;
+        let last_jwt = at.plus_seconds(ttl).millis();
+        append_revocation(conn, FeedKind::Token, &id, &tenant, at, Some(last_jwt)).await?;
+        ids.push(id);
+    }
+    ids.sort();
+    Ok(ids)
+}
+
 async fn insert_token(conn: &mut AnyConnection, record: &TokenRecord) -> TxResult<()> {
     let token = &record.token;
     let sql = format!(
@@ -387,7 +419,7 @@ async fn load_membership(
     )))
 }
 
-fn page_of<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Page<T> {
+pub(crate) fn page_of<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Page<T> {
     let limit = limit as usize;
     let next = if items.len() > limit {
         items.truncate(limit);
@@ -402,7 +434,7 @@ fn token_cursor(token: &Token) -> String {
     format!("{}:{}", token.created_at.millis(), token.id)
 }
 
-fn parse_token_cursor(after: Option<&str>) -> (i64, String) {
+pub(crate) fn parse_token_cursor(after: Option<&str>) -> (i64, String) {
     after
         .and_then(|cursor| cursor.split_once(':'))
         .and_then(|(millis, id)| Some((millis.parse().ok()?, id.to_owned())))
@@ -486,13 +518,15 @@ impl SqlStore {
             RevokedReason::Revoked,
         )
         .await?;
+        // Its trusts go too; the access tokens they issued are revoked through the feed.
+        revoke_trusts_where(&mut tx, "tenant_id = $2", id.as_str(), ctx.at).await?;
         let members = sqlx::query_scalar::<_, String>(
             "SELECT user_id FROM memberships WHERE tenant_id = $1 ORDER BY user_id",
         )
         .bind(id.as_str().to_owned())
         .fetch_all(&mut *tx)
         .await?;
-        for table in ["tokens", "membership_roles", "memberships"] {
+        for table in ["tokens", "trusts", "membership_roles", "memberships"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
                 .bind(id.as_str().to_owned())
                 .execute(&mut *tx)
@@ -1217,6 +1251,65 @@ impl Store for SqlStore {
 
     async fn revoke_rolled(&self, ctx: &AuditContext) -> StoreResult<Vec<TokenId>> {
         retrying!(self.tx_revoke_rolled(ctx))
+    }
+
+    async fn create_trust(
+        &self,
+        trust: &latchkey_core::trust::Trust,
+        ctx: &AuditContext,
+    ) -> StoreResult<()> {
+        retrying!(self.tx_create_trust(trust, ctx))
+    }
+
+    async fn get_trust(&self, id: TokenId) -> StoreResult<Option<latchkey_core::trust::Trust>> {
+        self.read_trust(id).await
+    }
+
+    async fn list_trusts(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<latchkey_core::trust::Trust>> {
+        self.read_trusts(tenant, page).await
+    }
+
+    async fn trusts_for_issuer(
+        &self,
+        issuer: &str,
+    ) -> StoreResult<Vec<latchkey_core::trust::Trust>> {
+        self.read_trusts_for_issuer(issuer).await
+    }
+
+    async fn rename_trust(
+        &self,
+        id: TokenId,
+        name: &TokenName,
+        ctx: &AuditContext,
+    ) -> StoreResult<Option<latchkey_core::trust::Trust>> {
+        retrying!(self.tx_rename_trust(id, name, ctx))
+    }
+
+    async fn revoke_trust(
+        &self,
+        id: TokenId,
+        ctx: &AuditContext,
+    ) -> StoreResult<Option<latchkey_core::trust::Trust>> {
+        retrying!(self.tx_revoke_trust(id, ctx))
+    }
+
+    async fn use_assertion_jti(
+        &self,
+        issuer: &str,
+        jti: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.insert_assertion_jti(issuer, jti, expires_at, now)
+            .await
+    }
+
+    async fn prune_assertion_jtis(&self, now: Timestamp) -> StoreResult<u64> {
+        self.delete_assertion_jtis(now).await
     }
 
     async fn get_policy(&self, tenant: &TenantId) -> StoreResult<Option<StoredPolicy>> {

@@ -77,6 +77,7 @@
 //! [`VerifierOptions::allow_insecure_issuer`] (README.md, "latchkey-verify";
 //! docs/DEPLOYMENT.md, "Gateways in another network following an https issuer").
 
+pub mod assertion;
 mod bearer;
 mod cache;
 pub mod dpop;

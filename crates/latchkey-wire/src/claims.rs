@@ -53,6 +53,10 @@ pub struct Claims {
     /// does not know the client's address refuses a JWT carrying it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ipa: Vec<String>,
+    /// On access tokens issued through a trust (the JWT-bearer grant): the trust's id,
+    /// which is also `client_id`; `sub` is then the assertion's subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_id: Option<String>,
     /// The key the token is bound to (RFC 9449 §6.1), when it was issued for a DPoP
     /// proof; every use then needs a proof by that key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -157,6 +161,7 @@ mod tests {
             prm: None,
             ipa: vec![],
             cnf: None,
+            trust_id: None,
         };
         let text = serde_json::to_string(&claims).unwrap();
         assert!(!text.contains("exp") && !text.contains("uid"));

@@ -1,6 +1,6 @@
 //! Admin commands: thin HTTP clients of the management API (`/v1/…`).
 //!
-//! Each command group (`tenant`, `permission`, `role`, `member`, `token`, `keys`) lives in
+//! Each command group (`tenant`, `permission`, `role`, `member`, `token`, `trust`, `keys`) lives in
 //! its own module and shares the connection flags defined here: `--server`, `--token` and
 //! `--json`. Policy: the server decides; the CLI only refuses locally what it can know to
 //! be wrong before sending (flag combinations), and reports the server's refusals as
@@ -17,6 +17,7 @@ mod member;
 pub mod output;
 mod tenant;
 mod token;
+mod trust;
 
 use clap::{Args, Subcommand};
 use client::{Client, Credential};
@@ -33,6 +34,9 @@ pub enum AdminCommand {
     Member(Group<member::MemberCommand>),
     /// Create, list, show, rename and revoke tokens.
     Token(Group<token::TokenCommand>),
+    /// Create, list, show and revoke trusts: CI jobs exchange their platform's ID token
+    /// for access tokens, with no stored secret.
+    Trust(Group<trust::TrustCommand>),
     /// Manage the JWT signing keys.
     Keys(Group<keys::KeysCommand>),
     /// Read the audit trail and verify its hash chain.
@@ -97,6 +101,10 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Token(group) => {
             let (client, format) = group.connection.open()?;
             token::run(&client, format, group.command).await
+        }
+        AdminCommand::Trust(group) => {
+            let (client, format) = group.connection.open()?;
+            trust::run(&client, format, group.command).await
         }
         AdminCommand::Keys(group) => {
             let (client, format) = group.connection.open()?;

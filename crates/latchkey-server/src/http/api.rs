@@ -9,5 +9,6 @@ pub(crate) mod members;
 pub(crate) mod policy;
 pub(crate) mod tenants;
 pub(crate) mod tokens;
+pub(crate) mod trusts;
 pub(crate) mod usage;
 pub(crate) mod webhooks;

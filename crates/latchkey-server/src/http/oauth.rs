@@ -9,6 +9,7 @@
 pub(crate) mod client;
 pub(crate) mod error;
 pub(crate) mod introspect;
+pub(crate) mod jwt_bearer;
 pub(crate) mod metadata;
 pub(crate) mod revoke;
 pub(crate) mod token;

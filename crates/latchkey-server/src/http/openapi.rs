@@ -51,6 +51,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
         (name = "leaks", description = "Leaked-secret reports"),
         (name = "keys", description = "Signing keys"),
         (name = "console", description = "Console sessions (docs/CONSOLE.md)"),
+        (name = "trusts", description = "Trust relationships for the JWT-bearer grant"),
         (name = "oauth", description = "The OAuth 2.0 authorization server"),
         (name = "health", description = "Probes and this document"),
     )
@@ -303,6 +304,50 @@ pub struct PolicyBodySchema {
     max_access_token_ttl_seconds: Option<i64>,
     #[serde(default)]
     network: Option<NetworkRulesSchema>,
+}
+
+/// A trust relationship (docs/API.md, "Trusts"). It holds no secret.
+#[derive(ToSchema)]
+#[schema(as = Trust)]
+#[allow(dead_code)]
+pub struct TrustSchema {
+    /// Also the `client_id` of the access tokens it issues.
+    #[schema(format = Uuid)]
+    id: String,
+    tenant_id: String,
+    name: String,
+    issuer: String,
+    audience: String,
+    /// Exact, or a prefix ending in `*`.
+    subject: String,
+    /// Claims the assertion must carry with these exact values.
+    claims: std::collections::BTreeMap<String, String>,
+    roles: Vec<String>,
+    permissions: Vec<String>,
+    access_token_ttl_seconds: u32,
+    replay_protection: bool,
+    created_by: Option<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    revoked_at: Option<String>,
+}
+
+/// The body of `POST /v1/tenants/{tid}/trusts`.
+#[derive(ToSchema)]
+#[schema(as = CreateTrust)]
+#[allow(dead_code)]
+pub struct CreateTrustSchema {
+    name: String,
+    issuer: String,
+    audience: String,
+    subject: String,
+    claims: Option<std::collections::BTreeMap<String, String>>,
+    roles: Option<Vec<String>>,
+    permissions: Option<Vec<String>>,
+    access_token_ttl_seconds: Option<u32>,
+    replay_protection: Option<bool>,
+    created_by: Option<String>,
 }
 
 /// A console session's single-use URL (docs/CONSOLE.md).

@@ -72,6 +72,7 @@ pub fn claims_for(
         prm: Some(token.permissions.iter().map(ToString::to_string).collect()),
         ipa: token.ip_allowlist.iter().map(ToString::to_string).collect(),
         cnf: None,
+        trust_id: None,
     })
 }
 

@@ -11,6 +11,7 @@
 use crate::service::audit::AuditQueue;
 use crate::service::cache::{CachedToken, Lookup, TokenCache};
 use crate::service::error::Result;
+use crate::service::federation::IssuerKeys;
 use crate::service::keyring::KeyRing;
 use crate::service::leaks::LeakIntake;
 use crate::service::metrics::ServerMetrics;
@@ -65,6 +66,8 @@ pub struct Settings {
     pub console_frame_ancestors: String,
     /// Whether `/console/login` takes admin keys.
     pub console_login: bool,
+    /// Trusts may name plain-http issuers beyond loopback (docs/API.md, "Trusts").
+    pub trust_allow_insecure_issuers: bool,
 }
 
 /// Shared state, cheap to clone.
@@ -92,6 +95,7 @@ struct Inner {
     next_unused_sweep: AtomicI64,
     leaks: LeakIntake,
     metrics: Arc<ServerMetrics>,
+    issuers: IssuerKeys,
 }
 
 /// The parts [`AppState::new`] assembles.
@@ -117,6 +121,8 @@ pub struct Parts {
     pub leaks: LeakIntake,
     /// What requests count (docs/OPERATIONS.md, "Metrics").
     pub metrics: Arc<ServerMetrics>,
+    /// The trust issuers' key sets.
+    pub issuers: IssuerKeys,
 }
 
 impl AppState {
@@ -139,6 +145,7 @@ impl AppState {
                 next_unused_sweep: AtomicI64::new(i64::MIN),
                 leaks: parts.leaks,
                 metrics: parts.metrics,
+                issuers: parts.issuers,
             }),
         }
     }
@@ -196,6 +203,11 @@ impl AppState {
     /// The leak endpoints' limit and the scanning partner's keys.
     pub fn leaks(&self) -> &LeakIntake {
         &self.inner.leaks
+    }
+
+    /// The trust issuers' key sets (docs/API.md, "The JWT-bearer grant").
+    pub fn issuers(&self) -> &IssuerKeys {
+        &self.inner.issuers
     }
 
     /// The revocation feed's wake-up signal.

@@ -36,6 +36,7 @@ mod tenants;
 mod throttle;
 mod tls;
 mod tokens;
+mod trusts;
 mod usage;
 mod verifier;
 mod webhooks;

@@ -376,7 +376,11 @@ async fn metadata_and_jwks_publish_public_keys_only(app: TestApp) {
     );
     assert_eq!(
         metadata.body["grant_types_supported"],
-        json!(["client_credentials", "refresh_token"])
+        json!([
+            "client_credentials",
+            "refresh_token",
+            "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        ])
     );
     assert_eq!(
         metadata.body["token_endpoint_auth_methods_supported"],

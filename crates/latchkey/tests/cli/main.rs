@@ -1049,3 +1049,96 @@ fn tenant_policy_set_replaces_the_policy_names_its_breaches_and_show_reads_it() 
         .fails();
     assert!(range.ends_with("(422 invalid-value)"), "{range}");
 }
+
+#[test]
+fn trust_create_list_show_and_revoke_round_trip() {
+    let server = Server::start().with_acme();
+    let created = server.json(&[
+        "trust",
+        "create",
+        "acme",
+        "--name",
+        "deploy from main",
+        "--issuer",
+        "https://token.actions.githubusercontent.com",
+        "--audience",
+        "https://latchkey.example.com",
+        "--subject",
+        "repo:acme/app:ref:refs/heads/main",
+        "--claim",
+        "repository=acme/app",
+        "--claim",
+        "workflow=deploy",
+        "--role",
+        "viewer",
+        "--access-token-ttl",
+        "10m",
+    ]);
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["claims"]["repository"], "acme/app");
+    assert_eq!(created["access_token_ttl_seconds"], 600);
+    assert_eq!(created["replay_protection"], true);
+
+    let shown = server.run(&["trust", "show", &id]).ok();
+    assert_eq!(
+        labelled(&shown, "subject"),
+        "repo:acme/app:ref:refs/heads/main"
+    );
+    assert_eq!(
+        labelled(&shown, "claims"),
+        "repository=acme/app, workflow=deploy"
+    );
+    assert_eq!(labelled(&shown, "roles"), "viewer");
+    let listed = server.run(&["trust", "list", "acme"]).ok();
+    let row = listed.lines().find(|line| line.contains(&id)).unwrap();
+    assert!(row.ends_with("active"), "{listed}");
+
+    assert_eq!(
+        server.run(&["trust", "revoke", &id]).ok(),
+        format!("revoked trust {id}\n")
+    );
+    assert!(server.json(&["trust", "show", &id])["revoked_at"].is_string());
+    let listed = server.run(&["trust", "list", "acme"]).ok();
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains(&id) && l.ends_with("revoked"))
+    );
+
+    // The server's refusal is printed: plain http beyond loopback, a bad claim flag.
+    let refused = server
+        .run(&[
+            "trust",
+            "create",
+            "acme",
+            "--name",
+            "x",
+            "--issuer",
+            "http://ci.example",
+            "--audience",
+            "a",
+            "--subject",
+            "s",
+            "--role",
+            "viewer",
+        ])
+        .fails();
+    assert!(refused.contains("must be https"), "{refused}");
+    let bad = server.run(&[
+        "trust",
+        "create",
+        "acme",
+        "--name",
+        "x",
+        "--issuer",
+        "https://ci.example",
+        "--audience",
+        "a",
+        "--subject",
+        "s",
+        "--claim",
+        "novalue",
+    ]);
+    assert!(!bad.status.success());
+    assert_eq!(items(&server.json(&["trust", "list", "acme"])).len(), 1);
+}

@@ -53,7 +53,7 @@ impl CreateToken {
     }
 }
 
-fn sorted_unique<T: Ord>(field: &str, mut items: Vec<T>) -> ApiResult<Vec<T>> {
+pub(crate) fn sorted_unique<T: Ord>(field: &str, mut items: Vec<T>) -> ApiResult<Vec<T>> {
     items.sort();
     items.dedup();
     if items.len() > MAX_ITEMS {
@@ -212,7 +212,7 @@ async fn requested_permissions(state: &AppState, draft: &Draft) -> ApiResult<Per
     Ok(requested)
 }
 
-async fn member_permissions(
+pub(crate) async fn member_permissions(
     state: &AppState,
     tenant: &TenantId,
     user: &UserId,

@@ -54,6 +54,10 @@ async fn grant(state: &AppState, request: Request) -> OAuthResult<Response> {
             client_credentials(state, &request).await,
         ),
         "refresh_token" => ("refresh_token", refresh(state, &request).await),
+        super::jwt_bearer::GRANT_TYPE => (
+            "jwt_bearer",
+            super::jwt_bearer::grant(state, &request).await,
+        ),
         other => (
             "other",
             Err(OAuthError::unsupported_grant_type(
@@ -70,14 +74,17 @@ async fn grant(state: &AppState, request: Request) -> OAuthResult<Response> {
 }
 
 /// The `scope` parameter, if given: what the client asks to narrow its grant to.
-fn requested_scope(form: &Form) -> OAuthResult<Option<PermissionSet>> {
+pub(super) fn requested_scope(form: &Form) -> OAuthResult<Option<PermissionSet>> {
     form.get("scope")?
         .map(|text| parse_scope(text).map_err(|e| OAuthError::invalid_scope(format!("scope {e}"))))
         .transpose()
 }
 
 /// Narrows `granted` to `requested`, which may not ask for more.
-fn narrow(requested: Option<PermissionSet>, granted: &PermissionSet) -> OAuthResult<PermissionSet> {
+pub(super) fn narrow(
+    requested: Option<PermissionSet>,
+    granted: &PermissionSet,
+) -> OAuthResult<PermissionSet> {
     let Some(requested) = requested else {
         return Ok(granted.clone());
     };
@@ -90,7 +97,7 @@ fn narrow(requested: Option<PermissionSet>, granted: &PermissionSet) -> OAuthRes
 }
 
 /// The `resource` parameter (RFC 8707): one of the configured audiences, or none.
-fn resource<'f>(state: &AppState, form: &'f Form) -> OAuthResult<Option<&'f str>> {
+pub(super) fn resource<'f>(state: &AppState, form: &'f Form) -> OAuthResult<Option<&'f str>> {
     match form.get("resource")? {
         None => Ok(None),
         Some(resource) if state.settings().audiences.iter().any(|a| a == resource) => {
@@ -159,7 +166,7 @@ async fn dpop_proof(
 }
 
 /// The answer (RFC 6749 §5.1), serialised once into a buffer sized for the JWT.
-fn respond(
+pub(super) fn respond(
     access_token: String,
     expires_in: i64,
     scope: &PermissionSet,
