@@ -711,7 +711,7 @@ mod tests {
     }
 
     /// The names the server writes, as docs/API.md ("Audit (the five Ws)") lists them.
-    const WRITTEN: [&str; 29] = [
+    const WRITTEN: [&str; 35] = [
         "tenant.created",
         "tenant.deleted",
         "permission.put",
@@ -734,6 +734,10 @@ mod tests {
         "token.exchanged",
         "token.refreshed",
         "auth.failed",
+        "trust.created",
+        "trust.renamed",
+        "trust.revoked",
+        "trust.exchanged",
         "token.expiring",
         "webhook.created",
         "webhook.deleted",
@@ -741,6 +745,8 @@ mod tests {
         "webhook.pinged",
         "webhook.redelivered",
         "webhook.secret_rotated",
+        "console.session_created",
+        "console.session_ended",
     ];
 
     #[test]

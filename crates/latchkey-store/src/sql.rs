@@ -11,8 +11,8 @@ use latchkey_core::store::{
     AuditFilter, AuditHead, ConsoleKey, ConsoleSession, FeedKind, LeakReport, LeakedCredential,
     Membership, Page, PageRequest, PermissionDef, RefreshFamily, RefreshOutcome, RefreshRecord,
     RevocationEntry, RoleDef, RollOutcome, RotateWhen, SigningKeyRecord, Store, StoreError,
-    StoreGauges, StoreResult, StoredPolicy, Tenant, TokenOwnerFilter, TokenUse, UsageRecord, Webhook,
-    WebhookAttemptOutcome, WebhookDelivery, WebhookRecord,
+    StoreGauges, StoreResult, StoredPolicy, Tenant, TokenOwnerFilter, TokenUse, UsageRecord,
+    Webhook, WebhookAttemptOutcome, WebhookDelivery, WebhookRecord,
 };
 use latchkey_core::token::{Owner, RevokedReason, Token, TokenKind, TokenName, TokenRecord};
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
@@ -1615,5 +1615,34 @@ impl Store for SqlStore {
         now: Timestamp,
     ) -> StoreResult<Option<Vec<u8>>> {
         self.write_take_console_reveal(session, id, now).await
+    }
+
+    async fn gauges(&self) -> StoreResult<StoreGauges> {
+        let feed_head: i64 =
+            sqlx::query_scalar("SELECT seq FROM chain_heads WHERE name = 'revocations'")
+                .fetch_one(&self.reader)
+                .await
+                .map_err(from_sqlx)?;
+        let webhook_outbox: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'")
+                .fetch_one(&self.reader)
+                .await
+                .map_err(from_sqlx)?;
+        // On PostgreSQL both are the same pool; on SQLite the writer is a second one.
+        let mut pools = vec![&self.reader];
+        if !self.one_pool {
+            pools.push(&self.writer);
+        }
+        let mut gauges = StoreGauges {
+            feed_head,
+            webhook_outbox,
+            ..StoreGauges::default()
+        };
+        for pool in pools {
+            gauges.connections += pool.size();
+            gauges.idle += u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+            gauges.max_connections += pool.options().get_max_connections();
+        }
+        Ok(gauges)
     }
 }

@@ -64,7 +64,7 @@ pub struct Claims {
 }
 
 /// The `cnf` claim of a DPoP-bound token (RFC 7800 §3.1, RFC 9449 §6.1).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Confirmation {
     /// The RFC 7638 SHA-256 thumbprint of the proof key, base64url.
     pub jkt: String,

@@ -48,7 +48,7 @@ pub fn revoked_reasons() -> [RevokedReason; 4] {
 }
 
 /// Every rule of a tenant policy.
-pub fn policy_rules() -> [PolicyRule; 6] {
+pub fn policy_rules() -> [PolicyRule; 7] {
     let all = [
         PolicyRule::MaxTokenLifetimeDays,
         PolicyRule::RequireExpiry,
@@ -56,6 +56,7 @@ pub fn policy_rules() -> [PolicyRule; 6] {
         PolicyRule::RequireIpAllowlist,
         PolicyRule::RevokeUnusedAfterDays,
         PolicyRule::MaxAccessTokenTtlSeconds,
+        PolicyRule::RequireDpop,
     ];
     for rule in all {
         match rule {
@@ -64,7 +65,8 @@ pub fn policy_rules() -> [PolicyRule; 6] {
             | PolicyRule::AllowedKinds
             | PolicyRule::RequireIpAllowlist
             | PolicyRule::RevokeUnusedAfterDays
-            | PolicyRule::MaxAccessTokenTtlSeconds => {}
+            | PolicyRule::MaxAccessTokenTtlSeconds
+            | PolicyRule::RequireDpop => {}
         }
     }
     all

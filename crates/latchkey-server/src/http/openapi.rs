@@ -302,6 +302,9 @@ pub struct PolicyBodySchema {
     require_ip_allowlist: bool,
     revoke_unused_after_days: Option<i64>,
     max_access_token_ttl_seconds: Option<i64>,
+    /// Tokens are issued only against a DPoP proof (docs/API.md, "DPoP").
+    #[serde(default)]
+    require_dpop: bool,
     #[serde(default)]
     network: Option<NetworkRulesSchema>,
 }

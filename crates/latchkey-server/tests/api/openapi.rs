@@ -41,7 +41,10 @@ fn operations(spec: &Value) -> BTreeSet<(String, String)> {
 fn routes_outside_the_spec(source: &Path) -> Vec<String> {
     let mut files = vec![source.to_path_buf()];
     let mut found = Vec::new();
-    let console = [source.join("http").join("console"), source.join("http").join("console.rs")];
+    let console = [
+        source.join("http").join("console"),
+        source.join("http").join("console.rs"),
+    ];
     while let Some(path) = files.pop() {
         if console.contains(&path) {
             continue;

@@ -143,7 +143,8 @@ pub async fn login(
         )
             .into_response()
     };
-    let Ok((cached, granted)) = credentials::authenticate_bearer(&state, field("key"), &meta).await
+    let Ok((cached, granted)) =
+        credentials::authenticate_bearer(&state, field("key"), &meta, None).await
     else {
         return Ok(refused());
     };

@@ -319,7 +319,7 @@ async fn issue(
         .audit()
         .record(context(state, request, &trust.id.to_string()), event)
         .await;
-    Ok(respond(jwt, expires_in, &scope, None))
+    Ok(respond(jwt, expires_in, &scope, None, false))
 }
 
 fn context(state: &AppState, request: &OAuthRequest, actor: &str) -> AuditContext {
