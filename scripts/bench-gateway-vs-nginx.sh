@@ -20,6 +20,9 @@
 # one-token columns then give the cost of the rules at the gateway, in one run:
 #   POLICY=/tmp/bench-policy.json GEOIP=/tmp/bench-countries.mmdb scripts/bench-gateway-vs-nginx.sh
 #
+# GATEWAY_SETTINGS='…' adds top-level lines to the gateway's TOML, say
+# 'metrics_enabled = false' to measure what metrics cost (run it with and without).
+#
 # CALLGRIND=N counts instructions instead (valgrind's callgrind, which counts the same
 # whatever else the machine runs): nginx's proxy and the gateway run under valgrind, and
 # N requests of each workload go over one kept-alive connection; the counters are zeroed
@@ -150,6 +153,7 @@ listen = "127.0.0.1:$gateway_port"
 server = "http://127.0.0.1:$server_port"
 credential = "$gateway_key"
 $geoip_line
+${GATEWAY_SETTINGS:-}
 
 [[route]]
 prefix = "/reports"
