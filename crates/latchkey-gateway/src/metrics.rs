@@ -15,9 +15,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use latchkey_core::cidr::IpNet;
-use latchkey_telemetry::metrics::{
-    self, CONTENT_TYPE, Cells, Collector, Counter, Encoder, Histogram, render,
-};
+use latchkey_telemetry::metrics::{self, CONTENT_TYPE, Collector, Encoder, RouteMetrics, render};
 use latchkey_verify::{ReplicaMetrics, RevocationReplica};
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,24 +26,18 @@ use tokio::net::TcpListener;
 /// The route label of requests that matched no route.
 pub(crate) const UNMATCHED: &str = "unmatched";
 
-#[derive(Debug, Default)]
-struct RouteCell {
-    requests: Cells<(&'static str, u16), Counter>,
-    duration: Histogram,
-}
-
 /// What requests count.
 #[derive(Debug)]
 pub(crate) struct GatewayMetrics {
     enabled: bool,
-    routes: Cells<String, RouteCell>,
+    routes: RouteMetrics,
 }
 
 impl GatewayMetrics {
     pub(crate) fn new(enabled: bool) -> Self {
         Self {
             enabled,
-            routes: Cells::default(),
+            routes: RouteMetrics::default(),
         }
     }
 
@@ -54,22 +46,7 @@ impl GatewayMetrics {
         if !self.enabled {
             return;
         }
-        let cell = self.routes.get(route);
-        cell.requests.get(&(method_label(method), status)).inc();
-        cell.duration.observe(elapsed);
-    }
-}
-
-fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
+        self.routes.record(route, method, status, elapsed);
     }
 }
 
@@ -88,37 +65,16 @@ impl std::fmt::Debug for Scrape {
 
 impl Collector for Scrape {
     fn encode(&self, mut encoder: Encoder) -> Result<(), std::fmt::Error> {
-        let routes = self.metrics.routes.snapshot();
-        let mut requests = Vec::new();
-        for (route, cell) in &routes {
-            for ((method, status), counter) in cell.requests.snapshot() {
-                requests.push((route.as_str(), method, status.to_string(), counter.get()));
-            }
-        }
-        let rows: Vec<[(&str, &str); 3]> = requests
-            .iter()
-            .map(|(route, method, status, _)| {
-                [("route", *route), ("method", *method), ("status", status)]
-            })
-            .collect();
-        metrics::counters(
+        self.metrics.routes.encode(
             &mut encoder,
-            "latchkey_gateway_requests",
-            "Requests answered, by route prefix, method and status.",
-            rows.iter().zip(&requests).map(|(row, r)| (&row[..], r.3)),
-        )?;
-        let route_rows: Vec<[(&str, &str); 1]> = routes
-            .iter()
-            .map(|(route, _)| [("route", route.as_str())])
-            .collect();
-        metrics::histograms(
-            &mut encoder,
-            "latchkey_gateway_request_duration_seconds",
-            "Time from a request's head to its answer's head, by route prefix.",
-            route_rows
-                .iter()
-                .zip(&routes)
-                .map(|(row, (_, cell))| (&row[..], &cell.duration)),
+            (
+                "latchkey_gateway_requests",
+                "Requests answered, by route prefix, method and status.",
+            ),
+            (
+                "latchkey_gateway_request_duration_seconds",
+                "Time from a request's head to its answer's head, by route prefix.",
+            ),
         )?;
         let s = &self.stats;
         metrics::counters(

@@ -262,6 +262,84 @@ pub fn render(collector: Arc<dyn Collector>) -> String {
     text
 }
 
+/// Requests by route, method and status, and their durations by route: what the server
+/// (route templates) and the gateway (route prefixes) both count for every request.
+#[derive(Debug, Default)]
+pub struct RouteMetrics {
+    routes: Cells<String, RouteCell>,
+}
+
+#[derive(Debug, Default)]
+struct RouteCell {
+    requests: Cells<(&'static str, u16), Counter>,
+    duration: Histogram,
+}
+
+impl RouteMetrics {
+    /// Counts a request of `method` to `route` answered `status` after `elapsed`.
+    pub fn record(&self, route: &str, method: &http::Method, status: u16, elapsed: Duration) {
+        let cell = self.routes.get(route);
+        cell.requests.get(&(method_label(method), status)).inc();
+        cell.duration.observe(elapsed);
+    }
+
+    /// Writes the counter family `requests` and the histogram family `duration`, each
+    /// with its help text.
+    pub fn encode(
+        &self,
+        encoder: &mut Encoder,
+        requests: (&str, &str),
+        duration: (&str, &str),
+    ) -> Result<(), std::fmt::Error> {
+        let routes = self.routes.snapshot();
+        let mut counted = Vec::new();
+        for (route, cell) in &routes {
+            for ((method, status), counter) in cell.requests.snapshot() {
+                counted.push((route.as_str(), method, status.to_string(), counter.get()));
+            }
+        }
+        let rows: Vec<[(&str, &str); 3]> = counted
+            .iter()
+            .map(|(route, method, status, _)| {
+                [("route", *route), ("method", *method), ("status", status)]
+            })
+            .collect();
+        counters(
+            encoder,
+            requests.0,
+            requests.1,
+            rows.iter().zip(&counted).map(|(row, c)| (&row[..], c.3)),
+        )?;
+        let route_rows: Vec<[(&str, &str); 1]> = routes
+            .iter()
+            .map(|(route, _)| [("route", route.as_str())])
+            .collect();
+        histograms(
+            encoder,
+            duration.0,
+            duration.1,
+            route_rows
+                .iter()
+                .zip(&routes)
+                .map(|(row, (_, cell))| (&row[..], &cell.duration)),
+        )
+    }
+}
+
+/// Methods outside the usual ones share a label, so a client cannot grow the label set.
+fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,25 +6,17 @@
 //! `metrics_enabled = false` nothing is recorded at all and `/metrics` answers 404, so
 //! the cost of metrics can be measured against none.
 
-use latchkey_telemetry::metrics::{self, Cells, Collector, Counter, Encoder, Histogram};
+use latchkey_telemetry::metrics::{self, Cells, Collector, Counter, Encoder, RouteMetrics};
 use std::time::Duration;
 
 /// The label of requests that matched no route: raw paths are never labels.
 pub const UNMATCHED: &str = "unmatched";
 
-/// What each route records.
-#[derive(Debug, Default)]
-pub struct RouteCell {
-    /// By method and status.
-    requests: Cells<(&'static str, u16), Counter>,
-    duration: Histogram,
-}
-
 /// The counters requests bump.
 #[derive(Debug)]
 pub struct ServerMetrics {
     enabled: bool,
-    routes: Cells<String, RouteCell>,
+    routes: RouteMetrics,
     grants: Cells<(&'static str, &'static str), Counter>,
     introspections: Cells<&'static str, Counter>,
 }
@@ -34,7 +26,7 @@ impl ServerMetrics {
     pub fn new(enabled: bool) -> Self {
         Self {
             enabled,
-            routes: Cells::default(),
+            routes: RouteMetrics::default(),
             grants: Cells::default(),
             introspections: Cells::default(),
         }
@@ -51,9 +43,7 @@ impl ServerMetrics {
         if !self.enabled {
             return;
         }
-        let cell = self.routes.get(route);
-        cell.requests.get(&(method_label(method), status)).inc();
-        cell.duration.observe(elapsed);
+        self.routes.record(route, method, status, elapsed);
     }
 
     /// Counts a token request of `grant_type` that ended with `result` (`issued` or the
@@ -70,20 +60,6 @@ impl ServerMetrics {
         if self.enabled {
             self.introspections.get(&result).inc();
         }
-    }
-}
-
-/// Methods outside the usual ones share a label, so a client cannot grow the label set.
-fn method_label(method: &http::Method) -> &'static str {
-    match *method {
-        http::Method::GET => "GET",
-        http::Method::POST => "POST",
-        http::Method::PUT => "PUT",
-        http::Method::PATCH => "PATCH",
-        http::Method::DELETE => "DELETE",
-        http::Method::HEAD => "HEAD",
-        http::Method::OPTIONS => "OPTIONS",
-        _ => "other",
     }
 }
 
@@ -114,37 +90,16 @@ pub struct Scrape {
 
 impl Collector for Scrape {
     fn encode(&self, mut encoder: Encoder) -> Result<(), std::fmt::Error> {
-        let routes = self.metrics.routes.snapshot();
-        let mut requests = Vec::new();
-        for (route, cell) in &routes {
-            for ((method, status), counter) in cell.requests.snapshot() {
-                requests.push((route.as_str(), method, status.to_string(), counter.get()));
-            }
-        }
-        let rows: Vec<[(&str, &str); 3]> = requests
-            .iter()
-            .map(|(route, method, status, _)| {
-                [("route", *route), ("method", *method), ("status", status)]
-            })
-            .collect();
-        metrics::counters(
+        self.metrics.routes.encode(
             &mut encoder,
-            "latchkey_http_requests",
-            "HTTP requests answered, by route template, method and status.",
-            rows.iter().zip(&requests).map(|(row, r)| (&row[..], r.3)),
-        )?;
-        let route_rows: Vec<[(&str, &str); 1]> = routes
-            .iter()
-            .map(|(route, _)| [("route", route.as_str())])
-            .collect();
-        metrics::histograms(
-            &mut encoder,
-            "latchkey_http_request_duration_seconds",
-            "Time from a request's head to its answer, by route template.",
-            route_rows
-                .iter()
-                .zip(&routes)
-                .map(|(row, (_, cell))| (&row[..], &cell.duration)),
+            (
+                "latchkey_http_requests",
+                "HTTP requests answered, by route template, method and status.",
+            ),
+            (
+                "latchkey_http_request_duration_seconds",
+                "Time from a request's head to its answer, by route template.",
+            ),
         )?;
         let grants = self.metrics.grants.snapshot();
         let grant_rows: Vec<[(&str, &str); 2]> = grants
