@@ -73,6 +73,19 @@ impl SqlStore {
     pub(crate) async fn reader(&self) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Any>> {
         self.reader.acquire().await.map_err(from_sqlx)
     }
+
+    /// A read-only transaction on the reader whose statements all see one snapshot:
+    /// SQLite's deferred transaction keeps the snapshot of its first read, and
+    /// PostgreSQL needs REPEATABLE READ for it (READ COMMITTED takes one per statement).
+    pub(crate) async fn read_snapshot(&self) -> TxResult<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self.reader.begin().await?;
+        if crate::Backend::of_connection(&tx) == crate::Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
 }
 
 /// Appends an entry to the deny list inside the caller's transaction.

@@ -223,8 +223,10 @@ impl SqlStore {
     }
 
     pub(crate) async fn read_webhook(&self, id: TokenId) -> TxResult<Option<WebhookRecord>> {
-        let mut conn = self.reader().await?;
-        select_webhook(&mut conn, &id.to_string()).await
+        let mut conn = self.read_snapshot().await?;
+        let found = select_webhook(&mut conn, &id.to_string()).await?;
+        conn.commit().await?;
+        Ok(found)
     }
 
     pub(crate) async fn read_webhooks(
@@ -232,7 +234,7 @@ impl SqlStore {
         tenant: Option<&TenantId>,
         page: &PageRequest,
     ) -> TxResult<Page<Webhook>> {
-        let mut conn = self.reader().await?;
+        let mut conn = self.read_snapshot().await?;
         let filter = if tenant.is_some() {
             "tenant_id = $3 AND"
         } else {
@@ -261,6 +263,7 @@ impl SqlStore {
         } else {
             None
         };
+        conn.commit().await?;
         Ok(Page { items, next })
     }
 
@@ -302,7 +305,9 @@ impl SqlStore {
         id: TokenId,
         page: &PageRequest,
     ) -> TxResult<Page<WebhookDelivery>> {
-        let mut conn = self.reader().await?;
+        // One snapshot for the deliveries and their attempts: an attempt recorded
+        // between the two reads would otherwise show beside its delivery's old status.
+        let mut conn = self.read_snapshot().await?;
         let before = page
             .after
             .as_deref()
@@ -326,6 +331,7 @@ impl SqlStore {
             None
         };
         attach_attempts(&mut conn, &id.to_string(), &mut items).await?;
+        conn.commit().await?;
         Ok(Page { items, next })
     }
 
