@@ -25,6 +25,7 @@ mod leaks;
 mod members;
 mod networks;
 mod oauth;
+mod observe;
 mod openapi;
 mod policies;
 mod proxies;
