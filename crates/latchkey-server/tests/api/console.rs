@@ -27,6 +27,7 @@ both_backends!(
     operators_sign_in_with_an_admin_key_and_sign_out,
     a_session_can_be_ended_through_the_api,
     only_admins_and_that_tenants_managers_make_session_urls,
+    a_tokens_page_charts_its_requests_per_day_by_route_and_by_address,
 );
 
 /// A browser without one: no redirects followed, cookies kept by hand.
@@ -944,4 +945,87 @@ async fn only_admins_and_that_tenants_managers_make_session_urls(app: TestApp) {
         .await;
     made.assert_status(201);
     assert_eq!(made.header("cache-control"), "no-store");
+}
+
+/// Reports usage of `token` the way a gateway does (docs/API.md, "Usage"): `entries` are
+/// (route, client address, count, days ago).
+pub async fn report_usage(app: &TestApp, token: &str, entries: &[(&str, &str, i64, i64)]) {
+    let key = app.introspection_key().await;
+    for (route, ip, count, days_ago) in entries {
+        let at = app.now().millis() - days_ago * 86_400_000 - 120_000;
+        let minute = latchkey_core::Timestamp::from_millis(at - at.rem_euclid(60_000));
+        let batch = json!({ "window_start": minute.to_rfc3339(), "entries": [{
+            "token_id": token, "route": route, "method": "GET", "status_class": "2xx",
+            "client_ip": ip, "count": count, "last_used_at": minute.plus_seconds(5).to_rfc3339(),
+        }]});
+        let reply = app
+            .call(reqwest::Method::POST, "/v1/usage", Some(&key), Some(batch))
+            .await;
+        reply.assert_status(202);
+        assert_eq!(reply.body["accepted"], 1, "{}", reply.text);
+    }
+}
+
+async fn a_tokens_page_charts_its_requests_per_day_by_route_and_by_address(app: TestApp) {
+    acme(&app).await;
+    let (mut agent, _) = signed_in(&app, "acme", "u_42").await;
+    let made = create_in_console(
+        &mut agent,
+        &[
+            ("name", "laptop"),
+            ("kind", "api_key"),
+            ("permissions", "reports:read"),
+        ],
+    )
+    .await;
+    assert_eq!(made.status, 303, "{}", made.text);
+    let token = personal_tokens(&app, "u_42").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let page = format!("/console/t/acme/token/{token}");
+    // Control: no usage yet says so, and draws no chart.
+    let empty = agent.get(&page).await;
+    assert_eq!(empty.status, 200);
+    assert!(empty.text.contains("No requests recorded yet"));
+    assert!(!empty.text.contains("<rect x="));
+
+    report_usage(
+        &app,
+        &token,
+        &[
+            ("/reports", "203.0.113.7", 3, 0),
+            ("/reports", "198.51.100.2", 2, 0),
+            ("/billing", "203.0.113.7", 4, 1),
+        ],
+    )
+    .await;
+    let charted = agent.get(&page).await;
+    assert_eq!(charted.status, 200);
+    let text = &charted.text;
+    assert!(!text.contains("No requests recorded yet"));
+    assert!(text.contains("aria-label=\"Requests per day by route\""));
+    assert!(text.contains("aria-label=\"Requests per day by client address\""));
+    let day = |days_ago: i64| {
+        latchkey_core::Timestamp::from_millis(app.now().millis() - days_ago * 86_400_000 - 120_000)
+            .to_rfc3339()[..10]
+            .to_owned()
+    };
+    // One bar segment per series and day, its count in its title: by route today the
+    // two addresses add up, by address they stay apart.
+    for title in [
+        format!("GET /reports: 5 on {}", day(0)),
+        format!("GET /billing: 4 on {}", day(1)),
+        format!("203.0.113.7: 3 on {}", day(0)),
+        format!("198.51.100.2: 2 on {}", day(0)),
+        format!("203.0.113.7: 4 on {}", day(1)),
+    ] {
+        assert!(
+            text.contains(&format!("<title>{title}</title>")),
+            "{title} missing"
+        );
+    }
+    // The legends total each series over the 30 days.
+    assert!(text.contains("<code>GET /reports</code> 5"));
+    assert!(text.contains("<code>203.0.113.7</code> 7"));
 }

@@ -202,6 +202,39 @@ impl Browser {
         .unwrap();
     }
 
+    /// Whether the page fits the window's width (nothing scrolls sideways).
+    async fn fits_width(&self) -> bool {
+        self.script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+            .await
+            == json!(true)
+    }
+
+    /// Fills in and sends the open "Create a token" form: `name`, the first scope.
+    async fn create_token(&self, name: &str) -> String {
+        self.wait_for_text("Create a token").await;
+        self.type_into("#name", name).await;
+        self.click("#perm-0").await;
+        self.click("button[type=submit]:not(nav button)").await;
+        self.wait_for_text("You won't see it again").await
+    }
+
+    /// A screenshot of the whole page at `width`, not just what the window shows; the
+    /// window is `width` × `height` again afterwards.
+    async fn screenshot_whole(&self, name: &str, width: u32, height: u32) {
+        if std::env::var("LATCHKEY_SCREENSHOTS_DIR").is_err() {
+            return;
+        }
+        let tall = self
+            .script("return document.documentElement.scrollHeight")
+            .await
+            .as_u64()
+            .unwrap();
+        self.resize(width, u32::try_from(tall).unwrap().max(height) + 100)
+            .await;
+        self.screenshot(name).await;
+        self.resize(width, height).await;
+    }
+
     async fn wait_for_text(&self, text: &str) -> String {
         for _ in 0..50 {
             let source = self.source().await;
@@ -287,11 +320,7 @@ async fn a_user_makes_sees_once_copies_and_revokes_a_token_in_chromium() {
 
     // Create a personal token with the keyboard-labelled form.
     browser.click("a.button").await;
-    browser.wait_for_text("Create a token").await;
-    browser.type_into("#name", "laptop").await;
-    browser.click("#perm-0").await;
-    browser.click("button[type=submit]:not(nav button)").await;
-    let shown = browser.wait_for_text("You won't see it again").await;
+    let shown = browser.create_token("laptop").await;
     let secret = browser.property("#secret", "value").await;
     let secret = secret.as_str().unwrap().to_owned();
     assert!(secret.starts_with("lk_ak_"), "{secret}");
@@ -315,10 +344,33 @@ async fn a_user_makes_sees_once_copies_and_revokes_a_token_in_chromium() {
     let reloaded = browser.wait_for_text("Secret already shown").await;
     assert!(!reloaded.contains(&secret));
 
-    // The token's page, then revoke with confirmation; the API agrees.
+    // The token's page charts what a gateway reported, then revoke with confirmation;
+    // the API agrees.
+    let laptop = app.get("/v1/tenants/acme/users/u_42/tokens").await.body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    super::report_usage(
+        &app,
+        &laptop,
+        &[
+            ("/reports", "203.0.113.7", 40, 0),
+            ("/reports", "198.51.100.2", 25, 1),
+            ("/billing", "203.0.113.7", 12, 1),
+            ("/reports", "203.0.113.7", 31, 3),
+            ("/billing", "198.51.100.2", 9, 6),
+        ],
+    )
+    .await;
     browser.click("main a").await;
-    browser.wait_for_text("requests per day").await;
-    browser.screenshot("console-token-desktop").await;
+    let charted = browser.wait_for_text("requests per day").await;
+    assert!(
+        charted.contains("Requests per day by route"),
+        "no chart drawn"
+    );
+    browser
+        .screenshot_whole("console-token-desktop", 1280, 900)
+        .await;
     browser
         .goto(&format!("{}/console/t/acme/tokens", app.base))
         .await;
@@ -331,23 +383,21 @@ async fn a_user_makes_sees_once_copies_and_revokes_a_token_in_chromium() {
         .goto(&format!("{}/console/t/acme/tokens", app.base))
         .await;
     browser.wait_for_text("laptop").await;
-    let fits = browser
-        .script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
-        .await;
     let width = browser.script("return window.innerWidth").await;
-    assert_eq!(
-        fits,
-        json!(true),
+    assert!(
+        browser.fits_width().await,
         "the token list scrolls sideways at {width} px"
     );
     browser.screenshot("console-tokens-phone").await;
     browser.click("td a").await;
     browser.wait_for_text("requests per day").await;
-    let fits = browser
-        .script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+    assert!(
+        browser.fits_width().await,
+        "the token page scrolls sideways"
+    );
+    browser
+        .screenshot_whole("console-token-phone", 360, 800)
         .await;
-    assert_eq!(fits, json!(true), "the token page scrolls sideways");
-    browser.screenshot("console-token-phone").await;
     browser.resize(1280, 900).await;
 
     browser.click("a.button.danger").await;
@@ -386,4 +436,16 @@ async fn a_user_makes_sees_once_copies_and_revokes_a_token_in_chromium() {
         .filter(|m| m.contains("Content Security Policy") && !m.contains("localhost"))
         .collect();
     assert!(violations.is_empty(), "{violations:?}");
+
+    // The secret, shown once, fits a phone too.
+    browser.resize(360, 800).await;
+    browser
+        .goto(&format!("{}/console/t/acme/tokens/new?owner=me", app.base))
+        .await;
+    browser.create_token("phone").await;
+    assert!(
+        browser.fits_width().await,
+        "the secret-once page scrolls sideways"
+    );
+    browser.screenshot("console-secret-once-phone").await;
 }
