@@ -8,7 +8,10 @@
 #   - the gateway with one JWT (the verification cache hit every time);
 #   - the gateway with 10,000 distinct JWTs used round-robin (each one verified once,
 #     then cached; the cache is warmed by one pass before the timed run);
-#   - the gateway on a public route (no token), for the proxy's own cost.
+#   - the gateway on a public route (no token), for the proxy's own cost;
+#   - when target/release/examples/bare_proxy exists (cargo build --release --workspace
+#     --examples), a bare hyper proxy pinned to core 0 too: hyper's server and client
+#     and nothing else, the floor under the gateway (BARE=PATH names another build).
 # Prints every round and the medians, and the ratios issue 16 targets. Each run also
 # counts the proxy's CPU time (user + system, from /proc, the process and its children)
 # per request served: on a machine that is not idle, that figure moves much less than
@@ -61,6 +64,9 @@ upstream_port=$(free_port)
 nginx_port=$(free_port)
 server_port=$(free_port)
 gateway_port=$(free_port)
+bare_port=$(free_port)
+bare_bin="${BARE:-$repo/target/release/examples/bare_proxy}"
+[ -x "$bare_bin" ] || bare_bin=""
 
 callgrind="${CALLGRIND:-}"
 # Under valgrind: the command, with its counters zeroed by callgrind_control later.
@@ -170,6 +176,13 @@ RUST_LOG=warn taskset -c 0 $(valgrind_for gateway) "$bin" gateway --config gatew
 pids+=($!)
 pid_gateway=$!
 wait_port "$gateway_port"
+if [ -n "$bare_bin" ]; then
+  # shellcheck disable=SC2046
+  taskset -c 0 $(valgrind_for bare) "$bare_bin" "127.0.0.1:$bare_port" "127.0.0.1:$upstream_port" &
+  pids+=($!)
+  pid_bare=$!
+  wait_port "$bare_port"
+fi
 
 # The JWTs: one for the one-token runs, TOKENS for the round-robin runs.
 python3 - "$server_port" "$client_id" "$client_secret" "$tokens" <<'EOF'
@@ -237,6 +250,10 @@ EOF
   echo "  nginx, plain proxy:  $n"
   echo "  gateway, one JWT:    $one ($(awk -v a="$one" -v b="$n" 'BEGIN { printf "%.2f", a / b }') x nginx)"
   echo "  gateway, public:     $public ($(awk -v a="$public" -v b="$n" 'BEGIN { printf "%.2f", a / b }') x nginx)"
+  if [ -n "$bare_bin" ]; then
+    bare=$(count bare "$(pgrep -f "callgrind-out-file=$work/bare" | head -n 1)" "http://127.0.0.1:$bare_port/reports")
+    echo "  bare hyper proxy:    $bare ($(awk -v a="$bare" -v b="$n" 'BEGIN { printf "%.2f", a / b }') x nginx)"
+  fi
   exit 0
 fi
 
@@ -266,21 +283,24 @@ load() {
 taskset -c 1 wrk -t1 -c 1 -d "$(( tokens / 2000 + 2 ))s" -s tokens.lua \
   "http://127.0.0.1:$gateway_port" >/dev/null
 
-printf '%-6s %16s %16s %18s %16s %16s\n' round nginx "gw 1 token" "gw $tokens tok." "gw public" \
-  "${policy:+gw policy}"
-declare -a a b c d e
+printf '%-6s %16s %16s %18s %16s %16s %16s\n' round nginx "gw 1 token" "gw $tokens tok." "gw public" \
+  "${bare_bin:+bare hyper}" "${policy:+gw policy}"
+declare -a a b c d e f
 for round in $(seq 1 "$rounds"); do
   a+=("$(load "$pid_proxy" "http://127.0.0.1:$nginx_port/reports")")
   b+=("$(load "$pid_gateway" -H "Authorization: Bearer $jwt" "http://127.0.0.1:$gateway_port/reports")")
   c+=("$(load "$pid_gateway" -s tokens.lua "http://127.0.0.1:$gateway_port")")
   d+=("$(load "$pid_gateway" "http://127.0.0.1:$gateway_port/public")")
+  if [ -n "$bare_bin" ]; then
+    f+=("$(load "$pid_bare" "http://127.0.0.1:$bare_port/reports")")
+  fi
   if [ -n "$policy_jwt" ]; then
     e+=("$(load "$pid_gateway" -H "Authorization: Bearer $policy_jwt" "http://127.0.0.1:$gateway_port/reports")")
   fi
-  printf '%-6s %16s %16s %18s %16s %16s\n' "$round" "${a[-1]}" "${b[-1]}" "${c[-1]}" "${d[-1]}" \
-    "${e[@]: -1}"
+  printf '%-6s %16s %16s %18s %16s %16s %16s\n' "$round" "${a[-1]}" "${b[-1]}" "${c[-1]}" "${d[-1]}" \
+    "${f[@]: -1}" "${e[@]: -1}"
 done
-python3 - "${a[*]}" "${b[*]}" "${c[*]}" "${d[*]}" "${e[*]:-}" <<'EOF'
+python3 - "${a[*]}" "${b[*]}" "${c[*]}" "${d[*]}" "${e[*]:-}" "${f[*]:-}" <<'EOF'
 import statistics, sys
 def column(arg, part):
     return statistics.median(float(x.split("/")[part]) for x in arg.split())
@@ -288,8 +308,10 @@ args = sys.argv[1:5]
 nginx, one, many, public = (column(arg, 0) for arg in args)
 cpu = [column(arg, 1) for arg in args]
 ruled = column(sys.argv[5], 0) if sys.argv[5].strip() else None
+bare = column(sys.argv[6], 0) if sys.argv[6].strip() else None
+bare_cpu = column(sys.argv[6], 1) if bare else None
 print(f"median {nginx:16.0f} {one:16.0f} {many:18.0f} {public:16.0f}"
-      + (f" {ruled:16.0f}" if ruled else ""))
+      + (f" {bare:16.0f}" if bare else "") + (f" {ruled:16.0f}" if ruled else ""))
 print("CPU µs per request, medians: "
       + ", ".join(f"{name} {value:.1f}" for name, value in
                   zip(["nginx", "gw one token", "gw many tokens", "gw public"], cpu)))
@@ -301,4 +323,9 @@ print(f"gateway, many tokens / one token:    {many / one:.2f}  (target >= 0.70)"
       f"  by CPU per request: {cpu[1] / cpu[2]:.2f}")
 print(f"gateway, public route / nginx:       {public / nginx:.2f}"
       f"  by CPU per request: {cpu[0] / cpu[3]:.2f}")
+if bare:
+    print(f"bare hyper proxy / nginx:            {bare / nginx:.2f}"
+          f"  by CPU per request: {cpu[0] / bare_cpu:.2f}")
+    print(f"gateway, one token / bare hyper:     {one / bare:.2f}"
+          f"  by CPU per request: {bare_cpu / cpu[1]:.2f}")
 EOF
