@@ -27,6 +27,7 @@ mod networks;
 mod oauth;
 mod openapi;
 mod policies;
+mod private_key_jwt;
 mod proxies;
 mod replicas;
 mod revocations;
