@@ -18,6 +18,8 @@ both_backends!(
     a_signed_assertion_gets_a_token_and_each_attack_is_refused,
     the_revocation_endpoint_takes_an_assertion,
     rolling_a_key_client_takes_a_new_key,
+    a_key_client_refreshes_with_an_assertion,
+    an_assertion_is_accepted_once_across_replicas,
 );
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -129,6 +131,11 @@ async fn a_client_with_a_public_key_has_no_secret_and_shows_its_key(app: TestApp
         let stored: Value = serde_json::from_str(&stored.unwrap()).unwrap();
         assert_eq!(stored, key.public_jwk());
         assert_eq!(salt, None, "no secret is stored");
+        let events = app
+            .wait_for_audit(&format!("action=token.created&token_id={id}"), 1)
+            .await;
+        assert_eq!(events[0]["details"]["auth_method"], "private_key_jwt");
+        assert_eq!(events[0]["details"]["public_key_thumbprint"], key.jkt());
     }
     // Control: a secret client says how it authenticates and has no key.
     let (id, _) = app.client("acme", json!({})).await;
@@ -636,6 +643,72 @@ async fn rolling_a_key_client_takes_a_new_key(app: TestApp) {
     exchange(&app, &honest(&app, &new_key, &new), &[])
         .await
         .assert_status(200);
+}
+
+async fn a_key_client_refreshes_with_an_assertion(app: TestApp) {
+    acme(&app).await;
+    let key = ProofKey::ed25519();
+    let created = app
+        .post(
+            "/v1/tenants/acme/tokens",
+            json!({ "name": "signer", "kind": "client_credentials", "roles": ["viewer"],
+                    "refresh_tokens": true, "public_key": key.public_jwk() }),
+        )
+        .await;
+    created.assert_status(201);
+    let client = created.body["client_id"].as_str().unwrap().to_owned();
+    let got = exchange(&app, &honest(&app, &key, &client), &[]).await;
+    got.assert_status(200);
+    let refresh = got.body["refresh_token"].as_str().unwrap().to_owned();
+    // Attack: the refresh token alone, with no client authentication.
+    let bare = app
+        .form(
+            "/oauth/token",
+            None,
+            &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+        )
+        .await;
+    assert_eq!(bare.status, 401, "{}", bare.text);
+    assert_eq!(bare.body["error"], "invalid_client");
+    // Control: with a fresh assertion the refresh rotates.
+    let refreshed = app
+        .form(
+            "/oauth/token",
+            None,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", &honest(&app, &key, &client)),
+            ],
+        )
+        .await;
+    refreshed.assert_status(200);
+    assert_ne!(refreshed.body["refresh_token"], refresh.as_str());
+}
+
+/// One assertion sent to two servers on one database at once is accepted by exactly
+/// one: the `jti` is remembered in the store, not per process.
+async fn an_assertion_is_accepted_once_across_replicas(app: TestApp) {
+    acme(&app).await;
+    let other = app.replica(|_| {}).await;
+    let key = ProofKey::es256();
+    let client = client_of(&app, &key).await;
+    for _ in 0..10 {
+        let mut c = claims(&app, &client);
+        c.insert(
+            "aud".into(),
+            json!([token_url(&app), format!("{}/oauth/token", other.base)]),
+        );
+        let assertion = key.sign(&header(&key), &c);
+        let (a, b) = tokio::join!(
+            exchange(&app, &assertion, &[]),
+            exchange(&other, &assertion, &[])
+        );
+        let mut statuses = [a.status, b.status];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 401], "{} / {}", a.text, b.text);
+    }
 }
 
 /// The README's Python client (authlib), run as the README shows it, authenticates with
