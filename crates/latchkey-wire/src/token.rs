@@ -128,6 +128,7 @@ impl From<Token> for TokenResource {
 /// The answer to a create (201): the token, and its secret, in this response and
 /// nowhere else, ever. Which member holds the secret follows the kind: `client_id` and
 /// `client_secret` for `client_credentials`, `api_key` for `api_key`, `jwt` for `jwt`.
+/// A `private_key_jwt` client (made with a `public_key`) gets `client_id` alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CreatedToken {
     /// The token as reads show it.
