@@ -104,6 +104,38 @@ pub fn b64url_encode(data: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(data)
 }
 
+/// The RFC 7638 SHA-256 thumbprint of a public JWK, base64url: the SHA-256 of the JSON
+/// object of its required members only, in lexicographic order, without white space.
+/// `None` when the key type is not EC, OKP or RSA, or a required member is missing or
+/// not a string.
+pub fn jwk_thumbprint(jwk: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    let members = thumbprint_members(jwk.get("kty").and_then(serde_json::Value::as_str)?)?;
+    let mut canonical = String::with_capacity(256);
+    canonical.push('{');
+    for (i, name) in members.iter().enumerate() {
+        let value = jwk.get(*name).and_then(serde_json::Value::as_str)?;
+        if i > 0 {
+            canonical.push(',');
+        }
+        canonical.push_str(&serde_json::to_string(name).ok()?);
+        canonical.push(':');
+        canonical.push_str(&serde_json::to_string(value).ok()?);
+    }
+    canonical.push('}');
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
+    Some(b64url_encode(digest.as_ref()))
+}
+
+/// The members of a public JWK of type `kty` that RFC 7638 §3.2 hashes, in order.
+pub fn thumbprint_members(kty: &str) -> Option<&'static [&'static str]> {
+    match kty {
+        "EC" => Some(&["crv", "kty", "x", "y"]),
+        "OKP" => Some(&["crv", "kty", "x"]),
+        "RSA" => Some(&["e", "kty", "n"]),
+        _ => None,
+    }
+}
+
 /// Appends `data` to `out` in base64url without padding.
 pub fn b64url_encode_into(data: &[u8], out: &mut String) {
     URL_SAFE_NO_PAD.encode_string(data, out);

@@ -153,8 +153,94 @@ impl<'de> Deserialize<'de> for TokenName {
     }
 }
 
+/// How an OAuth client authenticates (RFC 7591 `token_endpoint_auth_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// A client secret, by HTTP Basic (or, equally accepted, in the form body).
+    ClientSecretBasic,
+    /// A JWT signed with the client's private key (RFC 7523 §2.2).
+    PrivateKeyJwt,
+}
+
+impl AuthMethod {
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+}
+
+/// The public key a `private_key_jwt` client signs its assertions with (docs/API.md,
+/// "Clients with a private key"). It holds only the members of a public key: those
+/// RFC 7638 hashes for its type, and `kid`, `alg` and `use` when given as strings.
+/// Whether the material is a usable key is the server's check; this type only keeps
+/// it, with its thumbprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientKey {
+    jwk: serde_json::Map<String, serde_json::Value>,
+    thumbprint: String,
+}
+
+/// Members of a public JWK kept besides those RFC 7638 hashes.
+const KEPT_JWK_MEMBERS: [&str; 3] = ["kid", "alg", "use"];
+
+impl ClientKey {
+    /// The public part of `jwk`, or `None` when its type is not EC, OKP or RSA or a
+    /// member the thumbprint needs is missing.
+    pub fn from_jwk(jwk: &serde_json::Map<String, serde_json::Value>) -> Option<Self> {
+        let kty = jwk.get("kty").and_then(serde_json::Value::as_str)?;
+        let members = crate::jwt::thumbprint_members(kty)?;
+        let kept: serde_json::Map<String, serde_json::Value> = members
+            .iter()
+            .chain(KEPT_JWK_MEMBERS.iter())
+            .filter_map(|name| {
+                jwk.get(*name)
+                    .filter(|value| value.is_string())
+                    .map(|value| ((*name).to_owned(), value.clone()))
+            })
+            .collect();
+        let thumbprint = crate::jwt::jwk_thumbprint(&kept)?;
+        Some(Self {
+            jwk: kept,
+            thumbprint,
+        })
+    }
+
+    /// Reads the stored form ([`ClientKey::to_json`]).
+    pub fn parse_stored(text: &str) -> Option<Self> {
+        match serde_json::from_str(text).ok()? {
+            serde_json::Value::Object(jwk) => Self::from_jwk(&jwk),
+            _ => None,
+        }
+    }
+
+    /// The public JWK.
+    pub fn jwk(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.jwk
+    }
+
+    /// Its RFC 7638 SHA-256 thumbprint, base64url.
+    pub fn thumbprint(&self) -> &str {
+        &self.thumbprint
+    }
+
+    /// The public JWK as compact JSON: the stored form.
+    pub fn to_json(&self) -> String {
+        serde_json::Value::Object(self.jwk.clone()).to_string()
+    }
+}
+
+impl Serialize for ClientKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.jwk.serialize(serializer)
+    }
+}
+
 /// The fields of a token resource that can never change after creation.
-pub const IMMUTABLE_FIELDS: [&str; 21] = [
+pub const IMMUTABLE_FIELDS: [&str; 24] = [
     "id",
     "kind",
     "owner",
@@ -176,13 +262,17 @@ pub const IMMUTABLE_FIELDS: [&str; 21] = [
     "secret_hint",
     "client_secret",
     "secret",
+    "auth_method",
+    "public_key",
+    "public_key_thumbprint",
 ];
 
 /// The one field a rename may carry.
 pub const MUTABLE_FIELD: &str = "name";
 
-/// A token as the management API shows it. It never holds a secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A token as the management API shows it. It never holds a secret. Its JSON also names
+/// its `auth_method` and its public key's `public_key_thumbprint`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Token {
     /// The token id, also its OAuth `client_id`.
     pub id: TokenId,
@@ -224,12 +314,57 @@ pub struct Token {
     pub refresh_tokens: bool,
     /// Type and last four characters of its secret.
     pub secret_hint: Option<String>,
+    /// The public key of a `private_key_jwt` client, which has no secret.
+    pub public_key: Option<ClientKey>,
 }
 
 impl Token {
     /// True when it is neither revoked nor expired at `now`.
     pub fn is_active(&self, now: Timestamp) -> bool {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|expiry| expiry > now)
+    }
+
+    /// How it authenticates at the OAuth endpoints; `None` for kinds that do not.
+    pub fn auth_method(&self) -> Option<AuthMethod> {
+        match (self.kind, &self.public_key) {
+            (TokenKind::ClientCredentials, Some(_)) => Some(AuthMethod::PrivateKeyJwt),
+            (TokenKind::ClientCredentials, None) => Some(AuthMethod::ClientSecretBasic),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for Token {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("Token", 23)?;
+        out.serialize_field("id", &self.id)?;
+        out.serialize_field("kind", &self.kind)?;
+        out.serialize_field("owner", &self.owner)?;
+        out.serialize_field("name", &self.name)?;
+        out.serialize_field("roles", &self.roles)?;
+        out.serialize_field("permissions", &self.permissions)?;
+        out.serialize_field("created_by", &self.created_by)?;
+        out.serialize_field("created_at", &self.created_at)?;
+        out.serialize_field("expires_at", &self.expires_at)?;
+        out.serialize_field("revoked_at", &self.revoked_at)?;
+        out.serialize_field("revoked_reason", &self.revoked_reason)?;
+        out.serialize_field("rolled_from", &self.rolled_from)?;
+        out.serialize_field("rolled_to", &self.rolled_to)?;
+        out.serialize_field("revokes_at", &self.revokes_at)?;
+        out.serialize_field("last_used_at", &self.last_used_at)?;
+        out.serialize_field("last_used_ip", &self.last_used_ip)?;
+        out.serialize_field("ip_allowlist", &self.ip_allowlist)?;
+        out.serialize_field("access_token_ttl_seconds", &self.access_token_ttl_seconds)?;
+        out.serialize_field("refresh_tokens", &self.refresh_tokens)?;
+        out.serialize_field("secret_hint", &self.secret_hint)?;
+        out.serialize_field("auth_method", &self.auth_method())?;
+        out.serialize_field("public_key", &self.public_key)?;
+        out.serialize_field(
+            "public_key_thumbprint",
+            &self.public_key.as_ref().map(ClientKey::thumbprint),
+        )?;
+        out.end()
     }
 }
 

@@ -166,6 +166,7 @@ impl Trust {
             access_token_ttl_seconds: self.access_token_ttl_seconds,
             refresh_tokens: false,
             secret_hint: None,
+            public_key: None,
         }
     }
 }

@@ -257,6 +257,7 @@ mod tests {
             access_token_ttl_seconds: 900,
             refresh_tokens: false,
             secret_hint: None,
+            public_key: None,
         }
     }
 

@@ -7,6 +7,7 @@
 pub(crate) mod audit;
 pub(crate) mod cache;
 pub(crate) mod client;
+pub(crate) mod client_assertion;
 pub(crate) mod console;
 pub(crate) mod credentials;
 pub(crate) mod error;

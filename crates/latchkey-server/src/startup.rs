@@ -504,6 +504,7 @@ fn root_record(
             access_token_ttl_seconds,
             refresh_tokens: false,
             secret_hint: Some(issued.secret.hint()),
+            public_key: None,
         },
         secret: Some(issued.stored),
         signing_kid: None,

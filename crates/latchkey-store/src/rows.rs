@@ -5,7 +5,9 @@ use crate::error::corrupt;
 use latchkey_core::cidr::IpNet;
 use latchkey_core::secret::StoredSecret;
 use latchkey_core::store::{Membership, Tenant};
-use latchkey_core::token::{Owner, RevokedReason, Token, TokenKind, TokenName, TokenRecord};
+use latchkey_core::token::{
+    ClientKey, Owner, RevokedReason, Token, TokenKind, TokenName, TokenRecord,
+};
 use latchkey_core::{Permission, RoleName, TenantId, Timestamp, TokenId, UserId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -13,7 +15,7 @@ use sqlx::any::AnyRow;
 pub(crate) const TOKEN_COLUMNS: &str = "id, kind, tenant_id, user_id, name, roles, permissions, \
     created_by, created_at, expires_at, revoked_at, last_used_at, last_used_ip, ip_allowlist, \
     access_token_ttl_seconds, refresh_tokens, secret_salt, secret_hash, secret_hint, signing_kid, \
-    revoked_reason, rolled_from, rolled_to, revokes_at, secret_lookup";
+    revoked_reason, rolled_from, rolled_to, revokes_at, secret_lookup, public_key";
 
 pub(crate) fn tenant_id(text: &str) -> Result<TenantId, sqlx::Error> {
     TenantId::parse(text).map_err(|e| corrupt("tenant id", e))
@@ -118,6 +120,13 @@ pub(crate) fn token_record(row: &AnyRow) -> Result<TokenRecord, sqlx::Error> {
         access_token_ttl_seconds: u32::try_from(ttl).map_err(|e| corrupt("ttl", e))?,
         refresh_tokens: row.try_get::<i64, _>("refresh_tokens")? != 0,
         secret_hint: row.try_get("secret_hint")?,
+        public_key: row
+            .try_get::<Option<String>, _>("public_key")?
+            .map(|text| {
+                ClientKey::parse_stored(&text)
+                    .ok_or_else(|| corrupt("public key", "not a public JWK"))
+            })
+            .transpose()?,
     };
     let salt: Option<Vec<u8>> = row.try_get("secret_salt")?;
     let hash: Option<Vec<u8>> = row.try_get("secret_hash")?;

@@ -14,7 +14,9 @@ use latchkey_core::store::{
     StoreGauges, StoreResult, StoredPolicy, Tenant, TokenOwnerFilter, TokenUse, UsageRecord,
     Webhook, WebhookAttemptOutcome, WebhookDelivery, WebhookRecord,
 };
-use latchkey_core::token::{Owner, RevokedReason, Token, TokenKind, TokenName, TokenRecord};
+use latchkey_core::token::{
+    ClientKey, Owner, RevokedReason, Token, TokenKind, TokenName, TokenRecord,
+};
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
 use serde_json::json;
 use sqlx::any::AnyRow;
@@ -285,7 +287,7 @@ async fn insert_token(conn: &mut AnyConnection, record: &TokenRecord) -> TxResul
     let sql = format!(
         "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES \
          ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-         $20, $21, $22, $23, $24, $25)"
+         $20, $21, $22, $23, $24, $25, $26)"
     );
     let allowlist: Vec<String> = token.ip_allowlist.iter().map(ToString::to_string).collect();
     sqlx::query(&sql)
@@ -314,6 +316,7 @@ async fn insert_token(conn: &mut AnyConnection, record: &TokenRecord) -> TxResul
         .bind(token.rolled_to.map(|id| id.to_string()))
         .bind(token.revokes_at.map(Timestamp::millis))
         .bind(record.secret_lookup.clone())
+        .bind(token.public_key.as_ref().map(ClientKey::to_json))
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -336,6 +339,8 @@ fn token_created_event(token: &Token) -> AuditEvent {
         "ip_allowlist": token.ip_allowlist,
         "access_token_ttl_seconds": token.access_token_ttl_seconds,
         "refresh_tokens": token.refresh_tokens,
+        "auth_method": token.auth_method(),
+        "public_key_thumbprint": token.public_key.as_ref().map(ClientKey::thumbprint),
     }))
 }
 

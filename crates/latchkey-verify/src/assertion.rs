@@ -26,13 +26,17 @@ use std::sync::Arc;
 pub const MAX_ASSERTION_BYTES: usize = 16 * 1024;
 
 /// The algorithms an assertion may use: asymmetric only.
-const ASYMMETRIC: [Algorithm; 3] = [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256];
+pub const ALGORITHMS: [Algorithm; 3] = [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256];
 
 /// Header members that would let a token name or carry its own key, or belong to JWE.
 const FORBIDDEN_HEADERS: [&str; 6] = ["jku", "x5u", "x5c", "jwk", "enc", "zip"];
 
 /// `typ` values of latchkey's own tokens, which are never assertions.
 const FOREIGN_TYPES: [&str; 2] = ["at+jwt", "dpop+jwt"];
+
+/// JWK members that hold private or symmetric key material (RFC 7518 §6.2.2, §6.3.2,
+/// §6.4.1; RFC 8037 §2): a key with any of them was meant to stay with its owner.
+pub const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
 /// A public key set (RFC 7517) of an outside issuer, parsed once.
 #[derive(Debug, Default)]
@@ -45,7 +49,7 @@ impl JwkSet {
     /// (others are skipped, not fatal).
     pub fn parse(bytes: &[u8]) -> Result<Self, String> {
         Ok(Self {
-            keys: jwk::parse_jwks(bytes, &ASYMMETRIC)?,
+            keys: jwk::parse_jwks(bytes, &ALGORITHMS)?,
         })
     }
 
@@ -75,13 +79,15 @@ impl PublicKey {
     /// with its owner.
     pub fn from_jwk(json: &[u8]) -> Result<Self, String> {
         let object = parse_object(json).map_err(|_| "not a JSON object".to_owned())?;
-        if ["d", "p", "q", "dp", "dq", "qi", "k"]
-            .iter()
-            .any(|m| object.contains_key(*m))
-        {
+        Self::from_jwk_object(&object)
+    }
+
+    /// [`PublicKey::from_jwk`] of a JWK already read as a JSON object.
+    pub fn from_jwk_object(object: &Map<String, Value>) -> Result<Self, String> {
+        if PRIVATE_JWK_MEMBERS.iter().any(|m| object.contains_key(*m)) {
             return Err("holds private key material; send only the public key".to_owned());
         }
-        jwk::parse_jwk(&object, &ASYMMETRIC)
+        jwk::parse_jwk(object, &ALGORITHMS)
             .map(|key| Self(Arc::new(key)))
             .map_err(str::to_owned)
     }
@@ -117,7 +123,7 @@ pub fn parse(token: &str) -> Result<Assertion<'_>, InvalidReason> {
         .get("alg")
         .and_then(Value::as_str)
         .and_then(Algorithm::parse)
-        .filter(|alg| ASYMMETRIC.contains(alg))
+        .filter(|alg| ALGORITHMS.contains(alg))
         .ok_or(InvalidReason::AlgorithmNotAllowed)?;
     match header.get("typ") {
         None => {}

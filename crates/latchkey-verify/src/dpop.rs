@@ -335,31 +335,11 @@ fn decode_object(segment: &str) -> Result<Map<String, Value>, ProofError> {
     })
 }
 
-/// The RFC 7638 SHA-256 thumbprint of a public JWK, base64url: the SHA-256 of the JSON
-/// object of its required members only, in lexicographic order, without white space.
-/// `None` when a required member is missing or not a string.
+/// The RFC 7638 SHA-256 thumbprint of a public JWK, base64url (see
+/// `latchkey_core::jwt::jwk_thumbprint`). `None` when a required member is missing or
+/// not a string.
 pub fn thumbprint(jwk: &Map<String, Value>) -> Option<String> {
-    let members: &[&str] = match jwk.get("kty").and_then(Value::as_str)? {
-        "EC" => &["crv", "kty", "x", "y"],
-        "OKP" => &["crv", "kty", "x"],
-        "RSA" => &["e", "kty", "n"],
-        _ => return None,
-    };
-    let mut canonical = String::with_capacity(256);
-    canonical.push('{');
-    for (i, name) in members.iter().enumerate() {
-        let value = jwk.get(*name).and_then(Value::as_str)?;
-        if i > 0 {
-            canonical.push(',');
-        }
-        canonical.push_str(&serde_json::to_string(name).ok()?);
-        canonical.push(':');
-        canonical.push_str(&serde_json::to_string(value).ok()?);
-    }
-    canonical.push('}');
-    Some(b64url_encode(
-        digest(&SHA256, canonical.as_bytes()).as_ref(),
-    ))
+    latchkey_core::jwt::jwk_thumbprint(jwk)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! matched exhaustively), so a new kind or reason cannot be missing from the spec.
 
 use latchkey_core::policy::PolicyRule;
-use latchkey_core::token::{RevokedReason, TokenKind};
+use latchkey_core::token::{AuthMethod, RevokedReason, TokenKind};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::{PartialSchema, ToSchema};
@@ -42,6 +42,17 @@ pub fn revoked_reasons() -> [RevokedReason; 4] {
             | RevokedReason::Rolled
             | RevokedReason::Leaked
             | RevokedReason::Unused => {}
+        }
+    }
+    all
+}
+
+/// Every way an OAuth client authenticates.
+pub fn auth_methods() -> [AuthMethod; 2] {
+    let all = [AuthMethod::ClientSecretBasic, AuthMethod::PrivateKeyJwt];
+    for method in all {
+        match method {
+            AuthMethod::ClientSecretBasic | AuthMethod::PrivateKeyJwt => {}
         }
     }
     all
@@ -105,6 +116,12 @@ string_enum_schema!(
     "TokenKind",
     "How a token is presented.",
     token_kinds().map(TokenKind::as_str)
+);
+string_enum_schema!(
+    AuthMethodSchema,
+    "AuthMethod",
+    "How an OAuth client authenticates.",
+    auth_methods().map(AuthMethod::as_str)
 );
 string_enum_schema!(
     RevokedReasonSchema,

@@ -69,6 +69,7 @@ fn the_token_resource_writes_what_the_server_writes_for_a_token() {
         access_token_ttl_seconds: 600,
         refresh_tokens: false,
         secret_hint: Some("lk_ak_…Ab12".into()),
+        public_key: None,
     };
     let server = serde_json::to_value(&token).unwrap();
     let wire = serde_json::to_value(TokenResource::from(token)).unwrap();
@@ -210,7 +211,7 @@ fn a_policy_reads_and_writes_as_documented() {
 
 /// The OpenAPI stand-ins describe what latchkey-core's values serialize to.
 mod schemas {
-    use crate::schema::{policy_rules, revoked_reasons, token_kinds};
+    use crate::schema::{auth_methods, policy_rules, revoked_reasons, token_kinds};
     use latchkey_core::token::Owner;
     use latchkey_core::{TenantId, UserId};
     use utoipa::PartialSchema;
@@ -233,6 +234,14 @@ mod schemas {
         assert_eq!(
             enum_values::<crate::schema::RevokedReasonSchema>(),
             serde_json::json!(reasons)
+        );
+        let methods: Vec<_> = auth_methods()
+            .iter()
+            .map(|m| serde_json::json!(m))
+            .collect();
+        assert_eq!(
+            enum_values::<crate::schema::AuthMethodSchema>(),
+            serde_json::json!(methods)
         );
         let rules: Vec<_> = policy_rules()
             .iter()

@@ -3,9 +3,10 @@
 //! rename bodies.
 
 use latchkey_core::cidr::IpNet;
-use latchkey_core::token::{Owner, RevokedReason, Token, TokenKind, TokenName};
+use latchkey_core::token::{AuthMethod, Owner, RevokedReason, Token, TokenKind, TokenName};
 use latchkey_core::{Permission, RoleName, Timestamp, TokenId, UserId};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 /// A token as `GET /v1/tokens/{id}`, the lists and a rename show it. It never holds a
@@ -69,13 +70,33 @@ pub struct TokenResource {
     pub access_token_ttl_seconds: u32,
     /// Whether exchanges also issue rotating refresh tokens.
     pub refresh_tokens: bool,
-    /// Type and last four characters of its secret (`lk_sk_…k9Qz`).
+    /// Type and last four characters of its secret (`lk_sk_…k9Qz`); `null` for a
+    /// `private_key_jwt` client, which has none.
     #[schema(required = true)]
     pub secret_hint: Option<String>,
+    /// How a `client_credentials` token authenticates at the OAuth endpoints:
+    /// `client_secret_basic` (a secret, by Basic or in the form) or `private_key_jwt` (a
+    /// signed client assertion); `null` for the other kinds.
+    #[schema(value_type = Option<crate::schema::AuthMethodSchema>, required = true)]
+    #[serde(default)]
+    pub auth_method: Option<AuthMethod>,
+    /// The public JWK of a `private_key_jwt` client; `null` otherwise.
+    #[schema(value_type = Option<Object>, required = true)]
+    #[serde(default)]
+    pub public_key: Option<Map<String, Value>>,
+    /// The RFC 7638 SHA-256 thumbprint of `public_key`, base64url; `null` without one.
+    #[schema(required = true)]
+    #[serde(default)]
+    pub public_key_thumbprint: Option<String>,
 }
 
 impl From<Token> for TokenResource {
     fn from(token: Token) -> Self {
+        let auth_method = token.auth_method();
+        let public_key_thumbprint = token
+            .public_key
+            .as_ref()
+            .map(|key| key.thumbprint().to_owned());
         Self {
             id: token.id,
             kind: token.kind,
@@ -97,6 +118,9 @@ impl From<Token> for TokenResource {
             access_token_ttl_seconds: token.access_token_ttl_seconds,
             refresh_tokens: token.refresh_tokens,
             secret_hint: token.secret_hint,
+            auth_method,
+            public_key: token.public_key.map(|key| key.jwk().clone()),
+            public_key_thumbprint,
         }
     }
 }
@@ -104,6 +128,7 @@ impl From<Token> for TokenResource {
 /// The answer to a create (201): the token, and its secret, in this response and
 /// nowhere else, ever. Which member holds the secret follows the kind: `client_id` and
 /// `client_secret` for `client_credentials`, `api_key` for `api_key`, `jwt` for `jwt`.
+/// A `private_key_jwt` client (made with a `public_key`) gets `client_id` alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CreatedToken {
     /// The token as reads show it.
@@ -159,6 +184,11 @@ pub struct CreateToken {
     /// Whether exchanges also issue rotating refresh tokens (`client_credentials` only).
     #[serde(default)]
     pub refresh_tokens: bool,
+    /// A public JWK (Ed25519, P-256 or RSA of at least 2048 bits) instead of a secret
+    /// (`client_credentials` only): the client then authenticates with `private_key_jwt`.
+    #[schema(value_type = Option<Object>)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<Map<String, Value>>,
 }
 
 /// The body of `POST /v1/tokens/{id}/roll`: how long the old token keeps working, and
@@ -174,6 +204,11 @@ pub struct RollToken {
     #[schema(format = DateTime)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// The successor's public JWK: required to roll a `private_key_jwt` client, refused
+    /// for any other token.
+    #[schema(value_type = Option<Object>)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<Map<String, Value>>,
 }
 
 /// The body of `PATCH /v1/tokens/{id}`: a new display name, the only change a token

@@ -733,7 +733,9 @@ pub struct MetadataSchema {
     grant_types_supported: Vec<String>,
     response_types_supported: Vec<String>,
     token_endpoint_auth_methods_supported: Vec<String>,
+    token_endpoint_auth_signing_alg_values_supported: Vec<String>,
     revocation_endpoint_auth_methods_supported: Vec<String>,
+    revocation_endpoint_auth_signing_alg_values_supported: Vec<String>,
     introspection_endpoint_auth_methods_supported: Vec<String>,
     access_token_signing_alg_values_supported: Vec<String>,
 }
@@ -760,11 +762,16 @@ pub struct TokenRequestSchema {
     resource: Option<String>,
     /// The refresh token (`lk_rt_…`), for `refresh_token`.
     refresh_token: Option<String>,
-    /// `client_secret_post`: the client id.
+    /// `client_secret_post`: the client id; with `private_key_jwt` optional, and then
+    /// the assertion's `iss` and `sub`.
     #[schema(format = Uuid)]
     client_id: Option<String>,
     /// `client_secret_post`: the client secret.
     client_secret: Option<String>,
+    /// `private_key_jwt`: `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`.
+    client_assertion_type: Option<String>,
+    /// `private_key_jwt`: the JWT the client signed with its private key.
+    client_assertion: Option<String>,
 }
 
 /// The form of `POST /oauth/introspect`.
@@ -790,4 +797,8 @@ pub struct RevokeRequestSchema {
     #[schema(format = Uuid)]
     client_id: Option<String>,
     client_secret: Option<String>,
+    /// `private_key_jwt`: `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`.
+    client_assertion_type: Option<String>,
+    /// `private_key_jwt`: the JWT the client signed with its private key.
+    client_assertion: Option<String>,
 }

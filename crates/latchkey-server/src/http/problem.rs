@@ -4,7 +4,7 @@
 //!
 //! The documented set of problem types (docs/API.md repeats it):
 //! `invalid-token` 401, `insufficient-scope` 403, `permission-not-held` 403,
-//! `invalid-field` 400, `invalid-body` 400, `payload-too-large` 413, `not-found` 404,
+//! `invalid-field` 400, `private-key` 400, `invalid-body` 400, `payload-too-large` 413, `not-found` 404,
 //! `already-exists` 409, `already-rolled` 409, `revoked` 409, `protected-resource` 409,
 //! `immutable-field` 422,
 //! `unknown-role` 422, `unknown-permission` 422, `unknown-member` 422,
@@ -58,6 +58,12 @@ pub enum ApiError {
         /// What is wrong.
         reason: String,
     },
+    /// A JWK that should be public holds private key material (the field's name). The
+    /// key is neither kept nor echoed.
+    #[error(
+        "`{0}` holds a private key; send only the public key (remove `d` and the other private members), and treat the private key as exposed"
+    )]
+    PrivateKey(String),
     /// The body is not the JSON the endpoint takes.
     #[error("{0}")]
     InvalidBody(String),
@@ -177,6 +183,7 @@ impl ApiError {
                 "Permission not held",
             ),
             InvalidField { .. } => (StatusCode::BAD_REQUEST, "invalid-field", "Invalid field"),
+            PrivateKey(_) => (StatusCode::BAD_REQUEST, "private-key", "Private key sent"),
             InvalidBody(_) => (
                 StatusCode::BAD_REQUEST,
                 "invalid-body",
@@ -277,9 +284,10 @@ impl ApiError {
             rule: None,
         };
         match self {
-            InvalidField { field, .. } | InvalidValue { field, .. } | ImmutableField(field) => {
-                problem.field = Some(field.clone())
-            }
+            InvalidField { field, .. }
+            | InvalidValue { field, .. }
+            | ImmutableField(field)
+            | PrivateKey(field) => problem.field = Some(field.clone()),
             PermissionNotHeld { permission, .. }
             | ReservedPermission { permission, .. }
             | UnknownPermission(permission) => problem.permission = Some(permission.clone()),

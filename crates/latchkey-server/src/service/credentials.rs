@@ -15,6 +15,7 @@
 
 use crate::service::cache::CachedToken;
 use crate::service::client::ClientMeta;
+use crate::service::client_assertion::{self, ClientAssertion};
 use crate::service::error::{Error, Result};
 use crate::service::jwt;
 use crate::service::state::AppState;
@@ -221,6 +222,26 @@ fn identify(cached: &CachedToken) {
     span.record("tenant", tracing::field::display(token.owner.tenant_id()));
 }
 
+/// How an OAuth client authenticated: a secret, or a signed assertion
+/// (`service::client_assertion`).
+#[derive(Debug)]
+pub enum Presented {
+    /// `client_secret_basic` or `client_secret_post`.
+    Secret(ClientCredentials),
+    /// `private_key_jwt`.
+    Assertion(ClientAssertion),
+}
+
+impl Presented {
+    /// The client id it claims, as sent.
+    fn claimed_client(&self) -> String {
+        match self {
+            Self::Secret(credentials) => credentials.client_id.clone(),
+            Self::Assertion(assertion) => assertion.claimed_client(),
+        }
+    }
+}
+
 /// The id and secret an OAuth client presented, by either method (RFC 6749 §2.3.1).
 #[derive(Debug)]
 pub struct ClientCredentials {
@@ -245,21 +266,26 @@ pub enum ClientRefused {
 /// the client id only when the attempt was a guess at its secret.
 pub async fn authenticate_client(
     state: &AppState,
-    presented: &ClientCredentials,
+    presented: &Presented,
     meta: &ClientMeta,
     endpoint: &str,
 ) -> Result<std::result::Result<Arc<CachedToken>, ClientRefused>> {
-    let client = TokenId::parse(&presented.client_id).ok();
+    let claimed = presented.claimed_client();
+    let client = TokenId::parse(&claimed).ok();
     if let Some(wait) = state.throttle().blocked(client, meta.ip) {
         let failure = Failure {
-            client_id: &presented.client_id,
+            client_id: &claimed,
             tenant: None,
             reason: "throttled",
         };
         record_failure(state, meta, endpoint, failure).await;
         return Ok(Err(ClientRefused::Throttled(wait)));
     }
-    match check(state, presented, meta).await? {
+    let outcome = match presented {
+        Presented::Secret(credentials) => check(state, credentials, meta).await?,
+        Presented::Assertion(assertion) => client_assertion::check(state, assertion, meta).await?,
+    };
+    match outcome {
         Ok(token) => {
             state.throttle().succeeded(token.record.token.id, meta.ip);
             state.used(&token, meta.ip);
@@ -267,10 +293,17 @@ pub async fn authenticate_client(
             Ok(Ok(token))
         }
         Err((reason, tenant)) => {
-            let guessed = client.filter(|_| is_client_secret(state, &presented.secret));
+            // Only a guess at a secret counts against the client: an assertion cannot
+            // be guessed.
+            let guessed = match presented {
+                Presented::Secret(credentials) => {
+                    client.filter(|_| is_client_secret(state, &credentials.secret))
+                }
+                Presented::Assertion(_) => None,
+            };
             state.throttle().failed(guessed, meta.ip);
             let failure = Failure {
-                client_id: &presented.client_id,
+                client_id: &claimed,
                 tenant: tenant.as_deref(),
                 reason,
             };
@@ -323,6 +356,9 @@ async fn check(
     let verified = state.codec().verify(&parsed, stored);
     let record = &token.record.token;
     let tenant = Some(record.owner.tenant_id().to_string());
+    if record.public_key.is_some() {
+        return Ok(Err(("key_client_needs_assertion", tenant)));
+    }
     if !verified || record.kind != TokenKind::ClientCredentials {
         return Ok(Err(("bad_secret", tenant)));
     }

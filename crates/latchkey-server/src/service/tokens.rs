@@ -11,7 +11,7 @@ use latchkey_core::audit::AuditContext;
 use latchkey_core::cidr::IpNet;
 use latchkey_core::secret::{Secret, SecretType};
 use latchkey_core::store::RollOutcome;
-use latchkey_core::token::{Owner, Token, TokenKind, TokenName, TokenRecord};
+use latchkey_core::token::{ClientKey, Owner, Token, TokenKind, TokenName, TokenRecord};
 use latchkey_core::{Permission, PermissionSet, RoleName, Timestamp, TokenId, UserId};
 
 /// A token to make: what a create request settles, checked.
@@ -40,6 +40,8 @@ pub struct NewToken {
     pub effective: PermissionSet,
     /// The token it succeeds, when it is made by a roll.
     pub rolled_from: Option<TokenId>,
+    /// The public key of a `private_key_jwt` client, which gets no secret.
+    pub public_key: Option<ClientKey>,
 }
 
 impl NewToken {
@@ -59,6 +61,7 @@ impl NewToken {
             refresh_tokens: old.refresh_tokens,
             effective,
             rolled_from: Some(old.id),
+            public_key: old.public_key.clone(),
         }
     }
 }
@@ -116,6 +119,7 @@ pub async fn roll(
 fn make(state: &AppState, ctx: &AuditContext, new: NewToken) -> Result<Minted> {
     let id = TokenId::generate(state.rng()).map_err(Error::internal)?;
     let secret_type = match new.kind {
+        TokenKind::ClientCredentials if new.public_key.is_some() => None,
         TokenKind::ClientCredentials => Some(SecretType::ClientSecret),
         TokenKind::ApiKey => Some(SecretType::ApiKey),
         TokenKind::Jwt => None,
@@ -147,6 +151,7 @@ fn make(state: &AppState, ctx: &AuditContext, new: NewToken) -> Result<Minted> {
             .unwrap_or(state.settings().default_access_token_ttl_seconds),
         refresh_tokens: new.refresh_tokens,
         secret_hint: issued.as_ref().map(|i| i.secret.hint()),
+        public_key: new.public_key,
     };
     // A long-lived JWT is signed now, with what the token grants now, and the key that
     // signed it stays published while the token lives.

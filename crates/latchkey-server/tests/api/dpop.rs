@@ -5,7 +5,7 @@
 //! (Python's joserfc) makes proofs the server accepts.
 
 use crate::both_backends;
-use crate::helpers::{Reply, TestApp, basic};
+use crate::helpers::{Reply, TestApp, basic, readme_python, run_python};
 use latchkey_core::jwt::b64url_decode;
 use latchkey_verify::dpop::testing::ProofKey;
 use serde_json::{Value, json};
@@ -276,46 +276,18 @@ async fn a_bound_refresh_token_needs_a_proof_by_the_same_key(app: TestApp) {
 /// shows it, gets a bound token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_joserfc_client_gets_a_dpop_bound_token() {
-    let available = std::process::Command::new("python3")
-        .args(["-c", "import joserfc"])
-        .status()
-        .is_ok_and(|status| status.success());
-    if !available && std::env::var("CI").as_deref() != Ok("true") {
-        eprintln!("python3 with joserfc is not installed; skipping the interop test");
-        return;
-    }
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
-    let section = readme
-        .split_once("## Binding tokens with DPoP")
-        .expect("README.md has the DPoP section")
-        .1;
-    let code = section
-        .split_once("```python\n")
-        .and_then(|(_, rest)| rest.split_once("```"))
-        .expect("the DPoP section has a Python block")
-        .0;
     let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("dpop_client.py");
-    std::fs::write(&script, code).unwrap();
+    let Some(script) = readme_python(
+        "Binding tokens with DPoP",
+        "import joserfc",
+        dir.path(),
+        "dpop_client.py",
+    ) else {
+        return;
+    };
     let app = TestApp::sqlite().await;
     let (id, secret) = acme(&app, false).await;
-    let base = app.base.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .arg(&script)
-            .args([&base, &id, &secret])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let result = run_python(script, vec![app.base.clone(), id, secret]).await;
     assert_eq!(result["token"]["token_type"], "DPoP");
     let jwt = result["token"]["access_token"].as_str().unwrap();
     assert_eq!(claims(jwt)["cnf"]["jkt"], result["jkt"]);

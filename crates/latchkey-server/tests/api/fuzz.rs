@@ -545,11 +545,15 @@ async fn any_form_on_an_oauth_endpoint_gets_a_success_or_an_rfc6749_error(app: T
         secret.clone(),
         refresh,
         app.root_key.clone(),
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+        // An assertion's shape: `{"alg":"ES256"}`, `{}` and a bogus signature.
+        "eyJhbGciOiJFUzI1NiJ9.e30.AAAA".into(),
     ];
     let name = prop_oneof![
         8 => prop::sample::select(vec![
             "grant_type", "client_id", "client_secret", "scope", "resource",
-            "refresh_token", "token", "token_type_hint",
+            "refresh_token", "token", "token_type_hint", "client_assertion_type",
+            "client_assertion",
         ])
         .prop_map(str::to_owned),
         1 => wire_text(),

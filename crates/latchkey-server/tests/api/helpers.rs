@@ -637,6 +637,58 @@ impl TestApp {
     }
 }
 
+/// The Python client the README shows under `heading` (its first ```python block),
+/// written to `file` in `dir`, to run as the README says. `None` when python3 cannot
+/// `import_line` and CI is not "true": the interop test then skips.
+pub fn readme_python(
+    heading: &str,
+    import_line: &str,
+    dir: &std::path::Path,
+    file: &str,
+) -> Option<std::path::PathBuf> {
+    let available = std::process::Command::new("python3")
+        .args(["-c", import_line])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !available && std::env::var("CI").as_deref() != Ok("true") {
+        eprintln!("python3 cannot `{import_line}`; skipping the interop test");
+        return None;
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let section = readme
+        .split_once(&format!("## {heading}\n"))
+        .unwrap_or_else(|| panic!("README.md has the section {heading}"))
+        .1;
+    let code = section
+        .split_once("```python\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .unwrap_or_else(|| panic!("the README section {heading} has a Python block"))
+        .0;
+    let script = dir.join(file);
+    std::fs::write(&script, code).unwrap();
+    Some(script)
+}
+
+/// Runs `python3 script args…`, expects success and parses the JSON it printed.
+pub async fn run_python(script: std::path::PathBuf, args: Vec<String>) -> Value {
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(&script)
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 /// An `Authorization: Basic` value (RFC 6749 §2.3.1).
 pub fn basic(client_id: &str, secret: &str) -> String {
     use base64::Engine;

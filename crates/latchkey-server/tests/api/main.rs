@@ -28,6 +28,7 @@ mod oauth;
 mod observe;
 mod openapi;
 mod policies;
+mod private_key_jwt;
 mod proxies;
 mod replicas;
 mod revocations;

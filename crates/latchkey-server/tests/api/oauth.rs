@@ -384,7 +384,19 @@ async fn metadata_and_jwks_publish_public_keys_only(app: TestApp) {
     );
     assert_eq!(
         metadata.body["token_endpoint_auth_methods_supported"],
-        json!(["client_secret_basic", "client_secret_post"])
+        json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt"
+        ])
+    );
+    assert_eq!(
+        metadata.body["token_endpoint_auth_signing_alg_values_supported"],
+        json!(["EdDSA", "ES256", "RS256"])
+    );
+    assert_eq!(
+        metadata.body["revocation_endpoint_auth_methods_supported"],
+        metadata.body["token_endpoint_auth_methods_supported"]
     );
     assert_eq!(
         metadata.body["access_token_signing_alg_values_supported"],

@@ -15,7 +15,7 @@ use super::client::{Client, printable};
 use super::output::{emit, emit_read, fields, items, paragraph, table, text, thousands};
 use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
-use latchkey_core::token::{Owner, TokenKind};
+use latchkey_core::token::{AuthMethod, Owner, TokenKind};
 use latchkey_core::{Timestamp, UserId};
 use latchkey_wire::{CreateToken, CreatedToken, Page, RenameToken, RollToken, TokenResource};
 use reqwest::Method;
@@ -75,6 +75,10 @@ pub enum TokenCommand {
         /// When the successor stops working, RFC 3339; the old token's expiry otherwise.
         #[arg(long, value_name = "RFC3339")]
         expires_at: Option<String>,
+        /// The successor's public key, a JWK JSON file: required to roll a
+        /// private_key_jwt client, refused for any other token.
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<std::path::PathBuf>,
     },
 }
 
@@ -133,6 +137,31 @@ pub struct CreateArgs {
     /// Also issue rotating refresh tokens on exchange (client_credentials only).
     #[arg(long)]
     refresh_tokens: bool,
+    /// A public key, a JWK JSON file (Ed25519, P-256 or RSA ≥ 2048 bits), instead of a
+    /// secret: the client authenticates with private_key_jwt (client_credentials only).
+    #[arg(long, value_name = "FILE")]
+    public_key: Option<std::path::PathBuf>,
+}
+
+/// Reads a public JWK from `path`. A key with private members is refused here, before
+/// anything is sent: the private key stays on this machine.
+fn read_public_key(path: &std::path::Path) -> anyhow::Result<serde_json::Map<String, Value>> {
+    let text = std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the public key {}: {e}", path.display()))?;
+    let Ok(Value::Object(jwk)) = serde_json::from_slice::<Value>(&text) else {
+        bail!("{} is not a JWK (a JSON object)", path.display());
+    };
+    if latchkey_verify::assertion::PRIVATE_JWK_MEMBERS
+        .iter()
+        .any(|member| jwk.contains_key(*member))
+    {
+        bail!(
+            "{} holds a private key; pass the public key only (without `d` and the other \
+             private members)",
+            path.display()
+        );
+    }
+    Ok(jwk)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -192,6 +221,11 @@ impl CreateArgs {
             ip_allowlist: self.ip_allowlist.clone(),
             created_by: self.created_by.clone(),
             refresh_tokens: self.refresh_tokens,
+            public_key: self
+                .public_key
+                .as_deref()
+                .map(read_public_key)
+                .transpose()?,
         };
         Ok((path, body))
     }
@@ -236,10 +270,12 @@ pub async fn run(client: &Client, format: Format, command: TokenCommand) -> anyh
             id,
             grace,
             expires_at,
+            public_key,
         } => {
             let body = RollToken {
                 grace_seconds: Some(grace),
                 expires_at,
+                public_key: public_key.as_deref().map(read_public_key).transpose()?,
             };
             let rolled = client
                 .send(Method::POST, &["v1", "tokens", &id, "roll"], &body)
@@ -295,6 +331,19 @@ fn created_text(created: &CreatedToken) -> String {
     .into_iter()
     .filter_map(|(key, value)| value.map(|value| (key, printable(value))))
     .collect();
+    if token.auth_method == Some(AuthMethod::PrivateKeyJwt) {
+        return format!(
+            "{summary}\n\n{}\n\nThe client authenticates with private_key_jwt: no secret, \
+             assertions signed with the private key of this public key.",
+            fields(&[
+                ("client_id", client_id.clone().unwrap_or_default()),
+                (
+                    "public_key_thumbprint",
+                    token.public_key_thumbprint.clone().unwrap_or_default(),
+                ),
+            ])
+        );
+    }
     if secrets.iter().all(|(key, _)| *key == "client_id") {
         return format!("{summary}\nwarning: the server returned no secret for this token");
     }
@@ -626,6 +675,12 @@ fn what(token: &Value) -> Vec<String> {
             "no"
         };
         parts.push(clause(format!("refresh tokens {refresh}")));
+        if token["auth_method"] == AuthMethod::PrivateKeyJwt.as_str() {
+            parts.push(clause(format!(
+                "private_key_jwt with key {}",
+                text(&token["public_key_thumbprint"])
+            )));
+        }
     }
     clauses(parts, " ·")
 }

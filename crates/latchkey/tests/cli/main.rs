@@ -1142,3 +1142,74 @@ fn trust_create_list_show_and_revoke_round_trip() {
     assert!(!bad.status.success());
     assert_eq!(items(&server.json(&["trust", "list", "acme"])).len(), 1);
 }
+
+#[test]
+fn a_client_with_a_public_key_is_created_and_rolled_with_key_files() {
+    let server = Server::start().with_acme();
+    let dir = tempfile::tempdir().unwrap();
+    // RFC 8037's Ed25519 example key, and RFC 8032's second test key.
+    let public =
+        r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+    let private = r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}"#;
+    let next = r#"{"kty":"OKP","crv":"Ed25519","x":"PUAXw-hDiVqStwqnTRt-vJyYLM8uxJaMwM1V8Sr0Zgw"}"#;
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (public, private, next) = (
+        file("key.jwk", public),
+        file("private.jwk", private),
+        file("next.jwk", next),
+    );
+    let create = |key: &str| {
+        server.run(&[
+            "token",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "signer",
+            "--kind",
+            "client_credentials",
+            "--role",
+            "viewer",
+            "--public-key",
+            key,
+        ])
+    };
+
+    // A private key never leaves the machine: refused before anything is sent.
+    let refused = create(&private).fails();
+    assert!(refused.contains("holds a private key"), "{refused}");
+    assert!(!refused.contains("nWGxne"), "{refused}");
+    let listed = server.json(&["token", "list", "--tenant", "acme"]);
+    assert!(items(&listed).is_empty(), "{listed}");
+
+    let created = create(&public).ok();
+    let id = labelled(&created, "client_id").to_owned();
+    // RFC 8037 §A.3: the key's thumbprint.
+    let thumbprint = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k";
+    assert_eq!(labelled(&created, "public_key_thumbprint"), thumbprint);
+    assert!(created.contains("private_key_jwt"), "{created}");
+    assert!(!created.contains("client_secret"), "{created}");
+    let shown = server.json(&["token", "show", &id]);
+    assert_eq!(shown["token"]["auth_method"], "private_key_jwt");
+    assert_eq!(shown["token"]["public_key_thumbprint"], thumbprint);
+    let shown = server.run(&["token", "show", &id]).ok();
+    assert!(
+        section(&shown, "WHAT").contains(&format!("private_key_jwt with key {thumbprint}")),
+        "{shown}"
+    );
+
+    // A roll takes the next key; without one the server refuses.
+    let bare = server.run(&["token", "roll", &id]).fails();
+    assert!(bare.ends_with("(400 invalid-field)"), "{bare}");
+    let rolled = server.json(&["token", "roll", &id, "--public-key", &next]);
+    assert_eq!(rolled["token"]["rolled_from"], id.as_str());
+    assert_eq!(
+        rolled["token"]["public_key"]["x"],
+        "PUAXw-hDiVqStwqnTRt-vJyYLM8uxJaMwM1V8Sr0Zgw"
+    );
+    assert!(rolled.get("client_secret").is_none(), "{rolled}");
+}

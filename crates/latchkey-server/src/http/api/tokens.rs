@@ -16,8 +16,11 @@ use axum::response::IntoResponse;
 use latchkey_core::cidr::IpNet;
 use latchkey_core::permission::{self, Authority, check_caller_grant, check_user_grant};
 use latchkey_core::store::{RollOutcome, TokenOwnerFilter};
-use latchkey_core::token::{IMMUTABLE_FIELDS, MUTABLE_FIELD, Owner, Token, TokenKind, TokenName};
+use latchkey_core::token::{
+    ClientKey, IMMUTABLE_FIELDS, MUTABLE_FIELD, Owner, Token, TokenKind, TokenName,
+};
 use latchkey_core::{Permission, PermissionSet, RoleName, TenantId, Timestamp, TokenId, UserId};
+use latchkey_verify::assertion::{PRIVATE_JWK_MEMBERS, PublicKey};
 use latchkey_wire::{CreatedToken, Page, TokenResource};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -43,6 +46,8 @@ pub struct CreateToken {
     created_by: Option<UserId>,
     #[serde(default)]
     refresh_tokens: bool,
+    #[serde(default)]
+    public_key: Option<Value>,
 }
 
 impl CreateToken {
@@ -105,6 +110,41 @@ impl Draft {
         }
         Ok(())
     }
+
+    /// The public key of a `private_key_jwt` client, when the body gives one.
+    fn client_key(&self) -> ApiResult<Option<ClientKey>> {
+        let Some(value) = &self.body.public_key else {
+            return Ok(None);
+        };
+        if self.body.kind != TokenKind::ClientCredentials {
+            return Err(ApiError::field(
+                "public_key",
+                "only client_credentials tokens authenticate with a key",
+            ));
+        }
+        client_key(value).map(Some)
+    }
+}
+
+/// Checks a client's public JWK (docs/API.md, "Clients with a private key"): an
+/// Ed25519, P-256 or RSA (≥ 2048 bits) public key. A key with private material is
+/// refused as `private-key`; nothing of it is kept or echoed.
+fn client_key(value: &Value) -> ApiResult<ClientKey> {
+    const FIELD: &str = "public_key";
+    let Value::Object(jwk) = value else {
+        return Err(ApiError::field(FIELD, "must be a JWK (a JSON object)"));
+    };
+    if jwk.get("kty").and_then(Value::as_str) == Some("oct") {
+        return Err(ApiError::field(
+            FIELD,
+            "is a symmetric (oct) key; only EdDSA, ES256 and RS256 public keys are accepted",
+        ));
+    }
+    if PRIVATE_JWK_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
+        return Err(ApiError::PrivateKey(FIELD.to_owned()));
+    }
+    PublicKey::from_jwk_object(jwk).map_err(|why| ApiError::field(FIELD, why))?;
+    ClientKey::from_jwk(jwk).ok_or_else(|| ApiError::field(FIELD, "is not a public JWK"))
 }
 
 #[utoipa::path(
@@ -135,6 +175,7 @@ pub async fn create_tenant(
         body,
     };
     draft.check_values(&state)?;
+    let public_key = draft.client_key()?;
     let requested = requested_permissions(&state, &draft).await?;
     check_caller_grant(&caller.authority, &tenant.id, &requested)?;
     if let Some(user) = &draft.created_by {
@@ -144,7 +185,7 @@ pub async fn create_tenant(
     let mut draft = draft;
     draft.effective =
         permission::effective_for_tenant_token(&tenant.id, &requested, &PermissionSet::new());
-    mint(&state, &caller, draft).await
+    mint(&state, &caller, draft, public_key).await
 }
 
 #[utoipa::path(
@@ -192,12 +233,13 @@ pub async fn create_personal(
         body,
     };
     draft.check_values(&state)?;
+    let public_key = draft.client_key()?;
     let requested = requested_permissions(&state, &draft).await?;
     check_caller_grant(&caller.authority, &tenant.id, &requested)?;
     check_user_grant(&user, &tenant.id, &holds, &requested)?;
     let mut draft = draft;
     draft.effective = permission::effective_for_personal_token(&tenant.id, &requested, &holds);
-    mint(&state, &caller, draft).await
+    mint(&state, &caller, draft, public_key).await
 }
 
 /// The token's permissions together with its roles' current permissions; refuses
@@ -226,11 +268,13 @@ pub(crate) async fn member_permissions(
         })
 }
 
-/// Makes the token and answers with its secret once.
+/// Makes the token and answers with its secret once (a client with `public_key` has
+/// none).
 async fn mint(
     state: &AppState,
     caller: &Caller,
     draft: Draft,
+    public_key: Option<ClientKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     let mut ctx = caller.audit(state);
     if draft.created_by.is_some() {
@@ -249,6 +293,7 @@ async fn mint(
         refresh_tokens: draft.body.refresh_tokens,
         effective: draft.effective,
         rolled_from: None,
+        public_key,
     };
     let minted = tokens::mint(state, &ctx, new).await?;
     Ok(created(minted))
@@ -289,6 +334,8 @@ pub struct RollToken {
     grace_seconds: Option<i64>,
     #[serde(default)]
     expires_at: Option<Timestamp>,
+    #[serde(default)]
+    public_key: Option<Value>,
 }
 
 /// `POST /v1/tokens/{id}/roll`: 201 with the successor and its secret, as a create.
@@ -322,6 +369,7 @@ pub async fn roll(
     if body.expires_at.is_some_and(|expiry| expiry <= now) {
         return Err(ApiError::value("expires_at", "must be in the future"));
     }
+    let public_key = successor_key(&old, body.public_key.as_ref())?;
     let refused = |outcome| match outcome {
         RollOutcome::AlreadyRolled => ApiError::AlreadyRolled(format!("token {}", old.id)),
         RollOutcome::Revoked => ApiError::Revoked(format!("token {}", old.id)),
@@ -344,12 +392,39 @@ pub async fn roll(
     let revokes_at = old.expires_at.map_or(now.plus_seconds(grace), |expiry| {
         expiry.min(now.plus_seconds(grace))
     });
-    let new = NewToken::successor(&old, body.expires_at, effective);
+    let mut new = NewToken::successor(&old, body.expires_at, effective);
+    new.public_key = public_key;
     let outcome = tokens::roll(&state, &ctx, old.id, new, revokes_at).await?;
     state.auth_changed();
     match outcome {
         Rolled::Made(minted) => Ok(created(*minted)),
         Rolled::Refused(outcome) => Err(refused(outcome)),
+    }
+}
+
+/// The successor's key in a roll: a `private_key_jwt` client's roll names a new one, and
+/// no other token's roll names any.
+fn successor_key(old: &Token, given: Option<&Value>) -> ApiResult<Option<ClientKey>> {
+    match (&old.public_key, given) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(ApiError::field(
+            "public_key",
+            "only a private_key_jwt client's roll takes a key; this token has none",
+        )),
+        (Some(_), None) => Err(ApiError::field(
+            "public_key",
+            "is required: a private_key_jwt client rolls to a new key",
+        )),
+        (Some(current), Some(value)) => {
+            let key = client_key(value)?;
+            if key.thumbprint() == current.thumbprint() {
+                return Err(ApiError::value(
+                    "public_key",
+                    "is the key the token has; roll to a new key",
+                ));
+            }
+            Ok(Some(key))
+        }
     }
 }
 

@@ -7,7 +7,8 @@ use super::error::{OAuthError, OAuthResult};
 use crate::http::extract::{BODY_LIMIT, client_meta, form_pairs, percent_decode};
 use crate::service::cache::CachedToken;
 use crate::service::client::ClientMeta;
-use crate::service::credentials::{self, ClientCredentials, ClientRefused};
+use crate::service::client_assertion::ClientAssertion;
+use crate::service::credentials::{self, ClientCredentials, ClientRefused, Presented};
 use crate::service::state::AppState;
 use axum::extract::Request;
 use axum::http::request::Parts;
@@ -112,7 +113,7 @@ pub(crate) async fn read_form(request: Request) -> OAuthResult<(Parts, Form)> {
     ))
 }
 
-fn presented(headers: &HeaderMap, form: &Form) -> OAuthResult<ClientCredentials> {
+fn presented(headers: &HeaderMap, form: &Form) -> OAuthResult<Presented> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -121,6 +122,25 @@ fn presented(headers: &HeaderMap, form: &Form) -> OAuthResult<ClientCredentials>
         .map(|(_, encoded)| encoded);
     let body_id = form.get("client_id")?;
     let body_secret = form.get("client_secret")?;
+    let assertion_type = form.get("client_assertion_type")?;
+    let assertion = form.get("client_assertion")?;
+    if assertion_type.is_some() || assertion.is_some() {
+        // RFC 7523 §2.2 (`private_key_jwt`); a secret beside it is refused there.
+        return Ok(Presented::Assertion(ClientAssertion {
+            client_id: body_id.map(str::to_owned),
+            assertion_type: assertion_type.map(str::to_owned),
+            assertion: assertion.map(str::to_owned),
+            with_secret: basic.is_some() || body_secret.is_some(),
+        }));
+    }
+    secret(basic, body_id, body_secret).map(Presented::Secret)
+}
+
+fn secret(
+    basic: Option<&str>,
+    body_id: Option<&str>,
+    body_secret: Option<&str>,
+) -> OAuthResult<ClientCredentials> {
     if basic.is_some() && body_secret.is_some() {
         return Err(OAuthError::invalid_request(
             "use one client authentication method, not both",

@@ -6,6 +6,13 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+/// How clients authenticate at the token and revocation endpoints.
+const CLIENT_AUTH_METHODS: [&str; 3] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+];
+
 /// `GET /.well-known/oauth-authorization-server`.
 #[utoipa::path(
     get,
@@ -18,6 +25,8 @@ use serde_json::json;
 pub async fn metadata(State(state): State<AppState>) -> Response {
     let issuer = &state.settings().public_url;
     let algorithms = state.keyring().keys().algorithms();
+    // What a `private_key_jwt` client may sign with: asymmetric algorithms only.
+    let assertion_algorithms = latchkey_verify::assertion::ALGORITHMS.map(|alg| alg.as_str());
     let body = json!({
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/oauth/token"),
@@ -30,8 +39,10 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
             super::jwt_bearer::GRANT_TYPE,
         ],
         "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": assertion_algorithms,
+        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "revocation_endpoint_auth_signing_alg_values_supported": assertion_algorithms,
         "introspection_endpoint_auth_methods_supported": ["bearer"],
         "access_token_signing_alg_values_supported": algorithms,
         "dpop_signing_alg_values_supported": latchkey_verify::dpop::ALGORITHMS

@@ -211,6 +211,7 @@ mod tests {
             access_token_ttl_seconds: 900,
             refresh_tokens: false,
             secret_hint: None,
+            public_key: None,
         };
         Arc::new(CachedToken::new(
             TokenRecord {
