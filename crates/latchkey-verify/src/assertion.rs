@@ -25,6 +25,12 @@ use std::sync::Arc;
 /// Longest assertion read; longer ones are refused before decoding.
 pub const MAX_ASSERTION_BYTES: usize = 16 * 1024;
 
+/// The longest `sub` accepted: it is carried into access tokens and upstream headers.
+pub const MAX_SUBJECT_LEN: usize = 1024;
+
+/// The longest `jti` accepted: replay guards keep it, keyed, until the assertion expires.
+pub const MAX_JTI_LEN: usize = 256;
+
 /// The algorithms an assertion may use: asymmetric only.
 pub const ALGORITHMS: [Algorithm; 3] = [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256];
 
@@ -267,11 +273,17 @@ pub fn check_claims(
         .filter(|s| !s.is_empty())
         .ok_or(InvalidReason::MissingClaim("sub"))?
         .to_owned();
+    if subject.len() > MAX_SUBJECT_LEN {
+        return Err(InvalidReason::InvalidClaim("sub"));
+    }
     let jti = claims
         .get("jti")
         .and_then(Value::as_str)
         .filter(|j| !j.is_empty())
         .map(str::to_owned);
+    if jti.as_ref().is_some_and(|j| j.len() > MAX_JTI_LEN) {
+        return Err(InvalidReason::InvalidClaim("jti"));
+    }
     Ok(Checked {
         subject,
         jti,

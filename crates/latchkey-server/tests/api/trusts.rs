@@ -538,6 +538,27 @@ async fn every_bad_assertion_is_refused_with_invalid_grant_and_audited(app: Test
         ),
         ("no exp", issuer.sign(&without("exp")), vec![]),
         (
+            "exp more than a day ahead",
+            issuer.sign(&with("exp", json!(now + 2 * 86_400))),
+            vec![],
+        ),
+        (
+            "a jti longer than 256",
+            issuer.sign(&with("jti", json!("j".repeat(257)))),
+            vec![],
+        ),
+        (
+            "a sub longer than 1,024",
+            issuer.sign(&with(
+                "sub",
+                json!(format!(
+                    "repo:acme/app:ref:refs/heads/main{}",
+                    "x".repeat(1024)
+                )),
+            )),
+            vec![],
+        ),
+        (
             "exp as a string",
             issuer.sign(&with("exp", json!("9999999999"))),
             vec![],
@@ -634,6 +655,7 @@ async fn every_bad_assertion_is_refused_with_invalid_grant_and_audited(app: Test
         "unknown_issuer",
         "wrong_audience",
         "expired",
+        "exp_too_far",
         "not_yet_valid",
         "issued_in_future",
         "algorithm_not_allowed",

@@ -33,6 +33,11 @@ pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// Clock skew tolerated on the assertion's `exp`, `nbf` and `iat`.
 pub const LEEWAY_SECONDS: i64 = 60;
 
+/// The longest an assertion may still have to live (`exp - now`), beyond the leeway: CI
+/// platforms sign for minutes, Kubernetes for an hour by default; the replay guard
+/// keeps each `jti` that long at most.
+pub const MAX_LIFETIME_SECONDS: i64 = 86_400;
+
 /// Claims of a CI run copied into the `trust.exchanged` event when present (the "who"
 /// of the five Ws: GitHub Actions and GitLab CI names).
 const RUN_CLAIMS: [&str; 14] = [
@@ -78,6 +83,7 @@ impl Refused {
             }
             InvalidReason::BadSignature => "bad_signature",
             InvalidReason::Expired => "expired",
+            InvalidReason::InvalidClaim("exp") => "exp_too_far",
             InvalidReason::NotYetValid => "not_yet_valid",
             InvalidReason::IssuedInFuture => "issued_in_future",
             InvalidReason::WrongAudience => "wrong_audience",
@@ -173,7 +179,7 @@ async fn accept(state: &AppState, request: &OAuthRequest, text: &str) -> Result<
         issuer: &issuer,
         audiences: &audiences,
         leeway_seconds: LEEWAY_SECONDS,
-        max_lifetime_seconds: None,
+        max_lifetime_seconds: Some(MAX_LIFETIME_SECONDS + LEEWAY_SECONDS),
     };
     let now = state.now();
     let checked = assertion::check_claims(&claims, &expect, now)
