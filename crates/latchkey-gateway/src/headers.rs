@@ -12,8 +12,15 @@
 //!   …) into `_` too. After a successful
 //!   authentication the gateway sets them from the verified principal: the token id,
 //!   the tenant, the user (personal tokens only; absent otherwise) and the effective
-//!   scopes, space-separated and sorted (present, possibly empty). Public routes get
-//!   none.
+//!   scopes, space-separated and sorted (present, possibly empty); and for an access
+//!   token issued through a trust (the JWT-bearer grant) the trust's id and the outside
+//!   caller's subject, absent otherwise. Public routes get none.
+//! - **A subject is any string its issuer wrote**, so it is percent-encoded: every byte
+//!   of its UTF-8 that is not visible ASCII (`!`–`~`), and `%` itself, becomes `%XX`.
+//!   The subjects CI platforms write (`repo:acme/app:ref:refs/heads/main`,
+//!   `system:serviceaccount:ci:deployer`, `spiffe://example.org/ci`) hold none of
+//!   those and arrive as issued; one with a space, a control character or non-ASCII
+//!   cannot break or add a header, and one percent-decoding gives it back exactly.
 //! - **Hop-by-hop headers stop here** (RFC 9110 §7.6.1): `Connection` and every header
 //!   it names, `Keep-Alive`, `Proxy-Connection`, `Proxy-Authenticate`,
 //!   `Proxy-Authorization`, `TE`, `Trailer`, `Transfer-Encoding` and `Upgrade`, both
@@ -41,6 +48,10 @@ pub const TENANT: HeaderName = HeaderName::from_static("x-latchkey-tenant");
 pub const USER: HeaderName = HeaderName::from_static("x-latchkey-user");
 /// The caller's effective scopes, space-separated.
 pub const SCOPES: HeaderName = HeaderName::from_static("x-latchkey-scopes");
+/// The trust that issued the caller's access token (the JWT-bearer grant).
+pub const TRUST: HeaderName = HeaderName::from_static("x-latchkey-trust");
+/// The outside caller's subject on a trust-issued access token, percent-encoded.
+pub const SUBJECT: HeaderName = HeaderName::from_static("x-latchkey-subject");
 
 const IDENTITY_PREFIX: &str = "x-latchkey-";
 
@@ -128,7 +139,31 @@ pub(crate) fn set_identity(
         SCOPES,
         HeaderValue::from_str(&format_scope(&principal.scopes))?,
     );
+    if let Some(trust) = &principal.trust {
+        headers.insert(TRUST, HeaderValue::from_str(&trust.trust_id.to_string())?);
+        headers.insert(
+            SUBJECT,
+            HeaderValue::from_str(&encode_subject(&trust.subject))?,
+        );
+    }
     Ok(())
+}
+
+/// `subject` with every byte outside visible ASCII, and `%`, percent-encoded (upper-case
+/// hex), so that it is always a valid header value that decodes back to `subject`.
+fn encode_subject(subject: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(subject.len());
+    for byte in subject.bytes() {
+        if byte.is_ascii_graphic() && byte != b'%' {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0x0F)]));
+        }
+    }
+    out
 }
 
 /// Appends `client` to `X-Forwarded-For`, folding repeated headers into one.
@@ -216,6 +251,7 @@ mod tests {
             jti: None,
             expires_at: None,
             ip_allowlist: Vec::new(),
+            trust: None,
         }
     }
 
@@ -373,6 +409,93 @@ mod tests {
                 }
             }
             prop_assert!(headers.keys().all(|n| before.contains_key(n)));
+        }
+    }
+
+    fn trust_principal(subject: &str) -> Principal {
+        Principal {
+            trust: Some(latchkey_verify::TrustCaller {
+                trust_id: TokenId::from_u128(42),
+                subject: subject.to_owned(),
+            }),
+            ..principal(None)
+        }
+    }
+
+    /// Percent-decodes `text` once.
+    fn decode(text: &str) -> Vec<u8> {
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_trust_token_sets_its_trust_and_subject_and_a_plain_token_neither() {
+        let mut headers = map(&[("x-latchkey-subject", "forged"), ("X_Latchkey_Trust", "x")]);
+        let subject = "repo:acme/app:ref:refs/heads/main";
+        to_upstream(
+            &mut headers,
+            Some(&trust_principal(subject)),
+            [10, 0, 0, 1].into(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(headers[&SUBJECT], subject);
+        assert_eq!(headers[&TRUST], TokenId::from_u128(42).to_string().as_str());
+        assert_eq!(headers.get_all(&SUBJECT).iter().count(), 1);
+        assert!(headers.get("x_latchkey_trust").is_none());
+
+        let mut plain = map(&[("x-latchkey-subject", "forged"), ("x-latchkey-trust", "x")]);
+        to_upstream(
+            &mut plain,
+            Some(&principal(None)),
+            [10, 0, 0, 1].into(),
+            false,
+        )
+        .unwrap();
+        assert!(plain.get(&SUBJECT).is_none());
+        assert!(plain.get(&TRUST).is_none());
+    }
+
+    #[test]
+    fn a_subject_that_no_header_may_carry_is_percent_encoded() {
+        for (subject, sent) in [
+            ("a b", "a%20b"),
+            ("100%", "100%25"),
+            (
+                "x\r\nX-Latchkey-Tenant: evil",
+                "x%0D%0AX-Latchkey-Tenant:%20evil",
+            ),
+            ("main\u{7f}", "main%7F"),
+            ("réf", "r%C3%A9f"),
+            ("spiffe://example.org/ci", "spiffe://example.org/ci"),
+        ] {
+            let mut headers = HeaderMap::new();
+            set_identity(&mut headers, &trust_principal(subject)).unwrap();
+            assert_eq!(headers[&SUBJECT], sent, "{subject:?}");
+            assert_eq!(decode(sent), subject.as_bytes());
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_subject_makes_a_visible_ascii_header_that_decodes_back(subject in any::<String>()) {
+            let mut headers = HeaderMap::new();
+            set_identity(&mut headers, &trust_principal(&subject)).unwrap();
+            let value = headers[&SUBJECT].as_bytes();
+            prop_assert!(value.iter().all(u8::is_ascii_graphic));
+            prop_assert_eq!(decode(std::str::from_utf8(value).unwrap()), subject.as_bytes());
         }
     }
 

@@ -392,6 +392,7 @@ public = true
             jti: None,
             expires_at: None,
             ip_allowlist: Vec::new(),
+            trust: None,
         }
     }
 

@@ -306,5 +306,8 @@ fn principal(answer: &Map<String, Value>, exp: Option<i64>) -> Option<Principal>
         jti: None,
         expires_at: exp,
         ip_allowlist,
+        // Only api keys are introspected into a principal; JWTs keep the one their
+        // claims gave.
+        trust: None,
     })
 }

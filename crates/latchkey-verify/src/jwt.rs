@@ -10,12 +10,14 @@
 //! refetch), then the signature with the key the issuer published under that `kid`,
 //! whose algorithm must equal the header's, and only then the claims: JSON types first (`exp`/`nbf`/`iat` must be
 //! numbers), required claims, `iss` exactly, `aud`, the time window with leeway, and
-//! the values latchkey issues (`client_id` a token id, `tid`, `scope`, `tkt`/`uid`).
+//! the values latchkey issues (`client_id` a token id, `tid`, `scope`, `tkt`/`uid`, and
+//! on tokens issued through a trust `trust_id` equal to `client_id`, with `sub` the
+//! outside caller's subject).
 
 use crate::error::InvalidReason;
 use crate::json::{JsonError, parse_object};
 use crate::narrow::GrantBasis;
-use crate::principal::{Principal, TokenKind};
+use crate::principal::{Principal, TokenKind, TrustCaller};
 use latchkey_core::cidr::IpNet;
 use latchkey_core::jwt::{ACCESS_TOKEN_TYPE, Algorithm, Header, TokenOwnerType, b64url_decode};
 use latchkey_core::permission::parse_scope;
@@ -111,7 +113,7 @@ pub(crate) fn check_header(
 }
 
 /// Claims that must be JSON strings when present.
-const STRING_CLAIMS: [&str; 9] = [
+const STRING_CLAIMS: [&str; 10] = [
     "iss",
     "sub",
     "jti",
@@ -121,6 +123,7 @@ const STRING_CLAIMS: [&str; 9] = [
     "tkt",
     "uid",
     "knd",
+    "trust_id",
 ];
 
 /// Claims that must be arrays of strings when present.
@@ -319,6 +322,7 @@ fn principal(claims: Claims, kind: TokenKind) -> Result<Principal, InvalidReason
         .map(|net| IpNet::parse(net))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| InvalidReason::InvalidClaim("ipa"))?;
+    let trust = trust_caller(&claims, &token_id)?;
     Ok(Principal {
         token_id,
         tenant,
@@ -329,7 +333,32 @@ fn principal(claims: Claims, kind: TokenKind) -> Result<Principal, InvalidReason
         jti: Some(claims.jti),
         expires_at: claims.exp,
         ip_allowlist,
+        trust,
     })
+}
+
+/// The outside caller of a token issued through a trust. The server writes `trust_id`
+/// equal to `client_id` on tenant access tokens only (crates/latchkey-server/src/http/
+/// oauth/jwt_bearer.rs), so any other shape is not a token it issued: a `trust_id`
+/// naming another id would let revoking one trust miss tokens that claim it.
+fn trust_caller(claims: &Claims, token_id: &TokenId) -> Result<Option<TrustCaller>, InvalidReason> {
+    let Some(trust_id) = &claims.trust_id else {
+        return Ok(None);
+    };
+    let trust_id = TokenId::parse(trust_id)
+        .ok()
+        .filter(|id| id == token_id)
+        .ok_or(InvalidReason::InvalidClaim("trust_id"))?;
+    if claims.tkt != TokenOwnerType::Tenant || claims.is_long_lived() {
+        return Err(InvalidReason::InvalidClaim("trust_id"));
+    }
+    if claims.sub.is_empty() {
+        return Err(InvalidReason::InvalidClaim("sub"));
+    }
+    Ok(Some(TrustCaller {
+        trust_id,
+        subject: claims.sub.clone(),
+    }))
 }
 
 #[cfg(test)]

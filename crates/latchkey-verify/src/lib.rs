@@ -57,7 +57,7 @@
 //! #     token_id: TokenId::from_u128(7), tenant: TenantId::parse("acme").unwrap(),
 //! #     user: None, owner: TokenOwnerType::Tenant, kind: TokenKind::ApiKey,
 //! #     scopes: parse_scope("reports:read").unwrap(), jti: None, expires_at: None,
-//! #     ip_allowlist: Vec::new(),
+//! #     ip_allowlist: Vec::new(), trust: None,
 //! # };
 //! let denied = Scopes::all_of(["reports:write"]).check(&principal).unwrap_err();
 //! assert_eq!(denied.status(), 403);
@@ -106,7 +106,7 @@ pub use layer::{
 // one; verifier users keep finding it here.
 pub use latchkey_core::clock::{Clock, SystemClock};
 pub use options::{Credential, VerifierOptions};
-pub use principal::{Principal, Scopes, TokenKind};
+pub use principal::{Principal, Scopes, TokenKind, TrustCaller};
 pub use replica::{ReplicaMetrics, ReplicaOptions, RevocationReplica, StaleReason};
 pub use revocation::{NoRevocationList, Revocation, RevocationCheck};
 pub use transport::{ClientIdentity, install_crypto_provider, tls_client_config};

@@ -255,6 +255,7 @@ mod tests {
             jti: Some("j".to_owned()),
             expires_at: None,
             ip_allowlist: allowlist.iter().map(|n| IpNet::parse(n).unwrap()).collect(),
+            trust: None,
         }
     }
 

@@ -42,6 +42,22 @@ pub struct Principal {
     /// already judged it against the client address it was given.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ip_allowlist: Vec<latchkey_core::cidr::IpNet>,
+    /// Who the caller is outside latchkey, on access tokens issued through a trust (the
+    /// JWT-bearer grant, docs/API.md "Trusts"); `None` on every other credential.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust: Option<TrustCaller>,
+}
+
+/// The caller of an access token issued through a trust: the outside issuer's subject
+/// (a CI job's `repo:acme/app:ref:refs/heads/main`) and the trust that accepted it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrustCaller {
+    /// The trust's id: the token's `trust_id`, which is also its `client_id` and so the
+    /// principal's `token_id`.
+    pub trust_id: TokenId,
+    /// The assertion's subject, the token's `sub`, exactly as the issuer wrote it: any
+    /// non-empty string, so it may hold characters no HTTP header may carry.
+    pub subject: String,
 }
 
 impl Principal {
@@ -160,6 +176,7 @@ mod tests {
             jti: None,
             expires_at: None,
             ip_allowlist: Vec::new(),
+            trust: None,
         }
     }
 

@@ -42,14 +42,18 @@ pub struct IntrospectionResponse {
     /// What it grants now, space-separated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
-    /// The token id.
+    /// The token id; for an access token issued through a trust, the trust's id.
     #[schema(value_type = Option<String>, format = Uuid)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<TokenId>,
-    /// The token id.
+    /// The token id; for an access token issued through a trust, the subject of the
+    /// assertion it was exchanged for (any string its issuer wrote).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The trust that issued the access token (the JWT-bearer grant); absent otherwise.
     #[schema(value_type = Option<String>, format = Uuid)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sub: Option<TokenId>,
+    pub trust_id: Option<TokenId>,
     /// The token's tenant.
     #[schema(value_type = Option<String>)]
     #[serde(default, skip_serializing_if = "Option::is_none")]

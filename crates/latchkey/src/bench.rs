@@ -11,11 +11,15 @@
 //! Figures are throughput and latency quantiles of one run each; it is a benchmark, not
 //! a test, and it asserts nothing about speed. Any failed request fails the command.
 //! `--edge` measures the gateway instead (`edge`), `--followers N` the revocation feed's
-//! fan-out (`followers`); docs/BENCHMARKS.md says how to read each.
+//! fan-out (`followers`); `--jwt-bearer` the JWT-bearer grant against client
+//! credentials (`federation`), and `--edge --dpop` the gateway's DPoP overhead, both in
+//! alternating rounds; docs/BENCHMARKS.md says how to read each.
 
 mod child;
 mod edge;
+mod federation;
 mod followers;
+mod keys;
 mod load;
 mod report;
 mod server;
@@ -23,8 +27,6 @@ mod setup;
 
 use crate::admin::client::Credential;
 use anyhow::{anyhow, bail};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use clap::Args;
 use load::{Plan, Target};
 use report::Report;
@@ -69,10 +71,23 @@ pub struct BenchArgs {
     /// Measure only the client-credentials grant run.
     #[arg(long, conflicts_with = "edge")]
     grants_only: bool,
+    /// Measure the JWT-bearer grant against the client-credentials grant instead, in
+    /// alternating rounds (--rounds): the bench serves a fake OpenID Connect issuer on
+    /// loopback and creates trusts for it, with replay protection off and on.
+    #[arg(long, conflicts_with_all = ["edge", "grants_only"])]
+    jwt_bearer: bool,
+    /// With --edge: measure the gateway's DPoP overhead instead, in alternating rounds
+    /// (--rounds) of a Bearer JWT and of a DPoP-bound JWT with a fresh proof per request;
+    /// the CPU column is then the gateway's.
+    #[arg(long, requires = "edge")]
+    dpop: bool,
+    /// With --jwt-bearer or --dpop: rounds of each run.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
+    rounds: u64,
     /// Measure the fan-out instead: this many followers of the revocation stream, then
     /// --revocations revocations timed to the last follower, and the server's memory per
     /// follower.
-    #[arg(long, value_name = "N", conflicts_with_all = ["edge", "grants_only"],
+    #[arg(long, value_name = "N", conflicts_with_all = ["edge", "grants_only", "jwt_bearer"],
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     followers: Option<u64>,
     /// With --followers: run this many server replicas on the --database-url PostgreSQL
@@ -130,6 +145,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "latchkey bench: {} connections to http://{}, {} s + {} s warm-up per run",
         plan.connections, plan.address, args.duration, args.warmup
     );
+    if args.edge && args.dpop {
+        let runs = edge::run_dpop(plan.address, server.admin.clone(), &plan, args.rounds).await?;
+        let notes = Vec::from_iter(report::comparison(
+            &runs,
+            edge::BEARER,
+            edge::DPOP,
+            "gateway",
+        ));
+        return finish(&args, command, server, &plan, runs, "gateway", notes).await;
+    }
     if args.edge {
         let report = edge::run(plan.address, server.admin.clone(), &plan, revocations).await?;
         if let Some(child) = server.child {
@@ -149,8 +174,33 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let fixture = setup::prepare(plan.address, server.admin).await?;
+    let fixture = setup::prepare(plan.address, server.admin.clone()).await?;
+    if args.jwt_bearer {
+        let admin = server.admin.clone();
+        let runs = federation::alternate(plan.address, admin, &fixture, &plan, args.rounds).await?;
+        let notes = [federation::REUSED, federation::FRESH]
+            .iter()
+            .filter_map(|candidate| {
+                report::comparison(&runs, federation::CLIENT_CREDENTIALS, candidate, "server")
+            })
+            .collect();
+        return finish(&args, command, server, &plan, runs, "server", notes).await;
+    }
     let runs = measure_all(&fixture, &plan, args.grants_only).await?;
+    finish(&args, command, server, &plan, runs, "server", Vec::new()).await
+}
+
+/// Stops the server the bench started, prints the report of `runs` and appends it to
+/// `--output`; fails when any request failed.
+async fn finish(
+    args: &BenchArgs,
+    command: String,
+    server: ServerUnderTest,
+    plan: &Plan,
+    runs: Vec<load::Outcome>,
+    measured: &'static str,
+    notes: Vec<String>,
+) -> anyhow::Result<()> {
     if let Some(child) = server.child {
         child.stop().await;
     }
@@ -163,6 +213,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         warmup: plan.warmup,
         duration: plan.duration,
         runs,
+        measured,
+        notes,
     };
     println!("{}", report.text());
     if let Some(path) = &args.output {
@@ -258,18 +310,7 @@ async fn measure_all(
     plan: &Plan,
     grants_only: bool,
 ) -> anyhow::Result<Vec<load::Outcome>> {
-    let basic = STANDARD.encode(format!(
-        "{}:{}",
-        form_encode(&fixture.client_id),
-        form_encode(&fixture.client_secret)
-    ));
-    let grants = Target {
-        name: "client_credentials grant",
-        path: "/oauth/token",
-        authorization: format!("Basic {basic}"),
-        body: "grant_type=client_credentials".to_owned(),
-        expect: "\"access_token\"",
-    };
+    let grants = fixture.grants_target();
     let mut runs = vec![measure(&grants, plan).await?];
     if grants_only {
         return Ok(runs);
@@ -277,12 +318,13 @@ async fn measure_all(
     // Obtained now rather than at setup, so that it lives through the run however long
     // the grant run was.
     let access_token = fixture.access_token(plan.address).await?;
-    let introspect = |name, token: &str| Target {
-        name,
+    let introspect = |name: &str, token: &str| Target {
+        name: name.to_owned(),
         path: "/oauth/introspect",
         authorization: format!("Bearer {}", fixture.introspect_key),
         body: format!("token={}", form_encode(token)),
         expect: "\"active\":true",
+        fresh: None,
     };
     runs.push(measure(&introspect("introspect access JWT", &access_token), plan).await?);
     runs.push(measure(&introspect("introspect api key", &fixture.api_key), plan).await?);

@@ -13,5 +13,6 @@ mod listener;
 mod narrow;
 mod reload;
 mod support;
+mod trust;
 mod upstream_tls;
 mod usage;

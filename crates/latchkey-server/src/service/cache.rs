@@ -156,6 +156,11 @@ impl TokenCache {
         }
     }
 
+    /// An empty cache with the same lifetime and capacity.
+    pub fn sibling(&self) -> Self {
+        Self::new(self.ttl, self.capacity)
+    }
+
     /// A fresh entry, if any.
     pub fn get(&self, id: TokenId) -> Option<Lookup> {
         let entries = self.entries.lock().ok()?;

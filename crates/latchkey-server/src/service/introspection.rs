@@ -23,6 +23,13 @@ pub struct Active {
     pub kind: Presented,
 }
 
+impl Active {
+    /// True for an access token issued through a trust.
+    pub fn is_trust(&self) -> bool {
+        matches!(&self.kind, Presented::Jwt(claims) if claims.trust_id.is_some())
+    }
+}
+
 /// The kind of an active credential, with what its answer says of it alone.
 pub enum Presented {
     /// An api key: created at `iat`, expiring at its token's expiry.
@@ -55,8 +62,9 @@ pub async fn introspect(
     };
     let active = active
         .filter(|active| client != Client::JudgedByCaller || active.token.admits(caller).is_ok());
-    // An active answer is a use of the token (docs/API.md, "Tenant policies").
-    if let Some(active) = &active {
+    // An active answer is a use of the token (docs/API.md, "Tenant policies"); a trust
+    // is not a token and has no `last_used_at`.
+    if let Some(active) = active.as_ref().filter(|active| !active.is_trust()) {
         let ip = match client {
             Client::Address(ip) => Some(ip),
             Client::Unknown | Client::JudgedByCaller => None,
@@ -158,7 +166,17 @@ async fn inspect_jwt(state: &AppState, presented: &str, client: Client) -> Resul
     let Ok(id) = latchkey_core::TokenId::parse(&claims.client_id) else {
         return Ok(None);
     };
-    let Some(token) = state.token(id).await? else {
+    let token = match &claims.trust_id {
+        None => state.token(id).await?,
+        // Issued through a trust (docs/API.md, "Trusts"): judged by the trust's grant,
+        // which is a tenant token's with the trust's id (`Trust::as_token`). The server
+        // writes `trust_id` equal to `client_id`, on access tokens only.
+        Some(trust_id) if *trust_id == claims.client_id && !claims.is_long_lived() => {
+            state.trust_token(id).await?
+        }
+        Some(_) => return Ok(None),
+    };
+    let Some(token) = token else {
         return Ok(None);
     };
     if claims.is_long_lived() != (token.record.token.kind == TokenKind::Jwt) {

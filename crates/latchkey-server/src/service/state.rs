@@ -24,7 +24,7 @@ use latchkey_core::cidr::IpNet;
 use latchkey_core::clock::Clock;
 use latchkey_core::secret::SecretCodec;
 use latchkey_core::store::Store;
-use latchkey_core::token::Token;
+use latchkey_core::token::{Token, TokenRecord};
 use latchkey_core::usable::{self, Standing};
 use latchkey_core::{PermissionSet, Timestamp, TokenId};
 use latchkey_geoip::ReloadingGeoIp;
@@ -84,6 +84,9 @@ struct Inner {
     settings: Settings,
     keyring: KeyRing,
     tokens: TokenCache,
+    /// Trusts as the tenant tokens their access tokens are judged by, apart from the
+    /// tokens so that a trust's id never authenticates as a client.
+    trusts: TokenCache,
     throttle: Throttle,
     revocations: RevocationHub,
     audit: AuditQueue,
@@ -135,6 +138,7 @@ impl AppState {
                 rng: SystemRandom::new(),
                 settings: parts.settings,
                 keyring: parts.keyring,
+                trusts: parts.tokens.sibling(),
                 tokens: parts.tokens,
                 throttle: parts.throttle,
                 revocations: RevocationHub::new(parts.heartbeat),
@@ -187,6 +191,7 @@ impl AppState {
     /// wakes the revocation feed's followers.
     pub fn auth_changed(&self) {
         self.inner.tokens.clear();
+        self.inner.trusts.clear();
         self.inner.revocations.wake();
     }
 
@@ -261,28 +266,54 @@ impl AppState {
         let generation = self.inner.tokens.generation();
         let loaded = match self.store().get_token(id).await? {
             None => None,
-            Some(record) => {
-                let (effective, member) = self.effective_permissions(&record.token).await?;
-                let stored = self
-                    .store()
-                    .get_policy(record.token.owner.tenant_id())
-                    .await?;
-                let require_dpop = self.settings().policy_floor.require_dpop
-                    || stored.as_ref().is_some_and(|s| s.policy.require_dpop);
-                let network = match stored {
-                    Some(stored) if !stored.policy.network.is_empty() => {
-                        Arc::new(stored.policy.network)
-                    }
-                    _ => Arc::default(),
-                };
-                let mut cached = CachedToken::new(record, effective, member)
-                    .with_network(network, self.inner.geoip.clone());
-                cached.require_dpop = require_dpop;
-                Some(Arc::new(cached))
-            }
+            Some(record) => Some(self.cached(record).await?),
         };
         self.inner.tokens.put(id, loaded.clone(), generation);
         Ok(loaded)
+    }
+
+    /// The trust `id` as the tenant token its access tokens are judged by
+    /// ([`Trust::as_token`](latchkey_core::trust::Trust::as_token): its grant, its
+    /// revocation, its tenant's network rules), with what it grants now; from the
+    /// cache or the store. Never a client: it has no secret.
+    pub async fn trust_token(&self, id: TokenId) -> Result<Lookup> {
+        if let Some(hit) = self.inner.trusts.get(id) {
+            return Ok(hit);
+        }
+        let generation = self.inner.trusts.generation();
+        let loaded = match self.store().get_trust(id).await? {
+            None => None,
+            Some(trust) => {
+                let record = TokenRecord {
+                    token: trust.as_token(),
+                    secret: None,
+                    signing_kid: None,
+                    secret_lookup: None,
+                };
+                Some(self.cached(record).await?)
+            }
+        };
+        self.inner.trusts.put(id, loaded.clone(), generation);
+        Ok(loaded)
+    }
+
+    /// `record` with what it grants now and its tenant's policy.
+    async fn cached(&self, record: TokenRecord) -> Result<Arc<CachedToken>> {
+        let (effective, member) = self.effective_permissions(&record.token).await?;
+        let stored = self
+            .store()
+            .get_policy(record.token.owner.tenant_id())
+            .await?;
+        let require_dpop = self.settings().policy_floor.require_dpop
+            || stored.as_ref().is_some_and(|s| s.policy.require_dpop);
+        let network = match stored {
+            Some(stored) if !stored.policy.network.is_empty() => Arc::new(stored.policy.network),
+            _ => Arc::default(),
+        };
+        let mut cached = CachedToken::new(record, effective, member)
+            .with_network(network, self.inner.geoip.clone());
+        cached.require_dpop = require_dpop;
+        Ok(Arc::new(cached))
     }
 
     /// What `token` grants right now (docs/API.md, "When a token is usable"), through

@@ -25,6 +25,7 @@ both_backends!(
     a_jti_is_accepted_once_unless_the_trust_allows_reuse,
     revoking_a_trust_refuses_its_assertions_and_revokes_its_tokens_through_the_feed,
     an_unknown_kid_refetches_the_issuers_keys_at_most_once_per_interval,
+    a_trust_issued_token_introspects_active_until_the_trust_is_revoked,
 );
 
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -404,6 +405,10 @@ async fn a_github_actions_id_token_is_exchanged_for_the_trusts_grant(app: TestAp
         .await
         .expect("the trust's JWT verifies");
     assert_eq!(principal.token_id.to_string(), trust_id);
+    // Handlers behind the tower layer learn who the outside caller is.
+    let caller = principal.trust.as_ref().expect("a trust caller");
+    assert_eq!(caller.trust_id.to_string(), trust_id);
+    assert_eq!(caller.subject, REPO_SUBJECT);
     assert!(
         principal
             .scopes
@@ -828,4 +833,117 @@ async fn a_jti_used_on_one_replica_is_refused_on_the_other() {
         assert_invalid_grant(&jwt_bearer(&b, &assertion, &[]).await, "later on b");
         assert_invalid_grant(&jwt_bearer(&a, &assertion, &[]).await, "later on a");
     }
+}
+
+async fn a_trust_issued_token_introspects_active_until_the_trust_is_revoked(app: TestApp) {
+    acme(&app).await;
+    let issuer = Issuer::start().await;
+    let trust = create_trust(&app, "acme", trust_body(&issuer, "repo:acme/app:*")).await;
+    let id = trust["id"].as_str().unwrap().to_owned();
+    let reply = jwt_bearer(&app, &issuer.sign(&issuer.github(&app, REPO_SUBJECT)), &[]).await;
+    reply.assert_status(200);
+    let jwt = reply.body["access_token"].as_str().unwrap().to_owned();
+    let claims = claims_of(&jwt);
+    let introspector = app.introspection_key().await;
+
+    let answer = app.introspect_as(&introspector, &jwt, &[]).await;
+    assert_eq!(answer["active"], true, "{answer}");
+    assert_eq!(answer["sub"], REPO_SUBJECT);
+    assert_eq!(answer["client_id"], id.as_str());
+    assert_eq!(answer["trust_id"], id.as_str());
+    assert_eq!(answer["tid"], "acme");
+    assert!(answer.get("uid").is_none());
+    assert_eq!(answer["scope"], "billing:read reports:read");
+    assert_eq!(answer["token_type"], "Bearer");
+    assert!(answer.get("cnf").is_none());
+    assert_eq!(answer["iss"], app.base.as_str());
+    for member in ["exp", "iat", "nbf", "jti", "aud"] {
+        assert_eq!(answer[member], claims[member], "{member}");
+    }
+    assert_eq!(answer["rol"], json!(["viewer"]));
+    assert_eq!(answer["prm"], json!(["billing:read"]));
+    // The root key (latchkey:admin) sees the same, judged from its own address.
+    let admin = app.introspect(&jwt).await;
+    assert_eq!(admin["active"], true);
+    assert_eq!(admin["trust_id"], id.as_str());
+
+    // A narrowed token introspects with its own scope.
+    let narrow = jwt_bearer(
+        &app,
+        &issuer.sign(&issuer.github(&app, REPO_SUBJECT)),
+        &[("scope", "reports:read")],
+    )
+    .await;
+    narrow.assert_status(200);
+    let narrow = narrow.body["access_token"].as_str().unwrap().to_owned();
+    let answer = app.introspect_as(&introspector, &narrow, &[]).await;
+    assert_eq!(answer["scope"], "reports:read");
+
+    // Control: a client-credentials token of the tenant names itself and no trust.
+    let created = app
+        .create_tenant_token(
+            "acme",
+            json!({ "name": "plain", "kind": "client_credentials", "roles": ["viewer"] }),
+        )
+        .await;
+    let client_id = created["client_id"].as_str().unwrap();
+    let plain = app
+        .exchange(client_id, created["client_secret"].as_str().unwrap(), &[])
+        .await;
+    plain.assert_status(200);
+    let plain = app
+        .introspect_as(
+            &introspector,
+            plain.body["access_token"].as_str().unwrap(),
+            &[],
+        )
+        .await;
+    assert_eq!(plain["active"], true);
+    assert_eq!(plain["sub"], client_id);
+    assert!(plain.get("trust_id").is_none());
+
+    // Attack: the trust's id is no client, so it authenticates nothing.
+    let as_client = app.exchange(&id, "anything", &[]).await;
+    assert_eq!(as_client.status, 401, "{}", as_client.text);
+    assert_eq!(as_client.body["error"], "invalid_client");
+    // Attack: a tampered payload (another subject) breaks the signature.
+    let mut parts: Vec<String> = jwt.split('.').map(str::to_owned).collect();
+    let mut forged = claims.clone();
+    forged["sub"] = json!("repo:evil/app:ref:refs/heads/main");
+    parts[1] = b64url_encode(forged.to_string().as_bytes());
+    let answer = app
+        .introspect_as(&introspector, &parts.join("."), &[])
+        .await;
+    assert_eq!(answer, json!({ "active": false }));
+
+    // Revoking the trust makes every token it issued inactive, at once.
+    app.delete(&format!("/v1/trusts/{id}"))
+        .await
+        .assert_status(204);
+    for token in [&jwt, &narrow] {
+        let answer = app.introspect_as(&introspector, token, &[]).await;
+        assert_eq!(answer, json!({ "active": false }));
+    }
+    assert_eq!(app.introspect(&jwt).await, json!({ "active": false }));
+    let shown = app.get(&format!("/v1/trusts/{id}")).await;
+    shown.assert_status(200);
+    assert!(!shown.body["revoked_at"].is_null());
+    // The plain token is untouched.
+    let still = app
+        .introspect_as(&introspector, &created_jwt(&app, &created).await, &[])
+        .await;
+    assert_eq!(still["active"], true);
+}
+
+/// A fresh access token of the client-credentials token `created`.
+async fn created_jwt(app: &TestApp, created: &Value) -> String {
+    let reply = app
+        .exchange(
+            created["client_id"].as_str().unwrap(),
+            created["client_secret"].as_str().unwrap(),
+            &[],
+        )
+        .await;
+    reply.assert_status(200);
+    reply.body["access_token"].as_str().unwrap().to_owned()
 }

@@ -143,6 +143,61 @@ async fn whoami_returns_the_verified_principal() {
 }
 
 #[tokio::test]
+async fn a_trust_tokens_subject_and_trust_reach_the_handler_and_a_plain_tokens_do_not() {
+    let f = Fixture::start().await;
+    let whoami = |claims: Value| {
+        let token = crate::support::sign(&f.ed, &crate::support::header(&f.ed), &claims);
+        let app = app(&f);
+        async move {
+            let response = call(&app, "/whoami", &[&format!("Bearer {token}")]).await;
+            let status = response.status();
+            let body = to_bytes(response.into_body(), 1 << 16).await.unwrap();
+            (status, serde_json::from_slice::<Value>(&body).ok())
+        }
+    };
+    let subject = "repo:acme/app:ref:refs/heads/main";
+    let mut trusted = f.claims();
+    trusted["sub"] = subject.into();
+    trusted["trust_id"] = trusted["client_id"].clone();
+    let (status, body) = whoami(trusted.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let body = body.unwrap();
+    assert_eq!(body["token_id"], trusted["client_id"]);
+    assert_eq!(body["trust"]["trust_id"], trusted["client_id"]);
+    assert_eq!(body["trust"]["subject"], subject);
+
+    // Control: a client-credentials token has no trust.
+    let (status, body) = whoami(f.claims()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.unwrap().get("trust").is_none());
+
+    // A trust id other than the token's own, or of the wrong type, or on a personal
+    // token or a long-lived JWT: not a token the server issued.
+    let mut cases = Vec::new();
+    for bad in [
+        serde_json::json!(uuid::Uuid::new_v4().to_string()),
+        serde_json::json!("trust"),
+        serde_json::json!(1),
+        Value::Null,
+    ] {
+        let mut claims = trusted.clone();
+        claims["trust_id"] = bad;
+        cases.push(claims);
+    }
+    let mut personal = trusted.clone();
+    personal["tkt"] = "user".into();
+    personal["uid"] = "u_42".into();
+    cases.push(personal);
+    let mut long_lived = trusted.clone();
+    long_lived["knd"] = "jwt".into();
+    cases.push(long_lived);
+    for claims in cases {
+        let (status, _) = whoami(claims.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{claims}");
+    }
+}
+
+#[tokio::test]
 async fn a_handler_behind_no_layer_cannot_extract_a_principal() {
     let f = Fixture::start().await;
     let token = format!("Bearer {}", f.token(&f.ed));

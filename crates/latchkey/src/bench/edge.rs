@@ -19,14 +19,19 @@
 //! connected gateway has acknowledged the entry.
 
 use super::child::{self, Listening};
-use super::load::{self, Outcome, Plan, Target};
+use super::federation::issuer_of;
+use super::keys::SigningKey;
+use super::load::{self, Fresh, Maker, Outcome, Plan, Target};
 use super::report;
 use crate::admin::client::{Client, Credential};
 use anyhow::{Context, bail};
+use hyper::header::HeaderName;
 use latchkey_core::permission::{ADMIN, INTROSPECT};
+use latchkey_verify::dpop::access_token_hash;
 use reqwest::Method;
 use serde_json::json;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
@@ -57,6 +62,54 @@ async fn upstream() -> anyhow::Result<SocketAddr> {
     Ok(address)
 }
 
+/// A gateway the bench started in front of its upstream, following the server, with a
+/// tenant for the bench's tokens and a good token's JWT it already let through.
+struct Edge {
+    client: Client,
+    base: String,
+    upstream: SocketAddr,
+    gateway: Gateway,
+    http: reqwest::Client,
+    /// A client-credentials token of `tenant` holding `bench:read`: id and secret.
+    token: (String, String),
+}
+
+impl Edge {
+    /// Creates `tenant` and the gateway's key at the server `server`, starts the
+    /// upstream and the gateway, and waits until the gateway lets a token through.
+    async fn start(server: SocketAddr, admin: Credential, tenant: &str) -> anyhow::Result<Self> {
+        let base = format!("http://{server}");
+        let client = Client::new(&base, Some(admin))?;
+        bench_tenant(&client, tenant).await?;
+        let gateway_key = system_key(&client, "bench gateway", INTROSPECT).await?;
+        let upstream = upstream().await?;
+        let gateway = start_gateway(&base, &gateway_key, upstream).await?;
+        let token =
+            tenant_client_token(&client, tenant, json!({ "permissions": ["bench:read"] })).await?;
+        let http = reqwest::Client::new();
+        let jwt = exchange(&http, &base, &token.0, &token.1).await?;
+        // The gateway listens before its deny list has loaded, and refuses tokens until
+        // then.
+        until_status(
+            &http,
+            &format!("http://{}/reports", gateway.address),
+            &jwt,
+            200,
+            READY_TIMEOUT,
+            "the gateway did not let a good token through within 10 s",
+        )
+        .await?;
+        Ok(Self {
+            client,
+            base,
+            upstream,
+            gateway,
+            http,
+            token,
+        })
+    }
+}
+
 /// Runs the edge measurements against the server at `server`.
 pub async fn run(
     server: SocketAddr,
@@ -64,44 +117,16 @@ pub async fn run(
     plan: &Plan,
     revocations: usize,
 ) -> anyhow::Result<EdgeReport> {
-    let base = format!("http://{server}");
-    let client = Client::new(&base, Some(admin))?;
-    client
-        .send(
-            Method::PUT,
-            &["v1", "permissions", "bench:read"],
-            &json!({}),
-        )
-        .await?;
-    client
-        .send(Method::POST, &["v1", "tenants"], &json!({ "id": "edge" }))
-        .await?;
-    let gateway_key = client
-        .send(
-            Method::POST,
-            &["v1", "tenants", "latchkey", "tokens"],
-            &json!({ "name": "bench gateway", "kind": "api_key", "permissions": [INTROSPECT] }),
-        )
-        .await?["api_key"]
-        .as_str()
-        .context("the gateway's api key")?
-        .to_owned();
-    let upstream = upstream().await?;
-    let gateway = start_gateway(&base, &gateway_key, upstream).await?;
+    let Edge {
+        client,
+        base,
+        upstream,
+        gateway,
+        http,
+        token: (id, secret),
+    } = Edge::start(server, admin, "edge").await?;
     let edge = gateway.address;
-    let (id, secret) = client_token(&client, json!({ "permissions": ["bench:read"] })).await?;
-    let http = reqwest::Client::new();
     let jwt = exchange(&http, &base, &id, &secret).await?;
-    // The gateway listens before its deny list has loaded, and refuses tokens until then.
-    until_status(
-        &http,
-        &format!("http://{edge}/reports"),
-        &jwt,
-        200,
-        READY_TIMEOUT,
-        "the gateway did not let a good token through within 10 s",
-    )
-    .await?;
     let mut loads = Vec::new();
     for (name, path, address, authorization) in [
         ("upstream directly", "/reports", upstream, String::new()),
@@ -119,11 +144,12 @@ pub async fn run(
         ),
     ] {
         let target = Target {
-            name,
+            name: name.to_owned(),
             path,
             authorization,
             body: String::new(),
             expect: "ok",
+            fresh: None,
         };
         let plan = Plan { address, ..*plan };
         eprintln!("running: {name}");
@@ -208,6 +234,80 @@ pub async fn run(
     })
 }
 
+/// The run names of `--edge --dpop`, which the report's comparison groups rounds by.
+pub const BEARER: &str = "gateway, Bearer JWT";
+pub const DPOP: &str = "gateway, DPoP-bound JWT + fresh proof";
+
+/// `--edge --dpop`: the gateway's DPoP overhead. `rounds` times, alternating, the same
+/// GET through the gateway with a Bearer JWT and with a DPoP-bound JWT of the same
+/// grant and a new proof per request, which the load generator signs (its CPU shows in
+/// the bench column, with the sample upstream's); the CPU column is the gateway
+/// process's, and each run waits for the gateway to go idle first. Both tokens are
+/// fetched anew each round, so no run outlives them.
+pub async fn run_dpop(
+    server: SocketAddr,
+    admin: Credential,
+    plan: &Plan,
+    rounds: u64,
+) -> anyhow::Result<Vec<Outcome>> {
+    let edge = Edge::start(server, admin, &super::setup::unique_tenant()).await?;
+    let address = edge.gateway.address;
+    let url = format!("http://{address}/reports");
+    let key = Arc::new(SigningKey::dpop()?);
+    let token_endpoint = format!("{}/oauth/token", issuer_of(&edge.base).await?);
+    let plan = Plan {
+        address,
+        server_pid: edge.gateway.process.pid(),
+        ..*plan
+    };
+    let (id, secret) = &edge.token;
+    let mut runs = Vec::new();
+    for round in 1..=rounds {
+        let bearer = exchange(&edge.http, &edge.base, id, secret).await?;
+        let target = Target {
+            name: format!("{BEARER}, round {round}"),
+            path: "/reports",
+            authorization: format!("Bearer {bearer}"),
+            body: String::new(),
+            expect: "ok",
+            fresh: None,
+        };
+        runs.push(super::measure(&target, &plan).await?);
+
+        let proof = key.proof("POST", &token_endpoint, None);
+        let bound = bound_exchange(&edge.http, &edge.base, id, secret, &proof).await?;
+        let ath = access_token_hash(&bound);
+        let (signer, htu) = (key.clone(), url.clone());
+        let maker: Maker = Arc::new(move || Ok(signer.proof("GET", &htu, Some(&ath))));
+        let target = Target {
+            name: format!("{DPOP}, round {round}"),
+            path: "/reports",
+            authorization: format!("DPoP {bound}"),
+            body: String::new(),
+            expect: "ok",
+            fresh: Some(Fresh::Header(HeaderName::from_static("dpop"), maker)),
+        };
+        runs.push(super::measure(&target, &plan).await?);
+    }
+    edge.gateway.stop().await;
+    Ok(runs)
+}
+
+/// A client-credentials grant with a DPoP `proof`: a token bound to its key.
+async fn bound_exchange(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    secret: &str,
+    proof: &str,
+) -> anyhow::Result<String> {
+    let (token, token_type) = grant(http, base, id, secret, Some(proof)).await?;
+    if token_type != "DPoP" {
+        bail!("the server did not bind the token to the proof's key: {token_type}");
+    }
+    Ok(token)
+}
+
 /// How long a revocation or narrowing may take to reach the gateway before the bench
 /// gives up.
 const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -260,15 +360,39 @@ impl Gateway {
 /// A system-tenant api key holding `latchkey:admin`, sent as a plain Bearer token by the
 /// synchronous revocations (the admin client knows no query strings).
 async fn revoker_key(client: &Client) -> anyhow::Result<String> {
+    system_key(client, "bench revoker", ADMIN).await
+}
+
+/// The permission `bench:read` (created again harmlessly) and a new tenant `tenant`.
+pub(super) async fn bench_tenant(client: &Client, tenant: &str) -> anyhow::Result<()> {
+    client
+        .send(
+            Method::PUT,
+            &["v1", "permissions", "bench:read"],
+            &json!({}),
+        )
+        .await?;
+    client
+        .send(Method::POST, &["v1", "tenants"], &json!({ "id": tenant }))
+        .await?;
+    Ok(())
+}
+
+/// A new system-tenant api key named `name` holding `permission`.
+pub(super) async fn system_key(
+    client: &Client,
+    name: &str,
+    permission: &str,
+) -> anyhow::Result<String> {
     Ok(client
         .send(
             Method::POST,
             &["v1", "tenants", "latchkey", "tokens"],
-            &json!({ "name": "bench revoker", "kind": "api_key", "permissions": [ADMIN] }),
+            &json!({ "name": name, "kind": "api_key", "permissions": [permission] }),
         )
         .await?["api_key"]
         .as_str()
-        .context("the revoker's api key")?
+        .with_context(|| format!("the api key of {name}"))?
         .to_owned())
 }
 
@@ -296,7 +420,8 @@ async fn revoke_and_wait(
 }
 
 /// A client-credentials token of tenant `edge` holding `grant` (`permissions` or
-/// `roles`): its id and secret.
+/// `roles`): its id and secret. Only `run` uses the tenant `edge`; other modes make
+/// their own.
 async fn client_token(
     client: &Client,
     grant: serde_json::Value,
@@ -353,18 +478,37 @@ async fn exchange(
     id: &str,
     secret: &str,
 ) -> anyhow::Result<String> {
-    let granted: serde_json::Value = http
+    Ok(grant(http, base, id, secret, None).await?.0)
+}
+
+/// A client-credentials grant, with a DPoP `proof` when given: the access token and
+/// its type.
+async fn grant(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    secret: &str,
+    proof: Option<&str>,
+) -> anyhow::Result<(String, String)> {
+    let mut request = http
         .post(format!("{base}/oauth/token"))
-        .basic_auth(id, Some(secret))
+        .basic_auth(id, Some(secret));
+    if let Some(proof) = proof {
+        request = request.header("dpop", proof);
+    }
+    let granted: serde_json::Value = request
         .form(&[("grant_type", "client_credentials")])
         .send()
         .await?
         .json()
         .await?;
-    Ok(granted["access_token"]
-        .as_str()
-        .context("access_token")?
-        .to_owned())
+    let member = |name: &str| {
+        granted[name]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("the grant's answer has no {name}: {granted}"))
+    };
+    Ok((member("access_token")?, member("token_type")?))
 }
 
 impl EdgeReport {

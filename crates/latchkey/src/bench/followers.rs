@@ -32,7 +32,6 @@ use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use latchkey_core::permission::INTROSPECT;
 use latchkey_core::store::FeedKind;
-use reqwest::Method;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -87,26 +86,10 @@ pub async fn run(
 ) -> anyhow::Result<FanOutReport> {
     let first = *servers.first().context("no server to follow")?;
     let client = Client::new(&format!("http://{first}"), Some(admin))?;
-    client
-        .send(
-            Method::PUT,
-            &["v1", "permissions", "bench:read"],
-            &json!({}),
-        )
-        .await?;
     let tenant = unique_tenant();
-    client
-        .send(Method::POST, &["v1", "tenants"], &json!({ "id": tenant }))
-        .await?;
-    let key: Arc<str> = client
-        .send(
-            Method::POST,
-            &["v1", "tenants", "latchkey", "tokens"],
-            &json!({ "name": "bench followers", "kind": "api_key", "permissions": [INTROSPECT] }),
-        )
-        .await?["api_key"]
-        .as_str()
-        .context("the followers' api key")?
+    super::edge::bench_tenant(&client, &tenant).await?;
+    let key: Arc<str> = super::edge::system_key(&client, "bench followers", INTROSPECT)
+        .await?
         .into();
     // Followers start at the head, so that a server with history does not replay it
     // to every one of them.

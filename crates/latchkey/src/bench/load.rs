@@ -9,13 +9,15 @@
 //! requests in flight at its edges are dropped, as wrk does. Every answer is checked: a
 //! status other than 200, or a 200 whose body lacks the expected text (an introspection
 //! that says `{"active":false}` is fast and wrong), counts as an error, never as a
-//! request served.
+//! request served. A target may make part of each request anew ([`Fresh`]: a DPoP proof,
+//! an assertion with its own `jti`); that work is the generator's, on the cores it
+//! shares with the server, and shows in the bench's CPU column.
 
 use anyhow::Context;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use std::collections::BTreeMap;
@@ -31,7 +33,7 @@ const ERROR_BACKOFF: Duration = Duration::from_millis(20);
 /// One kind of request a run repeats.
 pub struct Target {
     /// The run's name in the report.
-    pub name: &'static str,
+    pub name: String,
     /// The path, e.g. `/oauth/token`.
     pub path: &'static str,
     /// The whole `Authorization` header value; empty sends none.
@@ -40,6 +42,21 @@ pub struct Target {
     pub body: String,
     /// Text every good answer's body contains.
     pub expect: &'static str,
+    /// What is made anew for every request, if anything.
+    pub fresh: Option<Fresh>,
+}
+
+/// A maker of one string per request.
+pub type Maker = Arc<dyn Fn() -> anyhow::Result<String> + Send + Sync>;
+
+/// The part of a request made anew for each send.
+#[derive(Clone)]
+pub enum Fresh {
+    /// A header (`DPoP`, with a proof whose `jti` and `iat` are new).
+    Header(HeaderName, Maker),
+    /// The form body (an assertion with a new `jti`); replaces [`Target::body`], whose
+    /// emptiness still makes the request a GET.
+    Body(Maker),
 }
 
 /// How hard and how long to load the server.
@@ -100,7 +117,7 @@ impl Errors {
 /// The measured window of one run.
 #[derive(Debug)]
 pub struct Outcome {
-    pub name: &'static str,
+    pub name: String,
     /// Durations of the good requests, sorted.
     pub latencies: Vec<Duration>,
     pub errors: Errors,
@@ -142,6 +159,7 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
         },
         body: Bytes::from(target.body.clone()),
         expect: target.expect,
+        fresh: target.fresh.clone(),
     });
     let start = Instant::now();
     let window = Window {
@@ -164,7 +182,7 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
     }
     latencies.sort_unstable();
     Ok(Outcome {
-        name: target.name,
+        name: target.name.clone(),
         latencies,
         errors,
         window: plan.duration,
@@ -182,10 +200,11 @@ struct Prepared {
     /// Empty: a GET; otherwise a form POST.
     body: Bytes,
     expect: &'static str,
+    fresh: Option<Fresh>,
 }
 
 impl Prepared {
-    fn request(&self) -> Result<Request<Full<Bytes>>, hyper::http::Error> {
+    fn request(&self) -> anyhow::Result<Request<Full<Bytes>>> {
         let mut builder = if self.body.is_empty() {
             Request::get(self.uri.clone())
         } else {
@@ -195,7 +214,15 @@ impl Prepared {
         if let Some(authorization) = &self.authorization {
             builder = builder.header(AUTHORIZATION, authorization.clone());
         }
-        builder.body(Full::new(self.body.clone()))
+        let body = match &self.fresh {
+            None => self.body.clone(),
+            Some(Fresh::Header(name, make)) => {
+                builder = builder.header(name, HeaderValue::from_str(&make()?)?);
+                self.body.clone()
+            }
+            Some(Fresh::Body(make)) => Bytes::from(make()?),
+        };
+        Ok(builder.body(Full::new(body))?)
     }
 }
 
@@ -382,7 +409,7 @@ mod tests {
 
     fn outcome(millis: &[u64]) -> Outcome {
         Outcome {
-            name: "t",
+            name: "t".to_owned(),
             latencies: millis.iter().copied().map(Duration::from_millis).collect(),
             errors: Errors::default(),
             window: Duration::from_secs(2),

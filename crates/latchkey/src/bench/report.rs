@@ -21,25 +21,38 @@ pub struct Report {
     pub warmup: Duration,
     pub duration: Duration,
     pub runs: Vec<Outcome>,
+    /// The process whose CPU the first CPU column shows: `server`, or `gateway` for
+    /// loads through the gateway.
+    pub measured: &'static str,
+    /// Lines printed after the table (comparisons of alternating rounds).
+    pub notes: Vec<String>,
 }
 
-const HEADERS: [&str; 9] = [
-    "run",
-    "requests/s",
-    "p50 ms",
-    "p99 ms",
-    "requests",
-    "errors",
-    "server CPU",
-    "bench CPU",
-    "other CPU",
-];
-
-const CPU_NOTE: &str = "CPU columns: cores' worth of CPU time used during the measured window \
-                        by the server, by the bench, and by everything else on the machine \
-                        (PostgreSQL included).";
-
 impl Report {
+    fn headers(&self) -> [String; 9] {
+        [
+            "run",
+            "requests/s",
+            "p50 ms",
+            "p99 ms",
+            "requests",
+            "errors",
+            &format!("{} CPU", self.measured),
+            "bench CPU",
+            "other CPU",
+        ]
+        .map(str::to_owned)
+    }
+
+    fn cpu_note(&self) -> String {
+        format!(
+            "CPU columns: cores' worth of CPU time used during the measured window by the {}, \
+             by the bench, and by everything else on the machine (PostgreSQL and any other \
+             latchkey process included).",
+            self.measured
+        )
+    }
+
     /// Failed requests over all runs.
     pub fn errors(&self) -> u64 {
         self.runs.iter().map(|run| run.errors.total()).sum()
@@ -115,8 +128,13 @@ impl Report {
     pub fn text(&self) -> String {
         let mut out = self.conditions().join("\n");
         out.push_str("\n\n");
-        out.push_str(&table(&HEADERS, self.rows(), "no runs"));
-        out.push_str(&format!("\n{CPU_NOTE}\n"));
+        let headers = self.headers();
+        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+        out.push_str(&table(&headers, self.rows(), "no runs"));
+        out.push_str(&format!("\n{}\n", self.cpu_note()));
+        for note in &self.notes {
+            out.push_str(&format!("\n{note}"));
+        }
         for failure in self.failures() {
             out.push_str(&format!("\nWARNING: {failure}"));
         }
@@ -136,14 +154,18 @@ impl Report {
         for failure in self.failures() {
             out.push_str(&format!("\n**WARNING: {failure}.**\n"));
         }
-        out.push_str(&format!("\n| {} |\n", HEADERS.join(" | ")));
+        let headers = self.headers();
+        out.push_str(&format!("\n| {} |\n", headers.join(" | ")));
         out.push_str("| --- |");
-        out.push_str(&" ---: |".repeat(HEADERS.len() - 1));
+        out.push_str(&" ---: |".repeat(headers.len() - 1));
         out.push('\n');
         for row in self.rows() {
             out.push_str(&format!("| {} |\n", row.join(" | ")));
         }
-        out.push_str(&format!("\n{CPU_NOTE}\n"));
+        out.push_str(&format!("\n{}\n", self.cpu_note()));
+        for note in &self.notes {
+            out.push_str(&format!("\n- {note}\n"));
+        }
         out
     }
 
@@ -227,9 +249,101 @@ pub fn cpu_model() -> Option<String> {
         .map(|(_, model)| model.trim().to_owned())
 }
 
+/// The medians over the runs whose names start with `kind`: requests/s, and CPU
+/// microseconds per request of the measured process and of the bench.
+fn medians(runs: &[Outcome], kind: &str) -> Option<(f64, Option<f64>, Option<f64>)> {
+    let of: Vec<&Outcome> = runs.iter().filter(|r| r.name.starts_with(kind)).collect();
+    let median = |mut values: Vec<f64>| -> Option<f64> {
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied()
+    };
+    let per_request = |cores: fn(&Outcome) -> Option<f64>| {
+        median(
+            of.iter()
+                .filter(|r| r.rate() > 0.0)
+                .filter_map(|r| cores(r).map(|c| c / r.rate() * 1e6))
+                .collect(),
+        )
+    };
+    Some((
+        median(of.iter().map(|r| r.rate()).collect())?,
+        per_request(|r| r.cpu.server),
+        per_request(|r| r.cpu.bench),
+    ))
+}
+
+/// One line comparing the rounds of `candidate` with those of `baseline` (run names
+/// start with them): median requests/s and their ratio, and the median CPU per request
+/// of `measured` (the server or the gateway) and of the bench. `None` when either has
+/// no run.
+pub fn comparison(
+    runs: &[Outcome],
+    baseline: &str,
+    candidate: &str,
+    measured: &str,
+) -> Option<String> {
+    let (base_rate, base_cpu, base_bench) = medians(runs, baseline)?;
+    let (rate, cpu, bench) = medians(runs, candidate)?;
+    let rounds = runs
+        .iter()
+        .filter(|r| r.name.starts_with(candidate))
+        .count();
+    let micros = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0} µs"));
+    let ratio = if base_rate > 0.0 {
+        rate / base_rate
+    } else {
+        0.0
+    };
+    Some(format!(
+        "{candidate} against {baseline}, medians of {rounds} alternating rounds: {} vs {} \
+         requests/s ({ratio:.2}×); {measured} CPU per request {} vs {}; bench CPU per \
+         request {} vs {}",
+        thousands(rate.round() as u64),
+        thousands(base_rate.round() as u64),
+        micros(cpu),
+        micros(base_cpu),
+        micros(bench),
+        micros(base_bench),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::load::{CpuUse, Errors};
+
+    fn run(name: &str, requests: usize, server: f64) -> Outcome {
+        Outcome {
+            name: name.to_owned(),
+            latencies: vec![Duration::from_millis(1); requests],
+            errors: Errors::default(),
+            window: Duration::from_secs(1),
+            cpu: CpuUse {
+                bench: Some(0.5),
+                server: Some(server),
+                other: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_comparison_takes_the_median_round_of_each_kind() {
+        let runs = [
+            run("plain, round 1", 1000, 1.0),
+            run("fancy, round 1", 400, 1.0),
+            run("plain, round 2", 2000, 1.0),
+            run("fancy, round 2", 500, 1.0),
+            run("plain, round 3", 1500, 1.0),
+            run("fancy, round 3", 10, 1.0),
+        ];
+        assert_eq!(
+            comparison(&runs, "plain", "fancy", "gateway").unwrap(),
+            "fancy against plain, medians of 3 alternating rounds: 400 vs 1,500 requests/s \
+             (0.27×); gateway CPU per request 2500 µs vs 667 µs; bench CPU per request \
+             1250 µs vs 333 µs"
+        );
+        assert_eq!(comparison(&runs, "plain", "other", "server"), None);
+    }
 
     #[test]
     fn the_command_line_is_quoted_and_keeps_no_secret() {

@@ -7,8 +7,12 @@
 //! and unique where it is not (the tenant), so a bench can run again against the same
 //! server or database.
 
+use super::form_encode;
+use super::load::Target;
 use crate::admin::client::{Client, Credential};
 use anyhow::{Context, anyhow};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use latchkey_core::permission::INTROSPECT;
 use reqwest::Method;
 use reqwest::header::CONTENT_TYPE;
@@ -17,11 +21,14 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const PERMISSION: &str = "bench:read";
-const ROLE: &str = "bench-reader";
+/// The role the bench's tokens (and trusts) hold.
+pub(super) const ROLE: &str = "bench-reader";
 const SYSTEM_TENANT: &str = "latchkey";
 
 /// The credentials the runs present.
 pub struct Fixture {
+    /// The tenant made for this bench.
+    pub tenant: String,
     /// The client_credentials token's id and secret.
     pub client_id: String,
     pub client_secret: String,
@@ -78,6 +85,7 @@ pub async fn prepare(address: SocketAddr, admin: Credential) -> anyhow::Result<F
         .await
         .context("creating the introspection key")?;
     Ok(Fixture {
+        tenant,
         client_id: member(&grants, "client_id")?,
         client_secret: member(&grants, "client_secret")?,
         api_key: member(&api_key, "api_key")?,
@@ -86,6 +94,23 @@ pub async fn prepare(address: SocketAddr, admin: Credential) -> anyhow::Result<F
 }
 
 impl Fixture {
+    /// The client-credentials grant, the client's secret in HTTP Basic.
+    pub fn grants_target(&self) -> Target {
+        let basic = STANDARD.encode(format!(
+            "{}:{}",
+            form_encode(&self.client_id),
+            form_encode(&self.client_secret)
+        ));
+        Target {
+            name: "client_credentials grant".to_owned(),
+            path: "/oauth/token",
+            authorization: format!("Basic {basic}"),
+            body: "grant_type=client_credentials".to_owned(),
+            expect: "\"access_token\"",
+            fresh: None,
+        }
+    }
+
     /// One access JWT for the client, by one client-credentials grant.
     pub async fn access_token(&self, address: SocketAddr) -> anyhow::Result<String> {
         let response = reqwest::Client::new()

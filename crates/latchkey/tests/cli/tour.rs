@@ -598,6 +598,103 @@ fn bench_followers_beyond_the_hard_open_file_limit_says_how_to_raise_it() {
     assert!(output.stdout.is_empty(), "no report without the followers");
 }
 
+/// The requests/s of the table row starting with `run` in a bench's text report.
+fn rate_of(stdout: &str, run: &str) -> f64 {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(run))
+        .unwrap_or_else(|| panic!("no {run} in {stdout}"));
+    let rest = line[run.len()..].trim_start();
+    let rate = rest.split_whitespace().next().unwrap().replace(',', "");
+    rate.parse().unwrap_or_else(|_| panic!("{line}"))
+}
+
+#[test]
+fn bench_jwt_bearer_alternates_rounds_against_client_credentials() {
+    let stdout = succeeds(&[
+        "bench",
+        "--jwt-bearer",
+        "--rounds",
+        "2",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--connections",
+        "2",
+    ]);
+    for round in 1..=2 {
+        for run in [
+            "client_credentials grant",
+            "jwt-bearer grant, replay protection off",
+            "jwt-bearer grant, replay protection on",
+        ] {
+            assert!(rate_of(&stdout, &format!("{run}, round {round}")) > 0.0);
+        }
+    }
+    for candidate in ["replay protection off", "replay protection on"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("jwt-bearer grant, {candidate} against")))
+            .unwrap_or_else(|| panic!("no comparison for {candidate} in {stdout}"));
+        assert!(
+            line.contains("medians of 2 alternating rounds")
+                && line.contains("server CPU per request"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn bench_edge_dpop_alternates_bearer_and_dpop_through_the_gateway() {
+    let stdout = succeeds(&[
+        "bench",
+        "--edge",
+        "--dpop",
+        "--rounds",
+        "1",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--connections",
+        "2",
+    ]);
+    assert!(rate_of(&stdout, "gateway, Bearer JWT, round 1") > 0.0);
+    assert!(rate_of(&stdout, "gateway, DPoP-bound JWT + fresh proof, round 1") > 0.0);
+    assert!(stdout.contains("gateway CPU"), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with(
+            "gateway, DPoP-bound JWT + fresh proof against gateway, Bearer JWT, medians of 1"
+        ) && l.contains("gateway CPU per request")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bench_dpop_needs_edge_and_jwt_bearer_excludes_edge() {
+    for (args, says) in [
+        (&["bench", "--dpop"][..], "required"),
+        (
+            &["bench", "--jwt-bearer", "--edge"][..],
+            "cannot be used with",
+        ),
+        (
+            &["bench", "--jwt-bearer", "--followers", "2"][..],
+            "cannot be used with",
+        ),
+    ] {
+        let output = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn bench_followers_conflicts_with_edge() {
     let output = Command::new(BIN)

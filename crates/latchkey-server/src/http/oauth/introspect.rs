@@ -7,6 +7,10 @@
 //! now (docs/API.md, "When a token is usable"), and it carries the grant's basis (`rol`,
 //! `prm`) and the allowlist (`ip_allowlist`) so a verifier can keep narrowing it.
 //!
+//! An access token issued through a trust is judged by the trust: active while the trust
+//! is and the JWT is valid, with what the trust grants now; its answer names the trust
+//! (`client_id`, `trust_id`) and the outside caller (`sub`).
+//!
 //! The address judged: a `client_ip` parameter from a caller holding
 //! `latchkey:introspect`; without one, that caller enforces the returned `ip_allowlist`
 //! itself (a gateway caches answers per credential, not per client). A caller holding
@@ -104,7 +108,7 @@ fn answer_for(state: &AppState, active: &Active) -> IntrospectionResponse {
         active: true,
         scope: Some(format_scope(&active.scope)),
         client_id: Some(token.id),
-        sub: Some(token.id),
+        sub: Some(token.id.to_string()),
         tid: Some(token.owner.tenant_id().clone()),
         uid: token.owner.user_id().cloned(),
         token_type: Some("Bearer".to_owned()),
@@ -137,6 +141,12 @@ fn answer_for(state: &AppState, active: &Active) -> IntrospectionResponse {
             if let Some(cnf) = &claims.cnf {
                 body.token_type = Some("DPoP".to_owned());
                 body.cnf = Some(cnf.clone());
+            }
+            // Issued through a trust: `client_id` is the trust's id (the token built
+            // from it), `sub` the outside caller's subject.
+            if claims.trust_id.is_some() {
+                body.sub = Some(claims.sub.clone());
+                body.trust_id = Some(token.id);
             }
         }
     }
