@@ -131,7 +131,7 @@ pub struct GatewayConfig {
     /// The origin (`https://api.example.com`) clients address the gateway at, when it
     /// sits behind a TLS-terminating load balancer: the `htu` of a DPoP proof is this
     /// and the request's path. Unset: `https` when the gateway serves TLS itself, else
-    /// `http`, with the request's `Host` (README.md, "Binding tokens with DPoP").
+    /// `http`, with the request's `Host` (docs/MACHINES.md, "Binding tokens with DPoP").
     /// `X-Forwarded-Host`/`-Proto` are never read for it.
     #[serde(default)]
     pub public_origin: Option<String>,

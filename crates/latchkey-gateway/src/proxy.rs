@@ -89,7 +89,7 @@ pub(crate) fn route(
 /// allowlist does not hold `client` is refused as an invalid token (401).
 ///
 /// A DPoP-bound token needs its proof for `method` and the URI the client addressed
-/// (README.md, "Binding tokens with DPoP"): `public_origin` and the path when it is
+/// (docs/MACHINES.md, "Binding tokens with DPoP"): `public_origin` and the path when it is
 /// set; else the request's own absolute URI (HTTP/2); else `https` when the gateway
 /// serves TLS (`tls`), `http` otherwise, with the `Host` header.
 pub(crate) async fn authenticate(

@@ -2,7 +2,7 @@
 //! resource request may rely on it, the RFC 7638 thumbprint that binds a token to the
 //! proof's key, and the replay cache that lets each proof be used once.
 //!
-//! Policy (README.md, "Binding tokens with DPoP"; docs/API.md, "DPoP"): a proof is a
+//! Policy (docs/MACHINES.md, "Binding tokens with DPoP"; docs/API.md, "DPoP"): a proof is a
 //! compact JWS, at most [`MAX_PROOF_BYTES`], checked in this order — shape, strict
 //! base64url, a header with distinct members, `typ` `dpop+jwt`, an asymmetric `alg`
 //! (EdDSA, ES256, RS256; never `none` or HMAC), a `jwk` holding a public key only (a

@@ -15,7 +15,7 @@
 //! "Narrowing and IP allowlists").
 //!
 //! A DPoP-bound token comes with the `DPoP` scheme and a proof for the request's method
-//! and URI (README.md, "Binding tokens with DPoP"); the URI is worked out only for such
+//! and URI (docs/MACHINES.md, "Binding tokens with DPoP"); the URI is worked out only for such
 //! requests, so bearer requests pay nothing for it.
 
 use crate::principal::{Principal, Scopes};

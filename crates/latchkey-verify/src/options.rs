@@ -114,7 +114,7 @@ pub struct VerifierOptions {
     /// when it differs from what the requests show — behind a TLS-terminating load
     /// balancer, say. DPoP proofs name it in `htu`; the tower layer joins it with the
     /// request's path. `None`: the request's own absolute URI, else `http://` and its
-    /// `Host` header (README.md, "Binding tokens with DPoP").
+    /// `Host` header (docs/MACHINES.md, "Binding tokens with DPoP").
     pub public_origin: Option<String>,
     /// How far a DPoP proof's `iat` may be from now, either way (60 s).
     pub dpop_proof_window: Duration,

@@ -82,7 +82,7 @@ struct CachedJwt {
 }
 
 /// The request a DPoP-bound token came with, as [`Verifier::verify_dpop`] checks its
-/// proof (README.md, "Binding tokens with DPoP").
+/// proof (docs/MACHINES.md, "Binding tokens with DPoP").
 #[derive(Debug, Clone, Copy)]
 pub struct DpopRequest<'a> {
     /// The request's method (`GET`).

@@ -1,4 +1,4 @@
-//! DPoP-bound tokens at the gateway (README.md, "Binding tokens with DPoP"): the same
+//! DPoP-bound tokens at the gateway (docs/MACHINES.md, "Binding tokens with DPoP"): the same
 //! checks as latchkey-verify's, with `htu` formed from the gateway's own address or
 //! its `public_origin`. Each attack beside its control.
 

@@ -5,7 +5,7 @@
 //! (Python's joserfc) makes proofs the server accepts.
 
 use crate::both_backends;
-use crate::helpers::{Reply, TestApp, basic, readme_python, run_python};
+use crate::helpers::{Reply, TestApp, basic, documented_python, run_python};
 use latchkey_core::jwt::b64url_decode;
 use latchkey_verify::dpop::testing::ProofKey;
 use serde_json::{Value, json};
@@ -272,12 +272,12 @@ async fn a_bound_refresh_token_needs_a_proof_by_the_same_key(app: TestApp) {
     db.close().await;
 }
 
-/// The README's Python client (joserfc, a maintained JOSE library), run as the README
-/// shows it, gets a bound token.
+/// The Python client of docs/MACHINES.md (joserfc, a maintained JOSE library), run as
+/// shown, gets a bound token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_joserfc_client_gets_a_dpop_bound_token() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(script) = readme_python(
+    let Some(script) = documented_python(
         "Binding tokens with DPoP",
         "import joserfc",
         dir.path(),

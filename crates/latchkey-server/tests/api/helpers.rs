@@ -637,10 +637,10 @@ impl TestApp {
     }
 }
 
-/// The Python client the README shows under `heading` (its first ```python block),
-/// written to `file` in `dir`, to run as the README says. `None` when python3 cannot
+/// The Python client docs/MACHINES.md shows under `heading` (its first ```python
+/// block), written to `file` in `dir`, to run as the document says. `None` when python3 cannot
 /// `import_line` and CI is not "true": the interop test then skips.
-pub fn readme_python(
+pub fn documented_python(
     heading: &str,
     import_line: &str,
     dir: &std::path::Path,
@@ -654,16 +654,19 @@ pub fn readme_python(
         eprintln!("python3 cannot `{import_line}`; skipping the interop test");
         return None;
     }
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
-    let section = readme
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/MACHINES.md"
+    ))
+    .unwrap();
+    let section = doc
         .split_once(&format!("## {heading}\n"))
-        .unwrap_or_else(|| panic!("README.md has the section {heading}"))
+        .unwrap_or_else(|| panic!("docs/MACHINES.md has the section {heading}"))
         .1;
     let code = section
         .split_once("```python\n")
         .and_then(|(_, rest)| rest.split_once("```"))
-        .unwrap_or_else(|| panic!("the README section {heading} has a Python block"))
+        .unwrap_or_else(|| panic!("the section {heading} of docs/MACHINES.md has a Python block"))
         .0;
     let script = dir.join(file);
     std::fs::write(&script, code).unwrap();

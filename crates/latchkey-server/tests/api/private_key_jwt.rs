@@ -3,10 +3,10 @@
 //! with assertions signed by its private key. Bad keys are refused at creation with
 //! nothing stored; every bad assertion is `invalid_client` with nothing issued and an
 //! `auth.failed` event naming the reason, each attack beside its control. Rolling takes
-//! a new key. Python's authlib, run as the README shows it, gets a token.
+//! a new key. Python's authlib, run as docs/MACHINES.md shows it, gets a token.
 
 use crate::both_backends;
-use crate::helpers::{Reply, TestApp, basic, readme_python, run_python};
+use crate::helpers::{Reply, TestApp, basic, documented_python, run_python};
 use aws_lc_rs::hmac;
 use latchkey_core::jwt::{b64url_decode, b64url_encode};
 use latchkey_verify::dpop::testing::ProofKey;
@@ -711,12 +711,12 @@ async fn an_assertion_is_accepted_once_across_replicas(app: TestApp) {
     }
 }
 
-/// The README's Python client (authlib), run as the README shows it, authenticates with
+/// The Python client of docs/MACHINES.md (authlib), run as it is shown, authenticates with
 /// `private_key_jwt` and gets a token, twice (each assertion has its own `jti`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_authlib_client_authenticates_with_private_key_jwt() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(script) = readme_python(
+    let Some(script) = documented_python(
         "Clients with a private key (private_key_jwt)",
         "import authlib.oauth2.rfc7523, requests",
         dir.path(),

@@ -1,4 +1,4 @@
-//! DPoP-bound tokens at a resource server (README.md, "Binding tokens with DPoP"): the
+//! DPoP-bound tokens at a resource server (docs/MACHINES.md, "Binding tokens with DPoP"): the
 //! tower layer needs `Authorization: DPoP` and a proof for the request's method and
 //! URI, with `ath`, by the key of `cnf.jkt`, inside the window, used once. Every attack
 //! beside its control; the answers carry RFC 9449's `DPoP` challenge.
