@@ -124,9 +124,13 @@ impl CachedToken {
     }
 }
 
-/// The cache; cheap to share.
-pub struct TokenCache {
-    entries: Mutex<HashMap<TokenId, Entry>>,
+/// The token cache.
+pub type TokenCache = Cache<TokenId, Lookup>;
+
+/// A cache of store reads, kept for a short time and cleared at once by a local change
+/// (see the module's comment); cheap to share.
+pub struct Cache<K, V> {
+    entries: Mutex<HashMap<K, Entry<V>>>,
     generation: AtomicU64,
     ttl: Duration,
     capacity: usize,
@@ -136,8 +140,8 @@ pub struct TokenCache {
 /// an unknown client costs what a known one does).
 pub type Lookup = Option<Arc<CachedToken>>;
 
-struct Entry {
-    token: Lookup,
+struct Entry<V> {
+    value: V,
     loaded: Instant,
 }
 
@@ -145,7 +149,7 @@ struct Entry {
 #[derive(Debug, Clone, Copy)]
 pub struct Generation(u64);
 
-impl TokenCache {
+impl<K: std::hash::Hash + Eq, V: Clone> Cache<K, V> {
     /// A cache keeping entries for `ttl`, at most `capacity` of them.
     pub fn new(ttl: Duration, capacity: usize) -> Self {
         Self {
@@ -157,15 +161,19 @@ impl TokenCache {
     }
 
     /// An empty cache with the same lifetime and capacity.
-    pub fn sibling(&self) -> Self {
-        Self::new(self.ttl, self.capacity)
+    pub fn sibling<K2: std::hash::Hash + Eq, V2: Clone>(&self) -> Cache<K2, V2> {
+        Cache::new(self.ttl, self.capacity)
     }
 
     /// A fresh entry, if any.
-    pub fn get(&self, id: TokenId) -> Option<Lookup> {
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
         let entries = self.entries.lock().ok()?;
-        let entry = entries.get(&id)?;
-        (entry.loaded.elapsed() < self.ttl).then(|| entry.token.clone())
+        let entry = entries.get(key)?;
+        (entry.loaded.elapsed() < self.ttl).then(|| entry.value.clone())
     }
 
     /// Call before loading from the store.
@@ -173,8 +181,8 @@ impl TokenCache {
         Generation(self.generation.load(Ordering::Acquire))
     }
 
-    /// Keeps `token` unless the cache was cleared since `generation`.
-    pub fn put(&self, id: TokenId, token: Lookup, generation: Generation) {
+    /// Keeps `value` unless the cache was cleared since `generation`.
+    pub fn put(&self, key: K, value: V, generation: Generation) {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
@@ -189,9 +197,9 @@ impl TokenCache {
             }
         }
         entries.insert(
-            id,
+            key,
             Entry {
-                token,
+                value,
                 loaded: Instant::now(),
             },
         );

@@ -9,7 +9,7 @@
 //! throttle's windows) keep using `Instant`.
 
 use crate::service::audit::AuditQueue;
-use crate::service::cache::{CachedToken, Lookup, TokenCache};
+use crate::service::cache::{Cache, CachedToken, Lookup, TokenCache};
 use crate::service::error::Result;
 use crate::service::federation::IssuerKeys;
 use crate::service::keyring::KeyRing;
@@ -25,6 +25,7 @@ use latchkey_core::clock::Clock;
 use latchkey_core::secret::SecretCodec;
 use latchkey_core::store::Store;
 use latchkey_core::token::{Token, TokenRecord};
+use latchkey_core::trust::Trust;
 use latchkey_core::usable::{self, Standing};
 use latchkey_core::{PermissionSet, Timestamp, TokenId};
 use latchkey_geoip::ReloadingGeoIp;
@@ -87,6 +88,8 @@ struct Inner {
     /// Trusts as the tenant tokens their access tokens are judged by, apart from the
     /// tokens so that a trust's id never authenticates as a client.
     trusts: TokenCache,
+    /// The unrevoked trusts naming each issuer, for the JWT-bearer grant.
+    issuer_trusts: Cache<String, Arc<[Trust]>>,
     throttle: Throttle,
     revocations: RevocationHub,
     audit: AuditQueue,
@@ -139,6 +142,7 @@ impl AppState {
                 settings: parts.settings,
                 keyring: parts.keyring,
                 trusts: parts.tokens.sibling(),
+                issuer_trusts: parts.tokens.sibling(),
                 tokens: parts.tokens,
                 throttle: parts.throttle,
                 revocations: RevocationHub::new(parts.heartbeat),
@@ -192,6 +196,7 @@ impl AppState {
     pub fn auth_changed(&self) {
         self.inner.tokens.clear();
         self.inner.trusts.clear();
+        self.inner.issuer_trusts.clear();
         self.inner.revocations.wake();
     }
 
@@ -260,7 +265,7 @@ impl AppState {
 
     /// A token with its effective permissions, from the cache or the store.
     pub async fn token(&self, id: TokenId) -> Result<Lookup> {
-        if let Some(hit) = self.inner.tokens.get(id) {
+        if let Some(hit) = self.inner.tokens.get(&id) {
             return Ok(hit);
         }
         let generation = self.inner.tokens.generation();
@@ -272,12 +277,32 @@ impl AppState {
         Ok(loaded)
     }
 
+    /// The unrevoked trusts that name `issuer`, oldest first, and whether they came
+    /// from the cache; `fresh` reads the store. A trust made on another replica is
+    /// unseen by this one's cache for up to the cache's lifetime, so a caller that
+    /// finds no fitting trust among cached ones asks again with `fresh`.
+    pub async fn trusts_for_issuer(
+        &self,
+        issuer: &str,
+        fresh: bool,
+    ) -> Result<(Arc<[Trust]>, bool)> {
+        if !fresh && let Some(hit) = self.inner.issuer_trusts.get(issuer) {
+            return Ok((hit, true));
+        }
+        let generation = self.inner.issuer_trusts.generation();
+        let loaded: Arc<[Trust]> = self.store().trusts_for_issuer(issuer).await?.into();
+        self.inner
+            .issuer_trusts
+            .put(issuer.to_owned(), loaded.clone(), generation);
+        Ok((loaded, false))
+    }
+
     /// The trust `id` as the tenant token its access tokens are judged by
     /// ([`Trust::as_token`](latchkey_core::trust::Trust::as_token): its grant, its
     /// revocation, its tenant's network rules), with what it grants now; from the
     /// cache or the store. Never a client: it has no secret.
     pub async fn trust_token(&self, id: TokenId) -> Result<Lookup> {
-        if let Some(hit) = self.inner.trusts.get(id) {
+        if let Some(hit) = self.inner.trusts.get(&id) {
             return Ok(hit);
         }
         let generation = self.inner.trusts.generation();

@@ -26,6 +26,7 @@ both_backends!(
     revoking_a_trust_refuses_its_assertions_and_revokes_its_tokens_through_the_feed,
     an_unknown_kid_refetches_the_issuers_keys_at_most_once_per_interval,
     a_trust_issued_token_introspects_active_until_the_trust_is_revoked,
+    a_tenants_network_rules_judge_exchanges_too,
 );
 
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -811,16 +812,23 @@ async fn an_unknown_kid_refetches_the_issuers_keys_at_most_once_per_interval(app
     assert_eq!(issuer.fetches.load(Ordering::SeqCst), 1, "rate-limited");
 }
 
-/// Replay is refused across two server replicas sharing one PostgreSQL database.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_jti_used_on_one_replica_is_refused_on_the_other() {
-    let Some(a) = TestApp::postgres().await else {
-        return;
-    };
+/// Two replicas on one PostgreSQL database (none without it), acme trusting the
+/// issuer's main branch.
+async fn replicas_trusting_main() -> Option<(TestApp, TestApp, Issuer)> {
+    let a = TestApp::postgres().await?;
     let b = a.replica(|_| {}).await;
     acme(&a).await;
     let issuer = Issuer::start().await;
     create_trust(&a, "acme", trust_body(&issuer, REPO_SUBJECT)).await;
+    Some((a, b, issuer))
+}
+
+/// Replay is refused across two server replicas sharing one PostgreSQL database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jti_used_on_one_replica_is_refused_on_the_other() {
+    let Some((a, b, issuer)) = replicas_trusting_main().await else {
+        return;
+    };
     for _ in 0..5 {
         let assertion = issuer.sign(&issuer.github(&a, REPO_SUBJECT));
         // Both at once: exactly one wins.
@@ -946,4 +954,70 @@ async fn created_jwt(app: &TestApp, created: &Value) -> String {
         .await;
     reply.assert_status(200);
     reply.body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// The issuer's trusts are cached by each replica; a trust made on another one since is
+/// still found at once (the grant reads the store again before refusing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trust_made_on_one_replica_is_used_at_once_on_the_other() {
+    let Some((a, b, issuer)) = replicas_trusting_main().await else {
+        return;
+    };
+    // b caches the issuer's one trust, for main only.
+    let main = issuer.sign(&issuer.github(&b, REPO_SUBJECT));
+    jwt_bearer(&b, &main, &[]).await.assert_status(200);
+    let release = "repo:acme/app:ref:refs/heads/release";
+    let early = issuer.sign(&issuer.github(&b, release));
+    assert_invalid_grant(
+        &jwt_bearer(&b, &early, &[]).await,
+        "no trust for release yet",
+    );
+    // a trusts the release branch too; b accepts it on the next exchange.
+    create_trust(&a, "acme", trust_body(&issuer, release)).await;
+    let later = issuer.sign(&issuer.github(&b, release));
+    let reply = jwt_bearer(&b, &later, &[]).await;
+    reply.assert_status(200);
+    assert_eq!(
+        claims_of(reply.body["access_token"].as_str().unwrap())["sub"],
+        release
+    );
+}
+
+async fn a_tenants_network_rules_judge_exchanges_too(app: TestApp) {
+    acme(&app).await;
+    let issuer = Issuer::start().await;
+    create_trust(&app, "acme", trust_body(&issuer, REPO_SUBJECT)).await;
+    // Control: from loopback, allowed.
+    let first = issuer.sign(&issuer.github(&app, REPO_SUBJECT));
+    jwt_bearer(&app, &first, &[]).await.assert_status(200);
+    app.wait_for_audit("action=trust.exchanged", 1).await;
+    // The tenant's policy now admits only a network the tests never come from.
+    app.put(
+        "/v1/tenants/acme/policy",
+        json!({ "network": { "allow": ["203.0.113.0/24"] } }),
+    )
+    .await
+    .assert_status(200);
+    let second = issuer.sign(&issuer.github(&app, REPO_SUBJECT));
+    assert_invalid_grant(
+        &jwt_bearer(&app, &second, &[]).await,
+        "outside the networks",
+    );
+    assert_eq!(app.audit_count("trust.exchanged").await, 1);
+    let events = app.wait_for_audit("action=auth.failed&limit=50", 1).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["details"]["reason"] == "network_not_allowed"),
+        "{events:?}"
+    );
+    // Loopback allowed again: the same kind of assertion works.
+    app.put(
+        "/v1/tenants/acme/policy",
+        json!({ "network": { "allow": ["127.0.0.0/8", "::1/128"] } }),
+    )
+    .await
+    .assert_status(200);
+    let third = issuer.sign(&issuer.github(&app, REPO_SUBJECT));
+    jwt_bearer(&app, &third, &[]).await.assert_status(200);
 }

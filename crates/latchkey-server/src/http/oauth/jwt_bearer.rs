@@ -18,11 +18,11 @@ use crate::service::federation::KeyError;
 use crate::service::issuer;
 use crate::service::state::AppState;
 use axum::response::Response;
+use latchkey_core::TokenId;
 use latchkey_core::audit::{AuditAction, AuditContext, AuditEvent};
 use latchkey_core::jwt::b64url_decode;
-use latchkey_core::permission::{effective_for_tenant_token, format_scope};
+use latchkey_core::permission::format_scope;
 use latchkey_core::trust::Trust;
-use latchkey_core::{PermissionSet, TokenId};
 use latchkey_verify::InvalidReason;
 use latchkey_verify::assertion::{self, Expect};
 use serde_json::{Map, Value, json};
@@ -125,6 +125,12 @@ impl From<OAuthError> for Outcome {
     }
 }
 
+impl From<crate::service::error::Error> for Outcome {
+    fn from(error: crate::service::error::Error) -> Self {
+        Self::Error(error.into())
+    }
+}
+
 impl From<latchkey_core::store::StoreError> for Outcome {
     fn from(error: latchkey_core::store::StoreError) -> Self {
         Self::Error(error.into())
@@ -151,7 +157,10 @@ async fn accept(state: &AppState, request: &OAuthRequest, text: &str) -> Result<
         refused.issuer = Some(issuer.clone());
         refused
     };
-    let trusts = state.store().trusts_for_issuer(&issuer).await?;
+    let (mut trusts, mut cached) = state.trusts_for_issuer(&issuer, false).await?;
+    if trusts.is_empty() && cached {
+        (trusts, cached) = state.trusts_for_issuer(&issuer, true).await?;
+    }
     if trusts.is_empty() {
         return Err(with_issuer(Refused::new(
             "unknown_issuer",
@@ -184,7 +193,13 @@ async fn accept(state: &AppState, request: &OAuthRequest, text: &str) -> Result<
     let now = state.now();
     let checked = assertion::check_claims(&claims, &expect, now)
         .map_err(|reason| with_issuer(Refused::invalid(reason)))?;
-    let trust = choose(request, trusts, &claims, &checked.subject).map_err(with_issuer)?;
+    let mut chosen = choose(request, &trusts, &claims, &checked.subject);
+    if chosen.is_err() && cached {
+        // A trust made on another replica since this one cached the issuer's.
+        let (fresh, _) = state.trusts_for_issuer(&issuer, true).await?;
+        chosen = choose(request, &fresh, &claims, &checked.subject);
+    }
+    let trust = chosen.map_err(with_issuer)?;
     let with_trust = |mut refused: Refused| {
         refused.issuer = Some(issuer.clone());
         refused.trust = Some((trust.id, trust.tenant_id.clone()));
@@ -216,7 +231,7 @@ async fn accept(state: &AppState, request: &OAuthRequest, text: &str) -> Result<
 /// all fit; among several, the one `client_id` names.
 fn choose(
     request: &OAuthRequest,
-    trusts: Vec<Trust>,
+    trusts: &[Trust],
     claims: &Map<String, Value>,
     subject: &str,
 ) -> Result<Trust, Refused> {
@@ -227,7 +242,7 @@ fn choose(
         .map(|id| TokenId::parse(id).map_err(|_| Refused::new("unknown_trust", "no such trust")))
         .transpose()?;
     let mut reason = Refused::new("wrong_audience", "no trust accepts this audience");
-    let mut fitting: Vec<Trust> = Vec::new();
+    let mut fitting: Vec<&Trust> = Vec::new();
     for trust in trusts {
         if named.is_some_and(|id| id != trust.id) {
             continue;
@@ -257,7 +272,7 @@ fn choose(
         fitting.push(trust);
     }
     match fitting.len() {
-        1 => Ok(fitting.remove(0)),
+        1 => Ok(fitting[0].clone()),
         0 if named.is_some() && reason.reason == "wrong_audience" => Err(Refused::new(
             "unknown_trust",
             "the trust named does not accept this assertion",
@@ -285,9 +300,27 @@ async fn issue(
     claims: &Map<String, Value>,
     subject: &str,
 ) -> Result<Response, Outcome> {
-    let role_permissions = state.store().role_permissions(&trust.roles).await?;
-    let own: PermissionSet = trust.permissions.iter().cloned().collect();
-    let granted = effective_for_tenant_token(&trust.tenant_id, &own, &role_permissions);
+    // What the trust grants now, judged as its access tokens are (docs/API.md,
+    // "Trusts"): the usability rule and its tenant's network rules; cached.
+    let refused = |reason: &'static str, description: String| {
+        let mut refused = Refused::new(reason, description);
+        refused.issuer = Some(trust.issuer.clone());
+        refused.trust = Some((trust.id, trust.tenant_id.clone()));
+        refused
+    };
+    let judged = state
+        .trust_token(trust.id)
+        .await?
+        .ok_or_else(|| refused("unknown_trust", "the trust no longer exists".to_owned()))?;
+    let granted = judged
+        .usable(state.now(), request.meta.judged())
+        .map_err(|refusal| {
+            refused(
+                refusal.audit_reason(),
+                format!("the trust cannot be used: {refusal}"),
+            )
+        })?
+        .clone();
     let requested = requested_scope(&request.form)?;
     let asked = requested.is_some();
     let scope = narrow(requested, &granted)?;
