@@ -285,6 +285,16 @@ async fn a_python_joserfc_client_gets_a_dpop_bound_token() {
     ) else {
         return;
     };
+    // The README shows the same client, word for word.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let shown = readme
+        .split_once("## Binding tokens with DPoP\n")
+        .and_then(|(_, section)| section.split_once("```python\n"))
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("the README's DPoP section has a Python block")
+        .0;
+    assert_eq!(shown, std::fs::read_to_string(&script).unwrap());
     let app = TestApp::sqlite().await;
     let (id, secret) = acme(&app, false).await;
     let result = run_python(script, vec![app.base.clone(), id, secret]).await;
