@@ -27,6 +27,7 @@ both_backends!(
     an_unknown_kid_refetches_the_issuers_keys_at_most_once_per_interval,
     a_trust_issued_token_introspects_active_until_the_trust_is_revoked,
     a_tenants_network_rules_judge_exchanges_too,
+    an_exchange_with_a_dpop_proof_is_bound_and_a_policy_can_require_one,
 );
 
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -1020,4 +1021,58 @@ async fn a_tenants_network_rules_judge_exchanges_too(app: TestApp) {
     .assert_status(200);
     let third = issuer.sign(&issuer.github(&app, REPO_SUBJECT));
     jwt_bearer(&app, &third, &[]).await.assert_status(200);
+}
+
+async fn an_exchange_with_a_dpop_proof_is_bound_and_a_policy_can_require_one(app: TestApp) {
+    use latchkey_verify::dpop::testing::ProofKey;
+    acme(&app).await;
+    let issuer = Issuer::start().await;
+    create_trust(&app, "acme", trust_body(&issuer, REPO_SUBJECT)).await;
+    let token_url = format!("{}/oauth/token", app.base);
+    let exchange = |assertion: String, proof: Option<String>| {
+        let app = &app;
+        async move {
+            let mut request = app
+                .request(reqwest::Method::POST, "/oauth/token")
+                .form(&[("grant_type", GRANT), ("assertion", assertion.as_str())]);
+            if let Some(proof) = proof {
+                request = request.header("dpop", proof);
+            }
+            app.send(request).await
+        }
+    };
+    // With a proof: a DPoP token bound to the proof's key.
+    let key = ProofKey::ed25519();
+    let proof = key.proof("POST", &token_url, app.now().unix_seconds(), None);
+    let bound = exchange(issuer.sign(&issuer.github(&app, REPO_SUBJECT)), Some(proof)).await;
+    bound.assert_status(200);
+    assert_eq!(bound.body["token_type"], "DPoP");
+    let jwt = bound.body["access_token"].as_str().unwrap();
+    assert_eq!(claims_of(jwt)["cnf"]["jkt"], key.jkt().as_str());
+    assert_eq!(app.introspect(jwt).await["cnf"]["jkt"], key.jkt().as_str());
+    // A bad proof (for another URL) issues nothing.
+    let wrong = key.proof(
+        "POST",
+        "https://elsewhere.test/oauth/token",
+        app.now().unix_seconds(),
+        None,
+    );
+    let refused = exchange(issuer.sign(&issuer.github(&app, REPO_SUBJECT)), Some(wrong)).await;
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert_eq!(refused.body["error"], "invalid_dpop_proof");
+    // Without one: a bearer token, until the tenant's policy requires DPoP.
+    let plain = exchange(issuer.sign(&issuer.github(&app, REPO_SUBJECT)), None).await;
+    plain.assert_status(200);
+    assert_eq!(plain.body["token_type"], "Bearer");
+    app.put("/v1/tenants/acme/policy", json!({ "require_dpop": true }))
+        .await
+        .assert_status(200);
+    let bare = exchange(issuer.sign(&issuer.github(&app, REPO_SUBJECT)), None).await;
+    assert_eq!(bare.status, 400, "{}", bare.text);
+    assert_eq!(bare.body["error"], "invalid_dpop_proof");
+    assert!(bare.body.get("access_token").is_none());
+    let proof = key.proof("POST", &token_url, app.now().unix_seconds(), None);
+    let required = exchange(issuer.sign(&issuer.github(&app, REPO_SUBJECT)), Some(proof)).await;
+    required.assert_status(200);
+    assert_eq!(required.body["token_type"], "DPoP");
 }

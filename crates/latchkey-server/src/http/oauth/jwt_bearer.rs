@@ -13,7 +13,7 @@
 
 use super::client::OAuthRequest;
 use super::error::{OAuthError, OAuthResult};
-use super::token::{narrow, requested_scope, resource, respond};
+use super::token::{dpop_proof, narrow, requested_scope, resource, respond};
 use crate::service::federation::KeyError;
 use crate::service::issuer;
 use crate::service::state::AppState;
@@ -333,6 +333,11 @@ async fn issue(
         .map_err(OAuthError::from)?;
     access.sub = subject.to_owned();
     access.trust_id = Some(trust.id.to_string());
+    // With a DPoP proof the token is bound to its key, as a client's is; a tenant policy
+    // requiring DPoP refuses an exchange without one (docs/API.md, "DPoP").
+    let proof = dpop_proof(state, request, &judged).await?;
+    access.cnf = proof.map(|proof| latchkey_wire::Confirmation { jkt: proof.jkt });
+    let bound = access.cnf.is_some();
     let (jwt, _) = issuer::sign_with_current_key(state, &access).map_err(OAuthError::from)?;
     let expires_in = expires_at.unix_seconds() - now.unix_seconds();
     let run: Map<String, Value> = RUN_CLAIMS
@@ -353,12 +358,13 @@ async fn issue(
         "jti": access.jti,
         "audience": resource.unwrap_or(&state.settings().default_audience),
         "expires_at": expires_at,
+        "dpop_jkt": access.cnf.as_ref().map(|cnf| cnf.jkt.as_str()),
     }));
     state
         .audit()
         .record(context(state, request, &trust.id.to_string()), event)
         .await;
-    Ok(respond(jwt, expires_in, &scope, None, false))
+    Ok(respond(jwt, expires_in, &scope, None, bound))
 }
 
 fn context(state: &AppState, request: &OAuthRequest, actor: &str) -> AuditContext {

@@ -113,7 +113,7 @@ pub(super) fn resource<'f>(state: &AppState, form: &'f Form) -> OAuthResult<Opti
 /// is never accepted twice by any replica; `None` without one. Called once the client
 /// has authenticated, so only a genuine client's proofs take room in the store. A bad
 /// proof is audited as `auth.failed` with reason `invalid_dpop_proof`.
-async fn dpop_proof(
+pub(super) async fn dpop_proof(
     state: &AppState,
     request: &OAuthRequest,
     client: &CachedToken,
