@@ -18,6 +18,7 @@ use crate::upstream::Progress;
 use crate::usage::UsageKey;
 use hyper::body::{Body, Bytes};
 use hyper::header::HeaderName;
+use hyper::http::uri::PathAndQuery;
 use hyper::{HeaderMap, Method, Request, Response, Uri, Version};
 use latchkey_core::Timestamp;
 use latchkey_core::forwarded;
@@ -199,27 +200,34 @@ fn keep_host(headers: &mut HeaderMap, uri: &Uri) {
 }
 
 /// The URI the upstream is sent: the route's scheme and authority, `path`, and `query`
-/// as the client sent it. Fails only if the query held a byte the client's URI could
-/// not, which hyper rules
-/// out.
+/// as the client sent it, put together from their parts with one allocation for the
+/// path and query. Fails only if the query held a byte the client's URI could not,
+/// which hyper rules out.
 fn upstream_uri(
     route: &Route,
     path: &NormalisedPath,
     query: Option<&str>,
 ) -> Result<Uri, ProxyError> {
-    let target = match query {
-        Some(query) => format!("{path}?{query}"),
-        None => path.as_str().to_owned(),
-    };
-    Uri::builder()
-        .scheme(route.scheme.clone())
-        .authority(route.upstream.clone())
-        .path_and_query(target)
-        .build()
-        .map_err(|error| {
-            tracing::error!(%error, "the upstream URI could not be built");
+    let path = path.as_str();
+    let mut target = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
+    target.push_str(path);
+    if let Some(query) = query {
+        target.push('?');
+        target.push_str(query);
+    }
+    let mut parts = hyper::http::uri::Parts::default();
+    parts.scheme = Some(route.scheme.clone());
+    parts.authority = Some(route.upstream.clone());
+    parts.path_and_query = Some(
+        PathAndQuery::from_maybe_shared(Bytes::from(target)).map_err(|error| {
+            tracing::error!(%error, "the upstream path could not be built");
             ProxyError::Internal
-        })
+        })?,
+    );
+    Uri::from_parts(parts).map_err(|error| {
+        tracing::error!(%error, "the upstream URI could not be built");
+        ProxyError::Internal
+    })
 }
 
 /// Record: counts the request, and its usage when a token was verified.

@@ -348,9 +348,10 @@ where
 
 /// Makes `uri` its origin form (`/path?query`), as HTTP/1.1 sends it to an origin.
 fn origin_form(uri: &mut Uri) {
-    let path = uri
-        .path_and_query()
-        .cloned()
+    // Moved out, not cloned: the path's bytes are not shared a second time.
+    let path = std::mem::take(uri)
+        .into_parts()
+        .path_and_query
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     *uri = Uri::from(path);
 }
