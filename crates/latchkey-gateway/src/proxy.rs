@@ -148,12 +148,14 @@ pub(crate) fn authorize(
 
 /// Forward: sends the request to the route's upstream through the route's client, at
 /// the normalised `path` with the query as sent, with rewritten headers, and returns
-/// its answer, both bodies streaming.
+/// its answer, both bodies streaming. The upstream's clock starts at `started`, when
+/// the request was received.
 pub(crate) async fn forward<B>(
     context: &RequestContext,
     route: &Route,
     path: &NormalisedPath,
     request: Request<B>,
+    started: Instant,
 ) -> Result<Response<GatewayBody>, ProxyError>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -173,7 +175,7 @@ where
     keep_host(&mut parts.headers, &parts.uri);
     parts.uri = upstream_uri(route, path, parts.uri.query())?;
     parts.version = Version::HTTP_11;
-    let progress = Progress::new();
+    let progress = Progress::since(started);
     let request = Request::from_parts(parts, progress.track(body));
     let mut response = route.client.send(request, route.timeout, &progress).await?;
     headers::remove_hop_by_hop(response.headers_mut());
@@ -287,9 +289,14 @@ where
     request
         .headers_mut()
         .insert(HeaderName::from_static(request_id::HEADER), id.clone());
-    let result = phases(shared, &table, &mut context, request)
-        .instrument(span.clone())
-        .await;
+    // A disabled span (RUST_LOG above info) is not entered on every poll: entering it
+    // would only cost, and the phases' own events still see no parent either way.
+    let phases = phases(shared, &table, &mut context, request, started);
+    let result = if span.is_disabled() {
+        phases.await
+    } else {
+        phases.instrument(span.clone()).await
+    };
     let (mut response, refused) = match result {
         Ok(response) => (response, None),
         Err(error) => {
@@ -338,6 +345,7 @@ async fn phases<B>(
     table: &RouteTable,
     context: &mut RequestContext,
     request: Request<B>,
+    started: Instant,
 ) -> Result<Response<GatewayBody>, ProxyError>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -349,7 +357,7 @@ where
     let tls = shared.tls.is_some();
     context.principal = authenticate(&shared.verifier, &route, head, context.client, tls).await?;
     authorize(&route, request.method(), context.principal.as_deref())?;
-    forward(context, &route, &path, request).await
+    forward(context, &route, &path, request, started).await
 }
 
 #[cfg(test)]

@@ -480,9 +480,11 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    pub(crate) fn new() -> Self {
+    /// Progress counted from `start`, when the request was received: the clock the
+    /// request's duration is read from too, so no second reading of it is taken.
+    pub(crate) fn since(start: std::time::Instant) -> Self {
         Self {
-            start: Instant::now(),
+            start: Instant::from_std(start),
             last_ms: Arc::new(AtomicU64::new(0)),
         }
     }
