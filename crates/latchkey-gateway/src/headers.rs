@@ -44,7 +44,7 @@ pub const SCOPES: HeaderName = HeaderName::from_static("x-latchkey-scopes");
 
 const IDENTITY_PREFIX: &str = "x-latchkey-";
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,

@@ -17,7 +17,6 @@ use crate::shared::Shared;
 use crate::upstream::Progress;
 use crate::usage::UsageKey;
 use hyper::body::{Body, Bytes};
-use hyper::header::HeaderName;
 use hyper::http::uri::PathAndQuery;
 use hyper::{HeaderMap, Method, Request, Response, Uri, Version};
 use latchkey_core::Timestamp;
@@ -55,7 +54,7 @@ impl RequestContext {
         verifier: &Verifier,
     ) -> Self {
         let forwarded_for = headers
-            .get_all("x-forwarded-for")
+            .get_all(headers::X_FORWARDED_FOR)
             .iter()
             .map(|value| value.to_str().ok());
         Self {
@@ -276,7 +275,7 @@ where
     );
     // The client's id if sane, else a new one; forwarded upstream, answered in
     // `X-Request-Id`, and in every log line of the request (docs/OPERATIONS.md).
-    let id = request_id::from_client(request.headers().get(request_id::HEADER));
+    let id = request_id::from_client(request.headers().get(request_id::NAME));
     let span = tracing::info_span!(
         "request",
         request_id = id.to_str().unwrap_or_default(),
@@ -286,9 +285,7 @@ where
         tenant = tracing::field::Empty,
     );
     let mut request = request;
-    request
-        .headers_mut()
-        .insert(HeaderName::from_static(request_id::HEADER), id.clone());
+    request.headers_mut().insert(request_id::NAME, id.clone());
     // A disabled span (RUST_LOG above info) is not entered on every poll: entering it
     // would only cost, and the phases' own events still see no parent either way.
     let phases = phases(shared, &table, &mut context, request, started);
@@ -334,9 +331,7 @@ where
         duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         "request"
     );
-    response
-        .headers_mut()
-        .insert(HeaderName::from_static(request_id::HEADER), id);
+    response.headers_mut().insert(request_id::NAME, id);
     response
 }
 

@@ -6,12 +6,16 @@
 //! Generated ids are a random per-process prefix and a counter (`8f3a…-1f`): unique
 //! within a process and across restarts, with no system call per request.
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The header's name.
 pub const HEADER: &str = "x-request-id";
+
+/// The header's name as a [`HeaderName`], built at compile time: looking it up or
+/// setting it costs no parsing of the name per request.
+pub const NAME: HeaderName = HeaderName::from_static(HEADER);
 
 /// The longest request id kept from a client.
 pub const MAX_LEN: usize = 64;
