@@ -64,6 +64,27 @@ impl NormalisedPath {
         if raw.first() != Some(&b'/') {
             return Err(PathError::NotAbsolute);
         }
+        if raw
+            .iter()
+            .all(|&byte| is_unreserved(byte) || is_reserved_in_path(byte))
+        {
+            // No escape and nothing to escape, the common case: the path as sent is
+            // its own normal form and its own decoding ([`Self::parse_each_byte`]
+            // would copy it byte by byte to the same result).
+            let text = String::from_utf8(raw.to_vec()).map_err(|_| PathError::NotUtf8)?;
+            check_segments(&text)?;
+            return Ok(Self {
+                decoded: text.clone(),
+                parameters: text.contains(';'),
+                escaped_percent: false,
+                text,
+            });
+        }
+        Self::parse_each_byte(raw)
+    }
+
+    /// [`Self::parse`] of any absolute path, a byte at a time.
+    fn parse_each_byte(raw: &[u8]) -> Result<Self, PathError> {
         let mut text = String::with_capacity(raw.len());
         let mut decoded = Vec::with_capacity(raw.len());
         let mut parameters = false;
@@ -339,6 +360,11 @@ pub(crate) mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+        #[test]
+        fn a_path_parses_as_it_does_a_byte_at_a_time(raw in path_bytes()) {
+            prop_assert_eq!(NormalisedPath::parse(&raw), NormalisedPath::parse_each_byte(&raw));
+        }
 
         #[test]
         fn a_plain_path_reads_loosely_as_in_full(path in "/[a-zA-Z0-9./;+ ?#\\\\~_%-]{0,24}") {
