@@ -55,9 +55,11 @@ pub const SUBJECT: HeaderName = HeaderName::from_static("x-latchkey-subject");
 
 const IDENTITY_PREFIX: &str = "x-latchkey-";
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-const HOP_BY_HOP: [HeaderName; 9] = [
+// A static, not a const: a const array of `HeaderName`s (which have drop glue) may be
+// built and dropped at every use.
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),

@@ -15,6 +15,7 @@
 //! - What depends on the routes (`;` parameters, `%25`, case, trailing dots) is judged
 //!   by the routing table (`route.rs`) against [`NormalisedPath::readings`].
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// Why a path was refused; the message is the `error_description` of the 400.
@@ -63,6 +64,27 @@ impl NormalisedPath {
         if raw.first() != Some(&b'/') {
             return Err(PathError::NotAbsolute);
         }
+        if raw
+            .iter()
+            .all(|&byte| is_unreserved(byte) || is_reserved_in_path(byte))
+        {
+            // No escape and nothing to escape, the common case: the path as sent is
+            // its own normal form and its own decoding ([`Self::parse_each_byte`]
+            // would copy it byte by byte to the same result).
+            let text = String::from_utf8(raw.to_vec()).map_err(|_| PathError::NotUtf8)?;
+            check_segments(&text)?;
+            return Ok(Self {
+                decoded: text.clone(),
+                parameters: text.contains(';'),
+                escaped_percent: false,
+                text,
+            });
+        }
+        Self::parse_each_byte(raw)
+    }
+
+    /// [`Self::parse`] of any absolute path, a byte at a time.
+    fn parse_each_byte(raw: &[u8]) -> Result<Self, PathError> {
         let mut text = String::with_capacity(raw.len());
         let mut decoded = Vec::with_capacity(raw.len());
         let mut parameters = false;
@@ -130,13 +152,18 @@ impl NormalisedPath {
 
     /// The ways some upstream could read the path: the decoded path itself, the same
     /// read loosely (see [`loosely`]), and, when it holds `%25`, decoded a second time
-    /// and read loosely.
-    pub(crate) fn readings(&self) -> Vec<String> {
-        let mut readings = vec![self.decoded.clone(), loosely(&self.decoded)];
-        if self.escaped_percent {
-            readings.push(loosely(&decode_lossy(&self.decoded)));
-        }
-        readings
+    /// and read loosely. A plain path's readings borrow from it: nothing is allocated.
+    pub(crate) fn readings(&self) -> impl Iterator<Item = Cow<'_, str>> {
+        let twice = self
+            .escaped_percent
+            .then(|| Cow::Owned(loosely(&decode_lossy(&self.decoded)).into_owned()));
+        [
+            Some(Cow::Borrowed(self.decoded.as_str())),
+            Some(loosely(&self.decoded)),
+            twice,
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 
@@ -149,14 +176,13 @@ impl std::fmt::Display for NormalisedPath {
 /// No empty segment but a trailing one, and no segment that is `.` or `..` once its
 /// `;` parameters are cut off.
 fn check_segments(decoded: &str) -> Result<(), PathError> {
-    let segments: Vec<&str> = decoded.split('/').skip(1).collect();
-    let last = segments.len().saturating_sub(1);
-    for (i, segment) in segments.iter().enumerate() {
-        let name = segment.split(';').next().unwrap_or_default();
+    let mut segments = decoded.split('/').skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        let name = segment.split_once(';').map_or(segment, |(name, _)| name);
         if name == "." || name == ".." {
             return Err(PathError::DotSegment);
         }
-        if name.is_empty() && i != last {
+        if name.is_empty() && segments.peek().is_some() {
             return Err(PathError::EmptySegment);
         }
     }
@@ -168,7 +194,19 @@ fn check_segments(decoded: &str) -> Result<(), PathError> {
 /// before splitting off the query), each segment cut at its first `;` (servlet
 /// containers), trailing dots, spaces and `+` dropped (Windows file names, `+` read as
 /// a space), dot segments resolved and empty segments merged.
-fn loosely(path: &str) -> String {
+///
+/// A plain path, which none of that changes but for a trailing `/` (see
+/// [`reads_plainly`]), is returned borrowed.
+fn loosely(path: &str) -> Cow<'_, str> {
+    if reads_plainly(path) {
+        let trimmed = path.strip_suffix('/').unwrap_or(path);
+        return Cow::Borrowed(if trimmed.is_empty() { "/" } else { trimmed });
+    }
+    Cow::Owned(loosely_in_full(path))
+}
+
+/// [`loosely`], step by step.
+fn loosely_in_full(path: &str) -> String {
     let folded: String = path
         .chars()
         .map(|c| match c {
@@ -195,6 +233,20 @@ fn loosely(path: &str) -> String {
         }
     }
     format!("/{}", segments.join("/"))
+}
+
+/// Whether [`loosely`] reads `path` as itself without its trailing `/`: it starts with
+/// `/`, is ASCII, has no empty segment but a trailing one, none of `\ ? # ;`, space
+/// or `+`, and no `.` at the end of a segment (which also rules out dot segments).
+fn reads_plainly(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    bytes.first() == Some(&b'/')
+        && !path.contains("//")
+        && bytes.iter().enumerate().all(|(i, &byte)| match byte {
+            b'\\' | b'?' | b'#' | b';' | b' ' | b'+' => false,
+            b'.' => bytes.get(i + 1).is_some_and(|&next| next != b'/'),
+            _ => byte.is_ascii(),
+        })
 }
 
 /// Percent-decodes what decodes, keeping anything else as it is.
@@ -308,6 +360,18 @@ pub(crate) mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+        #[test]
+        fn a_path_parses_as_it_does_a_byte_at_a_time(raw in path_bytes()) {
+            prop_assert_eq!(NormalisedPath::parse(&raw), NormalisedPath::parse_each_byte(&raw));
+        }
+
+        #[test]
+        fn a_plain_path_reads_loosely_as_in_full(path in "/[a-zA-Z0-9./;+ ?#\\\\~_%-]{0,24}") {
+            if reads_plainly(&path) {
+                prop_assert_eq!(loosely(&path), loosely_in_full(&path));
+            }
+        }
 
         #[test]
         fn normalisation_never_panics_on_any_bytes(raw in prop::collection::vec(any::<u8>(), 0..64)) {
@@ -447,7 +511,10 @@ pub(crate) mod tests {
 
     #[test]
     fn the_readings_cover_parameters_case_trailing_dots_full_width_and_double_decoding() {
-        let readings = |raw: &str| NormalisedPath::parse(raw.as_bytes()).unwrap().readings();
+        let readings = |raw: &str| {
+            let path = NormalisedPath::parse(raw.as_bytes()).unwrap();
+            path.readings().map(Cow::into_owned).collect::<Vec<_>>()
+        };
         assert!(readings("/api;x=1/admin").contains(&"/api/admin".to_owned()));
         assert!(readings("/api/admin;jsessionid=1").contains(&"/api/admin".to_owned()));
         assert!(readings("/api/admin.").contains(&"/api/admin".to_owned()));
@@ -462,6 +529,16 @@ pub(crate) mod tests {
         assert!(readings("/public/a%255c..%255capi").contains(&"/public/api".to_owned()));
         let plain = NormalisedPath::parse(b"/api/reports").unwrap();
         assert!(!plain.has_parameters_or_escaped_percent());
-        assert!(plain.readings().iter().all(|r| r == "/api/reports"));
+        assert!(plain.readings().all(|r| r == "/api/reports"));
+        // The common case costs no allocation.
+        assert!(matches!(
+            loosely("/api/reports/"),
+            Cow::Borrowed("/api/reports")
+        ));
+        assert!(matches!(loosely("/"), Cow::Borrowed("/")));
+        assert!(matches!(
+            loosely("/api/v1.2/x"),
+            Cow::Borrowed("/api/v1.2/x")
+        ));
     }
 }

@@ -17,7 +17,7 @@ use crate::shared::Shared;
 use crate::upstream::Progress;
 use crate::usage::UsageKey;
 use hyper::body::{Body, Bytes};
-use hyper::header::HeaderName;
+use hyper::http::uri::PathAndQuery;
 use hyper::{HeaderMap, Method, Request, Response, Uri, Version};
 use latchkey_core::Timestamp;
 use latchkey_core::forwarded;
@@ -54,7 +54,7 @@ impl RequestContext {
         verifier: &Verifier,
     ) -> Self {
         let forwarded_for = headers
-            .get_all("x-forwarded-for")
+            .get_all(headers::X_FORWARDED_FOR)
             .iter()
             .map(|value| value.to_str().ok());
         Self {
@@ -147,12 +147,14 @@ pub(crate) fn authorize(
 
 /// Forward: sends the request to the route's upstream through the route's client, at
 /// the normalised `path` with the query as sent, with rewritten headers, and returns
-/// its answer, both bodies streaming.
+/// its answer, both bodies streaming. The upstream's clock starts at `started`, when
+/// the request was received.
 pub(crate) async fn forward<B>(
     context: &RequestContext,
     route: &Route,
     path: &NormalisedPath,
     request: Request<B>,
+    started: Instant,
 ) -> Result<Response<GatewayBody>, ProxyError>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -172,7 +174,7 @@ where
     keep_host(&mut parts.headers, &parts.uri);
     parts.uri = upstream_uri(route, path, parts.uri.query())?;
     parts.version = Version::HTTP_11;
-    let progress = Progress::new();
+    let progress = Progress::since(started);
     let request = Request::from_parts(parts, progress.track(body));
     let mut response = route.client.send(request, route.timeout, &progress).await?;
     headers::remove_hop_by_hop(response.headers_mut());
@@ -199,27 +201,34 @@ fn keep_host(headers: &mut HeaderMap, uri: &Uri) {
 }
 
 /// The URI the upstream is sent: the route's scheme and authority, `path`, and `query`
-/// as the client sent it. Fails only if the query held a byte the client's URI could
-/// not, which hyper rules
-/// out.
+/// as the client sent it, put together from their parts with one allocation for the
+/// path and query. Fails only if the query held a byte the client's URI could not,
+/// which hyper rules out.
 fn upstream_uri(
     route: &Route,
     path: &NormalisedPath,
     query: Option<&str>,
 ) -> Result<Uri, ProxyError> {
-    let target = match query {
-        Some(query) => format!("{path}?{query}"),
-        None => path.as_str().to_owned(),
-    };
-    Uri::builder()
-        .scheme(route.scheme.clone())
-        .authority(route.upstream.clone())
-        .path_and_query(target)
-        .build()
-        .map_err(|error| {
-            tracing::error!(%error, "the upstream URI could not be built");
+    let path = path.as_str();
+    let mut target = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
+    target.push_str(path);
+    if let Some(query) = query {
+        target.push('?');
+        target.push_str(query);
+    }
+    let mut parts = hyper::http::uri::Parts::default();
+    parts.scheme = Some(route.scheme.clone());
+    parts.authority = Some(route.upstream.clone());
+    parts.path_and_query = Some(
+        PathAndQuery::from_maybe_shared(Bytes::from(target)).map_err(|error| {
+            tracing::error!(%error, "the upstream path could not be built");
             ProxyError::Internal
-        })
+        })?,
+    );
+    Uri::from_parts(parts).map_err(|error| {
+        tracing::error!(%error, "the upstream URI could not be built");
+        ProxyError::Internal
+    })
 }
 
 /// Record: counts the request, and its usage when a token was verified.
@@ -266,7 +275,7 @@ where
     );
     // The client's id if sane, else a new one; forwarded upstream, answered in
     // `X-Request-Id`, and in every log line of the request (docs/OPERATIONS.md).
-    let id = request_id::from_client(request.headers().get(request_id::HEADER));
+    let id = request_id::from_client(request.headers().get(request_id::NAME));
     let span = tracing::info_span!(
         "request",
         request_id = id.to_str().unwrap_or_default(),
@@ -276,12 +285,15 @@ where
         tenant = tracing::field::Empty,
     );
     let mut request = request;
-    request
-        .headers_mut()
-        .insert(HeaderName::from_static(request_id::HEADER), id.clone());
-    let result = phases(shared, &table, &mut context, request)
-        .instrument(span.clone())
-        .await;
+    request.headers_mut().insert(request_id::NAME, id.clone());
+    // A disabled span (RUST_LOG above info) is not entered on every poll: entering it
+    // would only cost, and the phases' own events still see no parent either way.
+    let phases = phases(shared, &table, &mut context, request, started);
+    let result = if span.is_disabled() {
+        phases.await
+    } else {
+        phases.instrument(span.clone()).await
+    };
     let (mut response, refused) = match result {
         Ok(response) => (response, None),
         Err(error) => {
@@ -319,9 +331,7 @@ where
         duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         "request"
     );
-    response
-        .headers_mut()
-        .insert(HeaderName::from_static(request_id::HEADER), id);
+    response.headers_mut().insert(request_id::NAME, id);
     response
 }
 
@@ -330,6 +340,7 @@ async fn phases<B>(
     table: &RouteTable,
     context: &mut RequestContext,
     request: Request<B>,
+    started: Instant,
 ) -> Result<Response<GatewayBody>, ProxyError>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -341,7 +352,7 @@ where
     let tls = shared.tls.is_some();
     context.principal = authenticate(&shared.verifier, &route, head, context.client, tls).await?;
     authorize(&route, request.method(), context.principal.as_deref())?;
-    forward(context, &route, &path, request).await
+    forward(context, &route, &path, request, started).await
 }
 
 #[cfg(test)]

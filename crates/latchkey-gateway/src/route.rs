@@ -152,7 +152,12 @@ impl RouteTable {
         if path.has_parameters_or_escaped_percent() && chosen.is_some_and(|r| r.is_protected()) {
             return Err(PathError::PublicOnly);
         }
-        for reading in path.readings() {
+        for (i, reading) in path.readings().enumerate() {
+            // A loose reading that is the path itself, as a plain path's is, would
+            // only be judged a second time the same way.
+            if i > 0 && reading == path.decoded() {
+                continue;
+            }
             let others = [self.find(&reading), self.find_ignoring_case(&reading)];
             for other in others.into_iter().flatten() {
                 let same = chosen.is_some_and(|c| Arc::ptr_eq(c, other));
@@ -367,6 +372,13 @@ fn prefix_matches_ignoring_case(prefix: &str, path: &str) -> bool {
         let Some(found) = rest.next() else {
             return false;
         };
+        if found.is_ascii() {
+            // An ASCII character's case mappings are ASCII's.
+            if !found.eq_ignore_ascii_case(&expected) {
+                return false;
+            }
+            continue;
+        }
         let same = found == expected
             || found.to_lowercase().next() == Some(expected.to_ascii_lowercase())
             || found.to_uppercase().next() == Some(expected.to_ascii_uppercase());

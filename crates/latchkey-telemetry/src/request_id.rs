@@ -6,12 +6,16 @@
 //! Generated ids are a random per-process prefix and a counter (`8f3a…-1f`): unique
 //! within a process and across restarts, with no system call per request.
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The header's name.
 pub const HEADER: &str = "x-request-id";
+
+/// The header's name as a [`HeaderName`], built at compile time: looking it up or
+/// setting it costs no parsing of the name per request.
+pub const NAME: HeaderName = HeaderName::from_static(HEADER);
 
 /// The longest request id kept from a client.
 pub const MAX_LEN: usize = 64;
@@ -34,13 +38,41 @@ pub fn from_client(sent: Option<&HeaderValue>) -> HeaderValue {
 
 /// A new id, unique within this process and, by its random prefix, across processes.
 pub fn generate() -> HeaderValue {
-    static PREFIX: OnceLock<String> = OnceLock::new();
+    static PREFIX: OnceLock<[u8; PREFIX_LEN]> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string());
+    let prefix = PREFIX.get_or_init(|| {
+        let mut prefix = [0; PREFIX_LEN];
+        uuid::Uuid::new_v4().simple().encode_lower(&mut prefix);
+        prefix
+    });
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let text = format!("{prefix}-{n:x}");
+    let mut buffer = [0; ID_LEN];
     // Hex digits and a hyphen only: always a valid header value.
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    HeaderValue::from_bytes(write_id(&mut buffer, prefix, n))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// The random prefix's length: a simple UUID, 32 hex digits.
+const PREFIX_LEN: usize = uuid::fmt::Simple::LENGTH;
+
+/// The longest generated id: the prefix, a hyphen and 16 hex digits.
+const ID_LEN: usize = PREFIX_LEN + 1 + 16;
+
+/// Writes `{prefix}-{n:x}` into `buffer`, on the stack: no formatter and no `String`
+/// per request.
+fn write_id<'a>(buffer: &'a mut [u8; ID_LEN], prefix: &[u8; PREFIX_LEN], n: u64) -> &'a [u8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    // At most 16 digits, at least one.
+    let digits = (u64::BITS - n.leading_zeros()).div_ceil(4).max(1) as usize;
+    let (head, tail) = buffer.split_at_mut(PREFIX_LEN);
+    head.copy_from_slice(prefix);
+    let (hyphen, hex) = tail.split_at_mut(1);
+    hyphen.copy_from_slice(b"-");
+    for (i, out) in hex.iter_mut().take(digits).enumerate() {
+        let shift = 4 * (digits - 1 - i);
+        *out = HEX[((n >> shift) & 0xf) as usize];
+    }
+    &buffer[..PREFIX_LEN + 1 + digits]
 }
 
 #[cfg(test)]
@@ -73,6 +105,28 @@ mod tests {
             assert!(is_sane(id.as_bytes()));
         }
         assert!(is_sane(from_client(None).as_bytes()));
+    }
+
+    #[test]
+    fn an_id_is_the_prefix_a_hyphen_and_the_counter_in_hex() {
+        let prefix = *b"0123456789abcdef0123456789abcdef";
+        let text = std::str::from_utf8(&prefix).unwrap();
+        for n in [
+            0,
+            1,
+            9,
+            15,
+            16,
+            255,
+            256,
+            0xdead_beef,
+            u64::MAX >> 4,
+            u64::MAX,
+        ] {
+            let mut buffer = [0; ID_LEN];
+            let id = write_id(&mut buffer, &prefix, n);
+            assert_eq!(id, format!("{text}-{n:x}").as_bytes(), "{n}");
+        }
     }
 
     #[test]

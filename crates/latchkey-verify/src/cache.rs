@@ -12,7 +12,7 @@
 use foldhash::fast::RandomState;
 use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 struct Slot<V> {
@@ -21,8 +21,8 @@ struct Slot<V> {
     seq: u64,
 }
 
-struct Shard<K, V> {
-    map: HashMap<K, Slot<V>, RandomState>,
+struct Shard<K, V, S> {
+    map: HashMap<K, Slot<V>, S>,
     /// Insertion order: key, the insertion's sequence number, its cost.
     order: VecDeque<(K, u64, usize)>,
     cost: usize,
@@ -30,13 +30,13 @@ struct Shard<K, V> {
 }
 
 /// See the module docs.
-pub(crate) struct BoundedCache<K, V> {
-    shards: Box<[Mutex<Shard<K, V>>]>,
-    shard_picker: RandomState,
+pub(crate) struct BoundedCache<K, V, S = RandomState> {
+    shards: Box<[Mutex<Shard<K, V, S>>]>,
+    shard_picker: S,
     shard_budget: usize,
 }
 
-impl<K: Hash + Eq + Clone, V: Clone> BoundedCache<K, V> {
+impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Default> BoundedCache<K, V, S> {
     /// A cache of `shards` shards holding at most `budget` cost units in all.
     pub(crate) fn new(shards: usize, budget: usize) -> Self {
         let shards = shards.max(1);
@@ -51,12 +51,12 @@ impl<K: Hash + Eq + Clone, V: Clone> BoundedCache<K, V> {
                     })
                 })
                 .collect(),
-            shard_picker: RandomState::default(),
+            shard_picker: S::default(),
             shard_budget: budget / shards,
         }
     }
 
-    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> MutexGuard<'_, Shard<K, V>> {
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> MutexGuard<'_, Shard<K, V, S>> {
         let index = (self.shard_picker.hash_one(key) % self.shards.len() as u64) as usize;
         // A panic while holding the lock cannot leave a shard inconsistent in a way
         // that matters (worst case an entry is missing), so poisoning is ignored.
@@ -137,13 +137,53 @@ impl<K: Hash + Eq + Clone, V: Clone> BoundedCache<K, V> {
     }
 }
 
+/// Hashes a JWT (as bytes) by its length and its last [`TokenTail::BYTES`] bytes, all
+/// within its signature, instead of the whole token: equality still compares whole
+/// tokens, so two tokens differing elsewhere are two entries, only in one bucket. Only
+/// verified tokens are stored, and a forger cannot make many with one signature.
+#[derive(Clone, Default)]
+pub(crate) struct TokenTail(RandomState);
+
+impl TokenTail {
+    /// 32 base64url characters, 192 bits of the signature; the shortest signature
+    /// latchkey accepts (ES256, 64 bytes) is 86.
+    const BYTES: usize = 32;
+}
+
+impl BuildHasher for TokenTail {
+    type Hasher = TokenTailHasher;
+
+    fn build_hasher(&self) -> TokenTailHasher {
+        TokenTailHasher(self.0.build_hasher())
+    }
+}
+
+/// See [`TokenTail`].
+pub(crate) struct TokenTailHasher(<RandomState as BuildHasher>::Hasher);
+
+impl Hasher for TokenTailHasher {
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let tail = bytes.len().saturating_sub(TokenTail::BYTES);
+        self.0.write(bytes.get(tail..).unwrap_or(bytes));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0.write_usize(n);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn entries_vanish_at_their_deadline() {
-        let cache = BoundedCache::new(1, 10);
+        let cache = BoundedCache::<_, _>::new(1, 10);
         cache.insert("a", 1, 100, 1, 0);
         assert_eq!(cache.get("a", 99), Some(1));
         assert_eq!(cache.get("a", 100), None);
@@ -152,7 +192,7 @@ mod tests {
 
     #[test]
     fn the_oldest_entries_go_first_when_over_budget() {
-        let cache = BoundedCache::new(1, 3);
+        let cache = BoundedCache::<_, _>::new(1, 3);
         for (i, key) in ["a", "b", "c", "d"].into_iter().enumerate() {
             cache.insert(key, i, 1000, 1, 0);
         }
@@ -168,8 +208,31 @@ mod tests {
     }
 
     #[test]
+    fn tokens_sharing_a_tail_are_still_told_apart() {
+        let cache: BoundedCache<Arc<[u8]>, u32, TokenTail> = BoundedCache::new(4, 1000);
+        let tail = "s".repeat(86);
+        let good = format!("h.good.{tail}");
+        let forged = format!("h.evil.{tail}");
+        cache.insert(Arc::from(good.as_bytes()), 1, 1000, 1, 0);
+        assert_eq!(cache.get(good.as_bytes(), 0), Some(1));
+        assert_eq!(cache.get(forged.as_bytes(), 0), None);
+        cache.remove(forged.as_bytes());
+        assert_eq!(cache.get(good.as_bytes(), 0), Some(1));
+        let build = TokenTail::default();
+        assert_eq!(
+            build.hash_one(good.as_bytes()),
+            build.hash_one(Arc::<[u8]>::from(good.as_bytes()))
+        );
+        let other = format!("h.good.{}t", "s".repeat(85));
+        assert_ne!(
+            build.hash_one(good.as_bytes()),
+            build.hash_one(other.as_bytes())
+        );
+    }
+
+    #[test]
     fn oversized_or_expired_entries_are_not_stored() {
-        let cache = BoundedCache::new(2, 10);
+        let cache = BoundedCache::<_, _>::new(2, 10);
         cache.insert("big", 1, 1000, 6, 0);
         cache.insert("old", 1, 5, 1, 5);
         assert_eq!(cache.get("big", 0), None);

@@ -1,7 +1,8 @@
 //! [`Verifier`]: discovery, and the path every presented credential takes.
 //!
 //! Policy: a JWT is looked up in the verified-token cache first, keyed by a fast hash
-//! of the whole token and compared byte for byte, so only a byte-identical token can
+//! of its length and the end of its signature (`cache::TokenTail`) and compared byte
+//! for byte, so only a byte-identical token can
 //! hit. A hit still passes the revocation check, is never served at or after the
 //! token's `exp`, and is re-verified if the issuer has since withdrawn a key. A miss
 //! runs the full validation of [`crate::jwt`]. Long-lived JWTs and api keys are then
@@ -15,7 +16,7 @@
 //! by [`VerifierOptions::verified_cache_bytes`].
 
 use crate::bearer::{bearer_token, presented_token};
-use crate::cache::BoundedCache;
+use crate::cache::{BoundedCache, TokenTail};
 use crate::dpop::{self, ProofError, ProofExpectations, ReplayCache, Seen};
 use crate::error::{DiscoveryError, InvalidReason, VerifyError};
 use crate::http::Http;
@@ -101,7 +102,7 @@ pub(crate) struct Inner {
     algorithms: Vec<Algorithm>,
     max_token_bytes: usize,
     keys: KeyStore,
-    verified: Option<BoundedCache<Arc<[u8]>, CachedJwt>>,
+    verified: Option<BoundedCache<Arc<[u8]>, CachedJwt, TokenTail>>,
     introspector: Introspector,
     revocation: Arc<dyn RevocationCheck>,
     clock: Arc<dyn Clock>,

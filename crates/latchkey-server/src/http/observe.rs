@@ -14,7 +14,7 @@ use crate::service::metrics::UNMATCHED;
 use crate::service::state::AppState;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use latchkey_telemetry::request_id;
@@ -27,7 +27,7 @@ const ERROR_BODY_LIMIT: usize = 64 * 1024;
 /// Runs `next` inside the request's span and records what came of it.
 pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = request_id::from_client(request.headers().get(request_id::HEADER));
+    let id = request_id::from_client(request.headers().get(request_id::NAME));
     let route = request.extensions().get::<MatchedPath>().cloned();
     let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
     let method = request.method().clone();
@@ -55,9 +55,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         response = with_request_id(response, &id).await;
     }
-    response
-        .headers_mut()
-        .insert(HeaderName::from_static(request_id::HEADER), id);
+    response.headers_mut().insert(request_id::NAME, id);
     response
 }
 
