@@ -559,24 +559,7 @@ pub async fn rename(
     ApiJson(body): ApiJson<Map<String, Value>>,
 ) -> ApiResult<Json<TokenResource>> {
     let token = visible_token(&state, &caller, &id).await?;
-    let mut keys: Vec<&String> = body
-        .keys()
-        .filter(|k| k.as_str() != MUTABLE_FIELD)
-        .collect();
-    keys.sort();
-    if let Some(key) = keys.iter().find(|k| IMMUTABLE_FIELDS.contains(&k.as_str())) {
-        return Err(ApiError::ImmutableField((*key).clone()));
-    }
-    if let Some(key) = keys.first() {
-        return Err(ApiError::field(key.as_str(), "is not a field of a token"));
-    }
-    let name = body
-        .get(MUTABLE_FIELD)
-        .ok_or_else(|| ApiError::field(MUTABLE_FIELD, "is required"))?;
-    let name = name
-        .as_str()
-        .ok_or_else(|| ApiError::field(MUTABLE_FIELD, "must be a string"))
-        .and_then(|text| TokenName::parse(text).map_err(|e| ApiError::field(MUTABLE_FIELD, e)))?;
+    let name = rename_body(&body, &IMMUTABLE_FIELDS, "token")?;
     let renamed = state
         .store()
         .rename_token(token.id, &name, &caller.audit(&state))
@@ -584,6 +567,36 @@ pub async fn rename(
         .ok_or_else(|| ApiError::NotFound(format!("token {}", token.id)))?;
     state.auth_changed();
     Ok(Json(renamed.into()))
+}
+
+/// The new name in a rename body (`{"name": …}`) of a resource whose other fields are
+/// `immutable`: an immutable field is `immutable-field`, an unknown one `invalid-field`,
+/// so a client never thinks it changed what it cannot. `what` names the resource in
+/// the refusal.
+pub(super) fn rename_body(
+    body: &Map<String, Value>,
+    immutable: &[&str],
+    what: &str,
+) -> ApiResult<TokenName> {
+    let mut keys: Vec<&String> = body
+        .keys()
+        .filter(|k| k.as_str() != MUTABLE_FIELD)
+        .collect();
+    keys.sort();
+    if let Some(key) = keys.iter().find(|k| immutable.contains(&k.as_str())) {
+        return Err(ApiError::ImmutableField((*key).clone()));
+    }
+    if let Some(key) = keys.first() {
+        return Err(ApiError::field(
+            key.as_str(),
+            format!("is not a field of a {what}"),
+        ));
+    }
+    body.get(MUTABLE_FIELD)
+        .ok_or_else(|| ApiError::field(MUTABLE_FIELD, "is required"))?
+        .as_str()
+        .ok_or_else(|| ApiError::field(MUTABLE_FIELD, "must be a string"))
+        .and_then(|text| TokenName::parse(text).map_err(|e| ApiError::field(MUTABLE_FIELD, e)))
 }
 
 /// The query of `DELETE /v1/tokens/{id}`: `wait=propagated`, and how long to wait.

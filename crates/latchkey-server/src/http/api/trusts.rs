@@ -3,7 +3,7 @@
 //! roles and permissions would, and is bounded by its creator's authority the same way.
 
 use super::tenants::visible_tenant;
-use super::tokens::{member_permissions, sorted_unique};
+use super::tokens::{member_permissions, rename_body, sorted_unique};
 use crate::http::auth::Caller;
 use crate::http::extract::{ApiJson, ListQuery, Query};
 use crate::http::problem::{ApiError, ApiResult};
@@ -15,7 +15,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use latchkey_core::permission::{check_caller_grant, check_user_grant};
-use latchkey_core::token::{MUTABLE_FIELD, TokenName};
+use latchkey_core::token::TokenName;
 use latchkey_core::trust::{
     IMMUTABLE_FIELDS, MAX_TEXT, RequiredClaims, SubjectPattern, Trust, check_required_claims,
 };
@@ -202,23 +202,7 @@ pub async fn rename(
     ApiJson(body): ApiJson<Map<String, Value>>,
 ) -> ApiResult<Json<Trust>> {
     let trust = visible_trust(&state, &caller, &id).await?;
-    let mut keys: Vec<&String> = body
-        .keys()
-        .filter(|k| k.as_str() != MUTABLE_FIELD)
-        .collect();
-    keys.sort();
-    if let Some(key) = keys.iter().find(|k| IMMUTABLE_FIELDS.contains(&k.as_str())) {
-        return Err(ApiError::ImmutableField((*key).clone()));
-    }
-    if let Some(key) = keys.first() {
-        return Err(ApiError::field(key.as_str(), "is not a field of a trust"));
-    }
-    let name = body
-        .get(MUTABLE_FIELD)
-        .ok_or_else(|| ApiError::field(MUTABLE_FIELD, "is required"))?
-        .as_str()
-        .ok_or_else(|| ApiError::field(MUTABLE_FIELD, "must be a string"))
-        .and_then(|text| TokenName::parse(text).map_err(|e| ApiError::field(MUTABLE_FIELD, e)))?;
+    let name = rename_body(&body, &IMMUTABLE_FIELDS, "trust")?;
     let renamed = state
         .store()
         .rename_trust(trust.id, &name, &caller.audit(&state))
