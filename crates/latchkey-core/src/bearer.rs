@@ -44,14 +44,7 @@ pub fn bearer<'a>(
 pub fn credential<'a>(
     values: impl IntoIterator<Item = Option<&'a str>>,
 ) -> Result<(Scheme, &'a str), BearerError> {
-    let mut values = values.into_iter();
-    let Some(value) = values.next() else {
-        return Err(BearerError::Missing);
-    };
-    if values.next().is_some() {
-        return Err(BearerError::Malformed);
-    }
-    let value = value.ok_or(BearerError::Malformed)?;
+    let value = only(values)?.ok_or(BearerError::Malformed)?;
     let (scheme, credential) = value.split_once(' ').unwrap_or((value, ""));
     let scheme = if scheme.eq_ignore_ascii_case("bearer") {
         Scheme::Bearer
@@ -65,6 +58,55 @@ pub fn credential<'a>(
         return Err(BearerError::Malformed);
     }
     Ok((scheme, credential))
+}
+
+/// [`credential`] of the raw header values, as HTTP delivers them: the same answers
+/// for the same bytes, a value that is not text (visible ASCII, space or tab) being one
+/// that `credential` is given as `None`. The credential's bytes are checked in one pass
+/// that the compiler vectorises, rather than checked as text and then searched for a
+/// space: this runs on every request the gateway and the verifier see.
+pub fn credential_of_bytes<'a>(
+    values: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<(Scheme, &'a str), BearerError> {
+    let value = only(values)?;
+    let split = value.iter().position(|&b| b == b' ').unwrap_or(value.len());
+    let (scheme, rest) = value.split_at(split);
+    let scheme = if scheme.eq_ignore_ascii_case(b"bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case(b"dpop") {
+        Scheme::Dpop
+    } else if value.iter().all(|&b| is_text(b)) {
+        return Err(BearerError::Missing);
+    } else {
+        return Err(BearerError::Malformed);
+    };
+    let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+    let token = &rest[start..];
+    // Non-short-circuiting, so that it compiles to vector compares.
+    let visible = token.iter().fold(true, |all, &b| {
+        all & ((b.wrapping_sub(0x21) < 0x5e) | (b == b'\t'))
+    });
+    if token.is_empty() || !visible {
+        return Err(BearerError::Malformed);
+    }
+    // ASCII by now, so this cannot fail.
+    let token = std::str::from_utf8(token).map_err(|_| BearerError::Malformed)?;
+    Ok((scheme, token))
+}
+
+/// The one `Authorization` value: none is missing, two are malformed.
+fn only<T>(values: impl IntoIterator<Item = T>) -> Result<T, BearerError> {
+    let mut values = values.into_iter();
+    let value = values.next().ok_or(BearerError::Missing)?;
+    if values.next().is_some() {
+        return Err(BearerError::Malformed);
+    }
+    Ok(value)
+}
+
+/// A byte a header value may hold as text: what `HeaderValue::to_str` accepts.
+fn is_text(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) || b == b'\t'
 }
 
 #[cfg(test)]
@@ -123,5 +165,44 @@ mod tests {
             bearer([Some("Bearer abc"), Some("Basic x")]),
             Err(BearerError::Malformed)
         );
+    }
+
+    mod bytes_and_text {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn reading_the_bytes_answers_as_reading_the_text(
+                values in prop::collection::vec(
+                    prop_oneof![
+                        "(Bearer|bearer|BEARER|DPoP|dpop|Basic|Bearerx|)( {0,3})[ -~\t]{0,12}",
+                        "(Bearer|DPoP) {1,2}[A-Za-z0-9._-]{1,40}",
+                        prop::collection::vec(any::<u8>(), 0..20)
+                            .prop_map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+                    ].prop_map(String::into_bytes),
+                    0..3,
+                ),
+                raw in prop::collection::vec(any::<u8>(), 0..24),
+            ) {
+                let as_text = |value: &[u8]| {
+                    std::str::from_utf8(value)
+                        .ok()
+                        .filter(|text| text.bytes().all(is_text))
+                        .map(str::to_owned)
+                };
+                let mut all = values.clone();
+                all.push([b"Bearer ".as_slice(), &raw].concat());
+                for cut in 0..=all.len() {
+                    let taken = &all[..cut];
+                    let texts: Vec<Option<String>> = taken.iter().map(|v| as_text(v)).collect();
+                    let expected = credential(texts.iter().map(Option::as_deref));
+                    let read = credential_of_bytes(taken.iter().map(Vec::as_slice));
+                    prop_assert_eq!(read, expected, "{:?}", taken);
+                }
+            }
+        }
     }
 }

@@ -2,8 +2,8 @@
 //! (`latchkey_core::bearer`), as the verifier, its tower layer and the gateway need it.
 
 use crate::error::VerifyError;
-use axum::http::{HeaderMap, header};
-use latchkey_core::bearer::{BearerError, Scheme, bearer, credential};
+use axum::http::{HeaderMap, HeaderValue, header};
+use latchkey_core::bearer::{BearerError, Scheme, bearer, credential_of_bytes};
 
 /// The bearer token of `headers`.
 ///
@@ -27,8 +27,8 @@ pub fn presented_token(headers: &HeaderMap) -> Result<(Scheme, &str), VerifyErro
     let values = headers
         .get_all(header::AUTHORIZATION)
         .iter()
-        .map(|value| value.to_str().ok());
-    credential(values).map_err(|error| match error {
+        .map(HeaderValue::as_bytes);
+    credential_of_bytes(values).map_err(|error| match error {
         BearerError::Missing => VerifyError::MissingToken,
         BearerError::Malformed => VerifyError::InvalidRequest,
     })
