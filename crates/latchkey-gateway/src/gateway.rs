@@ -17,6 +17,7 @@
 //! the last usage batch.
 
 use crate::config::{ConfigError, GatewayConfig};
+use crate::headers::LastIdentity;
 use crate::listener::StallGuard;
 use crate::metrics::GatewayMetrics;
 use crate::proxy::handle;
@@ -225,10 +226,16 @@ impl Gateway {
         let body_timeout = limits.body_read_timeout;
         let make = move |accepted: Accepted| {
             let shared = shared.clone();
+            let last_identity = Arc::new(LastIdentity::default());
             service_fn(move |request: Request<Incoming>| {
                 let shared = shared.clone();
+                let last_identity = last_identity.clone();
                 let request = request.map(|body| StallGuard::new(body, body_timeout));
-                async move { Ok::<_, Infallible>(handle(&shared, accepted.peer, request).await) }
+                async move {
+                    Ok::<_, Infallible>(
+                        handle(&shared, &last_identity, accepted.peer, request).await,
+                    )
+                }
             })
         };
         let drain = self.shared.started_with.drain_timeout();

@@ -35,10 +35,12 @@
 //!   kept as the client sent it.
 
 use hyper::HeaderMap;
+use hyper::body::Bytes;
 use hyper::header::{self, HeaderName, HeaderValue};
 use latchkey_core::permission::format_scope;
 use latchkey_verify::Principal;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// The token id of the verified caller.
 pub const TOKEN_ID: HeaderName = HeaderName::from_static("x-latchkey-token-id");
@@ -57,42 +59,90 @@ const IDENTITY_PREFIX: &str = "x-latchkey-";
 
 pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-// A static, not a const: a const array of `HeaderName`s (which have drop glue) may be
-// built and dropped at every use.
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
+/// The hop-by-hop names (RFC 9110 §7.6.1), and `Proxy-Connection`.
+const HOP_BY_HOP_NAMES: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
 ];
 
+// A static, not a const: a const array of `HeaderName`s (which have drop glue) may be
+// built and dropped at every use. `from_static` gives standard names their standard
+// form, so these compare as `header::CONNECTION` and the others do.
+static HOP_BY_HOP: [HeaderName; 9] = {
+    let n = HOP_BY_HOP_NAMES;
+    [
+        HeaderName::from_static(n[0]),
+        HeaderName::from_static(n[1]),
+        HeaderName::from_static(n[2]),
+        HeaderName::from_static(n[3]),
+        HeaderName::from_static(n[4]),
+        HeaderName::from_static(n[5]),
+        HeaderName::from_static(n[6]),
+        HeaderName::from_static(n[7]),
+        HeaderName::from_static(n[8]),
+    ]
+};
+
+/// The lengths of the [`HOP_BY_HOP`] names, as a set of bits: most names are ruled out
+/// by their length alone.
+const HOP_BY_HOP_LENGTHS: u32 = {
+    let mut bits = 0u32;
+    let mut i = 0;
+    while i < HOP_BY_HOP_NAMES.len() {
+        bits |= 1 << HOP_BY_HOP_NAMES[i].len();
+        i += 1;
+    }
+    bits
+};
+
 /// Removes hop-by-hop headers, including those `Connection` names. One pass over the
-/// names finds them; the map is searched only for those present, and most requests
-/// and answers carry none or one (`Connection: keep-alive`).
+/// names finds them, marking which of [`HOP_BY_HOP`] are present; the map is searched
+/// only for those, and most requests and answers carry none or one (`Connection:
+/// keep-alive`). Only a name `Connection` lists beyond those, present in the map, is
+/// collected, so the common case allocates nothing.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let mut doomed: Vec<HeaderName> = Vec::new();
+    let mut present = 0u16;
+    let mut named: Vec<HeaderName> = Vec::new();
     for (name, value) in headers.iter() {
-        if !HOP_BY_HOP.contains(name) {
+        let length = name.as_str().len();
+        if length >= 32 || HOP_BY_HOP_LENGTHS & (1 << length) == 0 {
             continue;
         }
-        if !doomed.contains(name) {
-            doomed.push(name.clone());
+        let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) else {
+            continue;
+        };
+        present |= 1 << i;
+        if name != header::CONNECTION {
+            continue;
         }
-        if name == header::CONNECTION {
-            let named = value
-                .to_str()
-                .into_iter()
-                .flat_map(|v| v.split(','))
-                .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok());
-            doomed.extend(named);
+        let listed = value.to_str().into_iter().flat_map(|v| v.split(','));
+        for option in listed.map(str::trim) {
+            let standard = HOP_BY_HOP
+                .iter()
+                .any(|hop| hop.as_str().eq_ignore_ascii_case(option));
+            // A listed hop-by-hop name is found by this pass anyway; another is only
+            // parsed when the map holds it.
+            if standard || !headers.contains_key(option) {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(option.as_bytes()) {
+                named.push(name);
+            }
         }
     }
-    for name in doomed {
+    for (i, hop) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(hop);
+        }
+    }
+    for name in named {
         headers.remove(name);
     }
 }
@@ -123,32 +173,74 @@ fn is_identity(name: &HeaderName) -> bool {
         .eq(IDENTITY_PREFIX.bytes())
 }
 
-/// Sets the identity headers from `principal`. Fails only if an id held a byte no
-/// header may carry, which the id types rule out.
-pub(crate) fn set_identity(
-    headers: &mut HeaderMap,
-    principal: &Principal,
-) -> Result<(), header::InvalidHeaderValue> {
-    headers.insert(
-        TOKEN_ID,
-        HeaderValue::from_str(&principal.token_id.to_string())?,
-    );
-    headers.insert(TENANT, HeaderValue::from_str(principal.tenant.as_str())?);
-    if let Some(user) = &principal.user {
-        headers.insert(USER, HeaderValue::from_str(user.as_str())?);
+/// The identity headers of one verified principal, encoded once: the values are shared
+/// bytes, so setting them on each of its requests copies none.
+#[derive(Debug)]
+pub(crate) struct Identity {
+    of: Arc<Principal>,
+    values: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Identity {
+    /// The headers the module policy gives `principal`. Fails only if an id held a byte
+    /// no header may carry, which the id types rule out.
+    pub(crate) fn encode(principal: Arc<Principal>) -> Result<Self, header::InvalidHeaderValue> {
+        let value = |text: String| HeaderValue::from_maybe_shared(Bytes::from(text));
+        let mut values = Vec::with_capacity(6);
+        values.push((TOKEN_ID, value(principal.token_id.to_string())?));
+        values.push((TENANT, value(principal.tenant.as_str().to_owned())?));
+        if let Some(user) = &principal.user {
+            values.push((USER, value(user.as_str().to_owned())?));
+        }
+        values.push((SCOPES, value(format_scope(&principal.scopes))?));
+        if let Some(trust) = &principal.trust {
+            values.push((TRUST, value(trust.trust_id.to_string())?));
+            values.push((SUBJECT, value(encode_subject(&trust.subject))?));
+        }
+        Ok(Self {
+            of: principal,
+            values,
+        })
     }
-    headers.insert(
-        SCOPES,
-        HeaderValue::from_str(&format_scope(&principal.scopes))?,
-    );
-    if let Some(trust) = &principal.trust {
-        headers.insert(TRUST, HeaderValue::from_str(&trust.trust_id.to_string())?);
-        headers.insert(
-            SUBJECT,
-            HeaderValue::from_str(&encode_subject(&trust.subject))?,
-        );
+
+    /// Whether these are the headers of `principal`, the very same one: the verifier
+    /// hands back one `Arc` for a token while what it grants is unchanged, and a new one
+    /// when it changes. Holding `of` keeps its address from being reused.
+    fn is_of(&self, principal: &Arc<Principal>) -> bool {
+        Arc::ptr_eq(&self.of, principal)
     }
-    Ok(())
+
+    /// Sets the headers on a request.
+    fn set(&self, headers: &mut HeaderMap) {
+        for (name, value) in &self.values {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+/// The identity last encoded on one client connection. A client sends a connection's
+/// requests with one token as a rule, so its headers are encoded once per connection
+/// (and again when what the token grants changes) instead of once per request. With
+/// other tokens mixed in it is encoded as often as before, never wrongly: a principal
+/// is recognised by identity, not by value.
+#[derive(Debug, Default)]
+pub(crate) struct LastIdentity(Mutex<Option<Arc<Identity>>>);
+
+impl LastIdentity {
+    /// The identity headers of `principal`, from this connection's last ones when they
+    /// are its own.
+    pub(crate) fn of(
+        &self,
+        principal: &Arc<Principal>,
+    ) -> Result<Arc<Identity>, header::InvalidHeaderValue> {
+        let mut last = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(identity) = last.as_ref().filter(|last| last.is_of(principal)) {
+            return Ok(identity.clone());
+        }
+        let identity = Arc::new(Identity::encode(principal.clone())?);
+        *last = Some(identity.clone());
+        Ok(identity)
+    }
 }
 
 /// `subject` with every byte outside visible ASCII, and `%`, percent-encoded (upper-case
@@ -216,21 +308,20 @@ fn write_address(out: &mut String, address: IpAddr) {
 /// Rewrites a client's request headers for the upstream.
 pub(crate) fn to_upstream(
     headers: &mut HeaderMap,
-    principal: Option<&Principal>,
+    identity: Option<&Identity>,
     client: IpAddr,
     strip_authorization: bool,
-) -> Result<(), header::InvalidHeaderValue> {
+) {
     remove_hop_by_hop(headers);
     headers.remove(header::EXPECT);
     strip_identity(headers);
     if strip_authorization {
         headers.remove(header::AUTHORIZATION);
     }
-    if let Some(principal) = principal {
-        set_identity(headers, principal)?;
+    if let Some(identity) = identity {
+        identity.set(headers);
     }
     append_forwarded_for(headers, client);
-    Ok(())
 }
 
 #[cfg(test)]
@@ -255,6 +346,29 @@ mod tests {
             ip_allowlist: Vec::new(),
             trust: None,
         }
+    }
+
+    /// [`to_upstream`] for a request of `principal`, its identity encoded afresh.
+    fn rewrite(
+        headers: &mut HeaderMap,
+        principal: Option<&Principal>,
+        client: IpAddr,
+        strip_authorization: bool,
+    ) -> Result<(), header::InvalidHeaderValue> {
+        let identity = principal
+            .map(|principal| Identity::encode(Arc::new(principal.clone())))
+            .transpose()?;
+        to_upstream(headers, identity.as_ref(), client, strip_authorization);
+        Ok(())
+    }
+
+    /// Sets the identity headers of `principal`.
+    fn set_identity(
+        headers: &mut HeaderMap,
+        principal: &Principal,
+    ) -> Result<(), header::InvalidHeaderValue> {
+        Identity::encode(Arc::new(principal.clone()))?.set(headers);
+        Ok(())
     }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -285,7 +399,7 @@ mod tests {
             ("x-latchkey-future", "1"),
             ("authorization", "Bearer t"),
         ]);
-        to_upstream(
+        rewrite(
             &mut headers,
             Some(&principal(None)),
             [10, 0, 0, 1].into(),
@@ -306,7 +420,7 @@ mod tests {
     #[test]
     fn a_public_request_keeps_no_identity_header() {
         let mut headers = map(&[("x-latchkey-token-id", "forged")]);
-        to_upstream(&mut headers, None, [10, 0, 0, 1].into(), true).unwrap();
+        rewrite(&mut headers, None, [10, 0, 0, 1].into(), true).unwrap();
         assert!(
             headers
                 .keys()
@@ -326,7 +440,7 @@ mod tests {
             ("expect", "100-continue"),
             ("x-kept", "1"),
         ]);
-        to_upstream(&mut headers, None, [10, 0, 0, 1].into(), false).unwrap();
+        rewrite(&mut headers, None, [10, 0, 0, 1].into(), false).unwrap();
         let names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
         assert_eq!(names, ["x-kept", "x-forwarded-for"]);
     }
@@ -360,7 +474,7 @@ mod tests {
             headers.append("x-latchkeyuser", HeaderValue::from_static("kept"));
             headers.append("x-latchkey", HeaderValue::from_static("kept"));
             headers.append("latchkey-user", HeaderValue::from_static("kept"));
-            to_upstream(
+            rewrite(
                 &mut headers,
                 principal.as_ref(),
                 [10, 0, 0, 1].into(),
@@ -446,7 +560,7 @@ mod tests {
     fn a_trust_token_sets_its_trust_and_subject_and_a_plain_token_neither() {
         let mut headers = map(&[("x-latchkey-subject", "forged"), ("X_Latchkey_Trust", "x")]);
         let subject = "repo:acme/app:ref:refs/heads/main";
-        to_upstream(
+        rewrite(
             &mut headers,
             Some(&trust_principal(subject)),
             [10, 0, 0, 1].into(),
@@ -459,7 +573,7 @@ mod tests {
         assert!(headers.get("x_latchkey_trust").is_none());
 
         let mut plain = map(&[("x-latchkey-subject", "forged"), ("x-latchkey-trust", "x")]);
-        to_upstream(
+        rewrite(
             &mut plain,
             Some(&principal(None)),
             [10, 0, 0, 1].into(),
@@ -506,5 +620,87 @@ mod tests {
         let mut headers = HeaderMap::new();
         set_identity(&mut headers, &principal(Some("u_42"))).unwrap();
         assert_eq!(headers[&USER], "u_42");
+    }
+
+    #[test]
+    fn a_connection_encodes_a_principal_once_and_a_changed_one_again() {
+        let last = LastIdentity::default();
+        let first = Arc::new(principal(None));
+        let encoded = last.of(&first).unwrap();
+        assert!(Arc::ptr_eq(&encoded, &last.of(&first).unwrap()));
+
+        // Equal by value is not enough: only the very same principal reuses them.
+        let twin = Arc::new(principal(None));
+        let again = last.of(&twin).unwrap();
+        assert!(!Arc::ptr_eq(&encoded, &again));
+
+        // What the token grants changed: the verifier hands back another principal, whose
+        // scopes are sent.
+        let narrowed = Arc::new(Principal {
+            scopes: parse_scope("reports:read").unwrap(),
+            ..principal(None)
+        });
+        let scopes_sent = |principal: &Arc<Principal>| {
+            let mut headers = HeaderMap::new();
+            let identity = last.of(principal).unwrap();
+            to_upstream(&mut headers, Some(&identity), [10, 0, 0, 1].into(), false);
+            headers[&SCOPES].clone()
+        };
+        assert_eq!(scopes_sent(&narrowed), "reports:read");
+        assert_eq!(scopes_sent(&first), "reports:read reports:write");
+    }
+
+    /// Hop-by-hop removal as the policy states it, without the fast path: every listed
+    /// name and every name `Connection` lists.
+    fn remove_hop_by_hop_plainly(headers: &mut HeaderMap) {
+        let mut doomed: Vec<HeaderName> = HOP_BY_HOP.to_vec();
+        for value in headers.get_all(header::CONNECTION) {
+            let listed = value.to_str().into_iter().flat_map(|v| v.split(','));
+            doomed.extend(
+                listed.filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok()),
+            );
+        }
+        for name in doomed {
+            headers.remove(name);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn hop_by_hop_removal_matches_the_plain_reading_of_the_policy(
+            pairs in prop::collection::vec(
+                (
+                    prop_oneof![
+                        Just("connection".to_owned()),
+                        Just("keep-alive".to_owned()),
+                        Just("te".to_owned()),
+                        Just("upgrade".to_owned()),
+                        Just("transfer-encoding".to_owned()),
+                        Just("proxy-authorization".to_owned()),
+                        "x-[a-c]{1,2}",
+                        "[a-z-]{1,10}",
+                    ],
+                    prop_oneof![
+                        "(close|keep-alive|Keep-Alive|TE|upgrade|x-[a-c]{1,2}|X-[A-C]{1,2}| |,|[a-z]{1,3})( ?, ?(close|keep-alive|x-[a-c]{1,2}|X-A|,|))*",
+                        "[ -~]{0,12}",
+                    ],
+                ),
+                0..8,
+            )
+        ) {
+            let mut headers = HeaderMap::new();
+            for (name, value) in &pairs {
+                headers.append(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            let mut expected = headers.clone();
+            remove_hop_by_hop_plainly(&mut expected);
+            remove_hop_by_hop(&mut headers);
+            prop_assert_eq!(headers, expected);
+        }
     }
 }

@@ -49,8 +49,9 @@ pub(crate) enum PathError {
 pub(crate) struct NormalisedPath {
     /// What is forwarded: ASCII, escapes upper-case.
     text: String,
-    /// `text` percent-decoded once, as a typical upstream framework reads it.
-    decoded: String,
+    /// `text` percent-decoded once, as a typical upstream framework reads it; `None`
+    /// when that is `text` itself, as for most paths, which then cost one string.
+    decoded: Option<String>,
     /// A `;` (raw or `%3B`) is present.
     parameters: bool,
     /// A `%25` is present, which an upstream that decodes twice reads as an escape.
@@ -74,7 +75,7 @@ impl NormalisedPath {
             let text = String::from_utf8(raw.to_vec()).map_err(|_| PathError::NotUtf8)?;
             check_segments(&text)?;
             return Ok(Self {
-                decoded: text.clone(),
+                decoded: None,
                 parameters: text.contains(';'),
                 escaped_percent: false,
                 text,
@@ -127,8 +128,8 @@ impl NormalisedPath {
         }
         check_segments(&decoded)?;
         Ok(Self {
+            decoded: (decoded != text).then_some(decoded),
             text,
-            decoded,
             parameters,
             escaped_percent,
         })
@@ -141,7 +142,7 @@ impl NormalisedPath {
 
     /// The path percent-decoded once; routes match on this.
     pub(crate) fn decoded(&self) -> &str {
-        &self.decoded
+        self.decoded.as_deref().unwrap_or(&self.text)
     }
 
     /// Whether the path holds `;` parameters or `%25`, which upstreams read in more
@@ -156,10 +157,10 @@ impl NormalisedPath {
     pub(crate) fn readings(&self) -> impl Iterator<Item = Cow<'_, str>> {
         let twice = self
             .escaped_percent
-            .then(|| Cow::Owned(loosely(&decode_lossy(&self.decoded)).into_owned()));
+            .then(|| Cow::Owned(loosely(&decode_lossy(self.decoded())).into_owned()));
         [
-            Some(Cow::Borrowed(self.decoded.as_str())),
-            Some(loosely(&self.decoded)),
+            Some(Cow::Borrowed(self.decoded())),
+            Some(loosely(self.decoded())),
             twice,
         ]
         .into_iter()

@@ -9,7 +9,7 @@
 
 use crate::body::{BoxError, GatewayBody};
 use crate::error::ProxyError;
-use crate::headers;
+use crate::headers::{self, LastIdentity};
 use crate::metrics::UNMATCHED;
 use crate::path::NormalisedPath;
 use crate::route::{Access, Route, RouteTable};
@@ -148,8 +148,10 @@ pub(crate) fn authorize(
 /// Forward: sends the request to the route's upstream through the route's client, at
 /// the normalised `path` with the query as sent, with rewritten headers, and returns
 /// its answer, both bodies streaming. The upstream's clock starts at `started`, when
-/// the request was received.
+/// the request was received. The identity headers come from `last_identity`, the
+/// connection's.
 pub(crate) async fn forward<B>(
+    last_identity: &LastIdentity,
     context: &RequestContext,
     route: &Route,
     path: &NormalisedPath,
@@ -160,17 +162,22 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
+    let identity = context
+        .principal
+        .as_ref()
+        .map(|principal| last_identity.of(principal))
+        .transpose()
+        .map_err(|error| {
+            tracing::error!(%error, "an identity header could not be encoded");
+            ProxyError::Internal
+        })?;
     let (mut parts, body) = request.into_parts();
     headers::to_upstream(
         &mut parts.headers,
-        context.principal.as_deref(),
+        identity.as_deref(),
         context.client,
         route.strip_authorization,
-    )
-    .map_err(|error| {
-        tracing::error!(%error, "an identity header could not be encoded");
-        ProxyError::Internal
-    })?;
+    );
     keep_host(&mut parts.headers, &parts.uri);
     parts.uri = upstream_uri(route, path, parts.uri.query())?;
     parts.version = Version::HTTP_11;
@@ -258,6 +265,7 @@ pub(crate) fn record(
 /// The whole way of one request.
 pub(crate) async fn handle<B>(
     shared: &Shared,
+    last_identity: &LastIdentity,
     peer: SocketAddr,
     request: Request<B>,
 ) -> Response<GatewayBody>
@@ -288,7 +296,14 @@ where
     request.headers_mut().insert(request_id::NAME, id.clone());
     // A disabled span (RUST_LOG above info) is not entered on every poll: entering it
     // would only cost, and the phases' own events still see no parent either way.
-    let phases = phases(shared, &table, &mut context, request, started);
+    let phases = phases(
+        shared,
+        last_identity,
+        &table,
+        &mut context,
+        request,
+        started,
+    );
     let result = if span.is_disabled() {
         phases.await
     } else {
@@ -337,6 +352,7 @@ where
 
 async fn phases<B>(
     shared: &Shared,
+    last_identity: &LastIdentity,
     table: &RouteTable,
     context: &mut RequestContext,
     request: Request<B>,
@@ -352,7 +368,7 @@ where
     let tls = shared.tls.is_some();
     context.principal = authenticate(&shared.verifier, &route, head, context.client, tls).await?;
     authorize(&route, request.method(), context.principal.as_deref())?;
-    forward(context, &route, &path, request, started).await
+    forward(last_identity, context, &route, &path, request, started).await
 }
 
 #[cfg(test)]
