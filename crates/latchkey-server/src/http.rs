@@ -65,7 +65,16 @@ pub fn router(state: AppState) -> Router {
 }
 
 fn routes(state: &AppState) -> OpenApiRouter<AppState> {
-    let followers = || middleware::from_fn_with_state(state.clone(), require_client_certificate);
+    // Without mutual TLS there is nothing to require: the layer is left out rather than
+    // run on every introspection to let the request through.
+    let mutual_tls = state.settings().mutual_tls;
+    let followers = |route: UtoipaMethodRouter<AppState>| {
+        if !mutual_tls {
+            return route;
+        }
+        let layer = middleware::from_fn_with_state(state.clone(), require_client_certificate);
+        route.map(|route| route.route_layer(layer))
+    };
     let management = OpenApiRouter::new()
         .routes(routes!(tenants::list, tenants::create))
         .routes(routes!(tenants::show, tenants::delete))
@@ -86,11 +95,9 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(trusts::list, trusts::create))
         .routes(routes!(trusts::show, trusts::rename, trusts::revoke))
         // A gateway's batch outgrows the 64 KiB of every other body (docs/API.md).
-        .routes(routes!(usage::ingest).map(|route| {
-            route
-                .layer(DefaultBodyLimit::max(USAGE_BODY_LIMIT))
-                .route_layer(followers())
-        }))
+        .routes(followers(routes!(usage::ingest).map(|route| {
+            route.layer(DefaultBodyLimit::max(USAGE_BODY_LIMIT))
+        })))
         .routes(routes!(usage::token_usage))
         // Leak reports (docs/API.md, "Leak reports"); a partner's batch may reach 1 MiB.
         .routes(routes!(leaks::report))
@@ -108,9 +115,9 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(audit::head))
         .routes(routes!(audit::chain))
         .routes(routes!(audit::verify::verify))
-        .routes(routes!(revocation::page).map(|route| route.route_layer(followers())))
-        .routes(routes!(revocation::follow).map(|route| route.route_layer(followers())))
-        .routes(routes!(revocation::ack).map(|route| route.route_layer(followers())))
+        .routes(followers(routes!(revocation::page)))
+        .routes(followers(routes!(revocation::follow)))
+        .routes(followers(routes!(revocation::ack)))
         .fallback(not_found)
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
@@ -118,9 +125,7 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         ));
     let oauth = OpenApiRouter::new()
         .routes(post_only(routes!(oauth::token::token)))
-        .routes(post_only(
-            routes!(oauth::introspect::introspect).map(|route| route.route_layer(followers())),
-        ))
+        .routes(post_only(followers(routes!(oauth::introspect::introspect))))
         .routes(post_only(routes!(oauth::revoke::revoke)))
         .routes(routes!(oauth::metadata::metadata))
         .routes(routes!(oauth::metadata::jwks));
