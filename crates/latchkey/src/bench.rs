@@ -99,10 +99,22 @@ pub struct BenchArgs {
     /// revocations to time; with --followers: how many revocations to time.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     revocations: u64,
+    /// With --edge: leave out the narrowing runs, for a build (--children) from before
+    /// the gateway narrowed a token to what its roles grant now, which cannot pass them.
+    #[arg(long, requires = "edge")]
+    skip_narrowing: bool,
+    /// Start the server and the gateway from this latchkey binary instead of this one:
+    /// another build measured by the same bench, say the one before a change, to put
+    /// its figures beside this build's (docs/BENCHMARKS.md).
+    #[arg(long, value_name = "FILE", conflicts_with = "server")]
+    children: Option<PathBuf>,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let command = report::command_line(std::env::args());
+    if let Some(binary) = &args.children {
+        child::start_from(binary)?;
+    }
     if let Some(followers) = args.followers {
         // Before the server starts, so that it inherits the raised limit.
         followers::raise_open_files(followers)?;
@@ -156,7 +168,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         return finish(&args, command, server, &plan, runs, "gateway", notes).await;
     }
     if args.edge {
-        let report = edge::run(plan.address, server.admin.clone(), &plan, revocations).await?;
+        let narrowings = if args.skip_narrowing { 0 } else { revocations };
+        let report = edge::run(
+            plan.address,
+            server.admin.clone(),
+            &plan,
+            (revocations, narrowings),
+        )
+        .await?;
         if let Some(child) = server.child {
             child.stop().await;
         }

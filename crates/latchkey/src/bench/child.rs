@@ -1,4 +1,5 @@
-//! Processes the bench starts from its own binary (`latchkey serve`, `latchkey gateway`):
+//! Processes the bench starts from its own binary, or the one `--children` names
+//! (`latchkey serve`, `latchkey gateway`):
 //! started with a clean environment, their stderr drained for their whole life, their
 //! listening address read from the `listening on http://…` log line, and killed when
 //! dropped.
@@ -8,7 +9,9 @@
 
 use anyhow::{Context, anyhow, bail};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -29,9 +32,32 @@ pub struct Listening {
     pub startup: Vec<String>,
 }
 
-/// This binary with `args`, its environment cleaned, ready for [`start`].
+/// The binary children start from, when not this one (`--children`).
+static BINARY: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes every child start from `binary`, once, before the first: the bench then
+/// measures that build. It must be an executable file.
+pub fn start_from(binary: &Path) -> anyhow::Result<()> {
+    let metadata =
+        std::fs::metadata(binary).with_context(|| format!("--children {}", binary.display()))?;
+    if !metadata.is_file() {
+        bail!("--children {}: not a file", binary.display());
+    }
+    let binary = binary
+        .canonicalize()
+        .with_context(|| format!("--children {}", binary.display()))?;
+    BINARY
+        .set(binary)
+        .map_err(|_| anyhow!("the children's binary is already chosen"))
+}
+
+/// The latchkey binary with `args`, its environment cleaned, ready for [`start`]: this
+/// one, or the one [`start_from`] chose.
 pub fn command(args: &[&str]) -> anyhow::Result<Command> {
-    let exe = std::env::current_exe().context("finding the latchkey binary")?;
+    let exe = match BINARY.get() {
+        Some(binary) => binary.clone(),
+        None => std::env::current_exe().context("finding the latchkey binary")?,
+    };
     let mut command = Command::new(exe);
     command
         .args(args)

@@ -11,7 +11,8 @@
 //! (verified-token cache hit plus deny-list lookup on every request). Then `revocations`
 //! times: a fresh token's JWT is let through once, the token is revoked at the server,
 //! and the time from the revoke call returning to the gateway's first refusal is
-//! recorded. Then as many narrowings: a fresh role's token is let through, the role loses
+//! recorded. Then as many narrowings (none with `--skip-narrowing`): a fresh role's token
+//! is let through, the role loses
 //! the route's permission, and the time from that edit returning to the gateway's first
 //! 403 is recorded — a narrowed grant travels the same feed as a revocation. Last, as
 //! many synchronous revocations (`DELETE /v1/tokens/{id}?wait=propagated`, docs/API.md
@@ -110,12 +111,13 @@ impl Edge {
     }
 }
 
-/// Runs the edge measurements against the server at `server`.
+/// Runs the edge measurements against the server at `server`: `revocations` revocations
+/// and synchronous revocations, and `narrowings` narrowings.
 pub async fn run(
     server: SocketAddr,
     admin: Credential,
     plan: &Plan,
-    revocations: usize,
+    (revocations, narrowings): (usize, usize),
 ) -> anyhow::Result<EdgeReport> {
     let Edge {
         client,
@@ -181,9 +183,9 @@ pub async fn run(
     }
     propagation.sort();
 
-    eprintln!("running: {revocations} narrowings");
-    let mut narrowing = Vec::with_capacity(revocations);
-    for round in 0..revocations {
+    eprintln!("running: {narrowings} narrowings");
+    let mut narrowing = Vec::with_capacity(narrowings);
+    for round in 0..narrowings {
         let role = format!("bench-narrow-{round}");
         let path = ["v1", "roles", role.as_str()];
         client

@@ -495,20 +495,12 @@ fn the_gateway_command_serves_the_routes_of_its_config_file() {
     let _ = child.wait();
 }
 
+/// A short edge bench: one second of load, no warm-up, two connections.
+const QUICK_EDGE: &[&str] = &["--duration", "1", "--warmup", "0", "--connections", "2"];
+
 #[test]
 fn bench_edge_measures_the_gateway_and_revocation_propagation() {
-    let stdout = succeeds(&[
-        "bench",
-        "--edge",
-        "--duration",
-        "1",
-        "--warmup",
-        "0",
-        "--connections",
-        "2",
-        "--revocations",
-        "5",
-    ]);
+    let stdout = succeeds(&[&["bench", "--edge"], QUICK_EDGE, &["--revocations", "5"]].concat());
     for row in [
         "upstream directly",
         "gateway, public route (no auth)",
@@ -541,6 +533,65 @@ fn bench_edge_measures_the_gateway_and_revocation_propagation() {
         stdout.contains("server and gateway processes"),
         "the gateway is its own process: {stdout}"
     );
+}
+
+#[test]
+fn bench_edge_with_children_starts_the_server_and_the_gateway_from_that_binary() {
+    // Another build, as the bench sees it: a script that notes each start and runs
+    // this binary.
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    let other = dir.path().join("other-latchkey");
+    std::fs::write(
+        &other,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> '{}'\nexec '{BIN}' \"$@\"\n",
+            started.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let children = ["--children", other.to_str().unwrap()];
+    let stdout = succeeds(
+        &[
+            &["bench", "--edge", "--skip-narrowing"],
+            &children[..],
+            QUICK_EDGE,
+            &["--revocations", "3"],
+        ]
+        .concat(),
+    );
+    let starts = std::fs::read_to_string(&started).unwrap();
+    assert_eq!(starts.lines().collect::<Vec<_>>(), ["serve", "gateway"]);
+    for line in [
+        "Revocation propagation over 3 revocations",
+        "Synchronous revocation over 3 revocations",
+        "--children",
+    ] {
+        assert!(stdout.contains(line), "{line}: {stdout}");
+    }
+    assert!(!stdout.contains("Narrowing propagation"), "{stdout}");
+}
+
+#[test]
+fn bench_children_must_be_a_file() {
+    for (path, says) in [
+        ("/nonexistent/latchkey", "--children /nonexistent/latchkey"),
+        ("/", "--children /: not a file"),
+    ] {
+        let mut command = Command::new(BIN);
+        command
+            .args(["bench", "--children", path])
+            .stdin(Stdio::null());
+        for var in LATCHKEY_VARS {
+            command.env_remove(var);
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{path}: {stderr}");
+        assert!(stderr.contains(says), "{path}: {stderr}");
+        assert!(output.stdout.is_empty(), "nothing measured");
+    }
 }
 
 #[test]
@@ -675,6 +726,7 @@ fn bench_edge_dpop_alternates_bearer_and_dpop_through_the_gateway() {
 fn bench_dpop_needs_edge_and_jwt_bearer_excludes_edge() {
     for (args, says) in [
         (&["bench", "--dpop"][..], "required"),
+        (&["bench", "--skip-narrowing"][..], "required"),
         (
             &["bench", "--jwt-bearer", "--edge"][..],
             "cannot be used with",
