@@ -58,6 +58,20 @@ pub fn base62_decode(text: &str, len: usize) -> Option<Vec<u8>> {
     Some(number.to_vec())
 }
 
+/// Decodes base62 digits into an unsigned integer of at most 128 bits: what
+/// [`base62_decode`] gives for 16 bytes, read as big-endian, in `u128` arithmetic, one
+/// multiply-add a digit. A secret's id is decoded this way on every request that
+/// presents one.
+///
+/// Returns `None` on a character outside the alphabet or a value of more than 128 bits.
+pub fn base62_decode_u128(text: &str) -> Option<u128> {
+    text.bytes().try_fold(0u128, |value, character| {
+        value
+            .checked_mul(62)?
+            .checked_add(u128::from(digit_value(character)?))
+    })
+}
+
 fn digit_value(character: u8) -> Option<u8> {
     match character {
         b'0'..=b'9' => Some(character - b'0'),
@@ -102,10 +116,20 @@ const fn crc32_table() -> [u32; 256] {
     table
 }
 
+/// Whether `sum` is [`checksum`]`(body)`: the six digits read as a number and compared
+/// with the CRC, which a six-digit encoding determines, rather than the CRC encoded.
+pub fn checksum_matches(body: &str, sum: &str) -> bool {
+    sum.len() == CHECKSUM_CHARS
+        && base62_decode_u128(sum) == Some(u128::from(crc32(body.as_bytes())))
+}
+
+/// The checksum's width in base62 digits, at the end of every secret.
+pub const CHECKSUM_CHARS: usize = 6;
+
 /// The six base62 checksum characters that end a secret whose other characters are `body`.
 pub fn checksum(body: &str) -> String {
     // 62^6 > 2^32, so six digits always hold the CRC; the encode cannot fail.
-    base62_encode(&crc32(body.as_bytes()).to_be_bytes(), 6).unwrap_or_default()
+    base62_encode(&crc32(body.as_bytes()).to_be_bytes(), CHECKSUM_CHARS).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -173,5 +197,24 @@ mod tests {
     fn checksum_is_six_characters() {
         assert_eq!(checksum("lk_sk_abc").len(), 6);
         assert_eq!(checksum("").as_str(), "000000");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_u128_decodes_as_sixteen_bytes_do(text in "[0-9A-Za-z]{0,24}") {
+            let bytes = base62_decode(&text, 16);
+            let number = bytes.map(|b| u128::from_be_bytes(b.try_into().unwrap()));
+            proptest::prop_assert_eq!(base62_decode_u128(&text), number);
+        }
+
+        #[test]
+        fn a_checksum_matches_exactly_when_it_is_the_encoded_one(
+            body in "[ -~]{0,40}",
+            other in "[0-9A-Za-z]{0,8}",
+        ) {
+            let sum = checksum(&body);
+            proptest::prop_assert!(checksum_matches(&body, &sum));
+            proptest::prop_assert_eq!(checksum_matches(&body, &other), other == sum);
+        }
     }
 }

@@ -17,7 +17,9 @@
 //! nothing, and with 256 bits of secret behind it there is nothing to guess
 //! (docs/SECRET_SCANNING.md).
 
-use crate::encoding::{base62_decode, base62_encode, checksum, is_base62};
+use crate::encoding::{
+    CHECKSUM_CHARS, base62_decode_u128, base62_encode, checksum, checksum_matches, is_base62,
+};
 pub use crate::ids::RandomError;
 use crate::ids::{FieldError, TokenId};
 use aws_lc_rs::hmac;
@@ -26,7 +28,6 @@ use std::fmt;
 
 const SECRET_CHARS: usize = 43;
 const ID_CHARS: usize = 22;
-const CHECKSUM_CHARS: usize = 6;
 /// What a lookup value's message starts with, where a salted hash has its salt.
 const LOOKUP_LABEL: &[u8] = b"lookup";
 
@@ -248,13 +249,12 @@ impl SecretCodec {
             return Err(SecretFormatError::Malformed);
         }
         let (signed, sum) = text.split_at(text.len() - CHECKSUM_CHARS);
-        if checksum(signed) != sum {
+        if !checksum_matches(signed, sum) {
             return Err(SecretFormatError::ChecksumMismatch);
         }
         let id = if kind.has_id() {
-            let bytes = base62_decode(&body[..ID_CHARS], 16).ok_or(SecretFormatError::Malformed)?;
             let value =
-                u128::from_be_bytes(bytes.try_into().map_err(|_| SecretFormatError::Malformed)?);
+                base62_decode_u128(&body[..ID_CHARS]).ok_or(SecretFormatError::Malformed)?;
             Some(TokenId::from_u128(value))
         } else {
             None
