@@ -265,16 +265,10 @@ impl AppState {
 
     /// A token with its effective permissions, from the cache or the store.
     pub async fn token(&self, id: TokenId) -> Result<Lookup> {
-        if let Some(hit) = self.inner.tokens.get(&id) {
-            return Ok(hit);
-        }
-        let generation = self.inner.tokens.generation();
-        let loaded = match self.store().get_token(id).await? {
-            None => None,
-            Some(record) => Some(self.cached(record).await?),
-        };
-        self.inner.tokens.put(id, loaded.clone(), generation);
-        Ok(loaded)
+        self.looked_up(&self.inner.tokens, id, async {
+            Ok(self.store().get_token(id).await?)
+        })
+        .await
     }
 
     /// The unrevoked trusts that name `issuer`, oldest first, and whether they came
@@ -302,23 +296,35 @@ impl AppState {
     /// revocation, its tenant's network rules), with what it grants now; from the
     /// cache or the store. Never a client: it has no secret.
     pub async fn trust_token(&self, id: TokenId) -> Result<Lookup> {
-        if let Some(hit) = self.inner.trusts.get(&id) {
+        self.looked_up(&self.inner.trusts, id, async {
+            let trust = self.store().get_trust(id).await?;
+            Ok(trust.map(|trust| TokenRecord {
+                token: trust.as_token(),
+                secret: None,
+                signing_kid: None,
+                secret_lookup: None,
+            }))
+        })
+        .await
+    }
+
+    /// `id` from `cache`, or else the record `load` reads, with what it grants now and
+    /// its tenant's policy, kept in `cache` unless a change cleared it meanwhile.
+    async fn looked_up(
+        &self,
+        cache: &TokenCache,
+        id: TokenId,
+        load: impl Future<Output = Result<Option<TokenRecord>>>,
+    ) -> Result<Lookup> {
+        if let Some(hit) = cache.get(&id) {
             return Ok(hit);
         }
-        let generation = self.inner.trusts.generation();
-        let loaded = match self.store().get_trust(id).await? {
+        let generation = cache.generation();
+        let loaded = match load.await? {
             None => None,
-            Some(trust) => {
-                let record = TokenRecord {
-                    token: trust.as_token(),
-                    secret: None,
-                    signing_kid: None,
-                    secret_lookup: None,
-                };
-                Some(self.cached(record).await?)
-            }
+            Some(record) => Some(self.cached(record).await?),
         };
-        self.inner.trusts.put(id, loaded.clone(), generation);
+        cache.put(id, loaded.clone(), generation);
         Ok(loaded)
     }
 

@@ -76,6 +76,13 @@ impl Refused {
         }
     }
 
+    /// This refusal, about `trust` (and so its issuer), for the audit trail.
+    fn about(mut self, trust: &Trust) -> Self {
+        self.issuer = Some(trust.issuer.clone());
+        self.trust = Some((trust.id, trust.tenant_id.clone()));
+        self
+    }
+
     fn invalid(reason: InvalidReason) -> Self {
         let code = match reason {
             InvalidReason::AlgorithmNotAllowed | InvalidReason::AlgorithmMismatch => {
@@ -200,11 +207,7 @@ async fn accept(state: &AppState, request: &OAuthRequest, text: &str) -> Result<
         chosen = choose(request, &fresh, &claims, &checked.subject);
     }
     let trust = chosen.map_err(with_issuer)?;
-    let with_trust = |mut refused: Refused| {
-        refused.issuer = Some(issuer.clone());
-        refused.trust = Some((trust.id, trust.tenant_id.clone()));
-        refused
-    };
+    let with_trust = |refused: Refused| refused.about(&trust);
     if trust.replay_protection {
         let jti = checked
             .jti
@@ -302,12 +305,8 @@ async fn issue(
 ) -> Result<Response, Outcome> {
     // What the trust grants now, judged as its access tokens are (docs/API.md,
     // "Trusts"): the usability rule and its tenant's network rules; cached.
-    let refused = |reason: &'static str, description: String| {
-        let mut refused = Refused::new(reason, description);
-        refused.issuer = Some(trust.issuer.clone());
-        refused.trust = Some((trust.id, trust.tenant_id.clone()));
-        refused
-    };
+    let refused =
+        |reason: &'static str, description: String| Refused::new(reason, description).about(trust);
     let judged = state
         .trust_token(trust.id)
         .await?
