@@ -44,6 +44,49 @@ async fn spoofed_identity_headers_are_stripped_and_replaced() {
     assert_eq!(answer.json()["body"], "the body");
 }
 
+/// The identity headers are encoded once per client connection and reused while the same
+/// verified caller comes back: a connection that switches tokens must never send one
+/// token's identity with another's request.
+#[tokio::test]
+async fn tokens_switched_on_one_connection_each_send_their_own_identity() {
+    let gw = TestGateway::start().await;
+    let tenant = gw.token("reports:read");
+    let personal = gw.token_for("reports:read reports:write", Some("u_7"));
+    let stream = tokio::net::TcpStream::connect(gw.address).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    for (token, user, scopes) in [
+        (&tenant, None, "reports:read"),
+        (&personal, Some("u_7"), "reports:read reports:write"),
+        (&tenant, None, "reports:read"),
+        (&tenant, None, "reports:read"),
+        (&personal, Some("u_7"), "reports:read reports:write"),
+    ] {
+        let request = Request::get("/reports")
+            .header("host", gw.address.to_string())
+            .header("authorization", token.bearer())
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let answer = crate::support::Answer {
+            status: response.status(),
+            headers: response.headers().clone(),
+            body: response.into_body().collect().await.unwrap().to_bytes(),
+        };
+        assert_eq!(answer.status, StatusCode::OK);
+        let saw = |name| answer.upstream_saw(name);
+        assert_eq!(saw("x-latchkey-token-id"), Some(vec![token.id.clone()]));
+        assert_eq!(
+            saw("x-latchkey-user"),
+            user.map(|u: &str| vec![u.to_owned()])
+        );
+        assert_eq!(saw("x-latchkey-scopes"), Some(vec![scopes.to_owned()]));
+    }
+}
+
 #[tokio::test]
 async fn a_personal_token_sets_the_user_header() {
     let gw = TestGateway::start().await;
