@@ -644,40 +644,60 @@ fn the_gateway_serves_metrics_on_its_own_listener_to_allowed_peers_only() {
     let server = new_server(&[]);
     let (_, credential) = create_tenant_api_key(&server, "latchkey", r#"["latchkey:introspect"]"#);
     let dir = tempfile::tempdir().unwrap();
+    // Both listeners bind port 0 and the addresses come from the gateway's log, so no other
+    // process can take a port between choosing it and the gateway binding it.
     let start = |allowed: &str| {
-        let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let metrics_address = metrics.local_addr().unwrap().to_string();
-        drop(metrics);
-        let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let proxy_address = proxy.local_addr().unwrap().to_string();
-        drop(proxy);
-        let config = dir.path().join(format!(
-            "gateway-{}.toml",
-            metrics_address.replace(':', "_")
-        ));
+        let name = if allowed.contains("127.") {
+            "allowed"
+        } else {
+            "refused"
+        };
+        let config = dir.path().join(format!("gateway-{name}.toml"));
+        let log = dir.path().join(format!("gateway-{name}.log"));
         std::fs::write(
             &config,
             format!(
-                "listen = \"{proxy_address}\"\nserver = \"{}\"\ncredential = \"{credential}\"\n\
-                 metrics_listen = \"{metrics_address}\"\nmetrics_allowed_networks = {allowed}\n\
+                "listen = \"127.0.0.1:0\"\nserver = \"{}\"\ncredential = \"{credential}\"\n\
+                 metrics_listen = \"127.0.0.1:0\"\nmetrics_allowed_networks = {allowed}\n\
                  [[route]]\nprefix = \"/healthz\"\nupstream = \"{}\"\npublic = true\n",
                 server.url, server.url
             ),
         )
         .unwrap();
-        let child = command(&["gateway", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = KillOnDrop(
+            command(&["gateway", "--config"])
+                .arg(&config)
+                .env("RUST_LOG", "info")
+                .env("NO_COLOR", "1")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        let address_after = |text: &str, marker: &str| {
+            let (_, rest) = text.split_once(marker)?;
+            let address: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                .collect();
+            Some(address)
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(&metrics_address).is_err() {
-            assert!(Instant::now() < deadline, "the gateway did not start");
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let proxy = address_after(&text, "gateway listening on http://");
+            let metrics = address_after(&text, "gateway metrics on http://");
+            if let (Some(proxy), Some(metrics)) = (proxy, metrics) {
+                return (child, proxy, metrics);
+            }
+            let exited = child.0.try_wait().unwrap();
+            assert!(exited.is_none(), "the gateway exited ({exited:?}):\n{text}");
+            assert!(
+                Instant::now() < deadline,
+                "the gateway did not start:\n{text}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        (KillOnDrop(child), proxy_address, metrics_address)
     };
     let (_gateway, proxy, metrics) = start(r#"["127.0.0.0/8"]"#);
     let through = http(
