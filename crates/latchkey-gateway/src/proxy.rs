@@ -294,8 +294,14 @@ where
     );
     let mut request = request;
     request.headers_mut().insert(request_id::NAME, id.clone());
-    // A disabled span (RUST_LOG above info) is not entered on every poll: entering it
-    // would only cost, and the phases' own events still see no parent either way.
+    // A disabled span (RUST_LOG above info) is not entered on every poll: the phases
+    // run in `Span::none()`, which costs nothing to enter, and their own events see no
+    // parent either way. One await point, so the phases' future is stored once.
+    let entered = if span.is_disabled() {
+        tracing::Span::none()
+    } else {
+        span.clone()
+    };
     let phases = phases(
         shared,
         last_identity,
@@ -303,12 +309,9 @@ where
         &mut context,
         request,
         started,
-    );
-    let result = if span.is_disabled() {
-        phases.await
-    } else {
-        phases.instrument(span.clone()).await
-    };
+    )
+    .instrument(entered);
+    let result = phases.await;
     let (mut response, refused) = match result {
         Ok(response) => (response, None),
         Err(error) => {

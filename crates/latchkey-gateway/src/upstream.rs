@@ -208,7 +208,9 @@ impl Upstream {
         loop {
             let (mut sender, reused) = match self.checkout(target) {
                 Some(sender) => (sender, true),
-                None => (self.connect(target).await?, false),
+                // Boxed: a new connection is rare, and its future (TLS included) is
+                // large; inline, it would be moved with every exchange's.
+                None => (Box::pin(self.connect(target)).await?, false),
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
