@@ -36,7 +36,7 @@
 
 use hyper::HeaderMap;
 use hyper::body::Bytes;
-use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::header::{self, Entry, HeaderName, HeaderValue};
 use latchkey_core::permission::format_scope;
 use latchkey_verify::Principal;
 use std::net::IpAddr;
@@ -260,48 +260,95 @@ fn encode_subject(subject: &str) -> String {
     out
 }
 
-/// Appends `client` to `X-Forwarded-For`, folding repeated headers into one.
+/// Appends `client` to `X-Forwarded-For`, folding repeated headers into one. The map is
+/// searched once; without an earlier header (the common case) the address is written on
+/// the stack and copied once into the header.
 pub(crate) fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
-    let mut value = String::new();
-    for earlier in headers.get_all(&X_FORWARDED_FOR) {
-        let Some(earlier) = earlier.to_str().ok().map(str::trim) else {
-            continue;
-        };
-        if !earlier.is_empty() {
-            value.push_str(earlier);
-            value.push_str(", ");
+    let address = AddressText::of(client);
+    match headers.entry(X_FORWARDED_FOR) {
+        Entry::Vacant(vacant) => {
+            // Digits, dots, colons and hex letters: always a valid header value.
+            if let Ok(value) = HeaderValue::from_bytes(address.as_bytes()) {
+                vacant.insert(value);
+            }
         }
-    }
-    write_address(&mut value, client);
-    match HeaderValue::from_str(&value) {
-        Ok(value) => {
-            headers.insert(X_FORWARDED_FOR, value);
-        }
-        Err(_) => {
-            headers.remove(&X_FORWARDED_FOR);
+        Entry::Occupied(mut occupied) => {
+            let mut value = String::new();
+            for earlier in occupied.iter() {
+                let Some(earlier) = earlier.to_str().ok().map(str::trim) else {
+                    continue;
+                };
+                if !earlier.is_empty() {
+                    value.push_str(earlier);
+                    value.push_str(", ");
+                }
+            }
+            value.extend(address.as_bytes().iter().copied().map(char::from));
+            match HeaderValue::from_str(&value) {
+                Ok(value) => {
+                    occupied.insert(value);
+                }
+                Err(_) => {
+                    occupied.remove_entry_mult();
+                }
+            }
         }
     }
 }
 
-/// Writes `address` as `Display` does. An IPv4 address, the common case, is written
-/// digit by digit: the formatter's general machinery cost more than the rest of
-/// the header rewriting.
-fn write_address(out: &mut String, address: IpAddr) {
-    let IpAddr::V4(v4) = address else {
-        out.push_str(&address.to_string());
-        return;
-    };
-    for (i, octet) in v4.octets().into_iter().enumerate() {
-        if i > 0 {
-            out.push('.');
+/// An address written as `Display` writes it, on the stack.
+struct AddressText {
+    bytes: [u8; AddressText::MAX],
+    len: usize,
+}
+
+impl AddressText {
+    /// The longest text: an IPv6 address with an IPv4 tail.
+    const MAX: usize = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255".len();
+
+    /// `address`'s text. An IPv4 address, the common case, is written digit by digit:
+    /// the formatter's general machinery cost more than the rest of the header
+    /// rewriting.
+    fn of(address: IpAddr) -> Self {
+        let mut text = Self {
+            bytes: [0; Self::MAX],
+            len: 0,
+        };
+        match address {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text.push(b'.');
+                    }
+                    if octet >= 100 {
+                        text.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        text.push(b'0' + octet / 10 % 10);
+                    }
+                    text.push(b'0' + octet % 10);
+                }
+            }
+            IpAddr::V6(v6) => {
+                let mut rest = &mut text.bytes[..];
+                // The buffer holds the longest text, so the write cannot fail.
+                if std::io::Write::write_fmt(&mut rest, format_args!("{v6}")).is_ok() {
+                    text.len = Self::MAX - rest.len();
+                }
+            }
         }
-        if octet >= 100 {
-            out.push(char::from(b'0' + octet / 100));
+        text
+    }
+
+    fn push(&mut self, byte: u8) {
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            *slot = byte;
+            self.len += 1;
         }
-        if octet >= 10 {
-            out.push(char::from(b'0' + octet / 10 % 10));
-        }
-        out.push(char::from(b'0' + octet % 10));
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -385,9 +432,22 @@ mod tests {
     proptest! {
         #[test]
         fn an_address_is_written_as_display_writes_it(address in any::<IpAddr>()) {
-            let mut out = String::new();
-            write_address(&mut out, address);
-            prop_assert_eq!(out, address.to_string());
+            let text = AddressText::of(address);
+            let expected = address.to_string();
+            prop_assert_eq!(text.as_bytes(), expected.as_bytes());
+        }
+
+    }
+
+    #[test]
+    fn the_longest_addresses_are_written_whole() {
+        for address in [
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:255.255.255.255",
+            "255.255.255.255",
+        ] {
+            let ip: IpAddr = address.parse().unwrap();
+            assert_eq!(AddressText::of(ip).as_bytes(), address.as_bytes());
         }
     }
 

@@ -17,7 +17,7 @@ use crate::shared::Shared;
 use crate::upstream::Progress;
 use crate::usage::UsageKey;
 use hyper::body::{Body, Bytes};
-use hyper::http::uri::PathAndQuery;
+use hyper::http::uri::{Authority, PathAndQuery};
 use hyper::{HeaderMap, Method, Request, Response, Uri, Version};
 use latchkey_core::Timestamp;
 use latchkey_core::forwarded;
@@ -53,10 +53,13 @@ impl RequestContext {
         headers: &HeaderMap,
         verifier: &Verifier,
     ) -> Self {
-        let forwarded_for = headers
-            .get_all(headers::X_FORWARDED_FOR)
-            .iter()
-            .map(|value| value.to_str().ok());
+        // Looked up only if `client_address` reads it: when the peer is a trusted proxy.
+        let forwarded_for = std::iter::once(headers).flat_map(|headers| {
+            headers
+                .get_all(headers::X_FORWARDED_FOR)
+                .iter()
+                .map(|value| value.to_str().ok())
+        });
         Self {
             client: forwarded::client_address(peer.ip(), forwarded_for, verifier.trusted_proxies()),
             method,
@@ -178,7 +181,7 @@ where
         context.client,
         route.strip_authorization,
     );
-    keep_host(&mut parts.headers, &parts.uri);
+    keep_host(&mut parts.headers, &parts.uri, &route.upstream);
     parts.uri = upstream_uri(route, path, parts.uri.query())?;
     parts.version = Version::HTTP_11;
     let progress = Progress::since(started);
@@ -190,17 +193,18 @@ where
 
 /// An HTTP/2 client names the host in `:authority`, not in `Host`; the upstream, spoken
 /// to in HTTP/1.1, gets it as `Host`, as it would have from an HTTP/1.1 client (the
-/// host and port only: user information is never forwarded).
-fn keep_host(headers: &mut HeaderMap, uri: &Uri) {
+/// host and port only: user information is never forwarded). A request that named no
+/// host at all (HTTP/1.0) gets the `upstream`'s, as HTTP/1.1 requires one.
+fn keep_host(headers: &mut HeaderMap, uri: &Uri, upstream: &Authority) {
     if headers.contains_key(hyper::header::HOST) {
         return;
     }
-    let Some(authority) = uri.authority() else {
-        return;
-    };
-    let host = match authority.port_u16() {
-        Some(port) => format!("{}:{port}", authority.host()),
-        None => authority.host().to_owned(),
+    let host = match uri.authority() {
+        Some(authority) => match authority.port_u16() {
+            Some(port) => format!("{}:{port}", authority.host()),
+            None => authority.host().to_owned(),
+        },
+        None => upstream.as_str().to_owned(),
     };
     if let Ok(value) = hyper::header::HeaderValue::from_str(&host) {
         headers.insert(hyper::header::HOST, value);
@@ -429,6 +433,29 @@ public = true
     fn routed(t: &RouteTable, target: &str) -> Result<(String, String), ProxyError> {
         let uri: Uri = target.parse().unwrap();
         route(t, &uri).map(|(r, path)| (r.prefix.to_string(), path.to_string()))
+    }
+
+    #[test]
+    fn the_upstream_always_gets_a_host() {
+        let upstream = Authority::from_static("backend:8080");
+        let host = |headers: &HeaderMap| headers[hyper::header::HOST].to_str().unwrap().to_owned();
+        // An HTTP/1.1 client's own Host is kept, even beside an absolute URI.
+        let mut headers = HeaderMap::new();
+        headers.insert(hyper::header::HOST, "api.example".parse().unwrap());
+        let absolute: Uri = "https://other.example/x".parse().unwrap();
+        keep_host(&mut headers, &absolute, &upstream);
+        assert_eq!(host(&headers), "api.example");
+        // An HTTP/2 client's :authority, without its user information.
+        let mut headers = HeaderMap::new();
+        let with_user: Uri = "https://user:pw@api.example:8443/x".parse().unwrap();
+        keep_host(&mut headers, &with_user, &upstream);
+        assert_eq!(host(&headers), "api.example:8443");
+        // No host named at all (HTTP/1.0): the upstream's.
+        let mut headers = HeaderMap::new();
+        let origin_form: Uri = "/x".parse().unwrap();
+        keep_host(&mut headers, &origin_form, &upstream);
+        assert_eq!(host(&headers), "backend:8080");
+        assert_eq!(headers.len(), 1);
     }
 
     #[test]

@@ -167,7 +167,7 @@ impl Upstream {
         })
     }
 
-    /// Sends `request` (its URI absolute, its body already wrapped by
+    /// Sends `request` (its URI absolute, its `Host` set, its body already wrapped by
     /// [`Progress::track`]) and waits for the response head, for at most `timeout`
     /// after the last request frame. The response body returns the connection to the
     /// pool once it has been read to its end.
@@ -181,11 +181,6 @@ impl Upstream {
             tracing::error!("an upstream request without an authority");
             return Err(ProxyError::Internal);
         };
-        if !request.headers().contains_key(hyper::header::HOST) {
-            if let Ok(host) = hyper::header::HeaderValue::from_str(target.authority.as_str()) {
-                request.headers_mut().insert(hyper::header::HOST, host);
-            }
-        }
         origin_form(request.uri_mut());
         let mut exchange = pin!(self.exchange(&target, request));
         loop {
