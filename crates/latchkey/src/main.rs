@@ -43,6 +43,13 @@ enum Command {
     Remote(admin::AdminCommand),
 }
 
+/// The server and the gateway allocate a few dozen small, short-lived blocks per
+/// request (headers, bodies, futures); mimalloc serves them in about two fifths of the
+/// instructions glibc's allocator takes, for more memory held per thread
+/// (docs/BENCHMARKS.md, "The allocator, and smaller request futures").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // Every HTTP client of the binary (admin commands, the demo, the gateway) speaks
     // TLS through rustls on aws-lc-rs; reqwest brings no provider of its own.
