@@ -124,9 +124,7 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
         }
         let listed = value.to_str().into_iter().flat_map(|v| v.split(','));
         for option in listed.map(str::trim) {
-            let standard = HOP_BY_HOP
-                .iter()
-                .any(|hop| hop.as_str().eq_ignore_ascii_case(option));
+            let standard = is_hop_by_hop_name(option);
             // A listed hop-by-hop name is found by this pass anyway; another is only
             // parsed when the map holds it.
             if standard || !headers.contains_key(option) {
@@ -147,6 +145,18 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether `option`, a name `Connection` lists, is one of [`HOP_BY_HOP_NAMES`], case
+/// ignored. Most options (`keep-alive`, `close`) are settled by their length alone or
+/// by one or two comparisons.
+fn is_hop_by_hop_name(option: &str) -> bool {
+    let length = option.len();
+    length < 32
+        && HOP_BY_HOP_LENGTHS & (1 << length) != 0
+        && HOP_BY_HOP_NAMES
+            .iter()
+            .any(|name| name.len() == length && name.eq_ignore_ascii_case(option))
+}
+
 /// Removes every header an upstream could read as an `x-latchkey-*` one.
 pub(crate) fn strip_identity(headers: &mut HeaderMap) {
     let spoofed: Vec<HeaderName> = headers
@@ -161,7 +171,13 @@ pub(crate) fn strip_identity(headers: &mut HeaderMap) {
 
 /// Whether `name`, folded as the module policy says, starts with `x-latchkey-`.
 fn is_identity(name: &HeaderName) -> bool {
-    let folded = name.as_str().bytes().map(|b| {
+    let name = name.as_str();
+    // Most names are ruled out by their length or their first letter (names are
+    // lower-case in a `HeaderName`, and `x` is a letter, so it folds to itself).
+    if name.len() < IDENTITY_PREFIX.len() || !name.starts_with('x') {
+        return false;
+    }
+    let folded = name.bytes().map(|b| {
         if b.is_ascii_alphanumeric() {
             b.to_ascii_lowercase()
         } else {
@@ -722,6 +738,24 @@ mod tests {
         }
         for name in doomed {
             headers.remove(name);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn identity_names_are_recognised_as_the_plain_fold_recognises_them(
+            name in prop_oneof![
+                "[a-zA-Z0-9!#$%&'*+.^_`|~-]{1,24}",
+                "[xX][-_.~+][lL][aA][tT][cC][hH][kK][eE][yY][-_.~+][a-zA-Z0-9_-]{0,8}",
+            ]
+        ) {
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            let plain: String = name
+                .as_str()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+                .collect();
+            prop_assert_eq!(is_identity(&name), plain.starts_with(IDENTITY_PREFIX));
         }
     }
 
