@@ -3,7 +3,7 @@
 
 use crate::error::VerifyError;
 use axum::http::{HeaderMap, HeaderValue, header};
-use latchkey_core::bearer::{BearerError, Scheme, bearer, credential_of_bytes};
+use latchkey_core::bearer::{BearerError, Scheme, bearer, credential};
 
 /// The bearer token of `headers`.
 ///
@@ -14,7 +14,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, VerifyError> {
     let values = headers
         .get_all(header::AUTHORIZATION)
         .iter()
-        .map(|value| value.to_str().ok());
+        .map(HeaderValue::as_bytes);
     bearer(values).map_err(|error| match error {
         BearerError::Missing => VerifyError::MissingToken,
         BearerError::Malformed => VerifyError::InvalidRequest,
@@ -28,7 +28,7 @@ pub fn presented_token(headers: &HeaderMap) -> Result<(Scheme, &str), VerifyErro
         .get_all(header::AUTHORIZATION)
         .iter()
         .map(HeaderValue::as_bytes);
-    credential_of_bytes(values).map_err(|error| match error {
+    credential(values).map_err(|error| match error {
         BearerError::Missing => VerifyError::MissingToken,
         BearerError::Malformed => VerifyError::InvalidRequest,
     })

@@ -14,7 +14,7 @@ use crate::service::credentials;
 use crate::service::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use latchkey_core::audit::AuditContext;
 use latchkey_core::bearer::{BearerError, Scheme};
 use latchkey_core::permission::{ADMIN, Authority, INTROSPECT, MANAGE};
@@ -103,14 +103,19 @@ pub fn bearer(headers: &HeaderMap) -> ApiResult<&str> {
     let values = headers
         .get_all(header::AUTHORIZATION)
         .iter()
-        .map(|value| value.to_str().ok());
-    latchkey_core::bearer::bearer(values).map_err(|error| match error {
+        .map(HeaderValue::as_bytes);
+    latchkey_core::bearer::bearer(values).map_err(unusable)
+}
+
+/// The answer to a request whose `Authorization` header carries no usable credential.
+fn unusable(error: BearerError) -> ApiError {
+    match error {
         BearerError::Missing => ApiError::InvalidToken {
             description: "a bearer credential is required".to_owned(),
             challenge_error: false,
         },
         BearerError::Malformed => ApiError::invalid_token("malformed Authorization header"),
-    })
+    }
 }
 
 /// Authenticates the bearer credential of a request (an api key or one of our JWTs) and
@@ -124,15 +129,8 @@ async fn authenticate(
         .headers
         .get_all(header::AUTHORIZATION)
         .iter()
-        .map(|value| value.to_str().ok());
-    let (scheme, presented) =
-        latchkey_core::bearer::credential(values).map_err(|error| match error {
-            BearerError::Missing => ApiError::InvalidToken {
-                description: "a bearer credential is required".to_owned(),
-                challenge_error: false,
-            },
-            BearerError::Malformed => ApiError::invalid_token("malformed Authorization header"),
-        })?;
+        .map(HeaderValue::as_bytes);
+    let (scheme, presented) = latchkey_core::bearer::credential(values).map_err(unusable)?;
     let dpop = match scheme {
         Scheme::Bearer => None,
         Scheme::Dpop => {

@@ -256,6 +256,33 @@ async fn two_authorization_headers_are_refused_wherever_a_bearer_is_read(app: Te
         .await;
     reply.assert_status(401);
     assert_eq!(reply.body["error"], "invalid_token");
+    // A value that is not text (obs-text bytes: after the key, as the credential, or a
+    // Latin-1 no-break space read as the separator) is malformed however good the key
+    // in it: the bytes are read, never decoded in part.
+    for value in [
+        [good.as_bytes(), b"\xe9"].concat(),
+        [b"Bearer \xc3\xa9".as_slice(), app.root_key.as_bytes()].concat(),
+        [b"Bearer\xa0".as_slice(), app.root_key.as_bytes()].concat(),
+    ] {
+        let reply = app
+            .send(
+                app.request(Method::POST, "/v1/tenants")
+                    .header(
+                        "authorization",
+                        reqwest::header::HeaderValue::from_bytes(&value).unwrap(),
+                    )
+                    .json(&json!({ "id": "bytes" })),
+            )
+            .await;
+        reply.assert_problem(401, "invalid-token");
+        assert_eq!(
+            reply.body["detail"], "malformed Authorization header",
+            "{value:?}"
+        );
+    }
+    app.get("/v1/tenants/bytes")
+        .await
+        .assert_problem(404, "not-found");
     // Controls: one header is read, in any case of the scheme, after any run of spaces.
     let reply = app
         .send(
