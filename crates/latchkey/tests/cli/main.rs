@@ -23,7 +23,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_latchkey");
 
 /// Variables of the binary that a developer's shell might set and that would change what
 /// the tests run against.
-const LATCHKEY_VARS: [&str; 11] = [
+const LATCHKEY_VARS: [&str; 13] = [
     "LATCHKEY_LISTEN",
     "LATCHKEY_DATA_DIR",
     "LATCHKEY_PUBLIC_URL",
@@ -35,7 +35,19 @@ const LATCHKEY_VARS: [&str; 11] = [
     "LATCHKEY_TLS_KEY_FILE",
     "LATCHKEY_SERVER",
     "LATCHKEY_TOKEN",
+    "LATCHKEY_LOG_FORMAT",
+    "LATCHKEY_METRICS_ENABLED",
 ];
+
+/// `latchkey ARGS` with no standard input and none of [`LATCHKEY_VARS`].
+fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command.args(args).stdin(Stdio::null());
+    for var in LATCHKEY_VARS {
+        command.env_remove(var);
+    }
+    command
+}
 
 /// A running `latchkey serve`, killed when dropped.
 struct Server {
@@ -61,19 +73,14 @@ impl Server {
     /// [`start`](Self::start) with more arguments for `latchkey serve`.
     fn start_with(extra: &[&std::ffi::OsStr]) -> Self {
         let data = tempfile::tempdir().unwrap();
-        let mut command = Command::new(BIN);
+        let mut command = command(&["serve", "--listen", "127.0.0.1:0", "--data-dir"]);
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data.path().join("data"))
             .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        for var in LATCHKEY_VARS {
-            command.env_remove(var);
-        }
         let mut server = Server {
             child: command.spawn().unwrap(),
             url: String::new(),
@@ -233,11 +240,7 @@ impl Run {
 }
 
 fn latchkey(server: &str, token: Option<&str>, args: &[&str]) -> Run {
-    let mut command = Command::new(BIN);
-    command.args(args).stdin(Stdio::null());
-    for var in LATCHKEY_VARS {
-        command.env_remove(var);
-    }
+    let mut command = command(args);
     command.env("LATCHKEY_SERVER", server);
     if let Some(token) = token {
         command.env("LATCHKEY_TOKEN", token);
@@ -912,24 +915,19 @@ fn keys_rotate_publishes_a_new_key_and_prints_the_signing_kid() {
 fn bench_measures_the_three_runs_against_a_server_it_starts() {
     let results = tempfile::tempdir().unwrap();
     let markdown = results.path().join("BENCHMARKS.md");
-    let mut command = Command::new(BIN);
-    command
-        .args([
-            "bench",
-            "--duration",
-            "1",
-            "--connections",
-            "2",
-            "--warmup",
-            "0",
-        ])
-        .arg("--output")
-        .arg(&markdown)
-        .stdin(Stdio::null());
-    for var in LATCHKEY_VARS {
-        command.env_remove(var);
-    }
-    let output = command.output().unwrap();
+    let output = command(&[
+        "bench",
+        "--duration",
+        "1",
+        "--connections",
+        "2",
+        "--warmup",
+        "0",
+    ])
+    .arg("--output")
+    .arg(&markdown)
+    .output()
+    .unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(

@@ -2,7 +2,7 @@
 //! access logs that never hold a secret, backups under write load, break-glass
 //! recovery, the configuration check, and the deploy files.
 
-use super::{BIN, LATCHKEY_VARS, latchkey};
+use super::{command, latchkey};
 use latchkey_gateway::GatewayConfig;
 use latchkey_server::Config;
 use serde_json::Value;
@@ -28,17 +28,6 @@ impl Drop for Logged {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn command(args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    command.args(args).stdin(Stdio::null());
-    for var in LATCHKEY_VARS {
-        command.env_remove(var);
-    }
-    command.env_remove("LATCHKEY_LOG_FORMAT");
-    command.env_remove("LATCHKEY_METRICS_ENABLED");
-    command
 }
 
 impl Logged {

@@ -1,6 +1,6 @@
 //! The commands around the server: `demo`, `gateway` and `audit`.
 
-use super::{BIN, LATCHKEY_VARS, Run, Server};
+use super::{BIN, LATCHKEY_VARS, Run, Server, command};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -8,12 +8,7 @@ use std::time::{Duration, Instant};
 
 /// Runs `latchkey ARGS` with no LATCHKEY_* variables, expects success, answers stdout.
 fn succeeds(args: &[&str]) -> String {
-    let mut command = Command::new(BIN);
-    command.args(args).stdin(Stdio::null());
-    for var in LATCHKEY_VARS {
-        command.env_remove(var);
-    }
-    let output = command.output().unwrap();
+    let output = command(args).output().unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(
         output.status.success(),
@@ -26,16 +21,11 @@ fn succeeds(args: &[&str]) -> String {
 /// Runs `latchkey demo` until it prints its console URL, opens that URL once over
 /// HTTP, stops the demo (it keeps serving until interrupted) and answers its output.
 fn demo_until_console() -> String {
-    let mut command = Command::new(BIN);
-    command
-        .arg("demo")
-        .stdin(Stdio::null())
+    let mut child = command(&["demo"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    for var in LATCHKEY_VARS {
-        command.env_remove(var);
-    }
-    let mut child = command.spawn().unwrap();
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut stdout = String::new();
     let mut url = None;
@@ -426,19 +416,14 @@ fn the_gateway_command_serves_the_routes_of_its_config_file() {
         ),
     )
     .unwrap();
-    let mut command = Command::new(BIN);
-    command
-        .args(["gateway", "--config"])
+    let mut child = command(&["gateway", "--config"])
         .arg(&config)
         .env("LATCHKEY_GATEWAY_CREDENTIAL", &credential)
         .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for var in LATCHKEY_VARS {
-        command.env_remove(var);
-    }
-    let mut child = command.spawn().unwrap();
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let stderr = child.stderr.take().unwrap();
     // Keep draining the gateway's stderr so it never blocks on a full pipe.
     let (lines, received) = std::sync::mpsc::channel();
@@ -579,14 +564,7 @@ fn bench_children_must_be_a_file() {
         ("/nonexistent/latchkey", "--children /nonexistent/latchkey"),
         ("/", "--children /: not a file"),
     ] {
-        let mut command = Command::new(BIN);
-        command
-            .args(["bench", "--children", path])
-            .stdin(Stdio::null());
-        for var in LATCHKEY_VARS {
-            command.env_remove(var);
-        }
-        let output = command.output().unwrap();
+        let output = command(&["bench", "--children", path]).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{path}: {stderr}");
         assert!(stderr.contains(says), "{path}: {stderr}");
@@ -736,11 +714,7 @@ fn bench_dpop_needs_edge_and_jwt_bearer_excludes_edge() {
             "cannot be used with",
         ),
     ] {
-        let output = Command::new(BIN)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let output = command(args).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(says), "{args:?}: {stderr}");
@@ -749,9 +723,7 @@ fn bench_dpop_needs_edge_and_jwt_bearer_excludes_edge() {
 
 #[test]
 fn bench_followers_conflicts_with_edge() {
-    let output = Command::new(BIN)
-        .args(["bench", "--edge", "--followers", "5"])
-        .stdin(Stdio::null())
+    let output = command(&["bench", "--edge", "--followers", "5"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
