@@ -31,7 +31,12 @@
 # N requests of each workload go over one kept-alive connection; the counters are zeroed
 # before and dumped after them, so start-up and warm-up are left out. Kernel time is not
 # counted, for either proxy. CALLGRIND_KEEP=DIR keeps the dumps for callgrind_annotate.
+# CALLGRIND=wrk counts over a wrk run of DURATION seconds with CONNECTIONS instead, the
+# load the throughput runs put on (each proxy then serves a few thousand requests).
 #   CALLGRIND=5000 scripts/bench-gateway-vs-nginx.sh
+#
+# STRACE=N counts system calls per request the same way (strace -c, every thread of
+# each proxy), over N requests on one connection or, with STRACE=wrk, over a wrk run.
 #
 #   scripts/bench-gateway-vs-nginx.sh            # release build in target/release
 #   ROUNDS=5 DURATION=10 CONNECTIONS=32 TOKENS=10000 scripts/bench-gateway-vs-nginx.sh
@@ -218,11 +223,19 @@ for _ in $(seq 1 100); do
 done
 [ "$code" = 200 ] || { echo "the gateway never let the token through ($code)" >&2; cat gateway.log >&2; exit 1; }
 
-if [ -n "$callgrind" ]; then
-  # count NAME PID URL [TOKEN]: instructions of PID per request of CALLGRIND requests.
-  count() {
-    callgrind_control -z "$2" >/dev/null
-    python3 - "$3" "$callgrind" "${4:-}" <<'EOF'
+# drive URL TOKEN HOW: the load the instruction and system-call counts are taken over,
+# and prints how many requests it made. HOW is a number, that many requests one after
+# another over one kept-alive connection, or "wrk", a wrk run (CONNECTIONS, DURATION),
+# the load the throughput runs put on. TOKEN may be empty (a public route).
+drive() {
+  if [ "$3" = wrk ]; then
+    local auth=()
+    [ -z "$2" ] || auth=(-H "Authorization: Bearer $2")
+    taskset -c 1 wrk -t1 -c "$connections" -d "${duration}s" "${auth[@]}" "$1" \
+      | awk '/requests in/ { print $1 }'
+    return
+  fi
+  python3 - "$1" "$3" "$2" <<'EOF'
 import http.client, sys, urllib.parse
 url, count, token = urllib.parse.urlsplit(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 conn = http.client.HTTPConnection(url.hostname, url.port)
@@ -234,19 +247,32 @@ for _ in range(count):
     if reply.status != 200:
         sys.exit(f"{url.geturl()} answered {reply.status}")
 EOF
+  echo "$3"
+}
+
+if [ -n "$callgrind" ]; then
+  # count NAME PID URL [TOKEN]: instructions of PID per request of CALLGRIND requests.
+  count() {
+    callgrind_control -z "$2" >/dev/null
+    local served
+    served=$(drive "$3" "${4:-}" "$callgrind")
     callgrind_control --dump="$1" "$2" >/dev/null
     local dump
     dump=$(ls -t "$work/$1".callgrind.* | head -n 1)
     # CALLGRIND_KEEP=DIR keeps each dump there, for callgrind_annotate.
     [ -z "${CALLGRIND_KEEP:-}" ] || cp "$dump" "$CALLGRIND_KEEP/$1-$(basename "$3")-$(basename "$dump")"
-    awk -v n="$callgrind" '/^(summary|totals):/ { print int($2 / n); exit }' "$dump"
+    awk -v n="$served" '/^(summary|totals):/ { print int($2 / n); exit }' "$dump"
   }
   gw_pid=$(pgrep -f "callgrind-out-file=$work/gateway" | head -n 1)
   nginx_pid=$(pgrep -f "callgrind-out-file=$work/proxy" | head -n 1)
   n=$(count proxy "$nginx_pid" "http://127.0.0.1:$nginx_port/reports")
   one=$(count gateway "$gw_pid" "http://127.0.0.1:$gateway_port/reports" "$jwt")
   public=$(count gateway "$gw_pid" "http://127.0.0.1:$gateway_port/public")
-  echo "instructions per request ($callgrind requests, one connection):"
+  if [ "$callgrind" = wrk ]; then
+    echo "instructions per request (wrk, $connections connections, ${duration} s under valgrind):"
+  else
+    echo "instructions per request ($callgrind requests, one connection):"
+  fi
   echo "  nginx, plain proxy:  $n"
   echo "  gateway, one JWT:    $one ($(awk -v a="$one" -v b="$n" 'BEGIN { printf "%.2f", a / b }') x nginx)"
   echo "  gateway, public:     $public ($(awk -v a="$public" -v b="$n" 'BEGIN { printf "%.2f", a / b }') x nginx)"
@@ -254,6 +280,42 @@ EOF
     bare=$(count bare "$(pgrep -f "callgrind-out-file=$work/bare" | head -n 1)" "http://127.0.0.1:$bare_port/reports")
     echo "  bare hyper proxy:    $bare ($(awk -v a="$bare" -v b="$n" 'BEGIN { printf "%.2f", a / b }') x nginx)"
   fi
+  exit 0
+fi
+
+if [ -n "${STRACE:-}" ]; then
+  # syscalls NAME PID URL [TOKEN]: system calls of PID (every thread) per request of
+  # STRACE requests over one kept-alive connection, by name; with STRACE=wrk, per
+  # request of a wrk run (CONNECTIONS, DURATION) instead, the load the throughput runs
+  # put on. strace's own start and stop are a handful of calls, nothing per request.
+  syscalls() {
+    strace -f -c -o "$work/$1.strace" -p "$2" 2>/dev/null &
+    local tracer=$! served
+    sleep 1
+    served=$(drive "$3" "${4:-}" "$STRACE")
+    kill -INT "$tracer"
+    wait "$tracer" || true
+    awk -v n="$served" -v name="$1" '
+      $1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" { calls[$NF] = ($4 ~ /^[0-9]+$/ ? $4 : $3) }
+      END {
+        total = 0; line = ""
+        for (c in calls) {
+          total += calls[c]
+          if (calls[c] / n >= 0.05) line = line sprintf(" %s %.2f", c, calls[c] / n)
+        }
+        printf "  %-12s %5.2f per request:%s\n", name, total / n, line
+      }' "$work/$1.strace"
+  }
+  bench_require strace
+  if [ "$STRACE" = wrk ]; then
+    echo "system calls per request (wrk, $connections connections, ${duration} s under strace):"
+  else
+    echo "system calls per request ($STRACE requests, one connection):"
+  fi
+  syscalls nginx "$(pgrep -P "$pid_proxy" | head -n 1)" "http://127.0.0.1:$nginx_port/reports"
+  syscalls gateway-jwt "$pid_gateway" "http://127.0.0.1:$gateway_port/reports" "$jwt"
+  syscalls gateway-public "$pid_gateway" "http://127.0.0.1:$gateway_port/public"
+  [ -z "$bare_bin" ] || syscalls bare-hyper "$pid_bare" "http://127.0.0.1:$bare_port/reports"
   exit 0
 fi
 
