@@ -52,6 +52,7 @@ mod body;
 mod config;
 mod error;
 mod gateway;
+mod h1;
 pub mod headers;
 mod listener;
 mod metrics;

@@ -22,26 +22,28 @@
 //! - **One pool per trust.** Routes without `tls_ca_file` share one client, kept
 //!   across reloads; routes naming the same CA file share one client of their own,
 //!   built when the routes are compiled, so a reload re-reads every CA file.
-//! - **A connection goes back to its pool when its answer has been read to the end**,
-//!   most recently used first out; one whose answer was cut off, or that the upstream
-//!   closed, is never reused. A request that a reused connection could not even start
-//!   (the upstream had closed it meanwhile) is retried on another, since none of it was
-//!   sent. Idle connections are closed after a minute, at most 128 are kept per
-//!   upstream.
+//! - **A connection goes back to its pool when its answer has been read to the end**
+//!   and nothing about it is in doubt (`h1.rs`), most recently used first out; one
+//!   whose answer was cut off, or that the upstream closed or sent anything on while
+//!   idle, is never reused. When a reused connection closes before any of its answer
+//!   arrived (the upstream had closed it meanwhile), a request without a body and with
+//!   an idempotent method is sent again on a new connection; any other is a 502, as
+//!   the upstream may have acted on it. Idle connections are closed after a minute, at
+//!   most 128 are kept per upstream.
 //!
 //! The pool is the gateway's own rather than a general-purpose client's: a proxied
 //! request then costs no task spawn, no boxed future and no hashing of the upstream's
-//! name (docs/BENCHMARKS.md, "The gateway against nginx").
+//! name (docs/BENCHMARKS.md, "The gateway against nginx"). So is the protocol (`h1.rs`):
+//! the task serving the client writes the request and reads the response itself.
 
 use crate::body::{BoxError, GatewayBody};
 use crate::error::ProxyError;
+use crate::h1::{self, Conn, Failure, Outgoing};
 use crate::listener::BodyStalled;
 use http_body_util::BodyExt;
-use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1;
+use hyper::body::{Body, Bytes, Frame, SizeHint};
 use hyper::http::uri::{Authority, PathAndQuery, Scheme};
 use hyper::{Request, Response, Uri};
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use std::error::Error as StdError;
 use std::fmt;
@@ -101,7 +103,7 @@ struct Pool {
 }
 
 struct Idle {
-    sender: http1::SendRequest<GatewayBody>,
+    conn: Conn,
     since: Instant,
 }
 
@@ -194,61 +196,53 @@ impl Upstream {
         }
     }
 
-    /// One exchange: a pooled connection, or a new one, and the response head.
+    /// One exchange: a pooled connection, or a new one, and the response head. A
+    /// request that may be sent twice (bodiless and idempotent) goes again on a new
+    /// connection when a reused one closed before answering: the upstream had closed it
+    /// meanwhile.
     async fn exchange(
         &self,
         target: &Target,
-        mut request: Request<GatewayBody>,
+        request: Request<GatewayBody>,
     ) -> Result<Response<GatewayBody>, ProxyError> {
+        let (parts, body) = request.into_parts();
+        let outgoing = Outgoing::new(&parts, &body);
+        let mut body = (!body.is_end_stream()).then_some(body);
         loop {
-            let (mut sender, reused) = match self.checkout(target) {
-                Some(sender) => (sender, true),
+            let (mut conn, reused) = match self.checkout(target) {
+                Some(conn) => (conn, true),
                 // Boxed: a new connection is rare, and its future (TLS included) is
                 // large; inline, it would be moved with every exchange's.
                 None => (Box::pin(self.connect(target)).await?, false),
             };
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    let (parts, body) = response.into_parts();
-                    let body = Returning {
-                        inner: body,
-                        ended: false,
-                        connection: Some(Connection {
-                            sender,
-                            target: target.clone(),
-                            pool: Arc::downgrade(&self.inner),
-                        }),
+            match conn.exchange(&outgoing, body.as_mut()).await {
+                Ok(head) => {
+                    let home = Home {
+                        target: target.clone(),
+                        pool: Arc::downgrade(&self.inner),
                     };
-                    return Ok(Response::from_parts(parts, body.boxed_unsync()));
+                    return Ok(head.into_response(conn, home).map(BodyExt::boxed_unsync));
                 }
-                Err(mut error) => match error.take_message() {
-                    // Nothing was sent on a connection the upstream had closed: the
-                    // request goes on another.
-                    Some(unsent) if reused => request = unsent,
-                    _ => return Err(classify(&error.into_error(), target)),
-                },
+                Err(Failure::Closed(_)) if reused && body.is_none() && outgoing.retryable() => {}
+                Err(failure) => return Err(classify(failure, target)),
             }
         }
     }
 
     /// The most recently used idle connection to `target` that is still open.
-    fn checkout(&self, target: &Target) -> Option<http1::SendRequest<GatewayBody>> {
+    fn checkout(&self, target: &Target) -> Option<Conn> {
         let mut pools = self.inner.lock();
         let pool = pools.iter_mut().find(|pool| pool.target == *target)?;
-        while let Some(idle) = pool.idle.pop() {
-            if idle.sender.is_ready() && idle.since.elapsed() < POOL_IDLE_TIMEOUT {
-                return Some(idle.sender);
+        while let Some(mut idle) = pool.idle.pop() {
+            if idle.since.elapsed() < POOL_IDLE_TIMEOUT && idle.conn.is_usable() {
+                return Some(idle.conn);
             }
         }
         None
     }
 
-    /// A new connection to `target`, TLS handshake included; its driver runs as its
-    /// own task until the connection closes.
-    async fn connect(
-        &self,
-        target: &Target,
-    ) -> Result<http1::SendRequest<GatewayBody>, ProxyError> {
+    /// A new connection to `target`, TLS handshake included.
+    async fn connect(&self, target: &Target) -> Result<Conn, ProxyError> {
         self.start_sweeping();
         let tcp = TcpStream::connect((target.host(), target.port()))
             .await
@@ -260,7 +254,7 @@ impl Upstream {
             tracing::debug!(%error, "TCP_NODELAY not set");
         }
         if !target.https {
-            return handshake(target, tcp).await;
+            return Ok(Conn::new(h1::Io::Plain(tcp)));
         }
         let name = ServerName::try_from(target.host().to_owned()).map_err(|error| {
             tracing::warn!(upstream = %target, %error, "the upstream's host is no TLS server name");
@@ -273,7 +267,7 @@ impl Upstream {
             }
             ProxyError::UpstreamUnreachable
         })?;
-        handshake(target, tls).await
+        Ok(Conn::new(h1::Io::Tls(Box::new(tls))))
     }
 
     /// Starts, once, the task that closes idle connections past their time; it ends
@@ -289,8 +283,8 @@ impl Upstream {
                 ticks.tick().await;
                 let Some(inner) = pools.upgrade() else { return };
                 for pool in inner.lock().iter_mut() {
-                    pool.idle.retain(|idle| {
-                        !idle.sender.is_closed() && idle.since.elapsed() < POOL_IDLE_TIMEOUT
+                    pool.idle.retain_mut(|idle| {
+                        idle.since.elapsed() < POOL_IDLE_TIMEOUT && idle.conn.is_usable()
                     });
                 }
             }
@@ -304,14 +298,10 @@ impl Inner {
         self.pools.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Puts a connection whose exchange is over back in `target`'s pool, if it can
-    /// take another request.
-    fn checkin(&self, target: Target, sender: http1::SendRequest<GatewayBody>) {
-        if !sender.is_ready() {
-            return;
-        }
+    /// Puts a connection whose exchange is over back in `target`'s pool.
+    fn checkin(&self, target: Target, conn: Conn) {
         let idle = Idle {
-            sender,
+            conn,
             since: Instant::now(),
         };
         let mut pools = self.lock();
@@ -326,23 +316,6 @@ impl Inner {
     }
 }
 
-/// The HTTP/1.1 handshake over `io`, and the connection's driver spawned.
-async fn handshake<I>(target: &Target, io: I) -> Result<http1::SendRequest<GatewayBody>, ProxyError>
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
-{
-    let (sender, connection) = http1::handshake(TokioIo::new(io)).await.map_err(|error| {
-        tracing::warn!(upstream = %target, %error, "the upstream connection failed");
-        ProxyError::UpstreamUnreachable
-    })?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "an upstream connection ended");
-        }
-    });
-    Ok(sender)
-}
-
 /// Makes `uri` its origin form (`/path?query`), as HTTP/1.1 sends it to an origin.
 fn origin_form(uri: &mut Uri) {
     // Moved out, not cloned: the path's bytes are not shared a second time.
@@ -353,100 +326,31 @@ fn origin_form(uri: &mut Uri) {
     *uri = Uri::from(path);
 }
 
-/// A connection lent to one exchange, to go back to its pool.
-struct Connection {
-    sender: http1::SendRequest<GatewayBody>,
+/// Where a connection lent to one exchange goes back to once its answer has been read
+/// to the end.
+pub(crate) struct Home {
     target: Target,
     pool: Weak<Inner>,
 }
 
-impl Connection {
-    fn checkin(self) {
+impl Home {
+    pub(crate) fn take_back(self, conn: Conn) {
         if let Some(pool) = self.pool.upgrade() {
-            pool.checkin(self.target, self.sender);
-        }
-    }
-}
-
-/// An upstream's response body, streamed to the client as it arrives, that returns
-/// its connection to the pool once read to the end. Cut off or failed, it takes the
-/// connection down with it.
-struct Returning {
-    inner: Incoming,
-    ended: bool,
-    connection: Option<Connection>,
-}
-
-impl Returning {
-    fn end(&mut self) {
-        self.ended = true;
-        if let Some(connection) = self.connection.take() {
-            connection.checkin();
-        }
-    }
-}
-
-impl Body for Returning {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if self.inner.is_end_stream() {
-                    self.end();
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(error))) => {
-                self.connection = None;
-                Poll::Ready(Some(Err(error.into())))
-            }
-            Poll::Ready(None) => {
-                self.end();
-                Poll::Ready(None)
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.ended || self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for Returning {
-    /// A body the server never polled because it was empty (a 204, an answer to
-    /// `HEAD`) was read to its end all the same.
-    fn drop(&mut self) {
-        if self.inner.is_end_stream() {
-            self.end();
+            pool.checkin(self.target, conn);
         }
     }
 }
 
 /// Decides whose fault a failed exchange with `target` was, and logs what an operator
 /// must fix: broken exchanges, not refused connections.
-fn classify(error: &hyper::Error, target: &Target) -> ProxyError {
-    let mut source: Option<&(dyn StdError + 'static)> = error.source();
-    while let Some(cause) = source {
-        if let Some(ClientBodyError(inner)) = cause.downcast_ref::<ClientBodyError>() {
-            if inner.is::<BodyStalled>() {
-                return ProxyError::ClientTimeout;
-            }
-            return ProxyError::ClientAborted;
-        }
-        source = cause.source();
+fn classify(failure: Failure, target: &Target) -> ProxyError {
+    if let Failure::Client(error) = &failure {
+        return match error.downcast_ref::<ClientBodyError>() {
+            Some(ClientBodyError(inner)) if inner.is::<BodyStalled>() => ProxyError::ClientTimeout,
+            _ => ProxyError::ClientAborted,
+        };
     }
-    tracing::warn!(upstream = %target, %error, "upstream exchange failed");
+    tracing::warn!(upstream = %target, error = %failure, "upstream exchange failed");
     ProxyError::UpstreamUnreachable
 }
 
@@ -572,6 +476,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::Method;
     use rustls::CertificateError;
     use std::io;
 
@@ -618,5 +523,214 @@ mod tests {
         let mut bare: hyper::Uri = "http://api.internal".parse().unwrap();
         origin_form(&mut bare);
         assert_eq!(bare.to_string(), "/");
+    }
+
+    /// A raw upstream on loopback: `answer(connection, request)` gives the bytes to send
+    /// after reading each request whole (head and body), or `None` to close the
+    /// connection instead. Counts connections and keeps every request's bytes.
+    async fn raw_upstream(
+        answer: impl Fn(usize, usize) -> Option<&'static [u8]> + Send + Sync + 'static,
+    ) -> (String, Arc<AtomicU64>, Arc<Mutex<Vec<Vec<u8>>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicU64::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let answer = Arc::new(answer);
+        let (counted, kept) = (connections.clone(), requests.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let connection = usize::try_from(counted.fetch_add(1, Ordering::SeqCst)).unwrap();
+                let (answer, kept) = (answer.clone(), kept.clone());
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    for request in 0.. {
+                        let whole = loop {
+                            if let Some(length) = whole_request(&buffer) {
+                                break length;
+                            }
+                            let mut more = [0u8; 4096];
+                            match stream.read(&mut more).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buffer.extend_from_slice(&more[..n]),
+                            }
+                        };
+                        kept.lock().unwrap().push(buffer.drain(..whole).collect());
+                        match answer(connection, request) {
+                            Some(bytes) => stream.write_all(bytes).await.unwrap(),
+                            None => return,
+                        }
+                    }
+                });
+            }
+        });
+        (format!("http://{address}"), connections, requests)
+    }
+
+    /// The length of the whole request at the start of `bytes`, if it is all there: its
+    /// body framed by `content-length` or chunks, as the gateway sends it.
+    fn whole_request(bytes: &[u8]) -> Option<usize> {
+        let text = String::from_utf8_lossy(bytes);
+        let head = text.find("\r\n\r\n")? + 4;
+        let lower = text[..head].to_ascii_lowercase();
+        if lower.contains("transfer-encoding: chunked") {
+            return text[head..].find("0\r\n\r\n").map(|end| head + end + 5);
+        }
+        let length = lower
+            .split("\r\n")
+            .find_map(|line| line.strip_prefix("content-length: "))
+            .map_or(0, |n| n.parse::<usize>().unwrap());
+        (bytes.len() >= head + length).then_some(head + length)
+    }
+
+    async fn exchange(
+        upstream: &Upstream,
+        origin: &str,
+        method: Method,
+        body: GatewayBody,
+    ) -> Result<(hyper::StatusCode, Vec<u8>), ProxyError> {
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("{origin}/x"))
+            .header("host", "upstream")
+            .body(body)
+            .unwrap();
+        let progress = Progress::since(std::time::Instant::now());
+        let (parts, body) = request.into_parts();
+        let request = Request::from_parts(parts, progress.track(body));
+        let response = upstream
+            .send(request, Duration::from_secs(10), &progress)
+            .await?;
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        Ok((status, body.to_vec()))
+    }
+
+    fn empty() -> GatewayBody {
+        crate::body::full(Bytes::new())
+    }
+
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+    #[tokio::test]
+    async fn a_connection_read_to_the_end_of_its_answer_is_used_again() {
+        let (origin, connections, _) = raw_upstream(|_, _| Some(OK)).await;
+        let upstream = Upstream::new(None).unwrap();
+        for _ in 0..3 {
+            let answer = exchange(&upstream, &origin, Method::GET, empty())
+                .await
+                .unwrap();
+            assert_eq!(answer, (hyper::StatusCode::OK, b"ok".to_vec()));
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_response_smuggled_behind_another_never_reaches_a_client() {
+        // Framed two ways: by chunks the first answer ends before the second begins; by
+        // its length it would swallow it. Or bytes after an answer nobody asked for.
+        const TWO_WAYS: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 44\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nsmuggled";
+        const TRAILING: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhelloHTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nsmuggled";
+        for first in [TWO_WAYS, TRAILING] {
+            let (origin, connections, _) = raw_upstream(move |connection, request| {
+                Some(if connection == 0 && request == 0 {
+                    first
+                } else {
+                    OK
+                })
+            })
+            .await;
+            let upstream = Upstream::new(None).unwrap();
+            let answer = exchange(&upstream, &origin, Method::GET, empty())
+                .await
+                .unwrap();
+            assert_eq!(answer.1, b"hello");
+            let answer = exchange(&upstream, &origin, Method::GET, empty())
+                .await
+                .unwrap();
+            assert_eq!(answer.1, b"ok", "the next request gets its own answer");
+            assert_eq!(
+                connections.load(Ordering::SeqCst),
+                2,
+                "the first connection was dropped"
+            );
+        }
+        // The control: a chunked answer alone keeps its connection.
+        const CHUNKED: &[u8] =
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+        let (origin, connections, _) = raw_upstream(|_, _| Some(CHUNKED)).await;
+        let upstream = Upstream::new(None).unwrap();
+        for _ in 0..2 {
+            let answer = exchange(&upstream, &origin, Method::GET, empty())
+                .await
+                .unwrap();
+            assert_eq!(answer.1, b"hello");
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_answer_whose_length_is_in_doubt_is_a_502() {
+        for answer in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok"[..],
+            b"HTTP/1.1 200 OK\r\ncontent-length: -2\r\n\r\nok",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, identity, chunked\r\n\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+        ] {
+            let (origin, _, _) = raw_upstream(move |_, _| Some(answer)).await;
+            let upstream = Upstream::new(None).unwrap();
+            let outcome = exchange(&upstream, &origin, Method::GET, empty()).await;
+            assert_eq!(outcome.unwrap_err(), ProxyError::UpstreamUnreachable);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bodiless_idempotent_request_goes_again_when_a_kept_connection_closed_unanswered() {
+        // The upstream reads the second request on its first connection and closes it.
+        let script = |connection, request| (connection > 0 || request == 0).then_some(OK);
+        let (origin, connections, _) = raw_upstream(script).await;
+        let upstream = Upstream::new(None).unwrap();
+        exchange(&upstream, &origin, Method::GET, empty())
+            .await
+            .unwrap();
+        let again = exchange(&upstream, &origin, Method::GET, empty())
+            .await
+            .unwrap();
+        assert_eq!(again.1, b"ok");
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+        // A POST may have been acted on: it is never sent twice.
+        let (origin, connections, requests) = raw_upstream(script).await;
+        let upstream = Upstream::new(None).unwrap();
+        exchange(&upstream, &origin, Method::GET, empty())
+            .await
+            .unwrap();
+        let post = exchange(&upstream, &origin, Method::POST, empty()).await;
+        assert_eq!(post.unwrap_err(), ProxyError::UpstreamUnreachable);
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+        assert_eq!(requests.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_body_of_unknown_length_goes_in_chunks_and_a_known_one_with_its_length() {
+        let (origin, _, requests) = raw_upstream(|_, _| Some(OK)).await;
+        let upstream = Upstream::new(None).unwrap();
+        let parts = ["ab", "", "cd"].map(Bytes::from).to_vec();
+        let streamed = crate::h1::tests::unsized_body(parts);
+        exchange(&upstream, &origin, Method::PUT, streamed)
+            .await
+            .unwrap();
+        exchange(&upstream, &origin, Method::PUT, crate::body::full("abcd"))
+            .await
+            .unwrap();
+        let requests = requests.lock().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&requests[0]),
+            "PUT /x HTTP/1.1\r\nhost: upstream\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&requests[1]),
+            "PUT /x HTTP/1.1\r\nhost: upstream\r\ncontent-length: 4\r\n\r\nabcd"
+        );
     }
 }
