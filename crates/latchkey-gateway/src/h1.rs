@@ -177,7 +177,14 @@ impl Outgoing {
             }
         };
         let target = parts.uri.path_and_query().map_or("/", |path| path.as_str());
-        let mut head = Vec::with_capacity(256 + parts.headers.len() * 32);
+        // Sized once: a forwarded JWT alone outgrows any fixed guess.
+        let fields: usize = parts
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        // 64 holds the spaces, the version, the framing field and the CRLFs.
+        let mut head = Vec::with_capacity(parts.method.as_str().len() + target.len() + fields + 64);
         head.extend_from_slice(parts.method.as_str().as_bytes());
         head.push(b' ');
         head.extend_from_slice(target.as_bytes());
@@ -222,9 +229,7 @@ impl Outgoing {
     /// answering: it has no body to have lost, and sending it twice means what sending
     /// it once does.
     pub(crate) fn retryable(&self) -> bool {
-        self.idempotent
-            && self.sending != Sending::Chunked
-            && !matches!(self.sending, Sending::Length(n) if n > 0)
+        self.idempotent && matches!(self.sending, Sending::Nothing | Sending::Length(0))
     }
 }
 
