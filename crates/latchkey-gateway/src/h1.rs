@@ -1145,6 +1145,79 @@ pub(crate) mod tests {
         );
     }
 
+    /// `body` chunked at `cuts` (chunk lengths, cycled), each size line in `case`
+    /// with `zeros` leading zeros and an extension when `extended`, then trailers.
+    fn chunked(body: &[u8], cuts: &[usize], upper: bool, zeros: usize, extended: bool) -> Vec<u8> {
+        let mut wire = Vec::new();
+        let mut rest = body;
+        for &cut in cuts.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (chunk, later) = rest.split_at(cut.clamp(1, rest.len()));
+            let size = format!("{}{:x}", "0".repeat(zeros), chunk.len());
+            wire.extend_from_slice(if upper { size.to_uppercase() } else { size }.as_bytes());
+            if extended {
+                wire.extend_from_slice(b" ;name=\"a b\"");
+            }
+            wire.extend_from_slice(b"\r\n");
+            wire.extend_from_slice(chunk);
+            wire.extend_from_slice(b"\r\n");
+            rest = later;
+        }
+        wire.extend_from_slice(b"0\r\nx-sum: 1\r\n\r\n");
+        wire
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+        /// Any body, chunked any way and read in pieces of any size, comes back whole,
+        /// and not one byte past its end is taken.
+        #[test]
+        fn any_chunking_read_in_any_pieces_gives_back_the_body(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
+            cuts in proptest::collection::vec(1usize..700, 1..6),
+            upper in proptest::prelude::any::<bool>(),
+            zeros in 0usize..4,
+            extended in proptest::prelude::any::<bool>(),
+            piece in 1usize..300,
+            after in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20),
+        ) {
+            let mut wire = chunked(&body, &cuts, upper, zeros, extended);
+            wire.extend_from_slice(&after);
+            let (read, left) = dechunk(&wire, piece).unwrap();
+            proptest::prop_assert_eq!(read, body);
+            proptest::prop_assert_eq!(left, after);
+        }
+
+        /// Content-Length is accepted exactly when every comma-separated item of every
+        /// field is the same run of at most 19 digits, spaces around it allowed.
+        #[test]
+        fn a_length_is_accepted_only_when_every_value_is_one_number(
+            values in proptest::collection::vec("[ ]{0,2}(0|7|07|[0-9]{1,3}|[0-9]{19,20}|-1|\\+7|7a|7, 7|7,8|7,|)[ ]{0,2}", 1..4),
+        ) {
+            let mut headers = HeaderMap::new();
+            for value in &values {
+                headers.append(header::CONTENT_LENGTH, HeaderValue::from_str(value).unwrap());
+            }
+            let items: Vec<&str> = values.iter().flat_map(|value| value.split(',')).map(str::trim).collect();
+            let agreed = items.iter().all(|item| {
+                !item.is_empty() && item.len() <= 19 && item.bytes().all(|byte| byte.is_ascii_digit())
+            }) && items.windows(2).all(|pair| pair[0].parse::<u64>().ok() == pair[1].parse::<u64>().ok());
+            match content_length(&mut headers) {
+                Ok(Some(length)) => {
+                    proptest::prop_assert!(agreed, "{values:?} was accepted");
+                    proptest::prop_assert_eq!(Some(length), items[0].parse::<u64>().ok());
+                    let kept: Vec<_> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
+                    proptest::prop_assert_eq!(kept.len(), 1);
+                }
+                Ok(None) => proptest::prop_assert!(false, "a length was given"),
+                Err(_) => proptest::prop_assert!(!agreed, "{values:?} was refused"),
+            }
+        }
+    }
+
     fn parts(method: Method, headers: &[(&str, &str)]) -> request::Parts {
         let mut request = hyper::Request::builder().method(method).uri("/a?b=c");
         for (name, value) in headers {
