@@ -24,7 +24,6 @@
 //!   [`MAX_TRAILERS`] bytes, which are read and dropped.
 
 use crate::body::{BoxError, GatewayBody};
-use crate::upstream::Home;
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -264,6 +263,12 @@ fn push_hex(out: &mut Vec<u8>, value: usize) {
     out.extend_from_slice(&digits[at..]);
 }
 
+/// Where a connection goes back to once its answer has been read to the end: the
+/// pool it was lent from.
+pub(crate) trait TakeBack: Send + Unpin + 'static {
+    fn take_back(self, conn: Conn);
+}
+
 /// An open connection to an upstream and the bytes read from it but not yet used.
 pub(crate) struct Conn {
     io: Io,
@@ -438,7 +443,11 @@ pub(crate) struct Head {
 impl Head {
     /// The response, its body read from `conn`, which goes `home` once the body has
     /// been read to its end if nothing about the connection is in doubt.
-    pub(crate) fn into_response(self, conn: Conn, home: Home) -> Response<UpstreamBody> {
+    pub(crate) fn into_response<H: TakeBack>(
+        self,
+        conn: Conn,
+        home: H,
+    ) -> Response<UpstreamBody<H>> {
         let mut response = Response::new(UpstreamBody {
             conn: Some(conn),
             framing: self.framing,
@@ -819,14 +828,14 @@ fn chunk_size(line: &[u8]) -> Result<u64, &'static str> {
 /// An upstream's response body, streamed to the client as it arrives. Read to its end
 /// on a connection that can be reused, it sends the connection home; cut off, broken
 /// or dropped before its end, it closes the connection.
-pub(crate) struct UpstreamBody {
+pub(crate) struct UpstreamBody<H: TakeBack> {
     conn: Option<Conn>,
     framing: Framing,
     reusable: bool,
-    home: Option<Home>,
+    home: Option<H>,
 }
 
-impl UpstreamBody {
+impl<H: TakeBack> UpstreamBody<H> {
     /// The body is read to its end: the connection goes home if it can be reused and
     /// the upstream sent nothing after the response.
     fn finish(&mut self) {
@@ -846,7 +855,7 @@ impl UpstreamBody {
     }
 }
 
-impl Body for UpstreamBody {
+impl<H: TakeBack> Body for UpstreamBody<H> {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -907,7 +916,7 @@ impl Body for UpstreamBody {
     }
 }
 
-impl Drop for UpstreamBody {
+impl<H: TakeBack> Drop for UpstreamBody<H> {
     /// A body the server never polled because it was empty (a 204, an answer to
     /// `HEAD`) was read to its end all the same.
     fn drop(&mut self) {

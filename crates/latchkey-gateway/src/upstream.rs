@@ -328,13 +328,13 @@ fn origin_form(uri: &mut Uri) {
 
 /// Where a connection lent to one exchange goes back to once its answer has been read
 /// to the end.
-pub(crate) struct Home {
+struct Home {
     target: Target,
     pool: Weak<Inner>,
 }
 
-impl Home {
-    pub(crate) fn take_back(self, conn: Conn) {
+impl h1::TakeBack for Home {
+    fn take_back(self, conn: Conn) {
         if let Some(pool) = self.pool.upgrade() {
             pool.checkin(self.target, conn);
         }
