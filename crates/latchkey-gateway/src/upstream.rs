@@ -531,6 +531,15 @@ mod tests {
     async fn raw_upstream(
         answer: impl Fn(usize, usize) -> Option<&'static [u8]> + Send + Sync + 'static,
     ) -> (String, Arc<AtomicU64>, Arc<Mutex<Vec<Vec<u8>>>>) {
+        raw_upstream_closing(answer, false).await
+    }
+
+    /// [`raw_upstream`], closing each connection right after its first answer when
+    /// `close_after` is set.
+    async fn raw_upstream_closing(
+        answer: impl Fn(usize, usize) -> Option<&'static [u8]> + Send + Sync + 'static,
+        close_after: bool,
+    ) -> (String, Arc<AtomicU64>, Arc<Mutex<Vec<Vec<u8>>>>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -560,6 +569,9 @@ mod tests {
                         match answer(connection, request) {
                             Some(bytes) => stream.write_all(bytes).await.unwrap(),
                             None => return,
+                        }
+                        if close_after {
+                            return;
                         }
                     }
                 });
@@ -732,5 +744,72 @@ mod tests {
             String::from_utf8_lossy(&requests[1]),
             "PUT /x HTTP/1.1\r\nhost: upstream\r\ncontent-length: 4\r\n\r\nabcd"
         );
+    }
+
+    #[tokio::test]
+    async fn a_body_without_a_length_ends_at_the_close_and_its_connection_is_not_kept() {
+        let answer: &'static [u8] = b"HTTP/1.1 200 OK\r\n\r\nuntil the close";
+        let (origin, connections, _) = raw_upstream_closing(move |_, _| Some(answer), true).await;
+        let upstream = Upstream::new(None).unwrap();
+        for _ in 0..2 {
+            let answer = exchange(&upstream, &origin, Method::GET, empty())
+                .await
+                .unwrap();
+            assert_eq!(answer, (hyper::StatusCode::OK, b"until the close".to_vec()));
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_of_its_length_is_an_error_to_whoever_reads_it() {
+        let answer: &'static [u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort";
+        let (origin, _, _) = raw_upstream_closing(move |_, _| Some(answer), true).await;
+        let upstream = Upstream::new(None).unwrap();
+        let request = Request::builder()
+            .uri(format!("{origin}/x"))
+            .header("host", "upstream")
+            .body(empty())
+            .unwrap();
+        let progress = Progress::since(std::time::Instant::now());
+        let response = upstream
+            .send(request, Duration::from_secs(10), &progress)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), hyper::StatusCode::OK);
+        let error = response.into_body().collect().await.unwrap_err();
+        assert!(
+            error.to_string().contains("before the end of its response"),
+            "{error}"
+        );
+        // The control: the same answer whole.
+        let whole: &'static [u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort, now";
+        let (origin, _, _) = raw_upstream_closing(move |_, _| Some(whole), true).await;
+        let answer = exchange(&upstream, &origin, Method::GET, empty())
+            .await
+            .unwrap();
+        assert_eq!(answer.1, b"short, now");
+    }
+
+    #[tokio::test]
+    async fn a_response_head_past_its_limit_is_a_502() {
+        let padding = "x".repeat(crate::h1::MAX_HEAD);
+        let huge: &'static [u8] = format!("HTTP/1.1 200 OK\r\nx-pad: {padding}\r\n\r\n")
+            .leak()
+            .as_bytes();
+        let (origin, _, _) = raw_upstream(move |_, _| Some(huge)).await;
+        let upstream = Upstream::new(None).unwrap();
+        let outcome = exchange(&upstream, &origin, Method::GET, empty()).await;
+        assert_eq!(outcome.unwrap_err(), ProxyError::UpstreamUnreachable);
+        // The control: a large head within the limit goes through.
+        let padding = "x".repeat(crate::h1::MAX_HEAD / 2);
+        let large: &'static [u8] =
+            format!("HTTP/1.1 200 OK\r\nx-pad: {padding}\r\ncontent-length: 2\r\n\r\nok")
+                .leak()
+                .as_bytes();
+        let (origin, _, _) = raw_upstream(move |_, _| Some(large)).await;
+        let answer = exchange(&upstream, &origin, Method::GET, empty())
+            .await
+            .unwrap();
+        assert_eq!(answer, (hyper::StatusCode::OK, b"ok".to_vec()));
     }
 }
