@@ -433,9 +433,9 @@ impl Conn {
 
 /// A response head, and how its body is framed.
 pub(crate) struct Head {
-    pub(crate) status: StatusCode,
-    pub(crate) version: Version,
-    pub(crate) headers: HeaderMap,
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
     framing: Framing,
     reusable: bool,
 }
@@ -766,7 +766,7 @@ fn take_line(
     too_long: &'static str,
 ) -> Result<Option<BytesMut>, &'static str> {
     let window = &read[..read.len().min(limit)];
-    let Some(end) = memchr_lf(window) else {
+    let Some(end) = window.iter().position(|&byte| byte == b'\n') else {
         return if read.len() >= limit {
             Err(too_long)
         } else {
@@ -779,10 +779,6 @@ fn take_line(
     let mut line = read.split_to(end + 1);
     line.truncate(end - 1);
     Ok(Some(line))
-}
-
-fn memchr_lf(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&byte| byte == b'\n')
 }
 
 /// A chunk-size line's size: hex digits, then optional spaces or tabs, then nothing or
