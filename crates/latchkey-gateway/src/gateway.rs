@@ -26,10 +26,9 @@ use crate::shared::Shared;
 use crate::stats::{Counters, GatewayStats};
 use crate::usage::{UsageClient, UsageOptions, UsageReporter};
 use hyper::Request;
-use hyper::body::Incoming;
 use hyper::service::service_fn;
 use latchkey_geoip::ReloadingGeoIp;
-use latchkey_listener::{Accepted, Listener, Protocols, ServerTls, TlsError};
+use latchkey_listener::{Accepted, Listener, Protocols, RequestBody, ServerTls, TlsError};
 use latchkey_verify::{
     Credential, ReplicaOptions, RevocationCheck, RevocationReplica, Verifier, VerifierOptions,
 };
@@ -227,7 +226,7 @@ impl Gateway {
         let make = move |accepted: Accepted| {
             let shared = shared.clone();
             let last_identity = Arc::new(LastIdentity::default());
-            service_fn(move |request: Request<Incoming>| {
+            service_fn(move |request: Request<RequestBody>| {
                 let shared = shared.clone();
                 let last_identity = last_identity.clone();
                 let request = request.map(|body| StallGuard::new(body, body_timeout));

@@ -20,20 +20,24 @@
 //! - **Interim answers are skipped** (100, 102, 103); a 101 is a broken exchange, as
 //!   the gateway never asks for an upgrade.
 //! - **Bounded:** a response head of at most [`MAX_HEAD`] bytes and [`MAX_FIELDS`]
-//!   fields, chunk-size lines of at most [`MAX_CHUNK_LINE`] bytes, trailers of at most
-//!   [`MAX_TRAILERS`] bytes, which are read and dropped.
+//!   fields; chunk-size lines and trailers are bounded as `latchkey_listener::framing`
+//!   says, and trailers are read and dropped.
 
 use crate::body::{BoxError, GatewayBody};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::request;
 use hyper::{Method, Response, StatusCode, Version};
+use latchkey_listener::framing::{
+    Framing, Piece, SendError, Sending, content_length, has_token, poll_piece, push_decimal,
+    send_body, transfer_coding,
+};
 use std::fmt;
-use std::future::{Future, poll_fn};
+
 use std::io;
 use std::mem::MaybeUninit;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::task::{Context, Poll, Waker, ready};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -45,18 +49,8 @@ pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// The most header fields in a response head.
 pub(crate) const MAX_FIELDS: usize = 100;
 
-/// The longest chunk-size line, extensions included.
-pub(crate) const MAX_CHUNK_LINE: usize = 4 * 1024;
-
-/// The most bytes of trailer fields after a chunked body.
-pub(crate) const MAX_TRAILERS: usize = 16 * 1024;
-
 /// Bytes asked of the socket at a time.
 const READ_SIZE: usize = 16 * 1024;
-
-/// Request body bytes copied beside the head or a chunk's size line into one write;
-/// larger frames are written on their own.
-const COALESCE: usize = 16 * 1024;
 
 /// A connection to an upstream, plain or over TLS.
 pub(crate) enum Io {
@@ -137,17 +131,6 @@ impl fmt::Display for Failure {
     }
 }
 
-/// How a request's body is framed on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sending {
-    /// No body and no length.
-    Nothing,
-    /// `Content-Length`, possibly 0.
-    Length(u64),
-    /// `Transfer-Encoding: chunked`.
-    Chunked,
-}
-
 /// A request's head in wire form, kept so that a request without a body can be sent
 /// again on another connection.
 pub(crate) struct Outgoing {
@@ -198,7 +181,7 @@ impl Outgoing {
             head.extend_from_slice(b"\r\n");
         }
         match sending {
-            Sending::Nothing => {}
+            Sending::Nothing | Sending::Close => {}
             Sending::Length(length) => {
                 head.extend_from_slice(b"content-length: ");
                 push_decimal(&mut head, length);
@@ -230,37 +213,6 @@ impl Outgoing {
     pub(crate) fn retryable(&self) -> bool {
         self.idempotent && matches!(self.sending, Sending::Nothing | Sending::Length(0))
     }
-}
-
-fn push_decimal(out: &mut Vec<u8>, value: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = value;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-}
-
-fn push_hex(out: &mut Vec<u8>, value: usize) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut digits = [0u8; 16];
-    let mut at = digits.len();
-    let mut rest = value;
-    loop {
-        at -= 1;
-        digits[at] = HEX[rest & 0xf];
-        rest >>= 4;
-        if rest == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
 }
 
 /// Where a connection goes back to once its answer has been read to the end: the
@@ -324,83 +276,20 @@ impl Conn {
         self.read_head(request.head_method).await
     }
 
-    /// Sends the head and `body`, framed as `request` says. What is ready is written
-    /// together (the head with a small body, a chunk with its size line); whatever is
-    /// held is written as soon as the client has nothing more ready, so a slow upload
-    /// reaches the upstream as it comes.
+    /// Sends the head and `body`, framed as `request` says.
     async fn send_body(
         &mut self,
         request: &Outgoing,
         body: &mut GatewayBody,
     ) -> Result<(), Failure> {
-        let chunked = request.sending == Sending::Chunked;
-        let mut left = match request.sending {
-            Sending::Length(length) => length,
-            Sending::Nothing | Sending::Chunked => 0,
-        };
         let mut out = request.head.clone();
-        loop {
-            let next = match poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await {
-                Poll::Ready(next) => next,
-                Poll::Pending => {
-                    self.write_out(&mut out).await?;
-                    poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
-                }
-            };
-            let frame = match next {
-                None => break,
-                Some(Err(error)) => return Err(Failure::Client(error)),
-                Some(Ok(frame)) => frame,
-            };
-            // Trailers of a client's request are not forwarded.
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            if data.is_empty() {
-                continue;
-            }
-            if chunked {
-                push_hex(&mut out, data.len());
-                out.extend_from_slice(b"\r\n");
-            } else {
-                let length = data.len() as u64;
-                if length > left {
-                    return Err(Failure::Client(
-                        "the request body is longer than it said".into(),
-                    ));
-                }
-                left -= length;
-            }
-            if out.len() + data.len() <= COALESCE {
-                out.extend_from_slice(&data);
-            } else {
-                self.write_out(&mut out).await?;
-                self.io.write_all(&data).await.map_err(Failure::Closed)?;
-            }
-            if chunked {
-                out.extend_from_slice(b"\r\n");
-            }
-            if out.len() >= COALESCE {
-                self.write_out(&mut out).await?;
-            }
-        }
-        if chunked {
-            out.extend_from_slice(b"0\r\n\r\n");
-        } else if left > 0 {
-            return Err(Failure::Client(
-                "the request body is shorter than it said".into(),
-            ));
-        }
-        self.write_out(&mut out).await
-    }
-
-    /// Writes what `out` holds, if anything, and empties it.
-    async fn write_out(&mut self, out: &mut Vec<u8>) -> Result<(), Failure> {
-        if !out.is_empty() {
-            self.io.write_all(out).await.map_err(Failure::Closed)?;
-            out.clear();
-        }
-        Ok(())
+        send_body(&mut self.io, &mut out, body, request.sending)
+            .await
+            .map_err(|error| match error {
+                SendError::Body(error) => Failure::Client(error),
+                SendError::Length(reason) => Failure::Client(reason.into()),
+                SendError::Io(error) => Failure::Closed(error),
+            })
     }
 
     async fn read_head(&mut self, head_method: bool) -> Result<Head, Failure> {
@@ -504,7 +393,8 @@ fn parse_head(read: &mut BytesMut, head_method: bool) -> Result<Option<Head>, Fa
         } else {
             Version::HTTP_10
         };
-        let mut headers = HeaderMap::with_capacity(response.headers.len());
+        // Room for the fields the gateway adds without growing the map.
+        let mut headers = HeaderMap::with_capacity(response.headers.len() + 2);
         for field in response.headers.iter() {
             let name = HeaderName::from_bytes(field.name.as_bytes())
                 .map_err(|_| Failure::Malformed("a header field name is invalid"))?;
@@ -521,19 +411,6 @@ fn parse_head(read: &mut BytesMut, head_method: bool) -> Result<Option<Head>, Fa
             reusable,
         }));
     }
-}
-
-/// How a response body is framed, and how much of it is left.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    /// This many bytes are left.
-    Length(u64),
-    /// Chunks, at this step.
-    Chunked(Chunk),
-    /// Everything until the upstream closes the connection.
-    Close,
-    /// Read to its end.
-    Done,
 }
 
 /// Decides how the body of a response with `status`, `version` and `headers` to a
@@ -554,7 +431,7 @@ fn framing(
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     if headers.contains_key(header::TRANSFER_ENCODING) {
-        let framing = transfer_coding(headers)?;
+        let framing = transfer_coding(headers).map_err(Failure::Malformed)?;
         if headers.remove(header::CONTENT_LENGTH).is_some() {
             reusable = false;
         }
@@ -566,7 +443,7 @@ fn framing(
         }
         return Ok((framing, reusable));
     }
-    let length = content_length(headers)?;
+    let length = content_length(headers).map_err(Failure::Malformed)?;
     if bodiless {
         return Ok((Framing::Done, reusable));
     }
@@ -574,250 +451,6 @@ fn framing(
         Some(0) => Ok((Framing::Done, reusable)),
         Some(length) => Ok((Framing::Length(length), reusable)),
         None => Ok((Framing::Close, false)),
-    }
-}
-
-/// Chunked when chunked is the last transfer coding, read to the close for any other.
-fn transfer_coding(headers: &HeaderMap) -> Result<Framing, Failure> {
-    let mut codings = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|coding| !coding.is_empty())
-        .peekable();
-    let mut last_chunked = false;
-    while let Some(coding) = codings.next() {
-        let chunked = coding.eq_ignore_ascii_case(b"chunked");
-        if chunked && codings.peek().is_some() {
-            return Err(Failure::Malformed(
-                "chunked is not the last transfer coding",
-            ));
-        }
-        last_chunked = chunked;
-    }
-    Ok(if last_chunked {
-        Framing::Chunked(Chunk::Size)
-    } else {
-        Framing::Close
-    })
-}
-
-/// The one length every `Content-Length` value gives, if any is given; values that are
-/// not all the same decimal number are a malformed response. A length repeated is
-/// kept once.
-fn content_length(headers: &mut HeaderMap) -> Result<Option<u64>, Failure> {
-    let mut length = None;
-    let mut items = 0;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for item in value.as_bytes().split(|&byte| byte == b',') {
-            let number = decimal(item.trim_ascii())
-                .ok_or(Failure::Malformed("Content-Length is not a number"))?;
-            if length.is_some_and(|known| known != number) {
-                return Err(Failure::Malformed("Content-Length values disagree"));
-            }
-            length = Some(number);
-            items += 1;
-        }
-    }
-    if items > 1
-        && let Some(length) = length
-    {
-        let mut text = Vec::with_capacity(20);
-        push_decimal(&mut text, length);
-        if let Ok(value) = HeaderValue::from_bytes(&text) {
-            headers.insert(header::CONTENT_LENGTH, value);
-        }
-    }
-    Ok(length)
-}
-
-/// `1*DIGIT` as a number, `None` when empty, not all digits or too large.
-fn decimal(text: &[u8]) -> Option<u64> {
-    if text.is_empty() || text.len() > 19 {
-        return None;
-    }
-    text.iter().try_fold(0u64, |number, &byte| {
-        byte.is_ascii_digit()
-            .then(|| number * 10 + u64::from(byte - b'0'))
-    })
-}
-
-/// Whether the comma-separated list in `name`'s values holds `token`, in any case.
-fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|&byte| byte == b',')
-            .any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    })
-}
-
-/// Where a chunked body's reading stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
-    /// A chunk-size line is next.
-    Size,
-    /// This many bytes of the chunk's data are left.
-    Data(u64),
-    /// The CRLF after a chunk's data is next.
-    DataEnd,
-    /// Trailer lines, this many bytes of them so far, up to the empty line.
-    Trailers(usize),
-}
-
-/// What one step of reading a body from the buffer gave.
-enum Step {
-    Data(Bytes),
-    End,
-    /// The buffer holds too little; read more.
-    More,
-}
-
-impl Framing {
-    /// Takes the next piece of the body off `read`.
-    fn step(&mut self, read: &mut BytesMut) -> Result<Step, &'static str> {
-        loop {
-            match self {
-                Self::Done => return Ok(Step::End),
-                Self::Length(left) => {
-                    if read.is_empty() {
-                        return Ok(Step::More);
-                    }
-                    let take =
-                        usize::try_from(*left).map_or(read.len(), |left| left.min(read.len()));
-                    *left -= take as u64;
-                    if *left == 0 {
-                        *self = Self::Done;
-                    }
-                    return Ok(Step::Data(read.split_to(take).freeze()));
-                }
-                Self::Close => {
-                    if read.is_empty() {
-                        return Ok(Step::More);
-                    }
-                    return Ok(Step::Data(read.split().freeze()));
-                }
-                Self::Chunked(chunk) => match *chunk {
-                    Chunk::Size => {
-                        let Some(line) =
-                            take_line(read, MAX_CHUNK_LINE, "the chunk-size line is too long")?
-                        else {
-                            return Ok(Step::More);
-                        };
-                        let size = chunk_size(&line)?;
-                        *chunk = if size == 0 {
-                            Chunk::Trailers(0)
-                        } else {
-                            Chunk::Data(size)
-                        };
-                    }
-                    Chunk::Data(left) => {
-                        if read.is_empty() {
-                            return Ok(Step::More);
-                        }
-                        let take =
-                            usize::try_from(left).map_or(read.len(), |left| left.min(read.len()));
-                        let left = left - take as u64;
-                        *chunk = if left == 0 {
-                            Chunk::DataEnd
-                        } else {
-                            Chunk::Data(left)
-                        };
-                        return Ok(Step::Data(read.split_to(take).freeze()));
-                    }
-                    Chunk::DataEnd => {
-                        if read.len() < 2 {
-                            return Ok(Step::More);
-                        }
-                        if &read[..2] != b"\r\n" {
-                            return Err("a chunk's data does not end with CRLF");
-                        }
-                        read.advance(2);
-                        *chunk = Chunk::Size;
-                    }
-                    Chunk::Trailers(seen) => {
-                        let room = MAX_TRAILERS.saturating_sub(seen);
-                        let Some(line) = take_line(read, room, "the trailers are too large")?
-                        else {
-                            return Ok(Step::More);
-                        };
-                        if line.is_empty() {
-                            *self = Self::Done;
-                        } else {
-                            *chunk = Chunk::Trailers(seen + line.len() + 2);
-                        }
-                    }
-                },
-            }
-        }
-    }
-
-    fn is_done(self) -> bool {
-        self == Self::Done
-    }
-}
-
-/// Takes one CRLF-ended line off `read`, without its CRLF, if a whole one is there;
-/// a line longer than `limit` (CRLF included) or ended by a bare LF is an error.
-fn take_line(
-    read: &mut BytesMut,
-    limit: usize,
-    too_long: &'static str,
-) -> Result<Option<BytesMut>, &'static str> {
-    let window = &read[..read.len().min(limit)];
-    let Some(end) = window.iter().position(|&byte| byte == b'\n') else {
-        return if read.len() >= limit {
-            Err(too_long)
-        } else {
-            Ok(None)
-        };
-    };
-    if end == 0 || read[end - 1] != b'\r' {
-        return Err("a line does not end with CRLF");
-    }
-    let mut line = read.split_to(end + 1);
-    line.truncate(end - 1);
-    Ok(Some(line))
-}
-
-/// A chunk-size line's size: hex digits, then optional spaces or tabs, then nothing or
-/// extensions after `;` (ignored, but never holding CR or another control byte).
-fn chunk_size(line: &[u8]) -> Result<u64, &'static str> {
-    let digits = line
-        .iter()
-        .take_while(|byte| byte.is_ascii_hexdigit())
-        .count();
-    if digits == 0 {
-        return Err("a chunk size is not a hex number");
-    }
-    let mut size: u64 = 0;
-    for &byte in &line[..digits] {
-        let value = u64::from(match byte {
-            b'0'..=b'9' => byte - b'0',
-            b'a'..=b'f' => byte - b'a' + 10,
-            _ => byte - b'A' + 10,
-        });
-        size = size
-            .checked_mul(16)
-            .and_then(|size| size.checked_add(value))
-            .ok_or("a chunk size is too large")?;
-    }
-    let rest = &line[digits..];
-    let rest = &rest[rest
-        .iter()
-        .take_while(|&&byte| byte == b' ' || byte == b'\t')
-        .count()..];
-    match rest.first() {
-        None => Ok(size),
-        Some(b';')
-            if rest
-                .iter()
-                .all(|&byte| byte == b'\t' || (b' '..=b'~').contains(&byte) || byte >= 0x80) =>
-        {
-            Ok(size)
-        }
-        _ => Err("a chunk-size line holds more than a size and extensions"),
     }
 }
 
@@ -860,42 +493,38 @@ impl<H: TakeBack> Body for UpstreamBody<H> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        loop {
-            let Some(conn) = this.conn.as_mut() else {
-                return Poll::Ready(None);
-            };
-            match this.framing.step(&mut conn.read) {
-                Ok(Step::Data(data)) => {
-                    if this.framing.is_done() {
-                        this.finish();
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Ok(Step::End) => {
+        let Some(conn) = this.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let piece = ready!(poll_piece(
+            &mut this.framing,
+            &mut conn.read,
+            &mut conn.io,
+            READ_SIZE,
+            cx
+        ));
+        match piece {
+            Piece::Data(data) => {
+                if this.framing.is_done() {
                     this.finish();
-                    return Poll::Ready(None);
                 }
-                Ok(Step::More) => {}
-                Err(reason) => {
-                    return this.fail(format!("malformed response body: {reason}").into());
-                }
+                Poll::Ready(Some(Ok(Frame::data(data))))
             }
-            conn.read.reserve(READ_SIZE);
-            let read = pin!(conn.io.read_buf(&mut conn.read));
-            match ready!(read.poll(cx)) {
-                Ok(0) if this.framing == Framing::Close => {
-                    this.reusable = false;
-                    this.finish();
-                    return Poll::Ready(None);
-                }
-                Ok(0) => {
-                    return this.fail(
-                        "the upstream closed the connection before the end of its response".into(),
-                    );
-                }
-                Ok(_) => {}
-                Err(error) => return this.fail(error.into()),
+            Piece::End => {
+                this.finish();
+                Poll::Ready(None)
             }
+            Piece::Closed if this.framing == Framing::Close => {
+                this.reusable = false;
+                this.finish();
+                Poll::Ready(None)
+            }
+            Piece::Closed => this
+                .fail("the upstream closed the connection before the end of its response".into()),
+            Piece::Malformed(reason) => {
+                this.fail(format!("malformed response body: {reason}").into())
+            }
+            Piece::Io(error) => this.fail(error.into()),
         }
     }
 
@@ -926,6 +555,7 @@ impl<H: TakeBack> Drop for UpstreamBody<H> {
 pub(crate) mod tests {
     use super::*;
     use http_body_util::{BodyExt, Empty, Full};
+    use latchkey_listener::framing::Chunk;
 
     fn head_of(text: &str, head_method: bool) -> Result<Option<Head>, Failure> {
         let mut read = BytesMut::from(text.as_bytes());
@@ -1087,140 +717,6 @@ pub(crate) mod tests {
             head_of(&text, false),
             Err(Failure::Malformed("too many header fields"))
         ));
-    }
-
-    /// Reads a chunked body from `wire`, given `piece` bytes at a time.
-    fn dechunk(wire: &[u8], piece: usize) -> Result<(Vec<u8>, Vec<u8>), &'static str> {
-        let mut framing = Framing::Chunked(Chunk::Size);
-        let mut read = BytesMut::new();
-        let mut body = Vec::new();
-        let mut rest = wire;
-        loop {
-            match framing.step(&mut read)? {
-                Step::Data(data) => body.extend_from_slice(&data),
-                Step::End => return Ok((body, [&read[..], rest].concat())),
-                Step::More if rest.is_empty() => return Err("incomplete"),
-                Step::More => {
-                    let (now, later) = rest.split_at(piece.min(rest.len()));
-                    read.extend_from_slice(now);
-                    rest = later;
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn chunks_are_read_whole_or_a_byte_at_a_time() {
-        let wire = b"5\r\nhello\r\n1;name=\"va lue\"\r\n \r\nA \t\r\n0123456789\r\n0\r\nx-sum: 1\r\n\r\nnext";
-        for piece in [1, 2, 7, wire.len()] {
-            let (body, left) = dechunk(wire, piece).unwrap();
-            assert_eq!(body, b"hello 0123456789");
-            assert_eq!(left, b"next", "piece {piece}");
-        }
-    }
-
-    #[test]
-    fn every_malformed_chunk_is_refused() {
-        for wire in [
-            &b"g\r\n"[..],
-            b"\r\n",
-            b";ext\r\n",
-            b"5\nhello\r\n0\r\n\r\n",
-            b"5\r\nhelloXX0\r\n\r\n",
-            b"5 5\r\nhello\r\n0\r\n\r\n",
-            b"5;a\rb\r\nhello\r\n0\r\n\r\n",
-            b"10000000000000000\r\n",
-            b"0\r\nx: y\n\r\n",
-        ] {
-            assert!(
-                dechunk(wire, 1).is_err(),
-                "{:?} was read",
-                String::from_utf8_lossy(wire)
-            );
-        }
-        let long_line = format!("1;{}\r\n", "x".repeat(MAX_CHUNK_LINE));
-        assert_eq!(
-            dechunk(long_line.as_bytes(), 64).unwrap_err(),
-            "the chunk-size line is too long"
-        );
-        let trailers = format!("0\r\n{}\r\n", "x-a: b\r\n".repeat(MAX_TRAILERS / 8 + 1));
-        assert_eq!(
-            dechunk(trailers.as_bytes(), 512).unwrap_err(),
-            "the trailers are too large"
-        );
-    }
-
-    /// `body` chunked at `cuts` (chunk lengths, cycled), each size line in `case`
-    /// with `zeros` leading zeros and an extension when `extended`, then trailers.
-    fn chunked(body: &[u8], cuts: &[usize], upper: bool, zeros: usize, extended: bool) -> Vec<u8> {
-        let mut wire = Vec::new();
-        let mut rest = body;
-        for &cut in cuts.iter().cycle() {
-            if rest.is_empty() {
-                break;
-            }
-            let (chunk, later) = rest.split_at(cut.clamp(1, rest.len()));
-            let size = format!("{}{:x}", "0".repeat(zeros), chunk.len());
-            wire.extend_from_slice(if upper { size.to_uppercase() } else { size }.as_bytes());
-            if extended {
-                wire.extend_from_slice(b" ;name=\"a b\"");
-            }
-            wire.extend_from_slice(b"\r\n");
-            wire.extend_from_slice(chunk);
-            wire.extend_from_slice(b"\r\n");
-            rest = later;
-        }
-        wire.extend_from_slice(b"0\r\nx-sum: 1\r\n\r\n");
-        wire
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
-
-        /// Any body, chunked any way and read in pieces of any size, comes back whole,
-        /// and not one byte past its end is taken.
-        #[test]
-        fn any_chunking_read_in_any_pieces_gives_back_the_body(
-            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
-            cuts in proptest::collection::vec(1usize..700, 1..6),
-            upper in proptest::prelude::any::<bool>(),
-            zeros in 0usize..4,
-            extended in proptest::prelude::any::<bool>(),
-            piece in 1usize..300,
-            after in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20),
-        ) {
-            let mut wire = chunked(&body, &cuts, upper, zeros, extended);
-            wire.extend_from_slice(&after);
-            let (read, left) = dechunk(&wire, piece).unwrap();
-            proptest::prop_assert_eq!(read, body);
-            proptest::prop_assert_eq!(left, after);
-        }
-
-        /// Content-Length is accepted exactly when every comma-separated item of every
-        /// field is the same run of at most 19 digits, spaces around it allowed.
-        #[test]
-        fn a_length_is_accepted_only_when_every_value_is_one_number(
-            values in proptest::collection::vec("[ ]{0,2}(0|7|07|[0-9]{1,3}|[0-9]{19,20}|-1|\\+7|7a|7, 7|7,8|7,|)[ ]{0,2}", 1..4),
-        ) {
-            let mut headers = HeaderMap::new();
-            for value in &values {
-                headers.append(header::CONTENT_LENGTH, HeaderValue::from_str(value).unwrap());
-            }
-            let items: Vec<&str> = values.iter().flat_map(|value| value.split(',')).map(str::trim).collect();
-            let agreed = items.iter().all(|item| {
-                !item.is_empty() && item.len() <= 19 && item.bytes().all(|byte| byte.is_ascii_digit())
-            }) && items.windows(2).all(|pair| pair[0].parse::<u64>().ok() == pair[1].parse::<u64>().ok());
-            match content_length(&mut headers) {
-                Ok(Some(length)) => {
-                    proptest::prop_assert!(agreed, "{values:?} was accepted");
-                    proptest::prop_assert_eq!(Some(length), items[0].parse::<u64>().ok());
-                    let kept: Vec<_> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
-                    proptest::prop_assert_eq!(kept.len(), 1);
-                }
-                Ok(None) => proptest::prop_assert!(false, "a length was given"),
-                Err(_) => proptest::prop_assert!(!agreed, "{values:?} was refused"),
-            }
-        }
     }
 
     fn parts(method: Method, headers: &[(&str, &str)]) -> request::Parts {

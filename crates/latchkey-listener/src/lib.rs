@@ -33,17 +33,24 @@
 //!   up to a drain timeout when one is given.
 
 mod body;
+pub mod framing;
+mod h1;
+#[cfg(test)]
+mod h1_tests;
 #[cfg(feature = "test-pki")]
 pub mod test_pki;
 #[cfg(test)]
 mod tests;
 mod tls;
 
-pub use body::{BodyStalled, StallGuard};
+pub use body::{BodyStalled, RequestBody, StallGuard};
+pub use h1::{BodyError, Http1Body, MAX_FIELDS, MAX_HEAD};
+
+use h1::{ReadSide, WriteSide};
 pub use tls::{Protocols, ServerTls, TlsError, TlsFiles};
 
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http2;
 use hyper::service::{Service, service_fn};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -156,7 +163,9 @@ impl Listener {
         drain: Option<Duration>,
     ) where
         M: Fn(Accepted) -> S + Send + Sync + 'static,
-        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Send + 'static,
+        S: Service<Request<RequestBody>, Response = Response<B>, Error = Infallible>
+            + Send
+            + 'static,
         S::Future: Send + 'static,
         B: Body + Send + Unpin + 'static,
         B::Data: Send,
@@ -166,7 +175,7 @@ impl Listener {
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         let (stop, stopping) = watch::channel(false);
         let make = Arc::new(make);
-        let builders = Builders::new(&limits);
+        let http2 = http2_builder(&limits);
         let mut shutdown = pin!(shutdown);
         let mut last_full_warning: Option<Instant> = None;
         loop {
@@ -206,7 +215,7 @@ impl Listener {
             }
             let connection = Connection {
                 make: make.clone(),
-                builders: builders.clone(),
+                http2: http2.clone(),
                 stop: stopping.clone(),
                 limits,
                 peer,
@@ -241,37 +250,25 @@ impl Listener {
     }
 }
 
-/// The protocol builders, configured once.
-#[derive(Clone)]
-struct Builders {
-    http1: http1::Builder,
-    http2: http2::Builder<TokioExecutor>,
-}
-
-impl Builders {
-    fn new(limits: &Limits) -> Self {
-        let mut http1 = http1::Builder::new();
-        http1
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout);
-        let mut http2 = http2::Builder::new(TokioExecutor::new());
-        http2
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
-            .max_header_list_size(H2_MAX_HEADER_LIST_SIZE)
-            .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
-            .max_local_error_reset_streams(H2_MAX_LOCAL_RESETS)
-            // A peer that stops answering pings while streams are open is gone.
-            .keep_alive_interval(limits.header_read_timeout)
-            .keep_alive_timeout(limits.header_read_timeout);
-        Self { http1, http2 }
-    }
+/// The HTTP/2 builder, configured once; HTTP/1.1 is latchkey's own (`h1`).
+fn http2_builder(limits: &Limits) -> http2::Builder<TokioExecutor> {
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    http2
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_LIST_SIZE)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_RESETS)
+        // A peer that stops answering pings while streams are open is gone.
+        .keep_alive_interval(limits.header_read_timeout)
+        .keep_alive_timeout(limits.header_read_timeout);
+    http2
 }
 
 /// One accepted TCP connection, before its protocol is known.
 struct Connection<M> {
     make: Arc<M>,
-    builders: Builders,
+    http2: http2::Builder<TokioExecutor>,
     stop: watch::Receiver<bool>,
     limits: Limits,
     peer: SocketAddr,
@@ -280,7 +277,7 @@ struct Connection<M> {
 impl<M, S, B> Connection<M>
 where
     M: Fn(Accepted) -> S,
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Send + 'static,
+    S: Service<Request<RequestBody>, Response = Response<B>, Error = Infallible> + Send + 'static,
     S::Future: Send + 'static,
     B: Body + Send + Unpin + 'static,
     B::Data: Send,
@@ -294,11 +291,16 @@ where
             http2: false,
         };
         let service = (self.make)(accepted);
-        let connection = self
-            .builders
-            .http1
-            .serve_connection(TokioIo::new(stream), service);
-        drive(connection, self.stop, None, self.peer).await;
+        let (read, write) = stream.into_split();
+        h1::serve(
+            ReadSide::Plain(read),
+            WriteSide::Plain(write),
+            service,
+            self.limits,
+            self.stop,
+            self.peer,
+        )
+        .await;
     }
 
     async fn tls(self, stream: TcpStream, tls: &ServerTls) {
@@ -316,16 +318,23 @@ where
             http2: session.alpn_protocol() == Some(b"h2"),
         };
         let service = (self.make)(accepted);
-        let io = TokioIo::new(stream);
         if accepted.http2 {
             let activity = Arc::new(Activity::new());
             let counted = counted(service, activity.clone());
-            let connection = self.builders.http2.serve_connection(io, counted);
+            let connection = self.http2.serve_connection(TokioIo::new(stream), counted);
             let idle = Some((activity, self.limits.header_read_timeout));
             drive(connection, self.stop, idle, self.peer).await;
         } else {
-            let connection = self.builders.http1.serve_connection(io, service);
-            drive(connection, self.stop, None, self.peer).await;
+            let (read, write) = tokio::io::split(stream);
+            h1::serve(
+                ReadSide::Tls(read),
+                WriteSide::Tls(write),
+                service,
+                self.limits,
+                self.stop,
+                self.peer,
+            )
+            .await;
         }
     }
 }
@@ -442,13 +451,13 @@ fn counted<S, B>(
 > + Send
 + 'static
 where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Send + 'static,
+    S: Service<Request<RequestBody>, Response = Response<B>, Error = Infallible> + Send + 'static,
     S::Future: Send + 'static,
     B: Body + Send + Unpin + 'static,
 {
     service_fn(move |request: Request<Incoming>| {
         let guard = activity.enter();
-        let response = service.call(request);
+        let response = service.call(request.map(RequestBody::http2));
         async move {
             let response = response.await?;
             Ok(response.map(|inner| CountedBody {

@@ -49,7 +49,7 @@ async fn start(ca: &TestCa, idle: Duration) -> (SocketAddr, ServerTls, Arc<Atomi
     let counter = served.clone();
     let make = move |_: Accepted| {
         let counter = counter.clone();
-        service_fn(move |request: Request<Incoming>| {
+        service_fn(move |request: Request<RequestBody>| {
             counter.fetch_add(1, Ordering::Relaxed);
             async move {
                 let body: TestBody = if request.uri().path() == "/slow" {

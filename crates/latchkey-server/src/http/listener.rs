@@ -16,9 +16,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 use hyper::service::service_fn;
-use latchkey_listener::{Accepted, Listener, StallGuard};
+use latchkey_listener::{Accepted, Listener, RequestBody, StallGuard};
 use serde_json::json;
 use std::convert::Infallible;
 use std::future::Future;
@@ -40,7 +39,7 @@ pub async fn serve(listener: Listener, router: Router, shutdown: impl Future<Out
     let body_timeout = listener.limits().body_read_timeout;
     let make = move |accepted: Accepted| {
         let router = router.clone();
-        service_fn(move |request: Request<Incoming>| {
+        service_fn(move |request: Request<RequestBody>| {
             let router = router.clone();
             async move {
                 let stalled = Arc::new(AtomicBool::new(false));
