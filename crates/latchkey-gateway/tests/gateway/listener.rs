@@ -311,3 +311,41 @@ async fn a_connection_beyond_max_connections_waits_until_one_closes() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert_eq!(gw.gateway.stats().forwarded, 4);
 }
+
+#[tokio::test]
+async fn a_request_smuggled_behind_a_length_given_two_ways_reaches_no_upstream() {
+    let gw = TestGateway::start().await;
+    let host = host(&gw);
+    let smuggled = format!("GET /public/smuggled HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    for framing in [
+        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: chunked\r\nContent-length: 5\r\n",
+        "Content-Length: 5\r\nTransfer-Encoding: gzip, chunked\r\n",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n",
+    ] {
+        let mut stream = TcpStream::connect(gw.address).await.unwrap();
+        let request =
+            format!("POST /public/x HTTP/1.1\r\nHost: {host}\r\n{framing}\r\n0\r\n\r\n{smuggled}");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let outcome = read_until_closed(&mut stream, PATIENCE).await;
+        assert!(outcome.closed, "{framing}: {outcome:?}");
+        let status = &outcome.text[9..12];
+        assert!(status == "400" || status == "501", "{framing}: {outcome:?}");
+        assert_eq!(outcome.text.matches("HTTP/1.1 ").count(), 1, "{outcome:?}");
+    }
+    assert_eq!(gw.upstream.echoed(), 0);
+    // Control: chunked alone is forwarded, and the request after it is its own.
+    let mut stream = TcpStream::connect(gw.address).await.unwrap();
+    let request = format!(
+        "POST /public/x HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n\
+         GET /public/next HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let outcome = read_until_closed(&mut stream, PATIENCE).await;
+    assert_eq!(
+        outcome.text.matches("HTTP/1.1 200 ").count(),
+        2,
+        "{outcome:?}"
+    );
+    assert_eq!(gw.upstream.echoed(), 2);
+}
