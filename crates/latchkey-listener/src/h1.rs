@@ -12,6 +12,8 @@
 //!     501.
 //!   - `Content-Length` values that are not all one run of digits: 400.
 //!   - a malformed chunk: the body fails, so the application answers it (400).
+//!   - an HTTP/1.1 request without `Host`, any request with two, or a `Host` that is
+//!     not a host and port: 400.
 //!
 //!   Every refusal closes the connection after its answer.
 //! - **Heads are bounded**: at most [`MAX_HEAD`] bytes and [`MAX_FIELDS`] fields, or
@@ -383,6 +385,7 @@ fn parse_head(read: &mut BytesMut) -> Result<Option<Head>, Refusal> {
             .map_err(|_| Refusal::bad("a header field value is invalid"))?;
         headers.append(name, value);
     }
+    host(version, &headers)?;
     let framing = request_framing(version, &mut headers)?;
     let keep_alive = if version == Version::HTTP_11 {
         !has_token(&headers, &header::CONNECTION, "close")
@@ -401,6 +404,55 @@ fn parse_head(read: &mut BytesMut) -> Result<Option<Head>, Refusal> {
         keep_alive,
         expect_continue,
     }))
+}
+
+/// An HTTP/1.1 request names its host exactly once, an HTTP/1.0 one at most once,
+/// and a host is `uri-host [":" port]` or empty (RFC 9112 §3.2): two hosts could be
+/// read one by the gateway (a DPoP proof's URI) and the other by an upstream.
+fn host(version: Version, headers: &HeaderMap) -> Result<(), Refusal> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err(Refusal::bad("more than one Host"));
+    }
+    let Some(host) = first else {
+        return if version == Version::HTTP_11 {
+            Err(Refusal::bad("an HTTP/1.1 request without Host"))
+        } else {
+            Ok(())
+        };
+    };
+    let text = host.as_bytes();
+    let valid = text.is_empty()
+        || (!text.contains(&b'@')
+            && numeric_port(text)
+            && hyper::http::uri::Authority::try_from(text).is_ok());
+    if valid {
+        Ok(())
+    } else {
+        Err(Refusal::bad("Host is not a host and port"))
+    }
+}
+
+/// Whether what follows the host in `authority` (a name, an IPv4 address or a
+/// bracketed IPv6 one) is nothing, or `:` and digits only.
+fn numeric_port(authority: &[u8]) -> bool {
+    let after_host = if authority.first() == Some(&b'[') {
+        match authority.iter().position(|&byte| byte == b']') {
+            Some(end) => &authority[end + 1..],
+            None => return false,
+        }
+    } else {
+        match authority.iter().position(|&byte| byte == b':') {
+            Some(colon) => &authority[colon..],
+            None => &[],
+        }
+    };
+    match after_host.split_first() {
+        None => true,
+        Some((b':', port)) => port.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    }
 }
 
 /// How a request's body is framed (RFC 9112 §6.3), or why the request is refused.

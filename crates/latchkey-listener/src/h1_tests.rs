@@ -370,7 +370,8 @@ async fn http_1_0_is_closed_unless_it_asks_to_be_kept() {
     assert!(!answer.contains("transfer-encoding"), "{answer}");
     assert!(closed);
     // Control: to HTTP/1.1, chunked, and the connection kept.
-    let request = format!("GET /stream HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\n{CLOSE}\r\n");
+    let request =
+        format!("GET /stream HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n{CLOSE}\r\n");
     let (answer, _) = exchange(address, request.as_bytes()).await;
     assert!(
         answer.contains("transfer-encoding: chunked\r\n"),
@@ -413,7 +414,7 @@ async fn expect_100_continue_is_answered_only_when_the_body_is_read() {
     assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
     stream.write_all(b"abc").await.unwrap();
     stream
-        .write_all(b"GET /b HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .write_all(b"GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let (answer, _) = read_all(&mut stream).await;
@@ -467,4 +468,31 @@ async fn a_body_cut_short_fails_and_the_connection_closes() {
     assert_eq!(statuses(&answer), [400], "{answer}");
     assert!(closed);
     assert_eq!(seen.all(), ["POST /a body failed"]);
+}
+
+#[tokio::test]
+async fn a_request_names_its_host_once_and_as_a_host() {
+    let (address, seen) = start().await;
+    for request in [
+        "GET /a HTTP/1.1\r\n\r\n",
+        "GET /a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        "GET /a HTTP/1.1\r\nHost: a, b\r\n\r\n",
+        "GET /a HTTP/1.1\r\nHost: user@a\r\n\r\n",
+        "GET /a HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        "GET /a HTTP/1.1\r\nHost: a:port\r\n\r\n",
+        "GET /a HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n",
+    ] {
+        let (answer, closed) = exchange(address, request.as_bytes()).await;
+        assert_eq!(statuses(&answer), [400], "{request:?}: {answer}");
+        assert!(closed, "{request:?}");
+    }
+    assert!(seen.all().is_empty(), "{:?}", seen.all());
+    // Controls: a name, a name and port, an address, empty; none at all over HTTP/1.0.
+    for host in ["a", "a.example:8443", "127.0.0.1:1", "[::1]:2", ""] {
+        let request = format!("GET /a HTTP/1.1\r\nHost: {host}\r\n{CLOSE}\r\n");
+        let (answer, _) = exchange(address, request.as_bytes()).await;
+        assert_eq!(statuses(&answer), [200], "{host:?}: {answer}");
+    }
+    let (answer, _) = exchange(address, b"GET /a HTTP/1.0\r\n\r\n").await;
+    assert_eq!(statuses(&answer), [200], "{answer}");
 }
