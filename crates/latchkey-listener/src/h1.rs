@@ -300,11 +300,31 @@ struct Refusal {
 }
 
 impl Refusal {
+    const fn too_large(reason: &'static str) -> Self {
+        Self {
+            status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            reason,
+        }
+    }
+
     const fn bad(reason: &'static str) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             reason,
         }
+    }
+}
+
+/// The refusal of a head httparse could not read, naming what was wrong.
+fn unparsed(error: httparse::Error) -> Refusal {
+    match error {
+        httparse::Error::TooManyHeaders => Refusal::too_large("too many header fields"),
+        httparse::Error::HeaderName => Refusal::bad("a header field name is invalid"),
+        httparse::Error::HeaderValue => Refusal::bad("a header field value is invalid"),
+        httparse::Error::NewLine => Refusal::bad("a line does not end with CRLF or LF"),
+        httparse::Error::Token => Refusal::bad("the method or the target is invalid"),
+        httparse::Error::Version => Refusal::bad("the version is not HTTP/1.0 or HTTP/1.1"),
+        httparse::Error::Status => Refusal::bad("the request line does not parse"),
     }
 }
 
@@ -339,26 +359,14 @@ fn parse_head(read: &mut BytesMut) -> Result<Option<Head>, Refusal> {
                 .try_into_mut()
                 .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
             if read.len() >= MAX_HEAD {
-                return Err(Refusal {
-                    status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    reason: "the request head is too large",
-                });
+                return Err(Refusal::too_large("the request head is too large"));
             }
             return Ok(None);
         }
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(Refusal {
-                status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                reason: "too many header fields",
-            });
-        }
-        Err(_) => return Err(Refusal::bad("the request head does not parse")),
+        Err(error) => return Err(unparsed(error)),
     };
     if length > MAX_HEAD {
-        return Err(Refusal {
-            status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            reason: "the request head is too large",
-        });
+        return Err(Refusal::too_large("the request head is too large"));
     }
     // What came after the head: the body's start, or the next request.
     read.extend_from_slice(&bytes[length..]);
@@ -468,25 +476,20 @@ fn request_framing(version: Version, headers: &mut HeaderMap) -> Result<Framing,
         }
         // Chunked alone: a body under any other coding would reach the application
         // as if it had none.
-        let Framing::Chunked(chunk) = transfer_coding(headers).map_err(Refusal::bad)? else {
-            return Err(Refusal {
-                status: StatusCode::NOT_IMPLEMENTED,
-                reason: "a transfer coding other than chunked",
-            });
-        };
+        let framing = transfer_coding(headers).map_err(Refusal::bad)?;
         let codings = headers
             .get_all(header::TRANSFER_ENCODING)
             .iter()
             .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
             .filter(|coding| !coding.trim_ascii().is_empty())
             .count();
-        if codings != 1 {
-            return Err(Refusal {
+        return match framing {
+            Framing::Chunked(_) if codings == 1 => Ok(framing),
+            _ => Err(Refusal {
                 status: StatusCode::NOT_IMPLEMENTED,
-                reason: "a transfer coding other than chunked",
-            });
-        }
-        return Ok(Framing::Chunked(chunk));
+                reason: "a transfer coding other than chunked alone",
+            }),
+        };
     }
     match content_length(headers).map_err(Refusal::bad)? {
         None | Some(0) => Ok(Framing::Done),

@@ -496,3 +496,41 @@ async fn a_request_names_its_host_once_and_as_a_host() {
     let (answer, _) = exchange(address, b"GET /a HTTP/1.0\r\n\r\n").await;
     assert_eq!(statuses(&answer), [200], "{answer}");
 }
+
+#[tokio::test]
+async fn a_refusal_names_the_rule_it_broke() {
+    let (address, _) = start().await;
+    for (request, reason) in [
+        (
+            "GET /a HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n",
+            "a header field name is invalid",
+        ),
+        (
+            "GET /a HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n",
+            "a header field value is invalid",
+        ),
+        (
+            "GET /a HTTP/1.2\r\nHost: x\r\n\r\n",
+            "the version is not HTTP/1.0 or HTTP/1.1",
+        ),
+        (
+            "G(T /a HTTP/1.1\r\nHost: x\r\n\r\n",
+            "the method or the target is invalid",
+        ),
+        (
+            "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "a transfer coding other than chunked alone",
+        ),
+        (
+            "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "both Content-Length and Transfer-Encoding are given",
+        ),
+    ] {
+        let (answer, _) = exchange(address, request.as_bytes()).await;
+        assert!(answer.contains("content-type: text/plain"), "{answer}");
+        assert!(
+            answer.ends_with(&format!("\r\n\r\n{reason}\n")),
+            "{request:?}: {answer}"
+        );
+    }
+}
