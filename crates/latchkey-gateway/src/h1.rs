@@ -24,15 +24,17 @@
 //!   says, and trailers are read and dropped.
 
 use crate::body::{BoxError, GatewayBody};
+use crate::headers;
 use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::header;
 use hyper::http::request;
 use hyper::{Method, Response, StatusCode, Version};
 use latchkey_listener::framing::{
-    Framing, Piece, SendError, Sending, content_length, has_token, poll_piece, push_decimal,
-    send_body, transfer_coding,
+    Framing, Piece, SendError, Sending, content_length_of, has_token_of, poll_piece, push_decimal,
+    send_body, transfer_coding_of,
 };
+use latchkey_listener::{WireFieldError, WireFields};
 use std::fmt;
 
 use std::io;
@@ -324,7 +326,7 @@ impl Conn {
 pub(crate) struct Head {
     status: StatusCode,
     version: Version,
-    headers: HeaderMap,
+    fields: WireFields,
     framing: Framing,
     reusable: bool,
 }
@@ -345,7 +347,7 @@ impl Head {
         });
         *response.status_mut() = self.status;
         *response.version_mut() = self.version;
-        *response.headers_mut() = self.headers;
+        response.extensions_mut().insert(self.fields);
         response
     }
 }
@@ -393,64 +395,83 @@ fn parse_head(read: &mut BytesMut, head_method: bool) -> Result<Option<Head>, Fa
         } else {
             Version::HTTP_10
         };
-        // Room for the fields the gateway adds without growing the map.
-        let mut headers = HeaderMap::with_capacity(response.headers.len() + 2);
-        for field in response.headers.iter() {
-            let name = HeaderName::from_bytes(field.name.as_bytes())
-                .map_err(|_| Failure::Malformed("a header field name is invalid"))?;
-            let value = HeaderValue::from_maybe_shared(bytes.slice_ref(field.value))
-                .map_err(|_| Failure::Malformed("a header field value is invalid"))?;
-            headers.append(name, value);
+        let fields = &*response.headers;
+        let (framing, reusable, length) = framing(status, version, fields, head_method)?;
+        let named = || {
+            fields
+                .iter()
+                .map(|field| (field.name.as_bytes(), field.value))
+        };
+        let passes = headers::passed_back(named());
+        let size: usize = named()
+            .map(|(name, value)| name.len() + value.len() + 4)
+            .sum();
+        let mut passed = WireFields::with_capacity(size);
+        for (name, value) in named() {
+            if passes(name) && !name.eq_ignore_ascii_case(b"content-length") {
+                passed.push(name, value).map_err(|error| match error {
+                    WireFieldError::Name => Failure::Malformed("a header field name is invalid"),
+                    WireFieldError::Value | WireFieldError::Framing(_) => {
+                        Failure::Malformed("a header field value is invalid")
+                    }
+                })?;
+            }
         }
-        let (framing, reusable) = framing(status, version, &mut headers, head_method)?;
+        passed.set_length(length);
         return Ok(Some(Head {
             status,
             version,
-            headers,
+            fields: passed,
             framing,
             reusable,
         }));
     }
 }
 
-/// Decides how the body of a response with `status`, `version` and `headers` to a
-/// request (`HEAD` or not) is framed, and whether its connection may be reused after
-/// it (RFC 9112 §6.3 and §9.3). A `Content-Length` overridden by `Transfer-Encoding` is
-/// removed, so the client is never told a length the body does not have; one given
-/// several times over is kept once.
+/// Decides how the body of a response with `status`, `version` and `fields` to a
+/// request (`HEAD` or not) is framed, whether its connection may be reused after it
+/// (RFC 9112 §6.3 and §9.3), and the length the client is told. A `Content-Length`
+/// overridden by `Transfer-Encoding` is not told, so the client never hears of a length
+/// the body does not have; one given several times over is told once.
 fn framing(
     status: StatusCode,
     version: Version,
-    headers: &mut HeaderMap,
+    fields: &[httparse::Header<'_>],
     head_method: bool,
-) -> Result<(Framing, bool), Failure> {
-    let mut reusable =
-        version == Version::HTTP_11 && !has_token(headers, &header::CONNECTION, "close");
+) -> Result<(Framing, bool, Option<u64>), Failure> {
+    let values = |name: &'static str| {
+        fields
+            .iter()
+            .filter(move |field| field.name.eq_ignore_ascii_case(name))
+            .map(|field| field.value)
+    };
+    let mut reusable = version == Version::HTTP_11 && !has_token_of(values("connection"), "close");
     let bodiless = head_method
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        let framing = transfer_coding(headers).map_err(Failure::Malformed)?;
-        if headers.remove(header::CONTENT_LENGTH).is_some() {
+    if values("transfer-encoding").next().is_some() {
+        let framing =
+            transfer_coding_of(values("transfer-encoding")).map_err(Failure::Malformed)?;
+        if values("content-length").next().is_some() {
             reusable = false;
         }
         if bodiless {
-            return Ok((Framing::Done, reusable));
+            return Ok((Framing::Done, reusable, None));
         }
         if framing == Framing::Close {
             reusable = false;
         }
-        return Ok((framing, reusable));
+        return Ok((framing, reusable, None));
     }
-    let length = content_length(headers).map_err(Failure::Malformed)?;
+    let length = content_length_of(values("content-length")).map_err(Failure::Malformed)?;
     if bodiless {
-        return Ok((Framing::Done, reusable));
+        return Ok((Framing::Done, reusable, length));
     }
     match length {
-        Some(0) => Ok((Framing::Done, reusable)),
-        Some(length) => Ok((Framing::Length(length), reusable)),
-        None => Ok((Framing::Close, false)),
+        Some(0) => Ok((Framing::Done, reusable, length)),
+        Some(more) => Ok((Framing::Length(more), reusable, length)),
+        None => Ok((Framing::Close, false, None)),
     }
 }
 
@@ -562,9 +583,9 @@ pub(crate) mod tests {
         parse_head(&mut read, head_method)
     }
 
-    fn framed(text: &str) -> Result<(Framing, bool, HeaderMap), &'static str> {
+    fn framed(text: &str) -> Result<(Framing, bool, WireFields), &'static str> {
         match head_of(text, false) {
-            Ok(Some(head)) => Ok((head.framing, head.reusable, head.headers)),
+            Ok(Some(head)) => Ok((head.framing, head.reusable, head.fields)),
             Ok(None) => Err("incomplete"),
             Err(Failure::Malformed(reason)) => Err(reason),
             Err(other) => panic!("{other}"),
@@ -581,10 +602,13 @@ pub(crate) mod tests {
             "content-length: 5, 5\r\n",
             "content-length: 5\r\ncontent-length: 5\r\n",
         ] {
-            let (framing, reusable, headers) = ok(repeated).unwrap();
+            let (framing, reusable, fields) = ok(repeated).unwrap();
             assert_eq!((framing, reusable), (Framing::Length(5), true));
-            let values: Vec<_> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
-            assert_eq!(values, ["5"], "{repeated:?}");
+            assert_eq!(fields.length(), Some(5), "{repeated:?}");
+            assert!(
+                fields.as_bytes().is_empty(),
+                "the listener writes the length"
+            );
         }
         for chunked in [
             "transfer-encoding: chunked\r\n",
@@ -607,12 +631,13 @@ pub(crate) mod tests {
 
     #[test]
     fn a_length_overridden_by_chunks_is_dropped_and_the_connection_not_reused() {
-        let (framing, reusable, headers) =
+        let (framing, reusable, fields) =
             framed("HTTP/1.1 200 OK\r\ncontent-length: 50\r\ntransfer-encoding: chunked\r\n\r\n")
                 .unwrap();
         assert_eq!(framing, Framing::Chunked(Chunk::Size));
         assert!(!reusable);
-        assert!(!headers.contains_key(header::CONTENT_LENGTH));
+        assert_eq!(fields.length(), None);
+        assert!(fields.as_bytes().is_empty(), "{fields:?}");
     }
 
     #[test]
@@ -663,8 +688,8 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!((head.framing, head.reusable), (Framing::Done, true));
         assert_eq!(
-            head.headers[header::CONTENT_LENGTH],
-            "5",
+            head.fields.length(),
+            Some(5),
             "the client is told the length"
         );
         for status in ["204 No Content", "304 Not Modified"] {
@@ -680,13 +705,45 @@ pub(crate) mod tests {
         );
         let head = parse_head(&mut read, false).unwrap().unwrap();
         assert_eq!(head.status, StatusCode::CREATED);
-        assert!(!head.headers.contains_key("link"));
+        assert!(head.fields.iter().all(|(name, _)| name != b"link"));
         assert_eq!(&read[..], b"okextra", "the body's bytes stay for the body");
         let upgrade = head_of(
             "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
             false,
         );
         assert!(matches!(upgrade, Err(Failure::Malformed(_))));
+    }
+
+    #[test]
+    fn an_answer_passes_on_all_but_hop_by_hop_fields_and_the_request_id() {
+        let text = "HTTP/1.1 200 OK\r\n\
+            Server: up\r\n\
+            Connection: keep-alive, X-Private\r\n\
+            x-private: secret\r\n\
+            KEEP-ALIVE: timeout=5\r\n\
+            Proxy-Connection: keep-alive\r\n\
+            Proxy-Authenticate: Basic\r\n\
+            TE: trailers\r\n\
+            Trailer: x-sum\r\n\
+            Upgrade: h2c\r\n\
+            X-Request-Id: upstream-chosen\r\n\
+            Content-Length: 2\r\n\
+            x-padded:   kept   \r\n\
+            Set-Cookie: a=1\r\n\
+            set-cookie: b=2\r\n\r\nok";
+        let (framing, reusable, fields) = framed(text).unwrap();
+        assert_eq!((framing, reusable), (Framing::Length(2), true));
+        assert_eq!(
+            String::from_utf8_lossy(fields.as_bytes()),
+            "Server: up\r\nx-padded: kept\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n",
+            "names as sent, in order, values trimmed"
+        );
+        assert_eq!(fields.length(), Some(2));
+        // Control: a name that only looks like a listed or hop-by-hop one passes.
+        let text = "HTTP/1.1 204 No Content\r\nConnection: x-a\r\nx-ab: 1\r\nupgrades: 2\r\nx-request: 3\r\n\r\n";
+        let (_, _, fields) = framed(text).unwrap();
+        let names: Vec<_> = fields.iter().map(|(name, _)| name.to_vec()).collect();
+        assert_eq!(names, [&b"x-ab"[..], b"upgrades", b"x-request"]);
     }
 
     #[test]

@@ -38,6 +38,7 @@ use hyper::HeaderMap;
 use hyper::body::Bytes;
 use hyper::header::{self, Entry, HeaderName, HeaderValue};
 use latchkey_core::permission::format_scope;
+use latchkey_telemetry::request_id;
 use latchkey_verify::Principal;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -124,7 +125,7 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
         }
         let listed = value.to_str().into_iter().flat_map(|v| v.split(','));
         for option in listed.map(str::trim) {
-            let standard = is_hop_by_hop_name(option);
+            let standard = is_hop_by_hop_name(option.as_bytes());
             // A listed hop-by-hop name is found by this pass anyway; another is only
             // parsed when the map holds it.
             if standard || !headers.contains_key(option) {
@@ -148,13 +149,38 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// Whether `option`, a name `Connection` lists, is one of [`HOP_BY_HOP_NAMES`], case
 /// ignored. Most options (`keep-alive`, `close`) are settled by their length alone or
 /// by one or two comparisons.
-fn is_hop_by_hop_name(option: &str) -> bool {
+fn is_hop_by_hop_name(option: &[u8]) -> bool {
     let length = option.len();
     length < 32
         && HOP_BY_HOP_LENGTHS & (1 << length) != 0
         && HOP_BY_HOP_NAMES
             .iter()
-            .any(|name| name.len() == length && name.eq_ignore_ascii_case(option))
+            .any(|name| name.len() == length && name.as_bytes().eq_ignore_ascii_case(option))
+}
+
+/// Which fields of an upstream's answer, read as `fields` (name, value), go on to the
+/// client, as the module policy says: none of the hop-by-hop ones, none its
+/// `Connection` fields list, and not `X-Request-Id`, which the gateway answers with its
+/// own. The `Connection` values are searched for each name only when they list a name
+/// beyond the hop-by-hop ones, which few answers do.
+pub(crate) fn passed_back<'a, F>(fields: F) -> impl Fn(&[u8]) -> bool
+where
+    F: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+{
+    let listed = move || {
+        fields
+            .clone()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(b"connection"))
+            .flat_map(|(_, value)| value.split(|&byte| byte == b','))
+            .map(<[u8]>::trim_ascii)
+    };
+    let lists_others = listed().any(|option| !option.is_empty() && !is_hop_by_hop_name(option));
+    move |name: &[u8]| {
+        let stops = is_hop_by_hop_name(name)
+            || name.eq_ignore_ascii_case(request_id::NAME.as_str().as_bytes())
+            || (lists_others && listed().any(|option| option.eq_ignore_ascii_case(name)));
+        !stops
+    }
 }
 
 /// Removes every header an upstream could read as an `x-latchkey-*` one.

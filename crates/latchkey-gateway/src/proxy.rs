@@ -21,6 +21,7 @@ use hyper::http::uri::{Authority, PathAndQuery};
 use hyper::{HeaderMap, Method, Request, Response, Uri, Version};
 use latchkey_core::Timestamp;
 use latchkey_core::forwarded;
+use latchkey_listener::WireFields;
 use latchkey_telemetry::request_id;
 use latchkey_verify::{Principal, Verifier, VerifyError, request_uri};
 use std::net::{IpAddr, SocketAddr};
@@ -186,9 +187,9 @@ where
     parts.version = Version::HTTP_11;
     let progress = Progress::since(started);
     let request = Request::from_parts(parts, progress.track(body));
-    let mut response = route.client.send(request, route.timeout, &progress).await?;
-    headers::remove_hop_by_hop(response.headers_mut());
-    Ok(response)
+    // The answer's hop-by-hop fields were left out as it was read (`h1`, with
+    // `headers::passed_back`).
+    route.client.send(request, route.timeout, &progress).await
 }
 
 /// An HTTP/2 client names the host in `:authority`, not in `Host`; the upstream, spoken
@@ -353,7 +354,17 @@ where
         duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         "request"
     );
-    response.headers_mut().insert(request_id::NAME, id);
+    // An upstream's answer carries its fields in wire form, without its own id
+    // (`headers::passed_back`); the id joins them there rather than starting a map.
+    let passed = response.extensions_mut().get_mut::<WireFields>();
+    let name = request_id::NAME;
+    if passed.is_none_or(|fields| {
+        fields
+            .push(name.as_str().as_bytes(), id.as_bytes())
+            .is_err()
+    }) {
+        response.headers_mut().insert(name, id);
+    }
     response
 }
 

@@ -45,10 +45,16 @@ pub enum Framing {
 /// Chunked when chunked is the last transfer coding, [`Framing::Close`] for any other
 /// (which a response is read to the close by, and a request is refused for).
 pub fn transfer_coding(headers: &HeaderMap) -> Result<Framing, &'static str> {
-    let mut codings = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
+    transfer_coding_of(values(headers, &header::TRANSFER_ENCODING))
+}
+
+/// [`transfer_coding`] of a message whose `Transfer-Encoding` values are `values`.
+pub fn transfer_coding_of<'a>(
+    values: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Framing, &'static str> {
+    let mut codings = values
+        .into_iter()
+        .flat_map(|value| value.split(|&byte| byte == b','))
         .map(<[u8]>::trim_ascii)
         .filter(|coding| !coding.is_empty())
         .peekable();
@@ -67,22 +73,16 @@ pub fn transfer_coding(headers: &HeaderMap) -> Result<Framing, &'static str> {
     })
 }
 
+/// The values of the `name` fields of `headers`, as bytes.
+fn values<'a>(headers: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> {
+    headers.get_all(name).iter().map(HeaderValue::as_bytes)
+}
+
 /// The one length every `Content-Length` value gives, if any is given; values that are
 /// not all the same decimal number are a malformed message. A length repeated is
 /// kept once.
 pub fn content_length(headers: &mut HeaderMap) -> Result<Option<u64>, &'static str> {
-    let mut length = None;
-    let mut items = 0;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for item in value.as_bytes().split(|&byte| byte == b',') {
-            let number = decimal(item.trim_ascii()).ok_or("Content-Length is not a number")?;
-            if length.is_some_and(|known| known != number) {
-                return Err("Content-Length values disagree");
-            }
-            length = Some(number);
-            items += 1;
-        }
-    }
+    let (length, items) = lengths(values(headers, &header::CONTENT_LENGTH))?;
     if items > 1
         && let Some(length) = length
     {
@@ -93,6 +93,32 @@ pub fn content_length(headers: &mut HeaderMap) -> Result<Option<u64>, &'static s
         }
     }
     Ok(length)
+}
+
+/// [`content_length`] of a message whose `Content-Length` values are `values`.
+pub fn content_length_of<'a>(
+    values: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Option<u64>, &'static str> {
+    lengths(values).map(|(length, _)| length)
+}
+
+/// The one length `values` give, and how many items gave it.
+fn lengths<'a>(
+    values: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<(Option<u64>, usize), &'static str> {
+    let mut length = None;
+    let mut items = 0;
+    for value in values {
+        for item in value.split(|&byte| byte == b',') {
+            let number = decimal(item.trim_ascii()).ok_or("Content-Length is not a number")?;
+            if length.is_some_and(|known| known != number) {
+                return Err("Content-Length values disagree");
+            }
+            length = Some(number);
+            items += 1;
+        }
+    }
+    Ok((length, items))
 }
 
 /// `1*DIGIT` as a number, `None` when empty, not all digits or too large.
@@ -108,9 +134,13 @@ pub fn decimal(text: &[u8]) -> Option<u64> {
 
 /// Whether the comma-separated list in `name`'s values holds `token`, in any case.
 pub fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|value| {
+    has_token_of(values(headers, name), token)
+}
+
+/// [`has_token`] among `values`.
+pub fn has_token_of<'a>(values: impl IntoIterator<Item = &'a [u8]>, token: &str) -> bool {
+    values.into_iter().any(|value| {
         value
-            .as_bytes()
             .split(|&byte| byte == b',')
             .any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
     })

@@ -42,6 +42,7 @@ use crate::framing::{
     BoxError, Framing, Piece, SendError, Sending, content_length, has_token, poll_piece,
     push_decimal, send_body, transfer_coding,
 };
+use crate::wire::WireFields;
 use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -386,14 +387,19 @@ fn parse_head(read: &mut BytesMut) -> Result<Option<Head>, Refusal> {
     // Room for what an application adds (a proxy's identity and forwarding fields, a
     // request id) without growing the map, which would hash every field again.
     let mut headers = HeaderMap::with_capacity(request.headers.len() + 8);
+    let mut hosts = (0, None);
     for field in request.headers.iter() {
         let name = HeaderName::from_bytes(field.name.as_bytes())
             .map_err(|_| Refusal::bad("a header field name is invalid"))?;
-        let value = HeaderValue::from_maybe_shared(bytes.slice_ref(field.value))
+        let value = bytes.slice_ref(field.value);
+        if name == header::HOST {
+            hosts = (hosts.0 + 1, Some(value.clone()));
+        }
+        let value = HeaderValue::from_maybe_shared(value)
             .map_err(|_| Refusal::bad("a header field value is invalid"))?;
         headers.append(name, value);
     }
-    host(version, &headers)?;
+    host(version, hosts)?;
     let framing = request_framing(version, &mut headers)?;
     let keep_alive = if version == Version::HTTP_11 {
         !has_token(&headers, &header::CONNECTION, "close")
@@ -417,24 +423,25 @@ fn parse_head(read: &mut BytesMut) -> Result<Option<Head>, Refusal> {
 /// An HTTP/1.1 request names its host exactly once, an HTTP/1.0 one at most once,
 /// and a host is `uri-host [":" port]` or empty (RFC 9112 §3.2): two hosts could be
 /// read one by the gateway (a DPoP proof's URI) and the other by an upstream.
-fn host(version: Version, headers: &HeaderMap) -> Result<(), Refusal> {
-    let mut hosts = headers.get_all(header::HOST).iter();
-    let first = hosts.next();
-    if hosts.next().is_some() {
+/// `hosts` counts the `Host` fields and holds the last one's value, which is read where
+/// it was received, without a copy.
+fn host(version: Version, hosts: (usize, Option<Bytes>)) -> Result<(), Refusal> {
+    let (count, last) = hosts;
+    if count > 1 {
         return Err(Refusal::bad("more than one Host"));
     }
-    let Some(host) = first else {
+    let Some(host) = last else {
         return if version == Version::HTTP_11 {
             Err(Refusal::bad("an HTTP/1.1 request without Host"))
         } else {
             Ok(())
         };
     };
-    let text = host.as_bytes();
+    let text = &host[..];
     let valid = text.is_empty()
         || (!text.contains(&b'@')
             && numeric_port(text)
-            && hyper::http::uri::Authority::try_from(text).is_ok());
+            && hyper::http::uri::Authority::from_maybe_shared(host.clone()).is_ok());
     if valid {
         Ok(())
     } else {
@@ -709,9 +716,11 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let (parts, mut body) = response.into_parts();
+    let (mut parts, mut body) = response.into_parts();
     let status = parts.status;
+    let wire = parts.extensions.remove::<WireFields>().unwrap_or_default();
     let headers = parts.headers;
+    let declared = declared_length(&headers).or(wire.length());
     if has_token(&headers, &header::CONNECTION, "close") {
         *keep = false;
     }
@@ -723,7 +732,7 @@ where
         Sending::Nothing
     } else if let Some(length) = body.size_hint().exact() {
         Sending::Length(length)
-    } else if let Some(length) = declared_length(&headers) {
+    } else if let Some(length) = declared {
         Sending::Length(length)
     } else if version == Version::HTTP_11 {
         Sending::Chunked
@@ -736,7 +745,7 @@ where
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
-    out.reserve(fields + 128);
+    out.reserve(fields + wire.as_bytes().len() + 128);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
@@ -754,11 +763,16 @@ where
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    let head_length = (head_method && !headers.contains_key(header::CONTENT_LENGTH))
-        .then(|| body.size_hint().exact())
-        .flatten();
-    // An answer to HEAD says the length a GET would have had, when the application's
-    // body knows it and no `Content-Length` was set.
+    out.extend_from_slice(wire.as_bytes());
+    // An answer to HEAD says the length a GET would have had: the one the application
+    // declared, else its body's when that is known.
+    let head_length = if headers.contains_key(header::CONTENT_LENGTH) {
+        None
+    } else if head_method {
+        wire.length().or_else(|| body.size_hint().exact())
+    } else {
+        wire.length()
+    };
     match (sending, head_length) {
         (Sending::Length(length), _) | (Sending::Nothing, Some(length)) => {
             out.extend_from_slice(b"content-length: ");
@@ -773,7 +787,7 @@ where
     } else if *keep && version == Version::HTTP_10 {
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
-    if !headers.contains_key(header::DATE) {
+    if !headers.contains_key(header::DATE) && !wire.has_date() {
         out.extend_from_slice(b"date: ");
         push_date(out);
         out.extend_from_slice(b"\r\n");

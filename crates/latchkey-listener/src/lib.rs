@@ -42,12 +42,14 @@ pub mod test_pki;
 #[cfg(test)]
 mod tests;
 mod tls;
+mod wire;
 
 pub use body::{BodyStalled, RequestBody, StallGuard};
 pub use h1::{BodyError, Http1Body, MAX_FIELDS, MAX_HEAD};
 
 use h1::{ReadSide, WriteSide};
 pub use tls::{Protocols, ServerTls, TlsError, TlsFiles};
+pub use wire::{WireFieldError, WireFields};
 
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::http2;
@@ -459,7 +461,11 @@ where
         let guard = activity.enter();
         let response = service.call(request.map(RequestBody::http2));
         async move {
-            let response = response.await?;
+            let mut response = response.await?;
+            // HTTP/2 carries every field in the map (`WireFields`' policy).
+            if let Some(fields) = response.extensions_mut().remove::<WireFields>() {
+                fields.add_to(response.headers_mut());
+            }
             Ok(response.map(|inner| CountedBody {
                 inner,
                 _guard: guard,

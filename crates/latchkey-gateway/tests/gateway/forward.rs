@@ -1,11 +1,14 @@
 //! Forwarding: identity and forwarding headers, streaming both ways, and the answers
 //! for upstreams that are down or slow and for paths with no route.
 
-use crate::support::{CHUNK, ChannelBody, DOWNLOAD_CHUNKS, TestGateway};
+use crate::support::{
+    CHUNK, ChannelBody, DOWNLOAD_CHUNKS, FakeServer, FakeUpstream, TestGateway, closed_port, routes,
+};
 use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn spoofed_identity_headers_are_stripped_and_replaced() {
@@ -304,4 +307,98 @@ async fn upstream_errors_pass_through_untouched() {
     let answer = gw.get("/public/x?status=418", None).await;
     assert_eq!(answer.status, StatusCode::IM_A_TEAPOT);
     assert_eq!(answer.json()["upstream"], "one");
+}
+
+/// An upstream that answers every request on a connection with `head` (and `body`,
+/// except to `HEAD`), exactly as given.
+async fn raw_upstream(head: &'static str, body: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut received = Vec::new();
+                let mut buffer = [0_u8; 4096];
+                while let Ok(read @ 1..) = stream.read(&mut buffer).await {
+                    received.extend_from_slice(&buffer[..read]);
+                    while let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head_method = received.starts_with(b"HEAD ");
+                        received.drain(..end + 4);
+                        let answer = if head_method {
+                            head.to_owned()
+                        } else {
+                            format!("{head}{body}")
+                        };
+                        if stream.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn an_answer_reaches_the_client_without_hop_by_hop_fields_or_the_upstreams_request_id() {
+    let head = "HTTP/1.1 200 OK\r\n\
+        Server: raw\r\n\
+        Connection: keep-alive, X-Private\r\n\
+        X-PRIVATE: secret\r\n\
+        Keep-Alive: timeout=5\r\n\
+        Proxy-Authenticate: Basic\r\n\
+        Upgrade: h2c\r\n\
+        X-Request-Id: upstream-chosen\r\n\
+        X-Kept: yes\r\n\
+        Set-Cookie: a=1\r\n\
+        Set-Cookie: b=2\r\n\
+        Content-Type: application/json\r\n\
+        Content-Length: 2\r\n\r\n";
+    let upstream = raw_upstream(head, "{}").await;
+    let routes = routes(&upstream, &closed_port().await);
+    let gw = TestGateway::start_with(
+        FakeServer::start().await,
+        FakeUpstream::start("unused").await,
+        &routes,
+    )
+    .await;
+    for method in [Method::GET, Method::GET, Method::HEAD] {
+        let sent_id = "client-chosen-1";
+        let answer = gw
+            .client
+            .call(
+                method.clone(),
+                &gw.at("/public/x"),
+                &[("x-request-id", sent_id)],
+                "",
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{method}");
+        for gone in [
+            "connection",
+            "x-private",
+            "keep-alive",
+            "proxy-authenticate",
+            "upgrade",
+        ] {
+            assert_eq!(answer.header(gone), None, "{method}: {gone}");
+        }
+        // Attack above, control here: every end-to-end field passes, repeated ones too.
+        assert_eq!(answer.header("server"), Some("raw"));
+        assert_eq!(answer.header("x-kept"), Some("yes"));
+        assert_eq!(answer.header("content-type"), Some("application/json"));
+        let cookies: Vec<_> = answer.headers.get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"], "{method}");
+        let ids: Vec<_> = answer.headers.get_all("x-request-id").iter().collect();
+        assert_eq!(ids, [sent_id], "{method}: the gateway's id, once");
+        assert_eq!(answer.header("content-length"), Some("2"), "{method}");
+        assert!(
+            answer.header("date").is_some(),
+            "{method}: the listener dates it"
+        );
+        let body = if method == Method::HEAD { "" } else { "{}" };
+        assert_eq!(answer.body, body, "{method}");
+    }
+    assert_eq!(gw.gateway.stats().forwarded, 3);
 }

@@ -21,7 +21,7 @@ const PUBLIC_ISSUER: &str = "https://auth.example.com";
 
 /// An upstream that answers with the `x-latchkey-*` headers and the `Host` it received.
 async fn upstream() -> u16 {
-    async fn echo(headers: HeaderMap) -> Json<Value> {
+    async fn echo(headers: HeaderMap) -> impl axum::response::IntoResponse {
         let mut seen: serde_json::Map<String, Value> = headers
             .iter()
             .filter(|(name, _)| name.as_str().starts_with("x-latchkey-"))
@@ -29,7 +29,12 @@ async fn upstream() -> u16 {
             .collect();
         let host = headers.get("host").and_then(|h| h.to_str().ok());
         seen.insert("host".to_owned(), json!(host));
-        Json(Value::Object(seen))
+        let fields = [
+            ("x-upstream", "echo"),
+            ("x-request-id", "upstream-chosen"),
+            ("proxy-authenticate", "Basic"),
+        ];
+        (fields, Json(Value::Object(seen)))
     }
     let app = axum::Router::new().route("/reports", get(echo));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -152,6 +157,19 @@ async fn a_gateway_follows_a_tls_server_by_https_and_serves_http2_and_http1() {
         // Path normalisation holds on both versions: an encoded slash is refused.
         let (status, _, body) = get_with(client, &format!("{edge}/reports%2Fx"), &jwt).await;
         assert_eq!(status, 400, "{body}");
+        // The answer's fields pass on over either version, but for the hop-by-hop
+        // ones and the upstream's request id, which the gateway's replaces.
+        let response = client.get(&url).bearer_auth(&jwt).send().await.unwrap();
+        let fields = response.headers();
+        assert_eq!(fields["x-upstream"], "echo", "{version:?}");
+        assert_eq!(fields["content-type"], "application/json", "{version:?}");
+        assert!(!fields.contains_key("proxy-authenticate"), "{version:?}");
+        let ids: Vec<_> = fields.get_all("x-request-id").iter().collect();
+        assert_eq!(ids.len(), 1, "{version:?}: {ids:?}");
+        assert_ne!(ids[0], "upstream-chosen", "{version:?}");
+        let length = response.content_length();
+        let body = response.bytes().await.unwrap();
+        assert_eq!(length, Some(body.len() as u64), "{version:?}");
         // No token, no entry.
         let response = client.get(&url).send().await.unwrap();
         assert_eq!(response.status().as_u16(), 401);
