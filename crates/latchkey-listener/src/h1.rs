@@ -718,9 +718,10 @@ where
 {
     let (mut parts, mut body) = response.into_parts();
     let status = parts.status;
-    let wire = parts.extensions.remove::<WireFields>().unwrap_or_default();
+    let passed = parts.extensions.remove::<WireFields>();
     let headers = parts.headers;
-    let declared = declared_length(&headers).or(wire.length());
+    let wire = passed.as_ref();
+    let declared = declared_length(&headers).or(wire.and_then(WireFields::length));
     if has_token(&headers, &header::CONNECTION, "close") {
         *keep = false;
     }
@@ -745,7 +746,7 @@ where
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
-    out.reserve(fields + wire.as_bytes().len() + 128);
+    out.reserve(fields + wire.map_or(0, |wire| wire.as_bytes().len()) + 128);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
@@ -763,15 +764,17 @@ where
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(wire.as_bytes());
+    if let Some(wire) = wire {
+        out.extend_from_slice(wire.as_bytes());
+    }
     // An answer to HEAD says the length a GET would have had: the one the application
-    // declared, else its body's when that is known.
-    let head_length = if headers.contains_key(header::CONTENT_LENGTH) {
-        None
-    } else if head_method {
-        wire.length().or_else(|| body.size_hint().exact())
-    } else {
-        wire.length()
+    // declared, else its body's when that is known. An answer passed through says
+    // only what it was given: its empty body tells nothing of the GET's.
+    let head_length = match wire {
+        _ if headers.contains_key(header::CONTENT_LENGTH) => None,
+        Some(wire) => wire.length(),
+        None if head_method => body.size_hint().exact(),
+        None => None,
     };
     match (sending, head_length) {
         (Sending::Length(length), _) | (Sending::Nothing, Some(length)) => {
@@ -787,7 +790,7 @@ where
     } else if *keep && version == Version::HTTP_10 {
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
-    if !headers.contains_key(header::DATE) && !wire.has_date() {
+    if !headers.contains_key(header::DATE) && !wire.is_some_and(WireFields::has_date) {
         out.extend_from_slice(b"date: ");
         push_date(out);
         out.extend_from_slice(b"\r\n");

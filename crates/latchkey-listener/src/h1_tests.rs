@@ -6,8 +6,8 @@
 
 use super::*;
 use http_body_util::{BodyExt, Full};
-use hyper::StatusCode;
 use hyper::body::Bytes;
+use hyper::{Method, StatusCode};
 use std::sync::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -54,6 +54,7 @@ async fn start() -> (SocketAddr, Arc<Seen>) {
                         response
                     }
                     "/stream" => Response::new(BodyExt::boxed(Unsized(vec!["two", "one "]))),
+                    "/passed" | "/passed-unsized" => passed(&target, &parts.method),
                     _ => match body.collect().await {
                         Ok(collected) => {
                             let bytes = collected.to_bytes();
@@ -75,6 +76,27 @@ async fn start() -> (SocketAddr, Arc<Seen>) {
     };
     tokio::spawn(listener.serve(make, std::future::pending(), None));
     (address, seen)
+}
+
+/// An answer whose fields come in wire form, as a proxy passes them on: with its
+/// length declared (`/passed`), or not (`/passed-unsized`: two frames, and to `HEAD`
+/// an empty body, as a proxy has nothing to stream).
+fn passed(target: &str, method: &Method) -> Response<TestBody> {
+    let mut fields = WireFields::default();
+    fields.push(b"X-Passed", b"yes").unwrap();
+    fields
+        .push(b"Date", b"Tue, 01 Dec 2026 00:00:00 GMT")
+        .unwrap();
+    let mut response = if target == "/passed" {
+        fields.set_length(Some(5));
+        Response::new(full("hello"))
+    } else if method == Method::HEAD {
+        Response::new(full(""))
+    } else {
+        Response::new(BodyExt::boxed(Unsized(vec!["lo", "hel"])))
+    };
+    response.extensions_mut().insert(fields);
+    response
 }
 
 fn full(bytes: impl Into<Bytes>) -> TestBody {
@@ -531,6 +553,65 @@ async fn a_refusal_names_the_rule_it_broke() {
         assert!(
             answer.ends_with(&format!("\r\n\r\n{reason}\n")),
             "{request:?}: {answer}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn fields_passed_through_are_written_as_given_and_the_listener_frames_the_answer() {
+    let (address, _) = start().await;
+    let ask = |method: &str, target: &str| {
+        format!("{method} {target} HTTP/1.1\r\nHost: x\r\n{CLOSE}\r\n").into_bytes()
+    };
+    let lines = |answer: &str| -> Vec<String> {
+        let (head, _) = answer.split_once("\r\n\r\n").unwrap();
+        head.lines()
+            .skip(1)
+            .map(|line| line.to_ascii_lowercase())
+            .collect()
+    };
+    for (method, target, framing, body) in [
+        ("GET", "/passed", Some("content-length: 5"), "hello"),
+        ("HEAD", "/passed", Some("content-length: 5"), ""),
+        (
+            "GET",
+            "/passed-unsized",
+            Some("transfer-encoding: chunked"),
+            "3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n",
+        ),
+        // Control for the attack on HEAD: a passed answer's empty body is not its length.
+        ("HEAD", "/passed-unsized", None, ""),
+    ] {
+        let (answer, closed) = exchange(address, &ask(method, target)).await;
+        assert!(
+            closed && answer.starts_with("HTTP/1.1 200 OK\r\n"),
+            "{answer}"
+        );
+        assert!(
+            answer.contains("\r\nX-Passed: yes\r\n"),
+            "as given: {answer}"
+        );
+        let lines = lines(&answer);
+        let dates = lines
+            .iter()
+            .filter(|line| line.starts_with("date:"))
+            .count();
+        assert_eq!(dates, 1, "the passed Date only: {answer}");
+        let framed: Vec<_> = lines
+            .iter()
+            .filter(|line| {
+                line.starts_with("content-length:") || line.starts_with("transfer-encoding:")
+            })
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            framed,
+            framing.into_iter().collect::<Vec<_>>(),
+            "{method} {target}: {answer}"
+        );
+        assert!(
+            answer.ends_with(&format!("\r\n\r\n{body}")),
+            "{method} {target}: {answer}"
         );
     }
 }
