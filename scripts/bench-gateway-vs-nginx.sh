@@ -26,6 +26,15 @@
 # one-token columns then give the cost of the rules at the gateway, in one run:
 #   POLICY=/tmp/bench-policy.json GEOIP=/tmp/bench-countries.mmdb scripts/bench-gateway-vs-nginx.sh
 #
+# BASE=PATH runs a second gateway, another build's binary, beside the first: pinned to
+# core 0 too, the same configuration on its own port, following the same server. Each
+# round then adds its one-token run right after the first gateway's, and the summary
+# gives both builds' ratios to nginx and to each other, from the same rounds. Round by
+# round ratios are printed too (median, lowest, highest): on a machine whose speed
+# drifts, they show how far one run's ratio of medians can be trusted. Throughput only
+# (not with CALLGRIND or STRACE).
+#   BASE=/tmp/latchkey-regression-guard/bin/base ROUNDS=9 DURATION=5 scripts/bench-gateway-vs-nginx.sh
+#
 # GATEWAY_SETTINGS='…' adds top-level lines to the gateway's TOML, say
 # 'metrics_enabled = false' to measure what metrics cost (run it with and without).
 #
@@ -55,6 +64,7 @@ connections="${CONNECTIONS:-32}"
 tokens="${TOKENS:-10000}"
 policy="${POLICY:+$(realpath "$POLICY")}"
 geoip="${GEOIP:+$(realpath "$GEOIP")}"
+base_bin="${BASE:+$(realpath "$BASE")}"
 # shellcheck source=scripts/bench-lib.sh
 . "$repo/scripts/bench-lib.sh"
 bench_require "$bin" nginx wrk taskset curl python3
@@ -75,6 +85,11 @@ gateway_port=$(free_port)
 bare_port=$(free_port)
 bare_bin="${BARE:-$repo/target/release/examples/bare_proxy}"
 [ -x "$bare_bin" ] || bare_bin=""
+base_port=$(free_port)
+if [ -n "$base_bin" ] && [ -n "${CALLGRIND:-}${STRACE:-}" ]; then
+  echo "BASE is for throughput runs, not with CALLGRIND or STRACE" >&2; exit 2
+fi
+[ -z "$base_bin" ] || bench_require "$base_bin"
 
 callgrind="${CALLGRIND:-}"
 # Under valgrind: the command, with its counters zeroed by callgrind_control later.
@@ -184,6 +199,13 @@ RUST_LOG=warn taskset -c 0 $(valgrind_for gateway) "$bin" gateway --config gatew
 pids+=($!)
 pid_gateway=$!
 wait_port "$gateway_port"
+if [ -n "$base_bin" ]; then
+  sed "s/^listen = .*/listen = \"127.0.0.1:$base_port\"/" gateway.toml > gateway-base.toml
+  RUST_LOG=warn taskset -c 0 "$base_bin" gateway --config gateway-base.toml 2> gateway-base.log &
+  pids+=($!)
+  pid_base=$!
+  wait_port "$base_port"
+fi
 if [ -n "$bare_bin" ]; then
   # shellcheck disable=SC2046
   taskset -c 0 $(valgrind_for bare) "$bare_bin" "127.0.0.1:$bare_port" "127.0.0.1:$upstream_port" &
@@ -348,13 +370,19 @@ load() {
 taskset -c 1 wrk -t1 -c 1 -d "$(( tokens / 2000 + 2 ))s" -s tokens.lua \
   "http://127.0.0.1:$gateway_port" >/dev/null
 
-printf '%-6s %16s %16s %16s %18s %16s %16s %16s\n' round nginx "nginx + JWT" "gw 1 token" \
-  "gw $tokens tok." "gw public" "${bare_bin:+bare hyper}" "${policy:+gw policy}"
-declare -a a b c d e f g
+printf '%-6s %16s %16s %16s %18s %16s %16s %16s %16s\n' round nginx "nginx + JWT" "gw 1 token" \
+  "gw $tokens tok." "gw public" "${bare_bin:+bare hyper}" "${policy:+gw policy}" \
+  "${base_bin:+base 1 token}"
+declare -a a b c d e f g h
+# last VALUES…: the last of them, or nothing.
+last() { [ "$#" -eq 0 ] || echo "${!#}"; }
 for round in $(seq 1 "$rounds"); do
   a+=("$(load "$pid_proxy" "http://127.0.0.1:$nginx_port/reports")")
   g+=("$(load "$pid_proxy" -H "Authorization: Bearer $jwt" "http://127.0.0.1:$nginx_port/reports")")
   b+=("$(load "$pid_gateway" -H "Authorization: Bearer $jwt" "http://127.0.0.1:$gateway_port/reports")")
+  if [ -n "$base_bin" ]; then
+    h+=("$(load "$pid_base" -H "Authorization: Bearer $jwt" "http://127.0.0.1:$base_port/reports")")
+  fi
   c+=("$(load "$pid_gateway" -s tokens.lua "http://127.0.0.1:$gateway_port")")
   d+=("$(load "$pid_gateway" "http://127.0.0.1:$gateway_port/public")")
   if [ -n "$bare_bin" ]; then
@@ -363,10 +391,11 @@ for round in $(seq 1 "$rounds"); do
   if [ -n "$policy_jwt" ]; then
     e+=("$(load "$pid_gateway" -H "Authorization: Bearer $policy_jwt" "http://127.0.0.1:$gateway_port/reports")")
   fi
-  printf '%-6s %16s %16s %16s %18s %16s %16s %16s\n' "$round" "${a[-1]}" "${g[-1]}" "${b[-1]}" \
-    "${c[-1]}" "${d[-1]}" "${f[@]: -1}" "${e[@]: -1}"
+  # One argument per column, empty where a workload is not run, so the columns line up.
+  printf '%-6s %16s %16s %16s %18s %16s %16s %16s %16s\n' "$round" "${a[-1]}" "${g[-1]}" "${b[-1]}" \
+    "${c[-1]}" "${d[-1]}" "$(last "${f[@]}")" "$(last "${e[@]}")" "$(last "${h[@]}")"
 done
-python3 - "${a[*]}" "${b[*]}" "${c[*]}" "${d[*]}" "${e[*]:-}" "${f[*]:-}" "${g[*]}" <<'EOF'
+python3 - "${a[*]}" "${b[*]}" "${c[*]}" "${d[*]}" "${e[*]:-}" "${f[*]:-}" "${g[*]}" "${h[*]:-}" <<'EOF'
 import statistics, sys
 def column(arg, part):
     return statistics.median(float(x.split("/")[part]) for x in arg.split())
@@ -377,8 +406,12 @@ ruled = column(sys.argv[5], 0) if sys.argv[5].strip() else None
 bare = column(sys.argv[6], 0) if sys.argv[6].strip() else None
 bare_cpu = column(sys.argv[6], 1) if bare else None
 same, same_cpu = column(sys.argv[7], 0), column(sys.argv[7], 1)
+base_arg = sys.argv[8].strip()
+base = column(base_arg, 0) if base_arg else None
 print(f"median {nginx:16.0f} {same:16.0f} {one:16.0f} {many:18.0f} {public:16.0f}"
-      + (f" {bare:16.0f}" if bare else "") + (f" {ruled:16.0f}" if ruled else ""))
+      + (f" {bare:16.0f}" if bare else f" {'':16}")
+      + (f" {ruled:16.0f}" if ruled else f" {'':16}")
+      + (f" {base:16.0f}" if base else ""))
 print("CPU µs per request, medians: "
       + ", ".join(f"{name} {value:.1f}" for name, value in
                   zip(["nginx", "gw one token", "gw many tokens", "gw public"], cpu))
@@ -393,6 +426,20 @@ print(f"gateway, many tokens / one token:    {many / one:.2f}  (target >= 0.70)"
       f"  by CPU per request: {cpu[1] / cpu[2]:.2f}")
 print(f"gateway, public route / nginx:       {public / nginx:.2f}"
       f"  by CPU per request: {cpu[0] / cpu[3]:.2f}")
+def rounds(numerators, denominators):
+    """Round by round ratios of requests/s: median, lowest, highest."""
+    ratios = [float(n.split("/")[0]) / float(d.split("/")[0])
+              for n, d in zip(numerators.split(), denominators.split())]
+    return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+print(f"round by round, one token / nginx:   {rounds(sys.argv[2], sys.argv[1])}")
+if base:
+    base_cpu = column(base_arg, 1)
+    print(f"base build, one token / nginx:       {base / nginx:.2f}"
+          f"  by CPU per request: {cpu[0] / base_cpu:.2f}")
+    print(f"round by round, base / nginx:        {rounds(base_arg, sys.argv[1])}")
+    print(f"gateway / base build, one token:     {one / base:.2f}"
+          f"  by CPU per request: {base_cpu / cpu[1]:.2f};"
+          f" round by round {rounds(sys.argv[2], base_arg)}")
 if bare:
     print(f"bare hyper proxy / nginx:            {bare / nginx:.2f}"
           f"  by CPU per request: {cpu[0] / bare_cpu:.2f}")
