@@ -140,6 +140,15 @@ async fn read_all(stream: &mut tokio::net::TcpStream) -> (String, bool) {
     }
 }
 
+/// Sends `request` on a new connection and checks that the listener refused it with
+/// `status` alone and closed the connection; gives what it answered.
+async fn refused(address: SocketAddr, request: &str, status: u16) -> String {
+    let (answer, closed) = exchange(address, request.as_bytes()).await;
+    assert_eq!(statuses(&answer), [status], "{request:?}: {answer}");
+    assert!(closed, "{request:?}: the connection stayed open");
+    answer
+}
+
 fn statuses(answer: &str) -> Vec<u16> {
     answer
         .match_indices("HTTP/1.1 ")
@@ -191,10 +200,8 @@ async fn a_length_given_two_ways_is_refused_and_nothing_behind_it_is_served() {
         "Content-Length: 5\r\nTransfer-Encoding: identity, chunked\r\n",
     ] {
         let request = format!("POST /a HTTP/1.1\r\nHost: x\r\n{framing}\r\n0\r\n\r\n{smuggled}");
-        let (answer, closed) = exchange(address, request.as_bytes()).await;
-        assert_eq!(statuses(&answer), [400], "{framing}: {answer}");
+        let answer = refused(address, &request, 400).await;
         assert!(answer.contains("connection: close\r\n"), "{answer}");
-        assert!(closed, "{framing}");
     }
     assert!(seen.all().is_empty(), "{:?}", seen.all());
     // Control: chunked alone is read by its chunks, and the request after it served.
@@ -226,9 +233,7 @@ async fn every_transfer_coding_but_chunked_alone_is_refused() {
     ];
     for (framing, status) in cases {
         let request = format!("POST /a HTTP/1.1\r\nHost: x\r\n{framing}\r\n0\r\n\r\n");
-        let (answer, closed) = exchange(address, request.as_bytes()).await;
-        assert_eq!(statuses(&answer), [status], "{framing}: {answer}");
-        assert!(closed, "{framing}");
+        refused(address, &request, status).await;
     }
     // HTTP/1.0 has no transfer codings at all.
     let request = "POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
@@ -262,9 +267,7 @@ async fn a_content_length_that_is_not_one_plain_number_is_refused() {
         "３",
     ] {
         let request = format!("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\nabc");
-        let (answer, closed) = exchange(address, request.as_bytes()).await;
-        assert_eq!(statuses(&answer), [400], "{length:?}: {answer}");
-        assert!(closed);
+        refused(address, &request, 400).await;
     }
     let twice = "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd";
     let (answer, _) = exchange(address, twice.as_bytes()).await;
@@ -300,11 +303,9 @@ async fn a_malformed_chunk_fails_the_body_and_closes_the_connection() {
         let request = format!(
             "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{chunks}{after}"
         );
-        let (answer, closed) = exchange(address, request.as_bytes()).await;
-        assert_eq!(statuses(&answer), [400], "{chunks:?}: {answer}");
+        let answer = refused(address, &request, 400).await;
         assert!(answer.contains("malformed request body"), "{answer}");
         assert!(answer.contains("connection: close\r\n"), "{answer}");
-        assert!(closed, "{chunks:?}");
     }
     assert!(
         seen.all()
@@ -331,9 +332,7 @@ async fn a_head_that_does_not_parse_is_a_400_and_reaches_no_application() {
         "GET /a\x7f HTTP/1.1\r\nHost: x\r\n\r\n",
         "GET http://[::1 HTTP/1.1\r\nHost: x\r\n\r\n",
     ] {
-        let (answer, closed) = exchange(address, request.as_bytes()).await;
-        assert_eq!(statuses(&answer), [400], "{request:?}: {answer}");
-        assert!(closed, "{request:?}");
+        refused(address, request, 400).await;
     }
     assert!(seen.all().is_empty(), "{:?}", seen.all());
     // Control: the same requests, well formed.
@@ -504,9 +503,7 @@ async fn a_request_names_its_host_once_and_as_a_host() {
         "GET /a HTTP/1.1\r\nHost: a:port\r\n\r\n",
         "GET /a HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n",
     ] {
-        let (answer, closed) = exchange(address, request.as_bytes()).await;
-        assert_eq!(statuses(&answer), [400], "{request:?}: {answer}");
-        assert!(closed, "{request:?}");
+        refused(address, request, 400).await;
     }
     assert!(seen.all().is_empty(), "{:?}", seen.all());
     // Controls: a name, a name and port, an address, empty; none at all over HTTP/1.0.
