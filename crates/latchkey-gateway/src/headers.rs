@@ -103,10 +103,10 @@ const HOP_BY_HOP_LENGTHS: u32 = {
     bits
 };
 
-/// Removes hop-by-hop headers, including those `Connection` names. One pass over the
+/// Removes a request's hop-by-hop headers, including those `Connection` names (an
+/// upstream's answer is filtered as it is read, by [`passed_back`]). One pass over the
 /// names finds them, marking which of [`HOP_BY_HOP`] are present; the map is searched
-/// only for those, and most requests and answers carry none or one (`Connection:
-/// keep-alive`). Only a name `Connection` lists beyond those, present in the map, is
+/// only for those, and most requests carry none or one (`Connection: keep-alive`). Only a name `Connection` lists beyond those, present in the map, is
 /// collected, so the common case allocates nothing.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let mut present = 0u16;
